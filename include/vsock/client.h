@@ -1,0 +1,169 @@
+/* Host-side operations: the seed's ExecPipe, OpenPortForward,
+ * WriteFileVsock, ReadFileVsock, ListFilesVsock and the exec variants, in C.
+ *
+ * Each operation takes an already-connected vsock_conn (ownership stays
+ * with the caller; the conn is spent after the call, since the protocol is
+ * one request per connection) and a struct vsock_call, the counterpart of
+ * Go's context.Context: a deadline and a cancel fd. When either fires, the
+ * connection is shut down (so the agent kills the command) and the call
+ * returns VSOCK_E_TIMEOUT or VSOCK_E_CANCELLED. The *_at() variants dial
+ * an address string first (default port 5000) and close it afterwards.
+ *
+ * Only the wire format is assumed: these calls work against the Go
+ * reference agent as well as ours. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <vsock/conn.h>
+#include <vsock/msg.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* One call's controls (in) and diagnostics (out). Zero-initialise, then set
+ * cancel_fd = -1 or use VSOCK_CALL_INIT. */
+struct vsock_call {
+        int64_t deadline_ns;    /* absolute CLOCK_MONOTONIC ns; 0 = none */
+        int cancel_fd;          /* readable = cancel; -1 = none */
+        /* out: the agent's own words when the call fails with
+         * VSOCK_E_FILE_REMOTE, VSOCK_E_PORT_FORWARD_REJECTED or
+         * VSOCK_E_REMOTE (truncated to fit, NUL-terminated). */
+        char remote_error[512];
+};
+#define VSOCK_CALL_INIT { .deadline_ns = 0, .cancel_fd = -1, .remote_error = "" }
+
+/* ---- exec -------------------------------------------------------------- */
+
+struct vsock_exec_result {
+        int64_t exit_code;      /* as sent: batch/stream ExecResult, pipe/tty Exit */
+        uint8_t *stdout_data;   /* batch only (malloc'd; may be NULL) */
+        size_t stdout_len;
+        uint8_t *stderr_data;   /* batch only */
+        size_t stderr_len;
+        char *error;            /* the response's error text, NULL if none */
+        int64_t duration_ns;    /* request sent -> result received */
+};
+void vsock_exec_result_clear(struct vsock_exec_result *r);
+
+/* Control channel for a running exec: signals and resizes from any thread
+ * or from a signal handler (both calls are async-signal-safe: they write a
+ * few bytes to an internal pipe that the exec call polls). */
+typedef struct vsock_exec_ctl vsock_exec_ctl;
+int vsock_exec_ctl_new(vsock_exec_ctl **ret);
+void vsock_exec_ctl_free(vsock_exec_ctl *ctl);
+int vsock_exec_ctl_signal(vsock_exec_ctl *ctl, int signo);
+int vsock_exec_ctl_resize(vsock_exec_ctl *ctl, uint16_t rows, uint16_t cols);
+
+enum vsock_stream_id { VSOCK_STREAM_STDOUT = 1, VSOCK_STREAM_STDERR = 2 };
+
+/* Where a streaming exec's input comes from and its output goes. */
+struct vsock_exec_io {
+        /* Output: on_output, if set, gets every chunk as it arrives; a
+         * negative return aborts the call with that code. Otherwise chunks
+         * are written to stdout_fd / stderr_fd (-1 = discard). */
+        int (*on_output)(void *userdata, enum vsock_stream_id stream, const uint8_t *data, size_t len);
+        int stdout_fd;
+        int stderr_fd;
+        /* Input (pipe and tty only): read_stdin, if set, is called when
+         * stdin_fd is readable (or, with stdin_fd < 0, whenever the
+         * connection can take more) and returns bytes, 0 for EOF, or a
+         * negative code. Otherwise stdin_fd is read directly. stdin_fd < 0
+         * and no callback: EOF is sent at once. */
+        ssize_t (*read_stdin)(void *userdata, void *buf, size_t n);
+        int stdin_fd;
+        /* Optional control channel for signals and resizes. */
+        vsock_exec_ctl *ctl;
+        void *userdata;
+};
+#define VSOCK_EXEC_IO_INIT { .stdout_fd = -1, .stderr_fd = -1, .stdin_fd = -1 }
+
+/* Batch exec (type 1): waits for the ExecResult and returns everything in
+ * @ret (set only on success). */
+int vsock_exec(vsock_conn *c, const struct vsock_exec_request *req, struct vsock_call *call,
+               struct vsock_exec_result *ret);
+
+/* Streaming exec (type 11): output delivered as it arrives; @ret gets the
+ * exit code and error of the final ExecResult. */
+int vsock_exec_stream(vsock_conn *c, const struct vsock_exec_request *req, const struct vsock_exec_io *io,
+                      struct vsock_call *call, struct vsock_exec_result *ret);
+
+/* Pipe exec (type 12, the seed's ExecPipe): like stream, plus stdin (sent
+ * as Stdin frames, EOF as an empty one) and signals; ends with Exit. */
+int vsock_exec_pipe(vsock_conn *c, const struct vsock_exec_request *req, const struct vsock_exec_io *io,
+                    struct vsock_call *call, struct vsock_exec_result *ret);
+
+/* TTY exec (type 9): req->rows/cols give the initial size; stdin, resizes
+ * and signals while it runs; output arrives as stdout; ends with Exit. */
+int vsock_exec_tty(vsock_conn *c, const struct vsock_exec_request *req, const struct vsock_exec_io *io,
+                   struct vsock_call *call, struct vsock_exec_result *ret);
+
+int vsock_exec_at(const char *addr, const struct vsock_exec_request *req, struct vsock_call *call,
+                  struct vsock_exec_result *ret);
+int vsock_exec_stream_at(const char *addr, const struct vsock_exec_request *req, const struct vsock_exec_io *io,
+                         struct vsock_call *call, struct vsock_exec_result *ret);
+int vsock_exec_pipe_at(const char *addr, const struct vsock_exec_request *req, const struct vsock_exec_io *io,
+                       struct vsock_call *call, struct vsock_exec_result *ret);
+int vsock_exec_tty_at(const char *addr, const struct vsock_exec_request *req, const struct vsock_exec_io *io,
+                      struct vsock_call *call, struct vsock_exec_result *ret);
+
+/* ---- port forwarding ---------------------------------------------------- */
+
+/* The seed's OpenPortForward: sends the request (host NULL = guest's
+ * 127.0.0.1), waits for Ready. On success @c is a raw byte stream to the
+ * guest's host:port. On rejection returns VSOCK_E_PORT_FORWARD_REJECTED
+ * with the guest's text in call->remote_error; any other frame is
+ * VSOCK_E_UNEXPECTED_PORT_FORWARD_MSG. */
+int vsock_open_port_forward(vsock_conn *c, const char *host, uint16_t port, struct vsock_call *call);
+
+/* Dial @addr and open a forward; *ret is the raw stream on success. */
+int vsock_open_port_forward_at(const char *addr, const char *host, uint16_t port, struct vsock_call *call,
+                               vsock_conn **ret);
+
+/* ---- files --------------------------------------------------------------- */
+
+/* Largest file the protocol's agents serve with read_file. */
+#define VSOCK_READ_FILE_MAX (16u * 1024 * 1024)
+
+struct vsock_file_entry {
+        char *name;
+        int64_t size;
+        uint32_t go_mode;       /* raw os.FileMode bits from the wire */
+        mode_t mode;            /* converted: S_IFDIR|0755 etc. */
+        bool is_dir;
+};
+void vsock_file_entries_free(struct vsock_file_entry *e, size_t n);
+
+/* The seed's WriteFileVsock. @mode is a permission/mode_t value (0 = the
+ * agent's default 0644); it is converted to os.FileMode bits. */
+int vsock_write_file(vsock_conn *c, const char *path, const void *data, size_t len, mode_t mode,
+                     struct vsock_call *call);
+/* The seed's ReadFileVsock: *ret_data is malloc'd (NULL when empty). */
+int vsock_read_file(vsock_conn *c, const char *path, struct vsock_call *call, uint8_t **ret_data,
+                    size_t *ret_len);
+/* The seed's ListFilesVsock: entries in the agent's order. */
+int vsock_list_files(vsock_conn *c, const char *path, struct vsock_call *call, struct vsock_file_entry **ret,
+                     size_t *ret_n);
+
+int vsock_write_file_at(const char *addr, const char *path, const void *data, size_t len, mode_t mode,
+                        struct vsock_call *call);
+int vsock_read_file_at(const char *addr, const char *path, struct vsock_call *call, uint8_t **ret_data,
+                       size_t *ret_len);
+int vsock_list_files_at(const char *addr, const char *path, struct vsock_call *call,
+                        struct vsock_file_entry **ret, size_t *ret_n);
+
+/* ---- readiness ----------------------------------------------------------- */
+
+/* Connect to @addr (default port 5002) until a connection is accepted or
+ * call's deadline passes (VSOCK_E_TIMEOUT), retrying at short, growing
+ * intervals (1 ms doubling up to 100 ms). For vsock-mux, a refused CONNECT
+ * counts as "not ready yet". */
+int vsock_wait_ready(const char *addr, struct vsock_call *call);
+
+#ifdef __cplusplus
+}
+#endif

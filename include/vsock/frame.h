@@ -1,0 +1,80 @@
+/* Framing: 1-byte type, 4-byte big-endian payload length, payload.
+ *
+ * Writers send header and payload in one writev(2), so concurrent writers
+ * of whole frames never interleave. Readers check the announced length
+ * against a limit before allocating anything. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include <vsock/conn.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define VSOCK_FRAME_HEADER_SIZE 5
+#define VSOCK_MAX_PAYLOAD_DEFAULT (64u * 1024 * 1024)
+
+/* Encode a frame header into @hdr. */
+void vsock_frame_header(uint8_t hdr[VSOCK_FRAME_HEADER_SIZE], uint8_t type, uint32_t len);
+
+/* The seed's WriteMessage / SendMessage. Errors: VSOCK_E_WRITE_HEADER if
+ * not even the header went out, VSOCK_E_WRITE_REQUEST if the payload was
+ * cut short, -EMSGSIZE (VSOCK_E_FRAME_TOO_LARGE) for len > UINT32_MAX. */
+int vsock_write_message(vsock_conn *c, uint8_t type, const void *data, size_t len);
+
+/* Same, with the payload gathered from @iov (still one writev). */
+int vsock_write_messagev(vsock_conn *c, uint8_t type, const struct iovec *iov, int iovcnt);
+
+/* The seed's ReadMessage. Allocates the payload (NUL-terminated for
+ * convenience, not counted in *ret_len; NULL when the length is 0) after
+ * checking the length against vsock_conn_max_payload(). Errors:
+ * VSOCK_E_READ_RESPONSE_HEADER (EOF or error in the header; errno EPIPE
+ * for a clean EOF before any byte, so callers can tell "closed"),
+ * VSOCK_E_FRAME_TOO_LARGE (errno EMSGSIZE; nothing allocated, the stream
+ * is then out of sync and must be closed), VSOCK_E_READ_RESPONSE_DATA. */
+int vsock_read_message(vsock_conn *c, uint8_t *ret_type, uint8_t **ret_data, uint32_t *ret_len);
+
+/* Like vsock_read_message but reads the payload into @buf of @size bytes
+ * (no allocation); a payload larger than @size is VSOCK_E_FRAME_TOO_LARGE. */
+int vsock_read_message_into(vsock_conn *c, uint8_t *ret_type, void *buf, size_t size, uint32_t *ret_len);
+
+/* ---- incremental decoder for event loops ------------------------------
+ *
+ * Feed bytes as they arrive; frames come out whole. The decoder buffers at
+ * most one frame's payload and never allocates more than the announced
+ * length, which is checked against @max_payload first. */
+
+typedef struct vsock_decoder vsock_decoder;
+
+int vsock_decoder_new(uint32_t max_payload, vsock_decoder **ret);
+void vsock_decoder_free(vsock_decoder *d);
+
+/* Consume bytes from @data. Returns 1 when a frame is complete (stop
+ * feeding, take it with vsock_decoder_frame), 0 when all @n bytes were
+ * consumed without completing one, or VSOCK_E_FRAME_TOO_LARGE. *ret_used
+ * says how many bytes were consumed in every case. */
+int vsock_decoder_feed(vsock_decoder *d, const void *data, size_t n, size_t *ret_used);
+
+/* The completed frame. The payload stays owned by the decoder and is valid
+ * until the next feed or reset. */
+void vsock_decoder_frame(const vsock_decoder *d, uint8_t *ret_type, const uint8_t **ret_data, uint32_t *ret_len);
+
+/* Take ownership of the completed frame's payload (malloc'd,
+ * NUL-terminated; NULL for length 0). */
+uint8_t *vsock_decoder_take_payload(vsock_decoder *d);
+
+/* True between a header byte arriving and its frame completing: tells a
+ * clean EOF (false) from a truncated frame (true). */
+bool vsock_decoder_partial(const vsock_decoder *d);
+
+/* Ready for the next frame; drops any completed payload. */
+void vsock_decoder_reset(vsock_decoder *d);
+
+#ifdef __cplusplus
+}
+#endif
