@@ -1,0 +1,33 @@
+/* Resolving the "user" field of exec requests without NSS: "uid",
+ * "uid:gid", "name" or "name:group", looked up in the guest's own
+ * /etc/passwd and /etc/group. Resolution happens in the agent before fork
+ * (it allocates); the child only calls user_switch_child(), which is
+ * async-signal-safe. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+struct user_spec {
+        uid_t uid;
+        gid_t gid;
+        gid_t *groups;          /* supplementary groups (includes gid) */
+        size_t n_groups;
+        char *name;             /* for USER/LOGNAME; numeric uid if unknown */
+        char *home;             /* for HOME; "/" if unknown */
+        char *shell;
+};
+
+/* Resolve @spec. @passwd_path/@group_path default to /etc/passwd and
+ * /etc/group when NULL (tests pass their own). On failure returns a
+ * negative errno and sets *ret_error to a malloc'd message such as
+ * "unknown user \"bob\"". */
+int user_resolve(const char *spec, const char *passwd_path, const char *group_path, struct user_spec *ret,
+                 char **ret_error);
+
+void user_spec_clear(struct user_spec *u);
+
+/* In the child, after fork: setgroups, setgid, setuid (in that order).
+ * Returns 0 or -errno. Async-signal-safe. */
+int user_switch_child(const struct user_spec *u);
