@@ -12,8 +12,10 @@ struct sandbox;
 int sandbox_new(struct sandbox **ret);
 void sandbox_free(struct sandbox *s);
 
-/* In the child, after fork and after the user switch, just before exec:
- * drops bounding capabilities (needs CAP_SETPCAP; skipped quietly when the
- * agent is not privileged enough to hold them anyway), sets no_new_privs,
- * installs the filter. Returns 0 or -errno. Async-signal-safe. */
+/* In the child, after fork and *before* user_switch_child() (dropping
+ * bounding capabilities needs CAP_SETPCAP, which a switch to a non-root
+ * user loses; the filter never blocks setuid/setgroups): drops bounding
+ * capabilities (skipped quietly when the agent does not hold CAP_SETPCAP),
+ * sets no_new_privs, installs the filter. Returns 0 or -errno.
+ * Async-signal-safe. */
 int sandbox_apply_child(const struct sandbox *s);
