@@ -102,27 +102,32 @@ ssize_t io_read_full(int fd, void *buf, size_t n, int64_t deadline_ns, int cance
         return (ssize_t) done;
 }
 
-int io_writev_all(int fd, struct iovec *iov, int iovcnt, int64_t deadline_ns, int cancel_fd) {
+int io_writev_all_n(int fd, struct iovec *iov, int iovcnt, int64_t deadline_ns, int cancel_fd, size_t *ret_done) {
+        size_t done = 0;
+        int r = 0;
         while (iovcnt > 0) {
                 if (iov->iov_len == 0) {
                         iov++, iovcnt--;
                         continue;
                 }
                 if (deadline_ns > 0 || cancel_fd >= 0) {
-                        int r = io_wait(fd, POLLOUT, deadline_ns, cancel_fd);
+                        r = io_wait(fd, POLLOUT, deadline_ns, cancel_fd);
                         if (r < 0)
-                                return r;
+                                break;
                 }
-                ssize_t r = io_writev_once(fd, iov, iovcnt);
-                if (r == -EAGAIN) {
-                        int w = io_wait(fd, POLLOUT, deadline_ns, cancel_fd);
-                        if (w < 0)
-                                return w;
+                ssize_t n = io_writev_once(fd, iov, iovcnt);
+                if (n == -EAGAIN) {
+                        r = io_wait(fd, POLLOUT, deadline_ns, cancel_fd);
+                        if (r < 0)
+                                break;
                         continue;
                 }
-                if (r < 0)
-                        return (int) r;
-                size_t left = (size_t) r;
+                if (n < 0) {
+                        r = (int) n;
+                        break;
+                }
+                done += (size_t) n;
+                size_t left = (size_t) n;
                 while (iovcnt > 0 && left >= iov->iov_len) {
                         left -= iov->iov_len;
                         iov++, iovcnt--;
@@ -132,12 +137,28 @@ int io_writev_all(int fd, struct iovec *iov, int iovcnt, int64_t deadline_ns, in
                         iov->iov_len -= left;
                 }
         }
-        return 0;
+        if (ret_done)
+                *ret_done = done;
+        return r < 0 ? r : 0;
+}
+
+int io_writev_all(int fd, struct iovec *iov, int iovcnt, int64_t deadline_ns, int cancel_fd) {
+        return io_writev_all_n(fd, iov, iovcnt, deadline_ns, cancel_fd, NULL);
 }
 
 int io_write_all(int fd, const void *buf, size_t n, int64_t deadline_ns, int cancel_fd) {
         struct iovec iov = { .iov_base = (void *) buf, .iov_len = n };
         return io_writev_all(fd, &iov, 1, deadline_ns, cancel_fd);
+}
+
+int io_accept(int fd, struct sockaddr *sa, socklen_t *salen, int flags) {
+        for (;;) {
+                int r = accept4(fd, sa, salen, flags);
+                if (r >= 0)
+                        return r;
+                if (errno != EINTR)
+                        return -errno;
+        }
 }
 
 int fd_set_nonblock(int fd, int on) {

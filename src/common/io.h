@@ -4,6 +4,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 
@@ -31,10 +32,18 @@ ssize_t io_read_full(int fd, void *buf, size_t n, int64_t deadline_ns, int cance
  * negative errno. */
 int io_writev_all(int fd, struct iovec *iov, int iovcnt, int64_t deadline_ns, int cancel_fd);
 int io_write_all(int fd, const void *buf, size_t n, int64_t deadline_ns, int cancel_fd);
+/* Same as io_writev_all, but also reports how many bytes went out before
+ * success or failure (@ret_done may be NULL), so a caller can tell "nothing
+ * sent" from "cut short". */
+int io_writev_all_n(int fd, struct iovec *iov, int iovcnt, int64_t deadline_ns, int cancel_fd, size_t *ret_done);
 
 /* One non-blocking write attempt that never raises SIGPIPE. Returns bytes
  * written, or a negative errno (-EAGAIN included). EINTR is retried. */
 ssize_t io_writev_once(int fd, const struct iovec *iov, int iovcnt);
 ssize_t io_read_once(int fd, void *buf, size_t n);
+
+/* accept4(2) with EINTR retried. Returns the new fd or a negative errno
+ * (-EAGAIN when nothing is pending on a non-blocking listener). */
+int io_accept(int fd, struct sockaddr *sa, socklen_t *salen, int flags);
 
 int fd_set_nonblock(int fd, int on);

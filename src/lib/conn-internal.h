@@ -1,0 +1,56 @@
+/* Library-internal view of connections and listeners, shared by conn.c,
+ * mux.c and frame.c. Nothing outside src/lib/ (and its tests) should need
+ * this: the public types stay opaque. */
+#pragma once
+
+#include <pthread.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/un.h>
+
+#include "vsock/addr.h"
+#include "vsock/conn.h"
+
+struct vsock_conn {
+        int fd;
+        int cancel_fd;                  /* not owned; -1 = none */
+        int64_t read_deadline_ns;       /* 0 = none */
+        int64_t write_deadline_ns;
+        uint32_t max_payload;
+        struct vsock_addr local;
+        struct vsock_addr remote;
+        struct vsock_peer peer;
+        /* A stream socket write of a large frame may go out in several
+         * sendmsg() calls (the fd is non-blocking, and the kernel drops the
+         * socket lock while waiting for buffer space), so two writers could
+         * interleave. The lock makes whole-frame writes atomic per conn, as
+         * Go's fd mutex does for net.Conn.Write. Reads get the same so a
+         * frame's header and payload are read by one caller. */
+        pthread_mutex_t write_lock;
+        pthread_mutex_t read_lock;
+};
+
+struct vsock_listener {
+        int fd;
+        struct vsock_addr addr;         /* as bound (real port for port 0 / PORT_ANY) */
+        bool unlink_on_close;           /* unix socket file we created */
+        dev_t dev;                      /* ... identified by inode, so we never */
+        ino_t ino;                      /*     unlink a successor's socket */
+};
+
+/* Wrap a connected, non-blocking CLOEXEC fd. Takes ownership on success.
+ * @remote may be NULL (then getpeername decides); @peer may be NULL. */
+int conn_new(int fd, const struct vsock_addr *remote, const struct vsock_peer *peer, vsock_conn **ret);
+
+/* Convert between struct vsock_addr and kernel socket addresses.
+ * addr_to_sockaddr handles VSOCK and UNIX/MUX paths ('@' = abstract);
+ * TCP goes through getaddrinfo instead. */
+int addr_to_sockaddr(const struct vsock_addr *a, struct sockaddr_storage *ret, socklen_t *ret_len);
+int addr_from_sockaddr(const struct sockaddr *sa, socklen_t len, struct vsock_addr *ret);
+
+/* The hybrid-vsock handshake on a freshly connected unix socket (mux.c):
+ * sends "CONNECT <port>\n", waits for "OK <n>\n" until @deadline_ns.
+ * Reads the reply one byte at a time so no protocol byte after the '\n' is
+ * consumed. @ret_host_port (may be NULL) gets n when it fits 32 bits. */
+int mux_handshake(int fd, uint32_t port, int64_t deadline_ns, int cancel_fd, uint32_t *ret_host_port);

@@ -1,0 +1,376 @@
+/* The incremental decoder. Linked with -Wl,--wrap=malloc,calloc,realloc
+ * (see tests/meson.build) to count what the decoder allocates. */
+#include <errno.h>
+#include <jansson.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "vsock/error.h"
+#include "vsock/frame.h"
+
+void *__real_malloc(size_t n);
+void *__real_calloc(size_t n, size_t m);
+void *__real_realloc(void *p, size_t n);
+void *__wrap_malloc(size_t n);
+void *__wrap_calloc(size_t n, size_t m);
+void *__wrap_realloc(void *p, size_t n);
+
+static atomic_size_t alloc_calls;
+static atomic_size_t alloc_last;
+
+void *__wrap_malloc(size_t n) {
+        atomic_fetch_add(&alloc_calls, 1);
+        atomic_store(&alloc_last, n);
+        return __real_malloc(n);
+}
+
+void *__wrap_calloc(size_t n, size_t m) {
+        atomic_fetch_add(&alloc_calls, 1);
+        atomic_store(&alloc_last, n * m);
+        return __real_calloc(n, m);
+}
+
+void *__wrap_realloc(void *p, size_t n) {
+        atomic_fetch_add(&alloc_calls, 1);
+        atomic_store(&alloc_last, n);
+        return __real_realloc(p, n);
+}
+
+static size_t put_frame(uint8_t *out, uint8_t type, const void *data, uint32_t len) {
+        vsock_frame_header(out, type, len);
+        if (len)
+                memcpy(out + 5, data, len);
+        return 5 + (size_t) len;
+}
+
+static void test_byte_by_byte(void **state) {
+        vsock_decoder *d;
+        assert_int_equal(vsock_decoder_new(1024, &d), 0);
+        assert_false(vsock_decoder_partial(d));
+
+        uint8_t stream[64];
+        size_t n = put_frame(stream, 3, "hello", 5);
+        n += put_frame(stream + n, 6, NULL, 0);
+        n += put_frame(stream + n, 4, "x", 1);
+
+        static const struct {
+                uint8_t type;
+                const char *data;
+                uint32_t len;
+        } want[] = { { 3, "hello", 5 }, { 6, NULL, 0 }, { 4, "x", 1 } };
+
+        size_t i = 0, frames = 0;
+        for (; i < n; i++) {
+                size_t used = 99;
+                int r = vsock_decoder_feed(d, stream + i, 1, &used);
+                assert_true(r == 0 || r == 1);
+                assert_int_equal(used, 1);
+                if (r == 0) {
+                        assert_true(vsock_decoder_partial(d));
+                        continue;
+                }
+                assert_false(vsock_decoder_partial(d));
+                uint8_t type;
+                const uint8_t *data;
+                uint32_t len;
+                vsock_decoder_frame(d, &type, &data, &len);
+                assert_int_equal(type, want[frames].type);
+                assert_int_equal(len, want[frames].len);
+                if (len) {
+                        assert_memory_equal(data, want[frames].data, len);
+                        assert_int_equal(data[len], 0);
+                } else
+                        assert_null(data);
+                frames++;
+        }
+        assert_int_equal(frames, 3);
+        assert_false(vsock_decoder_partial(d));
+        vsock_decoder_free(d);
+}
+
+static void test_many_in_one_buffer(void **state) {
+        vsock_decoder *d;
+        assert_int_equal(vsock_decoder_new(1 << 20, &d), 0);
+
+        uint8_t *stream = malloc(200 * (5 + 300));
+        size_t n = 0;
+        for (int k = 0; k < 200; k++) {
+                uint8_t payload[300];
+                memset(payload, k, sizeof payload);
+                n += put_frame(stream + n, (uint8_t) k, payload, (uint32_t) (k % 7) * 40);
+        }
+
+        size_t off = 0;
+        int k = 0;
+        while (off < n) {
+                size_t used;
+                int r = vsock_decoder_feed(d, stream + off, n - off, &used);
+                off += used;
+                if (r == 0)
+                        break;
+                assert_int_equal(r, 1);
+                uint8_t type;
+                const uint8_t *data;
+                uint32_t len;
+                vsock_decoder_frame(d, &type, &data, &len);
+                assert_int_equal(type, k);
+                assert_int_equal(len, (k % 7) * 40);
+                for (uint32_t j = 0; j < len; j++)
+                        assert_int_equal(data[j], k);
+                /* A completed frame stops consumption right at its end. */
+                k++;
+        }
+        assert_int_equal(k, 200);
+        assert_int_equal(off, n);
+        assert_false(vsock_decoder_partial(d));
+        free(stream);
+        vsock_decoder_free(d);
+}
+
+static void test_random_splits(void **state) {
+        vsock_decoder *d;
+        assert_int_equal(vsock_decoder_new(5000, &d), 0);
+        unsigned seed = 12345;
+        uint8_t *stream = malloc(100 * (5 + 5000));
+        uint32_t lens[100];
+        size_t n = 0;
+        for (int k = 0; k < 100; k++) {
+                lens[k] = (uint32_t) (rand_r(&seed) % 5001);
+                uint8_t *p = stream + n + 5;
+                for (uint32_t j = 0; j < lens[k]; j++)
+                        p[j] = (uint8_t) (k + j);
+                vsock_frame_header(stream + n, (uint8_t) k, lens[k]);
+                n += 5 + lens[k];
+        }
+        size_t off = 0;
+        int k = 0;
+        while (off < n) {
+                size_t chunk = 1 + (size_t) (rand_r(&seed) % 700);
+                if (chunk > n - off)
+                        chunk = n - off;
+                size_t used;
+                int r = vsock_decoder_feed(d, stream + off, chunk, &used);
+                assert_true(used <= chunk);
+                off += used;
+                if (r == 1) {
+                        uint8_t type;
+                        const uint8_t *data;
+                        uint32_t len;
+                        vsock_decoder_frame(d, &type, &data, &len);
+                        assert_int_equal(type, k);
+                        assert_int_equal(len, lens[k]);
+                        for (uint32_t j = 0; j < len; j++)
+                                if (data[j] != (uint8_t) (k + j))
+                                        fail_msg("frame %d byte %u", k, j);
+                        k++;
+                } else {
+                        assert_int_equal(r, 0);
+                        assert_int_equal(used, chunk);
+                }
+        }
+        assert_int_equal(k, 100);
+        free(stream);
+        vsock_decoder_free(d);
+}
+
+static void test_oversize_before_alloc(void **state) {
+        vsock_decoder *d;
+        assert_int_equal(vsock_decoder_new(100, &d), 0);
+
+        uint8_t h[5 + 100];
+        vsock_frame_header(h, 1, 0xFFFFFFFF);
+        size_t used;
+        atomic_store(&alloc_calls, 0);
+        int r = vsock_decoder_feed(d, h, 5, &used);
+        assert_int_equal(r, VSOCK_ERR(VSOCK_E_FRAME_TOO_LARGE, EMSGSIZE));
+        assert_int_equal(used, 5);
+        assert_int_equal(atomic_load(&alloc_calls), 0);
+        /* The stream is out of sync: it stays refused until reset. */
+        r = vsock_decoder_feed(d, "abc", 3, &used);
+        assert_int_equal(r, VSOCK_ERR(VSOCK_E_FRAME_TOO_LARGE, EMSGSIZE));
+        assert_int_equal(used, 0);
+
+        /* max + 1, with the header in pieces. */
+        vsock_decoder_reset(d);
+        vsock_frame_header(h, 1, 101);
+        atomic_store(&alloc_calls, 0);
+        assert_int_equal(vsock_decoder_feed(d, h, 2, &used), 0);
+        assert_int_equal(vsock_decoder_feed(d, h + 2, 3, &used), VSOCK_ERR(VSOCK_E_FRAME_TOO_LARGE, EMSGSIZE));
+        assert_int_equal(atomic_load(&alloc_calls), 0);
+
+        /* Exactly max: one allocation of max + 1 (the NUL). */
+        vsock_decoder_reset(d);
+        vsock_frame_header(h, 1, 100);
+        memset(h + 5, 'z', 100);
+        atomic_store(&alloc_calls, 0);
+        assert_int_equal(vsock_decoder_feed(d, h, sizeof h, &used), 1);
+        assert_int_equal(used, sizeof h);
+        assert_int_equal(atomic_load(&alloc_calls), 1);
+        assert_int_equal(atomic_load(&alloc_last), 101);
+        vsock_decoder_free(d);
+}
+
+static void test_single_allocation(void **state) {
+        vsock_decoder *d;
+        assert_int_equal(vsock_decoder_new(1 << 20, &d), 0);
+        uint32_t len = 100000;
+        uint8_t h[5];
+        vsock_frame_header(h, 2, len);
+        uint8_t *payload = malloc(len);
+        memset(payload, 'q', len);
+
+        size_t used;
+        atomic_store(&alloc_calls, 0);
+        for (int i = 0; i < 5; i++)
+                assert_int_equal(vsock_decoder_feed(d, h + i, 1, &used), 0);
+        /* Payload one byte at a time: the buffer is never regrown. */
+        for (uint32_t i = 0; i < len; i++) {
+                int r = vsock_decoder_feed(d, payload + i, 1, &used);
+                assert_int_equal(r, i + 1 == len ? 1 : 0);
+        }
+        assert_int_equal(atomic_load(&alloc_calls), 1);
+        assert_int_equal(atomic_load(&alloc_last), (size_t) len + 1);
+        free(payload);
+        vsock_decoder_free(d);
+}
+
+static void test_take_and_reset(void **state) {
+        vsock_decoder *d;
+        assert_int_equal(vsock_decoder_new(64, &d), 0);
+        uint8_t buf[64];
+        size_t n = put_frame(buf, 7, "abc", 3);
+        size_t used;
+
+        /* Nothing completed yet: no frame, no payload to take. */
+        assert_null(vsock_decoder_take_payload(d));
+        uint8_t type = 9;
+        const uint8_t *data = (const uint8_t *) "junk";
+        uint32_t len = 9;
+        vsock_decoder_frame(d, &type, &data, &len);
+        assert_null(data);
+        assert_int_equal(len, 0);
+
+        assert_int_equal(vsock_decoder_feed(d, buf, n, &used), 1);
+        uint8_t *p = vsock_decoder_take_payload(d);
+        assert_non_null(p);
+        assert_string_equal((char *) p, "abc");
+        free(p);
+        /* Taken: the decoder no longer owns it (a second take is NULL). */
+        assert_null(vsock_decoder_take_payload(d));
+
+        /* Feeding after a completed frame starts a new one implicitly. */
+        n = put_frame(buf, 8, "de", 2);
+        assert_int_equal(vsock_decoder_feed(d, buf, 3, &used), 0);
+        assert_true(vsock_decoder_partial(d));
+        /* Explicit reset drops the partial frame. */
+        vsock_decoder_reset(d);
+        assert_false(vsock_decoder_partial(d));
+        assert_int_equal(vsock_decoder_feed(d, buf, n, &used), 1);
+        vsock_decoder_frame(d, &type, &data, &len);
+        assert_int_equal(type, 8);
+        assert_memory_equal(data, "de", 2);
+
+        /* Zero-length: NULL payload. */
+        n = put_frame(buf, 6, NULL, 0);
+        assert_int_equal(vsock_decoder_feed(d, buf, n, &used), 1);
+        assert_null(vsock_decoder_take_payload(d));
+
+        /* An empty feed is harmless. */
+        vsock_decoder_reset(d);
+        assert_int_equal(vsock_decoder_feed(d, NULL, 0, &used), 0);
+        assert_int_equal(used, 0);
+        assert_false(vsock_decoder_partial(d));
+
+        /* Reset of a completed frame frees the payload (ASan/valgrind check). */
+        n = put_frame(buf, 1, "xyz", 3);
+        assert_int_equal(vsock_decoder_feed(d, buf, n, &used), 1);
+        vsock_decoder_reset(d);
+        vsock_decoder_free(d);
+        vsock_decoder_free(NULL);
+}
+
+static int unhex(const char *s, uint8_t **ret, size_t *ret_n) {
+        size_t n = strlen(s);
+        uint8_t *b = malloc(n / 2 + 1);
+        for (size_t i = 0; i < n / 2; i++) {
+                unsigned v;
+                if (sscanf(s + 2 * i, "%2x", &v) != 1) {
+                        free(b);
+                        return -1;
+                }
+                b[i] = (uint8_t) v;
+        }
+        *ret = b;
+        *ret_n = n / 2;
+        return 0;
+}
+
+static void test_golden_frames(void **state) {
+        const char *path = getenv("VECTORS");
+        if (!path) {
+                print_message("VECTORS not set, skipping\n");
+                skip();
+        }
+        FILE *f = fopen(path, "re");
+        assert_non_null(f);
+        vsock_decoder *d;
+        assert_int_equal(vsock_decoder_new(VSOCK_MAX_PAYLOAD_DEFAULT, &d), 0);
+        char *line = NULL;
+        size_t cap = 0;
+        int seen = 0;
+        while (getline(&line, &cap, f) > 0) {
+                json_t *v = json_loads(line, 0, NULL);
+                assert_non_null(v);
+                json_t *hex = json_object_get(v, "frame_hex");
+                json_t *mt = json_object_get(v, "msg_type");
+                if (json_is_string(hex) && json_is_integer(mt)) {
+                        uint8_t *frame = NULL;
+                        size_t n = 0, used;
+                        assert_int_equal(unhex(json_string_value(hex), &frame, &n), 0);
+                        /* Split in two at every third vector's midpoint. */
+                        size_t cut = seen % 3 == 0 ? n / 2 : n;
+                        int r = vsock_decoder_feed(d, frame, cut, &used);
+                        if (cut < n) {
+                                assert_int_equal(r, 0);
+                                r = vsock_decoder_feed(d, frame + cut, n - cut, &used);
+                        }
+                        assert_int_equal(r, 1);
+                        uint8_t type;
+                        const uint8_t *data;
+                        uint32_t len;
+                        vsock_decoder_frame(d, &type, &data, &len);
+                        assert_int_equal(type, json_integer_value(mt));
+                        assert_int_equal(len, n - 5);
+                        if (len)
+                                assert_memory_equal(data, frame + 5, len);
+                        free(frame);
+                        seen++;
+                }
+                json_decref(v);
+        }
+        free(line);
+        fclose(f);
+        assert_true(seen > 10);
+        vsock_decoder_free(d);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_byte_by_byte),
+                cmocka_unit_test(test_many_in_one_buffer),
+                cmocka_unit_test(test_random_splits),
+                cmocka_unit_test(test_oversize_before_alloc),
+                cmocka_unit_test(test_single_allocation),
+                cmocka_unit_test(test_take_and_reset),
+                cmocka_unit_test(test_golden_frames),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
