@@ -1,0 +1,63 @@
+/* Internal side of the message layer (include/vsock/msg.h).
+ *
+ * The msg_encode_* functions APPEND one JSON message to @out, so the agent
+ * and the client can encode a large ExecResponse or FileResponse straight
+ * into a send buffer (after a reserved frame header) without a copy. They
+ * write exactly what Go's json.Marshal writes for the host-side
+ * declarations. On failure (-EINVAL for an inconsistent struct, -ENOBUFS
+ * when @out's cap is hit, -ENOMEM) @out is restored to its previous
+ * contents.
+ *
+ * Conventions shared by all encoders: a NULL string is written as "" (Go's
+ * zero value), a vsock_bytes with present == false as nil, and an array
+ * pointer may be NULL only when its count is 0. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/buf.h"
+#include "vsock/msg.h"
+
+int msg_encode_exec_request(const struct vsock_exec_request *r, struct buf *out);
+int msg_encode_exec_tty_request(const struct vsock_exec_request *r, struct buf *out);
+int msg_encode_exec_response(const struct vsock_exec_response *r, struct buf *out);
+int msg_encode_port_forward_request(const struct vsock_port_forward_request *r, struct buf *out);
+int msg_encode_window_size(const struct vsock_window_size *r, struct buf *out);
+int msg_encode_write_file_request(const struct vsock_write_file_request *r, struct buf *out);
+int msg_encode_path_request(const struct vsock_path_request *r, struct buf *out);
+int msg_encode_file_info(const struct vsock_file_info *r, struct buf *out);
+int msg_encode_file_response(const struct vsock_file_response *r, struct buf *out);
+
+/* The ExecResponse exactly as the Go guest agent declares it (no
+ * omitempty): stdout/stderr are null when not present and "" when present
+ * but empty, and "error" is always written. A Go host decodes both forms
+ * the same way; this one reproduces the agent's bytes on the wire. */
+int msg_encode_exec_response_agent(const struct vsock_exec_response *r, struct buf *out);
+
+/* Decode an ExecRequest (@tty false: types 1, 11, 12) or an ExecTTYRequest
+ * (@tty true: type 9) with exactly the fields of that Go struct: fields
+ * of the other shape ("stdin" for TTY, "rows"/"cols" otherwise) are
+ * unknown and ignored, as Go ignores them. vsock_exec_request_decode()
+ * accepts the union of both. Same contract as the public decoders. */
+int msg_decode_exec_request(const void *data, size_t len, bool tty, struct vsock_exec_request *ret,
+                            const char **ret_why);
+
+/* Overwrite the secrets of a request (env values, stdin) with zeros in
+ * place, without freeing anything. vsock_exec_request_clear(r, true) calls
+ * this before freeing. */
+void msg_exec_request_wipe(struct vsock_exec_request *r);
+
+/* Go's encoding/json field-name matching: true when the JSON object key
+ * @key (UTF-8, @len bytes) selects the field named @name (ASCII) under
+ * Go's case folding, which also maps U+017F (long s) to 's' and U+212A
+ * (Kelvin sign) to 'k'. */
+bool msg_key_matches(const char *name, const char *key, size_t len);
+
+/* Release helpers shared by the decoders and the *_clear functions. All
+ * accept NULL. @wipe zeroes env values / byte contents before freeing. */
+void msg_strv_free(char **v, size_t n);
+void msg_env_free(struct vsock_env *e, size_t n, bool wipe);
+void msg_bytes_free(struct vsock_bytes *b, bool wipe);
+void msg_files_free(struct vsock_file_info *f, size_t n);
