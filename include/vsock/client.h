@@ -32,7 +32,10 @@ struct vsock_call {
         int cancel_fd;          /* readable = cancel; -1 = none */
         /* out: the agent's own words when the call fails with
          * VSOCK_E_FILE_REMOTE, VSOCK_E_PORT_FORWARD_REJECTED or
-         * VSOCK_E_REMOTE (truncated to fit, NUL-terminated). */
+         * VSOCK_E_REMOTE (truncated to fit, NUL-terminated). For other
+         * failures, a short diagnostic of ours when there is one (e.g.
+         * "agent closed the connection before the result", the unexpected
+         * frame type); "" otherwise. Cleared at the start of every call. */
         char remote_error[512];
 };
 #define VSOCK_CALL_INIT { .deadline_ns = 0, .cancel_fd = -1, .remote_error = "" }
@@ -88,12 +91,18 @@ int vsock_exec(vsock_conn *c, const struct vsock_exec_request *req, struct vsock
                struct vsock_exec_result *ret);
 
 /* Streaming exec (type 11): output delivered as it arrives; @ret gets the
- * exit code and error of the final ExecResult. */
+ * exit code and error of the final ExecResult. Stdin and ctl are not used.
+ * For all streaming modes: stdin is read only while the connection takes
+ * more (nothing is buffered without bound); writing to a closed
+ * stdout_fd/stderr_fd pipe returns -EPIPE (if SIGPIPE is ignored); any
+ * failure shuts the connection down, so the agent kills the command. */
 int vsock_exec_stream(vsock_conn *c, const struct vsock_exec_request *req, const struct vsock_exec_io *io,
                       struct vsock_call *call, struct vsock_exec_result *ret);
 
 /* Pipe exec (type 12, the seed's ExecPipe): like stream, plus stdin (sent
- * as Stdin frames, EOF as an empty one) and signals; ends with Exit. */
+ * as Stdin frames, EOF as an empty one) and signals; ends with Exit (an
+ * ExecResult, which some agents send when the command cannot start, also
+ * ends it, with its error text in @ret->error). Resizes are dropped. */
 int vsock_exec_pipe(vsock_conn *c, const struct vsock_exec_request *req, const struct vsock_exec_io *io,
                     struct vsock_call *call, struct vsock_exec_result *ret);
 

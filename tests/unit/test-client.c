@@ -1,0 +1,1348 @@
+/* Host-side operations against a scripted fake agent: exact request bytes
+ * (from the golden vectors), every reply shape both agents produce, and
+ * the failure paths (truncation, wrong types, oversize frames, deadlines,
+ * cancellation, a closed peer). */
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <poll.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "fake-agent.h"
+#include "vsock/vsock.h"
+
+/* Generous bound for "returns promptly": only catches hangs. */
+#define HANG_BOUND_NS (8LL * 1000000000)
+
+/* ---- vectors --------------------------------------------------------------- */
+
+static json_t *vectors;
+
+static int load_vectors(void **state) {
+        const char *path = getenv("VECTORS");
+        if (!path)
+                path = "tests/data/wire-vectors.jsonl";
+        FILE *f = fopen(path, "re");
+        if (!f) {
+                fprintf(stderr, "cannot open vectors %s: %s\n", path, strerror(errno));
+                return -1;
+        }
+        vectors = json_array();
+        char *line = NULL;
+        size_t cap = 0;
+        while (getline(&line, &cap, f) > 0) {
+                json_error_t err;
+                json_t *v = json_loads(line, 0, &err);
+                if (v)
+                        json_array_append_new(vectors, v);
+        }
+        free(line);
+        fclose(f);
+        return 0;
+}
+
+static int free_vectors(void **state) {
+        json_decref(vectors);
+        return 0;
+}
+
+static const char *vhex(const char *name) {
+        size_t i;
+        json_t *v;
+        json_array_foreach(vectors, i, v) {
+                if (strcmp(json_string_value(json_object_get(v, "name")), name) == 0)
+                        return json_string_value(json_object_get(v, "frame_hex"));
+        }
+        fail_msg("no vector %s", name);
+        return NULL;
+}
+
+/* The payload (frame minus header) of a vector; malloc'd. */
+static uint8_t *vpayload(const char *name, size_t *ret_len) {
+        uint8_t *d;
+        ssize_t n = hex_decode(vhex(name), &d);
+        assert_true(n >= 5);
+        memmove(d, d + 5, (size_t) n - 5);
+        *ret_len = (size_t) n - 5;
+        return d;
+}
+
+/* ---- helpers --------------------------------------------------------------- */
+
+#define AGENT_OK(fa)                                          \
+        do {                                                  \
+                const char *_f = fake_agent_join(fa);         \
+                if (_f)                                       \
+                        fail_msg("%s", _f);                   \
+        } while (0)
+
+#define assert_kind(rc, kind)                                                                              \
+        do {                                                                                               \
+                int _rc = (rc);                                                                            \
+                if (vsock_err_kind(_rc) != (kind) || _rc >= 0)                                             \
+                        fail_msg("rc %d (%s), expected kind %s", _rc, vsock_strerror(_rc), #kind);         \
+        } while (0)
+
+static char *cat_hex(const char *first, ...) {
+        static __thread char buf[8192];
+        buf[0] = 0;
+        va_list ap;
+        va_start(ap, first);
+        for (const char *s = first; s; s = va_arg(ap, const char *))
+                strncat(buf, s, sizeof buf - strlen(buf) - 1);
+        va_end(ap);
+        return buf;
+}
+
+/* A generic exchange: expect one request (exact bytes, or any), optionally
+ * the immediate stdin EOF of pipe/tty mode, send canned bytes, optionally
+ * wait for the client's disconnect. */
+struct plan {
+        const char *expect_hex;
+        bool expect_stdin_eof;
+        const char *reply_hex;
+        bool wait_eof;
+};
+
+static void script_plan(struct fake_agent *fa) {
+        const struct plan *p = fa->arg;
+        if (p->expect_hex) {
+                if (!fa_expect_frame_hex(fa, p->expect_hex))
+                        return;
+        } else {
+                uint8_t t;
+                uint32_t n;
+                if (!fa_read_frame(fa, &t, NULL, &n))
+                        return;
+        }
+        if (p->expect_stdin_eof && !fa_expect_frame(fa, VSOCK_MSG_STDIN, NULL, 0))
+                return;
+        if (p->reply_hex && !fa_send_hex(fa, p->reply_hex))
+                return;
+        if (p->wait_eof)
+                fa_expect_eof(fa);
+}
+
+struct capture {
+        char seq[256]; /* "1a2b": stream id then bytes */
+        size_t n;
+};
+
+static int capture_output(void *userdata, enum vsock_stream_id stream, const uint8_t *data, size_t len) {
+        struct capture *c = userdata;
+        for (size_t i = 0; i < len && c->n + 2 < sizeof c->seq; i++) {
+                c->seq[c->n++] = (char) ('0' + stream);
+                c->seq[c->n++] = (char) data[i];
+        }
+        c->seq[c->n] = 0;
+        return 0;
+}
+
+static void decode_request(const char *vector, struct vsock_exec_request *req) {
+        size_t len;
+        uint8_t *p = vpayload(vector, &len);
+        const char *why = NULL;
+        int r = vsock_exec_request_decode(p, len, req, &why);
+        if (r < 0)
+                fail_msg("decode %s: %s", vector, why ? why : "?");
+        free(p);
+}
+
+/* ---- exact request bytes ----------------------------------------------------- */
+
+static void test_requests_match_vectors(void **state) {
+        static const char *const skip[] = {
+                /* decode+encode does not round-trip invalid UTF-8 (see README) */
+                "exec_host_invalid_utf8",
+                /* holds a NUL, which no C string (or command) can */
+                "exec_host_backslash_controls",
+        };
+        size_t i, checked = 0;
+        json_t *v;
+        json_array_foreach(vectors, i, v) {
+                const char *name = json_string_value(json_object_get(v, "name"));
+                const char *st = json_string_value(json_object_get(v, "struct"));
+                if (strcmp(st, "ExecRequest(host)") != 0 && strcmp(st, "ExecTTYRequest(host)") != 0)
+                        continue;
+                bool skipped = false;
+                for (size_t k = 0; k < sizeof skip / sizeof *skip; k++)
+                        skipped |= strcmp(skip[k], name) == 0;
+                if (skipped)
+                        continue;
+                int type = (int) json_integer_value(json_object_get(v, "msg_type"));
+                struct vsock_exec_request req = {};
+                decode_request(name, &req);
+
+                bool interactive = type == VSOCK_MSG_EXEC_PIPE || type == VSOCK_MSG_EXEC_TTY;
+                struct plan p = {
+                        .expect_hex = vhex(name),
+                        .expect_stdin_eof = interactive,
+                        .reply_hex = interactive ? vhex("frame_exit_1") : vhex("execresp_host_zero"),
+                };
+                struct fake_agent fa;
+                vsock_conn *c;
+                assert_int_equal(fake_agent_start_pair(&fa, script_plan, &p, &c), 0);
+                struct vsock_call call = VSOCK_CALL_INIT;
+                struct vsock_exec_result res = {};
+                int r;
+                switch (type) {
+                case VSOCK_MSG_EXEC:
+                        r = vsock_exec(c, &req, &call, &res);
+                        break;
+                case VSOCK_MSG_EXEC_STREAM:
+                        r = vsock_exec_stream(c, &req, NULL, &call, &res);
+                        break;
+                case VSOCK_MSG_EXEC_PIPE:
+                        r = vsock_exec_pipe(c, &req, NULL, &call, &res);
+                        break;
+                default:
+                        r = vsock_exec_tty(c, &req, NULL, &call, &res);
+                        break;
+                }
+                vsock_conn_close(c);
+                const char *f = fake_agent_join(&fa);
+                if (f)
+                        fail_msg("%s: %s", name, f);
+                if (r < 0)
+                        fail_msg("%s: %s (%s)", name, vsock_strerror(r), call.remote_error);
+                assert_int_equal(res.exit_code, interactive ? 1 : 0);
+                vsock_exec_result_clear(&res);
+                vsock_exec_request_clear(&req, false);
+                checked++;
+        }
+        assert_true(checked >= 15);
+}
+
+/* ---- batch ------------------------------------------------------------------- */
+
+static void test_exec_batch_full(void **state) {
+        struct vsock_exec_request req = {};
+        decode_request("exec_host_all_fields", &req);
+        struct plan p = { .expect_hex = vhex("exec_host_all_fields"), .reply_hex = vhex("execresp_host_all") };
+        struct fake_agent fa;
+        vsock_conn *c;
+        assert_int_equal(fake_agent_start_pair(&fa, script_plan, &p, &c), 0);
+        struct vsock_exec_result res = {};
+        assert_int_equal(vsock_exec(c, &req, NULL, &res), 0);
+        vsock_conn_close(c);
+        AGENT_OK(&fa);
+        assert_int_equal(res.exit_code, 2);
+        assert_int_equal(res.stdout_len, 3);
+        assert_memory_equal(res.stdout_data, "out", 3);
+        assert_int_equal(res.stderr_len, 4);
+        assert_memory_equal(res.stderr_data, "err\n", 4);
+        assert_string_equal(res.error, "exec: \"x\": not found");
+        assert_true(res.duration_ns >= 0);
+        vsock_exec_result_clear(&res);
+        vsock_exec_result_clear(&res);
+        vsock_exec_request_clear(&req, true);
+}
+
+/* Both agents' ExecResponse shapes: null or "" output, "" error. */
+static void test_exec_batch_response_shapes(void **state) {
+        static const struct {
+                const char *vector;
+                int64_t exit_code;
+                const char *out;
+                const char *error;
+        } cases[] = {
+                { "execresp_agent_start_error", 1, NULL, "fork/exec /proc/self/exe: no such file or directory" },
+                { "execresp_agent_ran_no_output", 0, NULL, NULL },
+                { "execresp_agent_output", 0, "hi\n", NULL },
+                { "execresp_agent_decode_error", 0, NULL, "unexpected end of JSON input" },
+                { "execresp_host_zero", 0, NULL, NULL },
+                { "execresp_host_negative_exit", -1, NULL, "signal: killed" },
+                { "execresp_host_large_exit", 4294967295LL, NULL, NULL },
+                { "execresp_host_min_int32_exit", -2147483648LL, NULL, NULL },
+        };
+        struct vsock_exec_request req = { .command = (char *) "true" };
+        for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+                struct plan p = { .expect_hex = vhex("exec_host_minimal"), .reply_hex = vhex(cases[i].vector) };
+                struct fake_agent fa;
+                vsock_conn *c;
+                assert_int_equal(fake_agent_start_pair(&fa, script_plan, &p, &c), 0);
+                struct vsock_call call = VSOCK_CALL_INIT;
+                struct vsock_exec_result res = {};
+                int r = vsock_exec(c, &req, &call, &res);
+                vsock_conn_close(c);
+                AGENT_OK(&fa);
+                if (r < 0)
+                        fail_msg("%s: %s", cases[i].vector, vsock_strerror(r));
+                assert_int_equal(res.exit_code, cases[i].exit_code);
+                if (cases[i].out) {
+                        assert_int_equal(res.stdout_len, strlen(cases[i].out));
+                        assert_memory_equal(res.stdout_data, cases[i].out, res.stdout_len);
+                } else {
+                        assert_int_equal(res.stdout_len, 0);
+                        assert_null(res.stdout_data);
+                }
+                assert_int_equal(res.stderr_len, 0);
+                if (cases[i].error)
+                        assert_string_equal(res.error, cases[i].error);
+                else
+                        assert_null(res.error);
+                vsock_exec_result_clear(&res);
+        }
+}
+
+/* One bad reply per case, for batch and every streaming mode. */
+struct bad_case {
+        const char *what;
+        const char *reply_hex; /* then the agent closes */
+        enum vsock_errkind kind;
+};
+
+static const struct bad_case bad_cases[] = {
+        { "closed before the result", "", VSOCK_E_CLOSED },
+        { "truncated header", "0200", VSOCK_E_READ_RESPONSE_HEADER },
+        { "header then close", "0200000064", VSOCK_E_READ_RESPONSE_DATA },
+        { "truncated payload", "02000000647b22657869745f636f6465", VSOCK_E_READ_RESPONSE_DATA },
+        { "unknown type", "6300000000", VSOCK_E_PROTOCOL },
+        { "request type echoed", "0100000000", VSOCK_E_PROTOCOL },
+        { "oversize", "02ffffffff", VSOCK_E_FRAME_TOO_LARGE },
+        { "oversize stdout", "03ffffffff", VSOCK_E_FRAME_TOO_LARGE },
+        { "bad json", "02000000017b", VSOCK_E_DECODE },
+};
+
+static bool closed_kind_ok(const struct bad_case *bc, int r, bool streaming) {
+        enum vsock_errkind k = vsock_err_kind(r);
+        if (k == bc->kind)
+                return true;
+        /* The incremental decoder cannot tell a cut header from a cut
+         * payload: both are "in the middle of a frame". */
+        return streaming && bc->kind == VSOCK_E_READ_RESPONSE_HEADER && k == VSOCK_E_READ_RESPONSE_DATA;
+}
+
+static void test_bad_replies(void **state) {
+        struct vsock_exec_request req = { .command = (char *) "true" };
+        for (int mode = 0; mode < 4; mode++) {
+                for (size_t i = 0; i < sizeof bad_cases / sizeof *bad_cases; i++) {
+                        const struct bad_case *bc = &bad_cases[i];
+                        /* For stream mode an oversize stdout is the same
+                         * test; for batch it is a wrong type caught by
+                         * size first. */
+                        struct plan p = { .reply_hex = bc->reply_hex, .expect_stdin_eof = mode >= 2 };
+                        struct fake_agent fa;
+                        vsock_conn *c;
+                        assert_int_equal(fake_agent_start_pair(&fa, script_plan, &p, &c), 0);
+                        struct vsock_call call = VSOCK_CALL_INIT;
+                        struct vsock_exec_result res = {};
+                        int64_t t0 = vsock_now_ns();
+                        int r = mode == 0   ? vsock_exec(c, &req, &call, &res)
+                                : mode == 1 ? vsock_exec_stream(c, &req, NULL, &call, &res)
+                                : mode == 2 ? vsock_exec_pipe(c, &req, NULL, &call, &res)
+                                            : vsock_exec_tty(c, &req, NULL, &call, &res);
+                        assert_true(vsock_now_ns() - t0 < HANG_BOUND_NS);
+                        vsock_conn_close(c);
+                        AGENT_OK(&fa);
+                        if (r >= 0 || !closed_kind_ok(bc, r, mode > 0))
+                                fail_msg("mode %d, %s: rc %d (%s)", mode, bc->what, r, vsock_strerror(r));
+                        assert_int_equal(res.exit_code, 0);
+                        assert_null(res.error);
+                        if (vsock_err_kind(r) == VSOCK_E_CLOSED)
+                                assert_string_equal(call.remote_error,
+                                                    "agent closed the connection before the result");
+                        if (vsock_err_kind(r) == VSOCK_E_PROTOCOL)
+                                assert_true(call.remote_error[0] != 0);
+                }
+        }
+}
+
+static void test_stream_wrong_final(void **state) {
+        /* Exit belongs to pipe/tty; a stream agent never sends it. */
+        struct vsock_exec_request req = { .command = (char *) "true" };
+        struct plan p = { .reply_hex = vhex("frame_exit_0") };
+        struct fake_agent fa;
+        vsock_conn *c;
+        assert_int_equal(fake_agent_start_pair(&fa, script_plan, &p, &c), 0);
+        struct vsock_call call = VSOCK_CALL_INIT;
+        struct vsock_exec_result res = {};
+        assert_kind(vsock_exec_stream(c, &req, NULL, &call, &res), VSOCK_E_PROTOCOL);
+        assert_non_null(strstr(call.remote_error, "Exit"));
+        vsock_conn_close(c);
+        AGENT_OK(&fa);
+}
+
+/* ---- streaming output ----------------------------------------------------------- */
+
+static void test_stream_interleaving(void **state) {
+        struct vsock_exec_request req = { .command = (char *) "echo hi", .working_dir = (char *) "/tmp" };
+        struct plan p = {
+                .expect_hex = vhex("exec_host_stream_same_body"),
+                .reply_hex = cat_hex("030000000161", "040000000162", "0300000000", "03000000026364", "040000000165",
+                                     vhex("execresp_agent_stream_final"), NULL),
+                .wait_eof = true, /* the agent does not close first */
+        };
+        struct fake_agent fa;
+        vsock_conn *c;
+        assert_int_equal(fake_agent_start_pair(&fa, script_plan, &p, &c), 0);
+        struct capture cap = {};
+        struct vsock_exec_io io = VSOCK_EXEC_IO_INIT;
+        io.on_output = capture_output;
+        io.userdata = &cap;
+        struct vsock_exec_result res = {};
+        assert_int_equal(vsock_exec_stream(c, &req, &io, NULL, &res), 0);
+        vsock_conn_close(c);
+        AGENT_OK(&fa);
+        assert_string_equal(cap.seq, "1a2b1c1d2e");
+        assert_int_equal(res.exit_code, 143);
+        assert_null(res.error);
+        assert_null(res.stdout_data);
+        vsock_exec_result_clear(&res);
+}
+
+static ssize_t read_all_fd(int fd, char *buf, size_t size) {
+        size_t n = 0;
+        for (;;) {
+                ssize_t r = read(fd, buf + n, size - n - 1);
+                if (r <= 0)
+                        break;
+                n += (size_t) r;
+        }
+        buf[n] = 0;
+        return (ssize_t) n;
+}
+
+static void test_stream_to_fds(void **state) {
+        struct vsock_exec_request req = { .command = (char *) "x" };
+        struct plan p = {
+                .reply_hex = cat_hex("03000000036f7574", "040000000465727221", "03000000010a",
+                                     vhex("execresp_agent_start_error"), NULL),
+        };
+        int out[2], err[2];
+        assert_int_equal(pipe2(out, O_CLOEXEC), 0);
+        assert_int_equal(pipe2(err, O_CLOEXEC), 0);
+        struct fake_agent fa;
+        vsock_conn *c;
+        assert_int_equal(fake_agent_start_pair(&fa, script_plan, &p, &c), 0);
+        struct vsock_exec_io io = VSOCK_EXEC_IO_INIT;
+        io.stdout_fd = out[1];
+        io.stderr_fd = err[1];
+        struct vsock_exec_result res = {};
+        assert_int_equal(vsock_exec_stream(c, &req, &io, NULL, &res), 0);
+        vsock_conn_close(c);
+        AGENT_OK(&fa);
+        close(out[1]);
+        close(err[1]);
+        char buf[64];
+        read_all_fd(out[0], buf, sizeof buf);
+        assert_string_equal(buf, "out\n");
+        read_all_fd(err[0], buf, sizeof buf);
+        assert_string_equal(buf, "err!");
+        close(out[0]);
+        close(err[0]);
+        /* A start error in a stream is an ExecResult, not a failure. */
+        assert_int_equal(res.exit_code, 1);
+        assert_string_equal(res.error, "fork/exec /proc/self/exe: no such file or directory");
+        vsock_exec_result_clear(&res);
+}
+
+static void test_stream_stdout_epipe(void **state) {
+        struct vsock_exec_request req = { .command = (char *) "yes" };
+        struct plan p = { .reply_hex = "03000000037965730a", .wait_eof = true };
+        int out[2];
+        assert_int_equal(pipe2(out, O_CLOEXEC), 0);
+        close(out[0]);
+        struct fake_agent fa;
+        vsock_conn *c;
+        assert_int_equal(fake_agent_start_pair(&fa, script_plan, &p, &c), 0);
+        struct vsock_exec_io io = VSOCK_EXEC_IO_INIT;
+        io.stdout_fd = out[1];
+        struct vsock_exec_result res = {};
+        assert_int_equal(vsock_exec_stream(c, &req, &io, NULL, &res), -EPIPE);
+        /* The agent sees the disconnect before we close our conn. */
+        AGENT_OK(&fa);
+        assert_true(fa.saw_eof);
+        vsock_conn_close(c);
+        close(out[1]);
+}
+
+static int abort_output(void *userdata, enum vsock_stream_id stream, const uint8_t *data, size_t len) {
+        return -ENOSPC;
+}
+
+static void test_stream_callback_abort(void **state) {
+        struct vsock_exec_request req = { .command = (char *) "x" };
+        struct plan p = { .reply_hex = "030000000161", .wait_eof = true };
+        struct fake_agent fa;
+        vsock_conn *c;
+        assert_int_equal(fake_agent_start_pair(&fa, script_plan, &p, &c), 0);
+        struct vsock_exec_io io = VSOCK_EXEC_IO_INIT;
+        io.on_output = abort_output;
+        struct vsock_exec_result res = {};
+        assert_int_equal(vsock_exec_stream(c, &req, &io, NULL, &res), -ENOSPC);
+        AGENT_OK(&fa);
+        vsock_conn_close(c);
+}
+
+/* ---- pipe: stdin, signals ---------------------------------------------------------- */
+
+#define STDIN_TOTAL (1024 * 1024 + 123)
+
+static uint8_t pattern_byte(size_t i) {
+        return (uint8_t) (i * 7 + i / 251);
+}
+
+static void script_stdin_echo(struct fake_agent *fa) {
+        uint8_t t;
+        uint32_t n;
+        if (!fa_read_frame(fa, &t, NULL, &n))
+                return;
+        if (t != VSOCK_MSG_EXEC_PIPE)
+                return fa_fail(fa, "request type %u", t);
+        size_t total = 0;
+        for (;;) {
+                uint8_t *p;
+                if (!fa_read_frame(fa, &t, &p, &n))
+                        return;
+                if (t != VSOCK_MSG_STDIN) {
+                        free(p);
+                        return fa_fail(fa, "expected Stdin, got type %u", t);
+                }
+                if (n > 32 * 1024) {
+                        free(p);
+                        return fa_fail(fa, "Stdin frame of %u bytes", n);
+                }
+                for (uint32_t i = 0; i < n; i++)
+                        if (p[i] != pattern_byte(total + i)) {
+                                free(p);
+                                return fa_fail(fa, "stdin byte %zu differs", total + i);
+                        }
+                free(p);
+                total += n;
+                if (n == 0)
+                        break;
+        }
+        if (total != STDIN_TOTAL)
+                return fa_fail(fa, "got %zu stdin bytes", total);
+        if (!fa_send(fa, VSOCK_MSG_STDOUT, "ok", 2) || !fa_send_hex(fa, vhex("frame_exit_minus1")))
+                return;
+        fa_expect_eof(fa);
+}
+
+static void *stdin_writer(void *arg) {
+        int fd = *(int *) arg;
+        uint8_t buf[4096];
+        size_t off = 0;
+        while (off < STDIN_TOTAL) {
+                size_t n = STDIN_TOTAL - off < sizeof buf ? STDIN_TOTAL - off : sizeof buf;
+                for (size_t i = 0; i < n; i++)
+                        buf[i] = pattern_byte(off + i);
+                ssize_t w = write(fd, buf, n);
+                if (w <= 0)
+                        break;
+                off += (size_t) w;
+        }
+        close(fd);
+        return NULL;
+}
+
+static void test_pipe_stdin(void **state) {
+        struct vsock_exec_request req = { .command = (char *) "cat" };
+        int in[2];
+        assert_int_equal(pipe2(in, O_CLOEXEC), 0);
+        pthread_t writer;
+        assert_int_equal(pthread_create(&writer, NULL, stdin_writer, &in[1]), 0);
+        struct fake_agent fa;
+        vsock_conn *c;
+        assert_int_equal(fake_agent_start_pair(&fa, script_stdin_echo, NULL, &c), 0);
+        struct capture cap = {};
+        struct vsock_exec_io io = VSOCK_EXEC_IO_INIT;
+        io.stdin_fd = in[0];
+        io.on_output = capture_output;
+        io.userdata = &cap;
+        struct vsock_call call = VSOCK_CALL_INIT;
+        call.deadline_ns = vsock_now_ns() + 60LL * 1000000000;
+        struct vsock_exec_result res = {};
+        int r = vsock_exec_pipe(c, &req, &io, &call, &res);
+        vsock_conn_close(c);
+        AGENT_OK(&fa);
+        pthread_join(writer, NULL);
+        close(in[0]);
+        if (r < 0)
+                fail_msg("%s (%s)", vsock_strerror(r), call.remote_error);
+        assert_int_equal(res.exit_code, -1);
+        assert_string_equal(cap.seq, "1o1k");
+}
+
+/* Flow control: while the agent reads nothing, the client must stop
+ * draining stdin once the socket is full instead of queueing it all. A
+ * writer thread fills the stdin pipe until it stays full (the client
+ * stalled), then the agent reads everything. If the client buffered without
+ * bound, the writer would reach BP_CAP instead of stalling. */
+#define BP_CAP (16u * 1024 * 1024)
+#define BP_TAIL (200u * 1024)
+
+struct backpressure {
+        int stdin_w;   /* writer's end */
+        int go[2];     /* writer -> agent: "start reading" */
+        size_t at_stall; /* bytes written when the pipe stayed full */
+        size_t total;    /* all bytes written */
+        bool stalled;
+};
+
+static void *bp_writer(void *arg) {
+        struct backpressure *bp = arg;
+        uint8_t buf[8192];
+        size_t off = 0;
+        fcntl(bp->stdin_w, F_SETFL, O_NONBLOCK);
+        while (off < BP_CAP) {
+                for (size_t i = 0; i < sizeof buf; i++)
+                        buf[i] = pattern_byte(off + i);
+                ssize_t w = write(bp->stdin_w, buf, sizeof buf);
+                if (w > 0) {
+                        off += (size_t) w;
+                        continue;
+                }
+                if (w < 0 && errno != EAGAIN)
+                        break;
+                /* Full: has the client stopped reading? A correct client
+                 * never drains it again before the agent reads, so any
+                 * wait proves it; the length only bounds the test's time. */
+                struct pollfd p = { .fd = bp->stdin_w, .events = POLLOUT };
+                if (poll(&p, 1, 300) == 0) {
+                        bp->stalled = true;
+                        break;
+                }
+        }
+        bp->at_stall = off;
+        if (write(bp->go[1], "g", 1) != 1)
+                abort();
+        fcntl(bp->stdin_w, F_SETFL, 0);
+        size_t end = off + BP_TAIL;
+        while (bp->stalled && off < end) {
+                for (size_t i = 0; i < sizeof buf; i++)
+                        buf[i] = pattern_byte(off + i);
+                ssize_t w = write(bp->stdin_w, buf, sizeof buf);
+                if (w <= 0)
+                        break;
+                off += (size_t) w;
+        }
+        __atomic_store_n(&bp->total, off, __ATOMIC_RELEASE);
+        close(bp->stdin_w);
+        return NULL;
+}
+
+static void script_backpressure(struct fake_agent *fa) {
+        struct backpressure *bp = fa->arg;
+        uint8_t t;
+        uint32_t n;
+        if (!fa_read_frame(fa, &t, NULL, &n))
+                return;
+        struct pollfd p = { .fd = bp->go[0], .events = POLLIN };
+        if (poll(&p, 1, FA_TIMEOUT_MS) != 1)
+                return fa_fail(fa, "writer never stalled nor finished");
+        size_t got = 0;
+        for (;;) {
+                uint8_t *d;
+                if (!fa_read_frame(fa, &t, &d, &n))
+                        return;
+                bool ok = t == VSOCK_MSG_STDIN;
+                for (uint32_t i = 0; ok && i < n; i++)
+                        ok = d[i] == pattern_byte(got + i);
+                free(d);
+                if (!ok)
+                        return fa_fail(fa, "bad Stdin frame at %zu", got);
+                got += n;
+                if (n == 0)
+                        break;
+        }
+        if (got != __atomic_load_n(&bp->total, __ATOMIC_ACQUIRE))
+                return fa_fail(fa, "got %zu of %zu stdin bytes", got, bp->total);
+        fa_send_hex(fa, vhex("frame_exit_0"));
+}
+
+static void test_pipe_stdin_backpressure(void **state) {
+        struct vsock_exec_request req = { .command = (char *) "cat" };
+        int in[2];
+        assert_int_equal(pipe2(in, O_CLOEXEC), 0);
+        struct backpressure bp = { .stdin_w = in[1] };
+        assert_int_equal(pipe2(bp.go, O_CLOEXEC), 0);
+        pthread_t writer;
+        assert_int_equal(pthread_create(&writer, NULL, bp_writer, &bp), 0);
+        struct fake_agent fa;
+        vsock_conn *c;
+        assert_int_equal(fake_agent_start_pair(&fa, script_backpressure, &bp, &c), 0);
+        struct vsock_exec_io io = VSOCK_EXEC_IO_INIT;
+        io.stdin_fd = in[0];
+        struct vsock_exec_result res = {};
+        int r = vsock_exec_pipe(c, &req, &io, NULL, &res);
+        vsock_conn_close(c);
+        pthread_join(writer, NULL);
+        AGENT_OK(&fa);
+        assert_int_equal(r, 0);
+        assert_true(bp.stalled);
+        /* Pipe (64 KiB) + socket buffers + one 32 KiB chunk, with room. */
+        assert_true(bp.at_stall < 4u * 1024 * 1024);
+        close(in[0]);
+        close(bp.go[0]);
+        close(bp.go[1]);
+}
+
+static void script_pipe_signals(struct fake_agent *fa) {
+        vsock_exec_ctl *ctl = fa->arg;
+        uint8_t t;
+        uint32_t n;
+        if (!fa_read_frame(fa, &t, NULL, &n) || !fa_expect_frame_hex(fa, vhex("frame_stdin_eof")))
+                return;
+        if (vsock_exec_ctl_signal(ctl, SIGINT) < 0)
+                return fa_fail(fa, "ctl signal failed");
+        if (!fa_expect_frame_hex(fa, vhex("frame_signal_sigint")))
+                return;
+        /* No terminal in pipe mode: the resize is dropped. */
+        if (vsock_exec_ctl_resize(ctl, 24, 80) < 0 || vsock_exec_ctl_signal(ctl, SIGTERM) < 0)
+                return fa_fail(fa, "ctl failed");
+        if (!fa_expect_frame_hex(fa, vhex("frame_signal_sigterm")))
+                return;
+        /* Stderr before Exit is fine. */
+        if (!fa_send(fa, VSOCK_MSG_STDERR, "bye", 3) || !fa_send_hex(fa, vhex("frame_exit_143")))
+                return;
+        fa_expect_eof(fa);
+}
+
+static void test_pipe_ctl_signals(void **state) {
+        struct vsock_exec_request req = { .command = (char *) "sleep", .n_args = 0 };
+        vsock_exec_ctl *ctl;
+        assert_int_equal(vsock_exec_ctl_new(&ctl), 0);
+        struct fake_agent fa;
+        vsock_conn *c;
+        assert_int_equal(fake_agent_start_pair(&fa, script_pipe_signals, ctl, &c), 0);
+        struct capture cap = {};
+        struct vsock_exec_io io = VSOCK_EXEC_IO_INIT;
+        io.ctl = ctl;
+        io.on_output = capture_output;
+        io.userdata = &cap;
+        struct vsock_exec_result res = {};
+        assert_int_equal(vsock_exec_pipe(c, &req, &io, NULL, &res), 0);
+        vsock_conn_close(c);
+        AGENT_OK(&fa);
+        assert_int_equal(res.exit_code, 143);
+        assert_string_equal(cap.seq, "2b2y2e");
+        vsock_exec_ctl_free(ctl);
+}
+
+static vsock_exec_ctl *handler_ctl;
+
+static void on_sigusr1(int sig) {
+        (void) vsock_exec_ctl_signal(handler_ctl, SIGTERM);
+}
+
+static void script_signal_from_handler(struct fake_agent *fa) {
+        pthread_t *main_thread = fa->arg;
+        uint8_t t;
+        uint32_t n;
+        if (!fa_read_frame(fa, &t, NULL, &n) || !fa_expect_frame_hex(fa, vhex("frame_stdin_eof")))
+                return;
+        pthread_kill(*main_thread, SIGUSR1);
+        if (!fa_expect_frame_hex(fa, vhex("frame_signal_sigterm")))
+                return;
+        fa_send_hex(fa, vhex("frame_exit_minus1"));
+}
+
+static void test_pipe_signal_handler(void **state) {
+        struct vsock_exec_request req = { .command = (char *) "sleep" };
+        assert_int_equal(vsock_exec_ctl_new(&handler_ctl), 0);
+        struct sigaction sa = { .sa_handler = on_sigusr1 }, old;
+        sigemptyset(&sa.sa_mask);
+        assert_int_equal(sigaction(SIGUSR1, &sa, &old), 0);
+        pthread_t self = pthread_self();
+        struct fake_agent fa;
+        vsock_conn *c;
+        assert_int_equal(fake_agent_start_pair(&fa, script_signal_from_handler, &self, &c), 0);
+        struct vsock_exec_io io = VSOCK_EXEC_IO_INIT;
+        io.ctl = handler_ctl;
+        struct vsock_exec_result res = {};
+        assert_int_equal(vsock_exec_pipe(c, &req, &io, NULL, &res), 0);
+        vsock_conn_close(c);
+        AGENT_OK(&fa);
+        assert_int_equal(res.exit_code, -1);
+        sigaction(SIGUSR1, &old, NULL);
+        vsock_exec_ctl_free(handler_ctl);
+        handler_ctl = NULL;
+}
+
+static void test_pipe_result_as_end(void **state) {
+        /* Some agents answer a pipe request that cannot start with an
+         * ExecResult instead of Exit. */
+        struct vsock_exec_request req = { .command = (char *) "cat" };
+        struct plan p = {
+                .expect_hex = vhex("exec_host_pipe_with_env_user"),
+                .expect_stdin_eof = true,
+                .reply_hex = vhex("execresp_agent_start_error"),
+        };
+        struct vsock_env env = { .key = (char *) "TERM", .value = (char *) "xterm" };
+        req.env = &env;
+        req.n_env = 1;
+        req.user = (char *) "nobody";
+        struct fake_agent fa;
+        vsock_conn *c;
+        assert_int_equal(fake_agent_start_pair(&fa, script_plan, &p, &c), 0);
+        struct vsock_exec_result res = {};
+        assert_int_equal(vsock_exec_pipe(c, &req, NULL, NULL, &res), 0);
+        vsock_conn_close(c);
+        AGENT_OK(&fa);
+        assert_int_equal(res.exit_code, 1);
+        assert_string_equal(res.error, "fork/exec /proc/self/exe: no such file or directory");
+        vsock_exec_result_clear(&res);
+}
+
+/* ---- tty ----------------------------------------------------------------------------- */
+
+static ssize_t stdin_once(void *userdata, void *buf, size_t n) {
+        int *calls = userdata;
+        if ((*calls)++ > 0)
+                return 0;
+        memcpy(buf, "ls\n", 3);
+        return 3;
+}
+
+static void script_tty(struct fake_agent *fa) {
+        vsock_exec_ctl *ctl = fa->arg;
+        if (!fa_expect_frame_hex(fa, vhex("tty_host_all_fields")) ||
+            !fa_expect_frame_hex(fa, vhex("frame_stdin_data")) || !fa_expect_frame_hex(fa, vhex("frame_stdin_eof")))
+                return;
+        if (vsock_exec_ctl_resize(ctl, 24, 80) < 0 || vsock_exec_ctl_signal(ctl, SIGINT) < 0)
+                return fa_fail(fa, "ctl failed");
+        if (!fa_expect_frame_hex(fa, vhex("frame_resize_24x80")) ||
+            !fa_expect_frame_hex(fa, vhex("frame_signal_sigint")))
+                return;
+        if (vsock_exec_ctl_resize(ctl, 65535, 1) < 0)
+                return fa_fail(fa, "ctl failed");
+        if (!fa_expect_frame_hex(fa, vhex("frame_resize_max")))
+                return;
+        if (!fa_send_hex(fa, vhex("frame_stdout_chunk")) || !fa_send_hex(fa, vhex("frame_exit_0")))
+                return;
+        fa_expect_eof(fa);
+}
+
+static void test_tty(void **state) {
+        struct vsock_exec_request req = {};
+        decode_request("tty_host_all_fields", &req);
+        assert_int_equal(req.rows, 65535);
+        vsock_exec_ctl *ctl;
+        assert_int_equal(vsock_exec_ctl_new(&ctl), 0);
+        struct fake_agent fa;
+        vsock_conn *c;
+        assert_int_equal(fake_agent_start_pair(&fa, script_tty, ctl, &c), 0);
+        int calls = 0;
+        int out[2];
+        assert_int_equal(pipe2(out, O_CLOEXEC), 0);
+        struct vsock_exec_io io = VSOCK_EXEC_IO_INIT;
+        io.ctl = ctl;
+        io.read_stdin = stdin_once; /* with stdin_fd < 0 */
+        io.userdata = &calls;
+        io.stdout_fd = out[1];
+        struct vsock_exec_result res = {};
+        int r = vsock_exec_tty(c, &req, &io, NULL, &res);
+        vsock_conn_close(c);
+        AGENT_OK(&fa);
+        assert_int_equal(r, 0);
+        assert_int_equal(res.exit_code, 0);
+        assert_int_equal(calls, 2);
+        close(out[1]);
+        char buf[16];
+        read_all_fd(out[0], buf, sizeof buf);
+        assert_string_equal(buf, "hi\n");
+        close(out[0]);
+        vsock_exec_ctl_free(ctl);
+        vsock_exec_request_clear(&req, false);
+}
+
+/* ---- deadline and cancel ------------------------------------------------------------ */
+
+static void test_deadline_mid_exec(void **state) {
+        struct vsock_exec_request req = { .command = (char *) "sleep" };
+        int in[2];
+        assert_int_equal(pipe2(in, O_CLOEXEC), 0); /* stdin that never ends */
+        for (int mode = 0; mode < 4; mode++) {
+                /* Some output first (not for batch, where it is a wrong
+                 * frame), then silence. */
+                struct plan p = { .reply_hex = mode > 0 ? "03000000017a" : NULL, .wait_eof = true };
+                struct fake_agent fa;
+                vsock_conn *c;
+                assert_int_equal(fake_agent_start_pair(&fa, script_plan, &p, &c), 0);
+                struct vsock_exec_io io = VSOCK_EXEC_IO_INIT;
+                io.stdin_fd = in[0];
+                struct vsock_call call = VSOCK_CALL_INIT;
+                int64_t t0 = vsock_now_ns();
+                call.deadline_ns = t0 + 150 * 1000000LL;
+                struct vsock_exec_result res = {};
+                int r = mode == 0   ? vsock_exec(c, &req, &call, &res)
+                        : mode == 1 ? vsock_exec_stream(c, &req, &io, &call, &res)
+                        : mode == 2 ? vsock_exec_pipe(c, &req, &io, &call, &res)
+                                    : vsock_exec_tty(c, &req, &io, &call, &res);
+                assert_kind(r, VSOCK_E_TIMEOUT);
+                assert_true(vsock_now_ns() - t0 < HANG_BOUND_NS);
+                /* The agent saw the disconnect while our conn is still open. */
+                AGENT_OK(&fa);
+                assert_true(fa.saw_eof);
+                vsock_conn_close(c);
+        }
+        close(in[0]);
+        close(in[1]);
+}
+
+static void script_cancel(struct fake_agent *fa) {
+        int cancel_w = *(int *) fa->arg;
+        uint8_t t;
+        uint32_t n;
+        if (!fa_read_frame(fa, &t, NULL, &n))
+                return;
+        if (write(cancel_w, "x", 1) != 1)
+                return fa_fail(fa, "cannot fire the cancel fd");
+        fa_expect_eof(fa);
+}
+
+static void test_cancel_fd(void **state) {
+        struct vsock_exec_request req = { .command = (char *) "sleep" };
+        for (int mode = 0; mode < 4; mode++) {
+                int cancel[2];
+                assert_int_equal(pipe2(cancel, O_CLOEXEC), 0);
+                struct fake_agent fa;
+                vsock_conn *c;
+                assert_int_equal(fake_agent_start_pair(&fa, script_cancel, &cancel[1], &c), 0);
+                struct vsock_call call = VSOCK_CALL_INIT;
+                call.cancel_fd = cancel[0];
+                struct vsock_exec_result res = {};
+                int r = mode == 0   ? vsock_exec(c, &req, &call, &res)
+                        : mode == 1 ? vsock_exec_stream(c, &req, NULL, &call, &res)
+                        : mode == 2 ? vsock_exec_pipe(c, &req, NULL, &call, &res)
+                                    : vsock_exec_tty(c, &req, NULL, &call, &res);
+                assert_kind(r, VSOCK_E_CANCELLED);
+                AGENT_OK(&fa);
+                assert_true(fa.saw_eof);
+                vsock_conn_close(c);
+                close(cancel[0]);
+                close(cancel[1]);
+        }
+}
+
+/* ---- port forwarding ------------------------------------------------------------------ */
+
+static void script_portfwd_ok(struct fake_agent *fa) {
+        char buf[4];
+        /* Raw bytes right behind Ready, in the same write: the client must
+         * not swallow them while reading the Ready frame. */
+        if (!fa_expect_frame_hex(fa, vhex("portfwd_host_port")) ||
+            !fa_send_hex(fa, cat_hex(vhex("frame_ready"), "6561726c79", NULL)) || !fa_read_raw(fa, buf, 4))
+                return;
+        if (memcmp(buf, "ping", 4) != 0)
+                return fa_fail(fa, "raw bytes differ");
+        if (!fa_send_raw(fa, "pong", 4))
+                return;
+        fa_expect_eof(fa);
+}
+
+static void test_portfwd_accepted(void **state) {
+        struct fake_agent fa;
+        vsock_conn *c;
+        assert_int_equal(fake_agent_start_pair(&fa, script_portfwd_ok, NULL, &c), 0);
+        struct vsock_call call = VSOCK_CALL_INIT;
+        call.deadline_ns = vsock_now_ns() + 30LL * 1000000000;
+        assert_int_equal(vsock_open_port_forward(c, "::1", 65535, &call), 0);
+        char buf[8];
+        assert_int_equal(vsock_conn_read_full(c, buf, 5, NULL), 0);
+        assert_memory_equal(buf, "early", 5);
+        assert_int_equal(vsock_conn_write(c, "ping", 4), 0);
+        assert_int_equal(vsock_conn_read_full(c, buf, 4, NULL), 0);
+        assert_memory_equal(buf, "pong", 4);
+        vsock_conn_close(c);
+        AGENT_OK(&fa);
+}
+
+static void test_portfwd_rejected(void **state) {
+        static const struct {
+                const char *reply;
+                enum vsock_errkind kind;
+                const char *text;
+        } cases[] = {
+                { "frame_stderr_portfwd_reject", VSOCK_E_PORT_FORWARD_REJECTED, "invalid remote port 0" },
+                { "frame_stdout_chunk", VSOCK_E_UNEXPECTED_PORT_FORWARD_MSG, NULL },
+                { "execresp_host_zero", VSOCK_E_UNEXPECTED_PORT_FORWARD_MSG, NULL },
+                { NULL, VSOCK_E_CLOSED, "agent closed the connection before the result" },
+        };
+        for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+                struct plan p = {
+                        .expect_hex = vhex("portfwd_port_only"),
+                        .reply_hex = cases[i].reply ? vhex(cases[i].reply) : NULL,
+                };
+                struct fake_agent fa;
+                vsock_conn *c;
+                assert_int_equal(fake_agent_start_pair(&fa, script_plan, &p, &c), 0);
+                struct vsock_call call = VSOCK_CALL_INIT;
+                assert_kind(vsock_open_port_forward(c, NULL, 8080, &call), cases[i].kind);
+                if (cases[i].text)
+                        assert_string_equal(call.remote_error, cases[i].text);
+                vsock_conn_close(c);
+                AGENT_OK(&fa);
+        }
+}
+
+/* ---- files --------------------------------------------------------------------------------- */
+
+static void test_write_file_vectors(void **state) {
+        static const struct {
+                const char *vector;
+                mode_t mode;
+        } cases[] = {
+                { "writefile_basic", 0644 },
+                { "writefile_mode_go_bits", S_ISUID | S_ISVTX | 0755 },
+                { "writefile_nil_content", 0 },
+                { "writefile_empty_content", 0600 },
+        };
+        for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+                size_t len;
+                uint8_t *payload = vpayload(cases[i].vector, &len);
+                struct vsock_write_file_request wr = {};
+                assert_int_equal(vsock_write_file_request_decode(payload, len, &wr, NULL), 0);
+                free(payload);
+                const void *data = wr.content.present ? (wr.content.data ? (void *) wr.content.data : "") : NULL;
+
+                struct plan p = { .expect_hex = vhex(cases[i].vector), .reply_hex = vhex("fileresp_empty") };
+                struct fake_agent fa;
+                vsock_conn *c;
+                assert_int_equal(fake_agent_start_pair(&fa, script_plan, &p, &c), 0);
+                struct vsock_call call = VSOCK_CALL_INIT;
+                int r = vsock_write_file(c, wr.path, data, wr.content.len, cases[i].mode, &call);
+                vsock_conn_close(c);
+                const char *f = fake_agent_join(&fa);
+                if (f)
+                        fail_msg("%s: %s", cases[i].vector, f);
+                assert_int_equal(r, 0);
+                vsock_write_file_request_clear(&wr);
+        }
+}
+
+static void script_expect_nothing(struct fake_agent *fa) {
+        char b;
+        ssize_t r = read(fa->fd, &b, 1);
+        if (r != 0)
+                fa_fail(fa, "client sent something (%zd)", r);
+}
+
+static void test_write_file_too_big(void **state) {
+        size_t len = 49u * 1024 * 1024;
+        uint8_t *big = calloc(1, len);
+        assert_non_null(big);
+        struct fake_agent fa;
+        vsock_conn *c;
+        assert_int_equal(fake_agent_start_pair(&fa, script_expect_nothing, NULL, &c), 0);
+        struct vsock_call call = VSOCK_CALL_INIT;
+        int r = vsock_write_file(c, "/big", big, len, 0644, &call);
+        assert_kind(r, VSOCK_E_ENCODE_FILE_REQUEST);
+        assert_int_equal(vsock_err_errno(r), EFBIG);
+        vsock_conn_close(c);
+        AGENT_OK(&fa);
+        free(big);
+}
+
+static void test_read_file(void **state) {
+        struct plan p = { .expect_hex = vhex("readfile"), .reply_hex = vhex("fileresp_content") };
+        struct fake_agent fa;
+        vsock_conn *c;
+        assert_int_equal(fake_agent_start_pair(&fa, script_plan, &p, &c), 0);
+        uint8_t *data = NULL;
+        size_t len = 0;
+        assert_int_equal(vsock_read_file(c, "/etc/hostname", NULL, &data, &len), 0);
+        vsock_conn_close(c);
+        AGENT_OK(&fa);
+        assert_int_equal(len, 12);
+        assert_memory_equal(data, "line1\nline2\n", 12);
+        free(data);
+
+        /* An empty file: {} */
+        p = (struct plan) { .expect_hex = vhex("readfile_empty_path"), .reply_hex = vhex("fileresp_empty") };
+        assert_int_equal(fake_agent_start_pair(&fa, script_plan, &p, &c), 0);
+        data = (uint8_t *) "sentinel";
+        assert_int_equal(vsock_read_file(c, "", NULL, &data, &len), 0);
+        vsock_conn_close(c);
+        AGENT_OK(&fa);
+        assert_null(data);
+        assert_int_equal(len, 0);
+}
+
+static void test_list_files(void **state) {
+        struct plan p = { .expect_hex = vhex("listfiles"), .reply_hex = vhex("fileresp_files") };
+        struct fake_agent fa;
+        vsock_conn *c;
+        assert_int_equal(fake_agent_start_pair(&fa, script_plan, &p, &c), 0);
+        struct vsock_file_entry *e = NULL;
+        size_t n = 0;
+        assert_int_equal(vsock_list_files(c, "/tmp/dir with space/\xc3\xbc&<", NULL, &e, &n), 0);
+        vsock_conn_close(c);
+        AGENT_OK(&fa);
+        assert_int_equal(n, 5);
+        assert_string_equal(e[0].name, "a.txt");
+        assert_int_equal(e[0].size, 5);
+        assert_int_equal(e[0].mode, S_IFREG | 0644);
+        assert_false(e[0].is_dir);
+        assert_string_equal(e[1].name, "dir");
+        assert_int_equal(e[1].go_mode, 0x800001edu);
+        assert_int_equal(e[1].mode, S_IFDIR | 0755);
+        assert_true(e[1].is_dir);
+        assert_int_equal(e[2].mode, S_IFLNK | 0777);
+        assert_int_equal(e[3].size, 1099511627776LL);
+        assert_int_equal(e[4].mode, S_IFDIR | S_ISVTX | 0777);
+        vsock_file_entries_free(e, n);
+
+        /* Empty listing. */
+        p = (struct plan) { .reply_hex = vhex("fileresp_files_emptyslice") };
+        assert_int_equal(fake_agent_start_pair(&fa, script_plan, &p, &c), 0);
+        e = (struct vsock_file_entry *) &p;
+        assert_int_equal(vsock_list_files(c, "/empty", NULL, &e, &n), 0);
+        vsock_conn_close(c);
+        AGENT_OK(&fa);
+        assert_null(e);
+        assert_int_equal(n, 0);
+}
+
+static void test_file_errors(void **state) {
+        static const struct {
+                const char *reply;
+                enum vsock_errkind kind;
+                int errnum;
+                const char *text;
+        } cases[] = {
+                { "fileresp_error", VSOCK_E_FILE_REMOTE, ENOENT, "open /nope: no such file or directory" },
+                { "fileresp_agent_error", VSOCK_E_FILE_REMOTE, EIO, "read_file exceeds 16777216 bytes: /big" },
+                { "execresp_host_zero", VSOCK_E_PROTOCOL, EPROTO, NULL },
+                { NULL, VSOCK_E_CLOSED, EPIPE, "agent closed the connection before the result" },
+        };
+        for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+                for (int op = 0; op < 3; op++) {
+                        struct plan p = { .reply_hex = cases[i].reply ? vhex(cases[i].reply) : NULL };
+                        struct fake_agent fa;
+                        vsock_conn *c;
+                        assert_int_equal(fake_agent_start_pair(&fa, script_plan, &p, &c), 0);
+                        struct vsock_call call = VSOCK_CALL_INIT;
+                        uint8_t *data = NULL;
+                        size_t len = 0;
+                        struct vsock_file_entry *e = NULL;
+                        int r = op == 0   ? vsock_read_file(c, "/nope", &call, &data, &len)
+                                : op == 1 ? vsock_list_files(c, "/nope", &call, &e, &len)
+                                          : vsock_write_file(c, "/nope", "x", 1, 0, &call);
+                        vsock_conn_close(c);
+                        AGENT_OK(&fa);
+                        assert_kind(r, cases[i].kind);
+                        assert_int_equal(vsock_err_errno(r), cases[i].errnum);
+                        if (cases[i].text)
+                                assert_string_equal(call.remote_error, cases[i].text);
+                        assert_null(data);
+                        assert_null(e);
+                }
+        }
+}
+
+/* ---- dialing variants and readiness ------------------------------------------------------ */
+
+static char tmpdir[64];
+
+static int make_tmpdir(void **state) {
+        strcpy(tmpdir, "/tmp/test-client.XXXXXX");
+        return mkdtemp(tmpdir) ? 0 : -1;
+}
+
+static int remove_tmpdir(void **state) {
+        return rmdir(tmpdir);
+}
+
+static void sock_path(char *buf, size_t size, const char *name, char *addr, size_t asize) {
+        snprintf(buf, size, "%s/%s", tmpdir, name);
+        snprintf(addr, asize, "unix:%s", buf);
+}
+
+static void test_at_variants(void **state) {
+        char path[128], addr[140];
+        sock_path(path, sizeof path, "exec.sock", addr, sizeof addr);
+        struct fake_agent fa;
+
+        struct plan p = { .expect_hex = vhex("exec_host_minimal"), .reply_hex = vhex("execresp_host_stdout") };
+        assert_int_equal(fake_agent_start_unix(&fa, path, 0, script_plan, &p), 0);
+        struct vsock_exec_request req = { .command = (char *) "true" };
+        struct vsock_exec_result res = {};
+        assert_int_equal(vsock_exec_at(addr, &req, NULL, &res), 0);
+        AGENT_OK(&fa);
+        assert_int_equal(res.stdout_len, 3);
+        vsock_exec_result_clear(&res);
+
+        p = (struct plan) { .expect_stdin_eof = true, .reply_hex = vhex("frame_exit_1") };
+        assert_int_equal(fake_agent_start_unix(&fa, path, 0, script_plan, &p), 0);
+        assert_int_equal(vsock_exec_pipe_at(addr, &req, NULL, NULL, &res), 0);
+        AGENT_OK(&fa);
+        assert_int_equal(res.exit_code, 1);
+
+        p = (struct plan) { .reply_hex = vhex("execresp_agent_stream_final") };
+        assert_int_equal(fake_agent_start_unix(&fa, path, 0, script_plan, &p), 0);
+        assert_int_equal(vsock_exec_stream_at(addr, &req, NULL, NULL, &res), 0);
+        AGENT_OK(&fa);
+        assert_int_equal(res.exit_code, 143);
+
+        p = (struct plan) { .expect_stdin_eof = true, .reply_hex = vhex("frame_exit_0") };
+        assert_int_equal(fake_agent_start_unix(&fa, path, 0, script_plan, &p), 0);
+        assert_int_equal(vsock_exec_tty_at(addr, &req, NULL, NULL, &res), 0);
+        AGENT_OK(&fa);
+
+        p = (struct plan) { .expect_hex = vhex("readfile"), .reply_hex = vhex("fileresp_content") };
+        assert_int_equal(fake_agent_start_unix(&fa, path, 0, script_plan, &p), 0);
+        uint8_t *data;
+        size_t len;
+        assert_int_equal(vsock_read_file_at(addr, "/etc/hostname", NULL, &data, &len), 0);
+        AGENT_OK(&fa);
+        assert_int_equal(len, 12);
+        free(data);
+
+        p = (struct plan) { .reply_hex = vhex("fileresp_empty") };
+        assert_int_equal(fake_agent_start_unix(&fa, path, 0, script_plan, &p), 0);
+        assert_int_equal(vsock_write_file_at(addr, "/x", "y", 1, 0, NULL), 0);
+        AGENT_OK(&fa);
+
+        p = (struct plan) { .reply_hex = vhex("fileresp_files") };
+        assert_int_equal(fake_agent_start_unix(&fa, path, 0, script_plan, &p), 0);
+        struct vsock_file_entry *e;
+        assert_int_equal(vsock_list_files_at(addr, "/", NULL, &e, &len), 0);
+        AGENT_OK(&fa);
+        vsock_file_entries_free(e, len);
+
+        assert_int_equal(fake_agent_start_unix(&fa, path, 0, script_portfwd_ok, NULL), 0);
+        vsock_conn *c = NULL;
+        assert_int_equal(vsock_open_port_forward_at(addr, "::1", 65535, NULL, &c), 0);
+        char buf[8];
+        assert_int_equal(vsock_conn_read_full(c, buf, 5, NULL), 0);
+        assert_int_equal(vsock_conn_write(c, "ping", 4), 0);
+        assert_int_equal(vsock_conn_read_full(c, buf, 4, NULL), 0);
+        assert_memory_equal(buf, "pong", 4);
+        vsock_conn_close(c);
+        AGENT_OK(&fa);
+
+        /* Nobody listening: the dial error comes back as is. */
+        struct vsock_call call = VSOCK_CALL_INIT;
+        assert_kind(vsock_exec_at(addr, &req, &call, &res), VSOCK_E_CONNECT);
+        assert_kind(vsock_exec_at("nonsense", &req, &call, &res), VSOCK_E_BAD_ADDRESS);
+}
+
+static void test_wait_ready_appears(void **state) {
+        char path[128], addr[140];
+        sock_path(path, sizeof path, "ready.sock", addr, sizeof addr);
+        struct fake_agent fa;
+        /* The listener appears only after a while: the first attempts find
+         * no socket file at all. */
+        assert_int_equal(fake_agent_start_unix(&fa, path, 30, NULL, NULL), 0);
+        struct vsock_call call = VSOCK_CALL_INIT;
+        call.deadline_ns = vsock_now_ns() + 20LL * 1000000000;
+        int r = vsock_wait_ready(addr, &call);
+        if (r < 0)
+                fail_msg("%s (%s)", vsock_strerror(r), call.remote_error);
+        AGENT_OK(&fa);
+}
+
+static void test_wait_ready_timeout(void **state) {
+        char path[128], addr[140];
+        sock_path(path, sizeof path, "never.sock", addr, sizeof addr);
+        struct vsock_call call = VSOCK_CALL_INIT;
+        int64_t t0 = vsock_now_ns();
+        call.deadline_ns = t0 + 120 * 1000000LL;
+        assert_kind(vsock_wait_ready(addr, &call), VSOCK_E_TIMEOUT);
+        int64_t t1 = vsock_now_ns();
+        assert_true(t1 - t0 < HANG_BOUND_NS);
+        /* Never sleeps past the deadline by more than one attempt's slack. */
+        assert_true(t1 >= call.deadline_ns);
+        assert_non_null(strstr(call.remote_error, "not ready"));
+
+        /* Already past. */
+        call.deadline_ns = vsock_now_ns() - 1;
+        assert_kind(vsock_wait_ready(addr, &call), VSOCK_E_TIMEOUT);
+
+        /* Cancelled. */
+        int cancel[2];
+        assert_int_equal(pipe2(cancel, O_CLOEXEC), 0);
+        assert_int_equal(write(cancel[1], "x", 1), 1);
+        call = (struct vsock_call) VSOCK_CALL_INIT;
+        call.cancel_fd = cancel[0];
+        assert_kind(vsock_wait_ready(addr, &call), VSOCK_E_CANCELLED);
+        close(cancel[0]);
+        close(cancel[1]);
+
+        /* A bad address fails at once. */
+        call = (struct vsock_call) VSOCK_CALL_INIT;
+        call.deadline_ns = vsock_now_ns() + 60LL * 1000000000;
+        t0 = vsock_now_ns();
+        assert_kind(vsock_wait_ready("bogus:thing", &call), VSOCK_E_BAD_ADDRESS);
+        assert_true(vsock_now_ns() - t0 < HANG_BOUND_NS);
+}
+
+/* ---- control pipe ---------------------------------------------------------------------------- */
+
+static void test_ctl_args(void **state) {
+        vsock_exec_ctl *ctl;
+        assert_int_equal(vsock_exec_ctl_new(&ctl), 0);
+        assert_int_equal(vsock_exec_ctl_signal(ctl, 0), -EINVAL);
+        assert_int_equal(vsock_exec_ctl_signal(ctl, 65), -EINVAL);
+        assert_int_equal(vsock_exec_ctl_signal(NULL, SIGINT), -EINVAL);
+        assert_int_equal(vsock_exec_ctl_resize(NULL, 1, 1), -EINVAL);
+        /* A full pipe reports EAGAIN instead of blocking the signal
+         * handler that calls it. */
+        int r;
+        size_t n = 0;
+        while ((r = vsock_exec_ctl_signal(ctl, SIGWINCH)) == 0)
+                n++;
+        assert_int_equal(r, -EAGAIN);
+        assert_true(n > 100);
+        vsock_exec_ctl_free(ctl);
+        vsock_exec_ctl_free(NULL);
+}
+
+int main(void) {
+        signal(SIGPIPE, SIG_IGN);
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_requests_match_vectors),
+                cmocka_unit_test(test_exec_batch_full),
+                cmocka_unit_test(test_exec_batch_response_shapes),
+                cmocka_unit_test(test_bad_replies),
+                cmocka_unit_test(test_stream_wrong_final),
+                cmocka_unit_test(test_stream_interleaving),
+                cmocka_unit_test(test_stream_to_fds),
+                cmocka_unit_test(test_stream_stdout_epipe),
+                cmocka_unit_test(test_stream_callback_abort),
+                cmocka_unit_test(test_pipe_stdin),
+                cmocka_unit_test(test_pipe_stdin_backpressure),
+                cmocka_unit_test(test_pipe_ctl_signals),
+                cmocka_unit_test(test_pipe_signal_handler),
+                cmocka_unit_test(test_pipe_result_as_end),
+                cmocka_unit_test(test_tty),
+                cmocka_unit_test(test_deadline_mid_exec),
+                cmocka_unit_test(test_cancel_fd),
+                cmocka_unit_test(test_portfwd_accepted),
+                cmocka_unit_test(test_portfwd_rejected),
+                cmocka_unit_test(test_write_file_vectors),
+                cmocka_unit_test(test_write_file_too_big),
+                cmocka_unit_test(test_read_file),
+                cmocka_unit_test(test_list_files),
+                cmocka_unit_test(test_file_errors),
+                cmocka_unit_test(test_at_variants),
+                cmocka_unit_test(test_wait_ready_appears),
+                cmocka_unit_test(test_wait_ready_timeout),
+                cmocka_unit_test(test_ctl_args),
+        };
+        int r = load_vectors(NULL);
+        if (r < 0)
+                return 1;
+        r = make_tmpdir(NULL);
+        if (r < 0)
+                return 1;
+        int failed = cmocka_run_group_tests(tests, NULL, NULL);
+        remove_tmpdir(NULL);
+        free_vectors(NULL);
+        return failed;
+}
