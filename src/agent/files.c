@@ -1,0 +1,401 @@
+/* WriteFile, ReadFile and ListFiles of the exec service.
+ *
+ * Errors are reported the way the Go reference agent reports them, i.e.
+ * as Go's *os.PathError strings: "OP PATH: reason", where reason is the
+ * errno text in lower case ("open /nope: no such file or directory").
+ *
+ * WriteFile never truncates an existing file in place: the content goes to
+ * a temporary file in the target's directory, which is renamed over the
+ * target only once it is completely written, has its final mode and is on
+ * disk. A failure at any step (a full disk, typically) removes the
+ * temporary file and leaves the old content untouched. Because of rename
+ * semantics, writing to a path that is a symlink replaces the link itself
+ * with a regular file instead of writing through it; and the file gets a
+ * new inode, so hard links to the old file keep the old content. The owner
+ * of a replaced regular file is kept when the agent is allowed to chown.
+ *
+ * ReadFile follows symlinks (like Go's os.ReadFile) but only reads regular
+ * files, and never more than FILES_READ_MAX bytes, even from a file that
+ * grows while being read (or that reports a size of 0, as /proc does).
+ *
+ * ListFiles reports each entry with lstat semantics, sorted by name in
+ * byte order, as Go's os.ReadDir + DirEntry.Info() do. */
+#include "files.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/io.h"
+#include "common/macro.h"
+#include "lib/msg-internal.h"
+#include "vsock/error.h"
+#include "vsock/msg.h"
+
+/* Go's syscall.Errno strings are glibc's strerror() texts with a lower-case
+ * first letter. */
+static const char *go_strerror(int errnum, char *buf, size_t size) {
+        const char *s = strerror_r(errnum, buf, size);
+        if (s != buf) {
+                snprintf(buf, size, "%s", s);
+                s = buf;
+        }
+        if (buf[0] >= 'A' && buf[0] <= 'Z')
+                buf[0] = (char) (buf[0] - 'A' + 'a');
+        return s;
+}
+
+/* Sets *err to "OP PATH: reason". Returns 0, or -ENOMEM. */
+static int path_error(char **err, const char *op, const char *path, int errnum) {
+        char reason[128];
+        if (asprintf(err, "%s %s: %s", op, path, go_strerror(errnum, reason, sizeof(reason))) < 0) {
+                *err = NULL;
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+static int error_fmt(char **err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int error_fmt(char **err, const char *fmt, ...) {
+        va_list ap;
+        va_start(ap, fmt);
+        int r = vasprintf(err, fmt, ap);
+        va_end(ap);
+        if (r < 0) {
+                *err = NULL;
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+/* Decoder failures become the reply's error; only -ENOMEM is fatal. */
+static int decode_error(char **err, int r, const char *what, const char *why) {
+        if (r == -ENOMEM)
+                return r;
+        return error_fmt(err, "invalid %s request: %s", what, why ? why : "malformed JSON");
+}
+
+/* ---- WriteFile ---------------------------------------------------------- */
+
+/* mkdir -p of @dir (absolute). Existing components, including symlinks to
+ * directories, are fine, like Go's os.MkdirAll. Returns 0, -ENOMEM, or
+ * -errno with *err set. */
+static int mkdir_parents(const char *dir, char **err) {
+        struct stat st;
+        if (stat(dir, &st) == 0 && S_ISDIR(st.st_mode))
+                return 0;
+
+        _cleanup_free_ char *p = strdup(dir);
+        if (!p)
+                return -ENOMEM;
+        size_t n = strlen(p);
+        for (size_t i = 1; i <= n; i++) {
+                if (p[i] != '/' && p[i] != '\0')
+                        continue;
+                if (p[i - 1] == '/')
+                        continue; /* "//" */
+                char saved = p[i];
+                p[i] = '\0';
+                int e = 0;
+                if (mkdir(p, 0755) < 0) {
+                        e = errno;
+                        /* As Go's MkdirAll: an existing non-directory is
+                         * reported by its own name. */
+                        if (e == EEXIST)
+                                e = stat(p, &st) < 0 ? errno : S_ISDIR(st.st_mode) ? 0 : ENOTDIR;
+                }
+                if (e != 0) {
+                        int r = path_error(err, "mkdir", p, e);
+                        return r < 0 ? r : -e;
+                }
+                p[i] = saved;
+        }
+        if (stat(dir, &st) < 0) {
+                int e = errno;
+                int r = path_error(err, "mkdir", dir, e);
+                return r < 0 ? r : -e;
+        }
+        if (!S_ISDIR(st.st_mode)) {
+                int r = path_error(err, "mkdir", dir, ENOTDIR);
+                return r < 0 ? r : -ENOTDIR;
+        }
+        return 0;
+}
+
+/* Removes the temporary file unless ownership was handed to rename. */
+static void unlink_tmpp(char **tmp) {
+        if (*tmp) {
+                (void) unlink(*tmp);
+                free(*tmp);
+        }
+}
+
+static int write_file(const void *payload, size_t len, char **err) {
+        _cleanup_(vsock_write_file_request_clear) struct vsock_write_file_request req = {};
+        _cleanup_free_ char *dir = NULL;
+        _cleanup_(unlink_tmpp) char *tmp = NULL;
+        _cleanup_close_ int fd = -1;
+        const char *why = NULL;
+        struct stat st;
+        int r;
+
+        r = vsock_write_file_request_decode(payload, len, &req, &why);
+        if (r < 0)
+                return decode_error(err, r, "write_file", why);
+
+        const char *path = req.path ? req.path : "";
+        if (path[0] != '/')
+                return error_fmt(err, "write_file: path must be absolute: \"%s\"", path);
+        size_t plen = strlen(path);
+        if (path[plen - 1] == '/')
+                return path_error(err, "open", path, EISDIR);
+
+        const char *slash = strrchr(path, '/');
+        dir = slash == path ? strdup("/") : strndup(path, (size_t) (slash - path));
+        if (!dir)
+                return -ENOMEM;
+        r = mkdir_parents(dir, err);
+        if (r == -ENOMEM || *err)
+                return r == -ENOMEM ? r : 0;
+
+        mode_t mode = vsock_go_mode_to_mode_t(req.mode) & 07777;
+        if (req.mode == 0)
+                mode = 0644;
+
+        if (asprintf(&tmp, "%s/.vsock-agent-write-XXXXXX", slash == path ? "" : dir) < 0) {
+                tmp = NULL;
+                return -ENOMEM;
+        }
+        /* mkostemp: O_CREAT|O_EXCL with a unique name, mode 0600 until the
+         * final fchmod, so nobody reads a half-written file meanwhile. */
+        fd = mkostemp(tmp, O_CLOEXEC);
+        if (fd < 0) {
+                int e = errno;
+                free(TAKE_PTR(tmp)); /* nothing was created */
+                return path_error(err, "open", path, e);
+        }
+
+        if (req.content.len > 0) {
+                r = io_write_all(fd, req.content.data, req.content.len, 0, -1);
+                if (r < 0)
+                        return path_error(err, "write", path, -r);
+        }
+
+        /* Keep the owner of a file we replace (best effort: an unprivileged
+         * agent cannot chown). chown clears setuid bits, so it comes before
+         * fchmod. */
+        if (lstat(path, &st) == 0 && S_ISREG(st.st_mode))
+                (void) fchown(fd, st.st_uid, st.st_gid);
+
+        /* fchmod is not subject to the umask, so the mode is exact,
+         * setuid/setgid/sticky included. */
+        if (fchmod(fd, mode) < 0)
+                return path_error(err, "chmod", path, errno);
+        if (fsync(fd) < 0)
+                return path_error(err, "sync", path, errno);
+        fd = safe_close(fd);
+
+        if (rename(tmp, path) < 0)
+                return path_error(err, "rename", path, errno);
+        free(TAKE_PTR(tmp));
+
+        /* Make the rename itself durable; the write already succeeded, so a
+         * failure here is not reported. */
+        _cleanup_close_ int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd >= 0)
+                (void) fsync(dfd);
+        return 0;
+}
+
+/* ---- ReadFile ----------------------------------------------------------- */
+
+static int read_file(const void *payload, size_t len, struct vsock_file_response *resp, char **err) {
+        _cleanup_(vsock_path_request_clear) struct vsock_path_request req = {};
+        _cleanup_close_ int fd = -1;
+        _cleanup_free_ uint8_t *data = NULL;
+        const char *why = NULL;
+        struct stat st;
+        int r;
+
+        r = vsock_path_request_decode(payload, len, &req, &why);
+        if (r < 0)
+                return decode_error(err, r, "read_file", why);
+        const char *path = req.path ? req.path : "";
+
+        /* O_NONBLOCK: opening a FIFO must not wait for a writer (it is
+         * refused below anyway); O_NOCTTY: a tty never becomes ours. */
+        fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+        if (fd < 0)
+                return path_error(err, "open", path, errno);
+        if (fstat(fd, &st) < 0)
+                return path_error(err, "stat", path, errno);
+        if (S_ISDIR(st.st_mode))
+                return path_error(err, "read", path, EISDIR);
+        if (!S_ISREG(st.st_mode))
+                return error_fmt(err, "read_file %s: not a regular file", path);
+        if (st.st_size > (off_t) FILES_READ_MAX)
+                return error_fmt(err, "read_file exceeds %u bytes: %s", FILES_READ_MAX, path);
+
+        /* One byte of slack detects growth past the limit. */
+        size_t cap = (size_t) st.st_size + 1, n = 0;
+        if (cap < 4096)
+                cap = 4096;
+        if (cap > (size_t) FILES_READ_MAX + 1)
+                cap = (size_t) FILES_READ_MAX + 1;
+        data = malloc(cap);
+        if (!data)
+                return -ENOMEM;
+        for (;;) {
+                if (n == cap) {
+                        if (cap > FILES_READ_MAX)
+                                return error_fmt(err, "read_file exceeds %u bytes: %s", FILES_READ_MAX, path);
+                        size_t ncap = MIN(cap * 2, (size_t) FILES_READ_MAX + 1);
+                        uint8_t *nd = realloc(data, ncap);
+                        if (!nd)
+                                return -ENOMEM;
+                        data = nd;
+                        cap = ncap;
+                }
+                ssize_t k = io_read_once(fd, data + n, cap - n);
+                if (k < 0)
+                        return path_error(err, "read", path, (int) -k);
+                if (k == 0)
+                        break;
+                n += (size_t) k;
+        }
+
+        resp->content.data = TAKE_PTR(data);
+        resp->content.len = n;
+        resp->content.present = true;
+        return 0;
+}
+
+/* ---- ListFiles ---------------------------------------------------------- */
+
+static int file_info_cmp(const void *a, const void *b) {
+        return strcmp(((const struct vsock_file_info *) a)->name, ((const struct vsock_file_info *) b)->name);
+}
+
+static inline void closedirp(DIR **d) {
+        if (*d)
+                (void) closedir(*d);
+}
+
+/* Smallest encoding of one FileInfo: {"name":"","size":0,"mode":0,"is_dir":false}
+ * plus a comma. */
+#define FILE_INFO_MIN_JSON 45u
+
+static int list_files(const void *payload, size_t len, struct vsock_file_response *resp, size_t room,
+                      char **err) {
+        _cleanup_(vsock_path_request_clear) struct vsock_path_request req = {};
+        _cleanup_(closedirp) DIR *d = NULL;
+        _cleanup_close_ int fd = -1;
+        const char *why = NULL;
+        struct stat st;
+        size_t need = 0;
+        int r;
+
+        r = vsock_path_request_decode(payload, len, &req, &why);
+        if (r < 0)
+                return decode_error(err, r, "list_files", why);
+        const char *path = req.path ? req.path : "";
+
+        /* O_DIRECTORY: never open a device or FIFO just to list it. */
+        fd = open(path, O_RDONLY | O_DIRECTORY | O_NONBLOCK | O_CLOEXEC);
+        if (fd < 0) {
+                int e = errno;
+                /* Go opens any file and fails in getdents; a path component
+                 * that is not a directory fails in open, as here. */
+                if (e == ENOTDIR && stat(path, &st) == 0)
+                        return path_error(err, "readdirent", path, ENOTDIR);
+                return path_error(err, "open", path, e);
+        }
+        d = fdopendir(fd);
+        if (!d)
+                return errno == ENOMEM ? -ENOMEM : path_error(err, "open", path, errno);
+        fd = -1; /* owned by d now */
+
+        for (;;) {
+                errno = 0;
+                struct dirent *de = readdir(d);
+                if (!de) {
+                        if (errno != 0)
+                                return path_error(err, "readdirent", path, errno);
+                        break;
+                }
+                if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+                        continue;
+                if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+                        if (errno == ENOENT)
+                                continue; /* removed since readdir */
+                        int e = errno;
+                        _cleanup_free_ char *full = NULL;
+                        if (asprintf(&full, "%s/%s", path, de->d_name) < 0)
+                                return -ENOMEM;
+                        return path_error(err, "lstat", full, e);
+                }
+                /* A huge directory fails as soon as its reply cannot fit
+                 * the caller's cap, not after collecting all of it. */
+                need += FILE_INFO_MIN_JSON + strlen(de->d_name);
+                if (need > room)
+                        return -ENOBUFS;
+                if (resp->n_files % 64 == 0) {
+                        struct vsock_file_info *nf =
+                                reallocarray(resp->files, resp->n_files + 64, sizeof(struct vsock_file_info));
+                        if (!nf)
+                                return -ENOMEM;
+                        resp->files = nf;
+                }
+                char *name = strdup(de->d_name);
+                if (!name)
+                        return -ENOMEM;
+                resp->files[resp->n_files++] = (struct vsock_file_info) {
+                        .name = name,
+                        .size = (int64_t) st.st_size,
+                        .mode = vsock_go_mode_from_mode_t(st.st_mode),
+                        .is_dir = S_ISDIR(st.st_mode),
+                };
+        }
+
+        if (resp->n_files > 1)
+                qsort(resp->files, resp->n_files, sizeof(struct vsock_file_info), file_info_cmp);
+        return 0;
+}
+
+/* ---- entry point -------------------------------------------------------- */
+
+int files_serve(uint8_t type, const void *payload, size_t len, struct buf *out) {
+        _cleanup_(vsock_file_response_clear) struct vsock_file_response resp = {};
+        _cleanup_free_ char *err = NULL;
+        int r;
+
+        switch (type) {
+        case VSOCK_MSG_WRITE_FILE:
+                r = write_file(payload, len, &err);
+                break;
+        case VSOCK_MSG_READ_FILE:
+                r = read_file(payload, len, &resp, &err);
+                break;
+        case VSOCK_MSG_LIST_FILES:
+                r = list_files(payload, len, &resp, out->max ? out->max - MIN(out->max, buf_size(out)) : SIZE_MAX,
+                               &err);
+                break;
+        default:
+                r = error_fmt(&err, "unsupported file operation (message type %u)", type);
+        }
+        if (r < 0 && !err)
+                return r;
+
+        if (err) {
+                /* A failed operation replies with the error alone. */
+                vsock_file_response_clear(&resp);
+                resp.error = TAKE_PTR(err);
+        }
+        return msg_encode_file_response(&resp, out);
+}
