@@ -260,25 +260,22 @@ fail:
         return r;
 }
 
+/* No rollback of its own: the callers (one FileInfo, or an element of
+ * FileResponse.files) truncate the whole message. */
 static int enc_file_info(const struct vsock_file_info *f, struct buf *out) {
         int r;
-        r = json_enc_raw(out, "{\"name\":");
-        if (r >= 0)
-                r = json_enc_cstr(out, f->name);
-        if (r >= 0)
-                r = json_enc_raw(out, ",\"size\":");
-        if (r >= 0)
-                r = json_enc_int64(out, f->size);
-        if (r >= 0)
-                r = json_enc_raw(out, ",\"mode\":");
-        if (r >= 0)
-                r = json_enc_uint64(out, f->mode);
-        if (r >= 0)
-                r = json_enc_raw(out, ",\"is_dir\":");
-        if (r >= 0)
-                r = json_enc_bool(out, f->is_dir);
-        if (r >= 0)
-                r = buf_append_byte(out, '}');
+
+        TRY(json_enc_raw(out, "{\"name\":"));
+        TRY(json_enc_cstr(out, f->name));
+        TRY(json_enc_raw(out, ",\"size\":"));
+        TRY(json_enc_int64(out, f->size));
+        TRY(json_enc_raw(out, ",\"mode\":"));
+        TRY(json_enc_uint64(out, f->mode));
+        TRY(json_enc_raw(out, ",\"is_dir\":"));
+        TRY(json_enc_bool(out, f->is_dir));
+        TRY(buf_append_byte(out, '}'));
+        return 0;
+fail:
         return r;
 }
 
