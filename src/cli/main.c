@@ -1,0 +1,110 @@
+/* vsockctl: the host's command-line client of the guest agent. Global
+ * options, then a subcommand from the table below. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "common/macro.h"
+
+struct subcommand {
+        const char *name;
+        int (*run)(int argc, char **argv);
+        const char *summary;
+};
+
+static const struct subcommand subcommands[] = {
+        { "exec", cmd_exec, "run a command in the guest (streamed, piped stdin, or on a terminal)" },
+        { "cp", cmd_cp, "copy a file to or from the guest (:/path)" },
+        { "cat", cmd_cat, "write guest files to stdout" },
+        { "ls", cmd_ls, "list a guest directory" },
+        { "port-forward", cmd_port_forward, "forward a local TCP port to the guest (like ssh -L)" },
+        { "wait-ready", cmd_wait_ready, "wait until the guest reports ready" },
+};
+
+static void usage(FILE *f) {
+        fputs("Usage: vsockctl [-a ADDR] COMMAND [ARGS...]\n"
+              "\n"
+              "Talk to the vsock guest agent.\n"
+              "\n"
+              "Options:\n"
+              "  -a, --addr ADDR  the agent's address (default: $VSOCK_ADDR):\n"
+              "                     vsock:CID[:PORT]          AF_VSOCK (port 5000)\n"
+              "                     vsock-mux:/path[:PORT]    Firecracker/Cloud Hypervisor\n"
+              "                     unix:/path                unix socket\n"
+              "                     tcp:HOST[:PORT]           TCP\n"
+              "  -h, --help       show this help\n"
+              "  -V, --version    show the version\n"
+              "\n"
+              "Commands:\n",
+              f);
+        for (size_t i = 0; i < ARRAY_SIZE(subcommands); i++)
+                fprintf(f, "  %-13s %s\n", subcommands[i].name, subcommands[i].summary);
+        fputs("\nRun 'vsockctl COMMAND --help' for a command's options; see vsockctl(1).\n", f);
+}
+
+static const struct subcommand *find_subcommand(const char *name) {
+        for (size_t i = 0; i < ARRAY_SIZE(subcommands); i++)
+                if (strcmp(subcommands[i].name, name) == 0)
+                        return &subcommands[i];
+        return NULL;
+}
+
+int main(int argc, char **argv) {
+        static const struct option options[] = {
+                { "addr", required_argument, NULL, 'a' },
+                { "help", no_argument, NULL, 'h' },
+                { "version", no_argument, NULL, 'V' },
+                {}
+        };
+        int c;
+
+        /* '+': the first non-option is the subcommand; everything after it
+         * belongs to the subcommand. */
+        while ((c = getopt_long(argc, argv, "+a:hV", options, NULL)) != -1) {
+                switch (c) {
+                case 'a':
+                        cli_arg_addr = optarg;
+                        break;
+                case 'h':
+                        usage(stdout);
+                        return CLI_EXIT_OK;
+                case 'V':
+                        printf("vsockctl %s\n", VSOCK_VERSION);
+                        return CLI_EXIT_OK;
+                default:
+                        return cli_usage_hint(NULL);
+                }
+        }
+        if (optind >= argc) {
+                usage(stderr);
+                return CLI_EXIT_ERROR;
+        }
+
+        const char *name = argv[optind];
+        if (strcmp(name, "help") == 0) {
+                if (optind + 1 >= argc) {
+                        usage(stdout);
+                        return CLI_EXIT_OK;
+                }
+                const struct subcommand *sc = find_subcommand(argv[optind + 1]);
+                if (!sc)
+                        return cli_usage_error(NULL, "unknown command '%s'", argv[optind + 1]);
+                char *help_argv[] = { (char *) "vsockctl", (char *) "--help", NULL };
+                return sc->run(2, help_argv);
+        }
+        const struct subcommand *sc = find_subcommand(name);
+        if (!sc)
+                return cli_usage_error(NULL, "unknown command '%s'", name);
+
+        /* getopt names the program by argv[0] in its messages. */
+        char label[64];
+        snprintf(label, sizeof label, "vsockctl %s", sc->name);
+        char **sub_argv = argv + optind;
+        sub_argv[0] = label;
+        int r = sc->run(argc - optind, sub_argv);
+        if (fflush(stdout) != 0 && r == CLI_EXIT_OK)
+                r = CLI_EXIT_FAILURE;
+        return r;
+}

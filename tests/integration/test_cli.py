@@ -1,0 +1,1059 @@
+#!/usr/bin/env python3
+"""Integration tests of vsockctl against the real vsock-agent.
+
+The agent runs on unix sockets in a temporary directory; the "guest" is
+this machine, so guest paths are local temp paths and the port-forward
+target is an echo server of the test on 127.0.0.1.
+
+Environment: VSOCKCTL and AGENT give the two executables. Standard library
+only. Every wait is bounded so a hang fails fast; nothing asserts on time.
+"""
+
+import errno
+import fcntl
+import hashlib
+import os
+import re
+import select
+import signal
+import socket
+import stat
+import struct
+import subprocess
+import sys
+import tempfile
+import termios
+import threading
+import time
+import unittest
+
+VSOCKCTL = os.environ.get("VSOCKCTL", "vsockctl")
+AGENT = os.environ.get("AGENT", "vsock-agent")
+
+BOUND = 60          # generous bound on any single vsockctl run (seconds)
+SHORT = 15          # bound on waiting for something that should be quick
+
+_marker_counter = 0
+
+
+def unique_marker():
+    """A sleep duration unique to this run, e.g. 100.4242001: it shows up
+    in the sleep process's own argv, so we can look for leftovers."""
+    global _marker_counter
+    _marker_counter += 1
+    return "100.%d%03d" % (os.getpid() % 100000, _marker_counter)
+
+
+def processes_with(marker, substring=False):
+    """Live processes with @marker as an argument (or inside one)."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if marker.encode() in argv or (substring and any(marker.encode() in a for a in argv)):
+            try:
+                with open("/proc/%s/stat" % pid) as f:
+                    state = f.read().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                continue
+            if state != "Z":
+                found.append(int(pid))
+    return found
+
+
+def wait_until(pred, bound=SHORT, what="condition"):
+    deadline = time.monotonic() + bound
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        time.sleep(0.02)
+    raise AssertionError("timed out waiting for " + what)
+
+
+def wait_socket(path, bound=SHORT):
+    """Until a unix socket accepts (no fixed sleep: poll with a bound)."""
+    def ok():
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            s.connect(path)
+            return True
+        except OSError:
+            return False
+        finally:
+            s.close()
+    wait_until(ok, bound, "agent socket " + path)
+
+
+class Agent:
+    def __init__(self, workdir):
+        self.dir = workdir
+        self.exec_sock = os.path.join(workdir, "exec.sock")
+        self.ready_sock = os.path.join(workdir, "ready.sock")
+        self.proc = None
+        self.log = None
+
+    @property
+    def addr(self):
+        return "unix:" + self.exec_sock
+
+    @property
+    def ready_addr(self):
+        return "unix:" + self.ready_sock
+
+    def start(self):
+        self.log = open(os.path.join(self.dir, "agent.log"), "wb")
+        self.proc = subprocess.Popen(
+            [AGENT, "--listen", self.addr, "--ready", self.ready_addr],
+            stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log)
+
+    def wait(self):
+        wait_socket(self.exec_sock)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(SHORT)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(SHORT)
+        if self.log:
+            self.log.close()
+
+
+AGENT_DIR = None
+AGENT_INST = None
+
+
+def setUpModule():
+    global AGENT_DIR, AGENT_INST
+    AGENT_DIR = tempfile.TemporaryDirectory(prefix="vsockctl-test-")
+    AGENT_INST = Agent(AGENT_DIR.name)
+    AGENT_INST.start()
+    AGENT_INST.wait()
+
+
+def tearDownModule():
+    if AGENT_INST:
+        AGENT_INST.stop()
+    if AGENT_DIR:
+        AGENT_DIR.cleanup()
+
+
+def clean_env(**extra):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VSOCK_")}
+    env.update(extra)
+    return env
+
+
+def vsockctl(*args, addr=True, input=None, stdin=None, timeout=BOUND, env=None):
+    argv = [VSOCKCTL]
+    if addr:
+        argv += ["-a", AGENT_INST.addr if addr is True else addr]
+    argv += list(args)
+    kw = {}
+    if input is None and stdin is None:
+        kw["stdin"] = subprocess.DEVNULL
+    elif stdin is not None:
+        kw["stdin"] = stdin
+    return subprocess.run(argv, input=input, capture_output=True, timeout=timeout,
+                          env=env if env is not None else clean_env(), **kw)
+
+
+def start_vsockctl(*args, env=None, **kw):
+    argv = [VSOCKCTL, "-a", AGENT_INST.addr] + list(args)
+    return subprocess.Popen(argv, env=env if env is not None else clean_env(), **kw)
+
+
+def read_line(f, bound=SHORT):
+    """One line from a pipe, with a bound."""
+    fd = f.fileno()
+    data = b""
+    deadline = time.monotonic() + bound
+    while not data.endswith(b"\n"):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError("no line within bound; got %r" % data)
+        r, _, _ = select.select([fd], [], [], left)
+        if not r:
+            continue
+        c = os.read(fd, 1)
+        if not c:
+            break
+        data += c
+    return data.decode(errors="replace")
+
+
+class Base(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory(prefix="vsockctl-case-")
+        self.addCleanup(self.tmp.cleanup)
+        self.d = self.tmp.name
+
+    def path(self, *parts):
+        return os.path.join(self.d, *parts)
+
+    def assertStatus(self, res, code):
+        self.assertEqual(res.returncode, code,
+                         "status %d, stdout %r, stderr %r" % (res.returncode, (res.stdout or b"")[:500],
+                                                              (res.stderr or b"")[:2000]))
+
+    def assertGone(self, marker, substring=False):
+        wait_until(lambda: not processes_with(marker, substring), SHORT, "guest process %s to go away" % marker)
+
+
+# ---- usage and errors -------------------------------------------------------
+
+class TestUsage(Base):
+    SUBCOMMANDS = ["exec", "cp", "cat", "ls", "port-forward", "wait-ready"]
+
+    def test_version(self):
+        res = vsockctl("--version", addr=False)
+        self.assertStatus(res, 0)
+        self.assertRegex(res.stdout.decode(), r"^vsockctl \d+\.\d+")
+
+    def test_global_help(self):
+        res = vsockctl("--help", addr=False)
+        self.assertStatus(res, 0)
+        out = res.stdout.decode()
+        for sc in self.SUBCOMMANDS:
+            self.assertIn(sc, out)
+
+    def test_help_every_subcommand(self):
+        for sc in self.SUBCOMMANDS:
+            with self.subTest(sc=sc):
+                res = vsockctl(sc, "--help", addr=False)
+                self.assertStatus(res, 0)
+                self.assertIn("Usage: vsockctl", res.stdout.decode())
+                self.assertIn(sc, res.stdout.decode())
+                res = vsockctl("help", sc, addr=False)
+                self.assertStatus(res, 0)
+                self.assertIn("Usage: vsockctl", res.stdout.decode())
+
+    def test_no_subcommand(self):
+        res = vsockctl(addr=False)
+        self.assertStatus(res, 255)
+        self.assertIn("Usage", res.stderr.decode())
+
+    def test_unknown_subcommand(self):
+        res = vsockctl("frobnicate")
+        self.assertStatus(res, 255)
+        self.assertIn("vsockctl: unknown command 'frobnicate'", res.stderr.decode())
+
+    def test_unknown_option(self):
+        res = vsockctl("ls", "--frob", ":/")
+        self.assertStatus(res, 255)
+        self.assertIn("--help", res.stderr.decode())
+
+    def test_missing_arguments(self):
+        cases = [
+            (["exec"], "missing COMMAND"),
+            (["cp", ":/x"], "missing SRC or DST"),
+            (["cp", "a", "b"], "must be a guest path"),
+            (["cat"], "missing PATH"),
+            (["ls"], "missing DIR"),
+            (["port-forward"], "missing forwarding spec"),
+            (["port-forward", "notaspec"], "invalid spec"),
+            (["port-forward", "1:2:3:4:5"], "invalid spec"),
+            (["port-forward", "80:0"], "invalid spec"),
+            (["wait-ready", "extra"], "unexpected argument"),
+            (["exec", "--timeout", "soon", "true"], "invalid duration"),
+            (["wait-ready", "--timeout", "-1s"], "invalid duration"),
+        ]
+        for args, msg in cases:
+            with self.subTest(args=args):
+                res = vsockctl(*args)
+                self.assertStatus(res, 255)
+                err = res.stderr.decode()
+                self.assertTrue(err.startswith("vsockctl: "), err)
+                self.assertIn(msg, err)
+
+    def test_no_address(self):
+        res = vsockctl("exec", "true", addr=False)
+        self.assertStatus(res, 255)
+        self.assertIn("vsockctl: no agent address", res.stderr.decode())
+
+    def test_address_from_environment(self):
+        res = vsockctl("exec", "echo", "env-addr", addr=False, env=clean_env(VSOCK_ADDR=AGENT_INST.addr))
+        self.assertStatus(res, 0)
+        self.assertEqual(res.stdout, b"env-addr\n")
+
+    def test_bad_address(self):
+        for a in ["bogus:thing", "vsock:", "tcp:127.0.0.1:99999", "unix:"]:
+            with self.subTest(addr=a):
+                res = vsockctl("exec", "true", addr=a)
+                self.assertStatus(res, 255)
+                self.assertIn("vsockctl: invalid address", res.stderr.decode())
+
+    def test_missing_socket(self):
+        res = vsockctl("exec", "true", addr="unix:" + self.path("nothing.sock"))
+        self.assertStatus(res, 255)
+        err = res.stderr.decode()
+        self.assertIn("vsockctl: exec: unix:", err)
+        self.assertIn("No such file or directory", err)
+
+    def test_refused_connection(self):
+        # A bound but not listening unix socket refuses; so does a closed
+        # TCP port on loopback.
+        p = self.path("dead.sock")
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.bind(p)
+        self.addCleanup(s.close)
+        t = socket.socket()
+        t.bind(("127.0.0.1", 0))
+        port = t.getsockname()[1]
+        t.close()
+        for a in ["unix:" + p, "tcp:127.0.0.1:%d" % port]:
+            for args in (["exec", "true"], ["cat", ":/etc/hostname"], ["ls", ":/"],
+                         ["cp", ":/etc/hostname", self.path("x")]):
+                with self.subTest(addr=a, args=args):
+                    res = vsockctl(*args, addr=a)
+                    self.assertStatus(res, 255)
+                    err = res.stderr.decode()
+                    self.assertTrue(err.startswith("vsockctl: "), err)
+                    self.assertIn("Connection refused", err)
+
+
+# ---- exec -------------------------------------------------------------------
+
+class TestExec(Base):
+    def test_exit_codes(self):
+        for cmd, code in [("true", 0), ("false", 1), ("exit 42", 42), ("kill -9 $$", 137)]:
+            with self.subTest(cmd=cmd):
+                self.assertStatus(vsockctl("exec", cmd), code)
+
+    def test_exit_code_of_missing_command(self):
+        # With arguments the agent execs directly and reports the failure.
+        res = vsockctl("exec", "--argv", "--", self.path("no-such-program"), "arg")
+        self.assertStatus(res, 127)
+        err = res.stderr.decode()
+        self.assertIn("vsockctl: exec: guest: ", err)
+        self.assertIn("no-such-program", err)
+        # Through the shell: the shell's own status and message.
+        res = vsockctl("exec", self.path("no-such-program"))
+        self.assertStatus(res, 127)
+        self.assertIn("no-such-program", res.stderr.decode())
+
+    def test_argv_lone_command_is_one_word(self):
+        prog = self.path("it's a prog*")
+        with open(prog, "w") as f:
+            f.write("#!/bin/sh\necho ran \"$#\"\n")
+        os.chmod(prog, 0o755)
+        res = vsockctl("exec", "--argv", "--", prog)
+        self.assertStatus(res, 0)
+        self.assertEqual(res.stdout, b"ran 0\n")
+
+    def test_guest_error_text(self):
+        res = vsockctl("exec", "-w", self.path("no-such-dir"), "true")
+        self.assertNotEqual(res.returncode, 0)
+        err = res.stderr.decode()
+        self.assertIn("vsockctl: exec: guest: ", err)
+        self.assertIn("no-such-dir", err)
+
+    def test_stdout_stderr_separate(self):
+        res = vsockctl("exec", "echo out1; echo err1 >&2; echo out2; echo err2 >&2")
+        self.assertStatus(res, 0)
+        self.assertEqual(res.stdout, b"out1\nout2\n")
+        self.assertEqual(res.stderr, b"err1\nerr2\n")
+
+    def test_output_is_live(self):
+        # The first line arrives while the command still runs.
+        p = start_vsockctl("exec", "echo first; read x", stdin=subprocess.DEVNULL,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            self.assertEqual(read_line(p.stdout), "first\n")
+        finally:
+            p.wait(BOUND)
+            p.stdout.close()
+            p.stderr.close()
+
+    def test_words_joined_like_ssh(self):
+        res = vsockctl("exec", "--", "echo", "a   b", "|", "tr", "a", "x")
+        self.assertStatus(res, 0)
+        self.assertEqual(res.stdout, b"x b\n")
+
+    def test_remote_options_pass_through(self):
+        res = vsockctl("exec", "ls", "-d", "-a", "/")
+        self.assertStatus(res, 0)
+        self.assertEqual(res.stdout, b"/\n")
+
+    def test_argv_mode(self):
+        res = vsockctl("exec", "--argv", "--", "printf", "[%s]", "a b", "$HOME", "*")
+        self.assertStatus(res, 0)
+        self.assertEqual(res.stdout, b"[a b][$HOME][*]")
+
+    def test_env_and_workdir(self):
+        res = vsockctl("exec", "-e", "FOO=one", "-e", "FOO=two", "-e", "BAR=x=y", "-w", self.d,
+                       'echo "$FOO $BAR"; pwd')
+        self.assertStatus(res, 0)
+        self.assertEqual(res.stdout.decode(), "two x=y\n%s\n" % os.path.realpath(self.d))
+
+    def test_env_passthrough(self):
+        res = vsockctl("exec", "-e", "PASSME", 'echo "[$PASSME]"', env=clean_env(PASSME="local value"))
+        self.assertStatus(res, 0)
+        self.assertEqual(res.stdout, b"[local value]\n")
+
+    def test_stream_mode_ignores_stdin(self):
+        res = vsockctl("exec", "cat", input=b"not sent")
+        self.assertStatus(res, 0)
+        self.assertEqual(res.stdout, b"")
+
+    def test_pipe_mode_stdin_from_file(self):
+        data = os.urandom(10 * 1024 * 1024)
+        p = self.path("in.bin")
+        with open(p, "wb") as f:
+            f.write(data)
+        with open(p, "rb") as f:
+            res = vsockctl("exec", "-i", "cat", stdin=f)
+        self.assertStatus(res, 0)
+        self.assertEqual(len(res.stdout), len(data))
+        self.assertEqual(hashlib.sha256(res.stdout).digest(), hashlib.sha256(data).digest())
+
+    def test_pipe_mode_stdin_from_pipe(self):
+        data = os.urandom(10 * 1024 * 1024)
+        res = vsockctl("exec", "-i", "cat", input=data)
+        self.assertStatus(res, 0)
+        self.assertEqual(len(res.stdout), len(data))
+        self.assertEqual(hashlib.sha256(res.stdout).digest(), hashlib.sha256(data).digest())
+
+    def test_pipe_mode_eof(self):
+        res = vsockctl("exec", "-i", "wc -c; echo done", stdin=subprocess.DEVNULL)
+        self.assertStatus(res, 0)
+        self.assertEqual(res.stdout.split(), [b"0", b"done"])
+        res = vsockctl("exec", "-i", "wc -c", input=b"12345")
+        self.assertEqual(res.stdout.split(), [b"5"])
+
+    def test_timeout_stops_command(self):
+        m = unique_marker()
+        res = vsockctl("exec", "--timeout", "1s", "--", "sleep", m)
+        self.assertStatus(res, 124)
+        self.assertIn("timed out", res.stderr.decode())
+        self.assertGone(m)
+
+    def test_timeout_not_reached(self):
+        self.assertStatus(vsockctl("exec", "--timeout", "1m", "exit 7"), 7)
+
+    def _signal_stream(self, sig, code):
+        m = unique_marker()
+        p = start_vsockctl("exec", "echo started; sleep %s" % m, stdin=subprocess.DEVNULL,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            self.assertEqual(read_line(p.stdout), "started\n")
+            wait_until(lambda: processes_with(m), SHORT, "guest sleep to start")
+            p.send_signal(sig)
+            self.assertEqual(p.wait(BOUND), code)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait(BOUND)
+            p.stdout.close()
+            p.stderr.close()
+        self.assertGone(m)
+
+    def test_sigint_cancels_stream(self):
+        self._signal_stream(signal.SIGINT, 130)
+
+    def test_sigterm_cancels_stream(self):
+        self._signal_stream(signal.SIGTERM, 143)
+
+    def test_sigint_forwarded_in_pipe_mode(self):
+        script = "trap 'echo got; exit 3' INT; echo ready; while :; do sleep 0.05; done"
+        p = start_vsockctl("exec", "-i", script, stdin=subprocess.PIPE,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            self.assertEqual(read_line(p.stdout), "ready\n")
+            p.send_signal(signal.SIGINT)
+            self.assertEqual(p.wait(BOUND), 3)
+            self.assertEqual(p.stdout.read(), b"got\n")
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait(BOUND)
+            p.stdin.close()
+            p.stdout.close()
+            p.stderr.close()
+
+    def test_second_signal_exits_at_once(self):
+        # The guest shrugs off the forwarded SIGINT; the second one makes
+        # vsockctl leave, and closing the connection stops the command.
+        m = "marker-" + unique_marker()
+        script = "trap 'echo got' INT; echo ready; while :; do sleep 0.05; done # " + m
+        p = start_vsockctl("exec", "-i", script, stdin=subprocess.PIPE,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            self.assertEqual(read_line(p.stdout), "ready\n")
+            p.send_signal(signal.SIGINT)
+            self.assertEqual(read_line(p.stdout), "got\n")
+            p.send_signal(signal.SIGINT)
+            self.assertEqual(p.wait(BOUND), 130)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait(BOUND)
+            p.stdin.close()
+            p.stdout.close()
+            p.stderr.close()
+        self.assertGone(m, substring=True)
+
+    def test_closed_stdout(self):
+        # `vsockctl exec yes | head -1`: our reader goes away; we stop
+        # quietly with the status of a SIGPIPE'd pipeline member.
+        r, w = os.pipe()
+        os.close(r)
+        try:
+            res = subprocess.run([VSOCKCTL, "-a", AGENT_INST.addr, "exec", "yes"], stdin=subprocess.DEVNULL,
+                                 stdout=w, stderr=subprocess.PIPE, timeout=BOUND, env=clean_env())
+        finally:
+            os.close(w)
+        self.assertEqual(res.returncode, 141)
+        self.assertEqual(res.stderr, b"")
+
+
+# ---- TTY --------------------------------------------------------------------
+
+class PtySession:
+    """vsockctl on a pseudo-terminal made by the test, as its controlling
+    terminal (so it gets SIGWINCH)."""
+
+    def __init__(self, args, rows=30, cols=90, addr=None):
+        self.master, self.slave = os.openpty()
+        fcntl.ioctl(self.slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+        self.before = termios.tcgetattr(self.slave)
+        slave = self.slave
+
+        def child_setup():
+            os.setsid()
+            fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+
+        self.proc = subprocess.Popen([VSOCKCTL, "-a", addr or AGENT_INST.addr] + list(args),
+                                     stdin=slave, stdout=slave, stderr=slave,
+                                     preexec_fn=child_setup, env=clean_env())
+        self.buf = b""
+
+    def read_until(self, pattern, bound=SHORT):
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + bound
+        while not rx.search(self.buf):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError("pattern %r not seen; got %r" % (pattern, self.buf))
+            r, _, _ = select.select([self.master], [], [], min(left, 0.2))
+            if r:
+                try:
+                    self.buf += os.read(self.master, 65536)
+                except OSError as e:
+                    if e.errno != errno.EIO:
+                        raise
+        m = rx.search(self.buf)
+        self.buf = self.buf[m.end():]
+        return m
+
+    def write(self, data):
+        os.write(self.master, data)
+
+    def wait(self, bound=BOUND):
+        # Keep draining the master so vsockctl never blocks on output.
+        deadline = time.monotonic() + bound
+        while self.proc.poll() is None:
+            if time.monotonic() > deadline:
+                raise AssertionError("vsockctl did not exit; output %r" % self.buf)
+            r, _, _ = select.select([self.master], [], [], 0.05)
+            if r:
+                try:
+                    self.buf += os.read(self.master, 65536)
+                except OSError:
+                    pass
+        # What it wrote last may still be on its way through the pty.
+        while select.select([self.master], [], [], 0.2)[0]:
+            try:
+                data = os.read(self.master, 65536)
+            except OSError:
+                break
+            if not data:
+                break
+            self.buf += data
+        return self.proc.returncode
+
+    def attrs(self):
+        return termios.tcgetattr(self.slave)
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(BOUND)
+        os.close(self.master)
+        os.close(self.slave)
+
+
+class TestTty(Base):
+    def session(self, *args, **kw):
+        s = PtySession(args, **kw)
+        self.addCleanup(s.close)
+        return s
+
+    def assertRaw(self, attrs):
+        lflag = attrs[3]
+        self.assertEqual(lflag & (termios.ECHO | termios.ICANON | termios.ISIG), 0)
+
+    def test_requires_terminal(self):
+        res = vsockctl("exec", "-t", "true", input=b"")
+        self.assertStatus(res, 255)
+        self.assertIn("-t needs a terminal", res.stderr.decode())
+
+    def test_forced_without_terminal(self):
+        res = vsockctl("exec", "-tt", "test -t 0 && test -t 1 && echo on-a-tty", stdin=subprocess.DEVNULL)
+        self.assertStatus(res, 0)
+        self.assertIn(b"on-a-tty", res.stdout)
+
+    def test_raw_mode_entered_and_restored(self):
+        s = self.session("exec", "-t", "echo READY; read line; echo GOT:$line; exit 5")
+        s.read_until(rb"READY")
+        self.assertRaw(s.attrs())
+        s.write(b"hello\r")
+        s.read_until(rb"GOT:hello")
+        self.assertEqual(s.wait(), 5)
+        self.assertEqual(s.attrs(), s.before)
+
+    def test_initial_size_and_resize(self):
+        s = self.session("exec", "-t", "echo READY; while read x; do echo SIZE=$(stty size); done", rows=30, cols=90)
+        s.read_until(rb"READY")
+        s.write(b"\r")
+        self.assertEqual(s.read_until(rb"SIZE=(\d+ \d+)\r?\n").group(1), b"30 90")
+        fcntl.ioctl(s.master, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 100, 0, 0))
+        # SIGWINCH -> Resize frame travels beside our keystrokes: ask
+        # again until the new size shows, within a bound.
+        deadline = time.monotonic() + SHORT
+        while True:
+            s.write(b"\r")
+            if s.read_until(rb"SIZE=(\d+ \d+)\r?\n").group(1) == b"40 100":
+                break
+            self.assertLess(time.monotonic(), deadline, "resize never reached the guest")
+        s.write(b"\x04")
+        self.assertEqual(s.wait(), 0)
+        self.assertEqual(s.attrs(), s.before)
+
+    def test_ctrl_c_reaches_foreground_job(self):
+        m = unique_marker()
+        s = self.session("exec", "-t", "echo READY; sleep %s" % m)
+        s.read_until(rb"READY")
+        wait_until(lambda: processes_with(m), SHORT, "guest sleep to start")
+        s.write(b"\x03")
+        self.assertEqual(s.wait(), 130)
+        self.assertEqual(s.attrs(), s.before)
+        self.assertGone(m)
+
+    def test_sigterm_restores_terminal(self):
+        m = unique_marker()
+        s = self.session("exec", "-t", "echo READY; sleep %s" % m)
+        s.read_until(rb"READY")
+        self.assertRaw(s.attrs())
+        s.proc.send_signal(signal.SIGTERM)
+        self.assertEqual(s.wait(), 143)
+        self.assertEqual(s.attrs(), s.before)
+        self.assertGone(m)
+
+    def test_error_restores_terminal(self):
+        s = self.session("exec", "-t", "true", addr="unix:" + self.path("none.sock"))
+        self.assertEqual(s.wait(), 255)
+        self.assertIn(b"vsockctl: exec: unix:", s.buf)
+        self.assertEqual(s.attrs(), s.before)
+
+
+# ---- files ------------------------------------------------------------------
+
+class TestFiles(Base):
+    def write(self, name, data, mode=None):
+        p = self.path(name)
+        with open(p, "wb") as f:
+            f.write(data)
+        if mode is not None:
+            os.chmod(p, mode)
+        return p
+
+    def read(self, p):
+        with open(p, "rb") as f:
+            return f.read()
+
+    def roundtrip(self, data):
+        src = self.write("src.bin", data)
+        guest = self.path("guest.bin")
+        back = self.path("back.bin")
+        self.assertStatus(vsockctl("cp", src, ":" + guest), 0)
+        self.assertEqual(self.read(guest), data)
+        self.assertStatus(vsockctl("cp", ":" + guest, back), 0)
+        self.assertEqual(self.read(back), data)
+
+    def test_cp_binary_with_nuls(self):
+        self.roundtrip(bytes(range(256)) * 64 + b"\0" * 4096 + b"end\0")
+
+    def test_cp_empty(self):
+        self.roundtrip(b"")
+
+    def test_cp_15_mib(self):
+        self.roundtrip(os.urandom(15 * 1024 * 1024))
+
+    def test_cp_keeps_mode(self):
+        src = self.write("tool", b"#!/bin/sh\necho hi\n", 0o750)
+        guest = self.path("tool-copy")
+        self.assertStatus(vsockctl("cp", src, ":" + guest), 0)
+        self.assertEqual(stat.S_IMODE(os.stat(guest).st_mode), 0o750)
+
+    def test_cp_into_guest_dir(self):
+        os.mkdir(self.path("gdir"))
+        src = self.write("name.txt", b"abc")
+        self.assertStatus(vsockctl("cp", src, ":" + self.path("gdir") + "/"), 0)
+        self.assertEqual(self.read(self.path("gdir", "name.txt")), b"abc")
+
+    def test_cp_into_local_dir(self):
+        os.mkdir(self.path("ldir"))
+        g = self.write("remote.txt", b"xyz")
+        self.assertStatus(vsockctl("cp", ":" + g, self.path("ldir")), 0)
+        self.assertEqual(self.read(self.path("ldir", "remote.txt")), b"xyz")
+
+    def test_cp_stdin_stdout(self):
+        g = self.path("from-stdin")
+        self.assertStatus(vsockctl("cp", "-", ":" + g, input=b"piped\0data"), 0)
+        self.assertEqual(self.read(g), b"piped\0data")
+        res = vsockctl("cp", ":" + g, "-")
+        self.assertStatus(res, 0)
+        self.assertEqual(res.stdout, b"piped\0data")
+
+    def test_cp_guest_to_guest(self):
+        g = self.write("a", b"copy me")
+        self.assertStatus(vsockctl("cp", ":" + g, ":" + self.path("b")), 0)
+        self.assertEqual(self.read(self.path("b")), b"copy me")
+
+    def test_cp_progress_on_terminal(self):
+        src = self.write("p.bin", os.urandom(3 * 1024 * 1024))
+        master, slave = os.openpty()
+        try:
+            res = subprocess.run([VSOCKCTL, "-a", AGENT_INST.addr, "cp", src, ":" + self.path("q.bin")],
+                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave,
+                                 timeout=BOUND, env=clean_env())
+            os.close(slave)
+            slave = -1
+            out = b""
+            while select.select([master], [], [], 0.2)[0]:
+                try:
+                    d = os.read(master, 65536)
+                except OSError:
+                    break
+                if not d:
+                    break
+                out += d
+        finally:
+            if slave >= 0:
+                os.close(slave)
+            os.close(master)
+        self.assertEqual(res.returncode, 0, out)
+        # The last thing on the terminal is the summary line, after the
+        # spinner line was cleared.
+        last = out.split(b"\x1b[K")[-1]
+        self.assertRegex(last.decode(), r"^%s -> :%s  3\.0 MiB  \d+\.\ds\r?\n$" % (re.escape(src),
+                                                                              re.escape(self.path("q.bin"))))
+        # Not on a terminal: silent.
+        res = vsockctl("cp", src, ":" + self.path("r.bin"))
+        self.assertStatus(res, 0)
+        self.assertEqual(res.stderr, b"")
+
+    def test_cp_missing_guest_file(self):
+        res = vsockctl("cp", ":" + self.path("absent"), self.path("out"))
+        self.assertStatus(res, 1)
+        err = res.stderr.decode()
+        self.assertTrue(err.startswith("vsockctl: :" + self.path("absent")), err)
+        self.assertFalse(os.path.exists(self.path("out")))
+
+    def test_cp_missing_local_file(self):
+        res = vsockctl("cp", self.path("absent"), ":" + self.path("out"))
+        self.assertStatus(res, 1)
+        self.assertIn("No such file or directory", res.stderr.decode())
+
+    def test_cp_guest_file_over_read_limit(self):
+        big = self.path("big")
+        with open(big, "wb") as f:
+            f.truncate(16 * 1024 * 1024 + 1)
+        res = vsockctl("cp", ":" + big, self.path("out"))
+        self.assertStatus(res, 1)
+        self.assertIn("vsockctl: :%s: file exceeds the protocol's 16 MiB read limit" % big, res.stderr.decode())
+
+    def test_cp_local_file_too_large(self):
+        big = self.path("huge")
+        with open(big, "wb") as f:
+            f.truncate(64 * 1024 * 1024)
+        res = vsockctl("cp", big, ":" + self.path("dst"))
+        self.assertStatus(res, 1)
+        self.assertIn("file too large to send", res.stderr.decode())
+        self.assertFalse(os.path.exists(self.path("dst")))
+
+    def test_cat(self):
+        a = self.write("a.txt", b"first\n")
+        b = self.write("b.bin", b"\0second")
+        res = vsockctl("cat", ":" + a, b)
+        self.assertStatus(res, 0)
+        self.assertEqual(res.stdout, b"first\n\0second")
+
+    def test_cat_missing(self):
+        a = self.write("a.txt", b"here\n")
+        res = vsockctl("cat", ":" + self.path("absent"), ":" + a)
+        self.assertStatus(res, 1)
+        self.assertEqual(res.stdout, b"here\n")
+        self.assertIn("vsockctl: :" + self.path("absent"), res.stderr.decode())
+
+    def test_ls(self):
+        os.mkdir(self.path("sub"))
+        self.write("file", b"hello")
+        res = vsockctl("ls", ":" + self.d)
+        self.assertStatus(res, 0)
+        self.assertEqual(sorted(res.stdout.decode().split("\n")[:-1]), ["file", "sub"])
+
+    def test_ls_long_format(self):
+        os.mkdir(self.path("dir"), 0o755)
+        os.chmod(self.path("dir"), 0o755)
+        os.mkdir(self.path("sticky"))
+        os.chmod(self.path("sticky"), 0o1777)
+        os.mkdir(self.path("sticky-noexec"))
+        os.chmod(self.path("sticky-noexec"), 0o1776)
+        self.write("plain", b"12 bytes....", 0o644)
+        self.write("suid", b"#!", 0o4755)
+        self.write("suid-noexec", b"", 0o4644)
+        self.write("sgid-noexec", b"x", 0o2644)
+        os.symlink("plain", self.path("link"))
+        os.mkfifo(self.path("fifo"), 0o644)
+        os.chmod(self.path("fifo"), 0o644)
+        res = vsockctl("ls", "-l", ":" + self.d)
+        self.assertStatus(res, 0)
+        lines = res.stdout.decode().splitlines()
+        names = set()
+        for line in lines:
+            m = re.match(r"^([-dlpscb?][-rwxsStT]{9}) +(\d+) (.+)$", line)
+            self.assertIsNotNone(m, "bad line %r" % line)
+            mode, size, name = m.group(1), int(m.group(2)), m.group(3)
+            st = os.lstat(self.path(name))
+            self.assertEqual(mode, stat.filemode(st.st_mode), name)
+            if not stat.S_ISDIR(st.st_mode):
+                self.assertEqual(size, st.st_size, name)
+            names.add(name)
+        self.assertEqual(names, set(os.listdir(self.d)))
+        # Sizes are right-aligned in one column.
+        self.assertEqual(len({len(line) - len(line.split(" ", 1)[1].lstrip().split(" ", 1)[1]) for line in lines}), 1)
+        expect = {"sticky": "drwxrwxrwt", "sticky-noexec": "drwxrwxrwT", "suid": "-rwsr-xr-x",
+                  "suid-noexec": "-rwSr--r--", "sgid-noexec": "-rw-r-Sr--", "link": "lrwxrwxrwx",
+                  "fifo": "prw-r--r--", "dir": "drwxr-xr-x", "plain": "-rw-r--r--"}
+        got = {l.split()[-1]: l.split()[0] for l in lines}
+        for name, mode in expect.items():
+            self.assertEqual(got[name], mode, name)
+
+    def test_ls_missing(self):
+        res = vsockctl("ls", "-l", ":" + self.path("absent"))
+        self.assertStatus(res, 1)
+        self.assertIn("vsockctl: :" + self.path("absent"), res.stderr.decode())
+
+
+# ---- port-forward -----------------------------------------------------------
+
+class EchoServer:
+    """Echo until EOF, then close: exercises half-close in both directions."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.echo, args=(c,), daemon=True).start()
+
+    @staticmethod
+    def echo(c):
+        with c:
+            c.settimeout(BOUND)
+            try:
+                while True:
+                    d = c.recv(65536)
+                    if not d:
+                        break
+                    c.sendall(d)
+                c.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+
+    def close(self):
+        self.sock.close()
+
+
+def exchange(port, data, family=socket.AF_INET, host="127.0.0.1"):
+    """Send @data, half-close, read everything back."""
+    s = socket.socket(family, socket.SOCK_STREAM)
+    s.settimeout(BOUND)
+    s.connect((host, port))
+    out = []
+
+    def sender():
+        s.sendall(data)
+        s.shutdown(socket.SHUT_WR)
+
+    t = threading.Thread(target=sender)
+    t.start()
+    while True:
+        d = s.recv(1 << 16)
+        if not d:
+            break
+        out.append(d)
+    t.join(BOUND)
+    s.close()
+    return b"".join(out)
+
+
+class TestPortForward(Base):
+    def start_forward(self, spec):
+        p = start_vsockctl("port-forward", spec, stdin=subprocess.DEVNULL,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+        def stop():
+            if p.poll() is None:
+                p.kill()
+                p.wait(BOUND)
+            p.stderr.close()
+        self.addCleanup(stop)
+        line = read_line(p.stderr)
+        m = re.match(r"^Forwarding (\S+):(\d+) -> guest (\S+)\n$", line)
+        self.assertIsNotNone(m, line)
+        return p, int(m.group(2)), line
+
+    def setUp(self):
+        super().setUp()
+        self.echo = EchoServer()
+        self.addCleanup(self.echo.close)
+
+    def test_concurrent_clients_and_stop(self):
+        p, port, line = self.start_forward("0:%d" % self.echo.port)
+        self.assertIn("-> guest 127.0.0.1:%d" % self.echo.port, line)
+        self.assertTrue(line.startswith("Forwarding 127.0.0.1:"))
+        results = {}
+
+        def client(i):
+            data = (b"client %d " % i) * (1000 + i * 100)
+            results[i] = exchange(port, data) == data
+
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(BOUND)
+        self.assertEqual(results, {i: True for i in range(8)})
+        p.send_signal(signal.SIGINT)
+        self.assertEqual(p.wait(BOUND), 0)
+
+    def test_large_transfer(self):
+        p, port, _ = self.start_forward("127.0.0.1:0:127.0.0.1:%d" % self.echo.port)
+        data = os.urandom(16 * 1024 * 1024)
+        got = exchange(port, data)
+        self.assertEqual(len(got), len(data))
+        self.assertEqual(hashlib.sha256(got).digest(), hashlib.sha256(data).digest())
+        p.send_signal(signal.SIGTERM)
+        self.assertEqual(p.wait(BOUND), 0)
+
+    def test_empty_connection(self):
+        p, port, _ = self.start_forward("0:%d" % self.echo.port)
+        self.assertEqual(exchange(port, b""), b"")
+
+    def test_rejected_forward(self):
+        closed = socket.socket()
+        closed.bind(("127.0.0.1", 0))
+        dead_port = closed.getsockname()[1]
+        closed.close()
+        p, port, _ = self.start_forward("0:%d" % dead_port)
+        s = socket.create_connection(("127.0.0.1", port), timeout=BOUND)
+        self.assertEqual(s.recv(10), b"")
+        s.close()
+        line = read_line(p.stderr)
+        self.assertIn("vsockctl: port-forward: connection from 127.0.0.1:", line)
+        self.assertIn("port-forward rejected", line)
+        self.assertIsNone(p.poll())   # still serving
+
+    def test_ipv6_bind(self):
+        try:
+            t = socket.socket(socket.AF_INET6)
+            t.bind(("::1", 0))
+            t.close()
+        except OSError:
+            self.skipTest("no IPv6 loopback")
+        p, port, line = self.start_forward("[::1]:0:%d" % self.echo.port)
+        self.assertTrue(line.startswith("Forwarding [::1]:"), line)
+        self.assertEqual(exchange(port, b"six", socket.AF_INET6, "::1"), b"six")
+
+    def test_port_in_use(self):
+        busy = socket.socket()
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        self.addCleanup(busy.close)
+        res = vsockctl("port-forward", "%d:80" % busy.getsockname()[1])
+        self.assertStatus(res, 255)
+        self.assertIn("cannot listen on 127.0.0.1:%d" % busy.getsockname()[1], res.stderr.decode())
+
+
+# ---- wait-ready -------------------------------------------------------------
+
+class TestWaitReady(Base):
+    def test_ready(self):
+        self.assertStatus(vsockctl("wait-ready", "--ready-addr", AGENT_INST.ready_addr, "--timeout", "10s"), 0)
+
+    def test_ready_addr_from_environment(self):
+        res = vsockctl("wait-ready", "--timeout", "10s", env=clean_env(VSOCK_READY_ADDR=AGENT_INST.ready_addr))
+        self.assertStatus(res, 0)
+
+    def test_agent_address_with_port(self):
+        # Not a unix socket: the agent address itself is probed (its port
+        # as given). A plain TCP listener of the test stands in.
+        srv = socket.socket()
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(8)
+        self.addCleanup(srv.close)
+        res = vsockctl("wait-ready", "--timeout", "10s", addr="tcp:127.0.0.1:%d" % srv.getsockname()[1])
+        self.assertStatus(res, 0)
+
+    def test_unix_needs_ready_addr(self):
+        res = vsockctl("wait-ready")
+        self.assertStatus(res, 255)
+        self.assertIn("--ready-addr", res.stderr.decode())
+
+    def test_timeout(self):
+        res = vsockctl("wait-ready", "--ready-addr", "unix:" + self.path("never.sock"), "--timeout", "300ms")
+        self.assertStatus(res, 1)
+        self.assertIn("vsockctl: wait-ready: unix:%s: guest not ready after 300ms" % self.path("never.sock"),
+                      res.stderr.decode())
+
+    def test_waits_for_agent_start(self):
+        agent = Agent(self.d)
+        self.addCleanup(agent.stop)
+        p = subprocess.Popen([VSOCKCTL, "-a", agent.addr, "wait-ready", "--ready-addr", agent.ready_addr,
+                              "--timeout", "30s"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, env=clean_env())
+        # Start the agent a little later, from another thread.
+        timer = threading.Timer(0.3, agent.start)
+        timer.start()
+        try:
+            out, err = p.communicate(timeout=BOUND)
+        finally:
+            timer.join(BOUND)
+        self.assertEqual(p.returncode, 0, err)
+        agent.wait()
+        res = vsockctl("exec", "echo up", addr=agent.addr)
+        self.assertStatus(res, 0)
+        self.assertEqual(res.stdout, b"up\n")
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
