@@ -1,0 +1,41 @@
+/* State shared by the agent's modules: one instance, owned by main.c. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "agent/loop.h"
+
+struct session;
+struct sandbox;
+struct worker;
+
+/* Bounds on what one session may hold in memory. */
+#define AGENT_QUEUE_HIGH (256u * 1024)  /* stop reading sources above this */
+#define AGENT_QUEUE_LOW (64u * 1024)    /* resume below this */
+#define AGENT_READ_CHUNK (64u * 1024)   /* one read from a source */
+
+struct agent {
+        struct loop *loop;
+        const struct sandbox *sandbox;  /* NULL: --privileged */
+        struct worker *worker;
+        int idle_timeout_ms;            /* no complete request by then: close */
+        int grace_ms;                   /* SIGTERM -> SIGKILL */
+        int linger_ms;                  /* output drain after the main process exits */
+        /* Who may use the exec service. */
+        uint32_t *allow_cids;           /* vsock peers (default: the host, 2) */
+        size_t n_allow_cids;
+        uint32_t *allow_uids;            /* unix peers besides root and our uid */
+        size_t n_allow_uids;
+        bool insecure_tcp;              /* TCP on a non-loopback address */
+        bool shutting_down;
+        uint64_t next_session_id;
+        struct session *sessions;       /* all live sessions (list) */
+        size_t n_sessions;
+};
+
+/* Whether @pid is a process this agent started and has not reaped yet
+ * (init mode's orphan reaper must leave those alone). */
+bool agent_owns_pid(pid_t pid);

@@ -1,0 +1,110 @@
+/* WriteFile, ReadFile, ListFiles: files_serve() runs on the worker thread;
+ * its FileResult is sent when the job comes back to the loop. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <vsock/msg.h>
+
+#include "agent/files.h"
+#include "agent/ops.h"
+#include "agent/session.h"
+#include "agent/worker.h"
+#include "common/buf.h"
+#include "common/log.h"
+
+/* The JSON of a full read: base64 of FILES_READ_MAX plus room for names. */
+#define FILEOP_OUT_MAX ((size_t) FILES_READ_MAX / 3 * 4 + 64u * 1024 * 1024)
+
+struct fileop {
+        struct worker_job job;
+        struct session *s;              /* NULL once the session is gone */
+        uint8_t type;
+        uint8_t *payload;
+        uint32_t len;
+        struct buf out;
+        int rc;
+        bool running;
+};
+
+static void fileop_destroy(struct fileop *f) {
+        if (f->payload)
+                explicit_bzero(f->payload, f->len);
+        free(f->payload);
+        buf_wipe_free(&f->out);
+        free(f);
+}
+
+static void fileop_run(struct worker_job *j) {
+        struct fileop *f = container_of(j, struct fileop, job);
+        f->rc = files_serve(f->type, f->payload ? f->payload : (const uint8_t *) "", f->len, &f->out);
+}
+
+static void fileop_done(struct worker_job *j) {
+        struct fileop *f = container_of(j, struct fileop, job);
+        f->running = false;
+        if (!f->s || j->cancelled) {
+                if (f->s)
+                        session_finish(f->s);
+                else
+                        fileop_destroy(f);
+                return;
+        }
+        if (f->rc < 0) {
+                log_error("session %llu: file operation: %s", (unsigned long long) session_id(f->s), strerror(-f->rc));
+                /* Still answer: the host should not wait for nothing. */
+                buf_reset(&f->out);
+                (void) buf_append_str(&f->out, "{\"error\":\"agent out of memory\"}");
+        }
+        (void) session_send(f->s, VSOCK_MSG_FILE_RESULT, buf_head(&f->out), buf_size(&f->out));
+        buf_wipe_free(&f->out);
+        session_finish(f->s);
+}
+
+static void fileop_free(void *op) {
+        struct fileop *f = op;
+        if (!f)
+                return;
+        if (f->running) {
+                f->s = NULL; /* the worker still has it; fileop_done frees */
+                return;
+        }
+        fileop_destroy(f);
+}
+
+/* A host that goes away cannot stop a file operation already running;
+ * its result is dropped. */
+static void fileop_gone(void *op) {
+        struct fileop *f = op;
+        if (!f->running && f->s)
+                session_finish(f->s);
+}
+
+static const struct session_ops fileop_ops = {
+        .name = "file",
+        .conn_lost = fileop_gone,
+        .free = fileop_free,
+};
+
+int fileop_start(struct session *s, uint8_t type, uint8_t *payload, uint32_t len) {
+        struct fileop *f = calloc(1, sizeof *f);
+        if (!f) {
+                free(payload);
+                return -ENOMEM;
+        }
+        f->s = s;
+        f->type = type;
+        f->payload = payload;
+        f->len = len;
+        f->out = BUF_INIT(FILEOP_OUT_MAX);
+        f->job.run = fileop_run;
+        f->job.done = fileop_done;
+        int r = worker_submit(session_agent(s)->worker, &f->job);
+        if (r < 0) {
+                fileop_destroy(f);
+                return r;
+        }
+        f->running = true;
+        session_set_op(s, &fileop_ops, f);
+        return 0;
+}

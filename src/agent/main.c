@@ -1,0 +1,326 @@
+/* vsock-agent: the guest side of the protocol. Option parsing and wiring;
+ * the work happens in the loop (loop.c) and the sessions (session.c). */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <vsock/addr.h>
+#include <vsock/error.h>
+
+#include "agent/agent.h"
+#include "agent/child.h"
+#include "agent/listener.h"
+#include "agent/loop.h"
+#include "agent/sandbox.h"
+#include "agent/session.h"
+#include "agent/worker.h"
+#include "common/log.h"
+#include "common/macro.h"
+
+#ifndef VSOCK_VERSION
+#define VSOCK_VERSION "unknown"
+#endif
+
+struct options {
+        const char *listen;
+        const char *ready;
+        bool privileged;
+};
+
+struct main_state {
+        struct agent agent;
+        struct listener *exec_listener;
+        struct listener *ready_listener;
+        struct watcher sigw;
+        int sigfd;
+        struct timer deadline;  /* hard bound on shutdown */
+        int exit_code;
+};
+
+static void usage(FILE *f) {
+        fprintf(f,
+                "Usage: vsock-agent [OPTIONS]\n"
+                "\n"
+                "Guest agent: runs commands, forwards ports and serves files for the host.\n"
+                "\n"
+                "  --listen ADDR        exec service address (default vsock:any:5000)\n"
+                "  --ready ADDR         ready-check address (default vsock:any:5002)\n"
+                "  --allow-cid CID      also serve this vsock peer CID (default only 2, the host)\n"
+                "  --allow-uid UID      also serve this unix-socket peer uid (root and the agent's\n"
+                "                       own uid are always allowed)\n"
+                "  --insecure-tcp       allow a TCP listen address that is not loopback (DANGEROUS)\n"
+                "  --privileged         run commands without the sandbox\n"
+                "                       (also: vsock.privileged=1 on the kernel command line)\n"
+                "  --idle-timeout SEC   close connections without a request after SEC seconds (30)\n"
+                "  --log-level LEVEL    error, warn, info (default) or debug\n"
+                "  --help               show this help\n"
+                "  --version            show the version\n"
+                "\n"
+                "Addresses: vsock:CID:PORT, vsock::PORT, unix:/path, tcp:HOST:PORT.\n");
+}
+
+static int parse_u32(const char *s, uint32_t *ret) {
+        char *end;
+        errno = 0;
+        unsigned long v = strtoul(s, &end, 0);
+        if (errno || end == s || *end || v > UINT32_MAX || s[0] == '-')
+                return -EINVAL;
+        *ret = (uint32_t) v;
+        return 0;
+}
+
+static int push_u32(uint32_t **v, size_t *n, uint32_t x) {
+        uint32_t *nv = realloc(*v, (*n + 1) * sizeof *nv);
+        if (!nv)
+                return -ENOMEM;
+        nv[(*n)++] = x;
+        *v = nv;
+        return 0;
+}
+
+/* vsock.privileged=1 on the kernel command line. */
+static bool cmdline_privileged(void) {
+        char buf[4096];
+        int fd = open("/proc/cmdline", O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return false;
+        ssize_t n = read(fd, buf, sizeof buf - 1);
+        safe_close(fd);
+        if (n <= 0)
+                return false;
+        buf[n] = '\0';
+        bool on = false;
+        /* Later words win, as the kernel's own parameters do. */
+        for (char *save = NULL, *w = strtok_r(buf, " \t\n", &save); w; w = strtok_r(NULL, " \t\n", &save)) {
+                if (strcmp(w, "--") == 0)
+                        break;
+                if (strncmp(w, "vsock.privileged=", 17) == 0) {
+                        const char *v = w + 17;
+                        on = strcmp(v, "1") == 0 || strcmp(v, "yes") == 0 || strcmp(v, "true") == 0 ||
+                             strcmp(v, "on") == 0;
+                }
+        }
+        return on;
+}
+
+static void begin_shutdown(struct main_state *m, const char *why) {
+        struct agent *a = &m->agent;
+        if (a->shutting_down)
+                return;
+        log_info("%s: stopping (%zu sessions, %zu processes)", why, a->n_sessions, child_count());
+        a->shutting_down = true;
+        listener_free(m->exec_listener);
+        listener_free(m->ready_listener);
+        m->exec_listener = m->ready_listener = NULL;
+        session_shutdown_all(a);
+        child_terminate_all();
+        /* SIGKILL goes out after the grace; allow a moment past it. */
+        if (timer_arm_in_ms(&m->deadline, a->grace_ms + 1000) < 0)
+                loop_quit(a->loop);
+}
+
+static void on_deadline(struct timer *t) {
+        struct main_state *m = container_of(t, struct main_state, deadline);
+        log_warn("shutdown: %zu sessions and %zu processes left at the deadline", m->agent.n_sessions,
+                 child_count());
+        loop_quit(m->agent.loop);
+}
+
+static void on_signal(struct watcher *w, uint32_t revents) {
+        struct main_state *m = container_of(w, struct main_state, sigw);
+        struct signalfd_siginfo si;
+        while (read(m->sigfd, &si, sizeof si) == (ssize_t) sizeof si) {
+                if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT)
+                        begin_shutdown(m, si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+        }
+}
+
+static void post_pass(void *userdata) {
+        struct main_state *m = userdata;
+        /* Init mode hook: reap orphans here, e.g.
+         * init_reap_orphans(own_pid, NULL) with agent_owns_pid(). */
+        if (m->agent.shutting_down && m->agent.n_sessions == 0 && child_count() == 0)
+                loop_quit(m->agent.loop);
+}
+
+int main(int argc, char **argv) {
+        enum { OPT_LISTEN = 256, OPT_READY, OPT_ALLOW_CID, OPT_ALLOW_UID, OPT_INSECURE_TCP, OPT_PRIVILEGED,
+               OPT_IDLE_TIMEOUT, OPT_LOG_LEVEL, OPT_HELP, OPT_VERSION };
+        static const struct option longopts[] = {
+                { "listen", required_argument, NULL, OPT_LISTEN },
+                { "ready", required_argument, NULL, OPT_READY },
+                { "allow-cid", required_argument, NULL, OPT_ALLOW_CID },
+                { "allow-uid", required_argument, NULL, OPT_ALLOW_UID },
+                { "insecure-tcp", no_argument, NULL, OPT_INSECURE_TCP },
+                { "privileged", no_argument, NULL, OPT_PRIVILEGED },
+                { "idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT },
+                { "log-level", required_argument, NULL, OPT_LOG_LEVEL },
+                { "help", no_argument, NULL, OPT_HELP },
+                { "version", no_argument, NULL, OPT_VERSION },
+                {},
+        };
+        static struct main_state m = { .sigfd = -1 };
+        struct agent *a = &m.agent;
+        struct options o = { .listen = "vsock:any:5000", .ready = "vsock:any:5002" };
+        a->idle_timeout_ms = 30000;
+        a->grace_ms = 5000;
+        a->linger_ms = 100;
+        if (push_u32(&a->allow_cids, &a->n_allow_cids, VSOCK_CID_HOST) < 0)
+                return 1;
+
+        int c;
+        while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+                uint32_t v;
+                enum log_level lvl;
+                switch (c) {
+                case OPT_LISTEN:
+                        o.listen = optarg;
+                        break;
+                case OPT_READY:
+                        o.ready = optarg;
+                        break;
+                case OPT_ALLOW_CID:
+                        if (parse_u32(optarg, &v) < 0) {
+                                fprintf(stderr, "vsock-agent: invalid CID '%s'\n", optarg);
+                                return 2;
+                        }
+                        if (push_u32(&a->allow_cids, &a->n_allow_cids, v) < 0)
+                                return 1;
+                        break;
+                case OPT_ALLOW_UID:
+                        if (parse_u32(optarg, &v) < 0 || v == (uint32_t) -1) {
+                                fprintf(stderr, "vsock-agent: invalid uid '%s'\n", optarg);
+                                return 2;
+                        }
+                        if (push_u32(&a->allow_uids, &a->n_allow_uids, v) < 0)
+                                return 1;
+                        break;
+                case OPT_INSECURE_TCP:
+                        a->insecure_tcp = true;
+                        break;
+                case OPT_PRIVILEGED:
+                        o.privileged = true;
+                        break;
+                case OPT_IDLE_TIMEOUT:
+                        if (parse_u32(optarg, &v) < 0 || v == 0 || v > 86400) {
+                                fprintf(stderr, "vsock-agent: invalid idle timeout '%s' (seconds, 1..86400)\n",
+                                        optarg);
+                                return 2;
+                        }
+                        a->idle_timeout_ms = (int) v * 1000;
+                        break;
+                case OPT_LOG_LEVEL:
+                        if (log_level_parse(optarg, &lvl) < 0) {
+                                fprintf(stderr, "vsock-agent: invalid log level '%s'\n", optarg);
+                                return 2;
+                        }
+                        log_set_level(lvl);
+                        break;
+                case OPT_HELP:
+                        usage(stdout);
+                        return 0;
+                case OPT_VERSION:
+                        printf("vsock-agent %s\n", VSOCK_VERSION);
+                        return 0;
+                default:
+                        usage(stderr);
+                        return 2;
+                }
+        }
+        if (optind < argc) {
+                fprintf(stderr, "vsock-agent: unexpected argument '%s'\n", argv[optind]);
+                usage(stderr);
+                return 2;
+        }
+
+        /* Init mode hook: with --init, mount the basics here, before
+         * anything else touches /proc or /dev. */
+
+        /* Writes to a vanished peer must fail with EPIPE, not kill us. */
+        signal(SIGPIPE, SIG_IGN);
+        sigset_t mask;
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGTERM);
+        sigaddset(&mask, SIGINT);
+        /* Init mode hook: init_signal_mask_add(&mask). */
+        if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0) {
+                log_error("sigprocmask: %m");
+                return 1;
+        }
+        m.sigfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+        if (m.sigfd < 0) {
+                log_error("signalfd: %m");
+                return 1;
+        }
+
+        int r = loop_new(&a->loop);
+        if (r < 0) {
+                log_error("epoll: %s", strerror(-r));
+                return 1;
+        }
+        struct sandbox *sandbox = NULL;
+        if (o.privileged || cmdline_privileged())
+                log_info("privileged: commands run without the sandbox");
+        else {
+                r = sandbox_new(&sandbox);
+                if (r < 0) {
+                        log_error("cannot build the sandbox: %s (use --privileged to run without it)",
+                                  strerror(-r));
+                        return 1;
+                }
+                a->sandbox = sandbox;
+        }
+        r = worker_new(a->loop, &a->worker);
+        if (r < 0) {
+                log_error("worker: %s", strerror(-r));
+                return 1;
+        }
+
+        const char *why = NULL;
+        r = listener_new(a, o.listen, false, &m.exec_listener, &why);
+        if (r < 0) {
+                log_error("cannot listen on %s: %s", o.listen, why ? why : vsock_strerror(r));
+                return 1;
+        }
+        why = NULL;
+        r = listener_new(a, o.ready, true, &m.ready_listener, &why);
+        if (r < 0) {
+                log_error("cannot listen on %s: %s", o.ready, why ? why : vsock_strerror(r));
+                return 1;
+        }
+
+        watcher_init(&m.sigw, a->loop, m.sigfd, on_signal);
+        (void) watcher_set(&m.sigw, EPOLLIN);
+        timer_init(&m.deadline, a->loop, on_deadline);
+        loop_set_post_pass(a->loop, post_pass, &m);
+        log_info("vsock-agent %s: exec on %s, ready on %s", VSOCK_VERSION, o.listen, o.ready);
+
+        r = loop_run(a->loop);
+        if (r < 0) {
+                log_error("event loop: %s", strerror(-r));
+                m.exit_code = 1;
+        }
+
+        listener_free(m.exec_listener);
+        listener_free(m.ready_listener);
+        session_destroy_all(a);
+        timer_disarm(&m.deadline);
+        watcher_stop(&m.sigw);
+        safe_close(m.sigfd);
+        worker_free(a->worker);
+        sandbox_free(sandbox);
+        loop_free(a->loop);
+        free(a->allow_cids);
+        free(a->allow_uids);
+        log_info("exiting");
+        /* Init mode hook: power off here instead of returning. */
+        return m.exit_code;
+}

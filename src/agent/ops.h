@@ -1,0 +1,13 @@
+/* The operations a session's first frame can select. Each takes @payload
+ * (malloc'd or NULL, wiped and freed by the callee) and either attaches
+ * itself with session_set_op() or replies and calls session_finish().
+ * A negative return means neither happened: the session just closes. */
+#pragma once
+
+#include <stdint.h>
+
+struct session;
+
+int exec_start(struct session *s, uint8_t type, uint8_t *payload, uint32_t len);
+int portfwd_start(struct session *s, uint8_t type, uint8_t *payload, uint32_t len);
+int fileop_start(struct session *s, uint8_t type, uint8_t *payload, uint32_t len);

@@ -1,0 +1,462 @@
+/* PortForward: connect to host:port inside the guest, reply Ready, then
+ * proxy raw bytes both ways. Each direction has one bounded queue and
+ * propagates EOF as a half-close (shutdown(SHUT_WR) on the other side);
+ * the forward ends when both directions have ended. */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <vsock/msg.h>
+
+#include "agent/ops.h"
+#include "agent/session.h"
+#include "agent/worker.h"
+#include "common/buf.h"
+#include "common/io.h"
+#include "common/log.h"
+#include "common/macro.h"
+
+#define CONNECT_TIMEOUT_MS 15000
+
+enum pf_state { PF_RESOLVING, PF_CONNECTING, PF_PROXY, PF_DONE };
+
+struct pf_resolve;
+
+struct pf {
+        struct session *s;
+        struct agent *a;
+        enum pf_state state;
+        struct watcher w;               /* the target socket */
+        struct timer timer;             /* connect timeout */
+        char *host;
+        uint16_t port;
+        struct addrinfo *ai, *cur;      /* candidates (from getaddrinfo) */
+        struct sockaddr_storage numeric;
+        socklen_t numeric_len;
+        int last_err;
+        struct pf_resolve *job;
+        struct buf to_target;
+        bool target_blocked;            /* waiting for EPOLLOUT */
+        bool host_eof;                  /* host -> target direction ended */
+        bool target_shut;               /* ... and was propagated */
+        bool target_eof;                /* target -> host direction ended */
+        bool input_held;
+};
+
+struct pf_resolve {
+        struct worker_job job;
+        struct pf *pf;                  /* NULL once the forward is gone */
+        char *host;
+        char port[8];
+        struct addrinfo *res;
+        int gai;
+};
+
+static void pf_update(struct pf *pf);
+
+static void pf_close_target(struct pf *pf) {
+        int fd = pf->w.fd;
+        watcher_stop(&pf->w);
+        safe_close(fd);
+}
+
+static void pf_end(struct pf *pf) {
+        if (pf->state == PF_DONE)
+                return;
+        pf->state = PF_DONE;
+        timer_disarm(&pf->timer);
+        pf_close_target(pf);
+        buf_free(&pf->to_target);
+        session_finish(pf->s);
+}
+
+static void pf_reject(struct pf *pf, const char *msg) {
+        log_info("session %llu: port-forward rejected: %s", (unsigned long long) session_id(pf->s), msg);
+        (void) session_send(pf->s, VSOCK_MSG_STDERR, msg, strlen(msg));
+        pf_end(pf);
+}
+
+/* Go-style lower-case errno text ("connection refused"). */
+static void errno_text(int err, char *buf, size_t size) {
+        snprintf(buf, size, "%s", strerror(err));
+        if (buf[0] && isupper((unsigned char) buf[0]) && !isupper((unsigned char) buf[1]))
+                buf[0] = (char) tolower((unsigned char) buf[0]);
+}
+
+static void pf_fail_connect(struct pf *pf) {
+        char e[128], msg[512];
+        errno_text(pf->last_err ? pf->last_err : ECONNREFUSED, e, sizeof e);
+        bool v6 = strchr(pf->host, ':') != NULL;
+        snprintf(msg, sizeof msg, "dial tcp %s%s%s:%u: connect: %s", v6 ? "[" : "", pf->host, v6 ? "]" : "",
+                 pf->port, e);
+        pf_reject(pf, msg);
+}
+
+/* ---- proxying ----------------------------------------------------------- */
+
+static void pf_maybe_done(struct pf *pf) {
+        if (pf->state == PF_PROXY && pf->target_shut && pf->target_eof && session_queue_empty(pf->s))
+                pf_end(pf);
+}
+
+static void pf_flush_target(struct pf *pf) {
+        while (!buf_empty(&pf->to_target)) {
+                struct iovec iov = { .iov_base = buf_head(&pf->to_target), .iov_len = buf_size(&pf->to_target) };
+                ssize_t n = io_writev_once(pf->w.fd, &iov, 1);
+                if (n == -EAGAIN) {
+                        pf->target_blocked = true;
+                        return;
+                }
+                if (n < 0) {
+                        log_debug("session %llu: forward write: %s", (unsigned long long) session_id(pf->s),
+                                  strerror((int) -n));
+                        pf_end(pf);
+                        return;
+                }
+                buf_consume(&pf->to_target, (size_t) n);
+        }
+        pf->target_blocked = false;
+        if (pf->to_target.cap > 64 * 1024)
+                buf_free(&pf->to_target);
+        if (pf->host_eof && !pf->target_shut) {
+                pf->target_shut = true;
+                (void) shutdown(pf->w.fd, SHUT_WR);
+        }
+}
+
+static void pf_read_target(struct pf *pf) {
+        uint8_t *p;
+        if (session_raw_begin(pf->s, AGENT_READ_CHUNK, &p) < 0) {
+                pf_end(pf);
+                return;
+        }
+        ssize_t n = io_read_once(pf->w.fd, p, AGENT_READ_CHUNK);
+        session_raw_end(pf->s, n > 0 ? (size_t) n : 0);
+        if (n == -EAGAIN)
+                return;
+        if (n < 0) {
+                log_debug("session %llu: forward read: %s", (unsigned long long) session_id(pf->s),
+                          strerror((int) -n));
+                pf_end(pf);
+                return;
+        }
+        if (n == 0) {
+                pf->target_eof = true;
+                session_shutdown_write(pf->s);
+        }
+}
+
+static void on_target_proxy(struct pf *pf, uint32_t revents) {
+        if (revents & (EPOLLOUT | EPOLLERR | EPOLLHUP))
+                if (pf->target_blocked || (revents & EPOLLERR))
+                        pf_flush_target(pf);
+        if (pf->state != PF_PROXY)
+                return;
+        if ((revents & (EPOLLIN | EPOLLHUP | EPOLLERR)) && !pf->target_eof && !session_queue_high(pf->s))
+                pf_read_target(pf);
+        if (pf->state != PF_PROXY)
+                return;
+        if (pf->input_held && buf_size(&pf->to_target) < AGENT_QUEUE_LOW) {
+                pf->input_held = false;
+                session_pause_input(pf->s, false);
+        }
+        pf_update(pf);
+        pf_maybe_done(pf);
+}
+
+static void pf_update(struct pf *pf) {
+        if (pf->state != PF_PROXY)
+                return;
+        uint32_t ev = 0;
+        if (!pf->target_eof && !session_queue_high(pf->s))
+                ev |= EPOLLIN;
+        if (pf->target_blocked)
+                ev |= EPOLLOUT;
+        if (watcher_set(&pf->w, ev) < 0)
+                pf_end(pf);
+}
+
+static size_t pf_raw(void *op, const uint8_t *data, size_t len) {
+        struct pf *pf = op;
+        if (pf->state != PF_PROXY || pf->host_eof)
+                return len;
+        if (buf_append(&pf->to_target, data, len) < 0) {
+                pf_end(pf);
+                return len;
+        }
+        if (!pf->target_blocked)
+                pf_flush_target(pf);
+        if (pf->state != PF_PROXY)
+                return len;
+        if (buf_size(&pf->to_target) >= AGENT_QUEUE_HIGH && !pf->input_held) {
+                pf->input_held = true;
+                session_pause_input(pf->s, true);
+        }
+        pf_update(pf);
+        return len;
+}
+
+static void pf_input_eof(void *op) {
+        struct pf *pf = op;
+        if (pf->state != PF_PROXY) {
+                pf_end(pf);
+                return;
+        }
+        pf->host_eof = true;
+        if (!pf->target_blocked)
+                pf_flush_target(pf);
+        pf_maybe_done(pf);
+}
+
+static void pf_conn_lost(void *op) { pf_end(op); }
+
+static void pf_drained(void *op) {
+        struct pf *pf = op;
+        pf_update(pf);
+        pf_maybe_done(pf);
+}
+
+/* ---- connecting --------------------------------------------------------- */
+
+static void pf_connected(struct pf *pf) {
+        timer_disarm(&pf->timer);
+        log_debug("session %llu: forwarding to %s:%u", (unsigned long long) session_id(pf->s), pf->host, pf->port);
+        int one = 1;
+        (void) setsockopt(pf->w.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        pf->state = PF_PROXY;
+        (void) session_send(pf->s, VSOCK_MSG_READY, NULL, 0);
+        session_set_raw(pf->s);
+        session_pause_input(pf->s, false);
+        pf_update(pf);
+}
+
+static void pf_try_next(struct pf *pf);
+
+static void on_target(struct watcher *w, uint32_t revents) {
+        struct pf *pf = container_of(w, struct pf, w);
+        if (pf->state == PF_PROXY) {
+                on_target_proxy(pf, revents);
+                return;
+        }
+        if (pf->state != PF_CONNECTING)
+                return;
+        int err = 0;
+        socklen_t sl = sizeof err;
+        if (getsockopt(w->fd, SOL_SOCKET, SO_ERROR, &err, &sl) < 0)
+                err = errno;
+        if (err == 0) {
+                pf_connected(pf);
+                return;
+        }
+        pf->last_err = err;
+        pf_close_target(pf);
+        pf_try_next(pf);
+}
+
+static int pf_connect_one(struct pf *pf, const struct sockaddr *sa, socklen_t len) {
+        int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0)
+                return -errno;
+        watcher_init(&pf->w, pf->a->loop, fd, on_target);
+        if (connect(fd, sa, len) == 0) {
+                pf_connected(pf);
+                return 0;
+        }
+        if (errno != EINPROGRESS) {
+                int r = -errno;
+                pf_close_target(pf);
+                return r;
+        }
+        int r = watcher_set(&pf->w, EPOLLOUT);
+        if (r < 0) {
+                pf_close_target(pf);
+                return r;
+        }
+        return 0;
+}
+
+/* Try candidates in order until one is connecting; reject when none is. */
+static void pf_try_next(struct pf *pf) {
+        pf->state = PF_CONNECTING;
+        if (pf->numeric_len) {
+                socklen_t len = pf->numeric_len;
+                pf->numeric_len = 0; /* only once */
+                int r = pf_connect_one(pf, (struct sockaddr *) &pf->numeric, len);
+                if (r >= 0)
+                        return;
+                pf->last_err = -r;
+        }
+        while (pf->cur) {
+                struct addrinfo *ai = pf->cur;
+                pf->cur = ai->ai_next;
+                int r = pf_connect_one(pf, ai->ai_addr, ai->ai_addrlen);
+                if (r >= 0)
+                        return;
+                pf->last_err = -r;
+        }
+        pf_fail_connect(pf);
+}
+
+static void on_connect_timeout(struct timer *t) {
+        struct pf *pf = container_of(t, struct pf, timer);
+        if (pf->state != PF_CONNECTING && pf->state != PF_RESOLVING)
+                return;
+        pf->last_err = ETIMEDOUT;
+        pf_fail_connect(pf);
+}
+
+static void resolve_run(struct worker_job *j) {
+        struct pf_resolve *res = container_of(j, struct pf_resolve, job);
+        struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_family = AF_UNSPEC };
+        res->gai = getaddrinfo(res->host, res->port, &hints, &res->res);
+}
+
+static void resolve_done(struct worker_job *j) {
+        struct pf_resolve *res = container_of(j, struct pf_resolve, job);
+        struct pf *pf = res->pf;
+        if (!pf || j->cancelled) {
+                if (pf)
+                        pf->job = NULL;
+                if (res->res)
+                        freeaddrinfo(res->res);
+                free(res->host);
+                free(res);
+                return;
+        }
+        pf->job = NULL;
+        if (res->gai != 0) {
+                char msg[512];
+                snprintf(msg, sizeof msg, "dial tcp: lookup %s: %s", pf->host, gai_strerror(res->gai));
+                free(res->host);
+                free(res);
+                pf_reject(pf, msg);
+                return;
+        }
+        pf->ai = pf->cur = res->res;
+        free(res->host);
+        free(res);
+        pf_try_next(pf);
+}
+
+static void pf_shutdown(void *op) { pf_end(op); }
+
+static void pf_free(void *op) {
+        struct pf *pf = op;
+        if (!pf)
+                return;
+        if (pf->job)
+                pf->job->pf = NULL; /* the worker still owns it */
+        timer_disarm(&pf->timer);
+        pf_close_target(pf);
+        if (pf->ai)
+                freeaddrinfo(pf->ai);
+        buf_free(&pf->to_target);
+        free(pf->host);
+        free(pf);
+}
+
+static const struct session_ops pf_ops = {
+        .name = "port-forward",
+        .raw = pf_raw,
+        .input_eof = pf_input_eof,
+        .conn_lost = pf_conn_lost,
+        .drained = pf_drained,
+        .shutdown = pf_shutdown,
+        .free = pf_free,
+};
+
+static bool parse_numeric(struct pf *pf) {
+        struct sockaddr_in *in4 = (struct sockaddr_in *) &pf->numeric;
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *) &pf->numeric;
+        if (inet_pton(AF_INET, pf->host, &in4->sin_addr) == 1) {
+                in4->sin_family = AF_INET;
+                in4->sin_port = htons(pf->port);
+                pf->numeric_len = sizeof *in4;
+                return true;
+        }
+        if (inet_pton(AF_INET6, pf->host, &in6->sin6_addr) == 1) {
+                in6->sin6_family = AF_INET6;
+                in6->sin6_port = htons(pf->port);
+                pf->numeric_len = sizeof *in6;
+                return true;
+        }
+        return false;
+}
+
+int portfwd_start(struct session *s, uint8_t type, uint8_t *payload, uint32_t len) {
+        struct vsock_port_forward_request req = { 0 };
+        const char *why = NULL;
+        int rc = vsock_port_forward_request_decode(payload ? payload : (const uint8_t *) "", len, &req, &why);
+        free(payload);
+
+        struct pf *pf = calloc(1, sizeof *pf);
+        if (!pf) {
+                vsock_port_forward_request_clear(&req);
+                return -ENOMEM;
+        }
+        pf->s = s;
+        pf->a = session_agent(s);
+        pf->to_target = BUF_INIT(0);
+        watcher_init(&pf->w, pf->a->loop, -1, on_target);
+        timer_init(&pf->timer, pf->a->loop, on_connect_timeout);
+        session_set_op(s, &pf_ops, pf);
+        /* Bytes the host sends before Ready belong to the raw stream. */
+        session_pause_input(s, true);
+
+        if (rc < 0) {
+                char msg[256];
+                snprintf(msg, sizeof msg, "invalid port-forward request: %s", why ? why : "malformed");
+                vsock_port_forward_request_clear(&req);
+                pf_reject(pf, msg);
+                return 0;
+        }
+        const char *host = req.host && req.host[0] ? req.host : "127.0.0.1";
+        /* Accept a bracketed IPv6 literal too. */
+        size_t hl = strlen(host);
+        if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']')
+                pf->host = strndup(host + 1, hl - 2);
+        else
+                pf->host = strdup(host);
+        pf->port = req.port;
+        vsock_port_forward_request_clear(&req);
+        if (!pf->host)
+                return -ENOMEM;
+        if (pf->port == 0) {
+                pf_reject(pf, "invalid remote port 0");
+                return 0;
+        }
+        (void) timer_arm_in_ms(&pf->timer, CONNECT_TIMEOUT_MS);
+        if (parse_numeric(pf)) {
+                pf_try_next(pf);
+                return 0;
+        }
+        /* getaddrinfo blocks: resolve on the worker thread. */
+        struct pf_resolve *res = calloc(1, sizeof *res);
+        if (!res || !(res->host = strdup(pf->host))) {
+                free(res);
+                return -ENOMEM;
+        }
+        res->pf = pf;
+        res->job.run = resolve_run;
+        res->job.done = resolve_done;
+        snprintf(res->port, sizeof res->port, "%u", pf->port);
+        pf->state = PF_RESOLVING;
+        rc = worker_submit(pf->a->worker, &res->job);
+        if (rc < 0) {
+                free(res->host);
+                free(res);
+                pf_reject(pf, "dial tcp: cannot start name resolution");
+                return 0;
+        }
+        pf->job = res;
+        return 0;
+}

@@ -1,0 +1,1206 @@
+/* End-to-end tests of vsock-agent: the real binary ($AGENT) on temporary
+ * unix sockets, driven with raw frames through the library. After every
+ * test the agent must have no children left and its fd count must be back
+ * to its baseline. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include <vsock/vsock.h>
+
+#include "common/buf.h"
+
+#define BOUND_MS 20000 /* hang catcher for one exchange */
+
+struct agent {
+        pid_t pid;
+        char dir[64];
+        char exec_addr[128];
+        char ready_addr[128];
+        char sock_path[128];
+        int baseline_fds;
+};
+
+static struct agent *A; /* the group's agent */
+
+/* ---- process helpers ------------------------------------------------------ */
+
+static int64_t mono_ms(void) { return vsock_now_ns() / 1000000; }
+
+static void pause_ms(int ms) { (void) poll(NULL, 0, ms); }
+
+static int count_fds(pid_t pid) {
+        char p[64];
+        snprintf(p, sizeof p, "/proc/%d/fd", (int) pid);
+        DIR *d = opendir(p);
+        if (!d)
+                return -1;
+        int n = 0;
+        struct dirent *de;
+        while ((de = readdir(d)))
+                if (de->d_name[0] != '.')
+                        n++;
+        closedir(d);
+        return n;
+}
+
+/* Children of every thread of @pid (/proc/PID/task/TID/children). */
+static int count_children(pid_t pid) {
+        char p[64];
+        snprintf(p, sizeof p, "/proc/%d/task", (int) pid);
+        DIR *d = opendir(p);
+        if (!d)
+                return -1;
+        int n = 0;
+        struct dirent *de;
+        while ((de = readdir(d))) {
+                if (de->d_name[0] == '.')
+                        continue;
+                char cp[320];
+                snprintf(cp, sizeof cp, "/proc/%d/task/%s/children", (int) pid, de->d_name);
+                FILE *f = fopen(cp, "re");
+                if (!f)
+                        continue;
+                int c;
+                bool in = false;
+                while ((c = fgetc(f)) != EOF) {
+                        if (c >= '0' && c <= '9') {
+                                if (!in)
+                                        n++;
+                                in = true;
+                        } else
+                                in = false;
+                }
+                fclose(f);
+        }
+        closedir(d);
+        return n;
+}
+
+static bool pid_exists(pid_t pid) {
+        char p[64];
+        snprintf(p, sizeof p, "/proc/%d", (int) pid);
+        return access(p, F_OK) == 0;
+}
+
+/* Wait (bounded) until @pid is gone entirely: not even a zombie. */
+static bool wait_pid_gone(pid_t pid, int bound_ms) {
+        int64_t end = mono_ms() + bound_ms;
+        while (pid_exists(pid)) {
+                if (mono_ms() > end)
+                        return false;
+                pause_ms(5);
+        }
+        return true;
+}
+
+static void agent_assert_clean(struct agent *a) {
+        int64_t end = mono_ms() + 10000;
+        int fds = -1, kids = -1;
+        while (mono_ms() < end) {
+                fds = count_fds(a->pid);
+                kids = count_children(a->pid);
+                if (fds == a->baseline_fds && kids == 0)
+                        return;
+                pause_ms(5);
+        }
+        fprintf(stderr, "agent %d: %d fds (baseline %d), %d children\n", (int) a->pid, fds, a->baseline_fds, kids);
+        fail_msg("agent did not return to its baseline");
+}
+
+static int agent_nofile; /* > 0: RLIMIT_NOFILE for the next agent_start */
+
+static struct agent *agent_start(const char *const *extra) {
+        struct agent *a = calloc(1, sizeof *a);
+        assert_non_null(a);
+        snprintf(a->dir, sizeof a->dir, "/tmp/vsock-agent-test-XXXXXX");
+        assert_non_null(mkdtemp(a->dir));
+        snprintf(a->sock_path, sizeof a->sock_path, "%s/exec.sock", a->dir);
+        snprintf(a->exec_addr, sizeof a->exec_addr, "unix:%s/exec.sock", a->dir);
+        snprintf(a->ready_addr, sizeof a->ready_addr, "unix:%s/ready.sock", a->dir);
+        const char *agent = getenv("AGENT");
+        assert_non_null(agent);
+        const char *argv[32] = { agent, "--listen", a->exec_addr, "--ready", a->ready_addr };
+        int n = 5;
+        if (getenv("AGENT_DEBUG"))
+                argv[n++] = "--log-level=debug";
+        for (; extra && *extra && n < 30; extra++)
+                argv[n++] = *extra;
+        argv[n] = NULL;
+        a->pid = fork();
+        assert_true(a->pid >= 0);
+        if (a->pid == 0) {
+                if (agent_nofile > 0) {
+                        struct rlimit rl = { (rlim_t) agent_nofile, (rlim_t) agent_nofile };
+                        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+                                _exit(126);
+                }
+                execv(agent, (char *const *) argv);
+                _exit(127);
+        }
+        /* Ready when the ready port accepts (the exec port is bound first). */
+        int64_t end = mono_ms() + BOUND_MS;
+        for (;;) {
+                vsock_conn *c;
+                if (vsock_dial_str(a->ready_addr, 0, 1000, -1, &c) >= 0) {
+                        vsock_conn_close(c);
+                        break;
+                }
+                int st;
+                assert_int_equal(waitpid(a->pid, &st, WNOHANG), 0);
+                assert_true(mono_ms() < end);
+                pause_ms(2);
+        }
+        /* The ready connection is closed by the agent right away; let the
+         * count settle before taking the baseline. */
+        int prev = -1, cur;
+        while ((cur = count_fds(a->pid)) != prev) {
+                prev = cur;
+                pause_ms(20);
+        }
+        a->baseline_fds = cur;
+        return a;
+}
+
+/* SIGTERM, expect exit status 0 within the bound. */
+static void agent_stop(struct agent *a) {
+        if (!a)
+                return;
+        assert_int_equal(kill(a->pid, SIGTERM), 0);
+        int64_t end = mono_ms() + BOUND_MS;
+        int st = 0;
+        pid_t r;
+        while ((r = waitpid(a->pid, &st, WNOHANG)) == 0) {
+                if (mono_ms() > end) {
+                        kill(a->pid, SIGKILL);
+                        waitpid(a->pid, &st, 0);
+                        fail_msg("agent did not exit after SIGTERM");
+                }
+                pause_ms(5);
+        }
+        assert_true(WIFEXITED(st));
+        assert_int_equal(WEXITSTATUS(st), 0);
+        char p[160];
+        snprintf(p, sizeof p, "%s/exec.sock", a->dir);
+        unlink(p);
+        snprintf(p, sizeof p, "%s/ready.sock", a->dir);
+        unlink(p);
+        rmdir(a->dir);
+        free(a);
+}
+
+static int group_setup(void **state) {
+        /* 500 sessions need fds on both sides; the agent inherits this. */
+        struct rlimit rl;
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 8192) {
+                rl.rlim_cur = rl.rlim_max < 8192 ? rl.rlim_max : 8192;
+                (void) setrlimit(RLIMIT_NOFILE, &rl);
+        }
+        signal(SIGPIPE, SIG_IGN);
+        A = agent_start(NULL);
+        return 0;
+}
+
+static int group_teardown(void **state) {
+        agent_stop(A);
+        A = NULL;
+        return 0;
+}
+
+static int test_teardown(void **state) {
+        agent_assert_clean(A);
+        return 0;
+}
+
+/* ---- protocol helpers ------------------------------------------------------ */
+
+static vsock_conn *dial(void) {
+        vsock_conn *c = NULL;
+        assert_int_equal(vsock_dial_str(A->exec_addr, 0, BOUND_MS, -1, &c), 0);
+        vsock_conn_set_deadline(c, vsock_deadline_in(BOUND_MS));
+        return c;
+}
+
+static void send_request(vsock_conn *c, uint8_t type, const struct vsock_exec_request *r) {
+        uint8_t *p;
+        size_t n;
+        if (type == VSOCK_MSG_EXEC_TTY)
+                assert_int_equal(vsock_exec_tty_request_encode(r, &p, &n), 0);
+        else
+                assert_int_equal(vsock_exec_request_encode(r, &p, &n), 0);
+        assert_int_equal(vsock_write_message(c, type, p, n), 0);
+        free(p);
+}
+
+struct result {
+        struct buf out, err;
+        int64_t exit_code;
+        bool got_exit;          /* Exit or ExecResult */
+        char *error;
+        unsigned frames;
+};
+
+static void result_free(struct result *r) {
+        buf_free(&r->out);
+        buf_free(&r->err);
+        free(r->error);
+}
+
+/* Read frames until EOF; the exit frame must be the last one. */
+static void read_all(vsock_conn *c, struct result *res) {
+        *res = (struct result) { .out = BUF_INIT(0), .err = BUF_INIT(0), .exit_code = -1000 };
+        for (;;) {
+                uint8_t t;
+                uint8_t *d;
+                uint32_t n;
+                int r = vsock_read_message(c, &t, &d, &n);
+                if (r < 0) {
+                        assert_int_equal(vsock_err_errno(r), EPIPE); /* clean EOF only */
+                        break;
+                }
+                assert_false(res->got_exit); /* nothing after the result */
+                res->frames++;
+                switch (t) {
+                case VSOCK_MSG_STDOUT:
+                        assert_int_equal(buf_append(&res->out, d, n), 0);
+                        break;
+                case VSOCK_MSG_STDERR:
+                        assert_int_equal(buf_append(&res->err, d, n), 0);
+                        break;
+                case VSOCK_MSG_EXIT: {
+                        int32_t code;
+                        assert_int_equal(vsock_exit_decode(d, n, &code), 0);
+                        res->exit_code = code;
+                        res->got_exit = true;
+                        break;
+                }
+                case VSOCK_MSG_EXEC_RESULT: {
+                        struct vsock_exec_response er = { 0 };
+                        assert_int_equal(vsock_exec_response_decode(d, n, &er, NULL), 0);
+                        res->exit_code = er.exit_code;
+                        res->got_exit = true;
+                        if (er.stdout_data.len)
+                                assert_int_equal(buf_append(&res->out, er.stdout_data.data, er.stdout_data.len), 0);
+                        if (er.stderr_data.len)
+                                assert_int_equal(buf_append(&res->err, er.stderr_data.data, er.stderr_data.len), 0);
+                        if (er.error && er.error[0])
+                                res->error = strdup(er.error);
+                        vsock_exec_response_clear(&er);
+                        break;
+                }
+                default:
+                        fail_msg("unexpected frame type %u", t);
+                }
+                free(d);
+        }
+}
+
+static void exec_simple(uint8_t type, const struct vsock_exec_request *req, struct result *res) {
+        vsock_conn *c = dial();
+        send_request(c, type, req);
+        if (type == VSOCK_MSG_EXEC_PIPE)
+                assert_int_equal(vsock_write_message(c, VSOCK_MSG_STDIN, NULL, 0), 0);
+        read_all(c, res);
+        vsock_conn_close(c);
+}
+
+static void sh(uint8_t type, const char *cmd, struct result *res) {
+        struct vsock_exec_request req = { .command = (char *) cmd };
+        exec_simple(type, &req, res);
+}
+
+static bool buf_eq(const struct buf *b, const char *s) {
+        return buf_size(b) == strlen(s) && (buf_size(b) == 0 || memcmp(buf_head(b), s, strlen(s)) == 0);
+}
+
+static bool buf_has(const struct buf *b, const char *s) {
+        return buf_size(b) > 0 && memmem(buf_head(b), buf_size(b), s, strlen(s)) != NULL;
+}
+
+/* Read frames until the output so far contains @needle. */
+static void read_until(vsock_conn *c, struct buf *acc, const char *needle) {
+        while (!buf_has(acc, needle)) {
+                uint8_t t;
+                uint8_t *d;
+                uint32_t n;
+                assert_int_equal(vsock_read_message(c, &t, &d, &n), 0);
+                assert_true(t == VSOCK_MSG_STDOUT || t == VSOCK_MSG_STDERR);
+                assert_int_equal(buf_append(acc, d, n), 0);
+                free(d);
+        }
+}
+
+/* ---- exec: batch and stream --------------------------------------------- */
+
+static void test_exit_codes(void **state) {
+        static const struct {
+                const char *cmd;
+                int64_t code;
+        } cases[] = { { "exit 0", 0 }, { "exit 1", 1 }, { "exit 42", 42 }, { "kill -9 $$", 128 + 9 } };
+        for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+                uint8_t types[] = { VSOCK_MSG_EXEC, VSOCK_MSG_EXEC_STREAM, VSOCK_MSG_EXEC_PIPE };
+                for (size_t t = 0; t < sizeof types; t++) {
+                        struct result r;
+                        sh(types[t], cases[i].cmd, &r);
+                        assert_true(r.got_exit);
+                        assert_int_equal(r.exit_code, cases[i].code);
+                        result_free(&r);
+                }
+        }
+        struct result r;
+        sh(VSOCK_MSG_EXEC, "echo hi; echo oops >&2", &r);
+        assert_true(buf_eq(&r.out, "hi\n"));
+        assert_true(buf_eq(&r.err, "oops\n"));
+        assert_null(r.error);
+        result_free(&r);
+}
+
+static void test_not_found(void **state) {
+        struct result r;
+        struct vsock_exec_request req = { .command = "no-such-command-xyz", .args = (char *[]) { "a" }, .n_args = 1 };
+        exec_simple(VSOCK_MSG_EXEC, &req, &r);
+        assert_int_equal(r.exit_code, 127);
+        assert_non_null(r.error);
+        assert_non_null(strstr(r.error, "not found"));
+        result_free(&r);
+
+        req.command = "/etc/passwd"; /* exists, not executable */
+        exec_simple(VSOCK_MSG_EXEC_STREAM, &req, &r);
+        assert_int_equal(r.exit_code, 126);
+        assert_non_null(r.error);
+        assert_non_null(strstr(r.error, "ermission denied"));
+        result_free(&r);
+
+        /* Pipe mode reports the reason on stderr. */
+        req.command = "no-such-command-xyz";
+        exec_simple(VSOCK_MSG_EXEC_PIPE, &req, &r);
+        assert_int_equal(r.exit_code, 127);
+        assert_true(buf_has(&r.err, "not found"));
+        result_free(&r);
+
+        /* Through the shell, the shell says it. */
+        sh(VSOCK_MSG_EXEC, "no-such-command-xyz", &r);
+        assert_int_equal(r.exit_code, 127);
+        assert_true(buf_has(&r.err, "not found"));
+        result_free(&r);
+}
+
+static void test_argv_mode(void **state) {
+        struct result r;
+        char *args[] = { "%s|", "a b", "$HOME", ";", "*" };
+        struct vsock_exec_request req = { .command = "printf", .args = args, .n_args = 5 };
+        exec_simple(VSOCK_MSG_EXEC, &req, &r);
+        assert_int_equal(r.exit_code, 0);
+        assert_true(buf_eq(&r.out, "a b|$HOME|;|*|"));
+        result_free(&r);
+}
+
+static void test_stdin_batch(void **state) {
+        struct result r;
+        struct vsock_exec_request req = { .command = "cat; echo end",
+                                          .stdin_data = { (uint8_t *) "hello\n", 6, true } };
+        exec_simple(VSOCK_MSG_EXEC, &req, &r);
+        assert_true(buf_eq(&r.out, "hello\nend\n"));
+        result_free(&r);
+
+        /* Absent stdin is /dev/null: cat ends at once. */
+        sh(VSOCK_MSG_EXEC_STREAM, "cat; echo end", &r);
+        assert_true(buf_eq(&r.out, "end\n"));
+        result_free(&r);
+
+        /* Present but empty: EOF right away too. */
+        req.stdin_data = (struct vsock_bytes) { (uint8_t *) "", 0, true };
+        exec_simple(VSOCK_MSG_EXEC, &req, &r);
+        assert_true(buf_eq(&r.out, "end\n"));
+        result_free(&r);
+}
+
+static void test_stream_mixed(void **state) {
+        struct result r;
+        sh(VSOCK_MSG_EXEC_STREAM,
+           "i=0; while [ $i -lt 3000 ]; do echo \"out $i\"; echo \"err $i\" >&2; i=$((i+1)); done;"
+           "head -c 3000000 /dev/zero | tr '\\0' a & head -c 2000000 /dev/zero | tr '\\0' b >&2; wait",
+           &r);
+        assert_int_equal(r.exit_code, 0);
+        struct buf want_out = BUF_INIT(0), want_err = BUF_INIT(0);
+        char line[32];
+        for (int i = 0; i < 3000; i++) {
+                snprintf(line, sizeof line, "out %d\n", i);
+                buf_append_str(&want_out, line);
+                snprintf(line, sizeof line, "err %d\n", i);
+                buf_append_str(&want_err, line);
+        }
+        assert_int_equal(buf_size(&r.out), buf_size(&want_out) + 3000000);
+        assert_int_equal(buf_size(&r.err), buf_size(&want_err) + 2000000);
+        assert_memory_equal(buf_head(&r.out), buf_head(&want_out), buf_size(&want_out));
+        assert_memory_equal(buf_head(&r.err), buf_head(&want_err), buf_size(&want_err));
+        for (size_t i = buf_size(&want_out); i < buf_size(&r.out); i++)
+                if (buf_head(&r.out)[i] != 'a')
+                        fail_msg("stdout byte %zu", i);
+        for (size_t i = buf_size(&want_err); i < buf_size(&r.err); i++)
+                if (buf_head(&r.err)[i] != 'b')
+                        fail_msg("stderr byte %zu", i);
+        buf_free(&want_out);
+        buf_free(&want_err);
+        result_free(&r);
+
+        /* The same through batch mode. */
+        sh(VSOCK_MSG_EXEC, "head -c 1000000 /dev/zero; head -c 700000 /dev/zero >&2", &r);
+        assert_int_equal(buf_size(&r.out), 1000000);
+        assert_int_equal(buf_size(&r.err), 700000);
+        result_free(&r);
+}
+
+static void test_background(void **state) {
+        struct result r;
+        sh(VSOCK_MSG_EXEC, "sleep 60 & echo $!; echo hi", &r);
+        assert_int_equal(r.exit_code, 0);
+        assert_true(buf_has(&r.out, "\nhi\n"));
+        pid_t bg = (pid_t) atoi((const char *) buf_head(&r.out));
+        assert_true(bg > 0);
+        /* The descendant keeps running; the request did not wait for it. */
+        assert_true(pid_exists(bg));
+        kill(bg, SIGKILL);
+        result_free(&r);
+
+        sh(VSOCK_MSG_EXEC_PIPE, "sleep 60 & echo $!; echo hi", &r);
+        assert_int_equal(r.exit_code, 0);
+        assert_true(buf_has(&r.out, "\nhi\n"));
+        kill((pid_t) atoi((const char *) buf_head(&r.out)), SIGKILL);
+        result_free(&r);
+}
+
+static void test_env_cwd_user(void **state) {
+        struct result r;
+        struct vsock_env env[] = { { "FOO", "bar baz" }, { "PATH", "/usr/bin:/bin" } };
+        struct vsock_exec_request req = { .command = "echo \"$FOO\"; pwd; echo $PATH", .working_dir = "/tmp",
+                                          .env = env, .n_env = 2 };
+        exec_simple(VSOCK_MSG_EXEC, &req, &r);
+        assert_int_equal(r.exit_code, 0);
+        assert_true(buf_eq(&r.out, "bar baz\n/tmp\n/usr/bin:/bin\n"));
+        result_free(&r);
+
+        req = (struct vsock_exec_request) { .command = "pwd", .working_dir = "/nonexistent-dir" };
+        exec_simple(VSOCK_MSG_EXEC, &req, &r);
+        assert_int_not_equal(r.exit_code, 0);
+        assert_non_null(r.error);
+        assert_non_null(strstr(r.error, "/nonexistent-dir"));
+        result_free(&r);
+
+        req = (struct vsock_exec_request) { .command = "id", .user = "no-such-user-xyz" };
+        exec_simple(VSOCK_MSG_EXEC, &req, &r);
+        assert_int_not_equal(r.exit_code, 0);
+        assert_non_null(r.error);
+        assert_non_null(strstr(r.error, "no-such-user-xyz"));
+        result_free(&r);
+
+        if (geteuid() != 0) {
+                print_message("not root: skipping the user switch\n");
+                return;
+        }
+        req = (struct vsock_exec_request) { .command = "id -u; id -g; echo $HOME", .user = "65534" };
+        exec_simple(VSOCK_MSG_EXEC, &req, &r);
+        assert_int_equal(r.exit_code, 0);
+        assert_true(buf_has(&r.out, "65534\n"));
+        result_free(&r);
+
+        req.user = "65534:65534";
+        req.command = "id -u; id -g";
+        exec_simple(VSOCK_MSG_EXEC_PIPE, &req, &r);
+        assert_int_equal(r.exit_code, 0);
+        assert_true(buf_eq(&r.out, "65534\n65534\n"));
+        result_free(&r);
+}
+
+/* ---- exec: pipe --------------------------------------------------------- */
+
+struct writer {
+        vsock_conn *c;
+        const uint8_t *data;
+        size_t len;
+        int rc;
+};
+
+static void *writer_main(void *p) {
+        struct writer *w = p;
+        size_t off = 0;
+        while (off < w->len && w->rc == 0) {
+                size_t n = w->len - off < 65536 ? w->len - off : 65536;
+                w->rc = vsock_write_message(w->c, VSOCK_MSG_STDIN, w->data + off, n);
+                off += n;
+        }
+        if (w->rc == 0)
+                w->rc = vsock_write_message(w->c, VSOCK_MSG_STDIN, NULL, 0);
+        return NULL;
+}
+
+static void test_pipe_big_stdin(void **state) {
+        size_t len = 10u * 1024 * 1024;
+        uint8_t *data = malloc(len);
+        assert_non_null(data);
+        uint32_t x = 12345;
+        for (size_t i = 0; i < len; i++) {
+                x = x * 1103515245u + 12345u;
+                data[i] = (uint8_t) (x >> 16);
+        }
+        vsock_conn *c = dial();
+        vsock_conn_set_deadline(c, vsock_deadline_in(60000));
+        struct vsock_exec_request req = { .command = "cat" };
+        send_request(c, VSOCK_MSG_EXEC_PIPE, &req);
+        struct writer w = { c, data, len, 0 };
+        pthread_t th;
+        assert_int_equal(pthread_create(&th, NULL, writer_main, &w), 0);
+        struct result r;
+        read_all(c, &r);
+        pthread_join(th, NULL);
+        assert_int_equal(w.rc, 0);
+        assert_int_equal(r.exit_code, 0);
+        assert_int_equal(buf_size(&r.out), len);
+        assert_memory_equal(buf_head(&r.out), data, len);
+        result_free(&r);
+        vsock_conn_close(c);
+        free(data);
+}
+
+static void test_pipe_signal(void **state) {
+        vsock_conn *c = dial();
+        struct vsock_exec_request req = { .command = "trap 'echo got; exit 7' USR1; echo ready; "
+                                                     "while :; do sleep 0.05; done" };
+        send_request(c, VSOCK_MSG_EXEC_PIPE, &req);
+        struct buf acc = BUF_INIT(0);
+        read_until(c, &acc, "ready\n");
+        uint8_t sig = SIGUSR1;
+        assert_int_equal(vsock_write_message(c, VSOCK_MSG_SIGNAL, &sig, 1), 0);
+        struct result r;
+        read_all(c, &r);
+        assert_int_equal(r.exit_code, 7);
+        assert_true(buf_has(&r.out, "got\n"));
+        result_free(&r);
+        buf_free(&acc);
+        vsock_conn_close(c);
+
+        /* SIGKILL to the group: 128 + 9. */
+        c = dial();
+        req.command = "echo ready; sleep 30";
+        send_request(c, VSOCK_MSG_EXEC_PIPE, &req);
+        acc = BUF_INIT(0);
+        read_until(c, &acc, "ready\n");
+        sig = SIGKILL;
+        assert_int_equal(vsock_write_message(c, VSOCK_MSG_SIGNAL, &sig, 1), 0);
+        read_all(c, &r);
+        assert_int_equal(r.exit_code, 128 + SIGKILL);
+        result_free(&r);
+        buf_free(&acc);
+        vsock_conn_close(c);
+}
+
+/* ---- exec: tty --------------------------------------------------------- */
+
+static void test_tty_size_resize(void **state) {
+        vsock_conn *c = dial();
+        struct vsock_exec_request req = { .command = "stty size; echo $TERM; read x; stty size", .rows = 33,
+                                          .cols = 101 };
+        send_request(c, VSOCK_MSG_EXEC_TTY, &req);
+        struct buf acc = BUF_INIT(0);
+        read_until(c, &acc, "xterm-256color");
+        assert_true(buf_has(&acc, "33 101"));
+        uint8_t rs[4];
+        vsock_resize_encode(50, 120, rs);
+        assert_int_equal(vsock_write_message(c, VSOCK_MSG_RESIZE, rs, 4), 0);
+        assert_int_equal(vsock_write_message(c, VSOCK_MSG_STDIN, "go\n", 3), 0);
+        struct result r;
+        read_all(c, &r);
+        assert_int_equal(r.exit_code, 0);
+        assert_true(buf_has(&r.out, "50 120"));
+        result_free(&r);
+        buf_free(&acc);
+        vsock_conn_close(c);
+
+        /* A TERM from the request wins. */
+        struct vsock_env env[] = { { "TERM", "vt100" } };
+        req = (struct vsock_exec_request) { .command = "echo $TERM; tty", .env = env, .n_env = 1, .rows = 24,
+                                            .cols = 80 };
+        c = dial();
+        send_request(c, VSOCK_MSG_EXEC_TTY, &req);
+        read_all(c, &r);
+        assert_true(buf_has(&r.out, "vt100\r\n/dev/pts/"));
+        result_free(&r);
+        vsock_conn_close(c);
+}
+
+static void test_tty_signal(void **state) {
+        vsock_conn *c = dial();
+        /* The shell itself blocks (in read): no window between "ready"
+         * and a forked child in which the signal would race the fork. */
+        struct vsock_exec_request req = { .command = "echo ready; read x", .rows = 24, .cols = 80 };
+        send_request(c, VSOCK_MSG_EXEC_TTY, &req);
+        struct buf acc = BUF_INIT(0);
+        read_until(c, &acc, "ready");
+        uint8_t sig = SIGINT;
+        assert_int_equal(vsock_write_message(c, VSOCK_MSG_SIGNAL, &sig, 1), 0);
+        struct result r;
+        read_all(c, &r);
+        assert_int_equal(r.exit_code, 128 + SIGINT);
+        result_free(&r);
+        buf_free(&acc);
+        vsock_conn_close(c);
+
+        /* ^C typed on the terminal works as on a real one. */
+        c = dial();
+        req.command = "echo ready; exec sh -c 'read x'";
+        send_request(c, VSOCK_MSG_EXEC_TTY, &req);
+        acc = BUF_INIT(0);
+        read_until(c, &acc, "ready");
+        assert_int_equal(vsock_write_message(c, VSOCK_MSG_STDIN, "\003", 1), 0);
+        read_all(c, &r);
+        assert_int_equal(r.exit_code, 128 + SIGINT);
+        result_free(&r);
+        buf_free(&acc);
+        vsock_conn_close(c);
+}
+
+/* ---- cancellation ---------------------------------------------------------- */
+
+/* Start @cmd (which prints its pid first), read the pid, hang up. */
+static pid_t start_and_hang_up(uint8_t type, const char *cmd) {
+        vsock_conn *c = dial();
+        struct vsock_exec_request req = { .command = (char *) cmd, .rows = 24, .cols = 80 };
+        send_request(c, type, &req);
+        struct buf acc = BUF_INIT(0);
+        read_until(c, &acc, "started");
+        pid_t pid = (pid_t) atoi((const char *) buf_head(&acc));
+        assert_true(pid > 0);
+        assert_true(pid_exists(pid));
+        buf_free(&acc);
+        vsock_conn_close(c);
+        return pid;
+}
+
+static void test_cancel_disconnect(void **state) {
+        uint8_t types[] = { VSOCK_MSG_EXEC_STREAM, VSOCK_MSG_EXEC_PIPE, VSOCK_MSG_EXEC_TTY };
+        for (size_t i = 0; i < sizeof types; i++) {
+                pid_t pid = start_and_hang_up(types[i], "printf '%d started\\r\\n' $$; sleep 30");
+                /* Gone, and reaped (not even a zombie), well within the grace. */
+                assert_true(wait_pid_gone(pid, 4000));
+        }
+        /* Batch: no output until the end, so learn the pid through a file. */
+        char path[128];
+        snprintf(path, sizeof path, "%s/pid", A->dir);
+        char cmd[512];
+        snprintf(cmd, sizeof cmd, "echo $$ > %s.tmp; mv %s.tmp %s; sleep 30", path, path, path);
+        vsock_conn *c = dial();
+        struct vsock_exec_request req = { .command = cmd };
+        send_request(c, VSOCK_MSG_EXEC, &req);
+        int64_t end = mono_ms() + BOUND_MS;
+        FILE *f;
+        while (!(f = fopen(path, "re"))) {
+                assert_true(mono_ms() < end);
+                pause_ms(5);
+        }
+        int pid = 0;
+        assert_int_equal(fscanf(f, "%d", &pid), 1);
+        fclose(f);
+        unlink(path);
+        vsock_conn_close(c);
+        assert_true(wait_pid_gone(pid, 4000));
+}
+
+static void test_cancel_sigkill(void **state) {
+        /* Ignores SIGTERM and SIGHUP: only the SIGKILL after the grace ends it. */
+        pid_t pid = start_and_hang_up(VSOCK_MSG_EXEC_PIPE,
+                                      "trap '' TERM HUP; printf '%d started\\r\\n' $$; "
+                                      "while :; do sleep 0.2; done");
+        assert_true(wait_pid_gone(pid, 15000));
+}
+
+/* ---- protocol robustness --------------------------------------------------- */
+
+static void test_unknown_type(void **state) {
+        vsock_conn *c = dial();
+        assert_int_equal(vsock_write_message(c, 99, "{}", 2), 0);
+        uint8_t t;
+        uint8_t *d;
+        uint32_t n;
+        int r = vsock_read_message(c, &t, &d, &n);
+        assert_true(r < 0); /* closed without a reply */
+        vsock_conn_close(c);
+
+        /* A stray Stdout frame as the first message: same. */
+        c = dial();
+        assert_int_equal(vsock_write_message(c, VSOCK_MSG_STDOUT, "x", 1), 0);
+        assert_true(vsock_read_message(c, &t, &d, &n) < 0);
+        vsock_conn_close(c);
+
+        /* Garbage JSON: a clear error, not a crash. */
+        c = dial();
+        assert_int_equal(vsock_write_message(c, VSOCK_MSG_EXEC, "{\"command\":", 11), 0);
+        struct result res;
+        read_all(c, &res);
+        assert_non_null(res.error);
+        result_free(&res);
+        vsock_conn_close(c);
+
+        /* And the agent still serves. */
+        sh(VSOCK_MSG_EXEC, "echo alive", &res);
+        assert_true(buf_eq(&res.out, "alive\n"));
+        result_free(&res);
+}
+
+static void test_second_request(void **state) {
+        vsock_conn *c = dial();
+        struct vsock_exec_request req = { .command = "echo one" };
+        send_request(c, VSOCK_MSG_EXEC, &req);
+        req.command = "echo two";
+        send_request(c, VSOCK_MSG_EXEC, &req);
+        struct result r;
+        read_all(c, &r);
+        assert_int_equal(r.frames, 1);
+        assert_true(buf_eq(&r.out, "one\n"));
+        result_free(&r);
+        vsock_conn_close(c);
+}
+
+/* ---- port forwarding ------------------------------------------------------- */
+
+struct echo_server {
+        int lfd;
+        uint16_t port;
+        pthread_t th;
+};
+
+/* Echo one connection until EOF, then half-close back. */
+static void *echo_main(void *p) {
+        struct echo_server *e = p;
+        int fd = accept4(e->lfd, NULL, NULL, SOCK_CLOEXEC);
+        if (fd < 0)
+                return NULL;
+        char buf[65536];
+        ssize_t n;
+        while ((n = read(fd, buf, sizeof buf)) > 0)
+                if (write(fd, buf, (size_t) n) != n)
+                        break;
+        shutdown(fd, SHUT_WR);
+        /* Wait for the other side to close too. */
+        while (read(fd, buf, sizeof buf) > 0)
+                ;
+        close(fd);
+        return NULL;
+}
+
+static void echo_start(struct echo_server *e, int family) {
+        e->lfd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        assert_true(e->lfd >= 0);
+        struct sockaddr_storage ss = { 0 };
+        socklen_t sl;
+        if (family == AF_INET) {
+                struct sockaddr_in *in = (struct sockaddr_in *) &ss;
+                in->sin_family = AF_INET;
+                in->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+                sl = sizeof *in;
+        } else {
+                struct sockaddr_in6 *in6 = (struct sockaddr_in6 *) &ss;
+                in6->sin6_family = AF_INET6;
+                in6->sin6_addr = in6addr_loopback;
+                sl = sizeof *in6;
+        }
+        assert_int_equal(bind(e->lfd, (struct sockaddr *) &ss, sl), 0);
+        assert_int_equal(listen(e->lfd, 4), 0);
+        assert_int_equal(getsockname(e->lfd, (struct sockaddr *) &ss, &sl), 0);
+        e->port = ntohs(family == AF_INET ? ((struct sockaddr_in *) &ss)->sin_port
+                                          : ((struct sockaddr_in6 *) &ss)->sin6_port);
+        assert_int_equal(pthread_create(&e->th, NULL, echo_main, e), 0);
+}
+
+static void echo_stop(struct echo_server *e) {
+        pthread_join(e->th, NULL);
+        close(e->lfd);
+}
+
+static void portfwd_request(vsock_conn *c, const char *host, uint16_t port) {
+        struct vsock_port_forward_request pr = { .host = (char *) host, .port = port };
+        uint8_t *p;
+        size_t n;
+        assert_int_equal(vsock_port_forward_request_encode(&pr, &p, &n), 0);
+        assert_int_equal(vsock_write_message(c, VSOCK_MSG_PORT_FORWARD, p, n), 0);
+        free(p);
+}
+
+/* The stream is raw after Ready: plain bytes, then a half-close. */
+static void *raw_writer_main(void *p) {
+        struct writer *w = p;
+        w->rc = vsock_conn_write(w->c, w->data, w->len);
+        if (w->rc == 0)
+                w->rc = vsock_conn_shutdown_write(w->c);
+        return NULL;
+}
+
+static void portfwd_echo(const char *host, int family) {
+        struct echo_server e;
+        echo_start(&e, family);
+        vsock_conn *c = dial();
+        portfwd_request(c, host, e.port);
+        /* Raw bytes may follow the request at once. */
+        size_t len = 3u * 1024 * 1024;
+        uint8_t *data = malloc(len);
+        for (size_t i = 0; i < len; i++)
+                data[i] = (uint8_t) (i * 7 + i / 1000);
+        uint8_t t;
+        uint8_t *d;
+        uint32_t n;
+        assert_int_equal(vsock_read_message(c, &t, &d, &n), 0);
+        assert_int_equal(t, VSOCK_MSG_READY);
+        assert_int_equal(n, 0);
+        free(d);
+        struct writer w = { c, data, len, 0 };
+        pthread_t th;
+        assert_int_equal(pthread_create(&th, NULL, raw_writer_main, &w), 0);
+        uint8_t *got = malloc(len + 1);
+        size_t have = 0;
+        for (;;) {
+                ssize_t r = vsock_conn_read(c, got + have, len + 1 - have);
+                assert_true(r >= 0);
+                if (r == 0)
+                        break;
+                have += (size_t) r;
+        }
+        pthread_join(th, NULL);
+        assert_int_equal(w.rc, 0);
+        assert_int_equal(have, len);
+        assert_memory_equal(got, data, len);
+        vsock_conn_close(c);
+        echo_stop(&e);
+        free(got);
+        free(data);
+}
+
+static void test_portfwd(void **state) {
+        portfwd_echo(NULL, AF_INET);          /* default host 127.0.0.1 */
+        portfwd_echo("127.0.0.1", AF_INET);
+        int s6 = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_in6 in6 = { .sin6_family = AF_INET6, .sin6_addr = in6addr_loopback };
+        if (s6 >= 0 && bind(s6, (struct sockaddr *) &in6, sizeof in6) == 0) {
+                close(s6);
+                portfwd_echo("::1", AF_INET6);
+        } else {
+                if (s6 >= 0)
+                        close(s6);
+                print_message("no IPv6 loopback: skipping ::1\n");
+        }
+        portfwd_echo("localhost", AF_INET); /* by name, via the worker */
+}
+
+static void expect_reject(const char *host, uint16_t port, const char *text) {
+        vsock_conn *c = dial();
+        portfwd_request(c, host, port);
+        struct result r;
+        read_all(c, &r);
+        assert_int_equal(r.frames, 1);
+        assert_true(buf_has(&r.err, text));
+        result_free(&r);
+        vsock_conn_close(c);
+}
+
+static void test_portfwd_reject(void **state) {
+        /* A port nobody listens on: bind one, then close it. */
+        int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_in in = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        socklen_t sl = sizeof in;
+        assert_int_equal(bind(s, (struct sockaddr *) &in, sl), 0);
+        assert_int_equal(getsockname(s, (struct sockaddr *) &in, &sl), 0);
+        uint16_t port = ntohs(in.sin_port);
+        close(s);
+        expect_reject("127.0.0.1", port, "connection refused");
+        expect_reject(NULL, 0, "invalid remote port 0");
+        expect_reject("no-such-host.invalid", 80, "lookup no-such-host.invalid");
+}
+
+/* ---- files ------------------------------------------------------------------ */
+
+static void file_call(uint8_t type, const uint8_t *req, size_t len, struct vsock_file_response *ret) {
+        vsock_conn *c = dial();
+        assert_int_equal(vsock_write_message(c, type, req, len), 0);
+        uint8_t t;
+        uint8_t *d;
+        uint32_t n;
+        assert_int_equal(vsock_read_message(c, &t, &d, &n), 0);
+        assert_int_equal(t, VSOCK_MSG_FILE_RESULT);
+        assert_int_equal(vsock_file_response_decode(d, n, ret, NULL), 0);
+        free(d);
+        assert_true(vsock_read_message(c, &t, &d, &n) < 0); /* then EOF */
+        vsock_conn_close(c);
+}
+
+static void test_files(void **state) {
+        char path[160];
+        snprintf(path, sizeof path, "%s/hello.txt", A->dir);
+        uint8_t *p;
+        size_t n;
+        struct vsock_write_file_request wr = { .path = path, .content = { (uint8_t *) "file body", 9, true },
+                                              .mode = 0640 };
+        assert_int_equal(vsock_write_file_request_encode(&wr, &p, &n), 0);
+        struct vsock_file_response fr = { 0 };
+        file_call(VSOCK_MSG_WRITE_FILE, p, n, &fr);
+        free(p);
+        assert_true(!fr.error || !fr.error[0]);
+        vsock_file_response_clear(&fr);
+
+        struct vsock_path_request pr = { .path = path };
+        assert_int_equal(vsock_path_request_encode(&pr, &p, &n), 0);
+        file_call(VSOCK_MSG_READ_FILE, p, n, &fr);
+        free(p);
+        assert_int_equal(fr.content.len, 9);
+        assert_memory_equal(fr.content.data, "file body", 9);
+        vsock_file_response_clear(&fr);
+
+        pr.path = A->dir;
+        assert_int_equal(vsock_path_request_encode(&pr, &p, &n), 0);
+        file_call(VSOCK_MSG_LIST_FILES, p, n, &fr);
+        free(p);
+        bool found = false;
+        for (size_t i = 0; i < fr.n_files; i++)
+                if (strcmp(fr.files[i].name, "hello.txt") == 0 && fr.files[i].size == 9)
+                        found = true;
+        assert_true(found);
+        vsock_file_response_clear(&fr);
+
+        pr.path = "/nonexistent/file";
+        assert_int_equal(vsock_path_request_encode(&pr, &p, &n), 0);
+        file_call(VSOCK_MSG_READ_FILE, p, n, &fr);
+        free(p);
+        assert_non_null(fr.error);
+        vsock_file_response_clear(&fr);
+        unlink(path);
+}
+
+/* ---- scale ------------------------------------------------------------------ */
+
+#define N_SESSIONS 500
+
+static void test_many_sessions(void **state) {
+        vsock_conn **c = calloc(N_SESSIONS, sizeof *c);
+        assert_non_null(c);
+        struct vsock_exec_request req = { .command = "cat" };
+        for (int i = 0; i < N_SESSIONS; i++) {
+                c[i] = dial();
+                vsock_conn_set_deadline(c[i], vsock_deadline_in(60000));
+                send_request(c[i], VSOCK_MSG_EXEC_PIPE, &req);
+        }
+        for (int i = 0; i < N_SESSIONS; i++) {
+                char msg[32];
+                int len = snprintf(msg, sizeof msg, "ping %d\n", i);
+                assert_int_equal(vsock_write_message(c[i], VSOCK_MSG_STDIN, msg, (size_t) len), 0);
+        }
+        for (int i = 0; i < N_SESSIONS; i++) {
+                char msg[32];
+                snprintf(msg, sizeof msg, "ping %d\n", i);
+                struct buf acc = BUF_INIT(0);
+                read_until(c[i], &acc, msg);
+                buf_free(&acc);
+                assert_int_equal(vsock_write_message(c[i], VSOCK_MSG_STDIN, NULL, 0), 0);
+        }
+        for (int i = 0; i < N_SESSIONS; i++) {
+                struct result r;
+                read_all(c[i], &r);
+                assert_int_equal(r.exit_code, 0);
+                result_free(&r);
+                vsock_conn_close(c[i]);
+        }
+        free(c);
+}
+
+/* ---- access control, timeouts, shutdown (own agents) ----------------------- */
+
+/* As uid 65534, connect and send a request; returns 1 if served, 0 if the
+ * connection was closed without a reply. */
+static int try_as_nobody(const char *sock_path) {
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                if (setgroups(0, NULL) < 0 || setgid(65534) < 0 || setuid(65534) < 0)
+                        _exit(10);
+                char addr[160];
+                snprintf(addr, sizeof addr, "unix:%s", sock_path);
+                vsock_conn *c;
+                if (vsock_dial_str(addr, 0, 5000, -1, &c) < 0)
+                        _exit(11);
+                vsock_conn_set_deadline(c, vsock_deadline_in(BOUND_MS));
+                struct vsock_exec_request req = { .command = "true" };
+                uint8_t *p;
+                size_t n;
+                if (vsock_exec_request_encode(&req, &p, &n) < 0)
+                        _exit(12);
+                (void) vsock_write_message(c, VSOCK_MSG_EXEC, p, n);
+                uint8_t t;
+                uint8_t *d;
+                uint32_t len;
+                int r = vsock_read_message(c, &t, &d, &len);
+                _exit(r >= 0 && t == VSOCK_MSG_EXEC_RESULT ? 1 : 0);
+        }
+        int st;
+        assert_int_equal(waitpid(pid, &st, 0), pid);
+        assert_true(WIFEXITED(st));
+        assert_true(WEXITSTATUS(st) <= 1);
+        return WEXITSTATUS(st);
+}
+
+static void test_peer_uid(void **state) {
+        if (geteuid() != 0) {
+                skip();
+                return;
+        }
+        struct stat st;
+        assert_int_equal(stat(A->sock_path, &st), 0);
+        assert_int_equal(st.st_mode & 0777, 0600);
+        /* Open the file permissions so the peer check itself is tested. */
+        assert_int_equal(chmod(A->dir, 0755), 0);
+        assert_int_equal(chmod(A->sock_path, 0666), 0);
+        assert_int_equal(try_as_nobody(A->sock_path), 0);
+
+        const char *extra[] = { "--allow-uid", "65534", NULL };
+        struct agent *b = agent_start(extra);
+        assert_int_equal(chmod(b->dir, 0755), 0);
+        assert_int_equal(chmod(b->sock_path, 0666), 0);
+        assert_int_equal(try_as_nobody(b->sock_path), 1);
+        agent_assert_clean(b);
+        agent_stop(b);
+}
+
+static void test_idle_timeout(void **state) {
+        const char *extra[] = { "--idle-timeout", "1", NULL };
+        struct agent *b = agent_start(extra);
+        vsock_conn *c;
+        assert_int_equal(vsock_dial_str(b->exec_addr, 0, BOUND_MS, -1, &c), 0);
+        vsock_conn_set_deadline(c, vsock_deadline_in(BOUND_MS));
+        /* Half a header is not a request. */
+        assert_int_equal(vsock_conn_write(c, "\x01\x00", 2), 0);
+        uint8_t t;
+        uint8_t *d;
+        uint32_t n;
+        int r = vsock_read_message(c, &t, &d, &n);
+        assert_true(r < 0);
+        assert_true(vsock_err_kind(r) != VSOCK_E_TIMEOUT); /* closed by the agent, not our bound */
+        vsock_conn_close(c);
+        agent_assert_clean(b);
+        agent_stop(b);
+}
+
+static long cpu_ticks(pid_t pid) {
+        char p[64], line[1024];
+        snprintf(p, sizeof p, "/proc/%d/stat", (int) pid);
+        FILE *f = fopen(p, "re");
+        if (!f)
+                return -1;
+        long ut = 0, st = 0;
+        if (fgets(line, sizeof line, f)) {
+                char *q = strrchr(line, ')');
+                /* Fields 14 and 15 (utime, stime), counted after the comm. */
+                if (q && sscanf(q + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %ld %ld", &ut, &st) != 2)
+                        ut = st = 0;
+        }
+        fclose(f);
+        return ut + st;
+}
+
+/* Out of fds: the agent backs off instead of spinning on the listener, and
+ * serves again once fds are free. */
+static void test_emfile_backoff(void **state) {
+        agent_nofile = 24;
+        struct agent *b = agent_start(NULL);
+        agent_nofile = 0;
+        vsock_conn *c[40];
+        for (int i = 0; i < 40; i++) {
+                assert_int_equal(vsock_dial_str(b->exec_addr, 0, BOUND_MS, -1, &c[i]), 0);
+        }
+        long t0 = cpu_ticks(b->pid);
+        pause_ms(300);
+        long t1 = cpu_ticks(b->pid);
+        print_message("agent CPU while out of fds: %ld ticks in 300 ms\n", t1 - t0);
+        for (int i = 0; i < 40; i++)
+                vsock_conn_close(c[i]);
+        /* Every backlogged connection is accepted and dropped in turn... */
+        agent_assert_clean(b);
+        /* ... and the agent serves again. */
+        vsock_conn *cc;
+        assert_int_equal(vsock_dial_str(b->exec_addr, 0, BOUND_MS, -1, &cc), 0);
+        vsock_conn_set_deadline(cc, vsock_deadline_in(BOUND_MS));
+        struct vsock_exec_request req = { .command = "echo back" };
+        send_request(cc, VSOCK_MSG_EXEC, &req);
+        struct result r;
+        read_all(cc, &r);
+        assert_true(buf_eq(&r.out, "back\n"));
+        result_free(&r);
+        vsock_conn_close(cc);
+        agent_assert_clean(b);
+        agent_stop(b);
+}
+
+static void test_sigterm(void **state) {
+        struct agent *b = agent_start(NULL);
+        vsock_conn *c;
+        assert_int_equal(vsock_dial_str(b->exec_addr, 0, BOUND_MS, -1, &c), 0);
+        vsock_conn_set_deadline(c, vsock_deadline_in(BOUND_MS));
+        struct vsock_exec_request req = { .command = "printf '%d started\\r\\n' $$; sleep 30" };
+        send_request(c, VSOCK_MSG_EXEC_PIPE, &req);
+        struct buf acc = BUF_INIT(0);
+        read_until(c, &acc, "started");
+        pid_t pid = (pid_t) atoi((const char *) buf_head(&acc));
+        buf_free(&acc);
+        agent_stop(b); /* SIGTERM; asserts exit status 0 */
+        assert_false(pid_exists(pid));
+        /* The session got its Exit (SIGTERM: 128 + 15) before the close. */
+        struct result r;
+        read_all(c, &r);
+        assert_int_equal(r.exit_code, 128 + SIGTERM);
+        result_free(&r);
+        vsock_conn_close(c);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test_teardown(test_exit_codes, test_teardown),
+                cmocka_unit_test_teardown(test_not_found, test_teardown),
+                cmocka_unit_test_teardown(test_argv_mode, test_teardown),
+                cmocka_unit_test_teardown(test_stdin_batch, test_teardown),
+                cmocka_unit_test_teardown(test_stream_mixed, test_teardown),
+                cmocka_unit_test_teardown(test_background, test_teardown),
+                cmocka_unit_test_teardown(test_env_cwd_user, test_teardown),
+                cmocka_unit_test_teardown(test_pipe_big_stdin, test_teardown),
+                cmocka_unit_test_teardown(test_pipe_signal, test_teardown),
+                cmocka_unit_test_teardown(test_tty_size_resize, test_teardown),
+                cmocka_unit_test_teardown(test_tty_signal, test_teardown),
+                cmocka_unit_test_teardown(test_cancel_disconnect, test_teardown),
+                cmocka_unit_test_teardown(test_cancel_sigkill, test_teardown),
+                cmocka_unit_test_teardown(test_unknown_type, test_teardown),
+                cmocka_unit_test_teardown(test_second_request, test_teardown),
+                cmocka_unit_test_teardown(test_portfwd, test_teardown),
+                cmocka_unit_test_teardown(test_portfwd_reject, test_teardown),
+                cmocka_unit_test_teardown(test_files, test_teardown),
+                cmocka_unit_test_teardown(test_many_sessions, test_teardown),
+                cmocka_unit_test_teardown(test_peer_uid, test_teardown),
+                cmocka_unit_test_teardown(test_idle_timeout, test_teardown),
+                cmocka_unit_test_teardown(test_emfile_backoff, test_teardown),
+                cmocka_unit_test_teardown(test_sigterm, test_teardown),
+        };
+        return cmocka_run_group_tests_name("agent", tests, group_setup, group_teardown);
+}
