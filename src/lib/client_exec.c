@@ -166,7 +166,8 @@ _public_ int vsock_exec(vsock_conn *c, const struct vsock_exec_request *req, str
 /* ---- streaming modes ------------------------------------------------------ */
 
 #define STDIN_CHUNK (32u * 1024)
-#define READ_CHUNK (64u * 1024)
+/* Several of the agent's 64 KiB frames per read when we fall behind. */
+#define READ_CHUNK (256u * 1024)
 /* Stdin is read only while the send queue is empty, so the socket's own
  * buffer is the flow control; control frames (a few bytes each) are taken
  * while the queue is below the high-water mark. */
@@ -231,20 +232,29 @@ struct exec_loop {
         const struct vsock_exec_io *io;
         struct vsock_call *call;
         int fd;
-        vsock_decoder *dec;
+        uint32_t max_payload;
         struct buf outq;
         bool want_input; /* stdin not at EOF yet */
         bool peer_gone;  /* a write failed: the agent reads no more */
         bool done;       /* the final frame arrived */
         int64_t exit_code;
         char *error;
+        /* Frame parsing: output payloads go to the caller straight from
+         * rbuf, in as many pieces as they arrive in; only the final frame
+         * (small) is collected in @frame. */
+        uint8_t hdr[VSOCK_FRAME_HEADER_SIZE];
+        size_t hdr_got;
+        bool in_frame;   /* header read, @frame_left payload bytes to come */
+        uint8_t frame_type;
+        uint32_t frame_left;
+        struct buf frame;
         uint8_t rbuf[READ_CHUNK];
 };
 
 static void exec_loop_free(struct exec_loop *l) {
         if (!l)
                 return;
-        vsock_decoder_free(l->dec);
+        buf_free(&l->frame);
         buf_wipe_free(&l->outq); /* may hold stdin: secrets */
         free(l->error);
         free(l);
@@ -359,14 +369,13 @@ static int deliver(struct exec_loop *l, enum vsock_stream_id stream, const uint8
         return r;
 }
 
-static int handle_frame(struct exec_loop *l, uint8_t type, const uint8_t *data, uint32_t len) {
-        uint8_t act = type < ARRAY_SIZE(l->mode->actions) ? l->mode->actions[type] : ACT_UNEXPECTED;
-        switch (act) {
-        case ACT_STDOUT:
-                return deliver(l, VSOCK_STREAM_STDOUT, data, len);
-        case ACT_STDERR:
-                return deliver(l, VSOCK_STREAM_STDERR, data, len);
-        case ACT_RESULT: {
+static uint8_t frame_action(const struct exec_loop *l, uint8_t type) {
+        return type < ARRAY_SIZE(l->mode->actions) ? l->mode->actions[type] : ACT_UNEXPECTED;
+}
+
+/* A complete final frame (ExecResult or Exit). */
+static int handle_final(struct exec_loop *l, uint8_t act, const uint8_t *data, uint32_t len) {
+        if (act == ACT_RESULT) {
                 struct vsock_exec_response resp = {};
                 int r = decode_response(l->call, data, len, &resp);
                 if (r < 0)
@@ -377,24 +386,62 @@ static int handle_frame(struct exec_loop *l, uint8_t type, const uint8_t *data, 
                 l->done = true;
                 return 0;
         }
-        case ACT_EXIT: {
-                int32_t code;
-                int r = vsock_exit_decode(data, len, &code);
-                if (r < 0) {
-                        client_diag(l->call, "Exit frame of %u bytes, expected 4", len);
-                        return r;
-                }
-                l->exit_code = code;
-                l->done = true;
-                return 0;
+        int32_t code;
+        int r = vsock_exit_decode(data, len, &code);
+        if (r < 0) {
+                client_diag(l->call, "Exit frame of %u bytes, expected 4", len);
+                return r;
         }
-        default:
-                return client_unexpected_frame(l->call, type, l->mode->final_name);
-        }
+        l->exit_code = code;
+        l->done = true;
+        return 0;
 }
 
-/* One read per wakeup, fed through the decoder so a slow or partial frame
- * never blocks the loop. */
+/* A header is complete: check it before anything of its payload. */
+static int begin_frame(struct exec_loop *l) {
+        uint8_t type = l->hdr[0];
+        uint32_t len = (uint32_t) l->hdr[1] << 24 | (uint32_t) l->hdr[2] << 16 | (uint32_t) l->hdr[3] << 8 |
+                       (uint32_t) l->hdr[4];
+        l->hdr_got = 0;
+        if (len > l->max_payload) {
+                client_diag(l->call, "agent announced a frame above the %u-byte limit", VSOCK_MAX_PAYLOAD_DEFAULT);
+                return VSOCK_ERR(VSOCK_E_FRAME_TOO_LARGE, EMSGSIZE);
+        }
+        if (frame_action(l, type) == ACT_UNEXPECTED)
+                return client_unexpected_frame(l->call, type, l->mode->final_name);
+        l->frame_type = type;
+        l->frame_left = len;
+        l->in_frame = true;
+        buf_reset(&l->frame);
+        return 0;
+}
+
+/* Take up to @n payload bytes of the current frame. */
+static int frame_payload(struct exec_loop *l, const uint8_t *p, size_t n) {
+        uint8_t act = frame_action(l, l->frame_type);
+        size_t k = MIN(n, (size_t) l->frame_left);
+        int r = 0;
+        if (act == ACT_STDOUT || act == ACT_STDERR)
+                r = deliver(l, act == ACT_STDOUT ? VSOCK_STREAM_STDOUT : VSOCK_STREAM_STDERR, p, k);
+        else if (k > 0)
+                r = buf_append(&l->frame, p, k);
+        if (r < 0)
+                return r;
+        l->frame_left -= (uint32_t) k;
+        if (l->frame_left > 0)
+                return (int) k;
+        l->in_frame = false;
+        if (act == ACT_RESULT || act == ACT_EXIT) {
+                r = handle_final(l, act, buf_head(&l->frame), (uint32_t) buf_size(&l->frame));
+                buf_free(&l->frame);
+                if (r < 0)
+                        return r;
+        }
+        return (int) k;
+}
+
+/* One read per wakeup, parsed in place: a slow or partial frame never
+ * blocks the loop, and output is never copied on its way to the caller. */
 static int read_conn(struct exec_loop *l) {
         ssize_t n = io_read_once(l->fd, l->rbuf, sizeof l->rbuf);
         if (n == -EAGAIN)
@@ -406,7 +453,7 @@ static int read_conn(struct exec_loop *l) {
         if (n < 0)
                 return vsock_err_wrap(VSOCK_E_READ_RESPONSE_HEADER, (int) n);
         if (n == 0) {
-                if (vsock_decoder_partial(l->dec)) {
+                if (l->in_frame || l->hdr_got > 0) {
                         /* EPROTO, as frame.c reports a truncated frame. */
                         client_diag(l->call, "agent closed the connection in the middle of a frame");
                         return VSOCK_ERR(VSOCK_E_READ_RESPONSE_DATA, EPROTO);
@@ -415,27 +462,26 @@ static int read_conn(struct exec_loop *l) {
                 return VSOCK_ERR(VSOCK_E_CLOSED, EPIPE);
         }
 
-        size_t off = 0;
-        while (off < (size_t) n && !l->done) {
-                size_t used = 0;
-                int r = vsock_decoder_feed(l->dec, l->rbuf + off, (size_t) n - off, &used);
-                off += used;
-                if (r < 0) {
-                        if (vsock_err_kind(r) == VSOCK_E_FRAME_TOO_LARGE)
-                                client_diag(l->call, "agent announced a frame above the %u-byte limit",
-                                            VSOCK_MAX_PAYLOAD_DEFAULT);
-                        return r;
+        const uint8_t *p = l->rbuf;
+        size_t left = (size_t) n;
+        while (!l->done && (left > 0 || (l->in_frame && l->frame_left == 0))) {
+                if (!l->in_frame) {
+                        size_t k = MIN(left, sizeof l->hdr - l->hdr_got);
+                        memcpy(l->hdr + l->hdr_got, p, k);
+                        l->hdr_got += k;
+                        p += k;
+                        left -= k;
+                        if (l->hdr_got < sizeof l->hdr)
+                                break;
+                        int r = begin_frame(l);
+                        if (r < 0)
+                                return r;
                 }
-                if (r == 0)
-                        break;
-                uint8_t type;
-                const uint8_t *data;
-                uint32_t len;
-                vsock_decoder_frame(l->dec, &type, &data, &len);
-                r = handle_frame(l, type, data, len);
-                vsock_decoder_reset(l->dec);
-                if (r < 0)
-                        return r;
+                int k = frame_payload(l, p, left);
+                if (k < 0)
+                        return k;
+                p += k;
+                left -= (size_t) k;
         }
         return 0;
 }
@@ -535,17 +581,16 @@ static int exec_streaming(enum exec_kind kind, vsock_conn *c, const struct vsock
         _cleanup_(exec_loop_freep) struct exec_loop *l = calloc(1, sizeof *l);
         if (!l)
                 return -ENOMEM;
-        *l = (struct exec_loop) {
-                .mode = mode,
-                .io = io,
-                .call = call,
-                .fd = vsock_conn_fd(c),
-                .outq = BUF_INIT(OUTQ_MAX),
-                .want_input = mode->interactive && (io->stdin_fd >= 0 || io->read_stdin),
-        };
-        r = vsock_decoder_new(vsock_conn_max_payload(c), &l->dec);
-        if (r < 0)
-                return r;
+        /* Field by field: a compound literal would zero (and fault in)
+         * the whole read buffer on every call. */
+        l->mode = mode;
+        l->io = io;
+        l->call = call;
+        l->fd = vsock_conn_fd(c);
+        l->outq = BUF_INIT(OUTQ_MAX);
+        l->want_input = mode->interactive && (io->stdin_fd >= 0 || io->read_stdin);
+        l->max_payload = vsock_conn_max_payload(c);
+        l->frame = BUF_INIT(l->max_payload);
 
         int64_t t0 = now_ns();
         r = vsock_write_message(c, mode->request_type, payload, len);

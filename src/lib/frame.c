@@ -125,8 +125,8 @@ static int read_payload(vsock_conn *c, void *buf, uint32_t len) {
 }
 
 static int read_message_locked(vsock_conn *c, uint8_t *ret_type, uint8_t **ret_data, uint32_t *ret_len) {
-        uint8_t type;
-        uint32_t len;
+        uint8_t type = 0;
+        uint32_t len = 0;
         int r = read_header(c, &type, &len);
         if (r < 0)
                 return r;
@@ -160,8 +160,8 @@ _public_ int vsock_read_message(vsock_conn *c, uint8_t *ret_type, uint8_t **ret_
 }
 
 static int read_message_into_locked(vsock_conn *c, uint8_t *ret_type, void *buf, size_t size, uint32_t *ret_len) {
-        uint8_t type;
-        uint32_t len;
+        uint8_t type = 0;
+        uint32_t len = 0;
         int r = read_header(c, &type, &len);
         if (r < 0)
                 return r;
