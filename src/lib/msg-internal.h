@@ -44,6 +44,15 @@ int msg_encode_exec_response_agent(const struct vsock_exec_response *r, struct b
 int msg_decode_exec_request(const void *data, size_t len, bool tty, struct vsock_exec_request *ret,
                             const char **ret_why);
 
+/* Test hooks of the decoders' fast path for big strings (json_bigstr.h):
+ * string values of at least @min_len bytes in the top-level object are
+ * cut out before jansson parses (default 4096; 0 cuts every string out,
+ * SIZE_MAX turns the fast path off). Not thread-safe: set it before any
+ * decoding starts. msg_decode_cut_hits() counts the decodes in this thread
+ * that took the fast path. */
+void msg_decode_set_bigstr_min(size_t min_len);
+unsigned msg_decode_cut_hits(void);
+
 /* Overwrite the secrets of a request (env values, stdin) with zeros in
  * place, without freeing anything. vsock_exec_request_clear(r, true) calls
  * this before freeing. */

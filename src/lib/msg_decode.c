@@ -22,7 +22,11 @@
  * Go would replace with U+FFFD, rejects NUL in object keys and numbers
  * beyond the int64/double range even in ignored fields, reads "-0" as 0 for
  * unsigned fields, and when differently-cased duplicates of one key are
- * mixed with exact duplicates it iterates keys in first-occurrence order. */
+ * mixed with exact duplicates it iterates keys in first-occurrence order.
+ *
+ * Big string values of the top-level object (base64 []byte fields of up to
+ * 16 MiB) are cut out of the text before jansson parses it and read from
+ * the caller's buffer instead (json_bigstr.h): same results, ~20x faster. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +35,7 @@
 
 #include "base64.h"
 #include "common/macro.h"
+#include "json_bigstr.h"
 #include "msg-internal.h"
 #include "vsock/error.h"
 
@@ -245,7 +250,15 @@ static int env_cmp(const void *a, const void *b) {
         return strcmp(((const struct vsock_env *) a)->key, ((const struct vsock_env *) b)->key);
 }
 
-static int decode_object(json_t *obj, const struct field *fields, size_t n, void *st, const char **why);
+/* The string values cut out of the text jansson parsed (json_bigstr.h). */
+struct cut {
+        const char *text;
+        const struct json_bigstr_scan *scan;
+        bool wipe;
+};
+
+static int decode_object(json_t *obj, const struct field *fields, size_t n, void *st, const struct cut *cut,
+                         const char **why);
 
 /* Go's encoding/json checks numbers against the Go type; reals are never
  * integers even when their value is (Go rejects 1.0 for an int). */
@@ -268,28 +281,33 @@ static int get_integer(const struct field *f, json_t *v, int64_t lo, int64_t hi,
         return 0;
 }
 
+/* A []byte field from the content of a JSON string: jansson's value, or
+ * the raw text of a value cut out before parsing. */
+static int decode_base64(const struct field *f, const char *s, size_t len, struct vsock_bytes *b,
+                         const char **why) {
+        size_t n = 0, max = base64_decoded_max(len);
+        _cleanup_free_ uint8_t *d = max > 0 ? malloc(max) : NULL;
+        if (max > 0 && !d)
+                return -ENOMEM;
+        if (base64_decode(s, len, d, &n) < 0) {
+                *why = f->why_value;
+                return DECODE_ERR;
+        }
+        msg_bytes_free(b, false);
+        b->present = true;
+        b->len = n;
+        if (n > 0)
+                b->data = TAKE_PTR(d);
+        return 0;
+}
+
 static int decode_bytes(const struct field *f, json_t *v, struct vsock_bytes *b, const char **why) {
         if (json_is_null(v)) {
                 msg_bytes_free(b, false);
                 return 0;
         }
-        if (json_is_string(v)) {
-                size_t len = json_string_length(v), n = 0;
-                size_t max = base64_decoded_max(len);
-                _cleanup_free_ uint8_t *d = max > 0 ? malloc(max) : NULL;
-                if (max > 0 && !d)
-                        return -ENOMEM;
-                if (base64_decode(json_string_value(v), len, d, &n) < 0) {
-                        *why = f->why_value;
-                        return DECODE_ERR;
-                }
-                msg_bytes_free(b, false);
-                b->present = true;
-                b->len = n;
-                if (n > 0)
-                        b->data = TAKE_PTR(d);
-                return 0;
-        }
+        if (json_is_string(v))
+                return decode_base64(f, json_string_value(v), json_string_length(v), b, why);
         if (json_is_array(v)) {
                 /* Go decodes a JSON array into []byte element by element. */
                 size_t len = json_array_size(v);
@@ -448,7 +466,7 @@ static int decode_files(const struct field *f, json_t *v, void *st, const char *
                 json_t *e = json_array_get(v, i);
                 int r;
                 if (json_is_object(e)) {
-                        r = decode_object(e, fi_elem_fields, ARRAY_SIZE(fi_elem_fields), &(*pf)[i], why);
+                        r = decode_object(e, fi_elem_fields, ARRAY_SIZE(fi_elem_fields), &(*pf)[i], NULL, why);
                         if (r < 0)
                                 return r;
                 } else if (!json_is_null(e)) {
@@ -535,7 +553,43 @@ static int decode_field(const struct field *f, json_t *v, void *st, const char *
         return -EINVAL;
 }
 
-static int decode_object(json_t *obj, const struct field *fields, size_t n, void *st, const char **why) {
+/* The cut-out value of member @key, or NULL. The keys of a cut-out value
+ * have no escape and the object no duplicate key (parse_cut() checked),
+ * so the raw key is jansson's key and names this member only. */
+static const struct json_bigstr *cut_find(const struct cut *cut, const char *key) {
+        if (!cut)
+                return NULL;
+        size_t len = strlen(key);
+        for (size_t i = 0; i < cut->scan->n_big; i++) {
+                const struct json_bigstr *b = &cut->scan->big[i];
+                if (b->key_len == len && memcmp(cut->text + b->key_off, key, len) == 0)
+                        return b;
+        }
+        return NULL;
+}
+
+/* A field whose string value was cut out: its content is printable ASCII
+ * without escapes, i.e. exactly jansson's value of that string. */
+static int decode_field_cut(const struct field *f, const struct cut *cut, const struct json_bigstr *b, void *st,
+                            const char **why) {
+        const char *s = cut->text + b->off;
+
+        if (f->kind == F_BYTES)
+                return decode_base64(f, s, b->len, MEMBER(st, f, struct vsock_bytes), why);
+        /* Any other field: rare (only hostile peers send 4 KiB commands),
+         * so just give decode_field() the string jansson would have made. */
+        json_t *v = json_stringn_nocheck(s, b->len);
+        if (!v)
+                return -ENOMEM;
+        int r = decode_field(f, v, st, why);
+        if (cut->wipe)
+                explicit_bzero((char *) json_string_value(v), b->len);
+        json_decref(v);
+        return r;
+}
+
+static int decode_object(json_t *obj, const struct field *fields, size_t n, void *st, const struct cut *cut,
+                         const char **why) {
         const char *key;
         json_t *v;
 
@@ -543,7 +597,8 @@ static int decode_object(json_t *obj, const struct field *fields, size_t n, void
                 const struct field *f = find_field(fields, n, key);
                 if (!f)
                         continue; /* unknown fields are ignored, as in Go */
-                int r = decode_field(f, v, st, why);
+                const struct json_bigstr *b = cut_find(cut, key);
+                int r = b ? decode_field_cut(f, cut, b, st, why) : decode_field(f, v, st, why);
                 if (r < 0)
                         return r;
         }
@@ -590,13 +645,64 @@ static void json_wipe_strings(json_t *v) {
         }
 }
 
+/* Values shorter than this are left to jansson: cutting them out would not
+ * pay for the scan and the copy. Tests lower it to cut out everything, or
+ * set SIZE_MAX to turn cutting off. */
+static size_t bigstr_min = 4096;
+static _Thread_local unsigned cut_hits;
+
+void msg_decode_set_bigstr_min(size_t min_len) {
+        bigstr_min = min_len;
+}
+
+unsigned msg_decode_cut_hits(void) {
+        return cut_hits;
+}
+
+/* jansson's tree of @text with the values of @scan cut out, or NULL when
+ * that might not be the tree of the whole text (less those values): then
+ * the caller parses the whole text, so that every error and every
+ * duplicate key is handled exactly as without cutting. */
+static json_t *parse_cut(const char *text, size_t len, const struct json_bigstr_scan *scan, bool wipe) {
+        _cleanup_free_ char *small = NULL;
+        size_t small_len = 0;
+        json_error_t e;
+
+        if (json_bigstr_reduce(text, len, scan, &small, &small_len) < 0)
+                return NULL;
+        json_t *root = json_loadb(small, small_len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &e);
+        if (wipe)
+                explicit_bzero(small, small_len);
+        if (!root)
+                return NULL;
+        /* Fewer keys than members written: a key occurs twice, and jansson
+         * keeps its last value in the place of its first. Go never writes
+         * that; leave it to the plain path. */
+        if (!json_is_object(root) || json_object_size(root) != scan->n_members) {
+                if (wipe)
+                        json_wipe_strings(root);
+                json_decref(root);
+                return NULL;
+        }
+        cut_hits++;
+        return root;
+}
+
 static int decode_json(const void *data, size_t len, const struct field *fields, size_t n, void *st, bool wipe,
                        const char **ret_why) {
+        struct json_bigstr_scan scan;
+        struct cut cut = { .text = data, .scan = &scan, .wipe = wipe };
         const char *why = NULL;
+        json_t *root = NULL;
         json_error_t e;
         int r;
 
-        json_t *root = json_loadb(data ? data : "", data ? len : 0, JSON_DECODE_ANY | JSON_ALLOW_NUL, &e);
+        if (data && len >= bigstr_min && json_bigstr_scan(data, len, bigstr_min, &scan) > 0)
+                root = parse_cut(data, len, &scan, wipe);
+        if (!root) {
+                cut.scan = NULL;
+                root = json_loadb(data ? data : "", data ? len : 0, JSON_DECODE_ANY | JSON_ALLOW_NUL, &e);
+        }
         if (!root) {
                 r = json_error_code(&e) == json_error_out_of_memory ? -ENOMEM : DECODE_ERR;
                 why = parse_error_why(&e);
@@ -607,7 +713,7 @@ static int decode_json(const void *data, size_t len, const struct field *fields,
                 r = DECODE_ERR;
                 goto out;
         }
-        r = decode_object(root, fields, n, st, &why);
+        r = decode_object(root, fields, n, st, cut.scan ? &cut : NULL, &why);
         if (r >= 0)
                 r = fill_required(fields, n, st);
         if (r == -ENOMEM)

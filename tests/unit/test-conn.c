@@ -220,7 +220,8 @@ static void test_unix_long_path_mode(void **state) {
 static void make_stale_socket(const char *path) {
         int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         struct sockaddr_un un = { .sun_family = AF_UNIX };
-        strncpy(un.sun_path, path, sizeof un.sun_path - 1);
+        assert_true(strlen(path) < sizeof un.sun_path);
+        memcpy(un.sun_path, path, strlen(path) + 1);
         assert_int_equal(bind(fd, (struct sockaddr *) &un, sizeof un), 0);
         close(fd); /* the file stays, nobody listens */
 }
