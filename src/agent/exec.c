@@ -261,6 +261,12 @@ static void sink_flush(struct exec_sink *k) {
                         log_debug("session %llu: stdin: %s", (unsigned long long) session_id(k->e->s),
                                   strerror((int) -n));
                         sink_close(k);
+                        /* Nothing to hold the host back for any more
+                         * (signals must still get through). */
+                        if (k->e->input_held) {
+                                k->e->input_held = false;
+                                session_pause_input(k->e->s, false);
+                        }
                         break;
                 }
                 buf_consume(&k->q, (size_t) n);

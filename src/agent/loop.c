@@ -213,6 +213,7 @@ static void run_deferred(struct loop *l) {
 
 int loop_run(struct loop *l) {
         struct epoll_event evs[MAX_EVENTS];
+        l->quit = false;
         while (!l->quit) {
                 int n = epoll_wait(l->epfd, evs, MAX_EVENTS, next_timeout_ms(l));
                 if (n < 0) {

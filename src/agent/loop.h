@@ -60,6 +60,7 @@ int loop_defer(struct loop *l, defer_fn fn, void *userdata);
  * there. */
 void loop_set_post_pass(struct loop *l, void (*fn)(void *userdata), void *userdata);
 
-/* Dispatch until loop_quit(). Returns 0 or a negative errno from epoll. */
+/* Dispatch until loop_quit() (which only ends the current run). Returns 0
+ * or a negative errno from epoll. */
 int loop_run(struct loop *l);
 void loop_quit(struct loop *l);

@@ -551,8 +551,10 @@ static void on_conn(struct watcher *w, uint32_t revents) {
                         session_mark_dead(s, -(err ? err : EPIPE));
                         return;
                 }
-                if ((revents & EPOLLHUP) && (s->in_eof || s->in_paused)) {
-                        /* Both directions are gone: nothing can be sent. */
+                if ((revents & EPOLLHUP) && s->out_blocked) {
+                        /* Hung up with output pending: it cannot be sent.
+                         * (Without pending output the interest mask drops
+                         * to input only, and a read sees the EOF.) */
                         session_mark_dead(s, -EPIPE);
                         return;
                 }

@@ -1,0 +1,227 @@
+/* spawn_start(): exec-failure classification through the CLOEXEC pipe,
+ * PATH search with the child's own PATH, the ENOEXEC fallback, fds, process
+ * groups, controlling terminals, and a clean signal state in the child. */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "agent/pty.h"
+#include "agent/spawn.h"
+#include "common/io.h"
+#include "common/macro.h"
+
+static char *env_default[] = { "PATH=/usr/bin:/bin", NULL };
+
+struct run {
+        int rc;
+        int code;               /* from spawn on failure, else the exit status */
+        char *error;
+        char out[4096];
+        size_t out_len;
+};
+
+/* Spawn with stdin from /dev/null and stdout+stderr into a pipe; wait. */
+static void run(const char *file, char **argv, char **envp, bool search, const char *cwd, struct run *r) {
+        memset(r, 0, sizeof *r);
+        int p[2];
+        assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+        int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        struct spawn_params sp = { .file = file, .argv = argv, .envp = envp ? envp : env_default,
+                                   .search_path = search, .cwd = cwd, .fd_in = devnull, .fd_out = p[1],
+                                   .fd_err = p[1] };
+        pid_t pid;
+        int pidfd;
+        r->rc = spawn_start(&sp, &pid, &pidfd, &r->error, &r->code);
+        close(p[1]);
+        close(devnull);
+        ssize_t n = io_read_full(p[0], r->out, sizeof r->out - 1, 0, -1);
+        r->out_len = n > 0 ? (size_t) n : 0;
+        close(p[0]);
+        if (r->rc < 0)
+                return;
+        int st;
+        assert_int_equal(waitpid(pid, &st, 0), pid);
+        close(pidfd);
+        r->code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static void test_ok_and_output(void **state) {
+        struct run r;
+        char *argv[] = { "sh", "-c", "echo out; echo err >&2; exit 3", NULL };
+        run("sh", argv, NULL, true, NULL, &r);
+        assert_int_equal(r.rc, 0);
+        assert_int_equal(r.code, 3);
+        assert_string_equal(r.out, "out\nerr\n");
+}
+
+static void test_not_found(void **state) {
+        struct run r;
+        char *argv[] = { "no-such-cmd-xyz", NULL };
+        run("no-such-cmd-xyz", argv, NULL, true, NULL, &r);
+        assert_int_equal(r.rc, -ENOENT);
+        assert_int_equal(r.code, 127);
+        assert_non_null(strstr(r.error, "not found"));
+        free(r.error);
+
+        /* Searched in the child's PATH, not the caller's. */
+        char *env[] = { "PATH=/nonexistent", NULL };
+        char *argv2[] = { "true", NULL };
+        run("true", argv2, env, true, NULL, &r);
+        assert_int_equal(r.code, 127);
+        free(r.error);
+
+        char *argv3[] = { "/nonexistent/x", NULL };
+        run("/nonexistent/x", argv3, NULL, false, NULL, &r);
+        assert_int_equal(r.code, 127);
+        free(r.error);
+}
+
+static void test_not_executable(void **state) {
+        struct run r;
+        char *argv[] = { "/etc/passwd", NULL };
+        run("/etc/passwd", argv, NULL, false, NULL, &r);
+        assert_int_equal(r.rc, -EACCES);
+        assert_int_equal(r.code, 126);
+        assert_non_null(strstr(r.error, "/etc/passwd"));
+        free(r.error);
+}
+
+static void test_script_without_shebang(void **state) {
+        char dir[] = "/tmp/spawn-test-XXXXXX";
+        assert_non_null(mkdtemp(dir));
+        char path[64];
+        snprintf(path, sizeof path, "%s/script", dir);
+        FILE *f = fopen(path, "we");
+        fputs("echo \"script $1\"\n", f);
+        fclose(f);
+        chmod(path, 0755);
+        char env_path[96];
+        snprintf(env_path, sizeof env_path, "PATH=%s:/bin:/usr/bin", dir);
+        char *env[] = { env_path, NULL };
+        char *argv[] = { "script", "arg", NULL };
+        struct run r;
+        run("script", argv, env, true, NULL, &r);
+        assert_int_equal(r.rc, 0);
+        assert_string_equal(r.out, "script arg\n");
+        unlink(path);
+        rmdir(dir);
+}
+
+static void test_cwd(void **state) {
+        struct run r;
+        char *argv[] = { "pwd", NULL };
+        run("pwd", argv, NULL, true, "/tmp", &r);
+        assert_int_equal(r.code, 0);
+        assert_string_equal(r.out, "/tmp\n");
+        run("pwd", argv, NULL, true, "/nonexistent-dir", &r);
+        assert_int_equal(r.rc, -ENOENT);
+        assert_int_equal(r.code, 1);
+        assert_non_null(strstr(r.error, "chdir /nonexistent-dir"));
+        free(r.error);
+}
+
+static void test_clean_signal_state(void **state) {
+        /* The caller blocks and ignores signals; the command must not
+         * inherit either. */
+        sigset_t m, old;
+        sigemptyset(&m);
+        sigaddset(&m, SIGTERM);
+        sigaddset(&m, SIGINT);
+        sigprocmask(SIG_BLOCK, &m, &old);
+        signal(SIGPIPE, SIG_IGN);
+        struct run r;
+        char *argv[] = { "sh", "-c", "grep -E '^Sig(Blk|Ign)' /proc/self/status", NULL };
+        run("sh", argv, NULL, true, NULL, &r);
+        sigprocmask(SIG_SETMASK, &old, NULL);
+        signal(SIGPIPE, SIG_DFL);
+        assert_int_equal(r.code, 0);
+        assert_non_null(strstr(r.out, "SigBlk:\t0000000000000000"));
+        assert_non_null(strstr(r.out, "SigIgn:\t0000000000000000"));
+}
+
+static void test_group_and_fds(void **state) {
+        /* Low fds as sources: 0..2 swapped around must still land right. */
+        int in[2], out[2];
+        assert_int_equal(pipe2(in, O_CLOEXEC), 0);
+        assert_int_equal(pipe2(out, O_CLOEXEC), 0);
+        char *argv[] = { "sh", "-c", "read x; echo \"got $x\"; ls /proc/self/fd | wc -l", NULL };
+        struct spawn_params sp = { .file = "sh", .argv = argv, .envp = env_default, .search_path = true,
+                                   .fd_in = in[0], .fd_out = out[1], .fd_err = out[1] };
+        pid_t pid;
+        int pidfd, code;
+        char *err = NULL;
+        assert_int_equal(spawn_start(&sp, &pid, &pidfd, &err, &code), 0);
+        close(in[0]);
+        close(out[1]);
+        assert_int_equal(getpgid(pid), pid); /* its own group (blocked in read) */
+        assert_int_equal(write(in[1], "yes\n", 4), 4);
+        close(in[1]);
+        char buf[256] = "";
+        ssize_t n = io_read_full(out[0], buf, sizeof buf - 1, 0, -1);
+        assert_true(n > 0);
+        /* 0, 1, 2 and the fd ls opens: nothing leaked from the parent. */
+        assert_string_equal(buf, "got yes\n4\n");
+        int st;
+        assert_int_equal(waitpid(pid, &st, 0), pid);
+        close(out[0]);
+        close(pidfd);
+}
+
+static void test_tty(void **state) {
+        int master, slave;
+        assert_int_equal(pty_open(30, 90, &master, &slave), 0);
+        char *argv[] = { "sh", "-c", "stty size; tty; read x", NULL };
+        struct spawn_params sp = { .file = "sh", .argv = argv, .envp = env_default, .search_path = true,
+                                   .fd_in = slave, .fd_out = slave, .fd_err = slave, .tty = true };
+        pid_t pid;
+        int pidfd, code;
+        char *err = NULL;
+        assert_int_equal(spawn_start(&sp, &pid, &pidfd, &err, &code), 0);
+        close(slave);
+        assert_int_equal(getsid(pid), pid);
+        char buf[512] = "";
+        size_t have = 0;
+        while (!strstr(buf, "/dev/pts/") || !strchr(strstr(buf, "/dev/pts/"), '\n')) {
+                assert_int_equal(io_wait(master, POLLIN, deadline_from_ms(10000), -1), 0);
+                ssize_t n = read(master, buf + have, sizeof buf - 1 - have);
+                assert_true(n > 0);
+                have += (size_t) n;
+                buf[have] = '\0';
+        }
+        assert_non_null(strstr(buf, "30 90"));
+        assert_int_equal(pty_foreground(master), pid);
+        assert_int_equal(pty_resize(master, 40, 100), 0);
+        assert_int_equal(write(master, "\n", 1), 1);
+        int st;
+        assert_int_equal(waitpid(pid, &st, 0), pid);
+        assert_true(WIFEXITED(st));
+        close(master);
+        close(pidfd);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_ok_and_output),
+                cmocka_unit_test(test_not_found),
+                cmocka_unit_test(test_not_executable),
+                cmocka_unit_test(test_script_without_shebang),
+                cmocka_unit_test(test_cwd),
+                cmocka_unit_test(test_clean_signal_state),
+                cmocka_unit_test(test_group_and_fds),
+                cmocka_unit_test(test_tty),
+        };
+        return cmocka_run_group_tests_name("spawn", tests, NULL, NULL);
+}
