@@ -17,6 +17,7 @@
 
 #include "agent/agent.h"
 #include "agent/child.h"
+#include "agent/init.h"
 #include "agent/listener.h"
 #include "agent/loop.h"
 #include "agent/sandbox.h"
@@ -43,7 +44,11 @@ struct main_state {
         int sigfd;
         struct timer deadline;  /* hard bound on shutdown */
         int exit_code;
+        bool init_mode;         /* --init: PID 1 duties */
+        bool reboot;            /* init mode: reboot rather than power off */
 };
+
+static bool g_init_mode, g_reboot;
 
 static void usage(FILE *f) {
         fprintf(f,
@@ -138,22 +143,33 @@ static void on_signal(struct watcher *w, uint32_t revents) {
         struct main_state *m = container_of(w, struct main_state, sigw);
         struct signalfd_siginfo si;
         while (read(m->sigfd, &si, sizeof si) == (ssize_t) sizeof si) {
-                if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT)
+                if (m->init_mode) {
+                        /* SIGCHLD only wakes the loop: post_pass reaps. */
+                        enum init_action act = init_signal_action((int) si.ssi_signo);
+                        if (act == INIT_ACTION_NONE)
+                                continue;
+                        m->reboot = act == INIT_ACTION_REBOOT;
+                        begin_shutdown(m, strsignal((int) si.ssi_signo));
+                } else if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT)
                         begin_shutdown(m, si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
         }
 }
 
+static bool own_pid(pid_t pid, void *userdata) {
+        return agent_owns_pid(pid);
+}
+
 static void post_pass(void *userdata) {
         struct main_state *m = userdata;
-        /* Init mode hook: reap orphans here, e.g.
-         * init_reap_orphans(own_pid, NULL) with agent_owns_pid(). */
+        if (m->init_mode)
+                init_reap_orphans(own_pid, NULL);
         if (m->agent.shutting_down && m->agent.n_sessions == 0 && child_count() == 0)
                 loop_quit(m->agent.loop);
 }
 
-int main(int argc, char **argv) {
+static int agent_main(int argc, char **argv) {
         enum { OPT_LISTEN = 256, OPT_READY, OPT_ALLOW_CID, OPT_ALLOW_UID, OPT_INSECURE_TCP, OPT_PRIVILEGED,
-               OPT_IDLE_TIMEOUT, OPT_LOG_LEVEL, OPT_HELP, OPT_VERSION };
+               OPT_IDLE_TIMEOUT, OPT_LOG_LEVEL, OPT_HELP, OPT_VERSION, OPT_INIT };
         static const struct option longopts[] = {
                 { "listen", required_argument, NULL, OPT_LISTEN },
                 { "ready", required_argument, NULL, OPT_READY },
@@ -165,9 +181,11 @@ int main(int argc, char **argv) {
                 { "log-level", required_argument, NULL, OPT_LOG_LEVEL },
                 { "help", no_argument, NULL, OPT_HELP },
                 { "version", no_argument, NULL, OPT_VERSION },
+                { "init", no_argument, NULL, OPT_INIT },
                 {},
         };
         static struct main_state m = { .sigfd = -1 };
+        m.init_mode = g_init_mode;
         struct agent *a = &m.agent;
         struct options o = { .listen = "vsock:any:5000", .ready = "vsock:any:5002" };
         a->idle_timeout_ms = 30000;
@@ -230,12 +248,16 @@ int main(int argc, char **argv) {
                 case OPT_VERSION:
                         printf("vsock-agent %s\n", VSOCK_VERSION);
                         return 0;
+                case OPT_INIT:
+                        break; /* handled by main() */
                 default:
                         usage(stderr);
                         return 2;
                 }
         }
-        if (optind < argc) {
+        /* As PID 1 the kernel hands init the command line's words it does
+         * not understand: they are not ours to reject. */
+        if (optind < argc && !m.init_mode) {
                 fprintf(stderr, "vsock-agent: unexpected argument '%s'\n", argv[optind]);
                 usage(stderr);
                 return 2;
@@ -246,11 +268,13 @@ int main(int argc, char **argv) {
 
         /* Writes to a vanished peer must fail with EPIPE, not kill us. */
         signal(SIGPIPE, SIG_IGN);
+        sigaddset(&a->changed_signals, SIGPIPE);
         sigset_t mask;
         sigemptyset(&mask);
         sigaddset(&mask, SIGTERM);
         sigaddset(&mask, SIGINT);
-        /* Init mode hook: init_signal_mask_add(&mask). */
+        if (m.init_mode)
+                init_signal_mask_add(&mask);
         if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0) {
                 log_error("sigprocmask: %m");
                 return 1;
@@ -296,6 +320,16 @@ int main(int argc, char **argv) {
                 log_error("cannot listen on %s: %s", o.ready, why ? why : vsock_strerror(r));
                 return 1;
         }
+        /* The filter refuses new AF_VSOCK sockets, so only now; children
+         * inherit it instead of each compiling its own. */
+        if (sandbox) {
+                r = sandbox_apply_self(sandbox);
+                if (r < 0) {
+                        log_error("cannot apply the sandbox: %s (use --privileged to run without it)",
+                                  strerror(-r));
+                        return 1;
+                }
+        }
 
         watcher_init(&m.sigw, a->loop, m.sigfd, on_signal);
         (void) watcher_set(&m.sigw, EPOLLIN);
@@ -321,6 +355,54 @@ int main(int argc, char **argv) {
         free(a->allow_cids);
         free(a->allow_uids);
         log_info("exiting");
-        /* Init mode hook: power off here instead of returning. */
+        g_reboot = m.reboot;
         return m.exit_code;
+}
+
+int main(int argc, char **argv) {
+        /* Started as PID 1 (init=/sbin/vsock-agent) means init mode. */
+        bool init = getpid() == 1;
+        for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+                if (strcmp(argv[i], "--init") == 0)
+                        init = true;
+        if (!init)
+                return agent_main(argc, argv);
+
+        /* PID 1: mounts first (the command line is read from /proc), then
+         * the kernel command line's options go before our own, so ours win. */
+        g_init_mode = true;
+        (void) init_mount_basics();
+        init_set_hostname_from_cmdline();
+        if (init_is_pid1())
+                init_disable_cad();
+        char *cmdline = NULL;
+        size_t cap = 0;
+        FILE *f = fopen("/proc/cmdline", "re");
+        if (f) {
+                if (getline(&cmdline, &cap, f) < 0) {
+                        free(cmdline);
+                        cmdline = NULL;
+                }
+                fclose(f);
+        }
+        char **extra = NULL;
+        int n_extra = 0;
+        int r = init_cmdline_options(cmdline, &extra, &n_extra);
+        free(cmdline);
+        if (r < 0) {
+                log_warn("kernel command line: %s; ignoring its vsock.* options", strerror(-r));
+                n_extra = 0;
+        }
+        char **nargv = calloc((size_t) argc + (size_t) n_extra + 1, sizeof(char *));
+        if (nargv) {
+                nargv[0] = argv[0];
+                for (int i = 0; i < n_extra; i++)
+                        nargv[1 + i] = extra[i];
+                for (int i = 1; i < argc; i++)
+                        nargv[n_extra + i] = argv[i];
+                r = agent_main(argc + n_extra, nargv);
+        } else
+                r = agent_main(argc, argv);
+        log_info("init: agent ended (status %d)", r);
+        init_shutdown(g_reboot);
 }

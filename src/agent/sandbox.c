@@ -14,6 +14,7 @@
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <seccomp.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +41,7 @@
 struct sandbox {
         struct sock_fprog prog;
         uint64_t drop_caps;
+        bool self_applied;      /* sandbox_apply_self() succeeded */
 };
 
 /* Calls that fail with EPERM for every workload. Calls already gated by a
@@ -196,17 +198,20 @@ static int caps_get(struct __user_cap_data_struct data[2]) {
         return 0;
 }
 
-static int drop_caps(uint64_t mask) {
-        struct __user_cap_data_struct data[2];
-        int r;
+static int caps_set(struct __user_cap_data_struct data[2]) {
+        struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
+        if (syscall(SYS_capset, &h, data) < 0)
+                return -errno;
+        return 0;
+}
 
-        r = caps_get(data);
-        if (r < 0)
-                return r;
-
-        /* The bounding set is what a root workload gets back on execve;
-         * lowering it needs CAP_SETPCAP, which an agent started without
-         * full privileges may lack: then the other sets still drop. */
+/* The parts of the drop that a child inherits through fork and execve:
+ * the bounding set (what a root workload gets back on execve), and the
+ * inheritable and ambient sets. */
+static int drop_inherited_caps(uint64_t mask, struct __user_cap_data_struct data[2]) {
+        /* Lowering the bounding set needs CAP_SETPCAP, which an agent
+         * started without full privileges may lack: then the other sets
+         * still drop. */
         if (data[0].effective & (UINT32_C(1) << CAP_SETPCAP)) {
                 for (int c = 0; c < 64; c++) {
                         if (!(mask & (UINT64_C(1) << c)))
@@ -215,37 +220,78 @@ static int drop_caps(uint64_t mask) {
                                 return -errno; /* EINVAL: cap unknown to this kernel */
                 }
         }
-
         for (int c = 0; c < 64; c++) {
                 if (!(mask & (UINT64_C(1) << c)))
                         continue;
                 if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_LOWER, (unsigned long) c, 0, 0) < 0 && errno != EINVAL)
                         return -errno;
         }
+        data[0].inheritable &= ~(uint32_t) mask;
+        data[1].inheritable &= ~(uint32_t) (mask >> 32);
+        return 0;
+}
 
-        /* Lowering effective/permitted/inheritable never needs privilege. */
+static void lower_own_caps(uint64_t mask, struct __user_cap_data_struct data[2]) {
         uint32_t lo = ~(uint32_t) mask, hi = ~(uint32_t) (mask >> 32);
         data[0].effective &= lo;
         data[0].permitted &= lo;
-        data[0].inheritable &= lo;
         data[1].effective &= hi;
         data[1].permitted &= hi;
-        data[1].inheritable &= hi;
-        struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
-        if (syscall(SYS_capset, &h, data) < 0)
+}
+
+/* no_new_privs is required for an unprivileged filter install, and it
+ * keeps setuid binaries and file capabilities from restoring what was
+ * dropped. */
+static int install_filter(const struct sock_fprog *prog, bool all_threads) {
+        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+                return -errno;
+        if (all_threads) {
+                if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, prog) == 0)
+                        return 0;
+                if (errno != ENOSYS)
+                        return -errno;
+        }
+        if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, prog, 0, 0) < 0)
                 return -errno;
         return 0;
 }
 
-int sandbox_apply_child(const struct sandbox *s) {
-        int r = drop_caps(s->drop_caps);
+int sandbox_apply_self(struct sandbox *s) {
+        struct __user_cap_data_struct data[2];
+        int r = caps_get(data);
         if (r < 0)
                 return r;
-        /* Required for an unprivileged filter install, and it keeps setuid
-         * binaries and file capabilities from restoring what was dropped. */
-        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
-                return -errno;
-        if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &s->prog, 0, 0) < 0)
-                return -errno;
+        r = drop_inherited_caps(s->drop_caps, data);
+        if (r < 0)
+                return r;
+        /* Effective and permitted stay: init mode still mounts and
+         * reboots. Each child lowers its own. */
+        r = caps_set(data);
+        if (r < 0)
+                return r;
+        r = install_filter(&s->prog, true);
+        if (r < 0)
+                return r;
+        s->self_applied = true;
         return 0;
+}
+
+int sandbox_apply_child(const struct sandbox *s) {
+        struct __user_cap_data_struct data[2];
+        int r = caps_get(data);
+        if (r < 0)
+                return r;
+        if (!s->self_applied) {
+                r = drop_inherited_caps(s->drop_caps, data);
+                if (r < 0)
+                        return r;
+        }
+        /* Lowering effective/permitted never needs privilege. */
+        lower_own_caps(s->drop_caps, data);
+        r = caps_set(data);
+        if (r < 0)
+                return r;
+        if (s->self_applied)
+                return 0; /* filter and no_new_privs are inherited */
+        return install_filter(&s->prog, false);
 }

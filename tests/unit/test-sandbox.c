@@ -396,6 +396,83 @@ static void test_setuid_binary(void **state) {
                 skip();
 }
 
+/* The agent's way: sandbox_apply_self() once, sandbox_apply_child() per
+ * command. The agent keeps its effective capabilities but gets the filter;
+ * a root command exec'd after apply_child has the same result as with the
+ * child-only path. */
+static uint64_t status_hex_of(const char *status, const char *key) {
+        const char *p = strstr(status, key);
+        return p ? strtoull(p + strlen(key), NULL, 16) : UINT64_MAX;
+}
+
+static int read_status(const char *path, char *buf, size_t size) {
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return -1;
+        ssize_t n = io_read_full(fd, buf, size - 1, 0, -1);
+        close(fd);
+        if (n < 0)
+                return -1;
+        buf[n] = '\0';
+        return 0;
+}
+
+static int child_apply_self(void *arg) {
+        uint64_t m = 0;
+        for (size_t i = 0; i < sizeof(dropped_caps) / sizeof(dropped_caps[0]); i++)
+                m |= UINT64_C(1) << dropped_caps[i];
+        static char st[8192], out[8192];
+        CHECK(read_status("/proc/self/status", st, sizeof(st)) == 0);
+        uint64_t eff_before = status_hex_of(st, "CapEff:\t");
+
+        CHECK(sandbox_apply_self(sb) == 0);
+        CHECK(read_status("/proc/self/status", st, sizeof(st)) == 0);
+        CHECK(strstr(st, "Seccomp:\t2\n") != NULL);
+        CHECK(strstr(st, "NoNewPrivs:\t1\n") != NULL);
+        /* Our own effective set is untouched (init mode needs it). */
+        CHECK(status_hex_of(st, "CapEff:\t") == eff_before);
+        CHECK((status_hex_of(st, "CapInh:\t") & m) == 0);
+        CHECK((status_hex_of(st, "CapAmb:\t") & m) == 0);
+        if (eff_before & (UINT64_C(1) << CAP_SETPCAP))
+                CHECK((status_hex_of(st, "CapBnd:\t") & m) == 0);
+        /* The filter already applies to us. */
+        CHECK(socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0) < 0 && errno == EPERM);
+        CHECK(p_bpf() < 0 && errno == EPERM);
+
+        /* A command started from here: apply_child only lowers its caps. */
+        int p[2];
+        CHECK(pipe2(p, O_CLOEXEC) == 0);
+        pid_t pid = fork();
+        CHECK(pid >= 0);
+        if (pid == 0) {
+                if (dup2(p[1], 1) < 0 || sandbox_apply_child(sb) < 0)
+                        _exit(125);
+                execv("/bin/cat", (char *const[]) { "/bin/cat", "/proc/self/status", NULL });
+                _exit(127);
+        }
+        close(p[1]);
+        ssize_t n = io_read_full(p[0], out, sizeof(out) - 1, 0, -1);
+        close(p[0]);
+        int status;
+        CHECK(waitpid(pid, &status, 0) == pid);
+        CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        CHECK(n > 0);
+        out[n] = '\0';
+        CHECK(strstr(out, "Seccomp:\t2\n") != NULL);
+        CHECK(strstr(out, "NoNewPrivs:\t1\n") != NULL);
+        CHECK((status_hex_of(out, "CapEff:\t") & m) == 0);
+        CHECK((status_hex_of(out, "CapPrm:\t") & m) == 0);
+        CHECK((status_hex_of(out, "CapInh:\t") & m) == 0);
+        CHECK((status_hex_of(out, "CapAmb:\t") & m) == 0);
+        if (eff_before & (UINT64_C(1) << CAP_SETPCAP))
+                CHECK((status_hex_of(out, "CapBnd:\t") & m) == 0);
+        if (eff_before & (UINT64_C(1) << CAP_CHOWN))
+                CHECK(status_hex_of(out, "CapEff:\t") & (UINT64_C(1) << CAP_CHOWN));
+        return 0;
+}
+
+static void test_apply_self(void **state) { assert_child_ok(run_child(child_apply_self, NULL)); }
+
 #ifdef __x86_64__
 static int int80_getpid(void *arg) {
         if (arg && apply(NULL) != 0)
@@ -425,6 +502,7 @@ int main(void) {
                 cmocka_unit_test(test_caps_after_exec),
                 cmocka_unit_test(test_without_setpcap),
                 cmocka_unit_test(test_setuid_binary),
+                cmocka_unit_test(test_apply_self),
 #ifdef __x86_64__
                 cmocka_unit_test(test_foreign_arch_killed),
 #endif
