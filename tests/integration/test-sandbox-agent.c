@@ -1,0 +1,605 @@
+/* The workload sandbox, proven from inside commands the real agent runs:
+ * $PROBE (sandbox-probe.c) tries every restricted operation and reports the
+ * errno; it runs under a sandboxed agent (every call EPERM, no_new_privs,
+ * seccomp mode 2, dropped capabilities) and under a --privileged one (the
+ * kernel's own "allowed" errno, nothing dropped). The sandboxed agent must
+ * keep serving port forwards and files itself. */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include <vsock/vsock.h>
+
+#define BOUND_MS 20000 /* hang catcher for one exchange */
+
+/* Capability numbers (linux/capability.h), spelled out for the asserts. */
+enum {
+        CAP_CHOWN_ = 0,
+        CAP_NET_ADMIN_ = 12,
+        CAP_SYS_MODULE_ = 16,
+        CAP_SYS_RAWIO_ = 17,
+        CAP_SYS_PTRACE_ = 19,
+        CAP_SYS_ADMIN_ = 21,
+        CAP_SYS_BOOT_ = 22,
+};
+
+#define BIT(c) (UINT64_C(1) << (c))
+static const uint64_t DROPPED = BIT(CAP_SYS_ADMIN_) | BIT(CAP_SYS_PTRACE_) | BIT(CAP_SYS_MODULE_) |
+                                BIT(CAP_SYS_RAWIO_) | BIT(CAP_SYS_BOOT_);
+
+struct agent {
+        pid_t pid;
+        char dir[64];
+        char exec_addr[128];
+        char ready_addr[128];
+};
+
+static struct agent *SANDBOXED, *PRIVILEGED;
+
+/* ---- the probe's checks ---------------------------------------------------- */
+
+struct check {
+        const char *name;
+        /* Results when the call is allowed, "|"-separated: the errno the
+         * kernel gives root for these arguments, "ok", or ENOSYS for a
+         * kernel built without the feature. */
+        const char *allowed;
+        /* The call is also gated by a capability (or a sysctl) that a
+         * non-root caller lacks, so EPERM is possible without the filter. */
+        bool priv_gated;
+};
+
+static const struct check filtered_checks[] = {
+        { "ptrace", "ESRCH", false },
+        { "process_vm_readv", "EINVAL", false },
+        { "process_vm_writev", "EINVAL", false },
+        { "socket_vsock", "ok|EAFNOSUPPORT", false },
+        { "socket_vsock_hibits", "ok|EAFNOSUPPORT", false },
+        { "socketpair_vsock", "EOPNOTSUPP|EAFNOSUPPORT", false },
+        { "bpf", "EINVAL", true }, /* kernels < 6.5: unprivileged_bpf_disabled first */
+        { "perf_event_open", "EINVAL|ENOSYS", false },
+        { "userfaultfd", "EINVAL|ENOSYS", false },
+        { "init_module", "ENOEXEC|ENOSYS", true },
+        { "finit_module", "EBADF|ENOSYS", true },
+        { "delete_module", "EFAULT|ENOSYS", true },
+        { "kexec_load", "EINVAL|ENOSYS", true },
+        { "kexec_file_load", "EINVAL|ENOSYS", true },
+        { "open_by_handle_at", "EFAULT|EBADF", true },
+        { "keyctl", "EOPNOTSUPP|ENOSYS", false },
+        { "add_key", "EFAULT|ENOSYS", false },
+        { "request_key", "EFAULT|ENOSYS", false },
+};
+
+/* Other ABIs: killed by the filter; without it, ESRCH (i386 ptrace, not
+ * traced), ENOSYS (x32 disabled) or SIGSEGV (no IA32 emulation). */
+static const struct check abi_checks[] = {
+        { "i386_ptrace", "ESRCH|ENOSYS|killed SIGSEGV", false },
+        { "x32_ptrace", "ENOSYS|ESRCH", false },
+};
+
+static bool is_root(void) { return geteuid() == 0; }
+
+/* The value after "@key " or "@key:" on a line of @out, without
+ * surrounding blanks or a TTY's \r. */
+static bool probe_get(const char *out, const char *key, char *val, size_t size) {
+        size_t klen = strlen(key);
+        for (const char *l = out; l && *l;) {
+                const char *nl = strchr(l, '\n');
+                size_t len = nl ? (size_t) (nl - l) : strlen(l);
+                if (len > klen && strncmp(l, key, klen) == 0 && (l[klen] == ' ' || l[klen] == ':')) {
+                        const char *v = l + klen + 1;
+                        const char *end = l + len;
+                        while (v < end && (*v == ' ' || *v == '\t'))
+                                v++;
+                        while (end > v && (end[-1] == '\r' || end[-1] == ' ' || end[-1] == '\t'))
+                                end--;
+                        size_t n = (size_t) (end - v);
+                        if (n >= size)
+                                return false;
+                        memcpy(val, v, n);
+                        val[n] = '\0';
+                        return true;
+                }
+                l = nl ? nl + 1 : NULL;
+        }
+        return false;
+}
+
+static void expect(const char *out, const char *key, const char *want) {
+        char v[128];
+        if (!probe_get(out, key, v, sizeof v))
+                fail_msg("probe printed no \"%s\" line:\n%s", key, out);
+        if (strcmp(v, want) != 0)
+                fail_msg("%s: got \"%s\", want \"%s\"", key, v, want);
+}
+
+static bool one_of(const char *v, const char *alts) {
+        size_t n = strlen(v);
+        for (const char *p = alts; p;) {
+                const char *bar = strchr(p, '|');
+                size_t len = bar ? (size_t) (bar - p) : strlen(p);
+                if (len == n && strncmp(p, v, n) == 0)
+                        return true;
+                p = bar ? bar + 1 : NULL;
+        }
+        return false;
+}
+
+static uint64_t caps_of(const char *out, const char *key) {
+        char v[64];
+        if (!probe_get(out, key, v, sizeof v))
+                fail_msg("probe printed no \"%s\" line:\n%s", key, out);
+        char *end;
+        errno = 0;
+        unsigned long long x = strtoull(v, &end, 16);
+        assert_int_equal(errno, 0);
+        assert_true(*end == '\0' && end != v);
+        return x;
+}
+
+/* This process's own capability set from /proc/self/status. */
+static uint64_t own_caps(const char *key) {
+        FILE *f = fopen("/proc/self/status", "re");
+        assert_non_null(f);
+        char line[256];
+        uint64_t r = 0;
+        size_t klen = strlen(key);
+        while (fgets(line, sizeof line, f))
+                if (strncmp(line, key, klen) == 0 && line[klen] == ':')
+                        r = strtoull(line + klen + 1, NULL, 16);
+        fclose(f);
+        return r;
+}
+
+/* ---- the agent --------------------------------------------------------------- */
+
+static int64_t mono_ms(void) { return vsock_now_ns() / 1000000; }
+
+static void pause_ms(int ms) { (void) poll(NULL, 0, ms); }
+
+static struct agent *agent_start(const char *extra) {
+        struct agent *a = calloc(1, sizeof *a);
+        assert_non_null(a);
+        snprintf(a->dir, sizeof a->dir, "/tmp/vsock-sbx-test-XXXXXX");
+        assert_non_null(mkdtemp(a->dir));
+        /* A user-switched probe must be able to reach its cwd if any. */
+        assert_int_equal(chmod(a->dir, 0755), 0);
+        snprintf(a->exec_addr, sizeof a->exec_addr, "unix:%s/exec.sock", a->dir);
+        snprintf(a->ready_addr, sizeof a->ready_addr, "unix:%s/ready.sock", a->dir);
+        const char *agent = getenv("AGENT");
+        assert_non_null(agent);
+        const char *argv[8] = { agent, "--listen", a->exec_addr, "--ready", a->ready_addr };
+        int n = 5;
+        if (getenv("AGENT_DEBUG"))
+                argv[n++] = "--log-level=debug";
+        if (extra)
+                argv[n++] = extra;
+        argv[n] = NULL;
+        a->pid = fork();
+        assert_true(a->pid >= 0);
+        if (a->pid == 0) {
+                execv(agent, (char *const *) argv);
+                _exit(127);
+        }
+        /* Ready when the ready port accepts (the exec port is bound first). */
+        int64_t end = mono_ms() + BOUND_MS;
+        for (;;) {
+                vsock_conn *c;
+                if (vsock_dial_str(a->ready_addr, 0, 1000, -1, &c) >= 0) {
+                        vsock_conn_close(c);
+                        break;
+                }
+                int st;
+                assert_int_equal(waitpid(a->pid, &st, WNOHANG), 0);
+                assert_true(mono_ms() < end);
+                pause_ms(2);
+        }
+        return a;
+}
+
+/* SIGTERM and reap within the bound (SIGKILL after it); frees @a. Returns
+ * the wait status, or -1 if it had to be killed. */
+static int agent_stop(struct agent *a) {
+        if (!a)
+                return 0;
+        int st = 0;
+        (void) kill(a->pid, SIGTERM);
+        int64_t end = mono_ms() + BOUND_MS;
+        while (waitpid(a->pid, &st, WNOHANG) == 0) {
+                if (mono_ms() > end) {
+                        kill(a->pid, SIGKILL);
+                        waitpid(a->pid, &st, 0);
+                        st = -1;
+                        break;
+                }
+                pause_ms(5);
+        }
+        char p[160];
+        snprintf(p, sizeof p, "%s/exec.sock", a->dir);
+        unlink(p);
+        snprintf(p, sizeof p, "%s/ready.sock", a->dir);
+        unlink(p);
+        rmdir(a->dir);
+        free(a);
+        return st;
+}
+
+#if defined(__SANITIZE_ADDRESS__)
+#define SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SANITIZED 1
+#endif
+#endif
+#ifndef SANITIZED
+#define SANITIZED 0
+#endif
+
+static int group_setup(void **state) {
+        signal(SIGPIPE, SIG_IGN);
+        if (!getenv("PROBE") || !getenv("AGENT")) {
+                fprintf(stderr, "AGENT and PROBE must be set\n");
+                return -1;
+        }
+        SANDBOXED = agent_start(NULL);
+        PRIVILEGED = agent_start("--privileged");
+        return 0;
+}
+
+static int group_teardown(void **state) {
+        /* Both first: a live agent holds the test's stdout open. */
+        int sst = agent_stop(SANDBOXED), pst = agent_stop(PRIVILEGED);
+        SANDBOXED = PRIVILEGED = NULL;
+        if (pst != 0)
+                fail_msg("privileged agent: wait status 0x%x (-1: did not exit after SIGTERM)", pst);
+        if (SANITIZED && sst >= 0 && WIFEXITED(sst) && WEXITSTATUS(sst) == 1) {
+                /* LeakSanitizer's exit check stops the world with ptrace,
+                 * which the agent's own filter (sandbox_apply_self) refuses:
+                 * "LeakSanitizer has encountered a fatal error", exit 1. */
+                printf("skip: known bug: sanitized sandboxed agent exits 1 (LeakSanitizer needs ptrace, "
+                       "which the agent's own seccomp filter refuses)\n");
+                return 0;
+        }
+        if (sst != 0)
+                fail_msg("sandboxed agent: wait status 0x%x (-1: did not exit after SIGTERM)", sst);
+        return 0;
+}
+
+static vsock_conn *dial(const struct agent *a) {
+        vsock_conn *c = NULL;
+        assert_int_equal(vsock_dial_str(a->exec_addr, 0, BOUND_MS, -1, &c), 0);
+        return c;
+}
+
+/* ---- running the probe ---------------------------------------------------- */
+
+enum mode { BATCH, STREAM, PIPE, TTY };
+
+struct sink {
+        char *data;
+        size_t len;
+};
+
+static int on_output(void *userdata, enum vsock_stream_id stream, const uint8_t *data, size_t len) {
+        struct sink *s = userdata;
+        char *p = realloc(s->data, s->len + len + 1);
+        if (!p)
+                return -ENOMEM;
+        memcpy(p + s->len, data, len);
+        s->len += len;
+        p[s->len] = '\0';
+        s->data = p;
+        return 0;
+}
+
+/* Run $PROBE on @a (directly, or through the shell with @shell) and return
+ * its output (malloc'd); it must exit 0. */
+static char *run_probe(const struct agent *a, enum mode mode, const char *user, bool shell) {
+        const char *probe = getenv("PROBE");
+        char *cmd = NULL;
+        /* "; :" keeps the shell from exec'ing the probe in its place. */
+        assert_true(asprintf(&cmd, shell ? "%s; :" : "%s", probe) > 0);
+        char *args[] = { "probe" };
+        /* LeakSanitizer (sanitized builds) stops the world with ptrace,
+         * which the filter refuses. */
+        struct vsock_env env[] = { { "ASAN_OPTIONS", "detect_leaks=0" } };
+        struct vsock_exec_request req = { .command = cmd, .args = shell ? NULL : args, .n_args = shell ? 0 : 1,
+                                          .env = env, .n_env = 1, .user = (char *) user, .rows = 24, .cols = 200 };
+        struct vsock_call call = VSOCK_CALL_INIT;
+        call.deadline_ns = vsock_deadline_in(BOUND_MS);
+        struct vsock_exec_result res = { 0 };
+        struct sink out = { 0 };
+        struct vsock_exec_io io = VSOCK_EXEC_IO_INIT;
+        io.on_output = on_output;
+        io.userdata = &out;
+        vsock_conn *c = dial(a);
+        int r;
+        switch (mode) {
+        case BATCH:
+                r = vsock_exec(c, &req, &call, &res);
+                break;
+        case STREAM:
+                r = vsock_exec_stream(c, &req, &io, &call, &res);
+                break;
+        case PIPE:
+                r = vsock_exec_pipe(c, &req, &io, &call, &res);
+                break;
+        default:
+                r = vsock_exec_tty(c, &req, &io, &call, &res);
+                break;
+        }
+        vsock_conn_close(c);
+        free(cmd);
+        if (r < 0)
+                fail_msg("exec: %s (%s)", vsock_strerror(r), call.remote_error);
+        if (mode == BATCH) {
+                out.data = calloc(1, res.stdout_len + 1);
+                assert_non_null(out.data);
+                if (res.stdout_len)
+                        memcpy(out.data, res.stdout_data, res.stdout_len);
+                if (res.stderr_len)
+                        fprintf(stderr, "probe stderr: %.*s\n", (int) res.stderr_len, (char *) res.stderr_data);
+        }
+        if (res.exit_code != 0)
+                fail_msg("probe exited %" PRId64 " (%s):\n%s", res.exit_code, res.error ? res.error : "",
+                         out.data ? out.data : "");
+        vsock_exec_result_clear(&res);
+        assert_non_null(out.data);
+        return out.data;
+}
+
+static void assert_caps_lack(const char *out, const char *key, uint64_t mask) {
+        uint64_t c = caps_of(out, key);
+        if (c & mask)
+                fail_msg("%s %016" PRIx64 " still holds %016" PRIx64, key, c, c & mask);
+}
+
+/* Everything the filter refuses, as seen from inside. */
+static void assert_sandboxed(const char *out) {
+        for (size_t i = 0; i < sizeof filtered_checks / sizeof *filtered_checks; i++)
+                expect(out, filtered_checks[i].name, "EPERM");
+        for (size_t i = 0; i < sizeof abi_checks / sizeof *abi_checks; i++)
+                expect(out, abi_checks[i].name, "killed SIGSYS");
+        expect(out, "socket_unix", "ok");
+        expect(out, "socketpair_unix", "ok");
+        expect(out, "NoNewPrivs", "1");
+        expect(out, "Seccomp", "2");
+}
+
+/* ---- tests ------------------------------------------------------------------- */
+
+static void test_sandboxed_probe(void **state) {
+        char *out = run_probe(SANDBOXED, BATCH, NULL, false);
+        printf("sandboxed probe:\n%s", out);
+        assert_sandboxed(out);
+        if (!is_root()) {
+                printf("skip: capability asserts need root (euid %d)\n", (int) geteuid());
+                free(out);
+                return;
+        }
+        static const char *const sets[] = { "CapBnd", "CapEff", "CapPrm", "CapInh", "CapAmb" };
+        for (size_t i = 0; i < sizeof sets / sizeof *sets; i++)
+                assert_caps_lack(out, sets[i], DROPPED);
+        /* Ordinary administration stays: what we had, less the drop. */
+        uint64_t keep = own_caps("CapEff") & (BIT(CAP_CHOWN_) | BIT(CAP_NET_ADMIN_));
+        assert_true((caps_of(out, "CapEff") & keep) == keep);
+        free(out);
+}
+
+/* Every exec mode goes through the same spawn; a shell's children too. */
+static void test_sandboxed_modes(void **state) {
+        static const enum mode modes[] = { BATCH, STREAM, PIPE, TTY };
+        for (size_t i = 0; i < sizeof modes / sizeof *modes; i++) {
+                char *out = run_probe(SANDBOXED, modes[i], NULL, true);
+                assert_sandboxed(out);
+                if (is_root())
+                        assert_caps_lack(out, "CapEff", DROPPED);
+                free(out);
+        }
+}
+
+static void test_sandboxed_user(void **state) {
+        if (!is_root()) {
+                printf("skip: switching to user 65534 needs root (euid %d)\n", (int) geteuid());
+                return;
+        }
+        char *out = run_probe(SANDBOXED, BATCH, "65534", false);
+        printf("sandboxed probe as 65534:\n%s", out);
+        char uid[64];
+        assert_true(probe_get(out, "Uid", uid, sizeof uid));
+        assert_true(strncmp(uid, "65534", 5) == 0);
+        assert_sandboxed(out);
+        assert_int_equal(caps_of(out, "CapEff"), 0);
+        assert_int_equal(caps_of(out, "CapPrm"), 0);
+        assert_caps_lack(out, "CapBnd", DROPPED);
+        free(out);
+}
+
+static void test_privileged_probe(void **state) {
+        char *out = run_probe(PRIVILEGED, BATCH, NULL, false);
+        printf("privileged probe:\n%s", out);
+        bool root = is_root();
+        for (size_t i = 0; i < sizeof filtered_checks / sizeof *filtered_checks; i++) {
+                const struct check *c = &filtered_checks[i];
+                char v[64];
+                if (!probe_get(out, c->name, v, sizeof v))
+                        fail_msg("probe printed no \"%s\" line", c->name);
+                if (!root && c->priv_gated && strcmp(v, "EPERM") == 0) {
+                        printf("skip: %s EPERM without the filter: not root\n", c->name);
+                        continue;
+                }
+                if (!one_of(v, c->allowed))
+                        fail_msg("%s: got \"%s\", want one of %s", c->name, v, c->allowed);
+        }
+        for (size_t i = 0; i < sizeof abi_checks / sizeof *abi_checks; i++) {
+                char v[64];
+                assert_true(probe_get(out, abi_checks[i].name, v, sizeof v));
+                if (!one_of(v, abi_checks[i].allowed))
+                        fail_msg("%s: got \"%s\", want one of %s", abi_checks[i].name, v, abi_checks[i].allowed);
+        }
+        expect(out, "socket_unix", "ok");
+        expect(out, "NoNewPrivs", "0");
+        expect(out, "Seccomp", "0");
+        if (!root) {
+                printf("skip: capability asserts need root (euid %d)\n", (int) geteuid());
+        } else {
+                /* Nothing dropped: whatever this test holds, the command
+                 * holds too. */
+                uint64_t mine = own_caps("CapEff");
+                assert_true(mine & BIT(CAP_SYS_ADMIN_));
+                assert_true(caps_of(out, "CapEff") & BIT(CAP_SYS_ADMIN_));
+                assert_true((caps_of(out, "CapEff") & mine & DROPPED) == (mine & DROPPED));
+                assert_true((caps_of(out, "CapBnd") & own_caps("CapBnd") & DROPPED) == (own_caps("CapBnd") & DROPPED));
+        }
+        free(out);
+}
+
+/* How the agent process itself looks with the sandbox on: printed for the
+ * record (installed in the agent or only in children is a design choice);
+ * only its children are asserted on, above. */
+static void test_agent_own_status(void **state) {
+        const struct agent *agents[] = { SANDBOXED, PRIVILEGED };
+        const char *names[] = { "sandboxed", "privileged" };
+        for (size_t i = 0; i < 2; i++) {
+                char p[64];
+                snprintf(p, sizeof p, "/proc/%d/status", (int) agents[i]->pid);
+                FILE *f = fopen(p, "re");
+                assert_non_null(f);
+                char line[256];
+                printf("%s agent (pid %d):", names[i], (int) agents[i]->pid);
+                while (fgets(line, sizeof line, f)) {
+                        static const char *const keys[] = { "NoNewPrivs:", "Seccomp:", "CapEff:", "CapBnd:" };
+                        for (size_t k = 0; k < sizeof keys / sizeof *keys; k++)
+                                if (strncmp(line, keys[k], strlen(keys[k])) == 0) {
+                                        line[strcspn(line, "\n")] = '\0';
+                                        printf(" %s", line);
+                                }
+                }
+                printf("\n");
+                fclose(f);
+        }
+}
+
+/* ---- the agent itself still serves ------------------------------------------ */
+
+struct echo {
+        int lfd;
+        uint16_t port;
+        pthread_t th;
+};
+
+static void *echo_main(void *p) {
+        struct echo *e = p;
+        int fd = accept4(e->lfd, NULL, NULL, SOCK_CLOEXEC);
+        if (fd < 0)
+                return NULL;
+        char buf[4096];
+        ssize_t n;
+        while ((n = read(fd, buf, sizeof buf)) > 0)
+                if (write(fd, buf, (size_t) n) != n)
+                        break;
+        close(fd);
+        return NULL;
+}
+
+static void echo_start(struct echo *e) {
+        e->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        assert_true(e->lfd >= 0);
+        struct sockaddr_in in = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        socklen_t sl = sizeof in;
+        assert_int_equal(bind(e->lfd, (struct sockaddr *) &in, sl), 0);
+        assert_int_equal(listen(e->lfd, 4), 0);
+        assert_int_equal(getsockname(e->lfd, (struct sockaddr *) &in, &sl), 0);
+        e->port = ntohs(in.sin_port);
+        assert_int_equal(pthread_create(&e->th, NULL, echo_main, e), 0);
+}
+
+static void test_agent_portfwd(void **state) {
+        const struct agent *agents[] = { SANDBOXED, PRIVILEGED };
+        for (size_t i = 0; i < 2; i++) {
+                struct echo e;
+                echo_start(&e);
+                vsock_conn *c = dial(agents[i]);
+                vsock_conn_set_deadline(c, vsock_deadline_in(BOUND_MS));
+                struct vsock_call call = VSOCK_CALL_INIT;
+                call.deadline_ns = vsock_deadline_in(BOUND_MS);
+                int r = vsock_open_port_forward(c, "127.0.0.1", e.port, &call);
+                if (r < 0)
+                        fail_msg("port forward: %s (%s)", vsock_strerror(r), call.remote_error);
+                static const char msg[] = "through the sandboxed agent";
+                assert_int_equal(vsock_conn_write(c, msg, sizeof msg), 0);
+                assert_int_equal(vsock_conn_shutdown_write(c), 0);
+                char got[sizeof msg + 16];
+                size_t have = 0;
+                for (;;) {
+                        ssize_t n = vsock_conn_read(c, got + have, sizeof got - have);
+                        assert_true(n >= 0);
+                        if (n == 0)
+                                break;
+                        have += (size_t) n;
+                }
+                assert_int_equal(have, sizeof msg);
+                assert_memory_equal(got, msg, sizeof msg);
+                vsock_conn_close(c);
+                pthread_join(e.th, NULL);
+                close(e.lfd);
+        }
+}
+
+static void test_agent_files(void **state) {
+        const struct agent *agents[] = { SANDBOXED, PRIVILEGED };
+        for (size_t i = 0; i < 2; i++) {
+                char path[128];
+                snprintf(path, sizeof path, "%s/file.txt", agents[i]->dir);
+                static const char body[] = "written by the agent itself";
+                struct vsock_call call = VSOCK_CALL_INIT;
+                call.deadline_ns = vsock_deadline_in(BOUND_MS);
+                vsock_conn *c = dial(agents[i]);
+                int r = vsock_write_file(c, path, body, sizeof body - 1, 0600, &call);
+                vsock_conn_close(c);
+                if (r < 0)
+                        fail_msg("write_file: %s (%s)", vsock_strerror(r), call.remote_error);
+                uint8_t *data = NULL;
+                size_t len = 0;
+                c = dial(agents[i]);
+                r = vsock_read_file(c, path, &call, &data, &len);
+                vsock_conn_close(c);
+                if (r < 0)
+                        fail_msg("read_file: %s (%s)", vsock_strerror(r), call.remote_error);
+                assert_int_equal(len, sizeof body - 1);
+                assert_memory_equal(data, body, len);
+                free(data);
+                struct stat st;
+                assert_int_equal(stat(path, &st), 0);
+                assert_int_equal(st.st_mode & 07777, 0600);
+                assert_int_equal(unlink(path), 0);
+        }
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_sandboxed_probe),  cmocka_unit_test(test_sandboxed_modes),
+                cmocka_unit_test(test_sandboxed_user),   cmocka_unit_test(test_privileged_probe),
+                cmocka_unit_test(test_agent_own_status), cmocka_unit_test(test_agent_portfwd),
+                cmocka_unit_test(test_agent_files),
+        };
+        return cmocka_run_group_tests_name("sandbox-agent", tests, group_setup, group_teardown);
+}
