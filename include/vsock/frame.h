@@ -60,6 +60,22 @@ void vsock_decoder_free(vsock_decoder *d);
  * says how many bytes were consumed in every case. */
 int vsock_decoder_feed(vsock_decoder *d, const void *data, size_t n, size_t *ret_used);
 
+/* Direct reads into the payload, saving a copy: once the header has been
+ * fed and the decoder is collecting a payload, the rest of that payload
+ * may be read straight into the decoder's buffer. Returns where the next
+ * payload byte goes and sets *ret_room (may be NULL) to how many bytes are
+ * still missing; returns NULL with *ret_room = 0 when no payload is being
+ * collected (no header yet, a frame complete, or an empty payload): then
+ * feed bytes as usual. Reading at most *ret_room bytes there never takes
+ * a byte of the next frame. */
+uint8_t *vsock_decoder_payload_tail(vsock_decoder *d, size_t *ret_room);
+
+/* Account for @n bytes written at vsock_decoder_payload_tail()'s pointer
+ * (n <= its room). Returns 1 when they completed the frame (take it with
+ * vsock_decoder_frame as after a feed), 0 when more is missing, -EINVAL when
+ * no payload is being collected or @n exceeds the room. */
+int vsock_decoder_payload_commit(vsock_decoder *d, size_t n);
+
 /* The completed frame. The payload stays owned by the decoder and is valid
  * until the next feed or reset. */
 void vsock_decoder_frame(const vsock_decoder *d, uint8_t *ret_type, const uint8_t **ret_data, uint32_t *ret_len);

@@ -1,6 +1,7 @@
 /* State shared by the agent's modules: one instance, owned by main.c. */
 #pragma once
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -30,6 +31,10 @@ struct agent {
         uint32_t *allow_uids;            /* unix peers besides root and our uid */
         size_t n_allow_uids;
         bool insecure_tcp;              /* TCP on a non-loopback address */
+        /* Every signal whose disposition the agent changed from SIG_DFL
+         * (ignored or handled): each command resets exactly these. Add to
+         * it wherever a disposition changes. */
+        sigset_t changed_signals;
         bool shutting_down;
         uint64_t next_session_id;
         struct session *sessions;       /* all live sessions (list) */

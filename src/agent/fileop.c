@@ -1,9 +1,13 @@
 /* WriteFile, ReadFile, ListFiles: files_serve() runs on the worker thread;
- * its FileResult is sent when the job comes back to the loop. */
+ * its FileResult is sent when the job comes back to the loop. The reply is
+ * encoded after room for the frame header and handed to the session as
+ * its send queue, so a 20 MiB reply is neither copied nor wiped: neither
+ * file contents nor paths are request secrets (env and stdin are). */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <vsock/frame.h>
 #include <vsock/msg.h>
 
 #include "agent/files.h"
@@ -28,16 +32,21 @@ struct fileop {
 };
 
 static void fileop_destroy(struct fileop *f) {
-        if (f->payload)
-                explicit_bzero(f->payload, f->len);
         free(f->payload);
-        buf_wipe_free(&f->out);
+        buf_free(&f->out);
         free(f);
 }
 
+static const uint8_t header_room[VSOCK_FRAME_HEADER_SIZE];
+
 static void fileop_run(struct worker_job *j) {
         struct fileop *f = container_of(j, struct fileop, job);
-        f->rc = files_serve(f->type, f->payload ? f->payload : (const uint8_t *) "", f->len, &f->out);
+        f->rc = buf_append(&f->out, header_room, sizeof header_room);
+        if (f->rc >= 0)
+                f->rc = files_serve(f->type, f->payload ? f->payload : (const uint8_t *) "", f->len, &f->out);
+        /* The request (up to 64 MiB for a write) is done with. */
+        free(f->payload);
+        f->payload = NULL;
 }
 
 static void fileop_done(struct worker_job *j) {
@@ -53,11 +62,14 @@ static void fileop_done(struct worker_job *j) {
         if (f->rc < 0) {
                 log_error("session %llu: file operation: %s", (unsigned long long) session_id(f->s), strerror(-f->rc));
                 /* Still answer: the host should not wait for nothing. */
-                buf_reset(&f->out);
-                (void) buf_append_str(&f->out, "{\"error\":\"agent out of memory\"}");
+                buf_free(&f->out);
+                if (buf_append(&f->out, header_room, sizeof header_room) >= 0)
+                        (void) buf_append_str(&f->out, "{\"error\":\"agent out of memory\"}");
         }
-        (void) session_send(f->s, VSOCK_MSG_FILE_RESULT, buf_head(&f->out), buf_size(&f->out));
-        buf_wipe_free(&f->out);
+        int r = session_send_take(f->s, VSOCK_MSG_FILE_RESULT, &f->out);
+        if (r < 0)
+                log_error("session %llu: file operation reply: %s", (unsigned long long) session_id(f->s),
+                          strerror(-r));
         session_finish(f->s);
 }
 

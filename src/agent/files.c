@@ -26,6 +26,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +35,8 @@
 
 #include "common/io.h"
 #include "common/macro.h"
+#include "lib/base64.h"
+#include "lib/huge.h"
 #include "lib/msg-internal.h"
 #include "vsock/error.h"
 #include "vsock/msg.h"
@@ -251,6 +254,7 @@ static int read_file(const void *payload, size_t len, struct vsock_file_response
         data = malloc(cap);
         if (!data)
                 return -ENOMEM;
+        huge_advise(data, cap);
         for (;;) {
                 if (n == cap) {
                         if (cap > FILES_READ_MAX)
@@ -396,6 +400,12 @@ int files_serve(uint8_t type, const void *payload, size_t len, struct buf *out) 
                 /* A failed operation replies with the error alone. */
                 vsock_file_response_clear(&resp);
                 resp.error = TAKE_PTR(err);
+        } else if (resp.content.len >= HUGE_ADVICE_MIN) {
+                /* {"content":"BASE64"} in one go, on huge pages. */
+                size_t need = base64_encoded_len(resp.content.len);
+                uint8_t *tail;
+                if (need < SIZE_MAX - 64 && buf_reserve(out, need + 64, &tail) >= 0)
+                        huge_advise(tail, need + 64);
         }
         return msg_encode_file_response(&resp, out);
 }

@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,9 +13,11 @@
 #include <vsock/conn.h>
 #include <vsock/error.h>
 
+#include "agent/resolve.h"
 #include "agent/session.h"
 #include "common/log.h"
 #include "common/macro.h"
+#include "lib/conn-internal.h"
 
 /* Out of fds: stop polling the listener this long instead of spinning. */
 #define ACCEPT_BACKOFF_MS 100
@@ -102,25 +105,46 @@ static void on_accept(struct watcher *w, uint32_t revents) {
         }
 }
 
-static bool tcp_host_is_loopback(const char *h) {
-        struct in_addr a4;
-        struct in6_addr a6;
-        if (strcmp(h, "localhost") == 0)
-                return true;
-        if (inet_pton(AF_INET, h, &a4) == 1)
-                return (ntohl(a4.s_addr) >> 24) == 127;
-        if (inet_pton(AF_INET6, h, &a6) == 1)
-                return IN6_IS_ADDR_LOOPBACK(&a6);
-        return false;
+static bool is_loopback(const struct resolve_addr *ra) {
+        if (ra->sa.ss_family == AF_INET)
+                return (ntohl(((const struct sockaddr_in *) &ra->sa)->sin_addr.s_addr) >> 24) == 127;
+        return ra->sa.ss_family == AF_INET6 && IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *) &ra->sa)->sin6_addr);
 }
 
-int listener_new(struct agent *a, const char *addr, bool ready, struct listener **ret, const char **ret_why) {
-        struct vsock_addr va;
-        uint32_t defport = ready ? VSOCK_PORT_READY : VSOCK_PORT_EXEC;
-        int r = vsock_addr_parse(addr, defport, &va, ret_why);
-        if (r < 0)
-                return r;
-        if (va.transport == VSOCK_TRANSPORT_TCP && !tcp_host_is_loopback(va.host)) {
+/* TCP without getaddrinfo (see conn_listen_tcp_sockaddr): the host is a
+ * literal, localhost or in /etc/hosts; empty means every address (one
+ * dual-stack IPv6 socket, else IPv4). Serving anything but loopback needs
+ * --insecure-tcp. */
+static int listen_tcp(struct agent *a, const struct vsock_addr *va, bool ready, const char *addr,
+                      vsock_listener **ret, const char **ret_why) {
+        struct resolve_addr ra[RESOLVE_MAX];
+        int n;
+        bool loopback = true;
+        if (!va->host[0]) {
+                struct sockaddr_in6 *in6 = (struct sockaddr_in6 *) &ra[0].sa;
+                struct sockaddr_in *in4 = (struct sockaddr_in *) &ra[1].sa;
+                memset(ra, 0, 2 * sizeof ra[0]);
+                in6->sin6_family = AF_INET6;
+                in6->sin6_port = htons((uint16_t) va->port);
+                in6->sin6_addr = in6addr_any;
+                ra[0].len = sizeof *in6;
+                in4->sin_family = AF_INET;
+                in4->sin_port = htons((uint16_t) va->port);
+                in4->sin_addr.s_addr = htonl(INADDR_ANY);
+                ra[1].len = sizeof *in4;
+                n = 2;
+                loopback = false;
+        } else {
+                /* A listen address is local: no DNS. */
+                n = resolve_host(va->host, (uint16_t) va->port, NULL, false, ra, RESOLVE_MAX);
+                if (n < 0) {
+                        *ret_why = "unknown host (use an address, localhost or a name from /etc/hosts)";
+                        return VSOCK_ERR(VSOCK_E_BIND, -n);
+                }
+                for (int i = 0; i < n; i++)
+                        loopback = loopback && is_loopback(&ra[i]);
+        }
+        if (!loopback) {
                 if (!a->insecure_tcp) {
                         *ret_why = "TCP is only allowed on a loopback address (use --insecure-tcp to override)";
                         return -EPERM;
@@ -129,13 +153,44 @@ int listener_new(struct agent *a, const char *addr, bool ready, struct listener 
                          "reach it can run commands as this agent !!!",
                          ready ? "the ready port" : "the exec service", addr);
         }
+        /* The first address that works, as vsock_listen_addr does. */
+        int r = VSOCK_ERR(VSOCK_E_BIND, EADDRNOTAVAIL);
+        for (int i = 0; i < n; i++) {
+                r = conn_listen_tcp_sockaddr(va, (const struct sockaddr *) &ra[i].sa, ra[i].len, 0, ret);
+                if (r >= 0 || r == -ENOMEM)
+                        break;
+        }
+        return r;
+}
+
+int listener_new(struct agent *a, const char *addr, bool ready, struct listener **ret, const char **ret_why) {
+        struct vsock_addr va;
+        uint32_t defport = ready ? VSOCK_PORT_READY : VSOCK_PORT_EXEC;
+        int r = vsock_addr_parse(addr, defport, &va, ret_why);
+        if (r < 0)
+                return r;
         struct listener *l = calloc(1, sizeof *l);
         if (!l)
                 return -ENOMEM;
         l->a = a;
         l->ready = ready;
         snprintf(l->name, sizeof l->name, "%s", addr);
-        r = vsock_listen_addr(&va, 0, 0600, &l->vl);
+        /* Per transport, so that getaddrinfo is not linked in (resolve.h). */
+        switch (va.transport) {
+        case VSOCK_TRANSPORT_VSOCK:
+                r = conn_listen_vsock(&va, 0, &l->vl);
+                break;
+        case VSOCK_TRANSPORT_UNIX:
+                r = conn_listen_unix(&va, 0, 0600, &l->vl);
+                break;
+        case VSOCK_TRANSPORT_TCP:
+                r = listen_tcp(a, &va, ready, addr, &l->vl, ret_why);
+                break;
+        default:
+                *ret_why = "the agent listens on vsock:, unix: or tcp: addresses";
+                r = VSOCK_ERR(VSOCK_E_BAD_ADDRESS, EINVAL);
+                break;
+        }
         if (r < 0) {
                 free(l);
                 return r;

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +23,7 @@
 #include "agent/loop.h"
 #include "agent/sandbox.h"
 #include "agent/session.h"
+#include "agent/spawn.h"
 #include "agent/worker.h"
 #include "common/log.h"
 #include "common/macro.h"
@@ -330,6 +332,11 @@ static int agent_main(int argc, char **argv) {
                         return 1;
                 }
         }
+        /* Low fd slots for commands' stdio, taken while they are low (and
+         * before any baseline a test takes). Retried at each spawn. */
+        r = spawn_reserve();
+        if (r < 0)
+                log_warn("spawn: cannot reserve fds: %s", strerror(-r));
 
         watcher_init(&m.sigw, a->loop, m.sigfd, on_signal);
         (void) watcher_set(&m.sigw, EPOLLIN);
@@ -360,6 +367,11 @@ static int agent_main(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
+        /* A fixed threshold: glibc would raise it to the largest block
+         * freed (a 15 MiB file read), after which big replies come from the
+         * heap and stay resident. Blocks from 256 KiB go back to the kernel
+         * when freed. */
+        (void) mallopt(M_MMAP_THRESHOLD, 1024 * 1024);
         /* Started as PID 1 (init=/sbin/vsock-agent) means init mode. */
         bool init = getpid() == 1;
         for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)

@@ -1,11 +1,12 @@
 /* PortForward: connect to host:port inside the guest, reply Ready, then
  * proxy raw bytes both ways. Each direction has one bounded queue and
  * propagates EOF as a half-close (shutdown(SHUT_WR) on the other side);
- * the forward ends when both directions have ended. */
+ * the forward ends when both directions have ended. Names are resolved
+ * without NSS (resolve.h): literals and localhost at once, anything else
+ * (/etc/hosts, maybe getaddrinfo) on the worker thread. */
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -18,6 +19,7 @@
 #include <vsock/msg.h>
 
 #include "agent/ops.h"
+#include "agent/resolve.h"
 #include "agent/session.h"
 #include "agent/worker.h"
 #include "common/buf.h"
@@ -39,9 +41,8 @@ struct pf {
         struct timer timer;             /* connect timeout */
         char *host;
         uint16_t port;
-        struct addrinfo *ai, *cur;      /* candidates (from getaddrinfo) */
-        struct sockaddr_storage numeric;
-        socklen_t numeric_len;
+        struct resolve_addr addrs[RESOLVE_MAX]; /* candidates, tried in order */
+        size_t n_addrs, next_addr;
         int last_err;
         struct pf_resolve *job;
         struct buf to_target;
@@ -56,9 +57,9 @@ struct pf_resolve {
         struct worker_job job;
         struct pf *pf;                  /* NULL once the forward is gone */
         char *host;
-        char port[8];
-        struct addrinfo *res;
-        int gai;
+        uint16_t port;
+        struct resolve_addr addrs[RESOLVE_MAX];
+        int n;                          /* count, or -errno */
 };
 
 static void pf_update(struct pf *pf);
@@ -287,18 +288,9 @@ static int pf_connect_one(struct pf *pf, const struct sockaddr *sa, socklen_t le
 /* Try candidates in order until one is connecting; reject when none is. */
 static void pf_try_next(struct pf *pf) {
         pf->state = PF_CONNECTING;
-        if (pf->numeric_len) {
-                socklen_t len = pf->numeric_len;
-                pf->numeric_len = 0; /* only once */
-                int r = pf_connect_one(pf, (struct sockaddr *) &pf->numeric, len);
-                if (r >= 0)
-                        return;
-                pf->last_err = -r;
-        }
-        while (pf->cur) {
-                struct addrinfo *ai = pf->cur;
-                pf->cur = ai->ai_next;
-                int r = pf_connect_one(pf, ai->ai_addr, ai->ai_addrlen);
+        while (pf->next_addr < pf->n_addrs) {
+                const struct resolve_addr *ra = &pf->addrs[pf->next_addr++];
+                int r = pf_connect_one(pf, (const struct sockaddr *) &ra->sa, ra->len);
                 if (r >= 0)
                         return;
                 pf->last_err = -r;
@@ -316,8 +308,7 @@ static void on_connect_timeout(struct timer *t) {
 
 static void resolve_run(struct worker_job *j) {
         struct pf_resolve *res = container_of(j, struct pf_resolve, job);
-        struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_family = AF_UNSPEC };
-        res->gai = getaddrinfo(res->host, res->port, &hints, &res->res);
+        res->n = resolve_host(res->host, res->port, NULL, true, res->addrs, RESOLVE_MAX);
 }
 
 static void resolve_done(struct worker_job *j) {
@@ -326,22 +317,26 @@ static void resolve_done(struct worker_job *j) {
         if (!pf || j->cancelled) {
                 if (pf)
                         pf->job = NULL;
-                if (res->res)
-                        freeaddrinfo(res->res);
                 free(res->host);
                 free(res);
                 return;
         }
         pf->job = NULL;
-        if (res->gai != 0) {
+        if (res->n <= 0) {
+                /* Go's words ("no such host"), for hosts that parse them. */
                 char msg[512];
-                snprintf(msg, sizeof msg, "dial tcp: lookup %s: %s", pf->host, gai_strerror(res->gai));
+                int e = res->n < 0 ? -res->n : ENOENT;
+                snprintf(msg, sizeof msg, "dial tcp: lookup %s: %s", pf->host,
+                         e == ENOENT ? "no such host" : e == EAGAIN ? "temporary failure in name resolution"
+                                                                   : strerror(e));
                 free(res->host);
                 free(res);
                 pf_reject(pf, msg);
                 return;
         }
-        pf->ai = pf->cur = res->res;
+        memcpy(pf->addrs, res->addrs, (size_t) res->n * sizeof res->addrs[0]);
+        pf->n_addrs = (size_t) res->n;
+        pf->next_addr = 0;
         free(res->host);
         free(res);
         pf_try_next(pf);
@@ -357,8 +352,6 @@ static void pf_free(void *op) {
                 pf->job->pf = NULL; /* the worker still owns it */
         timer_disarm(&pf->timer);
         pf_close_target(pf);
-        if (pf->ai)
-                freeaddrinfo(pf->ai);
         buf_free(&pf->to_target);
         free(pf->host);
         free(pf);
@@ -373,24 +366,6 @@ static const struct session_ops pf_ops = {
         .shutdown = pf_shutdown,
         .free = pf_free,
 };
-
-static bool parse_numeric(struct pf *pf) {
-        struct sockaddr_in *in4 = (struct sockaddr_in *) &pf->numeric;
-        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *) &pf->numeric;
-        if (inet_pton(AF_INET, pf->host, &in4->sin_addr) == 1) {
-                in4->sin_family = AF_INET;
-                in4->sin_port = htons(pf->port);
-                pf->numeric_len = sizeof *in4;
-                return true;
-        }
-        if (inet_pton(AF_INET6, pf->host, &in6->sin6_addr) == 1) {
-                in6->sin6_family = AF_INET6;
-                in6->sin6_port = htons(pf->port);
-                pf->numeric_len = sizeof *in6;
-                return true;
-        }
-        return false;
-}
 
 int portfwd_start(struct session *s, uint8_t type, uint8_t *payload, uint32_t len) {
         struct vsock_port_forward_request req = { 0 };
@@ -435,20 +410,22 @@ int portfwd_start(struct session *s, uint8_t type, uint8_t *payload, uint32_t le
                 return 0;
         }
         (void) timer_arm_in_ms(&pf->timer, CONNECT_TIMEOUT_MS);
-        if (parse_numeric(pf)) {
+        int n = resolve_literal(pf->host, pf->port, pf->addrs, RESOLVE_MAX);
+        if (n > 0) {
+                pf->n_addrs = (size_t) n;
                 pf_try_next(pf);
                 return 0;
         }
-        /* getaddrinfo blocks: resolve on the worker thread. */
+        /* The hosts file (and maybe DNS) can block: on the worker. */
         struct pf_resolve *res = calloc(1, sizeof *res);
         if (!res || !(res->host = strdup(pf->host))) {
                 free(res);
                 return -ENOMEM;
         }
         res->pf = pf;
+        res->port = pf->port;
         res->job.run = resolve_run;
         res->job.done = resolve_done;
-        snprintf(res->port, sizeof res->port, "%u", pf->port);
         pf->state = PF_RESOLVING;
         rc = worker_submit(pf->a->worker, &res->job);
         if (rc < 0) {

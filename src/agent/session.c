@@ -286,6 +286,32 @@ int session_send(struct session *s, uint8_t type, const void *data, size_t len) 
         return 0;
 }
 
+int session_send_take(struct session *s, uint8_t type, struct buf *frame) {
+        size_t n = buf_size(frame);
+        int r = queue_check(s);
+        if (r < 0 || n < VSOCK_FRAME_HEADER_SIZE || n - VSOCK_FRAME_HEADER_SIZE > UINT32_MAX) {
+                buf_free(frame);
+                return r == -EPIPE ? 0 : r < 0 ? r : n < VSOCK_FRAME_HEADER_SIZE ? -EINVAL : -EMSGSIZE;
+        }
+        vsock_frame_header(buf_head(frame), type, (uint32_t) (n - VSOCK_FRAME_HEADER_SIZE));
+        if (buf_empty(&s->out)) {
+                buf_free(&s->out);
+                s->out = *frame;
+                s->out.max = 0;
+                *frame = BUF_INIT(0);
+        } else {
+                r = buf_append(&s->out, buf_head(frame), n);
+                buf_free(frame);
+                if (r < 0)
+                        return r;
+        }
+        if (!s->out_blocked)
+                session_flush(s);
+        else if (buf_size(&s->out) >= AGENT_QUEUE_HIGH)
+                s->out_high = true;
+        return 0;
+}
+
 struct buf *session_encode_begin(struct session *s, uint8_t type) {
         if (queue_check(s) < 0)
                 return NULL;
@@ -430,6 +456,37 @@ static void dispatch_request(struct session *s, uint8_t type, uint8_t *payload, 
         }
 }
 
+/* The decoder holds a complete frame: the request starts the operation,
+ * later frames go to it. Returns false when the session stopped reading
+ * for good (closed or dead). */
+static bool session_frame_ready(struct session *s) {
+        uint8_t type;
+        const uint8_t *payload;
+        uint32_t plen;
+        vsock_decoder_frame(s->dec, &type, &payload, &plen);
+        if (s->state == SESSION_REQUEST) {
+                uint8_t *p = vsock_decoder_take_payload(s->dec);
+                vsock_decoder_free(s->dec);
+                s->dec = NULL;
+                if (vsock_decoder_new(SESSION_MAX_PAYLOAD_AFTER, &s->dec) < 0) {
+                        free(p);
+                        session_close(s);
+                        return false;
+                }
+                dispatch_request(s, type, p, plen);
+                return true;
+        }
+        int fr = s->ops && s->ops->frame ? s->ops->frame(s->op, type, payload, plen) : 0;
+        vsock_decoder_reset(s->dec);
+        if (fr < 0) {
+                log_warn("session %llu: protocol error on message type %u: %s", (unsigned long long) s->id, type,
+                         strerror(-fr));
+                session_mark_dead(s, fr);
+                return false;
+        }
+        return true;
+}
+
 /* Feed host bytes to the decoder or the raw consumer until they are used
  * up, input is paused, or the session left the states that read. Bytes
  * left over are kept in s->in. */
@@ -460,30 +517,8 @@ static void session_process(struct session *s, const uint8_t *data, size_t len) 
                 }
                 if (r == 0)
                         continue;
-                uint8_t type;
-                const uint8_t *payload;
-                uint32_t plen;
-                vsock_decoder_frame(s->dec, &type, &payload, &plen);
-                if (s->state == SESSION_REQUEST) {
-                        uint8_t *p = vsock_decoder_take_payload(s->dec);
-                        vsock_decoder_free(s->dec);
-                        s->dec = NULL;
-                        if (vsock_decoder_new(SESSION_MAX_PAYLOAD_AFTER, &s->dec) < 0) {
-                                free(p);
-                                session_close(s);
-                                return;
-                        }
-                        dispatch_request(s, type, p, plen);
-                        continue;
-                }
-                int fr = s->ops && s->ops->frame ? s->ops->frame(s->op, type, payload, plen) : 0;
-                vsock_decoder_reset(s->dec);
-                if (fr < 0) {
-                        log_warn("session %llu: protocol error on message type %u: %s", (unsigned long long) s->id,
-                                 type, strerror(-fr));
-                        session_mark_dead(s, fr);
+                if (!session_frame_ready(s))
                         return;
-                }
         }
         if (len > 0 && !s->dead && (s->state == SESSION_REQUEST || s->state == SESSION_ACTIVE)) {
                 if (buf_append(&s->in, data, len) < 0)
@@ -501,8 +536,21 @@ static void session_process(struct session *s, const uint8_t *data, size_t len) 
         }
 }
 
+/* Where to read a large payload's remaining bytes directly (one copy
+ * fewer than through read_buf): only when a whole chunk or more is
+ * missing, so small frames still arrive many to a read. */
+static uint8_t *direct_tail(struct session *s, size_t *ret_room) {
+        if (s->raw || !s->dec || !buf_empty(&s->in) ||
+            (s->state != SESSION_REQUEST && s->state != SESSION_ACTIVE))
+                return NULL;
+        uint8_t *t = vsock_decoder_payload_tail(s->dec, ret_room);
+        return t && *ret_room >= AGENT_READ_CHUNK ? t : NULL;
+}
+
 static void session_read(struct session *s) {
-        ssize_t n = io_read_once(s->fd, read_buf, sizeof read_buf);
+        size_t room = 0;
+        uint8_t *tail = direct_tail(s, &room);
+        ssize_t n = tail ? io_read_once(s->fd, tail, room) : io_read_once(s->fd, read_buf, sizeof read_buf);
         if (n == -EAGAIN)
                 return;
         if (n < 0) {
@@ -516,7 +564,11 @@ static void session_read(struct session *s) {
         }
         if (n == 0)
                 s->in_eof = true;
-        if (!buf_empty(&s->in)) {
+        if (tail && n > 0) {
+                /* At most the room was read: nothing of a next frame. */
+                if (vsock_decoder_payload_commit(s->dec, (size_t) n) == 1)
+                        (void) session_frame_ready(s);
+        } else if (!buf_empty(&s->in)) {
                 if (buf_append(&s->in, read_buf, (size_t) n) < 0) {
                         session_mark_dead(s, -ENOMEM);
                         return;

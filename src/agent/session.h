@@ -56,6 +56,13 @@ struct agent *session_agent(const struct session *s);
  * queue is empty, EPOLLOUT is used only after EAGAIN. Returns 0 (also when
  * the connection is gone and the frame was dropped) or -ENOMEM. */
 int session_send(struct session *s, uint8_t type, const void *data, size_t len);
+/* Queue one whole frame built in @frame: its first VSOCK_FRAME_HEADER_SIZE
+ * bytes are room for the header (filled here), the rest is the payload.
+ * Takes the buffer in every case (*frame is left empty): when the queue is
+ * empty it becomes the queue as it is, so a large reply is never copied.
+ * Returns 0 (also when the connection is gone and the frame was dropped),
+ * -EINVAL (no room for the header), -EMSGSIZE or -ENOMEM. */
+int session_send_take(struct session *s, uint8_t type, struct buf *frame);
 /* Build a frame in place: room for up to @max payload bytes at
  * *ret_payload; session_frame_end(s, n) commits n bytes (0: nothing). */
 int session_frame_begin(struct session *s, uint8_t type, size_t max, uint8_t **ret_payload);

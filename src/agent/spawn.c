@@ -3,11 +3,16 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <termios.h>
@@ -15,26 +20,59 @@
 
 #include "agent/sandbox.h"
 #include "agent/user.h"
-#include "common/io.h"
 #include "common/macro.h"
 
+#if defined(__SANITIZE_ADDRESS__)
+#define SPAWN_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SPAWN_ASAN 1
+#endif
+#endif
+#ifdef SPAWN_ASAN
+#include <sanitizer/asan_interface.h>
+/* The child runs on a stack ASan does not know; its frames must not
+ * leave poisoned shadow behind, and its no-return calls must not make
+ * ASan complain about the stack switch. */
+#define CHILD_FN __attribute__((no_sanitize_address))
+#else
+#define CHILD_FN
+#endif
+
+#ifndef CLONE_PIDFD
+#define CLONE_PIDFD 0x00001000
+#endif
+#ifndef CLOSE_RANGE_UNSHARE
+#define CLOSE_RANGE_UNSHARE (1U << 1)
+#endif
 #ifndef CLOSE_RANGE_CLOEXEC
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
 #endif
+
+/* The deepest path in the child is the ENOEXEC fallback, which copies argv
+ * (at most 4096 pointers, 32 KiB) next to a PATH_MAX buffer. */
+#define CHILD_STACK_SIZE (256u * 1024)
 
 /* What the child reports when it fails before or at exec. */
 enum stage { STAGE_SETUP = 1, STAGE_TTY, STAGE_FDS, STAGE_SANDBOX, STAGE_USER, STAGE_CHDIR, STAGE_EXEC };
 
 struct report {
-        int stage;
+        int stage;              /* 0: the child exec'd (or died without a word) */
         int err;
+};
+
+/* Shared with the child: it runs in our memory while we are suspended. */
+struct child_args {
+        const struct spawn_params *p;
+        unsigned lo;            /* fds from here up are not copied to the child */
+        struct report rep;      /* written by the child on failure */
 };
 
 #define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-_Noreturn static void child_fail(int errfd, int stage, int err) {
-        struct report rep = { stage, err };
-        (void) !write(errfd, &rep, sizeof rep);
+CHILD_FN _Noreturn static void child_fail(struct child_args *c, int stage, int err) {
+        c->rep.err = err;
+        c->rep.stage = stage;
         _exit(127);
 }
 
@@ -107,64 +145,122 @@ static int exec_search(const char *file, char *const *argv, char *const *envp) {
         return eacces ? -EACCES : last;
 }
 
-/* Everything here is async-signal-safe: the agent may have other threads. */
-_Noreturn static void child_main(const struct spawn_params *p, int errfd) {
-        /* Handlers and ignored dispositions survive exec; reset them all. */
+/* Module state, guarded by spawn_lock. The slots are fds kept open at low
+ * numbers (dups of the placeholder while idle): the child's stdin, stdout
+ * and stderr are parked there so that its unshared table can stay small. */
+static pthread_mutex_t spawn_lock = PTHREAD_MUTEX_INITIALIZER;
+static int placeholder = -1;
+static int slots_for_child[3] = { -1, -1, -1 };
+static void *child_stack;
+
+static int reserve_locked(void) {
+        if (placeholder < 0) {
+                /* Any fd will do; an eventfd needs no file system (init
+                 * mode may not have /dev yet). */
+                placeholder = eventfd(0, EFD_CLOEXEC);
+                if (placeholder < 0)
+                        return -errno;
+        }
+        for (int i = 0; i < 3; i++)
+                if (slots_for_child[i] < 0) {
+                        slots_for_child[i] = fcntl(placeholder, F_DUPFD_CLOEXEC, 3);
+                        if (slots_for_child[i] < 0)
+                                return -errno;
+                }
+        if (!child_stack) {
+                /* With a guard page below: an overflow faults instead of
+                 * writing into the agent's memory. */
+                long page = sysconf(_SC_PAGESIZE);
+                size_t guard = page > 0 ? (size_t) page : 4096;
+                uint8_t *m = mmap(NULL, CHILD_STACK_SIZE + guard, PROT_NONE,
+                                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+                if (m == MAP_FAILED)
+                        return -errno;
+                if (mprotect(m + guard, CHILD_STACK_SIZE, PROT_READ | PROT_WRITE) < 0) {
+                        int r = -errno;
+                        (void) munmap(m, CHILD_STACK_SIZE + guard);
+                        return r;
+                }
+                child_stack = m + guard;
+        }
+        return 0;
+}
+
+int spawn_reserve(void) {
+        pthread_mutex_lock(&spawn_lock);
+        int r = reserve_locked();
+        pthread_mutex_unlock(&spawn_lock);
+        return r;
+}
+
+/* The child: clone(CLONE_VM | CLONE_VFORK | CLONE_FILES), on its own
+ * stack, with every signal blocked. It shares the agent's memory and, until
+ * its first call, its fd table: only raw system calls (no allocation, no
+ * libc locks), and no fd change before the table is its own. */
+CHILD_FN static int child_main(void *arg) {
+        struct child_args *c = arg;
+        const struct spawn_params *p = c->p;
+
+        /* Our own fd table, with copies of the fds below c->lo only (the
+         * agent's stdio, a few early fds, the slots). Before Linux 5.9:
+         * a copy of the whole table. */
+        if (syscall(SYS_close_range, c->lo, ~0U, CLOSE_RANGE_UNSHARE) < 0 && unshare(CLONE_FILES) < 0)
+                child_fail(c, STAGE_FDS, errno);
+
+        /* Ignored dispositions survive exec, and a handler must not run in
+         * our shared memory once signals are unblocked: reset the ones the
+         * agent changed (all of them when it did not say). */
         struct sigaction sa = { .sa_handler = SIG_DFL };
-        for (int sig = 1; sig < NSIG; sig++)
-                if (sig != SIGKILL && sig != SIGSTOP)
-                        (void) sigaction(sig, &sa, NULL);
+        for (int sig = 1; sig < NSIG; sig++) {
+                if (sig == SIGKILL || sig == SIGSTOP)
+                        continue;
+                if (p->reset_signals && sigismember(p->reset_signals, sig) != 1)
+                        continue;
+                (void) sigaction(sig, &sa, NULL);
+        }
 
         if (p->tty) {
                 if (setsid() < 0)
-                        child_fail(errfd, STAGE_SETUP, errno);
+                        child_fail(c, STAGE_SETUP, errno);
         } else if (setpgid(0, 0) < 0)
-                child_fail(errfd, STAGE_SETUP, errno);
+                child_fail(c, STAGE_SETUP, errno);
 
-        /* Move the sources out of 0..2 first, so no dup2 clobbers a source
-         * that is still needed; dup2 also clears CLOEXEC on the targets. */
-        int src[3] = { p->fd_in, p->fd_out, p->fd_err };
-        for (int i = 0; i < 3; i++) {
-                int fd = fcntl(src[i], F_DUPFD_CLOEXEC, 3);
-                if (fd < 0)
-                        child_fail(errfd, STAGE_FDS, errno);
-                src[i] = fd;
-        }
+        /* The sources wait in the slots (all >= 3): dup2 cannot clobber
+         * one that is still needed, and it clears CLOEXEC on 0..2. */
         for (int i = 0; i < 3; i++)
-                if (dup2(src[i], i) < 0)
-                        child_fail(errfd, STAGE_FDS, errno);
+                if (dup2(slots_for_child[i], i) < 0)
+                        child_fail(c, STAGE_FDS, errno);
 
         if (p->tty) {
                 if (ioctl(0, TIOCSCTTY, 0) < 0)
-                        child_fail(errfd, STAGE_TTY, errno);
+                        child_fail(c, STAGE_TTY, errno);
                 /* Make sure the terminal really is ours now. */
                 if (tcgetpgrp(0) != getpid())
                         (void) tcsetpgrp(0, getpid());
         }
 
-        /* Every other fd goes at exec, including any the agent inherited
-         * without O_CLOEXEC. */
-        if (syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) < 0) {
+        /* Nothing else crosses exec, including any fd the agent inherited
+         * without O_CLOEXEC. With close_range, this is a handful of fds. */
+        if (syscall(SYS_close_range, 3U, ~0U, 0U) < 0) {
                 for (int fd = 3; fd < 1024; fd++)
-                        if (fd != errfd)
-                                (void) fcntl(fd, F_SETFD, FD_CLOEXEC);
+                        (void) fcntl(fd, F_SETFD, FD_CLOEXEC);
         }
 
         if (p->sandbox) {
                 int r = sandbox_apply_child(p->sandbox);
                 if (r < 0)
-                        child_fail(errfd, STAGE_SANDBOX, -r);
+                        child_fail(c, STAGE_SANDBOX, -r);
         }
         if (p->user) {
                 int r = user_switch_child(p->user);
                 if (r < 0)
-                        child_fail(errfd, STAGE_USER, -r);
+                        child_fail(c, STAGE_USER, -r);
         }
         if (p->cwd && p->cwd[0] && chdir(p->cwd) < 0)
-                child_fail(errfd, STAGE_CHDIR, errno);
+                child_fail(c, STAGE_CHDIR, errno);
 
-        /* Last: the agent blocks SIGTERM/SIGINT for its signalfd; the
-         * command starts with nothing blocked. */
+        /* Last: the agent blocks signals for its signalfd (and all of them
+         * across the clone); the command starts with nothing blocked. */
         sigset_t none;
         sigemptyset(&none);
         (void) sigprocmask(SIG_SETMASK, &none, NULL);
@@ -174,7 +270,7 @@ _Noreturn static void child_main(const struct spawn_params *p, int errfd) {
                 r = exec_search(p->file, p->argv, p->envp);
         else
                 r = try_exec(p->file, p->argv, p->envp);
-        child_fail(errfd, STAGE_EXEC, -r);
+        child_fail(c, STAGE_EXEC, -r);
 }
 
 static char *format_error(const struct spawn_params *p, const struct report *rep, int *ret_code) {
@@ -211,57 +307,58 @@ static char *format_error(const struct spawn_params *p, const struct report *rep
 
 int spawn_start(const struct spawn_params *p, pid_t *ret_pid, int *ret_pidfd, char **ret_error,
                 int *ret_exit_code) {
-        int pipefd[2];
-        if (pipe2(pipefd, O_CLOEXEC) < 0) {
-                int r = -errno;
-                *ret_error = strdup("start process: cannot create pipe");
+        struct child_args c = { .p = p };
+        const int src[3] = { p->fd_in, p->fd_out, p->fd_err };
+        int pidfd = -1, r;
+
+        pthread_mutex_lock(&spawn_lock);
+        r = reserve_locked();
+        for (int i = 0; i < 3 && r >= 0; i++)
+                if (dup3(src[i], slots_for_child[i], O_CLOEXEC) < 0)
+                        r = -errno;
+        pid_t pid = -1;
+        if (r >= 0) {
+                for (int i = 0; i < 3; i++)
+                        if ((unsigned) slots_for_child[i] >= c.lo)
+                                c.lo = (unsigned) slots_for_child[i] + 1;
+                /* Blocked across the clone: no agent handler may run in the
+                 * child, and the child unblocks only right before exec. */
+                sigset_t all, old;
+                sigfillset(&all);
+                (void) pthread_sigmask(SIG_SETMASK, &all, &old);
+                /* Returns once the child has exec'd or exited. */
+                pid = clone(child_main, (uint8_t *) child_stack + CHILD_STACK_SIZE,
+                            CLONE_VM | CLONE_VFORK | CLONE_FILES | CLONE_PIDFD | SIGCHLD, &c, &pidfd);
+                if (pid < 0)
+                        r = -errno;
+                (void) pthread_sigmask(SIG_SETMASK, &old, NULL);
+#ifdef SPAWN_ASAN
+                __asan_unpoison_memory_region(child_stack, CHILD_STACK_SIZE);
+#endif
+        }
+        /* The child has its own copies by now: park the placeholder in the
+         * slots again, which drops our extra references to its ends. */
+        for (int i = 0; i < 3; i++)
+                if (slots_for_child[i] >= 0 && dup3(placeholder, slots_for_child[i], O_CLOEXEC) < 0) {
+                        (void) close(slots_for_child[i]);
+                        slots_for_child[i] = -1; /* reserved again next time */
+                }
+        pthread_mutex_unlock(&spawn_lock);
+
+        if (r < 0) {
+                if (asprintf(ret_error, "start process: %s", strerror(-r)) < 0)
+                        *ret_error = NULL;
                 *ret_exit_code = 1;
                 return r;
         }
-        _cleanup_close_ int rd = pipefd[0];
-        _cleanup_close_ int wr = pipefd[1];
-
-        /* Blocked across fork: no agent handler may run in the child. */
-        sigset_t all, old;
-        sigfillset(&all);
-        (void) sigprocmask(SIG_SETMASK, &all, &old);
-        pid_t pid = fork();
-        if (pid == 0)
-                child_main(p, wr);
-        int fork_errno = errno;
-        (void) sigprocmask(SIG_SETMASK, &old, NULL);
-        if (pid < 0) {
-                if (asprintf(ret_error, "fork: %s", strerror(fork_errno)) < 0)
-                        *ret_error = NULL;
-                *ret_exit_code = 1;
-                return -fork_errno;
-        }
-        wr = safe_close(wr);
-
-        int pidfd = (int) syscall(SYS_pidfd_open, pid, 0);
-        int pidfd_errno = errno;
-
-        /* Blocks only until the child execs or fails: a few syscalls. */
-        struct report rep = { 0 };
-        ssize_t n = io_read_full(rd, &rep, sizeof rep, 0, -1);
-        if (n == 0 && pidfd >= 0) {
+        if (c.rep.stage == 0) {
                 *ret_pid = pid;
                 *ret_pidfd = pidfd;
                 return 0;
         }
-        /* The child failed (or we cannot watch it): reap it here; it is
-         * already exiting. */
-        if (pidfd < 0)
-                (void) kill(pid, SIGKILL);
+        /* The child failed and has exited: reap it here. */
         (void) waitpid(pid, NULL, 0);
-        if (pidfd >= 0)
-                safe_close(pidfd);
-        if (n != (ssize_t) sizeof rep) {
-                if (asprintf(ret_error, "start process: %s", strerror(pidfd < 0 ? pidfd_errno : EIO)) < 0)
-                        *ret_error = NULL;
-                *ret_exit_code = 1;
-                return pidfd < 0 ? -pidfd_errno : -EIO;
-        }
-        *ret_error = format_error(p, &rep, ret_exit_code);
-        return -rep.err;
+        safe_close(pidfd);
+        *ret_error = format_error(p, &c.rep, ret_exit_code);
+        return -c.rep.err;
 }

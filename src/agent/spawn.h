@@ -1,8 +1,22 @@
-/* Starting a command: fork with every signal blocked, async-signal-safe
- * set-up in the child, and exec failures reported through a close-on-exec
- * pipe (EOF means the exec succeeded). */
+/* Starting a command: clone(CLONE_VM | CLONE_VFORK | CLONE_FILES) with
+ * every signal blocked, async-signal-safe set-up in the child, which runs
+ * on its own stack and reports a failure before or at exec through memory
+ * it shares with the agent (the agent is suspended until the child has
+ * exec'd or exited, so nothing races).
+ *
+ * Why not fork: fork copies the page tables and the whole fd table (an
+ * agent with 1000 sessions holds ~5000 fds, each copied and then closed
+ * again at exec). The child here shares both; its first act is
+ * close_range(LO, ~0U, CLOSE_RANGE_UNSHARE), which gives it a table of
+ * only the fds below LO. For that, the three fds that become its stdin,
+ * stdout and stderr are first duplicated into three slots the module keeps
+ * reserved at low numbers (taken at the first spawn, see spawn_reserve()).
+ *
+ * Not thread-safe in the sense of parallel spawns: calls are serialized by
+ * a lock. */
 #pragma once
 
+#include <signal.h>
 #include <stdbool.h>
 #include <sys/types.h>
 
@@ -19,7 +33,17 @@ struct spawn_params {
         const struct sandbox *sandbox;  /* NULL: unconfined */
         int fd_in, fd_out, fd_err;      /* become 0, 1, 2 (not consumed) */
         bool tty;                       /* new session, fd_in becomes the controlling tty */
+        /* Signals whose disposition the caller changed from SIG_DFL: the
+         * child resets exactly these (every other one must be SIG_DFL in
+         * the caller: a handler must never run in the child, which shares
+         * the caller's memory). NULL: reset every signal (~64 syscalls). */
+        const sigset_t *reset_signals;
 };
+
+/* Reserve the three low fd slots now (otherwise the first spawn_start()
+ * does it). Call early, while low fd numbers are still free. Idempotent.
+ * Returns 0 or -errno. */
+int spawn_reserve(void);
 
 /* Start the child. On success *ret_pid and *ret_pidfd (CLOEXEC) are set and
  * the child is the leader of a new process group (and session, for tty).

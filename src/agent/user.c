@@ -33,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "common/macro.h"
@@ -397,15 +398,28 @@ void user_spec_clear(struct user_spec *u) {
         *u = (struct user_spec) {};
 }
 
+/* Raw system calls, not the libc wrappers: in a threaded process glibc
+ * applies set*id to every thread of the caller through its thread list,
+ * which a CLONE_VM child shares with the agent (spawn.c). A raw call
+ * changes only the calling process. */
+#ifdef SYS_setresuid32
+#define NR_SETGROUPS SYS_setgroups32
+#define NR_SETRESGID SYS_setresgid32
+#define NR_SETRESUID SYS_setresuid32
+#else
+#define NR_SETGROUPS SYS_setgroups
+#define NR_SETRESGID SYS_setresgid
+#define NR_SETRESUID SYS_setresuid
+#endif
+
 int user_switch_child(const struct user_spec *u) {
         /* setres*id rather than set*id: all three ids change or the call
-         * fails, whatever the caller's privileges. Plain syscall wrappers,
-         * so this is safe between fork and exec. */
-        if (setgroups(u->n_groups, u->groups) < 0)
+         * fails, whatever the caller's privileges. */
+        if (syscall(NR_SETGROUPS, u->n_groups, u->groups) < 0)
                 return -errno;
-        if (setresgid(u->gid, u->gid, u->gid) < 0)
+        if (syscall(NR_SETRESGID, u->gid, u->gid, u->gid) < 0)
                 return -errno;
-        if (setresuid(u->uid, u->uid, u->uid) < 0)
+        if (syscall(NR_SETRESUID, u->uid, u->uid, u->uid) < 0)
                 return -errno;
         return 0;
 }

@@ -1,8 +1,8 @@
 /* Resolving the "user" field of exec requests without NSS: "uid",
  * "uid:gid", "name" or "name:group", looked up in the guest's own
- * /etc/passwd and /etc/group. Resolution happens in the agent before fork
- * (it allocates); the child only calls user_switch_child(), which is
- * async-signal-safe. */
+ * /etc/passwd and /etc/group. Resolution happens in the agent before the
+ * child starts (it allocates); the child only calls user_switch_child(),
+ * which is async-signal-safe. */
 #pragma once
 
 #include <stdbool.h>
@@ -28,6 +28,8 @@ int user_resolve(const char *spec, const char *passwd_path, const char *group_pa
 
 void user_spec_clear(struct user_spec *u);
 
-/* In the child, after fork: setgroups, setgid, setuid (in that order).
- * Returns 0 or -errno. Async-signal-safe. */
+/* In the child, after fork/clone: setgroups, setgid, setuid (in that
+ * order), as raw system calls that change only the calling process (safe
+ * in a CLONE_VM child of a threaded process). Returns 0 or -errno.
+ * Async-signal-safe. */
 int user_switch_child(const struct user_spec *u);

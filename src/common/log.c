@@ -30,9 +30,12 @@ void log_msg(enum log_level l, const char *fmt, ...) {
         char line[1024];
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
-        struct tm tm;
-        gmtime_r(&ts.tv_sec, &tm);
-        int n = snprintf(line, sizeof line, "%02d:%02d:%02d.%03ld %s: ", tm.tm_hour, tm.tm_min, tm.tm_sec,
+        /* UTC time of day by hand: gmtime_r would pull the time zone code
+         * (and sscanf with it) into the static agent, ~60 KiB. */
+        long sod = (long) (ts.tv_sec % 86400);
+        if (sod < 0)
+                sod += 86400;
+        int n = snprintf(line, sizeof line, "%02ld:%02ld:%02ld.%03ld %s: ", sod / 3600, sod / 60 % 60, sod % 60,
                          ts.tv_nsec / 1000000, tags[l]);
         va_list ap;
         va_start(ap, fmt);

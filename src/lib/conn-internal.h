@@ -43,6 +43,19 @@ struct vsock_listener {
  * @remote may be NULL (then getpeername decides); @peer may be NULL. */
 int conn_new(int fd, const struct vsock_addr *remote, const struct vsock_peer *peer, vsock_conn **ret);
 
+/* The per-transport halves of vsock_listen_addr() (same arguments and
+ * errors; @backlog <= 0 means the default). For a program that must not
+ * link name resolution: vsock_listen_addr() resolves TCP hosts with
+ * getaddrinfo(), which a static binary would then carry, NSS included.
+ * The agent resolves TCP listen hosts itself and calls these. */
+int conn_listen_vsock(const struct vsock_addr *a, int backlog, vsock_listener **ret);
+int conn_listen_unix(const struct vsock_addr *a, int backlog, unsigned mode, vsock_listener **ret);
+/* Listen on TCP at @sa, one resolved address of @a (an IPv6 wildcard for
+ * an empty a->host also takes IPv4). The listener's address is @a with the
+ * bound port. */
+int conn_listen_tcp_sockaddr(const struct vsock_addr *a, const struct sockaddr *sa, socklen_t len, int backlog,
+                             vsock_listener **ret);
+
 /* Convert between struct vsock_addr and kernel socket addresses.
  * addr_to_sockaddr handles VSOCK and UNIX/MUX paths ('@' = abstract);
  * TCP goes through getaddrinfo instead. */

@@ -452,7 +452,9 @@ static void bound_addr(int fd, const struct vsock_addr *asked, struct vsock_addr
                 (void) addr_from_sockaddr((struct sockaddr *) &ss, len, ret);
 }
 
-static int listen_vsock(const struct vsock_addr *a, int backlog, vsock_listener **ret) {
+int conn_listen_vsock(const struct vsock_addr *a, int backlog, vsock_listener **ret) {
+        if (backlog <= 0)
+                backlog = DEFAULT_BACKLOG;
         struct sockaddr_storage ss;
         socklen_t len;
         int r = addr_to_sockaddr(a, &ss, &len);
@@ -561,7 +563,9 @@ out_rmdir:
         return r;
 }
 
-static int listen_unix(const struct vsock_addr *a, int backlog, unsigned mode, vsock_listener **ret) {
+int conn_listen_unix(const struct vsock_addr *a, int backlog, unsigned mode, vsock_listener **ret) {
+        if (backlog <= 0)
+                backlog = DEFAULT_BACKLOG;
         struct sockaddr_storage ss;
         socklen_t len;
         int r = addr_to_sockaddr(a, &ss, &len);
@@ -613,6 +617,31 @@ static int listen_unix(const struct vsock_addr *a, int backlog, unsigned mode, v
         return 0;
 }
 
+int conn_listen_tcp_sockaddr(const struct vsock_addr *a, const struct sockaddr *sa, socklen_t len, int backlog,
+                             vsock_listener **ret) {
+        if (backlog <= 0)
+                backlog = DEFAULT_BACKLOG;
+        bool v6 = sa->sa_family == AF_INET6;
+        _cleanup_close_ int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0)
+                return VSOCK_ERR(VSOCK_E_CREATE_SOCKET, errno);
+        int one = 1, zero = 0;
+        (void) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (v6 && !a->host[0])
+                (void) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
+        if (bind(fd, sa, len) < 0)
+                return VSOCK_ERR(VSOCK_E_BIND, errno);
+        if (listen(fd, backlog) < 0)
+                return VSOCK_ERR(VSOCK_E_LISTEN, errno);
+        struct vsock_addr b;
+        bound_addr(fd, a, &b);
+        int r = listener_new(fd, &b, ret);
+        if (r < 0)
+                return r;
+        TAKE_FD(fd);
+        return 0;
+}
+
 static int listen_tcp(const struct vsock_addr *a, int backlog, vsock_listener **ret) {
         char port[12];
         snprintf(port, sizeof port, "%u", a->port);
@@ -637,31 +666,9 @@ static int listen_tcp(const struct vsock_addr *a, int backlog, vsock_listener **
                                 continue;
                         if (a->host[0] && pass == 1)
                                 continue;
-                        _cleanup_close_ int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
-                                                        ai->ai_protocol);
-                        if (fd < 0) {
-                                r = VSOCK_ERR(VSOCK_E_CREATE_SOCKET, errno);
-                                continue;
-                        }
-                        int one = 1, zero = 0;
-                        (void) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-                        if (v6 && !a->host[0])
-                                (void) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
-                        if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
-                                r = VSOCK_ERR(VSOCK_E_BIND, errno);
-                                continue;
-                        }
-                        if (listen(fd, backlog) < 0) {
-                                r = VSOCK_ERR(VSOCK_E_LISTEN, errno);
-                                continue;
-                        }
-                        struct vsock_addr b;
-                        bound_addr(fd, a, &b);
-                        r = listener_new(fd, &b, ret);
-                        if (r < 0)
+                        r = conn_listen_tcp_sockaddr(a, ai->ai_addr, ai->ai_addrlen, backlog, ret);
+                        if (r >= 0 || r == -ENOMEM)
                                 return r;
-                        TAKE_FD(fd);
-                        return 0;
                 }
         return r;
 }
@@ -673,9 +680,9 @@ _public_ int vsock_listen_addr(const struct vsock_addr *addr, int backlog, unsig
                 backlog = DEFAULT_BACKLOG;
         switch (addr->transport) {
         case VSOCK_TRANSPORT_VSOCK:
-                return listen_vsock(addr, backlog, ret);
+                return conn_listen_vsock(addr, backlog, ret);
         case VSOCK_TRANSPORT_UNIX:
-                return listen_unix(addr, backlog, unix_mode, ret);
+                return conn_listen_unix(addr, backlog, unix_mode, ret);
         case VSOCK_TRANSPORT_TCP:
                 return listen_tcp(addr, backlog, ret);
         case VSOCK_TRANSPORT_MUX:

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "common/macro.h"
+#include "huge.h"
 #include "vsock/error.h"
 #include "vsock/frame.h"
 
@@ -110,6 +111,7 @@ _public_ int vsock_decoder_feed(vsock_decoder *d, const void *data, size_t n, si
                         r = -ENOMEM;
                         goto out;
                 }
+                huge_advise(d->payload, (size_t) d->len + 1);
                 d->state = DEC_PAYLOAD;
         }
 
@@ -129,6 +131,24 @@ out:
         if (ret_used)
                 *ret_used = used;
         return r;
+}
+
+_public_ uint8_t *vsock_decoder_payload_tail(vsock_decoder *d, size_t *ret_room) {
+        bool collecting = d && d->state == DEC_PAYLOAD;
+        if (ret_room)
+                *ret_room = collecting ? (size_t) (d->len - d->got) : 0;
+        return collecting ? d->payload + d->got : NULL;
+}
+
+_public_ int vsock_decoder_payload_commit(vsock_decoder *d, size_t n) {
+        if (!d || d->state != DEC_PAYLOAD || n > (size_t) (d->len - d->got))
+                return -EINVAL;
+        d->got += (uint32_t) n;
+        if (d->got < d->len)
+                return 0;
+        d->payload[d->len] = 0;
+        d->state = DEC_DONE;
+        return 1;
 }
 
 _public_ void vsock_decoder_frame(const vsock_decoder *d, uint8_t *ret_type, const uint8_t **ret_data,

@@ -12,11 +12,15 @@
 
 #include "json_bigstr.h"
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 /* The closing quote of the string whose content starts at @p, or NULL
  * when the text ends first; *ret_escaped tells whether the content holds
  * a backslash. Each byte is looked at a bounded number of times (memchr),
  * however many escapes there are. */
-static const char *string_end(const char *p, const char *end, bool *ret_escaped) {
+static const char *string_end_slow(const char *p, const char *end, bool *ret_escaped) {
         const char *q = memchr(p, '"', (size_t) (end - p));
         bool escaped = false;
 
@@ -34,40 +38,58 @@ static const char *string_end(const char *p, const char *end, bool *ret_escaped)
         return q;
 }
 
-/* True when every byte is printable ASCII and none is a backslash: then
- * jansson's value of the string is exactly these bytes. Eight bytes at a
- * time (a plain byte loop costs more than the whole base64 decode). Each
- * test below is exact as a yes/no: a borrow or carry can only run out of
- * a byte that already answers yes. */
-#define ONES UINT64_C(0x0101010101010101)
-#define HIGHS UINT64_C(0x8080808080808080)
-static uint64_t word_flags(uint64_t x) {
-        uint64_t below_space = (x - ONES * 0x20) & ~x;
-        uint64_t above_tilde = (x + ONES * (0x7f - 0x7e)) | x;
-        uint64_t bs = x ^ (ONES * '\\');
-        uint64_t backslash = (bs - ONES) & ~bs;
-        return (below_space | above_tilde | backslash) & HIGHS;
+static bool special(uint8_t c) {
+        return c < 0x20 || c > 0x7e || c == '"' || c == '\\';
 }
 
-static bool plain_ascii(const char *s, size_t n) {
-        size_t i = 0;
+/* The first byte in [p, end) that is a quote, a backslash or not
+ * printable ASCII (0x20..0x7e), or @end. Base64 values are megabytes of
+ * plain bytes: one pass finds both where they end and that they are
+ * plain, 64 bytes per step. */
+static const char *find_special(const char *p, const char *end) {
+#if defined(__SSE2__)
+        /* Signed compare: bytes >= 0x80 are negative, so "< 0x20" also
+         * catches them; 0x7f is the one plain-looking byte left. */
+        const __m128i space = _mm_set1_epi8(0x20), del = _mm_set1_epi8(0x7f), quote = _mm_set1_epi8('"'),
+                      bslash = _mm_set1_epi8('\\');
+#define SPECIAL16(v)                                                                                          \
+        _mm_or_si128(_mm_or_si128(_mm_cmplt_epi8(v, space), _mm_cmpeq_epi8(v, del)),                         \
+                     _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, bslash)))
+        while (end - p >= 64) {
+                __m128i a = SPECIAL16(_mm_loadu_si128((const __m128i *) p));
+                __m128i b = SPECIAL16(_mm_loadu_si128((const __m128i *) (p + 16)));
+                __m128i c = SPECIAL16(_mm_loadu_si128((const __m128i *) (p + 32)));
+                __m128i d = SPECIAL16(_mm_loadu_si128((const __m128i *) (p + 48)));
+                if (_mm_movemask_epi8(_mm_or_si128(_mm_or_si128(a, b), _mm_or_si128(c, d))))
+                        break; /* the byte loop below finds it */
+                p += 64;
+        }
+        while (end - p >= 16) {
+                int m = _mm_movemask_epi8(SPECIAL16(_mm_loadu_si128((const __m128i *) p)));
+                if (m)
+                        return p + __builtin_ctz((unsigned) m);
+                p += 16;
+        }
+#undef SPECIAL16
+#endif
+        while (p < end && !special((uint8_t) *p))
+                p++;
+        return p;
+}
 
-        /* 64-byte blocks without a branch inside: the compiler may
-         * vectorize them. */
-        for (; i + 64 <= n; i += 64) {
-                uint64_t w[8], bad = 0;
-                memcpy(w, s + i, sizeof(w));
-                for (size_t k = 0; k < 8; k++)
-                        bad |= word_flags(w[k]);
-                if (bad)
-                        return false;
+/* string_end_slow(), plus *ret_plain: every content byte is printable
+ * ASCII and none is a backslash, so jansson's value of the string is
+ * exactly these bytes. */
+static const char *string_end(const char *p, const char *end, bool *ret_escaped, bool *ret_plain) {
+        p = find_special(p, end);
+        if (p < end && *p == '"') {
+                *ret_escaped = false;
+                *ret_plain = true;
+                return p;
         }
-        for (; i < n; i++) {
-                uint8_t c = (uint8_t) s[i];
-                if (c < 0x20 || c > 0x7e || c == '\\')
-                        return false;
-        }
-        return true;
+        /* Not plain: only the end matters now. */
+        *ret_plain = false;
+        return string_end_slow(p, end, ret_escaped);
 }
 
 static bool is_ws(char c) {
@@ -93,8 +115,8 @@ size_t json_bigstr_scan(const char *text, size_t len, size_t min_len, struct jso
                 char c = *p++;
 
                 if (c == '"') {
-                        bool escaped;
-                        const char *q = string_end(p, end, &escaped);
+                        bool escaped, plain;
+                        const char *q = string_end(p, end, &escaped, &plain);
                         if (!q)
                                 return 0;
                         size_t off = (size_t) (p - text), n = (size_t) (q - p);
@@ -108,8 +130,8 @@ size_t json_bigstr_scan(const char *text, size_t len, size_t min_len, struct jso
                                 key_escaped = escaped;
                                 state = AFTER_KEY;
                         } else {
-                                if (state == EXPECT_VALUE && n >= min_len && !escaped && !key_escaped &&
-                                    s.n_big < JSON_BIGSTR_MAX && plain_ascii(text + off, n))
+                                if (state == EXPECT_VALUE && n >= min_len && plain && !key_escaped &&
+                                    s.n_big < JSON_BIGSTR_MAX)
                                         s.big[s.n_big++] = (struct json_bigstr) {
                                                 .key_off = key_off,
                                                 .key_len = key_len,

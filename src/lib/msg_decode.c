@@ -34,6 +34,7 @@
 #include <jansson.h>
 
 #include "base64.h"
+#include "huge.h"
 #include "common/macro.h"
 #include "json_bigstr.h"
 #include "msg-internal.h"
@@ -289,6 +290,7 @@ static int decode_base64(const struct field *f, const char *s, size_t len, struc
         _cleanup_free_ uint8_t *d = max > 0 ? malloc(max) : NULL;
         if (max > 0 && !d)
                 return -ENOMEM;
+        huge_advise(d, max);
         if (base64_decode(s, len, d, &n) < 0) {
                 *why = f->why_value;
                 return DECODE_ERR;

@@ -313,6 +313,74 @@ static int unhex(const char *s, uint8_t **ret, size_t *ret_n) {
         return 0;
 }
 
+static void test_direct_payload(void **state) {
+        vsock_decoder *d;
+        assert_int_equal(vsock_decoder_new(1 << 24, &d), 0);
+        size_t room = 99;
+
+        /* Nothing to read into before the header is complete. */
+        assert_null(vsock_decoder_payload_tail(d, &room));
+        assert_int_equal(room, 0);
+        assert_int_equal(vsock_decoder_payload_commit(d, 0), -EINVAL);
+
+        /* Header plus the first bytes fed; the rest written directly in
+         * uneven pieces (a 3 MiB payload also takes the huge-page path). */
+        const uint32_t len = 3u << 20;
+        uint8_t *src = malloc(len);
+        assert_non_null(src);
+        for (uint32_t i = 0; i < len; i++)
+                src[i] = (uint8_t) (i * 7 + i / 251);
+        uint8_t hdr[5 + 10];
+        put_frame(hdr, 9, src, 10);
+        vsock_frame_header(hdr, 9, len);
+        size_t used = 0;
+        assert_int_equal(vsock_decoder_feed(d, hdr, 3, &used), 0);
+        assert_null(vsock_decoder_payload_tail(d, &room)); /* half a header */
+        assert_int_equal(vsock_decoder_feed(d, hdr + 3, sizeof hdr - 3, &used), 0);
+        assert_int_equal(used, sizeof hdr - 3);
+        uint32_t at = 10;
+        while (at < len) {
+                uint8_t *t = vsock_decoder_payload_tail(d, &room);
+                assert_non_null(t);
+                assert_int_equal(room, len - at);
+                assert_true(vsock_decoder_partial(d));
+                size_t k = room < 100003 ? room : 100003;
+                memcpy(t, src + at, k);
+                /* More than the room is refused and changes nothing. */
+                assert_int_equal(vsock_decoder_payload_commit(d, room + 1), -EINVAL);
+                int r = vsock_decoder_payload_commit(d, k);
+                at += (uint32_t) k;
+                assert_int_equal(r, at == len ? 1 : 0);
+        }
+        assert_null(vsock_decoder_payload_tail(d, &room));
+        assert_int_equal(room, 0);
+        uint8_t type;
+        const uint8_t *data;
+        uint32_t plen;
+        vsock_decoder_frame(d, &type, &data, &plen);
+        assert_int_equal(type, 9);
+        assert_int_equal(plen, len);
+        assert_memory_equal(data, src, len);
+        assert_int_equal(data[len], 0); /* NUL-terminated as after a feed */
+
+        /* The next frame starts over with the feed, and the decoder is not
+         * collecting a payload for an empty frame. */
+        uint8_t two[5 + 2];
+        size_t n = put_frame(two, 4, "ok", 2);
+        assert_int_equal(vsock_decoder_feed(d, two, n, &used), 1);
+        vsock_decoder_frame(d, &type, &data, &plen);
+        assert_int_equal(plen, 2);
+        assert_memory_equal(data, "ok", 2);
+        n = put_frame(two, 5, NULL, 0);
+        assert_int_equal(vsock_decoder_feed(d, two, n, &used), 1);
+        assert_null(vsock_decoder_payload_tail(d, &room));
+        assert_int_equal(vsock_decoder_payload_commit(d, 0), -EINVAL);
+        vsock_decoder_free(d);
+        free(src);
+        assert_null(vsock_decoder_payload_tail(NULL, &room));
+        assert_int_equal(vsock_decoder_payload_commit(NULL, 0), -EINVAL);
+}
+
 static void test_golden_frames(void **state) {
         const char *path = getenv("VECTORS");
         if (!path) {
@@ -371,6 +439,7 @@ int main(void) {
                 cmocka_unit_test(test_single_allocation),
                 cmocka_unit_test(test_take_and_reset),
                 cmocka_unit_test(test_golden_frames),
+                cmocka_unit_test(test_direct_payload),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,6 +1,8 @@
-/* spawn_start(): exec-failure classification through the CLOEXEC pipe,
- * PATH search with the child's own PATH, the ENOEXEC fallback, fds, process
- * groups, controlling terminals, and a clean signal state in the child. */
+/* spawn_start(): exec-failure classification (reported through shared
+ * memory by the CLONE_VM child), PATH search with the child's own PATH, the
+ * ENOEXEC fallback, fds (the caller's table untouched, nothing leaked, even
+ * with thousands of fds open), process groups, controlling terminals, and a
+ * clean signal state in the child. */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -12,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -212,6 +215,128 @@ static void test_tty(void **state) {
         close(pidfd);
 }
 
+static void test_reset_signals_given(void **state) {
+        /* The caller names what it changed; the child resets just that. */
+        sigset_t changed;
+        sigemptyset(&changed);
+        sigaddset(&changed, SIGPIPE);
+        sigaddset(&changed, SIGUSR2);
+        signal(SIGPIPE, SIG_IGN);
+        signal(SIGUSR2, SIG_IGN);
+        int p[2];
+        assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+        int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        char *argv[] = { "sh", "-c", "grep -E '^SigIgn' /proc/self/status", NULL };
+        struct spawn_params sp = { .file = "sh", .argv = argv, .envp = env_default, .search_path = true,
+                                   .fd_in = devnull, .fd_out = p[1], .fd_err = p[1], .reset_signals = &changed };
+        pid_t pid;
+        int pidfd, code;
+        char *err = NULL;
+        assert_int_equal(spawn_start(&sp, &pid, &pidfd, &err, &code), 0);
+        signal(SIGPIPE, SIG_DFL);
+        signal(SIGUSR2, SIG_DFL);
+        close(p[1]);
+        close(devnull);
+        char buf[256] = "";
+        assert_true(io_read_full(p[0], buf, sizeof buf - 1, 0, -1) > 0);
+        close(p[0]);
+        int st;
+        assert_int_equal(waitpid(pid, &st, 0), pid);
+        close(pidfd);
+        assert_non_null(strstr(buf, "SigIgn:\t0000000000000000"));
+}
+
+static void test_many_fds(void **state) {
+        /* The child shares our fd table until it unshares a small part of
+         * it: with thousands of fds open (some without CLOEXEC, some at
+         * 0..2 of the sources' numbers), our own 0..2 must be untouched,
+         * the child must see exactly its three, and EOF must still come
+         * (no extra copy of a pipe end stays behind in the caller). */
+        struct rlimit rl;
+        assert_int_equal(getrlimit(RLIMIT_NOFILE, &rl), 0);
+        if (rl.rlim_cur < 4200) {
+                rl.rlim_cur = rl.rlim_max < 4200 ? rl.rlim_max : 4200;
+                (void) setrlimit(RLIMIT_NOFILE, &rl);
+        }
+        int n = 0, fds[4000];
+        for (; n < 4000; n++) {
+                fds[n] = open("/dev/null", O_RDONLY | (n % 2 ? 0 : O_CLOEXEC));
+                if (fds[n] < 0)
+                        break;
+        }
+        assert_true(n > 100);
+        char before[3][256];
+        for (int i = 0; i < 3; i++) {
+                char path[64];
+                snprintf(path, sizeof path, "/proc/self/fd/%d", i);
+                ssize_t k = readlink(path, before[i], sizeof before[i] - 1);
+                before[i][k > 0 ? k : 0] = '\0';
+        }
+        for (int round = 0; round < 3; round++) {
+                int in[2], out[2];
+                assert_int_equal(pipe2(in, O_CLOEXEC), 0);
+                assert_int_equal(pipe2(out, O_CLOEXEC), 0);
+                char *argv[] = { "sh", "-c", "read x; echo \"$x\"; ls /proc/self/fd | wc -l", NULL };
+                struct spawn_params sp = { .file = "sh", .argv = argv, .envp = env_default, .search_path = true,
+                                           .fd_in = in[0], .fd_out = out[1], .fd_err = out[1] };
+                pid_t pid;
+                int pidfd, code;
+                char *err = NULL;
+                assert_int_equal(spawn_start(&sp, &pid, &pidfd, &err, &code), 0);
+                close(in[0]);
+                close(out[1]);
+                assert_int_equal(write(in[1], "hi\n", 3), 3);
+                close(in[1]);
+                char buf[256] = "";
+                ssize_t k = io_read_full(out[0], buf, sizeof buf - 1, 0, -1); /* to EOF */
+                assert_true(k > 0);
+                assert_string_equal(buf, "hi\n4\n");
+                int st;
+                assert_int_equal(waitpid(pid, &st, 0), pid);
+                assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+                close(out[0]);
+                close(pidfd);
+        }
+        for (int i = 0; i < 3; i++) {
+                char path[64], now[256];
+                snprintf(path, sizeof path, "/proc/self/fd/%d", i);
+                ssize_t k = readlink(path, now, sizeof now - 1);
+                now[k > 0 ? k : 0] = '\0';
+                assert_string_equal(now, before[i]);
+        }
+        for (int i = 0; i < n; i++)
+                close(fds[i]);
+}
+
+static void test_failure_with_many_fds(void **state) {
+        /* A failing child reports through shared memory and is reaped;
+         * nothing it did to fds reaches us. */
+        int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        int count_before = 0, count_after = 0;
+        for (int fd = 0; fd < 1024; fd++)
+                count_before += fcntl(fd, F_GETFD) >= 0;
+        for (int i = 0; i < 20; i++) {
+                char *argv[] = { "no-such-cmd-xyz", NULL };
+                struct spawn_params sp = { .file = "no-such-cmd-xyz", .argv = argv, .envp = env_default,
+                                           .search_path = true, .fd_in = devnull, .fd_out = devnull,
+                                           .fd_err = devnull, .cwd = i % 2 ? "/nonexistent-dir" : NULL };
+                pid_t pid;
+                int pidfd, code;
+                char *err = NULL;
+                int r = spawn_start(&sp, &pid, &pidfd, &err, &code);
+                assert_int_equal(r, -ENOENT);
+                assert_int_equal(code, i % 2 ? 1 : 127);
+                free(err);
+        }
+        for (int fd = 0; fd < 1024; fd++)
+                count_after += fcntl(fd, F_GETFD) >= 0;
+        assert_int_equal(count_after, count_before);
+        /* No zombie left behind. */
+        assert_int_equal(waitpid(-1, NULL, WNOHANG), -1);
+        assert_int_equal(errno, ECHILD);
+        close(devnull);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_ok_and_output),
@@ -222,6 +347,9 @@ int main(void) {
                 cmocka_unit_test(test_clean_signal_state),
                 cmocka_unit_test(test_group_and_fds),
                 cmocka_unit_test(test_tty),
+                cmocka_unit_test(test_reset_signals_given),
+                cmocka_unit_test(test_many_fds),
+                cmocka_unit_test(test_failure_with_many_fds),
         };
         return cmocka_run_group_tests_name("spawn", tests, NULL, NULL);
 }
