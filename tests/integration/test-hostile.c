@@ -1,0 +1,2008 @@
+/* Hostile input and faults against the real agent ($AGENT) on temporary
+ * unix sockets. For every case: a clear error reply or a closed connection,
+ * then the agent still serves (a batch `true`), its memory stays bounded
+ * and it has no leftover fds or children.
+ *
+ * Processes started by a case carry a unique environment marker, so
+ * survivors are found in /proc whatever process group or session they
+ * moved to.
+ *
+ * Agent bugs found by these tests are marked with known_bug(): the test
+ * is skipped with the reason printed (HOSTILE_KNOWN_BUGS=1 runs it
+ * anyway). */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include <vsock/vsock.h>
+
+#include "agent-harness.h"
+#include "common/buf.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#define UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define UNDER_ASAN 1
+#endif
+#endif
+
+#define BOUND_MS 20000                  /* hang catcher for one exchange */
+#define GRACE_MS 5000                   /* the agent's SIGTERM -> SIGKILL grace */
+#define RSS_SLACK_KB (16L * 1024)       /* allowed growth over the baseline */
+/* The agent's frame limits (src/agent/session.c): the request, and every
+ * frame after it. */
+#define REQUEST_MAX VSOCK_MAX_PAYLOAD_DEFAULT
+#define AFTER_MAX (16u * 1024 * 1024)
+
+static struct agent *A;                 /* the group's agent */
+static struct agent *B;                 /* a test's own agent, stopped at teardown */
+static long A_rss_kb;                   /* its VmRSS after a warm-up */
+static unsigned marker_seq;
+static char marker_prefix[64];
+
+/* ---- checks ------------------------------------------------------------- */
+
+static void known_bug(const char *what) {
+        if (getenv("HOSTILE_KNOWN_BUGS")) {
+                print_message("known bug (running anyway): %s\n", what);
+                return;
+        }
+        print_message("known bug: %s\n", what);
+        skip();
+}
+
+static void dump_fds(pid_t pid) {
+        char p[64];
+        snprintf(p, sizeof p, "/proc/%d/fd", (int) pid);
+        DIR *d = opendir(p);
+        struct dirent *de;
+        while (d && (de = readdir(d))) {
+                char lp[320], target[256];
+                if (de->d_name[0] == '.')
+                        continue;
+                snprintf(lp, sizeof lp, "%s/%s", p, de->d_name);
+                ssize_t n = readlink(lp, target, sizeof target - 1);
+                target[n > 0 ? n : 0] = '\0';
+                print_message("  fd %s -> %s\n", de->d_name, target);
+        }
+        if (d)
+                closedir(d);
+}
+
+static void assert_clean(struct agent *a) {
+        int fds, kids;
+        if (!agent_wait_clean(a, 15000, &fds, &kids)) {
+                dump_fds(a->pid);
+                fail_msg("agent %d: %d fds (baseline %d), %d children", (int) a->pid, fds, a->baseline_fds, kids);
+        }
+}
+
+static void assert_rss_bounded(struct agent *a, long base_kb, const char *what) {
+        long rss = proc_rss_kb(a->pid);
+#ifdef UNDER_ASAN
+        /* ASan's shadow memory and quarantine make RSS meaningless. */
+        (void) base_kb;
+        (void) what;
+        (void) rss;
+#else
+        if (rss < 0 || rss > base_kb + RSS_SLACK_KB)
+                fail_msg("%s: agent RSS %ld kB, baseline %ld kB", what, rss, base_kb);
+#endif
+}
+
+/* Serves a batch `true`, has no leftovers, memory within bounds. */
+static void assert_healthy(struct agent *a, long base_kb, const char *what) {
+        assert_clean(a);
+        int r = agent_exec_true(a, BOUND_MS);
+        if (r < 0)
+                fail_msg("%s: agent no longer serves: %s", what, vsock_strerror(r));
+        assert_clean(a);
+        assert_rss_bounded(a, base_kb, what);
+}
+
+/* Reset the agent's VmHWM so a case's peak can be read afterwards. */
+static void hwm_reset(pid_t pid) {
+        char p[64];
+        snprintf(p, sizeof p, "/proc/%d/clear_refs", (int) pid);
+        int fd = open(p, O_WRONLY | O_CLOEXEC);
+        if (fd >= 0) {
+                (void) !write(fd, "5", 1);
+                close(fd);
+        }
+}
+
+/* ---- markers ---------------------------------------------------------------- */
+
+struct marker {
+        char entry[64];                 /* KEY=VALUE as in /proc/PID/environ */
+        char value[32];
+        struct vsock_env env;
+};
+
+static void marker_new(struct marker *m) {
+        snprintf(m->value, sizeof m->value, "%d-%u", (int) getpid(), ++marker_seq);
+        snprintf(m->entry, sizeof m->entry, "VSOCK_HOSTILE=%s", m->value);
+        m->env = (struct vsock_env) { "VSOCK_HOSTILE", m->value };
+}
+
+static size_t marker_count(const struct marker *m) {
+        pid_t pids[64];
+        return marker_find(m->entry, pids, 64);
+}
+
+static void wait_marker_count(const struct marker *m, size_t n) {
+        int64_t end = mono_ms() + BOUND_MS;
+        while (marker_count(m) < n) {
+                if (mono_ms() > end)
+                        fail_msg("%s: fewer than %zu processes started", m->entry, n);
+                pause_ms(5);
+        }
+}
+
+static void assert_marker_gone(const struct marker *m, int bound_ms, const char *what) {
+        if (!marker_wait_gone(m->entry, bound_ms)) {
+                size_t n = marker_count(m);
+                marker_kill(m->entry, false);
+                fail_msg("%s: %zu processes of the group survived", what, n);
+        }
+}
+
+/* ---- raw protocol -------------------------------------------------------- */
+
+static vsock_conn *dial_a(struct agent *a) {
+        vsock_conn *c = NULL;
+        int r = agent_dial(a, BOUND_MS, &c);
+        if (r < 0)
+                fail_msg("dial: %s", vsock_strerror(r));
+        return c;
+}
+
+static vsock_conn *dial(void) { return dial_a(A); }
+
+static int send_header(vsock_conn *c, uint8_t type, uint32_t len) {
+        uint8_t h[VSOCK_FRAME_HEADER_SIZE];
+        vsock_frame_header(h, type, len);
+        return vsock_conn_write(c, h, sizeof h);
+}
+
+/* Everything the agent sent until it closed. */
+struct reply {
+        unsigned frames;
+        struct buf out, err;
+        bool got_exit, got_result, got_file, got_ready;
+        int64_t exit_code;
+        char *error;                    /* ExecResult / FileResult error */
+        int end;                        /* what ended the reading */
+        bool bad;                       /* a frame the agent must not send */
+        uint8_t bad_type;
+};
+
+static void reply_clear(struct reply *r) {
+        buf_free(&r->out);
+        buf_free(&r->err);
+        free(r->error);
+        r->error = NULL;
+}
+
+/* Read one frame into @r; returns the read's result. */
+static int reply_read_one(vsock_conn *c, struct reply *r) {
+        uint8_t t;
+        uint8_t *d;
+        uint32_t n;
+        int rc = vsock_read_message(c, &t, &d, &n);
+        if (rc < 0) {
+                r->end = rc;
+                return rc;
+        }
+        r->frames++;
+        switch (t) {
+        case VSOCK_MSG_STDOUT:
+                (void) buf_append(&r->out, d, n);
+                break;
+        case VSOCK_MSG_STDERR:
+                (void) buf_append(&r->err, d, n);
+                break;
+        case VSOCK_MSG_EXIT: {
+                int32_t code;
+                if (vsock_exit_decode(d, n, &code) < 0)
+                        r->bad = true;
+                r->exit_code = code;
+                r->got_exit = true;
+                break;
+        }
+        case VSOCK_MSG_EXEC_RESULT: {
+                struct vsock_exec_response er = { 0 };
+                if (vsock_exec_response_decode(d, n, &er, NULL) < 0) {
+                        r->bad = true;
+                        break;
+                }
+                r->exit_code = er.exit_code;
+                r->got_result = true;
+                if (er.stdout_data.len)
+                        (void) buf_append(&r->out, er.stdout_data.data, er.stdout_data.len);
+                if (er.stderr_data.len)
+                        (void) buf_append(&r->err, er.stderr_data.data, er.stderr_data.len);
+                if (er.error && er.error[0] && !r->error)
+                        r->error = strdup(er.error);
+                vsock_exec_response_clear(&er);
+                break;
+        }
+        case VSOCK_MSG_FILE_RESULT: {
+                struct vsock_file_response fr = { 0 };
+                if (vsock_file_response_decode(d, n, &fr, NULL) < 0) {
+                        r->bad = true;
+                        break;
+                }
+                r->got_file = true;
+                if (fr.error && fr.error[0] && !r->error)
+                        r->error = strdup(fr.error);
+                vsock_file_response_clear(&fr);
+                break;
+        }
+        case VSOCK_MSG_READY:
+                r->got_ready = true;
+                break;
+        default:
+                r->bad = true;
+                r->bad_type = t;
+                break;
+        }
+        free(d);
+        return 0;
+}
+
+static void reply_read(vsock_conn *c, struct reply *r) {
+        *r = (struct reply) { .out = BUF_INIT(0), .err = BUF_INIT(0), .exit_code = -1000 };
+        while (reply_read_one(c, r) >= 0)
+                ;
+}
+
+enum outcome { OUT_CLOSED, OUT_OK, OUT_ERROR, OUT_TIMEOUT, OUT_BAD };
+static const char *const outcome_names[] = { "closed", "ok", "error reply", "TIMEOUT", "BAD FRAME" };
+
+static enum outcome reply_outcome(const struct reply *r) {
+        if (r->bad)
+                return OUT_BAD;
+        if (vsock_err_kind(r->end) == VSOCK_E_TIMEOUT)
+                return OUT_TIMEOUT;
+        if (r->frames == 0)
+                return OUT_CLOSED;
+        if (r->error)
+                return OUT_ERROR;
+        if (r->got_exit && r->exit_code != 0 && buf_size(&r->err) > 0)
+                return OUT_ERROR;
+        /* A rejected port forward: its reason on Stderr, no Ready. */
+        if (!r->got_exit && !r->got_result && !r->got_file && !r->got_ready && buf_size(&r->err) > 0)
+                return OUT_ERROR;
+        return OUT_OK;
+}
+
+/* Send @len bytes of @type as the first frame; read the reply to EOF. */
+static enum outcome exchange(uint8_t type, const void *payload, size_t len, struct reply *r) {
+        vsock_conn *c = dial();
+        (void) vsock_write_message(c, type, payload, len); /* the agent may close early */
+        reply_read(c, r);
+        vsock_conn_close(c);
+        return reply_outcome(r);
+}
+
+/* Read frames until the collected output holds @needle. */
+static void read_until(vsock_conn *c, struct reply *r, const char *needle) {
+        while (buf_size(&r->out) < strlen(needle) ||
+               !memmem(buf_head(&r->out), buf_size(&r->out), needle, strlen(needle))) {
+                int rc = reply_read_one(c, r);
+                if (rc < 0)
+                        fail_msg("waiting for '%s': %s", needle, vsock_strerror(rc));
+                assert_false(r->bad);
+        }
+}
+
+static void reply_init(struct reply *r) {
+        *r = (struct reply) { .out = BUF_INIT(0), .err = BUF_INIT(0), .exit_code = -1000 };
+}
+
+static bool buf_has(const struct buf *b, const char *s) {
+        return buf_size(b) >= strlen(s) && memmem(buf_head(b), buf_size(b), s, strlen(s)) != NULL;
+}
+
+/* ---- setup ------------------------------------------------------------------- */
+
+static int group_setup(void **state) {
+        struct rlimit rl;
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 8192) {
+                rl.rlim_cur = rl.rlim_max < 8192 ? rl.rlim_max : 8192;
+                (void) setrlimit(RLIMIT_NOFILE, &rl);
+        }
+        signal(SIGPIPE, SIG_IGN);
+        snprintf(marker_prefix, sizeof marker_prefix, "VSOCK_HOSTILE=%d-", (int) getpid());
+        A = agent_start(NULL, 0);
+        if (!A)
+                return -1;
+        /* Warm up every path once, so first-use allocations and fds (the
+         * worker thread and its arena, spawn's reserved fds) are in the
+         * baseline. */
+        int r = agent_warm_up(A);
+        if (r < 0) {
+                fprintf(stderr, "warm-up: %s\n", vsock_strerror(r));
+                return -1;
+        }
+        A_rss_kb = proc_rss_kb(A->pid);
+        print_message("agent %d: baseline %d fds, %ld kB RSS\n", (int) A->pid, A->baseline_fds, A_rss_kb);
+        return 0;
+}
+
+static int group_teardown(void **state) {
+        marker_kill(marker_prefix, true);
+        int r = agent_stop(A, BOUND_MS, NULL);
+        A = NULL;
+        return r;
+}
+
+static int test_teardown(void **state) {
+        if (B) {
+                /* The test failed before stopping its own agent. */
+                (void) agent_stop(B, BOUND_MS, NULL);
+                B = NULL;
+        }
+        marker_kill(marker_prefix, true);
+        assert_healthy(A, A_rss_kb, "after the test");
+        return 0;
+}
+
+/* ---- frame lengths ----------------------------------------------------------- */
+
+static const uint8_t first_types[] = {
+        VSOCK_MSG_EXEC,       VSOCK_MSG_EXEC_STREAM, VSOCK_MSG_EXEC_PIPE, VSOCK_MSG_EXEC_TTY, VSOCK_MSG_PORT_FORWARD,
+        VSOCK_MSG_WRITE_FILE, VSOCK_MSG_READ_FILE,   VSOCK_MSG_LIST_FILES, 0,                  255,
+};
+
+/* Announce @len, send @send bytes of it, then (if @shut) half-close:
+ * the agent must close the connection without a reply. */
+static void expect_closed_after_header(uint8_t type, uint32_t len, size_t send, bool shut) {
+        vsock_conn *c = dial();
+        (void) send_header(c, type, len);
+        if (send > 0) {
+                uint8_t *junk = malloc(send);
+                assert_non_null(junk);
+                memset(junk, '[', send);
+                (void) vsock_conn_write(c, junk, send);
+                free(junk);
+        }
+        if (shut)
+                (void) vsock_conn_shutdown_write(c);
+        struct reply r;
+        reply_read(c, &r);
+        vsock_conn_close(c);
+        if (reply_outcome(&r) != OUT_CLOSED)
+                fail_msg("type %u, length %u (%zu sent): %s", type, len, send, outcome_names[reply_outcome(&r)]);
+        reply_clear(&r);
+}
+
+static void test_frame_lengths(void **state) {
+        static const uint32_t lens[] = { 0xFFFFFFFFu, 0x80000000u, REQUEST_MAX + 1, REQUEST_MAX + 2,
+                                         REQUEST_MAX + 4096 };
+        hwm_reset(A->pid);
+        for (size_t t = 0; t < sizeof first_types; t++)
+                for (size_t i = 0; i < sizeof lens / sizeof *lens; i++) {
+                        expect_closed_after_header(first_types[t], lens[i], 0, false);
+                        expect_closed_after_header(first_types[t], lens[i], 1000, false);
+                }
+        /* Announcing the whole limit is allowed; the unsent rest is not
+         * waited for once the host hangs up. */
+        expect_closed_after_header(VSOCK_MSG_EXEC, REQUEST_MAX, 1u << 20, true);
+        expect_closed_after_header(VSOCK_MSG_WRITE_FILE, REQUEST_MAX, 4u << 20, true);
+        for (int i = 0; i < 8; i++) {
+                vsock_conn *c = dial();
+                (void) send_header(c, VSOCK_MSG_EXEC_PIPE, REQUEST_MAX);
+                uint8_t junk[65536];
+                memset(junk, '"', sizeof junk);
+                for (int k = 0; k < 64; k++)
+                        (void) vsock_conn_write(c, junk, sizeof junk);
+                vsock_conn_close(c);
+        }
+        long hwm = proc_hwm_kb(A->pid);
+        print_message("agent peak RSS over the oversize frames: %ld kB (baseline %ld kB)\n", hwm, A_rss_kb);
+        assert_healthy(A, A_rss_kb, "oversize requests");
+
+        /* After the request the limit is lower: an oversize Stdin frame is
+         * a lost connection, and the command is terminated. */
+        static const uint32_t after[] = { AFTER_MAX + 1, 0xFFFFFFFFu };
+        static const uint8_t modes[] = { VSOCK_MSG_EXEC_PIPE, VSOCK_MSG_EXEC_TTY, VSOCK_MSG_EXEC };
+        for (size_t m = 0; m < sizeof modes; m++)
+                for (size_t i = 0; i < 2; i++) {
+                        struct marker mk;
+                        marker_new(&mk);
+                        vsock_conn *c = dial();
+                        struct vsock_exec_request req = { .command = "sleep 1000 & sleep 1000 & wait",
+                                                          .env = &mk.env, .n_env = 1, .rows = 24, .cols = 80 };
+                        assert_int_equal(send_exec_request(c, modes[m], &req), 0);
+                        wait_marker_count(&mk, 3);
+                        (void) send_header(c, VSOCK_MSG_STDIN, after[i]);
+                        struct reply r;
+                        reply_read(c, &r);
+                        vsock_conn_close(c);
+                        enum outcome o = reply_outcome(&r);
+                        assert_true(o == OUT_CLOSED || o == OUT_OK || o == OUT_ERROR);
+                        reply_clear(&r);
+                        assert_marker_gone(&mk, 3 * GRACE_MS, "oversize Stdin frame");
+                }
+}
+
+/* ---- truncated frames ----------------------------------------------------------- */
+
+static void test_truncated_close(void **state) {
+        uint8_t hdr[VSOCK_FRAME_HEADER_SIZE];
+        vsock_frame_header(hdr, VSOCK_MSG_EXEC, 100);
+        for (size_t k = 0; k < sizeof hdr; k++)
+                for (int how = 0; how < 2; how++) {
+                        vsock_conn *c = dial();
+                        if (k > 0)
+                                assert_int_equal(vsock_conn_write(c, hdr, k), 0);
+                        if (how == 0) {
+                                /* Half-close: the agent must close its side too. */
+                                assert_int_equal(vsock_conn_shutdown_write(c), 0);
+                                struct reply r;
+                                reply_read(c, &r);
+                                assert_int_equal(reply_outcome(&r), OUT_CLOSED);
+                                reply_clear(&r);
+                        }
+                        vsock_conn_close(c);
+                }
+        /* A truncated payload, for every request type. */
+        for (size_t t = 0; t < sizeof first_types; t++) {
+                vsock_conn *c = dial();
+                assert_int_equal(send_header(c, first_types[t], 100), 0);
+                assert_int_equal(vsock_conn_write(c, "{\"command\":\"true\",", 18), 0);
+                assert_int_equal(vsock_conn_shutdown_write(c), 0);
+                struct reply r;
+                reply_read(c, &r);
+                assert_int_equal(reply_outcome(&r), OUT_CLOSED);
+                reply_clear(&r);
+                vsock_conn_close(c);
+        }
+        assert_healthy(A, A_rss_kb, "truncated frames");
+}
+
+/* Silence after part of a request: the idle timeout (1 s here) closes it. */
+static void test_truncated_silence(void **state) {
+        const char *extra[] = { "--idle-timeout", "1", NULL };
+        struct agent *b = B = agent_start(extra, 0);
+        assert_non_null(b);
+        assert_int_equal(agent_warm_up(b), 0);
+        long base = proc_rss_kb(b->pid);
+        uint8_t hdr[VSOCK_FRAME_HEADER_SIZE];
+        vsock_frame_header(hdr, VSOCK_MSG_EXEC, 100);
+        enum { N = 7 };
+        vsock_conn *c[N];
+        for (int i = 0; i < N; i++)
+                c[i] = dial_a(b);
+        /* nothing; 1 and 4 header bytes; a whole header; half a payload;
+         * a header announcing the limit; half a port-forward request. */
+        assert_int_equal(vsock_conn_write(c[1], hdr, 1), 0);
+        assert_int_equal(vsock_conn_write(c[2], hdr, 4), 0);
+        assert_int_equal(vsock_conn_write(c[3], hdr, 5), 0);
+        assert_int_equal(vsock_conn_write(c[4], hdr, 5), 0);
+        assert_int_equal(vsock_conn_write(c[4], "{\"command\":\"true\",\"args\":[\"x\",", 30), 0);
+        assert_int_equal(send_header(c[5], VSOCK_MSG_WRITE_FILE, REQUEST_MAX), 0);
+        assert_int_equal(send_header(c[6], VSOCK_MSG_PORT_FORWARD, 20), 0);
+        assert_int_equal(vsock_conn_write(c[6], "{\"port\":", 8), 0);
+        int64_t t0 = mono_ms();
+        for (int i = 0; i < N; i++) {
+                struct reply r;
+                reply_read(c[i], &r);
+                /* Closed by the agent, not by our own bound. */
+                if (reply_outcome(&r) != OUT_CLOSED)
+                        fail_msg("case %d: %s", i, outcome_names[reply_outcome(&r)]);
+                reply_clear(&r);
+                vsock_conn_close(c[i]);
+        }
+        print_message("idle timeout 1 s: all %d silent connections closed after %lld ms\n", N,
+                      (long long) (mono_ms() - t0));
+
+        /* A trickle (a byte every 100 ms) does not extend the timeout:
+         * the whole request must arrive in time. */
+        vsock_conn *t = dial_a(b);
+        int fd = vsock_conn_fd(t);
+        static const char req[] = "\x01\x00\x00\x01\x00{\"command\":\"true\",\"args\":[\"x\"";
+        t0 = mono_ms();
+        size_t sent = 0;
+        for (;;) {
+                struct pollfd pf = { .fd = fd, .events = POLLIN };
+                if (poll(&pf, 1, 100) > 0)
+                        break; /* EOF (or reset) from the agent */
+                assert_true(mono_ms() - t0 < BOUND_MS);
+                if (send(fd, req + sent % (sizeof req - 1), 1, MSG_NOSIGNAL) < 0)
+                        break;
+                sent++;
+        }
+        struct reply r;
+        reply_read(t, &r);
+        assert_int_equal(reply_outcome(&r), OUT_CLOSED);
+        reply_clear(&r);
+        vsock_conn_close(t);
+        print_message("idle timeout 1 s: a trickling request (%zu bytes) closed after %lld ms\n", sent,
+                      (long long) (mono_ms() - t0));
+        assert_healthy(b, base, "idle timeout");
+        B = NULL;
+        assert_int_equal(agent_stop(b, BOUND_MS, NULL), 0);
+}
+
+/* ---- first frame of an unknown or wrong type ---------------------------------- */
+
+static void test_unknown_first_type(void **state) {
+        static const uint8_t types[] = { 0,
+                                         18,
+                                         255,
+                                         VSOCK_MSG_EXEC_RESULT,
+                                         VSOCK_MSG_STDOUT,
+                                         VSOCK_MSG_STDERR,
+                                         VSOCK_MSG_SIGNAL,
+                                         VSOCK_MSG_READY,
+                                         VSOCK_MSG_STDIN,
+                                         VSOCK_MSG_RESIZE,
+                                         VSOCK_MSG_EXIT,
+                                         VSOCK_MSG_FILE_RESULT,
+                                         100,
+                                         128 };
+        static const struct {
+                const char *p;
+                size_t n;
+        } payloads[] = { { "", 0 }, { "{}", 2 }, { "{\"command\":\"true\"}", 18 }, { "\x09", 1 }, { "\0\x18\0\x50", 4 } };
+        for (size_t t = 0; t < sizeof types; t++)
+                for (size_t p = 0; p < sizeof payloads / sizeof *payloads; p++) {
+                        struct reply r;
+                        enum outcome o = exchange(types[t], payloads[p].p, payloads[p].n, &r);
+                        if (o != OUT_CLOSED)
+                                fail_msg("first frame of type %u: %s", types[t], outcome_names[o]);
+                        reply_clear(&r);
+                }
+        assert_healthy(A, A_rss_kb, "unknown first frames");
+}
+
+/* ---- hostile JSON -------------------------------------------------------------- */
+
+enum expect { WANT_ERROR, WANT_ANY };
+
+struct json_case {
+        const char *json;
+        size_t len;                     /* 0: strlen */
+        enum expect want;
+};
+
+#define E(s) { s, sizeof(s) - 1, WANT_ERROR }
+#define ANY(s) { s, sizeof(s) - 1, WANT_ANY }
+
+/* Shared by the four exec request types. */
+static const struct json_case exec_cases[] = {
+        E(""),
+        E("{"),
+        E("}"),
+        E("{\"command\":"),
+        E("{\"command\":\"true\""),
+        E("{\"command\":\"true\",}"),
+        E("{\"command\":\"true\"} trailing"),
+        E("{\"command\":\"true\"}{}"),
+        E("{command:\"true\"}"),
+        E("{'command':'true'}"),
+        E("[]"),
+        E("[\"true\"]"),
+        E("42"),
+        E("\"true\""),
+        E("true"),
+        E("{\"command\":42}"),
+        E("{\"command\":true}"),
+        E("{\"command\":{}}"),
+        E("{\"command\":[\"true\"]}"),
+        E("{\"command\":\"true\",\"args\":\"x\"}"),
+        E("{\"command\":\"true\",\"args\":[1]}"),
+        E("{\"command\":\"true\",\"args\":[{}]}"),
+        E("{\"command\":\"true\",\"args\":{\"0\":\"x\"}}"),
+        E("{\"command\":\"true\",\"env\":[]}"),
+        E("{\"command\":\"true\",\"env\":[\"A=1\"]}"),
+        E("{\"command\":\"true\",\"env\":\"A=1\"}"),
+        E("{\"command\":\"true\",\"env\":{\"A\":1}}"),
+        E("{\"command\":\"true\",\"env\":{\"A\":{}}}"),
+        E("{\"command\":\"true\",\"env\":{\"\":\"x\"}}"),
+        E("{\"command\":\"true\",\"env\":{\"A=B\":\"x\"}}"),
+        E("{\"command\":\"true\",\"working_dir\":5}"),
+        E("{\"command\":\"true\",\"user\":[]}"),
+        E("{\"command\":\"true\",\"user\":0}"),
+        E("{\"command\":\"\\uZZZZ\"}"),
+        E("{\"command\":\"\\x41\"}"),
+        E("{\"command\":tru}"),
+        E("{\"command\":\"true\", \"args\":[\"a\",]}"),
+        /* NUL inside strings: escaped, and raw (invalid JSON). */
+        E("{\"command\":\"true\\u0000; echo pwned\"}"),
+        E("{\"command\":\"true\",\"args\":[\"a\\u0000b\"]}"),
+        E("{\"command\":\"printf\",\"args\":[\"%s\",\"a\\u0000b\"]}"),
+        E("{\"command\":\"true\",\"env\":{\"A\\u0000B\":\"1\"}}"),
+        E("{\"command\":\"true\",\"env\":{\"A\":\"1\\u0000\"}}"),
+        E("{\"command\":\"true\",\"working_dir\":\"/tmp\\u0000/x\"}"),
+        E("{\"command\":\"true\",\"user\":\"root\\u0000x\"}"),
+        { "{\"command\":\"tr\0ue\"}", 19, WANT_ERROR },
+        { "{\"command\":\"true\"}\0", 19, WANT_ERROR },
+        { "\0{\"command\":\"true\"}", 19, WANT_ERROR },
+        /* Accepted by Go's decoder: any outcome, as long as it is clean. */
+        ANY("null"),
+        ANY("{}"),
+        ANY("{\"command\":null}"),
+        ANY("{\"command\":\"\"}"),
+        ANY("{\"command\":\"false\",\"command\":\"true\"}"),
+        ANY("{\"command\":\"true\",\"unknown\":[1,{\"a\":null},\"x\"]}"),
+        ANY("{\"command\":\"\\ud800\"}"),
+        ANY("{\"command\":\"tr\xff\xfeue\"}"),
+        ANY("{\"command\":\"true\",\"env\":{\"A\":null}}"),
+        ANY("{\"command\":\"true\",\"args\":[null]}"),
+        ANY("{\"command\":\"true\",\"user\":\"4294967295\"}"),
+        ANY("{\"command\":\"true\",\"user\":\"0:4294967295\"}"),
+        ANY("{\"command\":\"true\",\"user\":\"99999999999999999999\"}"),
+        ANY("{\"command\":\"true\",\"user\":\":\"}"),
+        ANY("{\"command\":\"true\",\"working_dir\":\"/nonexistent/\"}"),
+        ANY("{\"command\":\"true\",\"working_dir\":\"../../../../../../../../../../../../..\"}"),
+        ANY("{\"command\":\"true\",\"user\":\"../../etc/passwd\"}"),
+        ANY("{\"command\":\"true\",\"user\":\"-1\"}"),
+        ANY("{\"command\":\"true\",\"user\":\"0:-1\"}"),
+        ANY("{\"command\":\"true\",\"user\":\"root:root:root\"}"),
+        ANY("{\"command\":\"true\",\"env\":{\"LD_PRELOAD\":\"/nonexistent.so\"}}"),
+        ANY("{\"command\":\"true\",\"env\":{\"PATH\":\"\"}}"),
+        ANY("{\"command\":\"true\",\"rows\":0,\"cols\":0}"),
+        ANY("  \t\r\n{\"command\":\"true\"}\n"),
+        ANY("\xef\xbb\xbf{\"command\":\"true\"}"),
+};
+/* ExecRequest only: an ExecTTYRequest has no stdin (unknown field). */
+static const struct json_case stdin_cases[] = {
+        E("{\"command\":\"true\",\"stdin\":42}"),
+        E("{\"command\":\"true\",\"stdin\":\"!!!!\"}"),
+        E("{\"command\":\"true\",\"stdin\":\"AAA\"}"),
+        E("{\"command\":\"true\",\"stdin\":\"A===\"}"),
+        E("{\"command\":\"true\",\"stdin\":\"QUJD=\"}"),
+        E("{\"command\":\"true\",\"stdin\":\"QU JD\"}"),
+        E("{\"command\":\"true\",\"stdin\":\"QUJD\\u0000\"}"),
+        ANY("{\"command\":\"true\",\"stdin\":\"QUJD\\nRA==\"}"),
+        ANY("{\"command\":\"true\",\"stdin\":\"QUJD\\r\\nRA==\"}"),
+        ANY("{\"command\":\"true\",\"args\":null,\"env\":null,\"stdin\":null}"),
+        ANY("{\"command\":\"true\",\"stdin\":[1,2]}"),            /* Go: []byte from numbers */
+        ANY("{\"command\":\"true\",\"stdin\":[256]}"),
+};
+
+static const struct json_case tty_cases[] = {
+        E("{\"command\":\"true\",\"rows\":1e400}"),
+        E("{\"command\":\"true\",\"rows\":-1}"),
+        E("{\"command\":\"true\",\"rows\":65536}"),
+        E("{\"command\":\"true\",\"rows\":1.5}"),
+        E("{\"command\":\"true\",\"rows\":\"24\"}"),
+        E("{\"command\":\"true\",\"cols\":[80]}"),
+        E("{\"command\":\"true\",\"cols\":99999999999999999999999}"),
+        ANY("{\"command\":\"true\",\"rows\":65535,\"cols\":65535}"),
+        ANY("{\"command\":\"true\",\"rows\":1,\"cols\":1}"),
+};
+
+static const struct json_case pf_cases[] = {
+        E(""),
+        E("{"),
+        E("[]"),
+        E("null0"),
+        E("{\"port\":-1}"),
+        E("{\"port\":65536}"),
+        E("{\"port\":\"80\"}"),
+        E("{\"port\":1.5}"),
+        E("{\"port\":1e10}"),
+        E("{\"host\":5,\"port\":80}"),
+        E("{\"host\":[],\"port\":80}"),
+        E("{\"host\":\"127.0.0.1\\u0000evil\",\"port\":80}"),
+        E("{}"),
+        E("{\"port\":0}"),
+        E("{\"host\":\"[::1\",\"port\":1}"),
+        E("{\"host\":\"256.256.256.256\",\"port\":1}"),
+};
+
+static void run_json_cases(uint8_t type, const struct json_case *cases, size_t n) {
+        for (size_t i = 0; i < n; i++) {
+                size_t len = cases[i].len;
+                struct reply r;
+                enum outcome o = exchange(type, cases[i].json, len, &r);
+                bool ok = cases[i].want == WANT_ERROR ? (o == OUT_ERROR || o == OUT_CLOSED)
+                                                      : (o == OUT_ERROR || o == OUT_CLOSED || o == OUT_OK);
+                if (!ok)
+                        fail_msg("type %u, case %zu (%.*s): %s", type, i, (int) (len > 80 ? 80 : len), cases[i].json,
+                                 outcome_names[o]);
+                reply_clear(&r);
+                if (agent_exec_true(A, BOUND_MS) < 0)
+                        fail_msg("type %u, case %zu (%.*s): the agent no longer serves", type, i,
+                                 (int) (len > 80 ? 80 : len), cases[i].json);
+        }
+}
+
+/* @tmpl with every '@' replaced by @path. */
+static int fill_path(char *out, size_t size, const char *tmpl, const char *path) {
+        size_t n = 0;
+        for (const char *t = tmpl; *t && n + 1 < size; t++) {
+                if (*t != '@') {
+                        out[n++] = *t;
+                        continue;
+                }
+                for (const char *q = path; *q && n + 1 < size; q++)
+                        out[n++] = *q;
+        }
+        out[n] = '\0';
+        return (int) n;
+}
+
+static void test_json_malformed(void **state) {
+        static const uint8_t exec_types[] = { VSOCK_MSG_EXEC, VSOCK_MSG_EXEC_STREAM, VSOCK_MSG_EXEC_PIPE,
+                                              VSOCK_MSG_EXEC_TTY };
+        for (size_t t = 0; t < sizeof exec_types; t++)
+                run_json_cases(exec_types[t], exec_cases, sizeof exec_cases / sizeof *exec_cases);
+        for (size_t t = 0; t < 3; t++)
+                run_json_cases(exec_types[t], stdin_cases, sizeof stdin_cases / sizeof *stdin_cases);
+        run_json_cases(VSOCK_MSG_EXEC_TTY, tty_cases, sizeof tty_cases / sizeof *tty_cases);
+        run_json_cases(VSOCK_MSG_PORT_FORWARD, pf_cases, sizeof pf_cases / sizeof *pf_cases);
+
+        /* Long strings: a 100k-byte user, working_dir, command, path. */
+        struct buf big = BUF_INIT(0);
+        static const char *const long_fields[] = { "{\"command\":\"true\",\"user\":\"",
+                                                   "{\"command\":\"true\",\"working_dir\":\"/",
+                                                   "{\"command\":\"/", "{\"command\":\"true\",\"args\":[\"" };
+        for (size_t i = 0; i < sizeof long_fields / sizeof *long_fields; i++) {
+                buf_reset(&big);
+                assert_int_equal(buf_append_str(&big, long_fields[i]), 0);
+                for (int k = 0; k < 100000; k++)
+                        assert_int_equal(buf_append_str(&big, "a"), 0);
+                assert_int_equal(buf_append_str(&big, i == 3 ? "\"]}" : "\"}"), 0);
+                struct reply r;
+                enum outcome o = exchange(VSOCK_MSG_EXEC, buf_head(&big), buf_size(&big), &r);
+                assert_true(o == OUT_ERROR || o == OUT_CLOSED || o == OUT_OK);
+                reply_clear(&r);
+                o = exchange(VSOCK_MSG_EXEC_PIPE, buf_head(&big), buf_size(&big), &r);
+                assert_true(o == OUT_ERROR || o == OUT_CLOSED || o == OUT_OK);
+                reply_clear(&r);
+        }
+        for (int t = 0; t < 3; t++) {
+                buf_reset(&big);
+                assert_int_equal(buf_append_str(&big, "{\"path\":\"/"), 0);
+                for (int k = 0; k < 100000; k++)
+                        assert_int_equal(buf_append_str(&big, k % 200 == 199 ? "/" : "a"), 0);
+                assert_int_equal(buf_append_str(&big, "\",\"content\":\"QUJD\"}"), 0);
+                struct reply r;
+                enum outcome o = exchange((uint8_t) (VSOCK_MSG_WRITE_FILE + t), buf_head(&big), buf_size(&big), &r);
+                assert_true(o == OUT_ERROR || o == OUT_CLOSED);
+                reply_clear(&r);
+        }
+        buf_free(&big);
+        assert_int_equal(agent_exec_true(A, BOUND_MS), 0);
+
+        /* File operations: paths inside the agent's directory. */
+        char p[160], js[512];
+        snprintf(p, sizeof p, "%s/json-case", A->dir);
+        static const char *const tmpl[] = {
+                "",
+                "{",
+                "[]",
+                "{\"path\":5}",
+                "{\"path\":[\"@\"]}",
+                "{\"path\":\"@\\u0000.evil\"}",
+                "{\"path\":\"@\",\"content\":5}",
+                "{\"path\":\"@\",\"content\":\"!!!!\"}",
+                "{\"path\":\"@\",\"content\":\"AAA\"}",
+                "{\"path\":\"@\",\"content\":\"QUJD\",\"mode\":-1}",
+                "{\"path\":\"@\",\"content\":\"QUJD\",\"mode\":\"0644\"}",
+                "{\"path\":\"@\",\"content\":\"QUJD\",\"mode\":1e20}",
+                "{\"path\":\"@\",\"content\":\"QUJD\",\"mode\":4294967296}",
+                "{\"path\":\"\"}",
+                "{}",
+        };
+        static const uint8_t file_types[] = { VSOCK_MSG_WRITE_FILE, VSOCK_MSG_READ_FILE, VSOCK_MSG_LIST_FILES };
+        for (size_t t = 0; t < sizeof file_types; t++)
+                for (size_t i = 0; i < sizeof tmpl / sizeof *tmpl; i++) {
+                        int n = fill_path(js, sizeof js, tmpl[i], p);
+                        struct reply r;
+                        enum outcome o = exchange(file_types[t], js, (size_t) n, &r);
+                        /* A FileResult that carries an error, or a close. */
+                        if (o != OUT_ERROR && o != OUT_CLOSED)
+                                fail_msg("file type %u, '%s': %s", file_types[t], js, outcome_names[o]);
+                        reply_clear(&r);
+                }
+        /* A raw NUL in a path. */
+        int n = snprintf(js, sizeof js, "{\"path\":\"%s", p);
+        memcpy(js + n, "\0x\"}", 4);
+        for (size_t t = 0; t < sizeof file_types; t++) {
+                struct reply r;
+                enum outcome o = exchange(file_types[t], js, (size_t) n + 4, &r);
+                assert_true(o == OUT_ERROR || o == OUT_CLOSED);
+                reply_clear(&r);
+        }
+        /* None of the invalid writes created anything. */
+        struct stat st;
+        assert_int_equal(stat(p, &st), -1);
+        assert_healthy(A, A_rss_kb, "malformed JSON");
+}
+
+/* Deep nesting: 100k '[' (and '{"a":') in every position a value can be. */
+static void test_json_deep(void **state) {
+        const size_t depth = 100000;
+        struct buf b = BUF_INIT(0);
+        static const struct {
+                uint8_t type;
+                const char *pre;
+                const char *open;
+                const char *close;
+                bool closed;
+        } shapes[] = {
+                { VSOCK_MSG_EXEC, "", "[", "]", false },
+                { VSOCK_MSG_EXEC, "", "[", "]", true },
+                { VSOCK_MSG_EXEC, "{\"command\":", "[", "]", false },
+                { VSOCK_MSG_EXEC, "{\"command\":\"true\",\"args\":", "[", "]", true },
+                { VSOCK_MSG_EXEC, "{\"command\":\"true\",\"env\":", "{\"a\":", "}", false },
+                { VSOCK_MSG_EXEC, "{\"command\":\"true\",\"unknown\":", "{\"a\":", "}", true },
+                { VSOCK_MSG_EXEC_TTY, "{\"command\":\"true\",\"rows\":", "[", "]", true },
+                { VSOCK_MSG_EXEC_PIPE, "{\"command\":\"true\",\"stdin\":", "[", "]", true },
+                { VSOCK_MSG_PORT_FORWARD, "{\"port\":1,\"host\":", "[", "]", true },
+                { VSOCK_MSG_WRITE_FILE, "{\"path\":\"/x\",\"content\":", "[", "]", true },
+                { VSOCK_MSG_READ_FILE, "{\"path\":", "{\"a\":", "}", true },
+                { VSOCK_MSG_LIST_FILES, "", "[", "]", false },
+        };
+        for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
+                buf_reset(&b);
+                assert_int_equal(buf_append_str(&b, shapes[s].pre), 0);
+                for (size_t i = 0; i < depth; i++)
+                        assert_int_equal(buf_append_str(&b, shapes[s].open), 0);
+                if (shapes[s].closed) {
+                        assert_int_equal(buf_append_str(&b, "1"), 0);
+                        for (size_t i = 0; i < depth; i++)
+                                assert_int_equal(buf_append_str(&b, shapes[s].close), 0);
+                        if (shapes[s].pre[0])
+                                assert_int_equal(buf_append_str(&b, "}"), 0);
+                }
+                struct reply r;
+                int64_t t0 = mono_ms();
+                enum outcome o = exchange(shapes[s].type, buf_head(&b), buf_size(&b), &r);
+                if (o != OUT_ERROR && o != OUT_CLOSED)
+                        fail_msg("nesting shape %zu: %s", s, outcome_names[o]);
+                print_message("nesting shape %zu (%zu bytes): %s in %lld ms%s%.*s\n", s, buf_size(&b),
+                              outcome_names[o], (long long) (mono_ms() - t0), r.error ? ": " : "",
+                              r.error ? 60 : 0, r.error ? r.error : "");
+                reply_clear(&r);
+                assert_healthy(A, A_rss_kb, "deep nesting");
+        }
+        buf_free(&b);
+}
+
+/* An env object with 100k keys: small, and filling the frame limit. */
+static void huge_env(size_t keys, size_t value_len, struct buf *b) {
+        buf_reset(b);
+        assert_int_equal(buf_append_str(b, "{\"command\":\"true\",\"env\":{"), 0);
+        char *v = malloc(value_len + 1);
+        assert_non_null(v);
+        memset(v, 'v', value_len);
+        v[value_len] = '\0';
+        for (size_t i = 0; i < keys; i++) {
+                char k[32];
+                snprintf(k, sizeof k, "%s\"K%06zu\":\"", i ? "," : "", i);
+                assert_int_equal(buf_append_str(b, k), 0);
+                assert_int_equal(buf_append(b, v, value_len), 0);
+                assert_int_equal(buf_append_str(b, "\""), 0);
+        }
+        assert_int_equal(buf_append_str(b, "}}"), 0);
+        free(v);
+}
+
+struct timed_reply {
+        uint8_t type;
+        const void *data;
+        size_t len;
+        struct reply r;
+        enum outcome o;
+        int64_t ms;
+};
+
+static void *timed_exchange_main(void *p) {
+        struct timed_reply *t = p;
+        int64_t t0 = mono_ms();
+        t->o = exchange(t->type, t->data, t->len, &t->r);
+        t->ms = mono_ms() - t0;
+        return NULL;
+}
+
+/* A probe must be answered within this while a huge request is handled:
+ * one event loop serves everyone, so a long stall is a denial of service. */
+#define PROBE_BOUND_MS 5000
+
+struct huge_figures {
+        int64_t stall_ms;               /* slowest concurrent probe */
+        long peak_growth_kb;            /* VmHWM over the baseline */
+        enum outcome o;
+};
+
+/* Send a huge request from a thread while probing the agent with batch
+ * `true`s; print and return the figures. */
+static void huge_case(const char *what, uint8_t type, const struct buf *b, struct huge_figures *ret) {
+        struct timed_reply t = { .type = type, .data = buf_head(b), .len = buf_size(b) };
+        hwm_reset(A->pid);
+        pthread_t th;
+        assert_int_equal(pthread_create(&th, NULL, timed_exchange_main, &t), 0);
+        int64_t worst = 0;
+        bool joined = false;
+        for (int i = 0; i < 1000 && !joined; i++) {
+                int64_t t0 = mono_ms();
+                int r = agent_exec_true(A, 120000);
+                int64_t ms = mono_ms() - t0;
+                if (r < 0)
+                        fail_msg("%s: probe failed: %s", what, vsock_strerror(r));
+                if (ms > worst)
+                        worst = ms;
+                joined = pthread_tryjoin_np(th, NULL) == 0;
+        }
+        if (!joined)
+                pthread_join(th, NULL);
+        long hwm = proc_hwm_kb(A->pid);
+        print_message("%s: %zu bytes -> %s in %lld ms%s%.*s; agent peak RSS %ld kB (baseline %ld kB), now %ld kB; "
+                      "slowest concurrent probe %lld ms\n",
+                      what, buf_size(b), outcome_names[t.o], (long long) t.ms, t.r.error ? ": " : "",
+                      t.r.error ? 60 : 0, t.r.error ? t.r.error : "", hwm, A_rss_kb, proc_rss_kb(A->pid),
+                      (long long) worst);
+        reply_clear(&t.r);
+        *ret = (struct huge_figures) { .stall_ms = worst, .peak_growth_kb = hwm - A_rss_kb, .o = t.o };
+}
+
+/* Large but reasonable: a 48 MiB stdin (a 64 MiB frame), 10k args, 4k
+ * env keys. */
+static void test_json_huge(void **state) {
+        struct buf b = BUF_INIT(0);
+        struct huge_figures f;
+        size_t n = (REQUEST_MAX - 64) / 4 * 3;
+        uint8_t *data = malloc(n);
+        assert_non_null(data);
+        for (size_t i = 0; i < n; i++)
+                data[i] = (uint8_t) (i * 131);
+        struct vsock_exec_request req = { .command = "wc -c", .stdin_data = { data, n, true } };
+        uint8_t *p;
+        size_t len;
+        assert_int_equal(vsock_exec_request_encode(&req, &p, &len), 0);
+        free(data);
+        assert_true(len <= REQUEST_MAX);
+        assert_int_equal(buf_append(&b, p, len), 0);
+        free(p);
+        huge_case("48 MiB stdin", VSOCK_MSG_EXEC, &b, &f);
+        assert_int_equal(f.o, OUT_OK);
+        assert_true(f.stall_ms < PROBE_BOUND_MS);
+        assert_healthy(A, A_rss_kb, "48 MiB stdin");
+
+        buf_reset(&b);
+        assert_int_equal(buf_append_str(&b, "{\"command\":\"true\",\"args\":["), 0);
+        for (int i = 0; i < 10000; i++)
+                assert_int_equal(buf_append_str(&b, i ? ",\"arg\"" : "\"arg\""), 0);
+        assert_int_equal(buf_append_str(&b, "]}"), 0);
+        huge_case("10k args", VSOCK_MSG_EXEC, &b, &f);
+        assert_int_equal(f.o, OUT_OK);
+        assert_true(f.stall_ms < PROBE_BOUND_MS);
+        assert_healthy(A, A_rss_kb, "10k args");
+
+        huge_env(4000, 10, &b);
+        huge_case("env with 4k keys", VSOCK_MSG_EXEC, &b, &f);
+        assert_int_equal(f.o, OUT_OK);
+        assert_true(f.stall_ms < PROBE_BOUND_MS);
+        assert_healthy(A, A_rss_kb, "4k env keys");
+        buf_free(&b);
+}
+
+/* An env object with 100k keys, small and filling the frame. */
+static void test_json_huge_env(void **state) {
+        known_bug("exec.c build_env()/env_set() scan the environment for every variable (O(n^2)): 100k env "
+                  "keys (a 1.6 MB request) stall the whole agent for ~36 s");
+        struct buf b = BUF_INIT(0);
+        struct huge_figures f;
+        huge_env(100000, 1, &b);
+        huge_case("env with 100k keys", VSOCK_MSG_EXEC, &b, &f);
+        assert_true(f.o != OUT_TIMEOUT && f.o != OUT_BAD);
+        assert_true(f.stall_ms < PROBE_BOUND_MS);
+        assert_healthy(A, A_rss_kb, "huge env");
+        size_t per_key = (REQUEST_MAX - 64) / 100000 - 12;
+        huge_env(100000, per_key, &b);
+        assert_true(buf_size(&b) <= REQUEST_MAX);
+        huge_case("env with 100k keys filling the frame", VSOCK_MSG_EXEC, &b, &f);
+        assert_true(f.o != OUT_TIMEOUT && f.o != OUT_BAD);
+        assert_true(f.stall_ms < PROBE_BOUND_MS);
+        assert_healthy(A, A_rss_kb, "frame-sized env");
+        buf_free(&b);
+}
+
+/* Many tiny JSON values in one frame: the decoder's tree must not cost
+ * many times the frame. Bound: the frame itself plus three times more. */
+static void test_json_amplification(void **state) {
+        known_bug("a 64 MiB request of tiny JSON values (22M \"\" args, or numbers in an unknown field) makes "
+                  "the agent allocate ~2.8 GB (jansson tree) and stall ~11 s; no element-count limit");
+        struct buf b = BUF_INIT(0);
+        struct huge_figures f;
+        static const struct {
+                const char *what, *pre, *elem, *post;
+        } shapes[] = {
+                { "64 MiB of empty args", "{\"command\":\"true\",\"args\":[\"\"", ",\"\"", "]}" },
+                { "64 MiB of numbers in an unknown field", "{\"command\":\"true\",\"x\":[0", ",0", "]}" },
+                { "64 MiB of empty objects in args", "{\"command\":\"true\",\"args\":[{}", ",{}", "]}" },
+        };
+        for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) {
+                buf_reset(&b);
+                assert_int_equal(buf_append_str(&b, shapes[i].pre), 0);
+                size_t el = strlen(shapes[i].elem);
+                while (buf_size(&b) + el + strlen(shapes[i].post) <= REQUEST_MAX)
+                        assert_int_equal(buf_append(&b, shapes[i].elem, el), 0);
+                assert_int_equal(buf_append_str(&b, shapes[i].post), 0);
+                huge_case(shapes[i].what, VSOCK_MSG_EXEC, &b, &f);
+                assert_true(f.o != OUT_TIMEOUT && f.o != OUT_BAD);
+                assert_true(f.peak_growth_kb < 4L * (REQUEST_MAX / 1024));
+                assert_true(f.stall_ms < PROBE_BOUND_MS);
+                assert_healthy(A, A_rss_kb, shapes[i].what);
+        }
+        buf_free(&b);
+}
+
+/* Freed memory goes back to the system: after big replies (a 16 MiB file,
+ * 16 MiB of batch output) a fresh agent's RSS returns near its baseline
+ * (glibc's dynamic mmap threshold would keep tens of MiB resident). */
+static void test_memory_returned(void **state) {
+        struct agent *b = B = agent_start(NULL, 0);
+        assert_non_null(b);
+        assert_int_equal(agent_warm_up(b), 0);
+        long base = proc_rss_kb(b->pid);
+        char path[160];
+        snprintf(path, sizeof path, "%s/big", b->dir);
+        size_t len = 16u << 20;
+        uint8_t *data = calloc(1, len);
+        assert_non_null(data);
+        FILE *f = fopen(path, "we");
+        assert_non_null(f);
+        assert_int_equal(fwrite(data, 1, len, f), len);
+        fclose(f);
+        free(data);
+        for (int i = 0; i < 3; i++) {
+                struct vsock_call call = VSOCK_CALL_INIT;
+                call.deadline_ns = vsock_deadline_in(BOUND_MS);
+                uint8_t *got;
+                size_t n;
+                assert_int_equal(vsock_read_file_at(b->exec_addr, path, &call, &got, &n), 0);
+                assert_int_equal(n, len);
+                free(got);
+                struct vsock_exec_request req = { .command = "head -c 16000000 /dev/zero" };
+                struct vsock_exec_result res = { 0 };
+                call.deadline_ns = vsock_deadline_in(BOUND_MS);
+                assert_int_equal(vsock_exec_at(b->exec_addr, &req, &call, &res), 0);
+                assert_int_equal(res.stdout_len, 16000000);
+                vsock_exec_result_clear(&res);
+                print_message("round %d: agent RSS %ld kB (baseline %ld kB)\n", i, proc_rss_kb(b->pid), base);
+        }
+        unlink(path);
+        assert_healthy(b, base, "after big replies");
+        B = NULL;
+        assert_int_equal(agent_stop(b, BOUND_MS, NULL), 0);
+}
+
+/* ---- binary frames with wrong lengths, frames out of place ----------------------- */
+
+/* Frames that must be ignored (or rejected) without hurting the session. */
+static void send_junk_frames(vsock_conn *c) {
+        static const struct {
+                uint8_t type;
+                const char *p;
+                size_t n;
+        } junk[] = {
+                { VSOCK_MSG_RESIZE, "\0\x18\0", 3 },
+                { VSOCK_MSG_RESIZE, "", 0 },
+                { VSOCK_MSG_RESIZE, "\0\x18\0\x50\0", 5 },
+                { VSOCK_MSG_RESIZE, "\0", 1 },
+                { VSOCK_MSG_RESIZE, "\0\0\0\0", 4 },          /* 0 x 0 */
+                { VSOCK_MSG_SIGNAL, "", 0 },
+                { VSOCK_MSG_SIGNAL, "\0\x09", 2 },
+                { VSOCK_MSG_SIGNAL, "\x09\x09", 2 },
+                { VSOCK_MSG_SIGNAL, "\0", 1 },
+                { VSOCK_MSG_SIGNAL, "\x41", 1 },              /* 65 */
+                { VSOCK_MSG_SIGNAL, "\xff", 1 },              /* 255 */
+                { VSOCK_MSG_SIGNAL, "\x80", 1 },
+                { VSOCK_MSG_EXEC_RESULT, "{}", 2 },
+                { VSOCK_MSG_STDOUT, "x", 1 },
+                { VSOCK_MSG_READY, "", 0 },
+                { VSOCK_MSG_EXIT, "\0\0\0\0", 4 },
+                { VSOCK_MSG_FILE_RESULT, "{}", 2 },
+                { VSOCK_MSG_PORT_FORWARD, "{\"port\":1}", 10 },
+                { VSOCK_MSG_READ_FILE, "{\"path\":\"/etc/passwd\"}", 22 },
+                { 0, "", 0 },
+                { 18, "abc", 3 },
+                { 255, "\xff\xff", 2 },
+        };
+        for (size_t i = 0; i < sizeof junk / sizeof *junk; i++)
+                assert_int_equal(vsock_write_message(c, junk[i].type, junk[i].p, junk[i].n), 0);
+}
+
+static void test_bad_binary_frames(void **state) {
+        /* TTY: bad Resize/Signal frames and stray types are ignored; the
+         * command then reads its line and exits 0. */
+        vsock_conn *c = dial();
+        struct vsock_exec_request req = { .command = "stty -echo; echo ready; read x; echo got:$x", .rows = 24,
+                                          .cols = 80 };
+        assert_int_equal(send_exec_request(c, VSOCK_MSG_EXEC_TTY, &req), 0);
+        struct reply r;
+        reply_init(&r);
+        read_until(c, &r, "ready");
+        send_junk_frames(c);
+        assert_int_equal(vsock_write_message(c, VSOCK_MSG_STDIN, NULL, 0), 0); /* no EOF on a tty */
+        assert_int_equal(vsock_write_message(c, VSOCK_MSG_STDIN, "hello\r", 6), 0);
+        while (reply_read_one(c, &r) >= 0)
+                ;
+        assert_false(r.bad);
+        assert_true(r.got_exit);
+        assert_int_equal(r.exit_code, 0);
+        assert_true(buf_has(&r.out, "got:hello"));
+        reply_clear(&r);
+        vsock_conn_close(c);
+
+        /* Pipe: the same. */
+        c = dial();
+        req = (struct vsock_exec_request) { .command = "echo ready; read x; echo got:$x" };
+        assert_int_equal(send_exec_request(c, VSOCK_MSG_EXEC_PIPE, &req), 0);
+        reply_init(&r);
+        read_until(c, &r, "ready");
+        send_junk_frames(c);
+        assert_int_equal(vsock_write_message(c, VSOCK_MSG_STDIN, "hello\n", 6), 0);
+        assert_int_equal(vsock_write_message(c, VSOCK_MSG_STDIN, NULL, 0), 0);
+        while (reply_read_one(c, &r) >= 0)
+                ;
+        assert_false(r.bad);
+        assert_true(r.got_exit);
+        assert_int_equal(r.exit_code, 0);
+        assert_true(buf_has(&r.out, "got:hello"));
+        reply_clear(&r);
+        vsock_conn_close(c);
+
+        /* Batch and stream: Stdin/Signal/Resize are not theirs; even a
+         * valid SIGKILL is ignored. */
+        static const uint8_t modes[] = { VSOCK_MSG_EXEC, VSOCK_MSG_EXEC_STREAM };
+        for (size_t m = 0; m < sizeof modes; m++) {
+                c = dial();
+                req = (struct vsock_exec_request) { .command = "read x; echo got:$x",
+                                                    .stdin_data = { (uint8_t *) "hello\n", 6, true } };
+                assert_int_equal(send_exec_request(c, modes[m], &req), 0);
+                send_junk_frames(c);
+                uint8_t kill9 = SIGKILL;
+                assert_int_equal(vsock_write_message(c, VSOCK_MSG_SIGNAL, &kill9, 1), 0);
+                assert_int_equal(vsock_write_message(c, VSOCK_MSG_STDIN, "evil\n", 5), 0);
+                reply_read(c, &r);
+                assert_false(r.bad);
+                assert_true(r.got_result);
+                assert_int_equal(r.exit_code, 0);
+                assert_true(buf_has(&r.out, "got:hello"));
+                reply_clear(&r);
+                vsock_conn_close(c);
+        }
+
+        /* Unknown signal numbers never reach the process group. */
+        c = dial();
+        req = (struct vsock_exec_request) { .command = "trap 'echo SIG' HUP INT QUIT USR1 USR2 TERM ALRM; "
+                                                       "echo ready; read x; echo got:$x" };
+        assert_int_equal(send_exec_request(c, VSOCK_MSG_EXEC_PIPE, &req), 0);
+        reply_init(&r);
+        read_until(c, &r, "ready");
+        for (unsigned s = 65; s < 256; s++) {
+                uint8_t b = (uint8_t) s;
+                assert_int_equal(vsock_write_message(c, VSOCK_MSG_SIGNAL, &b, 1), 0);
+        }
+        assert_int_equal(vsock_write_message(c, VSOCK_MSG_STDIN, "x\n", 2), 0);
+        while (reply_read_one(c, &r) >= 0)
+                ;
+        assert_int_equal(r.exit_code, 0);
+        assert_false(buf_has(&r.out, "SIG"));
+        reply_clear(&r);
+        vsock_conn_close(c);
+        assert_healthy(A, A_rss_kb, "bad binary frames");
+}
+
+/* Frames after the command ended: discarded; the agent closes. */
+static void test_frames_after_end(void **state) {
+        static const uint8_t modes[] = { VSOCK_MSG_EXEC, VSOCK_MSG_EXEC_STREAM, VSOCK_MSG_EXEC_PIPE,
+                                         VSOCK_MSG_EXEC_TTY };
+        for (size_t m = 0; m < sizeof modes; m++) {
+                vsock_conn *c = dial();
+                struct vsock_exec_request req = { .command = "echo bye", .rows = 24, .cols = 80 };
+                assert_int_equal(send_exec_request(c, modes[m], &req), 0);
+                struct reply r;
+                reply_init(&r);
+                while (!r.got_exit && !r.got_result)
+                        assert_int_equal(reply_read_one(c, &r), 0);
+                /* The agent may already have closed: ignore write errors. */
+                uint8_t k = SIGKILL;
+                (void) vsock_write_message(c, VSOCK_MSG_SIGNAL, &k, 1);
+                (void) vsock_write_message(c, VSOCK_MSG_STDIN, "more\n", 5);
+                (void) vsock_write_message(c, VSOCK_MSG_RESIZE, "\0\x10\0\x10", 4);
+                (void) send_exec_request(c, VSOCK_MSG_EXEC, &req);
+                (void) send_header(c, VSOCK_MSG_STDIN, 0xFFFFFFFFu);
+                unsigned before = r.frames;
+                while (reply_read_one(c, &r) >= 0)
+                        ;
+                assert_int_equal(r.frames, before);
+                assert_int_not_equal(vsock_err_kind(r.end), VSOCK_E_TIMEOUT);
+                reply_clear(&r);
+                vsock_conn_close(c);
+        }
+        /* A command that ends while the host floods it with Stdin and never
+         * reads: the session still ends. */
+        uint8_t *chunk = calloc(1, 65536);
+        assert_non_null(chunk);
+        for (int round = 0; round < 2; round++) {
+                vsock_conn *c = dial();
+                vsock_conn_set_deadline(c, vsock_deadline_in(5000));
+                struct vsock_exec_request req = { .command = round ? "head -c 1000 >/dev/null" : "true" };
+                assert_int_equal(send_exec_request(c, VSOCK_MSG_EXEC_PIPE, &req), 0);
+                int rc = 0;
+                for (int i = 0; i < 400 && rc == 0; i++)
+                        rc = vsock_write_message(c, VSOCK_MSG_STDIN, chunk, 65536);
+                vsock_conn_set_deadline(c, vsock_deadline_in(BOUND_MS));
+                struct reply r;
+                reply_read(c, &r);
+                enum outcome o = reply_outcome(&r);
+                print_message("stdin flood after exit (%s): writes %s, %s\n", req.command,
+                              rc == 0 ? "all accepted" : vsock_strerror(rc), outcome_names[o]);
+                assert_true(o == OUT_OK || o == OUT_CLOSED);
+                reply_clear(&r);
+                vsock_conn_close(c);
+        }
+        free(chunk);
+        assert_healthy(A, A_rss_kb, "frames after the end");
+}
+
+/* ---- a second request on the same connection -------------------------------------- */
+
+static void test_second_request(void **state) {
+        /* After the first completed: nothing more is served. */
+        static const uint8_t modes[] = { VSOCK_MSG_EXEC, VSOCK_MSG_EXEC_STREAM, VSOCK_MSG_EXEC_PIPE,
+                                         VSOCK_MSG_EXEC_TTY };
+        for (size_t m = 0; m < sizeof modes; m++) {
+                vsock_conn *c = dial();
+                struct vsock_exec_request req = { .command = "echo one", .rows = 24, .cols = 80 };
+                assert_int_equal(send_exec_request(c, modes[m], &req), 0);
+                struct reply r;
+                reply_init(&r);
+                while (!r.got_exit && !r.got_result)
+                        assert_int_equal(reply_read_one(c, &r), 0);
+                req.command = "echo two";
+                (void) send_exec_request(c, modes[m], &req);
+                while (reply_read_one(c, &r) >= 0)
+                        ;
+                assert_false(r.bad);
+                assert_false(buf_has(&r.out, "two"));
+                assert_int_not_equal(vsock_err_kind(r.end), VSOCK_E_TIMEOUT);
+                reply_clear(&r);
+                vsock_conn_close(c);
+        }
+        /* While the first runs: ignored; exactly one result. */
+        for (size_t m = 0; m < sizeof modes; m++) {
+                vsock_conn *c = dial();
+                bool interactive = modes[m] == VSOCK_MSG_EXEC_PIPE || modes[m] == VSOCK_MSG_EXEC_TTY;
+                struct vsock_exec_request req = {
+                        .command = interactive ? "stty -echo 2>/dev/null; echo ready; read x; echo got:$x"
+                                               : "echo ready; sleep 0.3; echo one",
+                        .rows = 24,
+                        .cols = 80,
+                };
+                assert_int_equal(send_exec_request(c, modes[m], &req), 0);
+                struct reply r;
+                reply_init(&r);
+                if (modes[m] != VSOCK_MSG_EXEC)
+                        read_until(c, &r, "ready");
+                struct vsock_exec_request two = { .command = "echo two", .rows = 24, .cols = 80 };
+                for (size_t k = 0; k < sizeof modes; k++)
+                        assert_int_equal(send_exec_request(c, modes[k], &two), 0);
+                if (interactive)
+                        assert_int_equal(vsock_write_message(c, VSOCK_MSG_STDIN, "x\r\n", 3), 0);
+                while (reply_read_one(c, &r) >= 0)
+                        ;
+                assert_false(r.bad);
+                assert_int_equal(r.got_exit + r.got_result, 1);
+                assert_int_equal(r.exit_code, 0);
+                assert_false(buf_has(&r.out, "two"));
+                reply_clear(&r);
+                vsock_conn_close(c);
+        }
+        /* A file operation followed by another: one FileResult. */
+        char p[160], js[256];
+        snprintf(p, sizeof p, "%s/second", A->dir);
+        int n = snprintf(js, sizeof js, "{\"path\":\"%s\",\"content\":\"QUJD\",\"mode\":420}", p);
+        vsock_conn *c = dial();
+        assert_int_equal(vsock_write_message(c, VSOCK_MSG_WRITE_FILE, js, (size_t) n), 0);
+        n = snprintf(js, sizeof js, "{\"path\":\"%s\"}", p);
+        assert_int_equal(vsock_write_message(c, VSOCK_MSG_READ_FILE, js, (size_t) n), 0);
+        assert_int_equal(vsock_write_message(c, VSOCK_MSG_LIST_FILES, js, (size_t) n), 0);
+        struct reply r;
+        reply_read(c, &r);
+        assert_int_equal(r.frames, 1);
+        assert_true(r.got_file);
+        assert_null(r.error);
+        reply_clear(&r);
+        vsock_conn_close(c);
+        unlink(p);
+        assert_healthy(A, A_rss_kb, "second requests");
+}
+
+/* ---- 10k connections dropped at random points ------------------------------------- */
+
+static uint64_t rng_state;
+
+static uint64_t rng_next(void) {
+        /* xorshift64*: reproducible from the printed seed. */
+        rng_state ^= rng_state >> 12;
+        rng_state ^= rng_state << 25;
+        rng_state ^= rng_state >> 27;
+        return rng_state * 2685821657736338717ull;
+}
+
+static size_t rng_below(size_t n) { return n ? (size_t) (rng_next() % n) : 0; }
+
+/* A valid request (and for streaming modes some input after it) as bytes. */
+static void build_stream(struct buf *b, uint8_t type, const void *json, size_t n) {
+        uint8_t h[VSOCK_FRAME_HEADER_SIZE];
+        vsock_frame_header(h, type, (uint32_t) n);
+        assert_int_equal(buf_append(b, h, sizeof h), 0);
+        assert_int_equal(buf_append(b, json, n), 0);
+}
+
+static void test_random_drops(void **state) {
+        const char *s = getenv("HOSTILE_SEED");
+        uint64_t seed = s ? strtoull(s, NULL, 0) : (uint64_t) vsock_now_ns() ^ ((uint64_t) getpid() << 32);
+        if (!seed)
+                seed = 1;
+        rng_state = seed;
+        print_message("random drops: seed %llu (HOSTILE_SEED=%llu reproduces)\n", (unsigned long long) seed,
+                      (unsigned long long) seed);
+        struct tcp_server *echo;
+        assert_int_equal(tcp_server_start(TCP_ECHO, &echo), 0);
+
+        enum { KINDS = 8 };
+        struct buf reqs[KINDS];
+        char js[512];
+        int n;
+        for (int k = 0; k < KINDS; k++)
+                reqs[k] = BUF_INIT(0);
+        n = snprintf(js, sizeof js, "{\"command\":\"true\"}");
+        build_stream(&reqs[0], VSOCK_MSG_EXEC, js, (size_t) n);
+        n = snprintf(js, sizeof js, "{\"command\":\"echo x; echo y >&2\"}");
+        build_stream(&reqs[1], VSOCK_MSG_EXEC_STREAM, js, (size_t) n);
+        n = snprintf(js, sizeof js, "{\"command\":\"cat\"}");
+        build_stream(&reqs[2], VSOCK_MSG_EXEC_PIPE, js, (size_t) n);
+        build_stream(&reqs[2], VSOCK_MSG_STDIN, "hello\n", 6);
+        build_stream(&reqs[2], VSOCK_MSG_SIGNAL, "\x0f", 1);
+        build_stream(&reqs[2], VSOCK_MSG_STDIN, "", 0);
+        n = snprintf(js, sizeof js, "{\"command\":\"cat\",\"rows\":24,\"cols\":80}");
+        build_stream(&reqs[3], VSOCK_MSG_EXEC_TTY, js, (size_t) n);
+        build_stream(&reqs[3], VSOCK_MSG_RESIZE, "\0\x20\0\x40", 4);
+        build_stream(&reqs[3], VSOCK_MSG_STDIN, "hello\r", 6);
+        n = snprintf(js, sizeof js, "{\"host\":\"127.0.0.1\",\"port\":%u}", tcp_server_port(echo));
+        build_stream(&reqs[4], VSOCK_MSG_PORT_FORWARD, js, (size_t) n);
+        assert_int_equal(buf_append_str(&reqs[4], "raw bytes for the echo server"), 0);
+        n = snprintf(js, sizeof js, "{\"path\":\"%s/drop\",\"content\":\"aGVsbG8K\",\"mode\":420}", A->dir);
+        build_stream(&reqs[5], VSOCK_MSG_WRITE_FILE, js, (size_t) n);
+        n = snprintf(js, sizeof js, "{\"path\":\"/etc/passwd\"}");
+        build_stream(&reqs[6], VSOCK_MSG_READ_FILE, js, (size_t) n);
+        n = snprintf(js, sizeof js, "{\"path\":\"%s\"}", A->dir);
+        build_stream(&reqs[7], VSOCK_MSG_LIST_FILES, js, (size_t) n);
+
+        const int total = 10000, batch = 64;
+        unsigned full = 0, by_kind[KINDS] = { 0 };
+        hwm_reset(A->pid);
+        int64_t t0 = mono_ms();
+        for (int done = 0; done < total; done += batch) {
+                int fds[64];
+                for (int i = 0; i < batch; i++) {
+                        vsock_conn *c = dial();
+                        fds[i] = vsock_conn_release_fd(c);
+                        assert_true(fds[i] >= 0);
+                }
+                /* Each gets a random prefix of a random request, in random
+                 * order; some are half-closed first; then all are dropped
+                 * in another random order. */
+                for (int i = 0; i < batch; i++) {
+                        int k = (int) rng_below(KINDS);
+                        size_t cut = rng_below(buf_size(&reqs[k]) + 1);
+                        by_kind[k]++;
+                        if (cut == buf_size(&reqs[k]))
+                                full++;
+                        size_t off = 0;
+                        while (off < cut) {
+                                ssize_t w = send(fds[i], buf_head(&reqs[k]) + off, cut - off, MSG_NOSIGNAL);
+                                if (w <= 0)
+                                        break;
+                                off += (size_t) w;
+                        }
+                        if (rng_below(4) == 0)
+                                (void) shutdown(fds[i], SHUT_WR);
+                }
+                for (int i = batch - 1; i > 0; i--) {
+                        int j = (int) rng_below((size_t) i + 1);
+                        int t = fds[i];
+                        fds[i] = fds[j];
+                        fds[j] = t;
+                }
+                for (int i = 0; i < batch; i++)
+                        close(fds[i]);
+        }
+        int64_t ms = mono_ms() - t0;
+        print_message("random drops: %d connections in %lld ms (%u complete), by kind:", total, (long long) ms, full);
+        for (int k = 0; k < KINDS; k++)
+                print_message(" %u", by_kind[k]);
+        print_message("; agent peak RSS %ld kB\n", proc_hwm_kb(A->pid));
+        assert_healthy(A, A_rss_kb, "random drops");
+        /* Every forwarded connection was closed on the target side too. */
+        assert_true(tcp_server_wait_idle(echo, 10000));
+        tcp_server_stop(echo);
+        for (int k = 0; k < KINDS; k++)
+                buf_free(&reqs[k]);
+        char p[160];
+        snprintf(p, sizeof p, "%s/drop", A->dir);
+        unlink(p);
+}
+
+/* ---- a host that never reads ------------------------------------------------------- */
+
+static void test_never_reads(void **state) {
+        struct marker mk;
+        marker_new(&mk);
+        char *args[] = { "-c", "1073741824", "/dev/zero" };
+        struct vsock_exec_request req = { .command = "head", .args = args, .n_args = 3, .env = &mk.env, .n_env = 1 };
+        vsock_conn *c = dial();
+        assert_int_equal(send_exec_request(c, VSOCK_MSG_EXEC_STREAM, &req), 0);
+        wait_marker_count(&mk, 1);
+        pid_t pid;
+        assert_int_equal(marker_find(mk.entry, &pid, 1), 1);
+        /* The host does not read for a few seconds. */
+        pause_ms(3000);
+        long rss = proc_rss_kb(A->pid);
+        /* The child is blocked writing into its full pipe. */
+        int64_t end = mono_ms() + BOUND_MS;
+        char st, wchan[64];
+        for (;;) {
+                st = proc_state(pid);
+                proc_wchan(pid, wchan, sizeof wchan);
+                if (st == 'S' && (!wchan[0] || strcmp(wchan, "0") == 0 || strstr(wchan, "pipe")))
+                        break;
+                if (mono_ms() > end)
+                        fail_msg("child %d: state %c, wchan %s (not blocked on its pipe)", (int) pid, st, wchan);
+                pause_ms(10);
+        }
+        print_message("host not reading for 3 s: agent RSS %ld kB (baseline %ld kB), child state %c wchan %s\n", rss,
+                      A_rss_kb, st, wchan[0] ? wchan : "(hidden)");
+        assert_rss_bounded(A, A_rss_kb, "host not reading");
+        /* The host reads a little, then goes away: the child goes too. */
+        struct reply r;
+        reply_init(&r);
+        for (int i = 0; i < 10; i++)
+                assert_int_equal(reply_read_one(c, &r), 0);
+        reply_clear(&r);
+        vsock_conn_close(c);
+        assert_marker_gone(&mk, 3 * GRACE_MS, "host not reading, then gone");
+}
+
+/* ---- out of file descriptors --------------------------------------------------------- */
+
+static void test_out_of_fds(void **state) {
+        const int limit = 64;
+        struct agent *b = B = agent_start(NULL, limit);
+        assert_non_null(b);
+        assert_int_equal(agent_warm_up(b), 0);
+        long base = proc_rss_kb(b->pid);
+        enum { MAXC = 256 };
+        vsock_conn *c[MAXC];
+        /* Open more connections than the agent has fds for; those it
+         * cannot accept wait in the backlog. */
+        int n = 0;
+        while (n < limit + 16)
+                c[n++] = dial_a(b);
+        int64_t end = mono_ms() + BOUND_MS;
+        int prev = -1, fds;
+        while ((fds = count_fds(b->pid)) != prev) {
+                prev = fds;
+                pause_ms(100);
+                assert_true(mono_ms() < end);
+        }
+        /* Every fd the agent could get is a session; the rest wait. */
+        assert_true(fds - b->baseline_fds < n);
+        assert_true(fds >= limit - 1);
+        long hz = sysconf(_SC_CLK_TCK);
+        long t0 = proc_cpu_ticks(b->pid);
+        pause_ms(2000);
+        long t1 = proc_cpu_ticks(b->pid);
+        print_message("out of fds: %d connections, %d accepted (agent holds %d fds, limit %d), "
+                      "agent CPU %ld ms over 2 s\n",
+                      n, fds - b->baseline_fds, count_fds(b->pid), limit, (t1 - t0) * 1000 / hz);
+        /* Backing off, not spinning on the listener. */
+        assert_true((t1 - t0) * 1000 / hz < 500);
+        for (int i = 0; i < n; i++)
+                vsock_conn_close(c[i]);
+        assert_healthy(b, base, "out of fds");
+        B = NULL;
+        assert_int_equal(agent_stop(b, BOUND_MS, NULL), 0);
+}
+
+/* ---- host disconnects at every stage ------------------------------------------------ */
+
+/* Start @cmd with a marker; wait until @procs processes carry it. */
+static vsock_conn *start_marked_a(struct agent *a, uint8_t type, const char *cmd, const struct marker *mk,
+                                  size_t procs) {
+        vsock_conn *c = dial_a(a);
+        struct vsock_exec_request req = { .command = (char *) cmd, .env = (struct vsock_env *) &mk->env, .n_env = 1,
+                                          .rows = 24, .cols = 80 };
+        assert_int_equal(send_exec_request(c, type, &req), 0);
+        wait_marker_count(mk, procs);
+        return c;
+}
+
+static vsock_conn *start_marked(uint8_t type, const char *cmd, const struct marker *mk, size_t procs) {
+        return start_marked_a(A, type, cmd, mk, procs);
+}
+
+static const char *mode_name(uint8_t type) { return vsock_msg_type_name(type); }
+
+static void test_disconnect_exec(void **state) {
+        static const uint8_t modes[] = { VSOCK_MSG_EXEC, VSOCK_MSG_EXEC_STREAM, VSOCK_MSG_EXEC_PIPE,
+                                         VSOCK_MSG_EXEC_TTY };
+        char what[128];
+        for (size_t m = 0; m < sizeof modes; m++) {
+                uint8_t type = modes[m];
+                struct marker mk;
+
+                /* During the request: half of it, then gone. Nothing runs. */
+                marker_new(&mk);
+                struct vsock_exec_request req = { .command = "sleep 1000", .env = &mk.env, .n_env = 1 };
+                uint8_t *p;
+                size_t n;
+                assert_int_equal(vsock_exec_request_encode(&req, &p, &n), 0);
+                vsock_conn *c = dial();
+                assert_int_equal(send_header(c, type, (uint32_t) n), 0);
+                assert_int_equal(vsock_conn_write(c, p, n / 2), 0);
+                free(p);
+                vsock_conn_close(c);
+                assert_clean(A);
+                assert_int_equal(marker_count(&mk), 0);
+
+                /* After the request, before any output. */
+                marker_new(&mk);
+                c = start_marked(type, "sleep 1000 & sleep 1000 & wait", &mk, 3);
+                vsock_conn_close(c);
+                snprintf(what, sizeof what, "%s: gone before output", mode_name(type));
+                assert_marker_gone(&mk, 3 * GRACE_MS, what);
+
+                /* Mid-output. */
+                marker_new(&mk);
+                c = start_marked(type, "sleep 1000 & yes & wait", &mk, 3);
+                if (type != VSOCK_MSG_EXEC) {
+                        struct reply r;
+                        reply_init(&r);
+                        read_until(c, &r, "y");
+                        reply_clear(&r);
+                }
+                vsock_conn_close(c);
+                snprintf(what, sizeof what, "%s: gone mid-output", mode_name(type));
+                assert_marker_gone(&mk, 3 * GRACE_MS, what);
+
+                if (type == VSOCK_MSG_EXEC_PIPE || type == VSOCK_MSG_EXEC_TTY) {
+                        /* During stdin: some frames, then half of one. */
+                        marker_new(&mk);
+                        c = start_marked(type, "sleep 1000 & cat >/dev/null; wait", &mk, 3);
+                        char chunk[4096];
+                        memset(chunk, 'x', sizeof chunk);
+                        for (int i = 0; i < 16; i++)
+                                assert_int_equal(vsock_write_message(c, VSOCK_MSG_STDIN, chunk, sizeof chunk), 0);
+                        assert_int_equal(send_header(c, VSOCK_MSG_STDIN, sizeof chunk), 0);
+                        assert_int_equal(vsock_conn_write(c, chunk, 100), 0);
+                        vsock_conn_close(c);
+                        snprintf(what, sizeof what, "%s: gone during stdin", mode_name(type));
+                        assert_marker_gone(&mk, 3 * GRACE_MS, what);
+
+                        /* Half-closed: the host sent EOF on the connection
+                         * (not an empty Stdin frame) and waits. */
+                        marker_new(&mk);
+                        c = start_marked(type, "sleep 1000 & sleep 1000 & wait", &mk, 3);
+                        assert_int_equal(vsock_conn_shutdown_write(c), 0);
+                        struct reply r;
+                        reply_read(c, &r);
+                        assert_int_not_equal(vsock_err_kind(r.end), VSOCK_E_TIMEOUT);
+                        reply_clear(&r);
+                        vsock_conn_close(c);
+                        snprintf(what, sizeof what, "%s: half-closed", mode_name(type));
+                        assert_marker_gone(&mk, 3 * GRACE_MS, what);
+                }
+                if (type == VSOCK_MSG_EXEC_TTY) {
+                        /* An interactive session with a job in the
+                         * background and a stopped one. */
+                        marker_new(&mk);
+                        c = start_marked(type, "sleep 1000 & sh -c 'kill -STOP $$; sleep 1000' & cat; wait", &mk, 4);
+                        assert_int_equal(vsock_write_message(c, VSOCK_MSG_STDIN, "typed\r", 6), 0);
+                        struct reply r;
+                        reply_init(&r);
+                        read_until(c, &r, "typed");
+                        reply_clear(&r);
+                        vsock_conn_close(c);
+                        assert_marker_gone(&mk, 3 * GRACE_MS, "tty session");
+                }
+                assert_clean(A);
+        }
+        assert_healthy(A, A_rss_kb, "disconnects during exec");
+}
+
+/* Open a forward to @port; returns the raw stream. */
+static vsock_conn *forward_a(struct agent *a, uint16_t port) {
+        vsock_conn *c = dial_a(a);
+        struct vsock_call call = VSOCK_CALL_INIT;
+        call.deadline_ns = vsock_deadline_in(BOUND_MS);
+        int r = vsock_open_port_forward(c, "127.0.0.1", port, &call);
+        if (r < 0)
+                fail_msg("port forward: %s (%s)", vsock_strerror(r), call.remote_error);
+        return c;
+}
+
+static vsock_conn *forward(uint16_t port) { return forward_a(A, port); }
+
+static void test_disconnect_portfwd(void **state) {
+        struct tcp_server *echo, *flood;
+        assert_int_equal(tcp_server_start(TCP_ECHO, &echo), 0);
+        assert_int_equal(tcp_server_start(TCP_FLOOD, &flood), 0);
+        char js[128];
+
+        /* Gone right after the request (by name: during resolution), and
+         * after half of it. */
+        for (int i = 0; i < 20; i++) {
+                vsock_conn *c = dial();
+                int n = snprintf(js, sizeof js, "{\"host\":\"%s\",\"port\":%u}", i % 2 ? "localhost" : "127.0.0.1",
+                                 tcp_server_port(echo));
+                if (i % 4 == 3) {
+                        assert_int_equal(send_header(c, VSOCK_MSG_PORT_FORWARD, (uint32_t) n), 0);
+                        assert_int_equal(vsock_conn_write(c, js, (size_t) n / 2), 0);
+                } else
+                        assert_int_equal(vsock_write_message(c, VSOCK_MSG_PORT_FORWARD, js, (size_t) n), 0);
+                vsock_conn_close(c);
+        }
+        assert_clean(A);
+        assert_true(tcp_server_wait_idle(echo, BOUND_MS));
+
+        /* Mid-proxy, with traffic both ways. */
+        uint8_t *data = malloc(1u << 20);
+        assert_non_null(data);
+        memset(data, 'e', 1u << 20);
+        for (int i = 0; i < 5; i++) {
+                vsock_conn *c = forward(tcp_server_port(echo));
+                assert_int_equal(vsock_conn_write(c, data, 256u * 1024), 0);
+                size_t got = 0;
+                while (got < 64u * 1024) {
+                        ssize_t r = vsock_conn_read(c, data, 64u * 1024);
+                        assert_true(r > 0);
+                        got += (size_t) r;
+                }
+                memset(data, 'e', 1u << 20);
+                if (i % 2)
+                        (void) vsock_conn_shutdown_write(c);
+                vsock_conn_close(c);
+        }
+        assert_clean(A);
+        assert_true(tcp_server_wait_idle(echo, BOUND_MS));
+
+        /* The target floods, the host never reads, then goes away. */
+        vsock_conn *c = forward(tcp_server_port(flood));
+        pause_ms(1000); /* let the flood fill every buffer */
+        long rss = proc_rss_kb(A->pid);
+        print_message("port forward from a flooding target, host not reading: agent RSS %ld kB\n", rss);
+        assert_rss_bounded(A, A_rss_kb, "host not reading a forward");
+        vsock_conn_close(c);
+        assert_clean(A);
+        assert_true(tcp_server_wait_idle(flood, BOUND_MS));
+
+        free(data);
+        tcp_server_stop(echo);
+        tcp_server_stop(flood);
+        assert_healthy(A, A_rss_kb, "disconnects during port forwarding");
+}
+
+/* Write @data (cyclically) without blocking until the peer has stopped
+ * taking bytes for a second. Returns the bytes written. */
+static size_t write_until_blocked(int fd, const uint8_t *data, size_t len) {
+        size_t sent = 0, off = 0;
+        for (;;) {
+                ssize_t w = send(fd, data + off, len - off, MSG_DONTWAIT | MSG_NOSIGNAL);
+                if (w > 0) {
+                        sent += (size_t) w;
+                        off = (off + (size_t) w) % len;
+                        assert_true(sent < (size_t) 1 << 30);
+                        continue;
+                }
+                assert_true(w < 0 && errno == EAGAIN);
+                struct pollfd pf = { .fd = fd, .events = POLLOUT };
+                if (poll(&pf, 1, 1000) == 0)
+                        return sent; /* blocked for a second: the agent stopped reading */
+        }
+}
+
+/* The host goes away while the agent has stopped reading it (its input is
+ * queued toward a command or a target that does not read). */
+static void test_disconnect_paused_input(void **state) {
+        known_bug("a host hang-up is not noticed while the session's input is paused (session.c "
+                  "session_update_events drops the fd from epoll): the command / forward lives on");
+        /* Stdin frames to a command that never reads them. */
+        enum { CHUNK = 65536, FRAMES = 16 };
+        uint8_t *frames = malloc((size_t) FRAMES * (CHUNK + VSOCK_FRAME_HEADER_SIZE));
+        assert_non_null(frames);
+        size_t len = 0;
+        for (int i = 0; i < FRAMES; i++) {
+                vsock_frame_header(frames + len, VSOCK_MSG_STDIN, CHUNK);
+                memset(frames + len + VSOCK_FRAME_HEADER_SIZE, 'i', CHUNK);
+                len += VSOCK_FRAME_HEADER_SIZE + CHUNK;
+        }
+        static const uint8_t modes[] = { VSOCK_MSG_EXEC_PIPE, VSOCK_MSG_EXEC_TTY };
+        for (size_t m = 0; m < sizeof modes; m++) {
+                struct marker mk;
+                marker_new(&mk);
+                vsock_conn *c = start_marked(modes[m], "sleep 1000 & sleep 1000 & wait", &mk, 3);
+                size_t sent = write_until_blocked(vsock_conn_fd(c), frames, len);
+                print_message("%s, command not reading stdin: host wrote %zu kB before blocking; agent RSS %ld kB\n",
+                              mode_name(modes[m]), sent / 1024, proc_rss_kb(A->pid));
+                assert_rss_bounded(A, A_rss_kb, "stdin not read");
+                vsock_conn_close(c);
+                assert_marker_gone(&mk, 3 * GRACE_MS, "host gone while its stdin was held back");
+                assert_clean(A);
+        }
+
+        /* A forward whose target never reads. */
+        struct tcp_server *sink;
+        assert_int_equal(tcp_server_start(TCP_SINK, &sink), 0);
+        vsock_conn *c = forward(tcp_server_port(sink));
+        size_t sent = write_until_blocked(vsock_conn_fd(c), frames, len);
+        print_message("port forward to a target that never reads: host wrote %zu kB before blocking; agent RSS %ld kB\n",
+                      sent / 1024, proc_rss_kb(A->pid));
+        assert_rss_bounded(A, A_rss_kb, "target not reading");
+        vsock_conn_close(c);
+        assert_clean(A);
+        assert_true(tcp_server_wait_idle(sink, BOUND_MS));
+        tcp_server_stop(sink);
+        free(frames);
+}
+
+static size_t count_temp_files(const char *dir) {
+        DIR *d = opendir(dir);
+        assert_non_null(d);
+        size_t n = 0;
+        struct dirent *de;
+        while ((de = readdir(d)))
+                if (strncmp(de->d_name, ".vsock-agent-write-", 19) == 0)
+                        n++;
+        closedir(d);
+        return n;
+}
+
+static void test_disconnect_files(void **state) {
+        char path[160];
+        snprintf(path, sizeof path, "%s/big", A->dir);
+        size_t len = 8u << 20;
+        uint8_t *data = malloc(len);
+        assert_non_null(data);
+        memset(data, 'f', len);
+        struct vsock_write_file_request wr = { .path = path, .content = { data, len, true }, .mode = 0644 };
+        uint8_t *p;
+        size_t n;
+        assert_int_equal(vsock_write_file_request_encode(&wr, &p, &n), 0);
+
+        /* During the write request: half of it, then gone. */
+        for (int i = 0; i < 3; i++) {
+                vsock_conn *c = dial();
+                assert_int_equal(send_header(c, VSOCK_MSG_WRITE_FILE, (uint32_t) n), 0);
+                assert_int_equal(vsock_conn_write(c, p, n / (size_t) (2 + i)), 0);
+                vsock_conn_close(c);
+        }
+        assert_clean(A);
+        struct stat st;
+        assert_int_equal(stat(path, &st), -1);
+        assert_int_equal(count_temp_files(A->dir), 0);
+
+        /* The whole request, then gone at once (the write runs on). */
+        for (int i = 0; i < 3; i++) {
+                vsock_conn *c = dial();
+                assert_int_equal(vsock_write_message(c, VSOCK_MSG_WRITE_FILE, p, n), 0);
+                vsock_conn_close(c);
+        }
+        assert_clean(A);
+        /* The worker may still be finishing the last write. */
+        int64_t end = mono_ms() + BOUND_MS;
+        while (count_temp_files(A->dir) > 0 && mono_ms() < end)
+                pause_ms(10);
+        assert_int_equal(count_temp_files(A->dir), 0);
+        free(p);
+
+        /* Reading a big file and listing a big directory, gone before the
+         * reply. */
+        FILE *f = fopen(path, "we");
+        assert_non_null(f);
+        assert_int_equal(fwrite(data, 1, len, f), len);
+        fclose(f);
+        char sub[192];
+        snprintf(sub, sizeof sub, "%s/many", A->dir);
+        assert_int_equal(mkdir(sub, 0755), 0);
+        for (int i = 0; i < 3000; i++) {
+                char fp[256];
+                snprintf(fp, sizeof fp, "%s/entry-with-a-long-name-%05d", sub, i);
+                int fd = open(fp, O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
+                assert_true(fd >= 0);
+                close(fd);
+        }
+        struct vsock_path_request pr = { .path = path };
+        for (int i = 0; i < 6; i++) {
+                pr.path = i % 2 ? sub : path;
+                assert_int_equal(vsock_path_request_encode(&pr, &p, &n), 0);
+                vsock_conn *c = dial();
+                assert_int_equal(vsock_write_message(c, i % 2 ? VSOCK_MSG_LIST_FILES : VSOCK_MSG_READ_FILE, p, n), 0);
+                free(p);
+                if (i >= 4) {
+                        /* Read the start of the reply, then go. */
+                        uint8_t hdr[5];
+                        assert_int_equal(vsock_conn_read_full(c, hdr, 5, NULL), 0);
+                }
+                vsock_conn_close(c);
+        }
+        assert_clean(A);
+        for (int i = 0; i < 3000; i++) {
+                char fp[256];
+                snprintf(fp, sizeof fp, "%s/entry-with-a-long-name-%05d", sub, i);
+                unlink(fp);
+        }
+        rmdir(sub);
+        unlink(path);
+        free(data);
+        assert_healthy(A, A_rss_kb, "disconnects during file operations");
+}
+
+/* A command that ignores SIGTERM (and SIGHUP) gets SIGKILL after the grace. */
+static void test_sigterm_ignored(void **state) {
+        static const uint8_t modes[] = { VSOCK_MSG_EXEC_PIPE, VSOCK_MSG_EXEC };
+        for (size_t m = 0; m < sizeof modes; m++) {
+                struct marker mk;
+                marker_new(&mk);
+                vsock_conn *c = start_marked(modes[m], "trap '' TERM HUP; sleep 1000 & sleep 1000 & wait", &mk, 3);
+                int64_t t0 = mono_ms();
+                vsock_conn_close(c);
+                pause_ms(1000);
+                size_t alive = marker_count(&mk);
+                assert_marker_gone(&mk, 3 * GRACE_MS, "SIGTERM ignored");
+                print_message("%s: SIGTERM ignored: %zu of 3 still alive after 1 s, all gone after %lld ms\n",
+                              mode_name(modes[m]), alive, (long long) (mono_ms() - t0));
+                assert_int_equal(alive, 3);
+        }
+}
+
+/* A command that starts a daemon (setsid, double fork) and exits: the
+ * request completes promptly even if the daemon keeps the output open. */
+static void test_daemon(void **state) {
+        static const char *cmds[] = {
+                "setsid sh -c 'sleep 1000 </dev/null >/dev/null 2>&1 &' </dev/null >/dev/null 2>&1 & echo parent",
+                "setsid sh -c 'sleep 1000 & echo daemon' & echo parent",
+                "(setsid sleep 1000 &) ; echo parent",
+        };
+        static const uint8_t modes[] = { VSOCK_MSG_EXEC, VSOCK_MSG_EXEC_STREAM, VSOCK_MSG_EXEC_PIPE,
+                                         VSOCK_MSG_EXEC_TTY };
+        for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++)
+                for (size_t m = 0; m < sizeof modes; m++) {
+                        struct marker mk;
+                        marker_new(&mk);
+                        vsock_conn *c = dial();
+                        struct vsock_exec_request req = { .command = (char *) cmds[i], .env = &mk.env, .n_env = 1,
+                                                          .rows = 24, .cols = 80 };
+                        int64_t t0 = mono_ms();
+                        assert_int_equal(send_exec_request(c, modes[m], &req), 0);
+                        struct reply r;
+                        reply_read(c, &r);
+                        int64_t ms = mono_ms() - t0;
+                        vsock_conn_close(c);
+                        if (!(r.got_exit || r.got_result) || r.exit_code != 0 || !buf_has(&r.out, "parent"))
+                                fail_msg("daemon %zu, %s: %s, exit %lld", i, mode_name(modes[m]),
+                                         outcome_names[reply_outcome(&r)], (long long) r.exit_code);
+                        reply_clear(&r);
+                        print_message("daemon %zu, %s: completed in %lld ms\n", i, mode_name(modes[m]), (long long) ms);
+                        assert_true(ms < 10000);
+                        assert_clean(A);
+                        /* The daemon left the group on purpose; not the
+                         * agent's to kill (a TTY hangup may have, though). */
+                        marker_kill(mk.entry, false);
+                        assert_true(marker_wait_gone(mk.entry, BOUND_MS));
+                }
+}
+
+/* SIGTERM to the agent with sessions of every kind running: children are
+ * terminated and reaped, and the agent exits 0 within the grace. */
+static void test_agent_sigterm(void **state) {
+        for (int round = 0; round < 2; round++) {
+                struct agent *b = B = agent_start(NULL, 0);
+                assert_non_null(b);
+                struct marker mk;
+                marker_new(&mk);
+                static const uint8_t modes[] = { VSOCK_MSG_EXEC, VSOCK_MSG_EXEC_STREAM, VSOCK_MSG_EXEC_PIPE,
+                                                 VSOCK_MSG_EXEC_TTY };
+                vsock_conn *c[12];
+                int n = 0;
+                const char *cmd = round ? "trap '' TERM HUP; sleep 1000 & sleep 1000 & wait"
+                                        : "sleep 1000 & sleep 1000 & wait";
+                for (size_t m = 0; m < sizeof modes; m++)
+                        c[n++] = start_marked_a(b, modes[m], cmd, &mk, 3 * (m + 1));
+                /* An idle connection, a partial request, a forward. */
+                c[n++] = dial_a(b);
+                c[n] = dial_a(b);
+                assert_int_equal(send_header(c[n++], VSOCK_MSG_EXEC, 100), 0);
+                struct tcp_server *echo;
+                assert_int_equal(tcp_server_start(TCP_ECHO, &echo), 0);
+                c[n++] = forward_a(b, tcp_server_port(echo));
+                int64_t t0 = mono_ms();
+                int st = 0;
+                B = NULL;
+                int r = agent_stop(b, round ? GRACE_MS + 3000 : GRACE_MS, &st);
+                int64_t ms = mono_ms() - t0;
+                print_message("agent SIGTERM with %d connections (%s children): exit status %d after %lld ms\n", n,
+                              round ? "SIGTERM-ignoring" : "ordinary", WIFEXITED(st) ? WEXITSTATUS(st) : -1,
+                              (long long) ms);
+                assert_int_equal(r, 0);
+                assert_true(marker_wait_gone(mk.entry, 1000));
+                /* Every connection was closed; exec sessions got their
+                 * Exit/ExecResult first. */
+                for (int i = 0; i < n; i++) {
+                        struct reply rp;
+                        reply_read(c[i], &rp);
+                        assert_int_not_equal(vsock_err_kind(rp.end), VSOCK_E_TIMEOUT);
+                        if (i < (int) sizeof modes)
+                                assert_true(rp.got_exit || rp.got_result);
+                        reply_clear(&rp);
+                        vsock_conn_close(c[i]);
+                }
+                assert_true(tcp_server_wait_idle(echo, BOUND_MS));
+                tcp_server_stop(echo);
+        }
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test_teardown(test_frame_lengths, test_teardown),
+                cmocka_unit_test_teardown(test_truncated_close, test_teardown),
+                cmocka_unit_test_teardown(test_truncated_silence, test_teardown),
+                cmocka_unit_test_teardown(test_unknown_first_type, test_teardown),
+                cmocka_unit_test_teardown(test_json_malformed, test_teardown),
+                cmocka_unit_test_teardown(test_json_deep, test_teardown),
+                cmocka_unit_test_teardown(test_json_huge, test_teardown),
+                cmocka_unit_test_teardown(test_json_huge_env, test_teardown),
+                cmocka_unit_test_teardown(test_json_amplification, test_teardown),
+                cmocka_unit_test_teardown(test_memory_returned, test_teardown),
+                cmocka_unit_test_teardown(test_bad_binary_frames, test_teardown),
+                cmocka_unit_test_teardown(test_frames_after_end, test_teardown),
+                cmocka_unit_test_teardown(test_second_request, test_teardown),
+                cmocka_unit_test_teardown(test_random_drops, test_teardown),
+                cmocka_unit_test_teardown(test_never_reads, test_teardown),
+                cmocka_unit_test_teardown(test_out_of_fds, test_teardown),
+                cmocka_unit_test_teardown(test_disconnect_exec, test_teardown),
+                cmocka_unit_test_teardown(test_disconnect_portfwd, test_teardown),
+                cmocka_unit_test_teardown(test_disconnect_paused_input, test_teardown),
+                cmocka_unit_test_teardown(test_disconnect_files, test_teardown),
+                cmocka_unit_test_teardown(test_sigterm_ignored, test_teardown),
+                cmocka_unit_test_teardown(test_daemon, test_teardown),
+                cmocka_unit_test_teardown(test_agent_sigterm, test_teardown),
+        };
+        /* HOSTILE_ONLY / HOSTILE_SKIP=test_name (a glob) select a subset. */
+        if (getenv("HOSTILE_ONLY"))
+                cmocka_set_test_filter(getenv("HOSTILE_ONLY"));
+        if (getenv("HOSTILE_SKIP"))
+                cmocka_set_skip_filter(getenv("HOSTILE_SKIP"));
+        return cmocka_run_group_tests_name("hostile", tests, group_setup, group_teardown);
+}
