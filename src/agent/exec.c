@@ -482,93 +482,178 @@ static void strv_wipe_free(struct strv *s) {
         s->n = 0;
 }
 
-/* Set KEY=VALUE, replacing an earlier KEY. */
-static int env_set(struct strv *env, const char *key, const char *value) {
-        size_t klen = strlen(key);
-        char *entry;
-        if (asprintf(&entry, "%s=%s", key, value) < 0)
-                return -ENOMEM;
-        for (size_t i = 0; i < env->n; i++)
-                if (strncmp(env->v[i], key, klen) == 0 && env->v[i][klen] == '=') {
-                        explicit_bzero(env->v[i], strlen(env->v[i]));
-                        free(env->v[i]);
-                        env->v[i] = entry;
-                        return 0;
-                }
-        char **nv = realloc(env->v, (env->n + 2) * sizeof *nv);
-        if (!nv) {
-                free(entry);
-                return -ENOMEM;
+/* execve() fails with E2BIG past ARG_MAX (a quarter of the stack limit,
+ * 2 MiB by default): refuse earlier, with a clear reply, before building
+ * anything that large. */
+#define EXEC_ARGS_MAX (2u << 20)
+
+/* One KEY=VALUE candidate; the key is not NUL-terminated (environ). */
+struct env_item {
+        const char *key;
+        size_t klen;
+        const char *value;
+        size_t seq;             /* later wins among equal keys */
+};
+
+static int key_cmp(const char *a, size_t alen, const char *b, size_t blen) {
+        int c = memcmp(a, b, alen < blen ? alen : blen);
+        if (c != 0)
+                return c;
+        return alen < blen ? -1 : alen > blen;
+}
+
+static int env_item_cmp(const void *x, const void *y) {
+        const struct env_item *a = x, *b = y;
+        int c = key_cmp(a->key, a->klen, b->key, b->klen);
+        if (c != 0)
+                return c;
+        return a->seq < b->seq ? -1 : a->seq > b->seq;
+}
+
+static int strv_push(struct strv *env, size_t *cap, const char *key, size_t klen, const char *value) {
+        if (env->n + 2 > *cap) {
+                size_t nc = *cap ? *cap * 2 : 64;
+                char **nv = realloc(env->v, nc * sizeof *nv);
+                if (!nv)
+                        return -ENOMEM;
+                env->v = nv;
+                *cap = nc;
         }
-        env->v = nv;
+        size_t vlen = strlen(value);
+        char *entry = malloc(klen + vlen + 2);
+        if (!entry)
+                return -ENOMEM;
+        memcpy(entry, key, klen);
+        entry[klen] = '=';
+        memcpy(entry + klen + 1, value, vlen + 1);
         env->v[env->n++] = entry;
         env->v[env->n] = NULL;
         return 0;
 }
 
-static bool env_has(const struct strv *env, const char *key) {
-        size_t klen = strlen(key);
-        for (size_t i = 0; i < env->n; i++)
-                if (strncmp(env->v[i], key, klen) == 0 && env->v[i][klen] == '=')
-                        return true;
-        return false;
+/* Sort @items (stable by seq) and keep the last of each key, in place.
+ * Returns the new count. */
+static size_t env_items_unique(struct env_item *items, size_t n) {
+        qsort(items, n, sizeof *items, env_item_cmp);
+        size_t out = 0;
+        for (size_t i = 0; i < n; i++) {
+                if (out > 0 && key_cmp(items[out - 1].key, items[out - 1].klen, items[i].key, items[i].klen) == 0)
+                        items[out - 1] = items[i];
+                else
+                        items[out++] = items[i];
+        }
+        return out;
 }
 
 extern char **environ;
 
 /* The agent's environment, then the user's identity, then the request's
- * variables (which win), then defaults for what is still missing. */
+ * variables (which win), then defaults for what is still missing. Built
+ * by merging two sorted lists: requests may carry 100k variables. */
 static int build_env(const struct vsock_exec_request *r, const struct user_spec *u, bool tty, struct strv *ret,
                      const char **ret_why) {
+        _cleanup_free_ struct env_item *base = NULL, *req = NULL;
         struct strv env = { 0 };
+        size_t cap = 0, n_base = 0, n_environ = 0, total = 0;
         int rc = 0;
-        for (char **p = environ; p && *p && rc >= 0; p++) {
+
+        /* Size first: refuse what execve() would refuse anyway. */
+        total += strlen(r->command ? r->command : "") + 64; /* and "/bin/sh", "-c" */
+        for (size_t i = 0; i < r->n_args && total <= EXEC_ARGS_MAX; i++)
+                total += strlen(r->args[i]) + 1 + sizeof(char *);
+        for (size_t i = 0; i < r->n_env && total <= EXEC_ARGS_MAX; i++)
+                total += strlen(r->env[i].key) + (r->env[i].value ? strlen(r->env[i].value) : 0) + 2 +
+                         sizeof(char *);
+        for (char **p = environ; p && *p; p++)
+                n_environ++;
+        if (total > EXEC_ARGS_MAX) {
+                *ret_why = "request too large: arguments and environment exceed 2 MiB";
+                return -E2BIG;
+        }
+
+        base = calloc(n_environ + 4, sizeof *base);
+        if (!base) {
+                *ret_why = "out of memory";
+                return -ENOMEM;
+        }
+        for (char **p = environ; p && *p; p++) {
                 const char *eq = strchr(*p, '=');
-                if (!eq || eq == *p)
+                if (!eq || eq == *p || (size_t) (eq - *p) >= 256)
                         continue;
-                char key[256];
-                size_t klen = (size_t) (eq - *p);
-                if (klen >= sizeof key)
-                        continue;
-                memcpy(key, *p, klen);
-                key[klen] = '\0';
-                rc = env_set(&env, key, eq + 1);
+                base[n_base] = (struct env_item) { *p, (size_t) (eq - *p), eq + 1, n_base };
+                n_base++;
         }
-        if (rc >= 0 && u) {
-                rc = env_set(&env, "HOME", u->home ? u->home : "/");
-                if (rc >= 0)
-                        rc = env_set(&env, "USER", u->name);
-                if (rc >= 0)
-                        rc = env_set(&env, "LOGNAME", u->name);
+        if (u) {
+                base[n_base] = (struct env_item) { "HOME", 4, u->home ? u->home : "/", n_base };
+                n_base++;
+                base[n_base] = (struct env_item) { "USER", 4, u->name, n_base };
+                n_base++;
+                base[n_base] = (struct env_item) { "LOGNAME", 7, u->name, n_base };
+                n_base++;
         }
-        if (rc >= 0 && tty) {
-                bool has_term = false;
-                for (size_t i = 0; i < r->n_env; i++)
-                        if (strcmp(r->env[i].key, "TERM") == 0)
-                                has_term = true;
-                if (!has_term)
-                        rc = env_set(&env, "TERM", "xterm-256color");
-        }
-        for (size_t i = 0; i < r->n_env && rc >= 0; i++) {
-                const char *k = r->env[i].key;
+        bool has_term = false;
+        for (size_t k_i = 0; k_i < r->n_env; k_i++) {
+                const char *k = r->env[k_i].key;
                 if (!k[0] || strchr(k, '=')) {
                         *ret_why = "invalid environment variable name";
-                        rc = -EINVAL;
-                        break;
+                        return -EINVAL;
                 }
-                rc = env_set(&env, k, r->env[i].value ? r->env[i].value : "");
+                if (strcmp(k, "TERM") == 0)
+                        has_term = true;
         }
-        if (rc >= 0 && !env_has(&env, "PATH"))
-                rc = env_set(&env, "PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
-        if (rc >= 0 && env.n == 0) {
-                env.v = calloc(1, sizeof *env.v);
-                if (!env.v)
-                        rc = -ENOMEM;
+        if (tty && !has_term) {
+                base[n_base] = (struct env_item) { "TERM", 4, "xterm-256color", n_base };
+                n_base++;
         }
+        n_base = env_items_unique(base, n_base);
+
+        /* The decoder hands the request's variables sorted and unique;
+         * sort a copy only if some other caller did not. */
+        size_t n_req = r->n_env;
+        if (n_req > 0) {
+                req = calloc(n_req, sizeof *req);
+                if (!req) {
+                        *ret_why = "out of memory";
+                        return -ENOMEM;
+                }
+        }
+        bool sorted = true;
+        for (size_t i = 0; i < n_req; i++) {
+                const struct vsock_env *v = &r->env[i];
+                req[i] = (struct env_item) { v->key, strlen(v->key), v->value ? v->value : "", i };
+                if (i > 0 && key_cmp(req[i - 1].key, req[i - 1].klen, req[i].key, req[i].klen) >= 0)
+                        sorted = false;
+        }
+        if (!sorted)
+                n_req = env_items_unique(req, n_req);
+
+        bool has_path = false;
+        size_t i = 0, j = 0;
+        while (rc >= 0 && (i < n_base || j < n_req)) {
+                const struct env_item *pick;
+                if (j >= n_req)
+                        pick = &base[i++];
+                else if (i >= n_base)
+                        pick = &req[j++];
+                else {
+                        int c = key_cmp(base[i].key, base[i].klen, req[j].key, req[j].klen);
+                        if (c < 0)
+                                pick = &base[i++];
+                        else {
+                                if (c == 0)
+                                        i++; /* the request wins */
+                                pick = &req[j++];
+                        }
+                }
+                if (pick->klen == 4 && memcmp(pick->key, "PATH", 4) == 0)
+                        has_path = true;
+                rc = strv_push(&env, &cap, pick->key, pick->klen, pick->value);
+        }
+        if (rc >= 0 && !has_path)
+                rc = strv_push(&env, &cap, "PATH", 4, "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
         if (rc < 0) {
                 strv_wipe_free(&env);
-                if (rc == -ENOMEM)
-                        *ret_why = "out of memory";
+                *ret_why = "out of memory";
                 return rc;
         }
         *ret = env;

@@ -63,21 +63,30 @@ static void drop_fetched(struct watcher *w) {
                         w->loop->batch[i].data.ptr = NULL;
 }
 
+int watcher_set_keep(struct watcher *w, uint32_t events) {
+        if (!w->loop || w->fd < 0 || (w->in_set && events == w->events))
+                return 0;
+        struct epoll_event ev = { .events = events, .data.ptr = w };
+        if (epoll_ctl(w->loop->epfd, w->in_set ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, w->fd, &ev) < 0)
+                return -errno;
+        w->in_set = true;
+        w->events = events;
+        return 0;
+}
+
 int watcher_set(struct watcher *w, uint32_t events) {
-        if (!w->loop || w->fd < 0 || events == w->events)
+        if (!w->loop || w->fd < 0)
                 return 0;
         if (events == 0) {
-                (void) epoll_ctl(w->loop->epfd, EPOLL_CTL_DEL, w->fd, NULL);
+                if (w->in_set)
+                        (void) epoll_ctl(w->loop->epfd, EPOLL_CTL_DEL, w->fd, NULL);
+                w->in_set = false;
                 w->events = 0;
                 /* The owner asked for silence: drop events already fetched. */
                 drop_fetched(w);
                 return 0;
         }
-        struct epoll_event ev = { .events = events, .data.ptr = w };
-        if (epoll_ctl(w->loop->epfd, w->events ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, w->fd, &ev) < 0)
-                return -errno;
-        w->events = events;
-        return 0;
+        return watcher_set_keep(w, events);
 }
 
 void watcher_stop(struct watcher *w) {
@@ -225,7 +234,7 @@ int loop_run(struct loop *l) {
                 l->n_batch = n;
                 for (int i = 0; i < n; i++) {
                         struct watcher *w = evs[i].data.ptr;
-                        if (!w || w->fd < 0 || w->events == 0)
+                        if (!w || w->fd < 0 || !w->in_set)
                                 continue;
                         /* Interest may have shrunk earlier in this pass. */
                         uint32_t re = evs[i].events & (w->events | EPOLLHUP | EPOLLERR);

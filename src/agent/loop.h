@@ -20,7 +20,8 @@ typedef void (*defer_fn)(void *userdata);
 /* Embed in the owning object; recover it with container_of. */
 struct watcher {
         int fd;
-        uint32_t events;        /* current interest; 0 = not in the epoll set */
+        uint32_t events;        /* current interest */
+        bool in_set;            /* in the epoll set (possibly with no interest) */
         watcher_fn cb;
         struct loop *loop;
 };
@@ -43,6 +44,12 @@ void watcher_init(struct watcher *w, struct loop *l, int fd, watcher_fn cb);
  * EPOLLHUP/EPOLLERR are reported even for an empty mask: a paused source
  * that hung up would otherwise wake the loop forever. */
 int watcher_set(struct watcher *w, uint32_t events);
+/* Like watcher_set(), but the fd stays in the epoll set even with an
+ * empty mask, so that EPOLLHUP/EPOLLERR are still reported (a paused
+ * connection must notice its peer leaving). The callback must then stop
+ * the watcher or drop it to watcher_set(w, 0) on a hang-up: it is level
+ * triggered. Returns 0 or -errno. */
+int watcher_set_keep(struct watcher *w, uint32_t events);
 /* Remove from the epoll set and forget the fd (call before close()).
  * Idempotent; events already fetched for it in this pass are dropped. */
 void watcher_stop(struct watcher *w);

@@ -165,6 +165,12 @@ static void post_pass(void *userdata) {
         struct main_state *m = userdata;
         if (m->init_mode)
                 init_reap_orphans(own_pid, NULL);
+        /* After a burst, hand the freed heap back: glibc keeps it (and its
+         * arenas' tops) otherwise. Once per burst, not on every pass. */
+        static size_t prev_sessions;
+        if (prev_sessions > 0 && m->agent.n_sessions == 0)
+                (void) malloc_trim(0);
+        prev_sessions = m->agent.n_sessions;
         if (m->agent.shutting_down && m->agent.n_sessions == 0 && child_count() == 0)
                 loop_quit(m->agent.loop);
 }
@@ -268,6 +274,9 @@ static int agent_main(int argc, char **argv) {
         /* Init mode hook: with --init, mount the basics here, before
          * anything else touches /proc or /dev. */
 
+        /* Before we ignore anything ourselves: what we inherited ignored. */
+        spawn_init();
+
         /* Writes to a vanished peer must fail with EPIPE, not kill us. */
         signal(SIGPIPE, SIG_IGN);
         sigaddset(&a->changed_signals, SIGPIPE);
@@ -367,11 +376,15 @@ static int agent_main(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
-        /* A fixed threshold: glibc would raise it to the largest block
+        /* Fixed thresholds: glibc would raise them to the largest block
          * freed (a 15 MiB file read), after which big replies come from the
-         * heap and stay resident. Blocks from 256 KiB go back to the kernel
-         * when freed. */
+         * heap and stay resident. Blocks from 1 MiB (file data, big
+         * frames) go back to the kernel when freed; send queues (<= 512
+         * KiB, freed whenever they drain) stay on the heap, and the heap
+         * keeps up to 2 MiB free at its top so that streaming does not
+         * shrink and regrow it (brk + page faults) on every drain. */
         (void) mallopt(M_MMAP_THRESHOLD, 1024 * 1024);
+        (void) mallopt(M_TRIM_THRESHOLD, 2 * 1024 * 1024);
         /* Started as PID 1 (init=/sbin/vsock-agent) means init mode. */
         bool init = getpid() == 1;
         for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)

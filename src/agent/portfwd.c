@@ -218,7 +218,17 @@ static void pf_input_eof(void *op) {
         pf_maybe_done(pf);
 }
 
-static void pf_conn_lost(void *op) { pf_end(op); }
+static void pf_conn_lost(void *op) {
+        struct pf *pf = op;
+        /* The host is gone: bytes still queued toward the target cannot
+         * matter any more, and behind them a FIN would wait forever on a
+         * target that never reads. Reset instead. */
+        if (pf->w.fd >= 0) {
+                struct linger l = { .l_onoff = 1, .l_linger = 0 };
+                (void) setsockopt(pf->w.fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+        }
+        pf_end(pf);
+}
 
 static void pf_drained(void *op) {
         struct pf *pf = op;

@@ -5,54 +5,28 @@
  * Ordinary administration inside the guest (networking, chown, kill,
  * setting the clock, raw sockets) stays possible.
  *
- * The filter is a short BPF program written out here (not generated with
- * libseccomp, which alone would add a tenth to the static agent): check
- * the architecture, then compare the syscall number against the list. It
- * is built once in sandbox_new(); installing it never allocates. */
+ * libseccomp allocates, so the filter is compiled once in sandbox_new()
+ * and kept as a plain BPF program; the child installs it with prctl(). */
 #include "sandbox.h"
 
 #include <errno.h>
-#include <linux/audit.h>
 #include <linux/capability.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
+#include <seccomp.h>
 #include <stdbool.h>
-#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "common/io.h"
 #include "common/macro.h"
-
-/* The native architecture, as the kernel reports it in seccomp_data.arch.
- * Syscalls of any other ABI the kernel accepts from this process (the
- * i386 entry point on x86-64, x32) have other numbers: they kill. */
-#if defined(__x86_64__) && !defined(__ILP32__)
-#define NATIVE_ARCH AUDIT_ARCH_X86_64
-#define X32_SYSCALL_BIT 0x40000000u
-#elif defined(__aarch64__)
-#define NATIVE_ARCH AUDIT_ARCH_AARCH64
-#elif defined(__i386__)
-#define NATIVE_ARCH AUDIT_ARCH_I386
-#elif defined(__arm__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-#define NATIVE_ARCH AUDIT_ARCH_ARM
-#elif defined(__riscv) && __riscv_xlen == 64
-#define NATIVE_ARCH AUDIT_ARCH_RISCV64
-#elif defined(__powerpc64__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-#define NATIVE_ARCH AUDIT_ARCH_PPC64LE
-#elif defined(__powerpc64__)
-#define NATIVE_ARCH AUDIT_ARCH_PPC64
-#elif defined(__s390x__)
-#define NATIVE_ARCH AUDIT_ARCH_S390X
-#elif defined(__loongarch64) && defined(AUDIT_ARCH_LOONGARCH64)
-#define NATIVE_ARCH AUDIT_ARCH_LOONGARCH64
-#else
-#error "sandbox.c: add this architecture's AUDIT_ARCH_* value"
-#endif
 
 #ifndef AF_VSOCK
 #define AF_VSOCK 40
@@ -64,12 +38,8 @@
 #define CAP_BPF 39
 #endif
 
-/* Room for the fixed part and one compare-and-return pair per call. */
-#define FILTER_MAX 64
-
 struct sandbox {
         struct sock_fprog prog;
-        struct sock_filter insns[FILTER_MAX];
         uint64_t drop_caps;
         bool self_applied;      /* sandbox_apply_self() succeeded */
 };
@@ -79,44 +49,38 @@ struct sandbox {
  * exists or the call is a well-known escape/exploit primitive. Deliberately
  * NOT blocked: mount, umount2, pivot_root, swapon/swapoff, reboot (all need
  * CAP_SYS_ADMIN or CAP_SYS_BOOT, dropped below, and blocking them would
- * also break them inside a workload's own user namespace for no gain; the
- * agent itself, under the same filter, still mounts and reboots in init
- * mode), unshare/clone namespaces (rootless container tools need them).
- * A call this architecture lacks is simply not listed. */
-static const int blocked_syscalls[] = {
+ * also break them inside a workload's own user namespace for no gain),
+ * unshare/clone namespaces (rootless container tools need them). */
+static const char *const blocked_syscalls[] = {
         /* Reading or writing other processes' memory, the agent's included
          * (it holds the host connection). */
-        __NR_ptrace,
-        __NR_process_vm_readv,
-        __NR_process_vm_writev,
+        "ptrace",
+        "process_vm_readv",
+        "process_vm_writev",
         /* Replacing the running kernel. */
-#ifdef __NR_kexec_load
-        __NR_kexec_load,
-#endif
-#ifdef __NR_kexec_file_load
-        __NR_kexec_file_load,
-#endif
+        "kexec_load",
+        "kexec_file_load",
         /* Loading kernel code (also needs CAP_SYS_MODULE). */
-        __NR_init_module,
-        __NR_finit_module,
-        __NR_delete_module,
+        "init_module",
+        "finit_module",
+        "delete_module",
         /* eBPF: kernel code from user space; unprivileged bpf() may be
          * enabled on the guest kernel. */
-        __NR_bpf,
+        "bpf",
         /* Large kernel attack surface and a side channel; allowed for
          * unprivileged users by default (perf_event_paranoid <= 2). */
-        __NR_perf_event_open,
+        "perf_event_open",
         /* Stalls kernel accesses to user memory at will: the standard
          * primitive for widening kernel race windows. */
-        __NR_userfaultfd,
+        "userfaultfd",
         /* Opens files by handle, bypassing path permissions (the classic
          * container "shocker" escape). */
-        __NR_open_by_handle_at,
+        "open_by_handle_at",
         /* The kernel keyring is not namespaced: keys stored by the agent or
          * the system would be reachable; same choice as Docker's default. */
-        __NR_add_key,
-        __NR_keyctl,
-        __NR_request_key,
+        "add_key",
+        "keyctl",
+        "request_key",
 };
 
 /* Removed from the bounding, effective, permitted, inheritable and ambient
@@ -135,66 +99,95 @@ static const int dropped_caps[] = {
         CAP_SYSLOG,     /* kernel log and unmasked kernel pointers */
 };
 
-#define LD_W(off) ((struct sock_filter) BPF_STMT(BPF_LD | BPF_W | BPF_ABS, (off)))
-#define JEQ(k, jt, jf) ((struct sock_filter) BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (k), (jt), (jf)))
-#define JGE(k, jt, jf) ((struct sock_filter) BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, (k), (jt), (jf)))
-#define RET(v) ((struct sock_filter) BPF_STMT(BPF_RET | BPF_K, (v)))
+static inline void seccomp_releasep(scmp_filter_ctx *ctx) {
+        if (*ctx)
+                seccomp_release(*ctx);
+}
 
-/* The socket domain is an int: only the low 32 bits of the 64-bit
- * argument count (a caller could set high bits the kernel ignores). */
-#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-#define ARG0_LO offsetof(struct seccomp_data, args[0])
-#else
-#define ARG0_LO (offsetof(struct seccomp_data, args[0]) + 4)
-#endif
+static int build_filter(struct sock_fprog *ret) {
+        _cleanup_(seccomp_releasep) scmp_filter_ctx ctx = NULL;
+        _cleanup_close_ int fd = -1;
+        _cleanup_free_ struct sock_filter *insns = NULL;
+        struct stat st;
+        int r;
 
-static void build_filter(struct sandbox *s) {
-        struct sock_filter *f = s->insns;
-        size_t n = 0;
+        /* seccomp_init() adds only the native architecture; any other one
+         * (e.g. the i386 ABI through int 0x80 on x86_64, or x32) would see
+         * different syscall numbers and must not slip past the rules. */
+        ctx = seccomp_init(SCMP_ACT_ALLOW);
+        if (!ctx)
+                return -ENOMEM;
+        r = seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS);
+        if (r < 0)
+                return r;
 
-        f[n++] = LD_W(offsetof(struct seccomp_data, arch));
-        f[n++] = JEQ(NATIVE_ARCH, 1, 0);
-        f[n++] = RET(SECCOMP_RET_KILL_PROCESS);
-        f[n++] = LD_W(offsetof(struct seccomp_data, nr));
-#ifdef X32_SYSCALL_BIT
-        /* x32 calls carry the native arch with this bit set in the number;
-         * -1 (a tracer cancelling the call) passes, as with libseccomp. */
-        f[n++] = JGE(X32_SYSCALL_BIT, 0, 2);
-        f[n++] = JEQ(UINT32_MAX, 1, 0);
-        f[n++] = RET(SECCOMP_RET_KILL_PROCESS);
-#endif
         for (size_t i = 0; i < ARRAY_SIZE(blocked_syscalls); i++) {
-                f[n++] = JEQ((uint32_t) blocked_syscalls[i], 0, 1);
-                f[n++] = RET(SECCOMP_RET_ERRNO | EPERM);
+                int nr = seccomp_syscall_resolve_name(blocked_syscalls[i]);
+                if (nr == __NR_SCMP_ERROR || nr < 0)
+                        continue; /* does not exist on this architecture */
+                r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), nr, 0);
+                if (r < 0)
+                        return r;
         }
+
         /* AF_VSOCK is the agent's channel to the host: a workload must not
          * open its own (impersonating the agent, reaching host services).
-         * (Where socketcall(2) multiplexes sockets, its arguments sit in
-         * memory a filter cannot read; the direct calls are covered.) */
-        f[n++] = JEQ(__NR_socket, 1, 0);
-        f[n++] = JEQ(__NR_socketpair, 0, 3);
-        f[n++] = LD_W(ARG0_LO);
-        f[n++] = JEQ(AF_VSOCK, 0, 1);
-        f[n++] = RET(SECCOMP_RET_ERRNO | EPERM);
-        f[n++] = RET(SECCOMP_RET_ALLOW);
+         * The domain is an int: compare only the low 32 bits, or a caller
+         * could set high register bits the kernel ignores. */
+        r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(socket), 1,
+                             SCMP_A0(SCMP_CMP_MASKED_EQ, 0xffffffffu, AF_VSOCK));
+        if (r < 0)
+                return r;
+        r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(socketpair), 1,
+                             SCMP_A0(SCMP_CMP_MASKED_EQ, 0xffffffffu, AF_VSOCK));
+        if (r < 0)
+                return r;
 
-        _Static_assert(ARRAY_SIZE(blocked_syscalls) * 2 + 13 <= FILTER_MAX, "FILTER_MAX too small");
-        s->prog.len = (unsigned short) n;
-        s->prog.filter = s->insns;
+        /* libseccomp 2.5 can only export to an fd. */
+        fd = memfd_create("vsock-agent-seccomp", MFD_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        r = seccomp_export_bpf(ctx, fd);
+        if (r < 0)
+                return r;
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        if (st.st_size <= 0 || st.st_size % sizeof(struct sock_filter) != 0 ||
+            st.st_size / sizeof(struct sock_filter) > BPF_MAXINSNS)
+                return -EINVAL;
+        insns = malloc(st.st_size);
+        if (!insns)
+                return -ENOMEM;
+        if (lseek(fd, 0, SEEK_SET) < 0)
+                return -errno;
+        ssize_t n = io_read_full(fd, insns, st.st_size, 0, -1);
+        if (n < 0)
+                return (int) n;
+        if (n != st.st_size)
+                return -EIO;
+
+        ret->len = (unsigned short) (st.st_size / sizeof(struct sock_filter));
+        ret->filter = TAKE_PTR(insns);
+        return 0;
 }
 
 int sandbox_new(struct sandbox **ret) {
-        struct sandbox *s = calloc(1, sizeof(*s));
+        _cleanup_free_ struct sandbox *s = calloc(1, sizeof(*s));
         if (!s)
                 return -ENOMEM;
-        build_filter(s);
+        int r = build_filter(&s->prog);
+        if (r < 0)
+                return r;
         for (size_t i = 0; i < ARRAY_SIZE(dropped_caps); i++)
                 s->drop_caps |= UINT64_C(1) << dropped_caps[i];
-        *ret = s;
+        *ret = TAKE_PTR(s);
         return 0;
 }
 
 void sandbox_free(struct sandbox *s) {
+        if (!s)
+                return;
+        free(s->prog.filter);
         free(s);
 }
 
@@ -263,7 +256,21 @@ static int install_filter(const struct sock_fprog *prog, bool all_threads) {
         return 0;
 }
 
+/* LeakSanitizer ptraces the process at exit, which the filter refuses. */
+#if defined(__SANITIZE_ADDRESS__)
+#define SANDBOX_LSAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(leak_sanitizer)
+#define SANDBOX_LSAN 1
+#endif
+#endif
+
 int sandbox_apply_self(struct sandbox *s) {
+#ifdef SANDBOX_LSAN
+        /* Children then apply the whole sandbox themselves. */
+        (void) s;
+        return 0;
+#endif
         struct __user_cap_data_struct data[2];
         int r = caps_get(data);
         if (r < 0)

@@ -30,7 +30,9 @@ void sandbox_free(struct sandbox *s);
  * is blocked by the filter). From then on the agent itself cannot ptrace,
  * load modules or BPF, use keyrings, perf events, userfaultfd,
  * open_by_handle_at or kexec, and cannot open AF_VSOCK sockets. Returns 0
- * or -errno (then nothing may have been applied: treat it as fatal). */
+ * or -errno (then nothing may have been applied: treat it as fatal). In a
+ * build with LeakSanitizer (which ptraces the process at exit) it does
+ * nothing and returns 0: sandbox_apply_child() then does everything. */
 int sandbox_apply_self(struct sandbox *s);
 
 /* In the child, after fork/clone and *before* user_switch_child()

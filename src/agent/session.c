@@ -50,6 +50,7 @@ struct session {
         bool raw;
         bool in_paused;
         bool in_eof;                    /* read returned 0 */
+        bool hup_ignored;               /* paused with our side shut: HUP is just EOF */
         bool eof_delivered;
         bool out_blocked;               /* waiting for EPOLLOUT */
         bool out_high;                  /* queue went above the high mark */
@@ -85,8 +86,14 @@ static void session_update_events(struct session *s) {
                 ev |= EPOLLIN;
         if (s->out_blocked && !s->dead)
                 ev |= EPOLLOUT;
-        if (watcher_set(&s->w, ev) < 0)
-                log_warn("session %llu: epoll: %m", (unsigned long long) s->id);
+        /* Paused input still has to see the host hang up (EPOLLHUP/ERR come
+         * with an empty mask), or a command that never reads stdin would
+         * outlive it. */
+        bool paused = (s->state == SESSION_REQUEST || s->state == SESSION_ACTIVE) && s->in_paused &&
+                      !s->in_eof && !s->dead && !s->hup_ignored;
+        int r = paused ? watcher_set_keep(&s->w, ev) : watcher_set(&s->w, ev);
+        if (r < 0)
+                log_warn("session %llu: epoll: %s", (unsigned long long) s->id, strerror(-r));
 }
 
 static void session_free(struct session *s) {
@@ -601,6 +608,18 @@ static void on_conn(struct watcher *w, uint32_t revents) {
                         socklen_t sl = sizeof err;
                         (void) getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &sl);
                         session_mark_dead(s, -(err ? err : EPIPE));
+                        return;
+                }
+                if ((revents & EPOLLHUP) && s->in_paused && !s->out_blocked) {
+                        /* With our write side shut, a hang-up may only be
+                         * the host's EOF, still behind the unread input:
+                         * stop watching until the input resumes. Otherwise
+                         * the host is gone. */
+                        if (s->shut_wr_done) {
+                                s->hup_ignored = true;
+                                session_update_events(s);
+                        } else
+                                session_mark_dead(s, -EPIPE);
                         return;
                 }
                 if ((revents & EPOLLHUP) && s->out_blocked) {

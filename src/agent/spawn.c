@@ -45,9 +45,6 @@
 #ifndef CLOSE_RANGE_UNSHARE
 #define CLOSE_RANGE_UNSHARE (1U << 1)
 #endif
-#ifndef CLOSE_RANGE_CLOEXEC
-#define CLOSE_RANGE_CLOEXEC (1U << 2)
-#endif
 
 /* The deepest path in the child is the ENOEXEC fallback, which copies argv
  * (at most 4096 pointers, 32 KiB) next to a PATH_MAX buffer. */
@@ -152,6 +149,22 @@ static pthread_mutex_t spawn_lock = PTHREAD_MUTEX_INITIALIZER;
 static int placeholder = -1;
 static int slots_for_child[3] = { -1, -1, -1 };
 static void *child_stack;
+/* Signals ignored when we started (nohup, a background job of a
+ * non-interactive shell): SIG_IGN survives exec, so every child resets
+ * these on top of what the caller says it changed. Written once by
+ * spawn_init(), before any child exists. */
+static sigset_t inherited_ignored;
+
+void spawn_init(void) {
+        sigemptyset(&inherited_ignored);
+        for (int sig = 1; sig < NSIG; sig++) {
+                struct sigaction old;
+                if (sig == SIGKILL || sig == SIGSTOP || sigaction(sig, NULL, &old) < 0)
+                        continue;
+                if (!(old.sa_flags & SA_SIGINFO) && old.sa_handler == SIG_IGN)
+                        sigaddset(&inherited_ignored, sig);
+        }
+}
 
 static int reserve_locked(void) {
         if (placeholder < 0) {
@@ -209,12 +222,14 @@ CHILD_FN static int child_main(void *arg) {
 
         /* Ignored dispositions survive exec, and a handler must not run in
          * our shared memory once signals are unblocked: reset the ones the
-         * agent changed (all of them when it did not say). */
+         * agent changed or inherited ignored (all of them when it did not
+         * say). */
         struct sigaction sa = { .sa_handler = SIG_DFL };
         for (int sig = 1; sig < NSIG; sig++) {
                 if (sig == SIGKILL || sig == SIGSTOP)
                         continue;
-                if (p->reset_signals && sigismember(p->reset_signals, sig) != 1)
+                if (p->reset_signals && sigismember(p->reset_signals, sig) != 1 &&
+                    sigismember(&inherited_ignored, sig) != 1)
                         continue;
                 (void) sigaction(sig, &sa, NULL);
         }

@@ -40,6 +40,11 @@ struct spawn_params {
         const sigset_t *reset_signals;
 };
 
+/* Record the signals ignored at start-up (inherited SIG_IGN survives
+ * exec): every child resets them too, whatever reset_signals says. Call
+ * once, first thing, before the process ignores anything itself. */
+void spawn_init(void);
+
 /* Reserve the three low fd slots now (otherwise the first spawn_start()
  * does it). Call early, while low fd numbers are still free. Idempotent.
  * Returns 0 or -errno. */

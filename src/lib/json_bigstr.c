@@ -191,3 +191,21 @@ int json_bigstr_reduce(const char *text, size_t len, const struct json_bigstr_sc
         *ret_len = w;
         return 0;
 }
+
+size_t json_count_values(const char *text, size_t len, size_t limit) {
+        const char *p = text, *end = text + len;
+        size_t n = 1;
+
+        while (p < end && n <= limit) {
+                char c = *p++;
+                if (c == '"') {
+                        bool escaped;
+                        const char *q = string_end_slow(p, end, &escaped);
+                        if (!q)
+                                break;
+                        p = q + 1;
+                } else if (c == ',' || c == '[' || c == '{')
+                        n++;
+        }
+        return n;
+}

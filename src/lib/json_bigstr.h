@@ -49,3 +49,14 @@ size_t json_bigstr_scan(const char *text, size_t len, size_t min_len, struct jso
  * removed (each becomes ""), NUL-terminated. Returns 0 and the copy in
  * *ret / its length in *ret_len, or -ENOMEM. */
 int json_bigstr_reduce(const char *text, size_t len, const struct json_bigstr_scan *s, char **ret, size_t *ret_len);
+
+/* jansson's tree costs ~100 bytes per value, so a frame of tiny values
+ * ("",) would cost ~30 times its size. More values than this are refused
+ * before jansson sees them; Go's messages hold a few per variable or
+ * argument, far below. */
+#define JSON_VALUES_MAX (1u << 20)
+
+/* An upper bound on the number of values in @text[0..len) (every '[',
+ * '{' and ',' outside strings, plus one), counting stops once past
+ * @limit. One pass, no allocation; malformed text is for jansson. */
+size_t json_count_values(const char *text, size_t len, size_t limit);

@@ -699,6 +699,14 @@ static int decode_json(const void *data, size_t len, const struct field *fields,
         json_error_t e;
         int r;
 
+        /* Each counted byte is one byte of text: only big texts can hold
+         * too many, and those are refused before jansson builds a tree. */
+        if (data && len > (size_t) JSON_VALUES_MAX &&
+            json_count_values(data, len, JSON_VALUES_MAX) > JSON_VALUES_MAX) {
+                why = "too many JSON values";
+                r = DECODE_ERR;
+                goto out;
+        }
         if (data && len >= bigstr_min && json_bigstr_scan(data, len, bigstr_min, &scan) > 0)
                 root = parse_cut(data, len, &scan, wipe);
         if (!root) {

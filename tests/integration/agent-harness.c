@@ -229,11 +229,13 @@ bool marker_wait_gone(const char *marker, int bound_ms) {
 }
 
 void marker_kill(const char *marker, bool prefix) {
-        /* Again until none is left: one may have been forking. */
+        /* Again until several scans in a row find none: a process forked
+         * while /proc was being read can be missed by one scan. */
         pid_t pids[256];
-        size_t n;
         int64_t end = mono_ms() + 5000;
-        while ((n = marker_scan(marker, prefix, pids, 256)) > 0 && mono_ms() < end) {
+        for (int empty = 0; empty < 3 && mono_ms() < end;) {
+                size_t n = marker_scan(marker, prefix, pids, 256);
+                empty = n == 0 ? empty + 1 : 0;
                 for (size_t i = 0; i < n && i < 256; i++)
                         (void) kill(pids[i], SIGKILL);
                 pause_ms(5);

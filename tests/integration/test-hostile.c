@@ -60,7 +60,7 @@ static char marker_prefix[64];
 
 /* ---- checks ------------------------------------------------------------- */
 
-static void known_bug(const char *what) {
+__attribute__((unused)) static void known_bug(const char *what) {
         if (getenv("HOSTILE_KNOWN_BUGS")) {
                 print_message("known bug (running anyway): %s\n", what);
                 return;
@@ -1005,8 +1005,6 @@ static void test_json_huge(void **state) {
 
 /* An env object with 100k keys, small and filling the frame. */
 static void test_json_huge_env(void **state) {
-        known_bug("exec.c build_env()/env_set() scan the environment for every variable (O(n^2)): 100k env "
-                  "keys (a 1.6 MB request) stall the whole agent for ~36 s");
         struct buf b = BUF_INIT(0);
         struct huge_figures f;
         huge_env(100000, 1, &b);
@@ -1014,7 +1012,7 @@ static void test_json_huge_env(void **state) {
         assert_true(f.o != OUT_TIMEOUT && f.o != OUT_BAD);
         assert_true(f.stall_ms < PROBE_BOUND_MS);
         assert_healthy(A, A_rss_kb, "huge env");
-        size_t per_key = (REQUEST_MAX - 64) / 100000 - 12;
+        size_t per_key = (REQUEST_MAX - 64) / 100000 - 13; /* ,"K000000":"" */
         huge_env(100000, per_key, &b);
         assert_true(buf_size(&b) <= REQUEST_MAX);
         huge_case("env with 100k keys filling the frame", VSOCK_MSG_EXEC, &b, &f);
@@ -1027,8 +1025,6 @@ static void test_json_huge_env(void **state) {
 /* Many tiny JSON values in one frame: the decoder's tree must not cost
  * many times the frame. Bound: the frame itself plus three times more. */
 static void test_json_amplification(void **state) {
-        known_bug("a 64 MiB request of tiny JSON values (22M \"\" args, or numbers in an unknown field) makes "
-                  "the agent allocate ~2.8 GB (jansson tree) and stall ~11 s; no element-count limit");
         struct buf b = BUF_INIT(0);
         struct huge_figures f;
         static const struct {
@@ -1047,7 +1043,9 @@ static void test_json_amplification(void **state) {
                 assert_int_equal(buf_append_str(&b, shapes[i].post), 0);
                 huge_case(shapes[i].what, VSOCK_MSG_EXEC, &b, &f);
                 assert_true(f.o != OUT_TIMEOUT && f.o != OUT_BAD);
+#ifndef UNDER_ASAN /* its shadow memory and quarantine make RSS meaningless */
                 assert_true(f.peak_growth_kb < 4L * (REQUEST_MAX / 1024));
+#endif
                 assert_true(f.stall_ms < PROBE_BOUND_MS);
                 assert_healthy(A, A_rss_kb, shapes[i].what);
         }
@@ -1736,8 +1734,6 @@ static size_t write_until_blocked(int fd, const uint8_t *data, size_t len) {
 /* The host goes away while the agent has stopped reading it (its input is
  * queued toward a command or a target that does not read). */
 static void test_disconnect_paused_input(void **state) {
-        known_bug("a host hang-up is not noticed while the session's input is paused (session.c "
-                  "session_update_events drops the fd from epoll): the command / forward lives on");
         /* Stdin frames to a command that never reads them. */
         enum { CHUNK = 65536, FRAMES = 16 };
         uint8_t *frames = malloc((size_t) FRAMES * (CHUNK + VSOCK_FRAME_HEADER_SIZE));
@@ -1752,7 +1748,12 @@ static void test_disconnect_paused_input(void **state) {
         for (size_t m = 0; m < sizeof modes; m++) {
                 struct marker mk;
                 marker_new(&mk);
-                vsock_conn *c = start_marked(modes[m], "sleep 1000 & sleep 1000 & wait", &mk, 3);
+                /* A canonical-mode tty discards a line past its buffer
+                 * (so that erase still works) and never pushes back:
+                 * non-canonical mode makes the pty fill up instead. */
+                const char *cmd = modes[m] == VSOCK_MSG_EXEC_TTY ? "stty -icanon -echo; sleep 1000 & sleep 1000 & wait"
+                                                                : "sleep 1000 & sleep 1000 & wait";
+                vsock_conn *c = start_marked(modes[m], cmd, &mk, 3);
                 size_t sent = write_until_blocked(vsock_conn_fd(c), frames, len);
                 print_message("%s, command not reading stdin: host wrote %zu kB before blocking; agent RSS %ld kB\n",
                               mode_name(modes[m]), sent / 1024, proc_rss_kb(A->pid));

@@ -1256,6 +1256,53 @@ static void test_go_modes(void **state) {
         assert_true(S_ISDIR(vsock_go_mode_to_mode_t(0xffffffff)));
 }
 
+static size_t count_structural(const char *s) {
+        size_t n = 0;
+        for (; *s; s++)
+                n += *s == ',' || *s == '[' || *s == '{';
+        return n;
+}
+
+static void test_too_many_values(void **state) {
+        /* Tiny values by the million would cost jansson ~30x the text:
+         * refused before it builds the tree; at the limit it is fine. */
+        static const struct {
+                const char *pre, *elem;
+        } shapes[] = {
+                { "{\"command\":\"true\",\"args\":[\"\"", ",\"\"" },
+                { "{\"command\":\"true\",\"x\":[0", ",0" },
+                { "{\"command\":\"true\",\"args\":[{}", ",{}" },
+        };
+        const size_t limit = 1u << 20;
+        for (size_t k = 0; k < sizeof shapes / sizeof *shapes; k++) {
+                for (int over = 0; over <= 1; over++) {
+                        const char *pre = shapes[k].pre, *el = shapes[k].elem;
+                        size_t base = 1 + count_structural(pre), inc = count_structural(el);
+                        size_t n_el = (limit - base) / inc + (size_t) over;
+                        size_t plen = strlen(pre), elen = strlen(el), len = plen + n_el * elen + 2;
+                        char *j = malloc(len + 1);
+                        assert_non_null(j);
+                        memcpy(j, pre, plen);
+                        for (size_t i = 0; i < n_el; i++)
+                                memcpy(j + plen + i * elen, el, elen);
+                        memcpy(j + len - 2, "]}", 3);
+                        struct vsock_exec_request r;
+                        const char *why = NULL;
+                        int rc = vsock_exec_request_decode(j, len, &r, &why);
+                        if (over) {
+                                assert_int_equal(rc, DECODE_ERR);
+                                assert_string_equal(why, "too many JSON values");
+                        } else if (k == 2)
+                                assert_int_equal(rc, DECODE_ERR); /* objects are no strings */
+                        else {
+                                assert_int_equal(rc, 0);
+                                vsock_exec_request_clear(&r, false);
+                        }
+                        free(j);
+                }
+        }
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_encode_vectors),
@@ -1274,6 +1321,7 @@ int main(void) {
                 cmocka_unit_test(test_binary_payloads),
                 cmocka_unit_test(test_type_names),
                 cmocka_unit_test(test_go_modes),
+                cmocka_unit_test(test_too_many_values),
         };
         return cmocka_run_group_tests(tests, load_vectors, free_vectors);
 }

@@ -351,5 +351,8 @@ int main(void) {
                 cmocka_unit_test(test_many_fds),
                 cmocka_unit_test(test_failure_with_many_fds),
         };
+        /* Like the agent: started with signals ignored (a background job),
+         * the children must still get them at SIG_DFL. */
+        spawn_init();
         return cmocka_run_group_tests_name("spawn", tests, NULL, NULL);
 }
