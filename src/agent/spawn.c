@@ -153,16 +153,31 @@ static void *child_stack;
  * non-interactive shell): SIG_IGN survives exec, so every child resets
  * these on top of what the caller says it changed. Written once by
  * spawn_init(), before any child exists. */
-static sigset_t inherited_ignored;
+static uint64_t inherited_ignored; /* bit sig-1 */
+
+/* The kernel's struct sigaction (x86-64 and the generic layout). glibc's
+ * sigaction() and sigset functions refuse the signals it reserves for
+ * itself (32, 33), yet those can arrive ignored too (GNU make ignores
+ * them), and SIG_IGN survives exec: query and reset them all raw. */
+struct ksigaction {
+        void (*handler)(int);
+        unsigned long flags;
+        void (*restorer)(void);
+        uint64_t mask;
+};
+
+static int ksigaction(int sig, const struct ksigaction *act, struct ksigaction *old) {
+        return (int) syscall(SYS_rt_sigaction, sig, act, old, sizeof(uint64_t));
+}
 
 void spawn_init(void) {
-        sigemptyset(&inherited_ignored);
-        for (int sig = 1; sig < NSIG; sig++) {
-                struct sigaction old;
-                if (sig == SIGKILL || sig == SIGSTOP || sigaction(sig, NULL, &old) < 0)
+        inherited_ignored = 0;
+        for (int sig = 1; sig <= 64; sig++) {
+                struct ksigaction old;
+                if (sig == SIGKILL || sig == SIGSTOP || ksigaction(sig, NULL, &old) < 0)
                         continue;
-                if (!(old.sa_flags & SA_SIGINFO) && old.sa_handler == SIG_IGN)
-                        sigaddset(&inherited_ignored, sig);
+                if (old.handler == SIG_IGN)
+                        inherited_ignored |= UINT64_C(1) << (sig - 1);
         }
 }
 
@@ -224,14 +239,14 @@ CHILD_FN static int child_main(void *arg) {
          * our shared memory once signals are unblocked: reset the ones the
          * agent changed or inherited ignored (all of them when it did not
          * say). */
-        struct sigaction sa = { .sa_handler = SIG_DFL };
-        for (int sig = 1; sig < NSIG; sig++) {
+        const struct ksigaction dfl = { .handler = SIG_DFL };
+        for (int sig = 1; sig <= 64; sig++) {
                 if (sig == SIGKILL || sig == SIGSTOP)
                         continue;
                 if (p->reset_signals && sigismember(p->reset_signals, sig) != 1 &&
-                    sigismember(&inherited_ignored, sig) != 1)
+                    !(inherited_ignored & (UINT64_C(1) << (sig - 1))))
                         continue;
-                (void) sigaction(sig, &sa, NULL);
+                (void) ksigaction(sig, &dfl, NULL);
         }
 
         if (p->tty) {
