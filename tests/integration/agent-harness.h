@@ -12,6 +12,8 @@
 
 #include <vsock/vsock.h>
 
+#include "proc-util.h"
+
 struct agent {
         pid_t pid;
         char dir[64];
@@ -20,29 +22,6 @@ struct agent {
         char sock_path[128];
         int baseline_fds;
 };
-
-/* ---- time --------------------------------------------------------------- */
-
-int64_t mono_ms(void);
-/* Bounded wait for something that has no event to wait on (polling). */
-void pause_ms(int ms);
-
-/* ---- /proc ---------------------------------------------------------------- */
-
-int count_fds(pid_t pid);
-/* Children of every thread of @pid (/proc/PID/task/TID/children). */
-int count_children(pid_t pid);
-bool pid_exists(pid_t pid);
-/* Wait (bounded) until @pid is gone entirely: not even a zombie. */
-bool wait_pid_gone(pid_t pid, int bound_ms);
-long proc_rss_kb(pid_t pid);   /* VmRSS, -1 if unknown */
-long proc_hwm_kb(pid_t pid);   /* VmHWM */
-long proc_cpu_ticks(pid_t pid); /* utime + stime in clock ticks */
-/* The one-letter state from /proc/PID/stat ('R', 'S', 'Z', ...), 0 if gone. */
-char proc_state(pid_t pid);
-/* /proc/PID/wchan into @buf ("" when the kernel hides it). */
-void proc_wchan(pid_t pid, char *buf, size_t size);
-pid_t proc_pgid(pid_t pid);
 
 /* ---- processes carrying an environment marker ------------------------------ */
 

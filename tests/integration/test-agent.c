@@ -30,6 +30,7 @@
 #include <vsock/vsock.h>
 
 #include "common/buf.h"
+#include "proc-util.h"
 
 #define BOUND_MS 20000 /* hang catcher for one exchange */
 
@@ -45,75 +46,6 @@ struct agent {
 static struct agent *A; /* the group's agent */
 
 /* ---- process helpers ------------------------------------------------------ */
-
-static int64_t mono_ms(void) { return vsock_now_ns() / 1000000; }
-
-static void pause_ms(int ms) { (void) poll(NULL, 0, ms); }
-
-static int count_fds(pid_t pid) {
-        char p[64];
-        snprintf(p, sizeof p, "/proc/%d/fd", (int) pid);
-        DIR *d = opendir(p);
-        if (!d)
-                return -1;
-        int n = 0;
-        struct dirent *de;
-        while ((de = readdir(d)))
-                if (de->d_name[0] != '.')
-                        n++;
-        closedir(d);
-        return n;
-}
-
-/* Children of every thread of @pid (/proc/PID/task/TID/children). */
-static int count_children(pid_t pid) {
-        char p[64];
-        snprintf(p, sizeof p, "/proc/%d/task", (int) pid);
-        DIR *d = opendir(p);
-        if (!d)
-                return -1;
-        int n = 0;
-        struct dirent *de;
-        while ((de = readdir(d))) {
-                if (de->d_name[0] == '.')
-                        continue;
-                char cp[320];
-                snprintf(cp, sizeof cp, "/proc/%d/task/%s/children", (int) pid, de->d_name);
-                FILE *f = fopen(cp, "re");
-                if (!f)
-                        continue;
-                int c;
-                bool in = false;
-                while ((c = fgetc(f)) != EOF) {
-                        if (c >= '0' && c <= '9') {
-                                if (!in)
-                                        n++;
-                                in = true;
-                        } else
-                                in = false;
-                }
-                fclose(f);
-        }
-        closedir(d);
-        return n;
-}
-
-static bool pid_exists(pid_t pid) {
-        char p[64];
-        snprintf(p, sizeof p, "/proc/%d", (int) pid);
-        return access(p, F_OK) == 0;
-}
-
-/* Wait (bounded) until @pid is gone entirely: not even a zombie. */
-static bool wait_pid_gone(pid_t pid, int bound_ms) {
-        int64_t end = mono_ms() + bound_ms;
-        while (pid_exists(pid)) {
-                if (mono_ms() > end)
-                        return false;
-                pause_ms(5);
-        }
-        return true;
-}
 
 static void agent_assert_clean(struct agent *a) {
         int64_t end = mono_ms() + 10000;
