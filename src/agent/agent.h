@@ -21,6 +21,7 @@ struct worker;
 struct agent {
         struct loop *loop;
         const struct sandbox *sandbox;  /* NULL: --privileged */
+        bool pid_ns;                    /* --pid-ns: a PID namespace per command */
         struct worker *worker;
         int idle_timeout_ms;            /* no complete request by then: close */
         int grace_ms;                   /* SIGTERM -> SIGKILL */

@@ -771,6 +771,7 @@ static int exec_run(struct exec *e, struct vsock_exec_request *r) {
                 .fd_out = child_fds[1],
                 .fd_err = child_fds[2],
                 .tty = e->mode == MODE_TTY,
+                .pid_ns = e->a->pid_ns,
                 .reset_signals = &e->a->changed_signals,
         };
         pid_t pid;

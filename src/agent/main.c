@@ -36,6 +36,7 @@ struct options {
         const char *listen;
         const char *ready;
         bool privileged;
+        bool pid_ns;
 };
 
 struct main_state {
@@ -66,6 +67,8 @@ static void usage(FILE *f) {
                 "  --insecure-tcp       allow a TCP listen address that is not loopback (DANGEROUS)\n"
                 "  --privileged         run commands without the sandbox\n"
                 "                       (also: vsock.privileged=1 on the kernel command line)\n"
+                "  --pid-ns             run each command in its own PID namespace with its own\n"
+                "                       /proc, under a small init (also: vsock.pid_ns=1)\n"
                 "  --idle-timeout SEC   close connections without a request after SEC seconds (30)\n"
                 "  --log-level LEVEL    error, warn, info (default) or debug\n"
                 "  --help               show this help\n"
@@ -93,8 +96,8 @@ static int push_u32(uint32_t **v, size_t *n, uint32_t x) {
         return 0;
 }
 
-/* vsock.privileged=1 on the kernel command line. */
-static bool cmdline_privileged(void) {
+/* A boolean vsock.NAME=1 on the kernel command line (@key is "vsock.NAME="). */
+static bool cmdline_flag(const char *key) {
         char buf[4096];
         int fd = open("/proc/cmdline", O_RDONLY | O_CLOEXEC);
         if (fd < 0)
@@ -109,8 +112,8 @@ static bool cmdline_privileged(void) {
         for (char *save = NULL, *w = strtok_r(buf, " \t\n", &save); w; w = strtok_r(NULL, " \t\n", &save)) {
                 if (strcmp(w, "--") == 0)
                         break;
-                if (strncmp(w, "vsock.privileged=", 17) == 0) {
-                        const char *v = w + 17;
+                if (strncmp(w, key, strlen(key)) == 0) {
+                        const char *v = w + strlen(key);
                         on = strcmp(v, "1") == 0 || strcmp(v, "yes") == 0 || strcmp(v, "true") == 0 ||
                              strcmp(v, "on") == 0;
                 }
@@ -177,7 +180,7 @@ static void post_pass(void *userdata) {
 
 static int agent_main(int argc, char **argv) {
         enum { OPT_LISTEN = 256, OPT_READY, OPT_ALLOW_CID, OPT_ALLOW_UID, OPT_INSECURE_TCP, OPT_PRIVILEGED,
-               OPT_IDLE_TIMEOUT, OPT_LOG_LEVEL, OPT_HELP, OPT_VERSION, OPT_INIT };
+               OPT_PID_NS, OPT_IDLE_TIMEOUT, OPT_LOG_LEVEL, OPT_HELP, OPT_VERSION, OPT_INIT };
         static const struct option longopts[] = {
                 { "listen", required_argument, NULL, OPT_LISTEN },
                 { "ready", required_argument, NULL, OPT_READY },
@@ -185,6 +188,7 @@ static int agent_main(int argc, char **argv) {
                 { "allow-uid", required_argument, NULL, OPT_ALLOW_UID },
                 { "insecure-tcp", no_argument, NULL, OPT_INSECURE_TCP },
                 { "privileged", no_argument, NULL, OPT_PRIVILEGED },
+                { "pid-ns", no_argument, NULL, OPT_PID_NS },
                 { "idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT },
                 { "log-level", required_argument, NULL, OPT_LOG_LEVEL },
                 { "help", no_argument, NULL, OPT_HELP },
@@ -234,6 +238,9 @@ static int agent_main(int argc, char **argv) {
                         break;
                 case OPT_PRIVILEGED:
                         o.privileged = true;
+                        break;
+                case OPT_PID_NS:
+                        o.pid_ns = true;
                         break;
                 case OPT_IDLE_TIMEOUT:
                         if (parse_u32(optarg, &v) < 0 || v == 0 || v > 86400) {
@@ -302,7 +309,7 @@ static int agent_main(int argc, char **argv) {
                 return 1;
         }
         struct sandbox *sandbox = NULL;
-        if (o.privileged || cmdline_privileged())
+        if (o.privileged || cmdline_flag("vsock.privileged="))
                 log_info("privileged: commands run without the sandbox");
         else {
                 r = sandbox_new(&sandbox);
@@ -312,6 +319,17 @@ static int agent_main(int argc, char **argv) {
                         return 1;
                 }
                 a->sandbox = sandbox;
+        }
+        if (o.pid_ns || cmdline_flag("vsock.pid_ns=")) {
+                /* Refuse now rather than fail every command later. */
+                const char *what;
+                r = spawn_check_pid_ns(&what);
+                if (r < 0) {
+                        log_error("--pid-ns: cannot %s: %s", what, strerror(-r));
+                        return 1;
+                }
+                a->pid_ns = true;
+                log_info("pid-ns: each command runs in its own PID namespace");
         }
         r = worker_new(a->loop, &a->worker);
         if (r < 0) {

@@ -13,13 +13,16 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
 
+#include "agent/pidns.h"
 #include "agent/sandbox.h"
 #include "agent/user.h"
+#include "common/io.h"
 #include "common/macro.h"
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -51,25 +54,36 @@
 #define CHILD_STACK_SIZE (256u * 1024)
 
 /* What the child reports when it fails before or at exec. */
-enum stage { STAGE_SETUP = 1, STAGE_TTY, STAGE_FDS, STAGE_SANDBOX, STAGE_USER, STAGE_CHDIR, STAGE_EXEC };
+enum stage { STAGE_SETUP = 1, STAGE_TTY, STAGE_FDS, STAGE_SANDBOX, STAGE_USER, STAGE_CHDIR, STAGE_EXEC,
+             STAGE_PIDNS_MOUNTS, STAGE_PIDNS_PROC };
 
 struct report {
         int stage;              /* 0: the child exec'd (or died without a word) */
         int err;
 };
 
-/* Shared with the child: it runs in our memory while we are suspended. */
+/* Shared with the child: it runs in our memory while we are suspended.
+ * (The PID-namespace init gets a copy: it reports through report_fd.) */
 struct child_args {
         const struct spawn_params *p;
         unsigned lo;            /* fds from here up are not copied to the child */
+        int report_fd;          /* PID-namespace init: the write end of the report pipe */
         struct report rep;      /* written by the child on failure */
 };
+
+/* How long the agent waits for a PID-namespace init to report. It mounts
+ * /proc and starts the command, well under a millisecond; the bound only
+ * keeps a wedged init from wedging the agent. */
+#define PIDNS_REPORT_TIMEOUT_MS 10000
 
 #define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 CHILD_FN _Noreturn static void child_fail(struct child_args *c, int stage, int err) {
         c->rep.err = err;
         c->rep.stage = stage;
+        /* Every signal is blocked: a pipe write of 8 bytes is all or nothing. */
+        if (c->report_fd >= 0)
+                (void) !write(c->report_fd, &c->rep, sizeof c->rep);
         _exit(127);
 }
 
@@ -221,34 +235,11 @@ int spawn_reserve(void) {
         return r;
 }
 
-/* The child: clone(CLONE_VM | CLONE_VFORK | CLONE_FILES), on its own
- * stack, with every signal blocked. It shares the agent's memory and, until
- * its first call, its fd table: only raw system calls (no allocation, no
- * libc locks), and no fd change before the table is its own. */
-CHILD_FN static int child_main(void *arg) {
-        struct child_args *c = arg;
+/* Leave the agent's process group for one of our own (a session of our
+ * own with the terminal as controlling tty, for a TTY), with the command's
+ * stdin, stdout and stderr on 0, 1 and 2. */
+CHILD_FN static void child_setup_session(struct child_args *c) {
         const struct spawn_params *p = c->p;
-
-        /* Our own fd table, with copies of the fds below c->lo only (the
-         * agent's stdio, a few early fds, the slots). Before Linux 5.9:
-         * a copy of the whole table. */
-        if (syscall(SYS_close_range, c->lo, ~0U, CLOSE_RANGE_UNSHARE) < 0 && unshare(CLONE_FILES) < 0)
-                child_fail(c, STAGE_FDS, errno);
-
-        /* Ignored dispositions survive exec, and a handler must not run in
-         * our shared memory once signals are unblocked: reset the ones the
-         * agent changed or inherited ignored (all of them when it did not
-         * say). */
-        const struct ksigaction dfl = { .handler = SIG_DFL };
-        for (int sig = 1; sig <= 64; sig++) {
-                if (sig == SIGKILL || sig == SIGSTOP)
-                        continue;
-                if (p->reset_signals && sigismember(p->reset_signals, sig) != 1 &&
-                    !(inherited_ignored & (UINT64_C(1) << (sig - 1))))
-                        continue;
-                (void) ksigaction(sig, &dfl, NULL);
-        }
-
         if (p->tty) {
                 if (setsid() < 0)
                         child_fail(c, STAGE_SETUP, errno);
@@ -267,6 +258,25 @@ CHILD_FN static int child_main(void *arg) {
                 /* Make sure the terminal really is ours now. */
                 if (tcgetpgrp(0) != getpid())
                         (void) tcsetpgrp(0, getpid());
+        }
+}
+
+/* From a set-up session to exec: signals, fds, sandbox, user, directory. */
+CHILD_FN _Noreturn static void child_exec(struct child_args *c) {
+        const struct spawn_params *p = c->p;
+
+        /* Ignored dispositions survive exec, and a handler must not run in
+         * our shared memory once signals are unblocked: reset the ones the
+         * agent changed or inherited ignored (all of them when it did not
+         * say). */
+        const struct ksigaction dfl = { .handler = SIG_DFL };
+        for (int sig = 1; sig <= 64; sig++) {
+                if (sig == SIGKILL || sig == SIGSTOP)
+                        continue;
+                if (p->reset_signals && sigismember(p->reset_signals, sig) != 1 &&
+                    !(inherited_ignored & (UINT64_C(1) << (sig - 1))))
+                        continue;
+                (void) ksigaction(sig, &dfl, NULL);
         }
 
         /* Nothing else crosses exec, including any fd the agent inherited
@@ -303,6 +313,88 @@ CHILD_FN static int child_main(void *arg) {
         child_fail(c, STAGE_EXEC, -r);
 }
 
+/* The child: clone(CLONE_VM | CLONE_VFORK | CLONE_FILES), on its own
+ * stack, with every signal blocked. It shares the agent's memory and, until
+ * its first call, its fd table: only raw system calls (no allocation, no
+ * libc locks), and no fd change before the table is its own. */
+CHILD_FN static int child_main(void *arg) {
+        struct child_args *c = arg;
+
+        /* Our own fd table, with copies of the fds below c->lo only (the
+         * agent's stdio, a few early fds, the slots). Before Linux 5.9:
+         * a copy of the whole table. */
+        if (syscall(SYS_close_range, c->lo, ~0U, CLOSE_RANGE_UNSHARE) < 0 && unshare(CLONE_FILES) < 0)
+                child_fail(c, STAGE_FDS, errno);
+        child_setup_session(c);
+        child_exec(c);
+}
+
+/* ---- PID namespace (pidns.h) ---------------------------------------------- */
+
+/* The command under a PID-namespace init: clone(CLONE_VM | CLONE_VFORK)
+ * from the init, so it shares the init's memory (a copy of the agent's)
+ * and its (small) fd table is a copy. */
+CHILD_FN static int command_main(void *arg) { child_exec(arg); }
+
+/* PID 1 of a new PID and mount namespace: clone() without CLONE_VM, so a
+ * copy-on-write copy of the agent with a copy of its fd table and every
+ * signal blocked. */
+CHILD_FN static int pidns_init_main(void *arg) {
+        struct child_args *c = arg;
+
+        /* If the agent dies, the namespace goes with it. */
+        (void) prctl(PR_SET_PDEATHSIG, SIGKILL);
+        (void) prctl(PR_SET_NAME, "vsock-init");
+        int r = pidns_private_mounts();
+        if (r < 0)
+                child_fail(c, STAGE_PIDNS_MOUNTS, -r);
+        r = pidns_mount_proc();
+        if (r < 0)
+                child_fail(c, STAGE_PIDNS_PROC, -r);
+
+        /* The init leads the group (and session): the agent's signals to
+         * the group reach the command without forwarding. */
+        child_setup_session(c);
+        /* Keep the report pipe (>= 3, see spawn_start) and 0..2; drop the
+         * copies of the agent's fds (listeners, other sessions). */
+        if (c->report_fd != 3) {
+                if (dup2(c->report_fd, 3) < 0)
+                        child_fail(c, STAGE_FDS, errno);
+                c->report_fd = 3;
+        }
+        if (syscall(SYS_close_range, 4U, ~0U, 0U) < 0)
+                for (int fd = 4; fd < 65536; fd++)
+                        (void) close(fd);
+
+        long page = sysconf(_SC_PAGESIZE);
+        size_t guard = page > 0 ? (size_t) page : 4096;
+        uint8_t *stack = mmap(NULL, CHILD_STACK_SIZE + guard, PROT_READ | PROT_WRITE,
+                              MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+        if (stack == MAP_FAILED)
+                child_fail(c, STAGE_SETUP, errno);
+        (void) mprotect(stack, guard, PROT_NONE);
+
+        struct child_args cmd_args = { .p = c->p, .report_fd = -1 };
+        pid_t cmd = clone(command_main, stack + guard + CHILD_STACK_SIZE, CLONE_VM | CLONE_VFORK | SIGCHLD,
+                          &cmd_args);
+        if (cmd < 0)
+                child_fail(c, STAGE_SETUP, errno);
+        if (cmd_args.rep.stage != 0) {
+                (void) waitpid(cmd, NULL, __WALL);
+                child_fail(c, cmd_args.rep.stage, cmd_args.rep.err);
+        }
+        /* The command runs. Our copies of its stdio would keep the agent
+         * from seeing EOF (and a TTY open); closing the report pipe tells
+         * the agent that it started. */
+        (void) syscall(SYS_close_range, 0U, ~0U, 0U);
+        (void) munmap(stack, CHILD_STACK_SIZE + guard);
+        /* The workload cannot ptrace us or signal us (no handlers), but
+         * it need not share a namespace with CAP_SYS_ADMIN either. */
+        if (c->p->sandbox)
+                (void) sandbox_apply_child(c->p->sandbox);
+        pidns_reap(cmd);
+}
+
 static char *format_error(const struct spawn_params *p, const struct report *rep, int *ret_code) {
         char *s = NULL;
         const char *es = strerror(rep->err);
@@ -328,6 +420,12 @@ static char *format_error(const struct spawn_params *p, const struct report *rep
         case STAGE_TTY:
                 r = asprintf(&s, "set controlling terminal: %s", es);
                 break;
+        case STAGE_PIDNS_MOUNTS:
+                r = asprintf(&s, "PID namespace: make the mounts private: %s", es);
+                break;
+        case STAGE_PIDNS_PROC:
+                r = asprintf(&s, "PID namespace: mount /proc: %s", es);
+                break;
         default:
                 r = asprintf(&s, "start process: %s", es);
                 break;
@@ -335,17 +433,53 @@ static char *format_error(const struct spawn_params *p, const struct report *rep
         return r < 0 ? NULL : s;
 }
 
+/* The read end non-blocking (the agent waits with a bound), both ends
+ * above 2 (the init moves the write end to 3 after filling 0..2). */
+static int report_pipe(int fds[2]) {
+        if (pipe2(fds, O_CLOEXEC) < 0)
+                return -errno;
+        for (int i = 0; i < 2; i++)
+                if (fds[i] < 3) {
+                        int fd = fcntl(fds[i], F_DUPFD_CLOEXEC, 3);
+                        (void) close(fds[i]);
+                        fds[i] = fd;
+                }
+        if (fds[0] < 0 || fds[1] < 0 || fd_set_nonblock(fds[0], 1) < 0) {
+                int r = fds[0] < 0 || fds[1] < 0 ? -EMFILE : -errno;
+                fds[0] = safe_close(fds[0]);
+                fds[1] = safe_close(fds[1]);
+                return r;
+        }
+        return 0;
+}
+
+/* What the PID-namespace init says: nothing (EOF) once the command runs,
+ * or its report. Returns 0 (then rep->stage says which) or -errno when it
+ * said nothing sensible in time. */
+static int read_report(int fd, struct report *rep) {
+        ssize_t n = io_read_full(fd, rep, sizeof *rep, deadline_from_ms(PIDNS_REPORT_TIMEOUT_MS), -1);
+        if (n == 0) {
+                rep->stage = 0;
+                return 0;
+        }
+        if (n == (ssize_t) sizeof *rep && rep->stage != 0)
+                return 0;
+        return n < 0 ? (int) n : -EPROTO;
+}
+
 int spawn_start(const struct spawn_params *p, pid_t *ret_pid, int *ret_pidfd, char **ret_error,
                 int *ret_exit_code) {
-        struct child_args c = { .p = p };
+        struct child_args c = { .p = p, .report_fd = -1 };
         const int src[3] = { p->fd_in, p->fd_out, p->fd_err };
-        int pidfd = -1, r;
+        int pidfd = -1, report[2] = { -1, -1 }, r;
 
         pthread_mutex_lock(&spawn_lock);
         r = reserve_locked();
         for (int i = 0; i < 3 && r >= 0; i++)
                 if (dup3(src[i], slots_for_child[i], O_CLOEXEC) < 0)
                         r = -errno;
+        if (r >= 0 && p->pid_ns)
+                r = report_pipe(report);
         pid_t pid = -1;
         if (r >= 0) {
                 for (int i = 0; i < 3; i++)
@@ -356,9 +490,16 @@ int spawn_start(const struct spawn_params *p, pid_t *ret_pid, int *ret_pidfd, ch
                 sigset_t all, old;
                 sigfillset(&all);
                 (void) pthread_sigmask(SIG_SETMASK, &all, &old);
-                /* Returns once the child has exec'd or exited. */
-                pid = clone(child_main, (uint8_t *) child_stack + CHILD_STACK_SIZE,
-                            CLONE_VM | CLONE_VFORK | CLONE_FILES | CLONE_PIDFD | SIGCHLD, &c, &pidfd);
+                if (p->pid_ns) {
+                        /* Returns at once; the init reports through the pipe. */
+                        c.report_fd = report[1];
+                        pid = clone(pidns_init_main, (uint8_t *) child_stack + CHILD_STACK_SIZE,
+                                    CLONE_NEWPID | CLONE_NEWNS | CLONE_PIDFD | SIGCHLD, &c, &pidfd);
+                } else {
+                        /* Returns once the child has exec'd or exited. */
+                        pid = clone(child_main, (uint8_t *) child_stack + CHILD_STACK_SIZE,
+                                    CLONE_VM | CLONE_VFORK | CLONE_FILES | CLONE_PIDFD | SIGCHLD, &c, &pidfd);
+                }
                 if (pid < 0)
                         r = -errno;
                 (void) pthread_sigmask(SIG_SETMASK, &old, NULL);
@@ -374,12 +515,29 @@ int spawn_start(const struct spawn_params *p, pid_t *ret_pid, int *ret_pidfd, ch
                         slots_for_child[i] = -1; /* reserved again next time */
                 }
         pthread_mutex_unlock(&spawn_lock);
+        report[1] = safe_close(report[1]);
 
         if (r < 0) {
-                if (asprintf(ret_error, "start process: %s", strerror(-r)) < 0)
+                if (asprintf(ret_error, p->pid_ns && pid < 0 ? "create PID namespace: %s" : "start process: %s",
+                             strerror(-r)) < 0)
                         *ret_error = NULL;
                 *ret_exit_code = 1;
+                safe_close(report[0]);
                 return r;
+        }
+        if (p->pid_ns) {
+                r = read_report(report[0], &c.rep);
+                safe_close(report[0]);
+                if (r < 0) {
+                        /* Wedged or broken: it and its namespace go. */
+                        (void) syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+                        (void) waitpid(pid, NULL, 0);
+                        safe_close(pidfd);
+                        if (asprintf(ret_error, "PID namespace init: %s", strerror(-r)) < 0)
+                                *ret_error = NULL;
+                        *ret_exit_code = 1;
+                        return r;
+                }
         }
         if (c.rep.stage == 0) {
                 *ret_pid = pid;
@@ -391,4 +549,44 @@ int spawn_start(const struct spawn_params *p, pid_t *ret_pid, int *ret_pidfd, ch
         safe_close(pidfd);
         *ret_error = format_error(p, &c.rep, ret_exit_code);
         return -c.rep.err;
+}
+
+/* The probe: what every init does before the command. */
+CHILD_FN static int probe_main(void *arg) {
+        (void) arg;
+        int r = pidns_private_mounts();
+        if (r < 0)
+                _exit(-r & 0x7f);
+        r = pidns_mount_proc();
+        _exit(r < 0 ? 0x80 | (-r & 0x7f) : 0);
+}
+
+int spawn_check_pid_ns(const char **ret_what) {
+        *ret_what = "create a PID and mount namespace";
+        pthread_mutex_lock(&spawn_lock);
+        int r = reserve_locked();
+        pid_t pid = -1;
+        if (r >= 0) {
+                sigset_t all, old;
+                sigfillset(&all);
+                (void) pthread_sigmask(SIG_SETMASK, &all, &old);
+                pid = clone(probe_main, (uint8_t *) child_stack + CHILD_STACK_SIZE,
+                            CLONE_NEWPID | CLONE_NEWNS | SIGCHLD, NULL);
+                if (pid < 0)
+                        r = -errno;
+                (void) pthread_sigmask(SIG_SETMASK, &old, NULL);
+        }
+        pthread_mutex_unlock(&spawn_lock);
+        if (r < 0)
+                return r;
+        int st;
+        if (waitpid(pid, &st, 0) < 0)
+                return -errno;
+        if (!WIFEXITED(st))
+                return -EIO;
+        int code = WEXITSTATUS(st);
+        if (code == 0)
+                return 0;
+        *ret_what = code & 0x80 ? "mount /proc" : "make the mounts private";
+        return (code & 0x7f) ? -(code & 0x7f) : -EIO;
 }

@@ -12,6 +12,11 @@
  * stdout and stderr are first duplicated into three slots the module keeps
  * reserved at low numbers (taken at the first spawn, see spawn_reserve()).
  *
+ * With pid_ns, the child is instead an init in new PID and mount
+ * namespaces (pidns.h): a clone without CLONE_VM (a copy-on-write fork,
+ * since it lives as long as the command), which starts the command as
+ * above and reports a failure through a pipe the agent reads, bounded.
+ *
  * Not thread-safe in the sense of parallel spawns: calls are serialized by
  * a lock. */
 #pragma once
@@ -33,6 +38,9 @@ struct spawn_params {
         const struct sandbox *sandbox;  /* NULL: unconfined */
         int fd_in, fd_out, fd_err;      /* become 0, 1, 2 (not consumed) */
         bool tty;                       /* new session, fd_in becomes the controlling tty */
+        /* A new PID and mount namespace with its own /proc, under a small
+         * init (pidns.h). The pid returned is the init's. */
+        bool pid_ns;
         /* Signals whose disposition the caller changed from SIG_DFL: the
          * child resets exactly these (every other one must be SIG_DFL in
          * the caller: a handler must never run in the child, which shares
@@ -49,6 +57,12 @@ void spawn_init(void);
  * does it). Call early, while low fd numbers are still free. Idempotent.
  * Returns 0 or -errno. */
 int spawn_reserve(void);
+
+/* Whether this process can give commands a PID namespace (--pid-ns):
+ * creates one with a throw-away child that sets up the mounts as every
+ * init will. Returns 0, or -errno with *ret_what naming the step that
+ * failed. */
+int spawn_check_pid_ns(const char **ret_what);
 
 /* Start the child. On success *ret_pid and *ret_pidfd (CLOEXEC) are set and
  * the child is the leader of a new process group (and session, for tty).

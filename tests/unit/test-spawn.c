@@ -2,7 +2,9 @@
  * memory by the CLONE_VM child), PATH search with the child's own PATH, the
  * ENOEXEC fallback, fds (the caller's table untouched, nothing leaked, even
  * with thousands of fds open), process groups, controlling terminals, and a
- * clean signal state in the child. */
+ * clean signal state in the child. Every test runs twice: as is, and with
+ * pid_ns (as root), where the same must hold for the command under the
+ * namespace's init; a few more check what only the namespace does. */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -28,6 +30,10 @@
 
 static char *env_default[] = { "PATH=/usr/bin:/bin", NULL };
 
+/* The second round: spawn with pid_ns. */
+static bool pid_ns;
+static const char *pid_ns_unavailable; /* why not, when it is not */
+
 struct run {
         int rc;
         int code;               /* from spawn on failure, else the exit status */
@@ -42,7 +48,7 @@ static void run(const char *file, char **argv, char **envp, bool search, const c
         int p[2];
         assert_int_equal(pipe2(p, O_CLOEXEC), 0);
         int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
-        struct spawn_params sp = { .file = file, .argv = argv, .envp = envp ? envp : env_default,
+        struct spawn_params sp = { .pid_ns = pid_ns, .file = file, .argv = argv, .envp = envp ? envp : env_default,
                                    .search_path = search, .cwd = cwd, .fd_in = devnull, .fd_out = p[1],
                                    .fd_err = p[1] };
         pid_t pid;
@@ -161,7 +167,7 @@ static void test_group_and_fds(void **state) {
         assert_int_equal(pipe2(in, O_CLOEXEC), 0);
         assert_int_equal(pipe2(out, O_CLOEXEC), 0);
         char *argv[] = { "sh", "-c", "read x; echo \"got $x\"; ls /proc/self/fd | wc -l", NULL };
-        struct spawn_params sp = { .file = "sh", .argv = argv, .envp = env_default, .search_path = true,
+        struct spawn_params sp = { .pid_ns = pid_ns, .file = "sh", .argv = argv, .envp = env_default, .search_path = true,
                                    .fd_in = in[0], .fd_out = out[1], .fd_err = out[1] };
         pid_t pid;
         int pidfd, code;
@@ -187,7 +193,7 @@ static void test_tty(void **state) {
         int master, slave;
         assert_int_equal(pty_open(30, 90, &master, &slave), 0);
         char *argv[] = { "sh", "-c", "stty size; tty; read x", NULL };
-        struct spawn_params sp = { .file = "sh", .argv = argv, .envp = env_default, .search_path = true,
+        struct spawn_params sp = { .pid_ns = pid_ns, .file = "sh", .argv = argv, .envp = env_default, .search_path = true,
                                    .fd_in = slave, .fd_out = slave, .fd_err = slave, .tty = true };
         pid_t pid;
         int pidfd, code;
@@ -227,7 +233,7 @@ static void test_reset_signals_given(void **state) {
         assert_int_equal(pipe2(p, O_CLOEXEC), 0);
         int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
         char *argv[] = { "sh", "-c", "grep -E '^SigIgn' /proc/self/status", NULL };
-        struct spawn_params sp = { .file = "sh", .argv = argv, .envp = env_default, .search_path = true,
+        struct spawn_params sp = { .pid_ns = pid_ns, .file = "sh", .argv = argv, .envp = env_default, .search_path = true,
                                    .fd_in = devnull, .fd_out = p[1], .fd_err = p[1], .reset_signals = &changed };
         pid_t pid;
         int pidfd, code;
@@ -277,7 +283,7 @@ static void test_many_fds(void **state) {
                 assert_int_equal(pipe2(in, O_CLOEXEC), 0);
                 assert_int_equal(pipe2(out, O_CLOEXEC), 0);
                 char *argv[] = { "sh", "-c", "read x; echo \"$x\"; ls /proc/self/fd | wc -l", NULL };
-                struct spawn_params sp = { .file = "sh", .argv = argv, .envp = env_default, .search_path = true,
+                struct spawn_params sp = { .pid_ns = pid_ns, .file = "sh", .argv = argv, .envp = env_default, .search_path = true,
                                            .fd_in = in[0], .fd_out = out[1], .fd_err = out[1] };
                 pid_t pid;
                 int pidfd, code;
@@ -317,7 +323,7 @@ static void test_failure_with_many_fds(void **state) {
                 count_before += fcntl(fd, F_GETFD) >= 0;
         for (int i = 0; i < 20; i++) {
                 char *argv[] = { "no-such-cmd-xyz", NULL };
-                struct spawn_params sp = { .file = "no-such-cmd-xyz", .argv = argv, .envp = env_default,
+                struct spawn_params sp = { .pid_ns = pid_ns, .file = "no-such-cmd-xyz", .argv = argv, .envp = env_default,
                                            .search_path = true, .fd_in = devnull, .fd_out = devnull,
                                            .fd_err = devnull, .cwd = i % 2 ? "/nonexistent-dir" : NULL };
                 pid_t pid;
@@ -337,22 +343,104 @@ static void test_failure_with_many_fds(void **state) {
         close(devnull);
 }
 
+/* ---- only with pid_ns ---------------------------------------------------- */
+
+static void test_ns_identity(void **state) {
+        struct run r;
+        char *argv[] = { "sh", "-c", "echo $$ $PPID; cat /proc/1/comm; ls /proc | grep -c '^[0-9]*$'", NULL };
+        run("sh", argv, NULL, true, NULL, &r);
+        assert_int_equal(r.rc, 0);
+        assert_int_equal(r.code, 0);
+        /* init, sh, ls, grep: the namespace's own /proc. */
+        assert_string_equal(r.out, "2 1\nvsock-init\n4\n");
+}
+
+/* The caller signals the init's group (the agent does): the command is in
+ * it, the init ignores it and exits with the command's 128+N. SIGKILL to
+ * the init ends the namespace. */
+static void test_ns_signals(void **state) {
+        for (int round = 0; round < 2; round++) {
+                int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+                char *argv[] = { "sleep", "1000", NULL };
+                struct spawn_params sp = { .pid_ns = true, .file = "sleep", .argv = argv, .envp = env_default,
+                                           .search_path = true, .fd_in = devnull, .fd_out = devnull,
+                                           .fd_err = devnull };
+                pid_t pid;
+                int pidfd, code;
+                char *err = NULL;
+                assert_int_equal(spawn_start(&sp, &pid, &pidfd, &err, &code), 0);
+                close(devnull);
+                assert_int_equal(getpgid(pid), pid);
+                if (round == 0)
+                        assert_int_equal(kill(-pid, SIGTERM), 0);
+                else
+                        assert_int_equal(kill(pid, SIGKILL), 0);
+                int st;
+                assert_int_equal(waitpid(pid, &st, 0), pid);
+                if (round == 0)
+                        assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 128 + SIGTERM);
+                else
+                        assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+                close(pidfd);
+        }
+}
+
+/* Whatever the command leaves behind ends with it: the output pipe, held
+ * by a background sleep, reaches EOF as soon as the command exits. */
+static void test_ns_leftovers(void **state) {
+        struct run r;
+        char *argv[] = { "sh", "-c", "sleep 1000 & setsid sleep 1000 & echo bye", NULL };
+        int64_t start = now_ns();
+        run("sh", argv, NULL, true, NULL, &r);
+        assert_int_equal(r.code, 0);
+        assert_string_equal(r.out, "bye\n");
+        /* Hang catcher only: without the namespace this takes 1000 s. */
+        assert_true(now_ns() - start < INT64_C(20) * 1000000000);
+}
+
+static int ns_on(void **state) {
+        if (pid_ns_unavailable) {
+                print_message("no PID namespace: %s\n", pid_ns_unavailable);
+                skip();
+        }
+        pid_ns = true;
+        return 0;
+}
+
+static int ns_off(void **state) {
+        pid_ns = false;
+        return 0;
+}
+
+#define NS(t) { #t " (pid-ns)", t, ns_on, ns_off, NULL }
+#define BOTH(t) cmocka_unit_test(t), NS(t)
+
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_ok_and_output),
-                cmocka_unit_test(test_not_found),
-                cmocka_unit_test(test_not_executable),
-                cmocka_unit_test(test_script_without_shebang),
-                cmocka_unit_test(test_cwd),
-                cmocka_unit_test(test_clean_signal_state),
-                cmocka_unit_test(test_group_and_fds),
-                cmocka_unit_test(test_tty),
-                cmocka_unit_test(test_reset_signals_given),
-                cmocka_unit_test(test_many_fds),
-                cmocka_unit_test(test_failure_with_many_fds),
+                BOTH(test_ok_and_output),
+                BOTH(test_not_found),
+                BOTH(test_not_executable),
+                BOTH(test_script_without_shebang),
+                BOTH(test_cwd),
+                BOTH(test_clean_signal_state),
+                BOTH(test_group_and_fds),
+                BOTH(test_tty),
+                BOTH(test_reset_signals_given),
+                BOTH(test_many_fds),
+                BOTH(test_failure_with_many_fds),
+                NS(test_ns_identity),
+                NS(test_ns_signals),
+                NS(test_ns_leftovers),
         };
         /* Like the agent: started with signals ignored (a background job),
          * the children must still get them at SIG_DFL. */
         spawn_init();
+        const char *what;
+        int r = spawn_check_pid_ns(&what);
+        static char why[256];
+        if (r < 0) {
+                snprintf(why, sizeof why, "cannot %s: %s", what, strerror(-r));
+                pid_ns_unavailable = why;
+        }
         return cmocka_run_group_tests_name("spawn", tests, NULL, NULL);
 }
