@@ -70,6 +70,38 @@ int64_t exec_true_batch(struct bench *b, const struct agent *a) {
         return exec_true(b, a, M_BATCH);
 }
 
+/* What --pid-ns costs per command (a namespace, a /proc mount and an init
+ * per exec): batch `true` against an agent with it, interleaved with the
+ * same on @plain. Root only; informational. */
+static void fig_exec_pid_ns(struct bench *b, const struct agent *plain) {
+        if (geteuid() != 0)
+                return;
+        struct agent ns;
+        if (agent_start_opts(b, &ns, "pidns", "--pid-ns") < 0)
+                return;
+        int n = b->exec_iters;
+        double *base = calloc((size_t) n, sizeof *base), *v = calloc((size_t) n, sizeof *v);
+        for (int i = 0; i < 10; i++)
+                (void) exec_true(b, &ns, M_BATCH);
+        size_t got = 0;
+        for (int i = 0; i < n && base && v; i++) {
+                int64_t t0 = exec_true(b, plain, M_BATCH), t1 = exec_true(b, &ns, M_BATCH);
+                if (t0 < 0 || t1 < 0)
+                        break;
+                base[got] = (double) t0 / 1e6;
+                v[got++] = (double) t1 / 1e6;
+        }
+        if (got > 0) {
+                double bm = stat_median(base, got), bp = stat_p99(base, got);
+                bench_row(b, "exec batch true --pid-ns, median", stat_median(v, got), bm, "ms", T_NONE, 0,
+                          "floor: the same without --pid-ns");
+                bench_row(b, "exec batch true --pid-ns, p99", stat_p99(v, got), bp, "ms", T_NONE, 0, NULL);
+        }
+        free(base);
+        free(v);
+        agent_stop(b, &ns);
+}
+
 void fig_exec_latency(struct bench *b) {
         struct agent a;
         if (agent_start(b, &a, "agent") < 0)
@@ -120,6 +152,7 @@ void fig_exec_latency(struct bench *b) {
         for (int m = 0; m < _M_MAX; m++)
                 free(v[m]);
         free(floor);
+        fig_exec_pid_ns(b, &a);
         agent_stop(b, &a);
 }
 

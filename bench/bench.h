@@ -59,6 +59,8 @@ bool bench_wants(const struct bench *b, const char *group);
 /* Start the agent on unix sockets named after @tag (several may run at
  * once); a->ready_ms is the spawn-to-ready time. */
 int agent_start(struct bench *b, struct agent *a, const char *tag);
+/* The same with one more agent option (NULL: none). */
+int agent_start_opts(struct bench *b, struct agent *a, const char *tag, const char *extra);
 void agent_stop(struct bench *b, struct agent *a);
 /* VmRSS / VmHWM of the agent in KiB, or -1. */
 long agent_status_kib(const struct agent *a, const char *field);

@@ -290,7 +290,9 @@ long agent_status_kib(const struct agent *a, const char *field) {
 
 /* Ready when a connect to the ready socket succeeds: polled in a tight
  * loop (50 us), so the figure is not rounded up to a retry interval. */
-int agent_start(struct bench *b, struct agent *a, const char *tag) {
+int agent_start(struct bench *b, struct agent *a, const char *tag) { return agent_start_opts(b, a, tag, NULL); }
+
+int agent_start_opts(struct bench *b, struct agent *a, const char *tag, const char *extra) {
         *a = (struct agent) { .pid = -1 };
         snprintf(a->exec_addr, sizeof a->exec_addr, "unix:%s/%s-exec.sock", b->dir, tag);
         snprintf(a->ready_path, sizeof a->ready_path, "%s/%s-ready.sock", b->dir, tag);
@@ -300,7 +302,7 @@ int agent_start(struct bench *b, struct agent *a, const char *tag) {
         (void) unlink(a->ready_path);
 
         char *argv[] = { (char *) b->agent_path, "--listen", a->exec_addr, "--ready", ready_addr,
-                         "--log-level", "warn", NULL };
+                         "--log-level", "warn", (char *) extra, NULL };
         posix_spawn_file_actions_t fa;
         posix_spawn_file_actions_init(&fa);
         posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
