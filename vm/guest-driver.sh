@@ -283,6 +283,43 @@ t_orphans() {
 }
 run init-reaps-orphans t_orphans
 
+# ---- --pid-ns: a PID namespace and /proc per command -----------------------------
+
+# A third agent, over AF_VSOCK on its own ports: each command is PID 2
+# under the agent's small init, sees only its own processes, and takes
+# whatever it left behind with it; the guest's /proc stays the guest's.
+t_pid_ns() {
+        vsock-agent --pid-ns --listen vsock::7000 --ready vsock::7002 --allow-cid 1 >"$LOG/pidns-agent.log" 2>&1 &
+        npid=$!
+        N=vsock:1:7000
+        if ! vmcheck ready vsock:1:7002 >/dev/null; then
+                kill "$npid"
+                cat "$LOG/pidns-agent.log"
+                return 1
+        fi
+        ok=1
+        out=$(ctl -a "$N" exec -- 'echo $$ $PPID; cat /proc/1/comm; ls /proc | grep -c "^[0-9]*$"' | tr '\n' ' ')
+        expect_eq "pid, ppid, PID 1, processes" "$out" "2 1 vsock-init 4 " || ok=0
+        ctl -a "$N" exec -- 'exit 7'
+        expect_eq "exit status" "$?" 7 || ok=0
+        out=$(ctl -a "$N" exec -- 'setsid sleep 321 </dev/null >/dev/null 2>&1 & echo started')
+        expect_eq "daemon start" "$out" started || ok=0
+        wait_for 200 no_sleep_321 || { echo "the daemon outlived its command"; ok=0; }
+        expect_eq "the guest's PID 1" "$(cat /proc/1/comm)" vsock-agent || ok=0
+        kill -TERM "$npid"
+        wait "$npid"
+        expect_eq "pid-ns agent's exit status after SIGTERM" "$?" 0 || ok=0
+        [ $ok = 1 ] && echo "commands are PID 2 under vsock-init with their own /proc; a daemon ended with its command"
+}
+no_sleep_321() {
+        for f in /proc/[0-9]*/cmdline; do
+                tr '\0' ' ' <"$f" 2>/dev/null
+                echo
+        done | grep -q 'slee[p] 321' && return 1
+        return 0
+}
+run pid-ns t_pid_ns
+
 # ---- figures: AF_VSOCK next to a unix socket, same guest -------------------
 
 t_figures() {
