@@ -209,11 +209,19 @@ static int map_option(struct strv *out, const char *word) {
                 return 0;
         }
 
-        if (klen == strlen("vsock.privileged") && strncmp(word, "vsock.privileged", klen) == 0) {
+        static const struct {
+                const char *key, *opt;
+        } flags[] = {
+                { "vsock.privileged", "--privileged" },
+                { "vsock.pid_ns", "--pid-ns" },
+        };
+        for (size_t i = 0; i < ARRAY_SIZE(flags); i++) {
+                if (strlen(flags[i].key) != klen || strncmp(word, flags[i].key, klen) != 0)
+                        continue;
                 int b = parse_bool_word(val ? val : "");
                 if (b < 0)
                         return b;
-                return b ? strv_push(out, "--privileged", strlen("--privileged")) : 0;
+                return b ? strv_push(out, flags[i].opt, strlen(flags[i].opt)) : 0;
         }
         return 0; /* not ours (other vsock.* words may be module parameters) */
 }

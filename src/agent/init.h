@@ -29,11 +29,12 @@ void init_set_hostname_from_cmdline(void);
  *   vsock.ready=V       -> "--ready" V
  *   vsock.allow_cid=A,B -> "--allow-cid" A "--allow-cid" B (repeatable)
  *   vsock.privileged=1  -> "--privileged" (0/no/false/off: nothing)
+ *   vsock.pid_ns=1      -> "--pid-ns" (likewise)
  * Values may be double-quoted as the kernel allows; other words (and words
  * after a bare "--", which belong to init) are ignored. On success
  * *ret_argv is a NULL-terminated array owned by the caller (free it with
  * init_strv_free()) and *ret_argc its length (possibly 0). Returns 0,
- * -EINVAL for an empty value or an unknown vsock.privileged value, or
+ * -EINVAL for an empty value or an unknown boolean value, or
  * -ENOMEM; the out-parameters are untouched on failure. */
 int init_cmdline_options(const char *cmdline, char ***ret_argv, int *ret_argc);
 

@@ -96,28 +96,34 @@ static int push_u32(uint32_t **v, size_t *n, uint32_t x) {
         return 0;
 }
 
-/* A boolean vsock.NAME=1 on the kernel command line (@key is "vsock.NAME="). */
-static bool cmdline_flag(const char *key) {
-        char buf[4096];
-        int fd = open("/proc/cmdline", O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-                return false;
-        ssize_t n = read(fd, buf, sizeof buf - 1);
-        safe_close(fd);
-        if (n <= 0)
-                return false;
-        buf[n] = '\0';
-        bool on = false;
-        /* Later words win, as the kernel's own parameters do. */
-        for (char *save = NULL, *w = strtok_r(buf, " \t\n", &save); w; w = strtok_r(NULL, " \t\n", &save)) {
-                if (strcmp(w, "--") == 0)
-                        break;
-                if (strncmp(w, key, strlen(key)) == 0) {
-                        const char *v = w + strlen(key);
-                        on = strcmp(v, "1") == 0 || strcmp(v, "yes") == 0 || strcmp(v, "true") == 0 ||
-                             strcmp(v, "on") == 0;
+/* The kernel command line, or NULL. */
+static char *read_cmdline(void) {
+        char *cmdline = NULL;
+        size_t cap = 0;
+        FILE *f = fopen("/proc/cmdline", "re");
+        if (f) {
+                if (getline(&cmdline, &cap, f) < 0) {
+                        free(cmdline);
+                        cmdline = NULL;
                 }
+                fclose(f);
         }
+        return cmdline;
+}
+
+/* Whether the kernel command line turns on @opt (e.g. "--privileged" for
+ * vsock.privileged=1), in any mode: a guest image may start the agent
+ * from its own init and still be configured per VM. */
+static bool cmdline_flag(const char *opt) {
+        char *cmdline = read_cmdline();
+        char **v = NULL;
+        int n = 0;
+        bool on = false;
+        if (cmdline && init_cmdline_options(cmdline, &v, &n) >= 0)
+                for (int i = 0; i < n; i++)
+                        on |= strcmp(v[i], opt) == 0;
+        init_strv_free(v);
+        free(cmdline);
         return on;
 }
 
@@ -309,7 +315,7 @@ static int agent_main(int argc, char **argv) {
                 return 1;
         }
         struct sandbox *sandbox = NULL;
-        if (o.privileged || cmdline_flag("vsock.privileged="))
+        if (o.privileged || cmdline_flag("--privileged"))
                 log_info("privileged: commands run without the sandbox");
         else {
                 r = sandbox_new(&sandbox);
@@ -320,7 +326,7 @@ static int agent_main(int argc, char **argv) {
                 }
                 a->sandbox = sandbox;
         }
-        if (o.pid_ns || cmdline_flag("vsock.pid_ns=")) {
+        if (o.pid_ns || cmdline_flag("--pid-ns")) {
                 /* Refuse now rather than fail every command later. */
                 const char *what;
                 r = spawn_check_pid_ns(&what);
@@ -418,16 +424,7 @@ int main(int argc, char **argv) {
         init_set_hostname_from_cmdline();
         if (init_is_pid1())
                 init_disable_cad();
-        char *cmdline = NULL;
-        size_t cap = 0;
-        FILE *f = fopen("/proc/cmdline", "re");
-        if (f) {
-                if (getline(&cmdline, &cap, f) < 0) {
-                        free(cmdline);
-                        cmdline = NULL;
-                }
-                fclose(f);
-        }
+        char *cmdline = read_cmdline();
         char **extra = NULL;
         int n_extra = 0;
         int r = init_cmdline_options(cmdline, &extra, &n_extra);

@@ -57,12 +57,12 @@ static void test_options_mapping(void **state) {
         int argc = -1;
         assert_int_equal(init_cmdline_options(
                                  "console=ttyS0 vsock.listen=vsock:5000 quiet vsock.ready=vsock:5002 "
-                                 "vsock.allow_cid=1,3 vsock.allow_cid=7 vsock.privileged=1 panic=-1\n",
+                                 "vsock.allow_cid=1,3 vsock.allow_cid=7 vsock.privileged=1 vsock.pid_ns=yes panic=-1\n",
                                  &argv, &argc),
                          0);
         static const char *const want[] = {
                 "--listen", "vsock:5000", "--ready", "vsock:5002", "--allow-cid", "1",
-                "--allow-cid", "3", "--allow-cid", "7", "--privileged",
+                "--allow-cid", "3", "--allow-cid", "7", "--privileged", "--pid-ns",
         };
         assert_argv(argv, argc, want, (int) (sizeof(want) / sizeof(want[0])));
         init_strv_free(argv);
@@ -82,7 +82,7 @@ static void test_options_edge_cases(void **state) {
 
         /* Empty list items are skipped; quotes are removed; privileged=0,
          * unknown vsock.* words and words after "--" add nothing. */
-        assert_int_equal(init_cmdline_options("vsock.allow_cid=,5,, vsock.privileged=off "
+        assert_int_equal(init_cmdline_options("vsock.allow_cid=,5,, vsock.privileged=off vsock.pid_ns=0 "
                                               "vsock.listen=\"unix:/run/a b.sock\" vsock.debug=1 "
                                               "-- vsock.privileged=1",
                                               &argv, &argc),
@@ -101,6 +101,7 @@ static void test_options_edge_cases(void **state) {
         argv = NULL;
         argc = -1;
         assert_int_equal(init_cmdline_options("vsock.privileged=maybe", &argv, &argc), -EINVAL);
+        assert_int_equal(init_cmdline_options("vsock.pid_ns=2", &argv, &argc), -EINVAL);
         assert_int_equal(init_cmdline_options("vsock.listen=1 vsock.ready=", &argv, &argc), -EINVAL);
         assert_int_equal(init_cmdline_options("vsock.listen", &argv, &argc), -EINVAL);
         assert_int_equal(init_cmdline_options("vsock.allow_cid=", &argv, &argc), -EINVAL);
