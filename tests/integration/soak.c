@@ -4,6 +4,7 @@
  * it started: same fd count, no children, RSS grown by less than 1 MiB.
  *
  *   vsock-soak --agent PATH [--seconds 60] [--threads 50] [--seed N]
+ *              [--agent-arg OPTION]...   (e.g. --agent-arg=--pid-ns)
  *
  * Prints operations and errors per kind, RSS and fd figures; exits 1 on
  * any unexpected error or leftover. Run by `make soak` (scripts/soak.sh). */
@@ -425,7 +426,8 @@ static void counters_reset(void) {
 }
 
 static void usage(FILE *f) {
-        fprintf(f, "Usage: vsock-soak --agent PATH [--seconds N] [--threads N] [--seed N] [--cancel-share F]\n");
+        fprintf(f, "Usage: vsock-soak --agent PATH [--seconds N] [--threads N] [--seed N] [--cancel-share F]\n"
+                   "                  [--agent-arg OPTION]...\n");
 }
 
 int main(int argc, char **argv) {
@@ -433,10 +435,13 @@ int main(int argc, char **argv) {
                 { "agent", required_argument, NULL, 'a' },   { "seconds", required_argument, NULL, 's' },
                 { "threads", required_argument, NULL, 't' }, { "seed", required_argument, NULL, 'r' },
                 { "cancel-share", required_argument, NULL, 'c' }, { "help", no_argument, NULL, 'h' },
+                { "agent-arg", required_argument, NULL, 'o' },
                 {},
         };
         const char *agent_path = getenv("AGENT");
         int seconds = 60, threads = 50;
+        const char *agent_args[16] = { NULL };
+        size_t n_agent_args = 0;
         uint64_t seed = (uint64_t) vsock_now_ns() ^ (uint64_t) getpid();
         int c;
         while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -455,6 +460,13 @@ int main(int argc, char **argv) {
                         break;
                 case 'c':
                         cancel_share = atof(optarg);
+                        break;
+                case 'o':
+                        if (n_agent_args + 1 >= sizeof agent_args / sizeof agent_args[0]) {
+                                fprintf(stderr, "soak: too many --agent-arg\n");
+                                return 2;
+                        }
+                        agent_args[n_agent_args++] = optarg;
                         break;
                 case 'h':
                         usage(stdout);
@@ -476,7 +488,7 @@ int main(int argc, char **argv) {
                 (void) setrlimit(RLIMIT_NOFILE, &rl);
         }
 
-        agent = agent_start(NULL, 0);
+        agent = agent_start(agent_args, 0);
         if (!agent)
                 return 1;
         int rc = 1;
