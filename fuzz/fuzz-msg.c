@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/msg-internal.h"
 #include "vsock/msg.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -29,6 +30,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
                 free(e2);                                                             \
                 clear;                                                                \
         } while (0)
+
+/* The agent's in-place WriteFile decode agrees with the public one. */
+static void check_write_file_in_place(const uint8_t *data, size_t size) {
+        struct vsock_write_file_request a = { 0 }, b = { 0 };
+        uint8_t *copy = malloc(size ? size : 1);
+        if (!copy)
+                return;
+        memcpy(copy, data, size);
+        const uint8_t *content = NULL;
+        size_t len = 0;
+        int ra = vsock_write_file_request_decode(data, size, &a, NULL);
+        int rb = msg_decode_write_file_inplace(copy, size, &b, &content, &len, NULL);
+        if ((ra < 0) != (rb < 0))
+                abort();
+        if (ra == 0 && (a.mode != b.mode || strcmp(a.path ? a.path : "", b.path ? b.path : "") != 0 ||
+                        a.content.len != len || (len && memcmp(a.content.data, content, len) != 0)))
+                abort();
+        vsock_write_file_request_clear(&a);
+        vsock_write_file_request_clear(&b);
+        free(copy);
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (size < 1)
@@ -57,6 +79,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 CHECK_STABLE(vsock_write_file_request, vsock_write_file_request_decode,
                              vsock_write_file_request_encode,
                              (vsock_write_file_request_clear(&a), vsock_write_file_request_clear(&b)));
+                check_write_file_in_place(data, size);
                 break;
         case 5:
                 CHECK_STABLE(vsock_path_request, vsock_path_request_decode, vsock_path_request_encode,

@@ -42,8 +42,10 @@ static const uint8_t header_room[VSOCK_FRAME_HEADER_SIZE];
 static void fileop_run(struct worker_job *j) {
         struct fileop *f = container_of(j, struct fileop, job);
         f->rc = buf_append(&f->out, header_room, sizeof header_room);
-        if (f->rc >= 0)
-                f->rc = files_serve(f->type, f->payload ? f->payload : (const uint8_t *) "", f->len, &f->out);
+        if (f->rc >= 0) {
+                static uint8_t empty[1];
+                f->rc = files_serve(f->type, f->payload ? f->payload : empty, f->len, &f->out);
+        }
         /* The request (up to 64 MiB for a write) is done with. */
         free(f->payload);
         f->payload = NULL;

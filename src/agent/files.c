@@ -139,7 +139,7 @@ static void unlink_tmpp(char **tmp) {
         }
 }
 
-static int write_file(const void *payload, size_t len, char **err) {
+static int write_file(void *payload, size_t len, char **err) {
         _cleanup_(vsock_write_file_request_clear) struct vsock_write_file_request req = {};
         _cleanup_free_ char *dir = NULL;
         _cleanup_(unlink_tmpp) char *tmp = NULL;
@@ -148,7 +148,9 @@ static int write_file(const void *payload, size_t len, char **err) {
         struct stat st;
         int r;
 
-        r = vsock_write_file_request_decode(payload, len, &req, &why);
+        const uint8_t *content;
+        size_t content_len;
+        r = msg_decode_write_file_inplace(payload, len, &req, &content, &content_len, &why);
         if (r < 0)
                 return decode_error(err, r, "write_file", why);
 
@@ -184,8 +186,8 @@ static int write_file(const void *payload, size_t len, char **err) {
                 return path_error(err, "open", path, e);
         }
 
-        if (req.content.len > 0) {
-                r = io_write_all(fd, req.content.data, req.content.len, 0, -1);
+        if (content_len > 0) {
+                r = io_write_all(fd, content, content_len, 0, -1);
                 if (r < 0)
                         return path_error(err, "write", path, -r);
         }
@@ -374,7 +376,7 @@ static int list_files(const void *payload, size_t len, struct vsock_file_respons
 
 /* ---- entry point -------------------------------------------------------- */
 
-int files_serve(uint8_t type, const void *payload, size_t len, struct buf *out) {
+int files_serve(uint8_t type, void *payload, size_t len, struct buf *out) {
         _cleanup_(vsock_file_response_clear) struct vsock_file_response resp = {};
         _cleanup_free_ char *err = NULL;
         int r;

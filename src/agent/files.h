@@ -15,5 +15,7 @@
 
 #define FILES_READ_MAX (16u * 1024 * 1024)
 
-/* @type is VSOCK_MSG_WRITE_FILE, VSOCK_MSG_READ_FILE or VSOCK_MSG_LIST_FILES. */
-int files_serve(uint8_t type, const void *payload, size_t len, struct buf *out);
+/* @type is VSOCK_MSG_WRITE_FILE, VSOCK_MSG_READ_FILE or VSOCK_MSG_LIST_FILES.
+ * @payload is the request frame's, and is consumed: WriteFile decodes the
+ * file's base64 in place over it, so the caller must not use it again. */
+int files_serve(uint8_t type, void *payload, size_t len, struct buf *out);

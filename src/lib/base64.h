@@ -30,5 +30,7 @@ static inline size_t base64_decoded_max(size_t len) {
 /* Decode @src[0..len) into @dst, which must have room for
  * base64_decoded_max(len) bytes. Returns 0 and the decoded size in
  * *ret_len, or -EINVAL for malformed input (*ret_len untouched; @dst may
- * hold garbage). */
+ * hold garbage). @dst may be @src: every quantum is read before its 3
+ * bytes are stored, and they land before it, so decoding in place is safe
+ * (a big []byte field needs no second buffer). */
 int base64_decode(const void *src, size_t len, uint8_t *dst, size_t *ret_len);

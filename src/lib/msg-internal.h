@@ -44,6 +44,17 @@ int msg_encode_exec_response_agent(const struct vsock_exec_response *r, struct b
 int msg_decode_exec_request(const void *data, size_t len, bool tty, struct vsock_exec_request *ret,
                             const char **ret_why);
 
+/* vsock_write_file_request_decode() for the agent, which owns the frame
+ * and needs the file's bytes only once: a big base64 content is decoded
+ * in place, over its own text in @data (which is modified), so a 15 MiB
+ * file costs no second 15 MiB of memory. On success the content is
+ * *ret_content[0..*ret_content_len): inside @data (valid as long as it
+ * is), or ret->content.data when it was decoded the ordinary way; in the
+ * first case ret->content has no data (present, len 0). Clear @ret as
+ * usual. Same errors as the public decoder. */
+int msg_decode_write_file_inplace(void *data, size_t len, struct vsock_write_file_request *ret,
+                                  const uint8_t **ret_content, size_t *ret_content_len, const char **ret_why);
+
 /* Test hooks of the decoders' fast path for big strings (json_bigstr.h):
  * string values of at least @min_len bytes in the top-level object are
  * cut out before jansson parses (default 4096; 0 cuts every string out,

@@ -251,11 +251,19 @@ static int env_cmp(const void *a, const void *b) {
         return strcmp(((const struct vsock_env *) a)->key, ((const struct vsock_env *) b)->key);
 }
 
+/* Where a []byte field decoded in place ended up (msg_decode_write_file_inplace). */
+struct inplace {
+        uint8_t *data;
+        size_t len;
+        bool used;
+};
+
 /* The string values cut out of the text jansson parsed (json_bigstr.h). */
 struct cut {
         const char *text;
         const struct json_bigstr_scan *scan;
         bool wipe;
+        struct inplace *inplace; /* non-NULL: the text is ours to overwrite */
 };
 
 static int decode_object(json_t *obj, const struct field *fields, size_t n, void *st, const struct cut *cut,
@@ -576,6 +584,21 @@ static int decode_field_cut(const struct field *f, const struct cut *cut, const 
                             const char **why) {
         const char *s = cut->text + b->off;
 
+        if (f->kind == F_BYTES && cut->inplace) {
+                /* Over its own text: no buffer the size of the value, and
+                 * none of the page faults of fresh memory. */
+                uint8_t *d = (uint8_t *) (uintptr_t) s;
+                size_t n = 0;
+                if (base64_decode(s, b->len, d, &n) < 0) {
+                        *why = f->why_value;
+                        return DECODE_ERR;
+                }
+                struct vsock_bytes *bytes = MEMBER(st, f, struct vsock_bytes);
+                msg_bytes_free(bytes, false);
+                bytes->present = true;
+                *cut->inplace = (struct inplace) { .data = d, .len = n, .used = true };
+                return 0;
+        }
         if (f->kind == F_BYTES)
                 return decode_base64(f, s, b->len, MEMBER(st, f, struct vsock_bytes), why);
         /* Any other field: rare (only hostile peers send 4 KiB commands),
@@ -691,9 +714,9 @@ static json_t *parse_cut(const char *text, size_t len, const struct json_bigstr_
 }
 
 static int decode_json(const void *data, size_t len, const struct field *fields, size_t n, void *st, bool wipe,
-                       const char **ret_why) {
+                       struct inplace *inplace, const char **ret_why) {
         struct json_bigstr_scan scan;
-        struct cut cut = { .text = data, .scan = &scan, .wipe = wipe };
+        struct cut cut = { .text = data, .scan = &scan, .wipe = wipe, .inplace = inplace };
         const char *why = NULL;
         json_t *root = NULL;
         json_error_t e;
@@ -748,7 +771,7 @@ out:
                 T t = {};                                                                          \
                 if (!ret)                                                                          \
                         return -EINVAL;                                                            \
-                int r = decode_json(data, len, fields, nfields, &t, wipe, ret_why);                \
+                int r = decode_json(data, len, fields, nfields, &t, wipe, NULL, ret_why);          \
                 if (r < 0) {                                                                       \
                         clear;                                                                     \
                         *ret = (T) {};                                                             \
@@ -780,13 +803,33 @@ int msg_decode_exec_request(const void *data, size_t len, bool tty, struct vsock
         struct vsock_exec_request t = {};
         if (!ret)
                 return -EINVAL;
-        int r = tty ? decode_json(data, len, exec_fields_tty, ARRAY_SIZE(exec_fields_tty), &t, true, ret_why)
-                    : decode_json(data, len, exec_fields_batch, N_EXEC_BATCH, &t, true, ret_why);
+        int r = tty ? decode_json(data, len, exec_fields_tty, ARRAY_SIZE(exec_fields_tty), &t, true, NULL, ret_why)
+                    : decode_json(data, len, exec_fields_batch, N_EXEC_BATCH, &t, true, NULL, ret_why);
         if (r < 0) {
                 vsock_exec_request_clear(&t, true);
                 *ret = (struct vsock_exec_request) {};
                 return r;
         }
         *ret = t;
+        return 0;
+}
+
+int msg_decode_write_file_inplace(void *data, size_t len, struct vsock_write_file_request *ret,
+                                  const uint8_t **ret_content, size_t *ret_content_len, const char **ret_why) {
+        struct vsock_write_file_request t = {};
+        struct inplace ip = {};
+        if (!ret || !ret_content || !ret_content_len)
+                return -EINVAL;
+        int r = decode_json(data, len, wf_fields, ARRAY_SIZE(wf_fields), &t, false, &ip, ret_why);
+        if (r < 0) {
+                vsock_write_file_request_clear(&t);
+                *ret = (struct vsock_write_file_request) {};
+                return r;
+        }
+        *ret = t;
+        /* A value the fast path did not cut out (short, escaped, or the
+         * plain path) was decoded by jansson into a buffer of its own. */
+        *ret_content = ip.used ? ip.data : t.content.data;
+        *ret_content_len = ip.used ? ip.len : t.content.len;
         return 0;
 }

@@ -190,6 +190,48 @@ static void test_decoded_max_bounds(void **state) {
         free(tmp);
 }
 
+/* In place (dst == src) gives what a separate buffer gives, for every
+ * length around the SIMD block size, with and without newlines, and
+ * fails where the separate decode fails. */
+static void test_decode_in_place(void **state) {
+        (void) state;
+        uint8_t data[700];
+        for (size_t i = 0; i < sizeof data; i++)
+                data[i] = (uint8_t) (i * 131 + 7);
+        for (size_t n = 0; n <= sizeof data; n += n < 100 ? 1 : 37) {
+                char *enc = encode_str(data, n);
+                size_t elen = strlen(enc);
+                for (int nl = 0; nl < 3; nl++) {
+                        /* nl 1: "\r\n" every 76 characters; 2: a newline
+                         * after every character of the first 40. */
+                        char *text = malloc(elen * 3 + 1);
+                        assert_non_null(text);
+                        size_t t = 0;
+                        for (size_t i = 0; i < elen; i++) {
+                                text[t++] = enc[i];
+                                if (nl == 1 && i % 76 == 75) {
+                                        text[t++] = '\r';
+                                        text[t++] = '\n';
+                                } else if (nl == 2 && i < 40)
+                                        text[t++] = '\n';
+                        }
+                        uint8_t *sep = malloc(base64_decoded_max(t) + 1);
+                        size_t n_sep = 0, n_in = 0;
+                        assert_int_equal(base64_decode(text, t, sep, &n_sep), 0);
+                        assert_int_equal(base64_decode(text, t, (uint8_t *) text, &n_in), 0);
+                        assert_int_equal(n_in, n);
+                        assert_int_equal(n_sep, n);
+                        assert_memory_equal(text, data, n);
+                        free(sep);
+                        free(text);
+                }
+                free(enc);
+        }
+        char bad[] = "QUJDRE,GSElKS0xNTk9QUVJTVFVWV1hZWg==";
+        size_t n;
+        assert_int_equal(base64_decode(bad, strlen(bad), (uint8_t *) bad, &n), -EINVAL);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_rfc4648),
@@ -198,6 +240,7 @@ int main(void) {
                 cmocka_unit_test(test_appends_in_place),
                 cmocka_unit_test(test_decode_go_strictness),
                 cmocka_unit_test(test_decoded_max_bounds),
+                cmocka_unit_test(test_decode_in_place),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

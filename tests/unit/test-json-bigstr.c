@@ -150,6 +150,21 @@ static char *summarize(const void *data, size_t len) {
         RUN(f, "wf", vsock_write_file_request_decode(data, len, &r_, &why_), struct vsock_write_file_request,
             (dump_str(f, "path", r_.path), dump_bytes(f, "content", &r_.content), fprintf(f, "mode=%u", r_.mode)),
             vsock_write_file_request_clear(&r_));
+        /* The agent's in-place variant, on a copy (it overwrites): the same
+         * verdict and fields; the content reported through the view. */
+        uint8_t *copy = malloc(len ? len : 1);
+        assert_non_null(copy);
+        memcpy(copy, data, len);
+        const uint8_t *content = NULL;
+        size_t content_len = 0;
+        RUN(f, "wf-inplace", msg_decode_write_file_inplace(copy, len, &r_, &content, &content_len, &why_),
+            struct vsock_write_file_request,
+            (dump_str(f, "path", r_.path),
+             dump_bytes(f, "content",
+                        &(struct vsock_bytes) { (uint8_t *) content, content_len, r_.content.present }),
+             fprintf(f, "mode=%u", r_.mode)),
+            vsock_write_file_request_clear(&r_));
+        free(copy);
         RUN(f, "path", vsock_path_request_decode(data, len, &r_, &why_), struct vsock_path_request,
             dump_str(f, "path", r_.path), vsock_path_request_clear(&r_));
         RUN(f, "fi", vsock_file_info_decode(data, len, &r_, &why_), struct vsock_file_info, dump_fi(f, &r_),
@@ -744,6 +759,39 @@ static void test_timing_16mib(void **state) {
         free(d);
 }
 
+/* The in-place decode uses no buffer of its own for a big content: the
+ * bytes are in the request's own memory, and right. */
+static void test_write_file_in_place(void **state) {
+        (void) state;
+        for (size_t n = 3000; n <= 3u << 20; n *= 7) {
+                uint8_t *raw;
+                char *b64 = rand_b64(n, &raw);
+                char *json = fmt("{\"path\":\"/tmp/x\",\"content\":\"%s\",\"mode\":420}", b64);
+                size_t len = strlen(json);
+                struct vsock_write_file_request req = {};
+                const uint8_t *content;
+                size_t clen;
+                const char *why = NULL;
+                unsigned h0 = msg_decode_cut_hits();
+                assert_int_equal(msg_decode_write_file_inplace(json, len, &req, &content, &clen, &why), 0);
+                assert_int_equal(clen, n);
+                assert_memory_equal(content, raw, n);
+                assert_string_equal(req.path, "/tmp/x");
+                assert_int_equal(req.mode, 420);
+                if (strlen(b64) >= DEFAULT_MIN) {
+                        assert_int_equal(msg_decode_cut_hits(), h0 + 1);
+                        assert_true(content > (const uint8_t *) json && content < (const uint8_t *) json + len);
+                        assert_null(req.content.data);
+                } else {
+                        assert_ptr_equal(content, req.content.data);
+                }
+                vsock_write_file_request_clear(&req);
+                free(json);
+                free(b64);
+                free(raw);
+        }
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_scan_basic),
@@ -756,6 +804,7 @@ int main(void) {
                 cmocka_unit_test(test_irregular),
                 cmocka_unit_test(test_random_mutations),
                 cmocka_unit_test(test_timing_16mib),
+                cmocka_unit_test(test_write_file_in_place),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
