@@ -5,14 +5,24 @@
 #include <string.h>
 #include <strings.h>
 
+#include "base64.h"
 #include "client-internal.h"
+#include "common/buf.h"
 #include "common/macro.h"
+#include "conn-internal.h"
 #include "vsock/error.h"
 #include "vsock/frame.h"
 
 /* Room for {"path":"...","content":"","mode":4294967295} around the
  * escaped path and the base64 content. */
 #define WRITE_FILE_JSON_OVERHEAD 64u
+
+/* Files from this size on are sent as they are encoded, in pieces of
+ * WRITE_FILE_PIECE input bytes (a multiple of 3, so the pieces' base64
+ * joins up): no buffer of 4/3 of the file, and none of the page faults of
+ * fresh memory, which cost more than the encoding itself. */
+#define WRITE_FILE_STREAM_MIN (256u * 1024)
+#define WRITE_FILE_PIECE (3u * 64 * 1024)
 
 /* Go's error text ends in the syscall's message ("open /x: no such file or
  * directory"): recover the errno when the tail is one of libc's messages,
@@ -32,19 +42,13 @@ static int errno_from_go_text(const char *text) {
         return EIO;
 }
 
-/* Send one request and read the FileResult; the agent's error text becomes
- * VSOCK_E_FILE_REMOTE with the text in call->remote_error. */
-static int file_roundtrip(vsock_conn *c, struct vsock_call *call, uint8_t type, const uint8_t *payload, size_t len,
-                          struct vsock_file_response *ret) {
-        client_call_apply(c, call);
-        int r = vsock_write_message(c, type, payload, len);
-        if (r < 0)
-                return client_fail(c, r);
-
+/* Read the FileResult of a request already sent; the agent's error text
+ * becomes VSOCK_E_FILE_REMOTE with the text in call->remote_error. */
+static int file_read_result(vsock_conn *c, struct vsock_call *call, struct vsock_file_response *ret) {
         uint8_t rtype;
         _cleanup_free_ uint8_t *data = NULL;
         uint32_t dlen;
-        r = client_read_reply(c, call, &rtype, &data, &dlen);
+        int r = client_read_reply(c, call, &rtype, &data, &dlen);
         if (r < 0)
                 return client_fail(c, r);
         if (rtype != VSOCK_MSG_FILE_RESULT)
@@ -67,6 +71,16 @@ static int file_roundtrip(vsock_conn *c, struct vsock_call *call, uint8_t type, 
         return 0;
 }
 
+/* Send one request and read its FileResult. */
+static int file_roundtrip(vsock_conn *c, struct vsock_call *call, uint8_t type, const uint8_t *payload, size_t len,
+                          struct vsock_file_response *ret) {
+        client_call_apply(c, call);
+        int r = vsock_write_message(c, type, payload, len);
+        if (r < 0)
+                return client_fail(c, r);
+        return file_read_result(c, call, ret);
+}
+
 static int path_roundtrip(vsock_conn *c, struct vsock_call *call, uint8_t type, const char *path,
                           struct vsock_file_response *ret) {
         struct vsock_path_request req = { .path = (char *) path };
@@ -76,6 +90,78 @@ static int path_roundtrip(vsock_conn *c, struct vsock_call *call, uint8_t type, 
         if (r < 0)
                 return vsock_err_wrap(VSOCK_E_ENCODE_FILE_REQUEST, r);
         return file_roundtrip(c, call, type, payload, len, ret);
+}
+
+/* The pieces of a streamed WriteFile request: the JSON up to the
+ * content, its base64 piece by piece, the rest. */
+struct wf_stream {
+        const uint8_t *head, *tail;
+        size_t head_len, tail_len;
+        const uint8_t *data;
+        size_t len, off;
+        int stage;
+        struct buf piece;
+};
+
+static ssize_t wf_next(void *userdata, const void **ret_piece) {
+        struct wf_stream *w = userdata;
+        switch (w->stage) {
+        case 0:
+                w->stage = 1;
+                *ret_piece = w->head;
+                return (ssize_t) w->head_len;
+        case 1:
+                if (w->off < w->len) {
+                        size_t n = w->len - w->off < WRITE_FILE_PIECE ? w->len - w->off : WRITE_FILE_PIECE;
+                        buf_reset(&w->piece);
+                        int r = base64_encode_append(&w->piece, w->data + w->off, n);
+                        if (r < 0)
+                                return r;
+                        w->off += n;
+                        *ret_piece = buf_head(&w->piece);
+                        return (ssize_t) buf_size(&w->piece);
+                }
+                w->stage = 2;
+                *ret_piece = w->tail;
+                return (ssize_t) w->tail_len;
+        default:
+                return 0;
+        }
+}
+
+/* The request's JSON exactly as the encoder writes it, but with the
+ * content encoded as it is sent: the encoder writes the request with an
+ * empty content, and the base64 goes between its quotes. */
+static int write_file_streamed(vsock_conn *c, const struct vsock_write_file_request *req, size_t limit) {
+        struct vsock_write_file_request empty = *req;
+        empty.content = (struct vsock_bytes) { .data = (uint8_t *) "", .len = 0, .present = true };
+        _cleanup_free_ uint8_t *json = NULL;
+        size_t jlen;
+        int r = vsock_write_file_request_encode(&empty, &json, &jlen);
+        if (r < 0)
+                return vsock_err_wrap(VSOCK_E_ENCODE_FILE_REQUEST, r);
+        /* Every '"' of the path is escaped, so this is the member itself. */
+        static const char key[] = "\"content\":\"\"";
+        const uint8_t *at = memmem(json, jlen, key, sizeof key - 1);
+        if (!at)
+                return VSOCK_ERR(VSOCK_E_ENCODE_FILE_REQUEST, EPROTO);
+        struct wf_stream w = {
+                .head = json,
+                .head_len = (size_t) (at - json) + sizeof key - 2, /* up to the opening quote */
+                .data = req->content.data,
+                .len = req->content.len,
+        };
+        w.tail = w.head + w.head_len;
+        w.tail_len = jlen - w.head_len;
+        size_t total = jlen + base64_encoded_len(w.len);
+        if (total > limit)
+                return VSOCK_ERR(VSOCK_E_ENCODE_FILE_REQUEST, EFBIG);
+        w.piece = BUF_INIT(0);
+        r = frame_write_pieces(c, VSOCK_MSG_WRITE_FILE, total, wf_next, &w);
+        buf_free(&w.piece);
+        if (r == -ENOMEM || r == -ENOBUFS)
+                return vsock_err_wrap(VSOCK_E_ENCODE_FILE_REQUEST, r);
+        return r;
 }
 
 _public_ int vsock_write_file(vsock_conn *c, const char *path, const void *data, size_t len, mode_t mode,
@@ -103,16 +189,24 @@ _public_ int vsock_write_file(vsock_conn *c, const char *path, const void *data,
                 .content = { .data = (uint8_t *) data, .len = len, .present = data != NULL },
                 .mode = mode == 0 ? 0 : vsock_go_mode_from_mode_t(mode),
         };
-        _cleanup_free_ uint8_t *payload = NULL;
-        size_t plen;
-        int r = vsock_write_file_request_encode(&req, &payload, &plen);
-        if (r < 0)
-                return vsock_err_wrap(VSOCK_E_ENCODE_FILE_REQUEST, r);
-        if (plen > limit)
-                return VSOCK_ERR(VSOCK_E_ENCODE_FILE_REQUEST, EFBIG);
-
         struct vsock_file_response resp = {};
-        r = file_roundtrip(c, call, VSOCK_MSG_WRITE_FILE, payload, plen, &resp);
+        int r;
+        if (len >= WRITE_FILE_STREAM_MIN) {
+                client_call_apply(c, call);
+                r = write_file_streamed(c, &req, limit);
+                if (r < 0)
+                        return client_fail(c, r);
+                r = file_read_result(c, call, &resp);
+        } else {
+                _cleanup_free_ uint8_t *payload = NULL;
+                size_t plen;
+                r = vsock_write_file_request_encode(&req, &payload, &plen);
+                if (r < 0)
+                        return vsock_err_wrap(VSOCK_E_ENCODE_FILE_REQUEST, r);
+                if (plen > limit)
+                        return VSOCK_ERR(VSOCK_E_ENCODE_FILE_REQUEST, EFBIG);
+                r = file_roundtrip(c, call, VSOCK_MSG_WRITE_FILE, payload, plen, &resp);
+        }
         vsock_file_response_clear(&resp);
         return r;
 }

@@ -67,3 +67,14 @@ int addr_from_sockaddr(const struct sockaddr *sa, socklen_t len, struct vsock_ad
  * Reads the reply one byte at a time so no protocol byte after the '\n' is
  * consumed. @ret_host_port (may be NULL) gets n when it fits 32 bits. */
 int mux_handshake(int fd, uint32_t port, int64_t deadline_ns, int cancel_fd, uint32_t *ret_host_port);
+
+/* One frame of @len payload bytes produced in pieces (frame.c): @next
+ * returns the next piece's length and sets *ret_piece, 0 after the last
+ * piece, or a negative errno. The header goes out with the first piece;
+ * the write lock is held for the whole frame. For a payload made on the
+ * fly (a big file's base64), so that no buffer holds all of it. Returns
+ * 0 or the codes of vsock_write_message(); -EINVAL (before anything is
+ * written, or with the frame cut short) if the pieces do not add up to
+ * @len. */
+int frame_write_pieces(vsock_conn *c, uint8_t type, size_t len, ssize_t (*next)(void *userdata, const void **ret_piece),
+                       void *userdata);

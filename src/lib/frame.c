@@ -59,6 +59,54 @@ static int write_frame(vsock_conn *c, uint8_t type, struct iovec *iov, int iovcn
         return 0;
 }
 
+int frame_write_pieces(vsock_conn *c, uint8_t type, size_t len, ssize_t (*next)(void *userdata, const void **ret_piece),
+                       void *userdata) {
+        if (!c || !next)
+                return -EINVAL;
+        if (len > UINT32_MAX)
+                return VSOCK_ERR(VSOCK_E_FRAME_TOO_LARGE, EMSGSIZE);
+        uint8_t hdr[VSOCK_FRAME_HEADER_SIZE];
+        vsock_frame_header(hdr, type, (uint32_t) len);
+
+        size_t sent = 0, done = 0;
+        int r = 0;
+        bool first = true, io_failed = false;
+        pthread_mutex_lock(&c->write_lock);
+        for (;;) {
+                const void *piece = NULL;
+                ssize_t n = next(userdata, &piece);
+                if (n < 0) {
+                        r = (int) n;
+                        break;
+                }
+                if ((size_t) n > len - sent) {
+                        r = -EINVAL;
+                        break;
+                }
+                if (n == 0 && !first)
+                        break;
+                struct iovec iov[2] = { { hdr, sizeof hdr }, { (void *) piece, (size_t) n } };
+                size_t w = 0;
+                r = io_writev_all_n(c->fd, first ? iov : iov + 1, first ? 2 : 1, c->write_deadline_ns, c->cancel_fd,
+                                    &w);
+                done += w;
+                first = false;
+                if (r < 0) {
+                        io_failed = true;
+                        break;
+                }
+                sent += (size_t) n;
+                if (n == 0)
+                        break;
+        }
+        pthread_mutex_unlock(&c->write_lock);
+        if (r == 0 && sent != len)
+                r = -EINVAL;
+        if (io_failed)
+                return vsock_err_wrap(done < VSOCK_FRAME_HEADER_SIZE ? VSOCK_E_WRITE_HEADER : VSOCK_E_WRITE_REQUEST, r);
+        return r;
+}
+
 _public_ int vsock_write_message(vsock_conn *c, uint8_t type, const void *data, size_t len) {
         if (!c || (!data && len > 0))
                 return -EINVAL;

@@ -1025,6 +1025,79 @@ static void test_write_file_vectors(void **state) {
         }
 }
 
+/* Big files are encoded as they are sent (client_file.c): the frame must
+ * be byte for byte the encoder's, at sizes around the threshold and the
+ * piece boundaries, with a path that needs escaping and every mode bit. */
+struct expect_frame {
+        const uint8_t *payload;
+        size_t len;
+};
+
+static void script_expect_frame(struct fake_agent *fa) {
+        const struct expect_frame *e = fa->arg;
+        if (fa_expect_frame(fa, VSOCK_MSG_WRITE_FILE, e->payload, e->len))
+                (void) fa_send_hex(fa, vhex("fileresp_empty"));
+}
+
+static void test_write_file_streamed(void **state) {
+        static const size_t sizes[] = { 256u * 1024 - 1, 256u * 1024, 256u * 1024 + 1, 3u * 64 * 1024 * 2,
+                                        3u * 64 * 1024 * 2 + 2, 5u * 1024 * 1024 + 7 };
+        for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+                size_t n = sizes[i];
+                uint8_t *data = malloc(n);
+                assert_non_null(data);
+                for (size_t k = 0; k < n; k++)
+                        data[k] = (uint8_t) (k * 2654435761u >> 13);
+                const char *path = "/tmp/a \"quoted\" \\ path\n<&>";
+                mode_t mode = S_ISUID | S_ISGID | S_ISVTX | 0751;
+                struct vsock_write_file_request req = {
+                        .path = (char *) path,
+                        .content = { .data = data, .len = n, .present = true },
+                        .mode = vsock_go_mode_from_mode_t(mode),
+                };
+                struct expect_frame e;
+                uint8_t *want;
+                assert_int_equal(vsock_write_file_request_encode(&req, &want, &e.len), 0);
+                e.payload = want;
+                struct fake_agent fa;
+                vsock_conn *c;
+                assert_int_equal(fake_agent_start_pair(&fa, script_expect_frame, &e, &c), 0);
+                struct vsock_call call = VSOCK_CALL_INIT;
+                int r = vsock_write_file(c, path, data, n, mode, &call);
+                vsock_conn_close(c);
+                const char *f = fake_agent_join(&fa);
+                if (f)
+                        fail_msg("%zu bytes: %s", n, f);
+                assert_int_equal(r, 0);
+                free(want);
+                free(data);
+        }
+}
+
+/* A streamed request cut short by the peer: a write error, no hang. */
+static void script_close_early(struct fake_agent *fa) {
+        uint8_t hdr[5];
+        (void) fa_read_raw(fa, hdr, sizeof hdr);
+        close(fa->fd);
+        fa->fd = -1;
+}
+
+static void test_write_file_streamed_peer_gone(void **state) {
+        size_t n = 8u * 1024 * 1024;
+        uint8_t *data = calloc(1, n);
+        assert_non_null(data);
+        struct fake_agent fa;
+        vsock_conn *c;
+        assert_int_equal(fake_agent_start_pair(&fa, script_close_early, NULL, &c), 0);
+        struct vsock_call call = VSOCK_CALL_INIT;
+        call.deadline_ns = vsock_now_ns() + (int64_t) FA_TIMEOUT_MS * 1000000;
+        int r = vsock_write_file(c, "/x", data, n, 0644, &call);
+        assert_kind(r, VSOCK_E_WRITE_REQUEST);
+        vsock_conn_close(c);
+        AGENT_OK(&fa);
+        free(data);
+}
+
 static void script_expect_nothing(struct fake_agent *fa) {
         char b;
         ssize_t r = read(fa->fd, &b, 1);
@@ -1327,6 +1400,8 @@ int main(void) {
                 cmocka_unit_test(test_portfwd_rejected),
                 cmocka_unit_test(test_write_file_vectors),
                 cmocka_unit_test(test_write_file_too_big),
+                cmocka_unit_test(test_write_file_streamed),
+                cmocka_unit_test(test_write_file_streamed_peer_gone),
                 cmocka_unit_test(test_read_file),
                 cmocka_unit_test(test_list_files),
                 cmocka_unit_test(test_file_errors),
