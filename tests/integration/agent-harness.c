@@ -92,6 +92,54 @@ void marker_kill(const char *marker, bool prefix) {
         }
 }
 
+static unsigned marker_seq;
+
+void marker_new(struct marker *m, const char *key) {
+        snprintf(m->key, sizeof m->key, "%s", key);
+        snprintf(m->value, sizeof m->value, "%d-%u", (int) getpid(), ++marker_seq);
+        snprintf(m->entry, sizeof m->entry, "%s=%s", m->key, m->value);
+        m->env = (struct vsock_env) { m->key, m->value };
+}
+
+size_t marker_count(const struct marker *m) {
+        pid_t pids[64];
+        return marker_find(m->entry, pids, 64);
+}
+
+bool marker_wait_count(const struct marker *m, size_t n, int bound_ms) {
+        int64_t end = mono_ms() + bound_ms;
+        while (marker_count(m) < n) {
+                if (mono_ms() > end)
+                        return false;
+                pause_ms(5);
+        }
+        return true;
+}
+
+bool marker_end(const struct marker *m, int bound_ms, size_t *ret_left) {
+        if (marker_wait_gone(m->entry, bound_ms))
+                return true;
+        size_t left = marker_count(m);
+        marker_kill(m->entry, false);
+        if (ret_left)
+                *ret_left = left;
+        return false;
+}
+
+void marker_kill_all(const char *key) {
+        char prefix[64];
+        snprintf(prefix, sizeof prefix, "%s=%d-", key, (int) getpid());
+        marker_kill(prefix, true);
+}
+
+void nofile_raise(unsigned long want) {
+        struct rlimit rl;
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < want) {
+                rl.rlim_cur = rl.rlim_max < want ? rl.rlim_max : want;
+                (void) setrlimit(RLIMIT_NOFILE, &rl);
+        }
+}
+
 static int settled_fds(pid_t pid) {
         int prev = -1, cur;
         while ((cur = count_fds(pid)) != prev) {
@@ -106,8 +154,9 @@ struct agent *agent_start(const char *const *extra, int nofile) {
         if (!a)
                 return NULL;
         snprintf(a->dir, sizeof a->dir, "/tmp/vsock-agent-test-XXXXXX");
-        if (!mkdtemp(a->dir)) {
-                perror("mkdtemp");
+        if (!mkdtemp(a->dir) || chmod(a->dir, 0755) < 0) {
+                perror(a->dir);
+                rmdir(a->dir);
                 free(a);
                 return NULL;
         }
@@ -270,6 +319,23 @@ int send_exec_request(vsock_conn *c, uint8_t type, const struct vsock_exec_reque
         return r;
 }
 
+ssize_t conn_read_all(vsock_conn *c, void *buf, size_t size) {
+        size_t have = 0;
+        while (have < size) {
+                ssize_t n = vsock_conn_read(c, (uint8_t *) buf + have, size - have);
+                if (n < 0)
+                        return n;
+                if (n == 0)
+                        break;
+                have += (size_t) n;
+        }
+        return (ssize_t) have;
+}
+
+bool buf_contains(const struct buf *b, const char *s) {
+        return buf_size(b) >= strlen(s) && memmem(buf_head(b), buf_size(b), s, strlen(s)) != NULL;
+}
+
 /* ---- loopback TCP target ------------------------------------------------------ */
 
 #define TCP_MAX_CONNS 4096
@@ -403,25 +469,45 @@ static void *tcp_server_main(void *p) {
 }
 
 int tcp_server_start(enum tcp_server_mode mode, struct tcp_server **ret) {
+        return tcp_server_start_family(mode, AF_INET, ret);
+}
+
+int tcp_server_start_family(enum tcp_server_mode mode, int family, struct tcp_server **ret) {
+        if (family != AF_INET && family != AF_INET6)
+                return -EAFNOSUPPORT;
         struct tcp_server *s = calloc(1, sizeof *s);
         if (!s)
                 return -ENOMEM;
         s->mode = mode;
+        s->stop[0] = s->stop[1] = -1;
         s->conns = calloc(TCP_MAX_CONNS, sizeof *s->conns);
-        s->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        s->lfd = socket(family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         if (!s->conns || s->lfd < 0 || pipe2(s->stop, O_CLOEXEC) < 0)
                 goto fail;
-        struct sockaddr_in in = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-        socklen_t sl = sizeof in;
-        if (bind(s->lfd, (struct sockaddr *) &in, sl) < 0 || listen(s->lfd, 1024) < 0 ||
-            getsockname(s->lfd, (struct sockaddr *) &in, &sl) < 0)
+        union {
+                struct sockaddr sa;
+                struct sockaddr_in in;
+                struct sockaddr_in6 in6;
+        } sa = { 0 };
+        socklen_t sl;
+        if (family == AF_INET) {
+                sa.in = (struct sockaddr_in) { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+                sl = sizeof sa.in;
+        } else {
+                sa.in6 = (struct sockaddr_in6) { .sin6_family = AF_INET6, .sin6_addr = in6addr_loopback };
+                sl = sizeof sa.in6;
+        }
+        if (bind(s->lfd, &sa.sa, sl) < 0 || listen(s->lfd, 1024) < 0 || getsockname(s->lfd, &sa.sa, &sl) < 0)
                 goto fail;
-        s->port = ntohs(in.sin_port);
+        s->port = ntohs(family == AF_INET ? sa.in.sin_port : sa.in6.sin6_port);
         if (pthread_create(&s->th, NULL, tcp_server_main, s) != 0)
                 goto fail;
         *ret = s;
         return 0;
 fail:
+        for (int i = 0; i < 2; i++)
+                if (s->stop[i] >= 0)
+                        close(s->stop[i]);
         if (s->lfd >= 0)
                 close(s->lfd);
         free(s->conns);

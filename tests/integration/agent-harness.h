@@ -12,6 +12,7 @@
 
 #include <vsock/vsock.h>
 
+#include "common/buf.h"
 #include "proc-util.h"
 
 struct agent {
@@ -25,6 +26,28 @@ struct agent {
 
 /* ---- processes carrying an environment marker ------------------------------ */
 
+/* A unique environment entry for the processes of one case: KEY=<pid>-<seq>. */
+struct marker {
+        char key[32];
+        char entry[64];                 /* KEY=VALUE as in /proc/PID/environ */
+        char value[32];
+        struct vsock_env env;           /* for a request's env; points into the marker */
+};
+
+/* A new marker with @key, unique within this process. */
+void marker_new(struct marker *m, const char *key);
+/* Live processes carrying @m. */
+size_t marker_count(const struct marker *m);
+/* Wait (bounded) until at least @n processes carry @m. */
+bool marker_wait_count(const struct marker *m, size_t n, int bound_ms);
+/* Wait (bounded) until no process carries @m. At the bound, the number
+ * still alive goes to *ret_left (if not NULL), they are SIGKILLed and the
+ * answer is false. */
+bool marker_end(const struct marker *m, int bound_ms, size_t *ret_left);
+/* SIGKILL every process carrying a marker this process made with @key
+ * (cleanup after a failed test). */
+void marker_kill_all(const char *key);
+
 /* Pids whose environment holds the string @marker (e.g. "HOSTILE=42"),
  * zombies excluded; up to @max into @pids. Returns the count found. */
 size_t marker_find(const char *marker, pid_t *pids, size_t max);
@@ -36,10 +59,16 @@ void marker_kill(const char *marker, bool prefix);
 
 /* ---- the agent --------------------------------------------------------------- */
 
+/* Raise this process's soft RLIMIT_NOFILE to @want (at most the hard
+ * limit): hundreds of sessions need fds on both sides, and an agent
+ * started afterwards inherits it. */
+void nofile_raise(unsigned long want);
+
 /* Start $AGENT on fresh unix sockets with @extra options (NULL-terminated,
- * may be NULL); @nofile > 0 sets its RLIMIT_NOFILE. Waits (bounded) until
- * the ready port accepts and its fd count settles. NULL on failure, with
- * the reason on stderr. */
+ * may be NULL); @nofile > 0 sets its RLIMIT_NOFILE. Its directory is 0755
+ * (the sockets stay 0600), so a command run as another user can use it as
+ * its cwd. Waits (bounded) until the ready port accepts and its fd count
+ * settles. NULL on failure, with the reason on stderr. */
 struct agent *agent_start(const char *const *extra, int nofile);
 /* Use every path once (batch exec, file op on the worker thread) and take
  * the fd baseline again: the agent may keep fds open after first use (the
@@ -63,6 +92,12 @@ int agent_exec_true(const struct agent *a, int bound_ms);
 /* Send one request frame of @type built from @req (TTY types use the TTY
  * encoding). */
 int send_exec_request(vsock_conn *c, uint8_t type, const struct vsock_exec_request *req);
+/* Raw bytes (a forwarded stream) until EOF or @size of them. Returns the
+ * count, or < 0 on a read error. */
+ssize_t conn_read_all(vsock_conn *c, void *buf, size_t size);
+
+/* Whether @b holds the bytes of @s anywhere. */
+bool buf_contains(const struct buf *b, const char *s);
 
 /* ---- a loopback TCP target for port forwarding ---------------------------- */
 
@@ -76,6 +111,8 @@ struct tcp_server;
 
 /* Listen on 127.0.0.1 (a free port) and serve from a thread. */
 int tcp_server_start(enum tcp_server_mode mode, struct tcp_server **ret);
+/* The same on the loopback address of @family (AF_INET or AF_INET6). */
+int tcp_server_start_family(enum tcp_server_mode mode, int family, struct tcp_server **ret);
 uint16_t tcp_server_port(const struct tcp_server *s);
 /* Connections accepted so far, and those still open on the server side. */
 unsigned tcp_server_accepted(const struct tcp_server *s);

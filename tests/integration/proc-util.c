@@ -1,5 +1,6 @@
 /* Process inspection through /proc for the integration suites: fd and
- * child counts, memory, CPU, state, and bounded waits. */
+ * child counts, memory, CPU, state, and bounded waits; and "KEY: value"
+ * lines of text. */
 #include "proc-util.h"
 
 #include <dirent.h>
@@ -16,9 +17,31 @@ int64_t mono_ms(void) { return vsock_now_ns() / 1000000; }
 
 void pause_ms(int ms) { (void) poll(NULL, 0, ms); }
 
-int count_fds(pid_t pid) {
+/* /proc/PID/@sub (@pid 0: this process) into @buf, NUL-terminated.
+ * Returns its length, -1 if it cannot be read. */
+static ssize_t proc_read(pid_t pid, const char *sub, char *buf, size_t size) {
         char p[64];
-        snprintf(p, sizeof p, "/proc/%d/fd", (int) pid);
+        if (pid)
+                snprintf(p, sizeof p, "/proc/%d/%s", (int) pid, sub);
+        else
+                snprintf(p, sizeof p, "/proc/self/%s", sub);
+        int fd = open(p, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return -1;
+        size_t len = 0;
+        ssize_t n;
+        while (len < size - 1 && (n = read(fd, buf + len, size - 1 - len)) > 0)
+                len += (size_t) n;
+        close(fd);
+        buf[len] = '\0';
+        return (ssize_t) len;
+}
+
+/* The sum of @each over the entries of /proc/PID/@sub ("." and ".."
+ * skipped), -1 if it cannot be read. */
+static int proc_dir_sum(pid_t pid, const char *sub, int (*each)(pid_t, const char *)) {
+        char p[64];
+        snprintf(p, sizeof p, "/proc/%d/%s", (int) pid, sub);
         DIR *d = opendir(p);
         if (!d)
                 return -1;
@@ -26,42 +49,39 @@ int count_fds(pid_t pid) {
         struct dirent *de;
         while ((de = readdir(d)))
                 if (de->d_name[0] != '.')
-                        n++;
+                        n += each(pid, de->d_name);
         closedir(d);
         return n;
 }
 
-int count_children(pid_t pid) {
-        char p[64];
-        snprintf(p, sizeof p, "/proc/%d/task", (int) pid);
-        DIR *d = opendir(p);
-        if (!d)
-                return -1;
-        int n = 0;
-        struct dirent *de;
-        while ((de = readdir(d))) {
-                if (de->d_name[0] == '.')
-                        continue;
-                char cp[320];
-                snprintf(cp, sizeof cp, "/proc/%d/task/%s/children", (int) pid, de->d_name);
-                FILE *f = fopen(cp, "re");
-                if (!f)
-                        continue;
-                int c;
-                bool in = false;
-                while ((c = fgetc(f)) != EOF) {
-                        if (c >= '0' && c <= '9') {
-                                if (!in)
-                                        n++;
-                                in = true;
-                        } else
-                                in = false;
-                }
-                fclose(f);
+static int one(pid_t pid, const char *name) {
+        (void) pid;
+        (void) name;
+        return 1;
+}
+
+/* The pids listed in /proc/PID/task/@tid/children. */
+static int task_children(pid_t pid, const char *tid) {
+        char p[320];
+        snprintf(p, sizeof p, "/proc/%d/task/%s/children", (int) pid, tid);
+        FILE *f = fopen(p, "re");
+        if (!f)
+                return 0;
+        int n = 0, c;
+        bool in = false;
+        while ((c = fgetc(f)) != EOF) {
+                bool digit = c >= '0' && c <= '9';
+                n += digit && !in;
+                in = digit;
         }
-        closedir(d);
+        fclose(f);
         return n;
 }
+
+int count_fds(pid_t pid) { return proc_dir_sum(pid, "fd", one); }
+
+/* Children of every thread: each task lists only its own. */
+int count_children(pid_t pid) { return proc_dir_sum(pid, "task", task_children); }
 
 bool pid_exists(pid_t pid) {
         char p[64];
@@ -79,21 +99,14 @@ bool wait_pid_gone(pid_t pid, int bound_ms) {
         return true;
 }
 
-static long status_field_kb(pid_t pid, const char *field) {
-        char p[64], line[256];
-        snprintf(p, sizeof p, "/proc/%d/status", (int) pid);
-        FILE *f = fopen(p, "re");
-        if (!f)
-                return -1;
-        long kb = -1;
-        size_t fl = strlen(field);
-        while (fgets(line, sizeof line, f))
-                if (strncmp(line, field, fl) == 0 && line[fl] == ':') {
-                        kb = strtol(line + fl + 1, NULL, 10);
-                        break;
-                }
-        fclose(f);
-        return kb;
+bool proc_status_field(pid_t pid, const char *key, char *val, size_t size) {
+        char buf[16384];
+        return proc_read(pid, "status", buf, sizeof buf) >= 0 && text_field(buf, key, val, size);
+}
+
+static long status_field_kb(pid_t pid, const char *key) {
+        char v[64];
+        return proc_status_field(pid, key, v, sizeof v) ? strtol(v, NULL, 10) : -1;
 }
 
 long proc_rss_kb(pid_t pid) { return status_field_kb(pid, "VmRSS"); }
@@ -102,16 +115,8 @@ long proc_hwm_kb(pid_t pid) { return status_field_kb(pid, "VmHWM"); }
 /* The fields of /proc/PID/stat after the command name, which may itself
  * hold spaces and parentheses. */
 static bool read_stat(pid_t pid, char *buf, size_t size, const char **ret_rest) {
-        char p[64];
-        snprintf(p, sizeof p, "/proc/%d/stat", (int) pid);
-        int fd = open(p, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
+        if (proc_read(pid, "stat", buf, size) <= 0)
                 return false;
-        ssize_t n = read(fd, buf, size - 1);
-        close(fd);
-        if (n <= 0)
-                return false;
-        buf[n] = '\0';
         char *q = strrchr(buf, ')');
         if (!q || q[1] != ' ')
                 return false;
@@ -149,16 +154,30 @@ pid_t proc_pgid(pid_t pid) {
 }
 
 void proc_wchan(pid_t pid, char *buf, size_t size) {
-        char p[64];
-        snprintf(p, sizeof p, "/proc/%d/wchan", (int) pid);
-        buf[0] = '\0';
-        int fd = open(p, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-                return;
-        ssize_t n = read(fd, buf, size - 1);
-        close(fd);
-        buf[n > 0 ? n : 0] = '\0';
+        if (proc_read(pid, "wchan", buf, size) < 0)
+                buf[0] = '\0';
 }
 
-/* Whether the NUL-separated environment block @env holds @marker as one
- * whole entry (or, with @prefix, an entry starting with it). */
+bool text_field(const char *text, const char *key, char *val, size_t size) {
+        size_t klen = strlen(key);
+        for (const char *l = text; l && *l;) {
+                const char *nl = strchr(l, '\n');
+                size_t len = nl ? (size_t) (nl - l) : strlen(l);
+                if (len > klen && strncmp(l, key, klen) == 0 && (l[klen] == ' ' || l[klen] == ':')) {
+                        const char *v = l + klen + 1;
+                        const char *end = l + len;
+                        while (v < end && (*v == ' ' || *v == '\t'))
+                                v++;
+                        while (end > v && (end[-1] == '\r' || end[-1] == ' ' || end[-1] == '\t'))
+                                end--;
+                        size_t n = (size_t) (end - v);
+                        if (n >= size)
+                                return false;
+                        memcpy(val, v, n);
+                        val[n] = '\0';
+                        return true;
+                }
+                l = nl ? nl + 1 : NULL;
+        }
+        return false;
+}

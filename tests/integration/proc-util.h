@@ -20,6 +20,9 @@ int count_children(pid_t pid);
 bool pid_exists(pid_t pid);
 /* Wait (bounded) until @pid is gone entirely: not even a zombie. */
 bool wait_pid_gone(pid_t pid, int bound_ms);
+/* The value of field @key of /proc/PID/status (@pid 0: this process)
+ * into @val, as text_field() finds it. */
+bool proc_status_field(pid_t pid, const char *key, char *val, size_t size);
 long proc_rss_kb(pid_t pid);   /* VmRSS, -1 if unknown */
 long proc_hwm_kb(pid_t pid);   /* VmHWM */
 long proc_cpu_ticks(pid_t pid); /* utime + stime in clock ticks */
@@ -28,3 +31,11 @@ char proc_state(pid_t pid);
 /* /proc/PID/wchan into @buf ("" when the kernel hides it). */
 void proc_wchan(pid_t pid, char *buf, size_t size);
 pid_t proc_pgid(pid_t pid);
+
+/* ---- text ------------------------------------------------------------------ */
+
+/* The value on the first line of @text that starts with @key followed by
+ * ':' or ' ' ("KEY: value" as in /proc status files, "KEY value" as a
+ * probe prints), without surrounding blanks or a TTY's trailing \r, into
+ * @val. False when there is no such line or the value does not fit. */
+bool text_field(const char *text, const char *key, char *val, size_t size);

@@ -2,12 +2,9 @@
  * unix sockets, driven with raw frames through the library. After every
  * test the agent must have no children left and its fd count must be back
  * to its baseline. */
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <grp.h>
 #include <netinet/in.h>
-#include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -17,151 +14,55 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
 #include <vsock/vsock.h>
 
-#include "common/buf.h"
-#include "proc-util.h"
+#include "agent-harness.h"
 
 #define BOUND_MS 20000 /* hang catcher for one exchange */
 
-struct agent {
-        pid_t pid;
-        char dir[64];
-        char exec_addr[128];
-        char ready_addr[128];
-        char sock_path[128];
-        int baseline_fds;
-};
-
 static struct agent *A; /* the group's agent */
 
-/* ---- process helpers ------------------------------------------------------ */
+/* ---- the agent --------------------------------------------------------------- */
 
-static void agent_assert_clean(struct agent *a) {
-        int64_t end = mono_ms() + 10000;
-        int fds = -1, kids = -1;
-        while (mono_ms() < end) {
-                fds = count_fds(a->pid);
-                kids = count_children(a->pid);
-                if (fds == a->baseline_fds && kids == 0)
-                        return;
-                pause_ms(5);
-        }
-        fprintf(stderr, "agent %d: %d fds (baseline %d), %d children\n", (int) a->pid, fds, a->baseline_fds, kids);
-        fail_msg("agent did not return to its baseline");
+static void assert_clean(struct agent *a) {
+        int fds, kids;
+        if (!agent_wait_clean(a, 10000, &fds, &kids))
+                fail_msg("agent %d: %d fds (baseline %d), %d children", (int) a->pid, fds, a->baseline_fds, kids);
 }
 
-static int agent_nofile; /* > 0: RLIMIT_NOFILE for the next agent_start */
-
-static struct agent *agent_start(const char *const *extra) {
-        struct agent *a = calloc(1, sizeof *a);
+/* A test's own agent; @nofile > 0 sets its RLIMIT_NOFILE. */
+static struct agent *start_agent(const char *const *extra, int nofile) {
+        struct agent *a = agent_start(extra, nofile);
         assert_non_null(a);
-        snprintf(a->dir, sizeof a->dir, "/tmp/vsock-agent-test-XXXXXX");
-        assert_non_null(mkdtemp(a->dir));
-        snprintf(a->sock_path, sizeof a->sock_path, "%s/exec.sock", a->dir);
-        snprintf(a->exec_addr, sizeof a->exec_addr, "unix:%s/exec.sock", a->dir);
-        snprintf(a->ready_addr, sizeof a->ready_addr, "unix:%s/ready.sock", a->dir);
-        const char *agent = getenv("AGENT");
-        assert_non_null(agent);
-        const char *argv[32] = { agent, "--listen", a->exec_addr, "--ready", a->ready_addr };
-        int n = 5;
-        if (getenv("AGENT_DEBUG"))
-                argv[n++] = "--log-level=debug";
-        for (; extra && *extra && n < 30; extra++)
-                argv[n++] = *extra;
-        argv[n] = NULL;
-        a->pid = fork();
-        assert_true(a->pid >= 0);
-        if (a->pid == 0) {
-                if (agent_nofile > 0) {
-                        struct rlimit rl = { (rlim_t) agent_nofile, (rlim_t) agent_nofile };
-                        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
-                                _exit(126);
-                }
-                execv(agent, (char *const *) argv);
-                _exit(127);
-        }
-        /* Ready when the ready port accepts (the exec port is bound first). */
-        int64_t end = mono_ms() + BOUND_MS;
-        for (;;) {
-                vsock_conn *c;
-                if (vsock_dial_str(a->ready_addr, 0, 1000, -1, &c) >= 0) {
-                        vsock_conn_close(c);
-                        break;
-                }
-                int st;
-                assert_int_equal(waitpid(a->pid, &st, WNOHANG), 0);
-                assert_true(mono_ms() < end);
-                pause_ms(2);
-        }
-        /* The ready connection is closed by the agent right away; let the
-         * count settle before taking the baseline. */
-        int prev = -1, cur;
-        while ((cur = count_fds(a->pid)) != prev) {
-                prev = cur;
-                pause_ms(20);
-        }
-        a->baseline_fds = cur;
         return a;
 }
 
 /* SIGTERM, expect exit status 0 within the bound. */
-static void agent_stop(struct agent *a) {
-        if (!a)
-                return;
-        assert_int_equal(kill(a->pid, SIGTERM), 0);
-        int64_t end = mono_ms() + BOUND_MS;
-        int st = 0;
-        pid_t r;
-        while ((r = waitpid(a->pid, &st, WNOHANG)) == 0) {
-                if (mono_ms() > end) {
-                        kill(a->pid, SIGKILL);
-                        waitpid(a->pid, &st, 0);
-                        fail_msg("agent did not exit after SIGTERM");
-                }
-                pause_ms(5);
-        }
-        assert_true(WIFEXITED(st));
-        assert_int_equal(WEXITSTATUS(st), 0);
-        char p[160];
-        snprintf(p, sizeof p, "%s/exec.sock", a->dir);
-        unlink(p);
-        snprintf(p, sizeof p, "%s/ready.sock", a->dir);
-        unlink(p);
-        rmdir(a->dir);
-        free(a);
-}
+static void stop_agent(struct agent *a) { assert_int_equal(agent_stop(a, BOUND_MS, NULL), 0); }
 
 static int group_setup(void **state) {
         /* 500 sessions need fds on both sides; the agent inherits this. */
-        struct rlimit rl;
-        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 8192) {
-                rl.rlim_cur = rl.rlim_max < 8192 ? rl.rlim_max : 8192;
-                (void) setrlimit(RLIMIT_NOFILE, &rl);
-        }
+        nofile_raise(8192);
         signal(SIGPIPE, SIG_IGN);
-        A = agent_start(NULL);
-        return 0;
+        A = agent_start(NULL, 0);
+        return A ? 0 : -1;
 }
 
 static int group_teardown(void **state) {
-        agent_stop(A);
+        int r = agent_stop(A, BOUND_MS, NULL);
         A = NULL;
-        return 0;
+        return r;
 }
 
 static int test_teardown(void **state) {
-        agent_assert_clean(A);
+        assert_clean(A);
         return 0;
 }
 
@@ -169,22 +70,14 @@ static int test_teardown(void **state) {
 
 static vsock_conn *dial_agent(const struct agent *a) {
         vsock_conn *c = NULL;
-        assert_int_equal(vsock_dial_str(a->exec_addr, 0, BOUND_MS, -1, &c), 0);
-        vsock_conn_set_deadline(c, vsock_deadline_in(BOUND_MS));
+        assert_int_equal(agent_dial(a, BOUND_MS, &c), 0);
         return c;
 }
 
 static vsock_conn *dial(void) { return dial_agent(A); }
 
 static void send_request(vsock_conn *c, uint8_t type, const struct vsock_exec_request *r) {
-        uint8_t *p;
-        size_t n;
-        if (type == VSOCK_MSG_EXEC_TTY)
-                assert_int_equal(vsock_exec_tty_request_encode(r, &p, &n), 0);
-        else
-                assert_int_equal(vsock_exec_request_encode(r, &p, &n), 0);
-        assert_int_equal(vsock_write_message(c, type, p, n), 0);
-        free(p);
+        assert_int_equal(send_exec_request(c, type, r), 0);
 }
 
 struct result {
@@ -268,13 +161,9 @@ static bool buf_eq(const struct buf *b, const char *s) {
         return buf_size(b) == strlen(s) && (buf_size(b) == 0 || memcmp(buf_head(b), s, strlen(s)) == 0);
 }
 
-static bool buf_has(const struct buf *b, const char *s) {
-        return buf_size(b) > 0 && memmem(buf_head(b), buf_size(b), s, strlen(s)) != NULL;
-}
-
 /* Read frames until the output so far contains @needle. */
 static void read_until(vsock_conn *c, struct buf *acc, const char *needle) {
-        while (!buf_has(acc, needle)) {
+        while (!buf_contains(acc, needle)) {
                 uint8_t t;
                 uint8_t *d;
                 uint32_t n;
@@ -330,13 +219,13 @@ static void test_not_found(void **state) {
         req.command = "no-such-command-xyz";
         exec_simple(VSOCK_MSG_EXEC_PIPE, &req, &r);
         assert_int_equal(r.exit_code, 127);
-        assert_true(buf_has(&r.err, "not found"));
+        assert_true(buf_contains(&r.err, "not found"));
         result_free(&r);
 
         /* Through the shell, the shell says it. */
         sh(VSOCK_MSG_EXEC, "no-such-command-xyz", &r);
         assert_int_equal(r.exit_code, 127);
-        assert_true(buf_has(&r.err, "not found"));
+        assert_true(buf_contains(&r.err, "not found"));
         result_free(&r);
 }
 
@@ -410,7 +299,7 @@ static void test_background(void **state) {
         struct result r;
         sh(VSOCK_MSG_EXEC, "sleep 60 & echo $!; echo hi", &r);
         assert_int_equal(r.exit_code, 0);
-        assert_true(buf_has(&r.out, "\nhi\n"));
+        assert_true(buf_contains(&r.out, "\nhi\n"));
         pid_t bg = (pid_t) atoi((const char *) buf_head(&r.out));
         assert_true(bg > 0);
         /* The descendant keeps running; the request did not wait for it. */
@@ -420,7 +309,7 @@ static void test_background(void **state) {
 
         sh(VSOCK_MSG_EXEC_PIPE, "sleep 60 & echo $!; echo hi", &r);
         assert_int_equal(r.exit_code, 0);
-        assert_true(buf_has(&r.out, "\nhi\n"));
+        assert_true(buf_contains(&r.out, "\nhi\n"));
         kill((pid_t) atoi((const char *) buf_head(&r.out)), SIGKILL);
         result_free(&r);
 }
@@ -456,7 +345,7 @@ static void test_env_cwd_user(void **state) {
         req = (struct vsock_exec_request) { .command = "id -u; id -g; echo $HOME", .user = "65534" };
         exec_simple(VSOCK_MSG_EXEC, &req, &r);
         assert_int_equal(r.exit_code, 0);
-        assert_true(buf_has(&r.out, "65534\n"));
+        assert_true(buf_contains(&r.out, "65534\n"));
         result_free(&r);
 
         req.user = "65534:65534";
@@ -489,6 +378,24 @@ static void *writer_main(void *p) {
         return NULL;
 }
 
+/* Run @cmd on @a in pipe mode, the connection bounded by @bound_ms, while
+ * a thread feeds it @data in Stdin frames and then EOF; its result goes to
+ * @r. */
+static void pipe_feed(const struct agent *a, const char *cmd, const uint8_t *data, size_t len, int bound_ms,
+                      struct result *r) {
+        vsock_conn *c = dial_agent(a);
+        vsock_conn_set_deadline(c, vsock_deadline_in(bound_ms));
+        struct vsock_exec_request req = { .command = (char *) cmd };
+        send_request(c, VSOCK_MSG_EXEC_PIPE, &req);
+        struct writer w = { c, data, len, 0 };
+        pthread_t th;
+        assert_int_equal(pthread_create(&th, NULL, writer_main, &w), 0);
+        read_all(c, r);
+        pthread_join(th, NULL);
+        assert_int_equal(w.rc, 0);
+        vsock_conn_close(c);
+}
+
 static void test_pipe_big_stdin(void **state) {
         size_t len = 10u * 1024 * 1024;
         uint8_t *data = malloc(len);
@@ -498,55 +405,45 @@ static void test_pipe_big_stdin(void **state) {
                 x = x * 1103515245u + 12345u;
                 data[i] = (uint8_t) (x >> 16);
         }
-        vsock_conn *c = dial();
-        vsock_conn_set_deadline(c, vsock_deadline_in(60000));
-        struct vsock_exec_request req = { .command = "cat" };
-        send_request(c, VSOCK_MSG_EXEC_PIPE, &req);
-        struct writer w = { c, data, len, 0 };
-        pthread_t th;
-        assert_int_equal(pthread_create(&th, NULL, writer_main, &w), 0);
         struct result r;
-        read_all(c, &r);
-        pthread_join(th, NULL);
-        assert_int_equal(w.rc, 0);
+        pipe_feed(A, "cat", data, len, 60000, &r);
         assert_int_equal(r.exit_code, 0);
         assert_int_equal(buf_size(&r.out), len);
         assert_memory_equal(buf_head(&r.out), data, len);
         result_free(&r);
-        vsock_conn_close(c);
         free(data);
 }
 
-static void test_pipe_signal(void **state) {
+/* Run @cmd in @type until it prints @ready, then send one @msg frame of @n
+ * bytes at @p: it must exit @code, with @out in its output if not NULL. */
+static void expect_after_ready(uint8_t type, const char *cmd, const char *ready, uint8_t msg, const void *p, size_t n,
+                               int64_t code, const char *out) {
         vsock_conn *c = dial();
-        struct vsock_exec_request req = { .command = "trap 'echo got; exit 7' USR1; echo ready; "
-                                                     "while :; do sleep 0.05; done" };
-        send_request(c, VSOCK_MSG_EXEC_PIPE, &req);
+        bool tty = type == VSOCK_MSG_EXEC_TTY;
+        struct vsock_exec_request req = { .command = (char *) cmd, .rows = tty ? 24 : 0, .cols = tty ? 80 : 0 };
+        send_request(c, type, &req);
         struct buf acc = BUF_INIT(0);
-        read_until(c, &acc, "ready\n");
-        uint8_t sig = SIGUSR1;
-        assert_int_equal(vsock_write_message(c, VSOCK_MSG_SIGNAL, &sig, 1), 0);
+        read_until(c, &acc, ready);
+        assert_int_equal(vsock_write_message(c, msg, p, n), 0);
         struct result r;
         read_all(c, &r);
-        assert_int_equal(r.exit_code, 7);
-        assert_true(buf_has(&r.out, "got\n"));
+        assert_int_equal(r.exit_code, code);
+        if (out)
+                assert_true(buf_contains(&r.out, out));
         result_free(&r);
         buf_free(&acc);
         vsock_conn_close(c);
+}
 
+static void test_pipe_signal(void **state) {
+        uint8_t sig = SIGUSR1;
+        expect_after_ready(VSOCK_MSG_EXEC_PIPE,
+                           "trap 'echo got; exit 7' USR1; echo ready; while :; do sleep 0.05; done", "ready\n",
+                           VSOCK_MSG_SIGNAL, &sig, 1, 7, "got\n");
         /* SIGKILL to the group: 128 + 9. */
-        c = dial();
-        req.command = "echo ready; sleep 30";
-        send_request(c, VSOCK_MSG_EXEC_PIPE, &req);
-        acc = BUF_INIT(0);
-        read_until(c, &acc, "ready\n");
         sig = SIGKILL;
-        assert_int_equal(vsock_write_message(c, VSOCK_MSG_SIGNAL, &sig, 1), 0);
-        read_all(c, &r);
-        assert_int_equal(r.exit_code, 128 + SIGKILL);
-        result_free(&r);
-        buf_free(&acc);
-        vsock_conn_close(c);
+        expect_after_ready(VSOCK_MSG_EXEC_PIPE, "echo ready; sleep 30", "ready\n", VSOCK_MSG_SIGNAL, &sig, 1,
+                           128 + SIGKILL, NULL);
 }
 
 /* ---- exec: tty --------------------------------------------------------- */
@@ -558,7 +455,7 @@ static void test_tty_size_resize(void **state) {
         send_request(c, VSOCK_MSG_EXEC_TTY, &req);
         struct buf acc = BUF_INIT(0);
         read_until(c, &acc, "xterm-256color");
-        assert_true(buf_has(&acc, "33 101"));
+        assert_true(buf_contains(&acc, "33 101"));
         uint8_t rs[4];
         vsock_resize_encode(50, 120, rs);
         assert_int_equal(vsock_write_message(c, VSOCK_MSG_RESIZE, rs, 4), 0);
@@ -566,7 +463,7 @@ static void test_tty_size_resize(void **state) {
         struct result r;
         read_all(c, &r);
         assert_int_equal(r.exit_code, 0);
-        assert_true(buf_has(&r.out, "50 120"));
+        assert_true(buf_contains(&r.out, "50 120"));
         result_free(&r);
         buf_free(&acc);
         vsock_conn_close(c);
@@ -578,40 +475,20 @@ static void test_tty_size_resize(void **state) {
         c = dial();
         send_request(c, VSOCK_MSG_EXEC_TTY, &req);
         read_all(c, &r);
-        assert_true(buf_has(&r.out, "vt100\r\n/dev/pts/"));
+        assert_true(buf_contains(&r.out, "vt100\r\n/dev/pts/"));
         result_free(&r);
         vsock_conn_close(c);
 }
 
 static void test_tty_signal(void **state) {
-        vsock_conn *c = dial();
         /* The shell itself blocks (in read): no window between "ready"
          * and a forked child in which the signal would race the fork. */
-        struct vsock_exec_request req = { .command = "echo ready; read x", .rows = 24, .cols = 80 };
-        send_request(c, VSOCK_MSG_EXEC_TTY, &req);
-        struct buf acc = BUF_INIT(0);
-        read_until(c, &acc, "ready");
         uint8_t sig = SIGINT;
-        assert_int_equal(vsock_write_message(c, VSOCK_MSG_SIGNAL, &sig, 1), 0);
-        struct result r;
-        read_all(c, &r);
-        assert_int_equal(r.exit_code, 128 + SIGINT);
-        result_free(&r);
-        buf_free(&acc);
-        vsock_conn_close(c);
-
+        expect_after_ready(VSOCK_MSG_EXEC_TTY, "echo ready; read x", "ready", VSOCK_MSG_SIGNAL, &sig, 1, 128 + SIGINT,
+                           NULL);
         /* ^C typed on the terminal works as on a real one. */
-        c = dial();
-        req.command = "echo ready; exec sh -c 'read x'";
-        send_request(c, VSOCK_MSG_EXEC_TTY, &req);
-        acc = BUF_INIT(0);
-        read_until(c, &acc, "ready");
-        assert_int_equal(vsock_write_message(c, VSOCK_MSG_STDIN, "\003", 1), 0);
-        read_all(c, &r);
-        assert_int_equal(r.exit_code, 128 + SIGINT);
-        result_free(&r);
-        buf_free(&acc);
-        vsock_conn_close(c);
+        expect_after_ready(VSOCK_MSG_EXEC_TTY, "echo ready; exec sh -c 'read x'", "ready", VSOCK_MSG_STDIN, "\003", 1,
+                           128 + SIGINT, NULL);
 }
 
 /* ---- cancellation ---------------------------------------------------------- */
@@ -717,60 +594,6 @@ static void test_second_request(void **state) {
 
 /* ---- port forwarding ------------------------------------------------------- */
 
-struct echo_server {
-        int lfd;
-        uint16_t port;
-        pthread_t th;
-};
-
-/* Echo one connection until EOF, then half-close back. */
-static void *echo_main(void *p) {
-        struct echo_server *e = p;
-        int fd = accept4(e->lfd, NULL, NULL, SOCK_CLOEXEC);
-        if (fd < 0)
-                return NULL;
-        char buf[65536];
-        ssize_t n;
-        while ((n = read(fd, buf, sizeof buf)) > 0)
-                if (write(fd, buf, (size_t) n) != n)
-                        break;
-        shutdown(fd, SHUT_WR);
-        /* Wait for the other side to close too. */
-        while (read(fd, buf, sizeof buf) > 0)
-                ;
-        close(fd);
-        return NULL;
-}
-
-static void echo_start(struct echo_server *e, int family) {
-        e->lfd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        assert_true(e->lfd >= 0);
-        struct sockaddr_storage ss = { 0 };
-        socklen_t sl;
-        if (family == AF_INET) {
-                struct sockaddr_in *in = (struct sockaddr_in *) &ss;
-                in->sin_family = AF_INET;
-                in->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-                sl = sizeof *in;
-        } else {
-                struct sockaddr_in6 *in6 = (struct sockaddr_in6 *) &ss;
-                in6->sin6_family = AF_INET6;
-                in6->sin6_addr = in6addr_loopback;
-                sl = sizeof *in6;
-        }
-        assert_int_equal(bind(e->lfd, (struct sockaddr *) &ss, sl), 0);
-        assert_int_equal(listen(e->lfd, 4), 0);
-        assert_int_equal(getsockname(e->lfd, (struct sockaddr *) &ss, &sl), 0);
-        e->port = ntohs(family == AF_INET ? ((struct sockaddr_in *) &ss)->sin_port
-                                          : ((struct sockaddr_in6 *) &ss)->sin6_port);
-        assert_int_equal(pthread_create(&e->th, NULL, echo_main, e), 0);
-}
-
-static void echo_stop(struct echo_server *e) {
-        pthread_join(e->th, NULL);
-        close(e->lfd);
-}
-
 static void portfwd_request(vsock_conn *c, const char *host, uint16_t port) {
         struct vsock_port_forward_request pr = { .host = (char *) host, .port = port };
         uint8_t *p;
@@ -790,10 +613,10 @@ static void *raw_writer_main(void *p) {
 }
 
 static void portfwd_echo(const char *host, int family) {
-        struct echo_server e;
-        echo_start(&e, family);
+        struct tcp_server *echo;
+        assert_int_equal(tcp_server_start_family(TCP_ECHO, family, &echo), 0);
         vsock_conn *c = dial();
-        portfwd_request(c, host, e.port);
+        portfwd_request(c, host, tcp_server_port(echo));
         /* Raw bytes may follow the request at once. */
         size_t len = 3u * 1024 * 1024;
         uint8_t *data = malloc(len);
@@ -810,20 +633,14 @@ static void portfwd_echo(const char *host, int family) {
         pthread_t th;
         assert_int_equal(pthread_create(&th, NULL, raw_writer_main, &w), 0);
         uint8_t *got = malloc(len + 1);
-        size_t have = 0;
-        for (;;) {
-                ssize_t r = vsock_conn_read(c, got + have, len + 1 - have);
-                assert_true(r >= 0);
-                if (r == 0)
-                        break;
-                have += (size_t) r;
-        }
+        ssize_t have = conn_read_all(c, got, len + 1);
+        assert_true(have >= 0);
         pthread_join(th, NULL);
         assert_int_equal(w.rc, 0);
         assert_int_equal(have, len);
         assert_memory_equal(got, data, len);
         vsock_conn_close(c);
-        echo_stop(&e);
+        tcp_server_stop(echo);
         free(got);
         free(data);
 }
@@ -850,7 +667,7 @@ static void expect_reject(const char *host, uint16_t port, const char *text) {
         struct result r;
         read_all(c, &r);
         assert_int_equal(r.frames, 1);
-        assert_true(buf_has(&r.err, text));
+        assert_true(buf_contains(&r.err, text));
         result_free(&r);
         vsock_conn_close(c);
 }
@@ -1012,20 +829,18 @@ static void test_peer_uid(void **state) {
         assert_int_equal(try_as_nobody(A->sock_path), 0);
 
         const char *extra[] = { "--allow-uid", "65534", NULL };
-        struct agent *b = agent_start(extra);
+        struct agent *b = start_agent(extra, 0);
         assert_int_equal(chmod(b->dir, 0755), 0);
         assert_int_equal(chmod(b->sock_path, 0666), 0);
         assert_int_equal(try_as_nobody(b->sock_path), 1);
-        agent_assert_clean(b);
-        agent_stop(b);
+        assert_clean(b);
+        stop_agent(b);
 }
 
 static void test_idle_timeout(void **state) {
         const char *extra[] = { "--idle-timeout", "1", NULL };
-        struct agent *b = agent_start(extra);
-        vsock_conn *c;
-        assert_int_equal(vsock_dial_str(b->exec_addr, 0, BOUND_MS, -1, &c), 0);
-        vsock_conn_set_deadline(c, vsock_deadline_in(BOUND_MS));
+        struct agent *b = start_agent(extra, 0);
+        vsock_conn *c = dial_agent(b);
         /* Half a header is not a request. */
         assert_int_equal(vsock_conn_write(c, "\x01\x00", 2), 0);
         uint8_t t;
@@ -1035,27 +850,14 @@ static void test_idle_timeout(void **state) {
         assert_true(r < 0);
         assert_true(vsock_err_kind(r) != VSOCK_E_TIMEOUT); /* closed by the agent, not our bound */
         vsock_conn_close(c);
-        agent_assert_clean(b);
-        agent_stop(b);
-}
-
-static long vm_hwm_kb(pid_t pid) {
-        char p[64], line[256];
-        snprintf(p, sizeof p, "/proc/%d/status", (int) pid);
-        FILE *f = fopen(p, "re");
-        long kb = -1;
-        while (f && fgets(line, sizeof line, f))
-                if (sscanf(line, "VmHWM: %ld kB", &kb) == 1)
-                        break;
-        if (f)
-                fclose(f);
-        return kb;
+        assert_clean(b);
+        stop_agent(b);
 }
 
 /* A slow host and a slow child: the agent's memory stays bounded because
  * it stops reading the fast side (no credit window in the protocol). */
 static void test_backpressure(void **state) {
-        struct agent *b = agent_start(NULL);
+        struct agent *b = start_agent(NULL, 0);
         const size_t total = 32u * 1024 * 1024;
 
         /* Output: 32 MiB from the child while the host does not read. */
@@ -1082,24 +884,14 @@ static void test_backpressure(void **state) {
         /* Input: 32 MiB of Stdin frames to a child that reads late. */
         uint8_t *data = calloc(1, total);
         assert_non_null(data);
-        c = dial_agent(b);
-        vsock_conn_set_deadline(c, vsock_deadline_in(120000));
-        req.command = "sleep 0.3; exec wc -c";
-        send_request(c, VSOCK_MSG_EXEC_PIPE, &req);
-        struct writer w = { c, data, total, 0 };
-        pthread_t th;
-        assert_int_equal(pthread_create(&th, NULL, writer_main, &w), 0);
         struct result r;
-        read_all(c, &r);
-        pthread_join(th, NULL);
-        assert_int_equal(w.rc, 0);
+        pipe_feed(b, "sleep 0.3; exec wc -c", data, total, 120000, &r);
         assert_int_equal(r.exit_code, 0);
-        assert_true(buf_has(&r.out, "33554432"));
+        assert_true(buf_contains(&r.out, "33554432"));
         result_free(&r);
-        vsock_conn_close(c);
         free(data);
 
-        long hwm = vm_hwm_kb(b->pid);
+        long hwm = proc_hwm_kb(b->pid);
         print_message("agent peak RSS after 2 x 32 MiB with backpressure: %ld kB\n", hwm);
 #if defined(__SANITIZE_ADDRESS__)
         /* ASan's shadow memory and quarantine make RSS meaningless. */
@@ -1107,49 +899,27 @@ static void test_backpressure(void **state) {
 #else
         assert_true(hwm > 0 && hwm < 24 * 1024);
 #endif
-        agent_assert_clean(b);
-        agent_stop(b);
-}
-
-static long cpu_ticks(pid_t pid) {
-        char p[64], line[1024];
-        snprintf(p, sizeof p, "/proc/%d/stat", (int) pid);
-        FILE *f = fopen(p, "re");
-        if (!f)
-                return -1;
-        long ut = 0, st = 0;
-        if (fgets(line, sizeof line, f)) {
-                char *q = strrchr(line, ')');
-                /* Fields 14 and 15 (utime, stime), counted after the comm. */
-                if (q && sscanf(q + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %ld %ld", &ut, &st) != 2)
-                        ut = st = 0;
-        }
-        fclose(f);
-        return ut + st;
+        assert_clean(b);
+        stop_agent(b);
 }
 
 /* Out of fds: the agent backs off instead of spinning on the listener, and
  * serves again once fds are free. */
 static void test_emfile_backoff(void **state) {
-        agent_nofile = 24;
-        struct agent *b = agent_start(NULL);
-        agent_nofile = 0;
+        struct agent *b = start_agent(NULL, 24);
         vsock_conn *c[40];
-        for (int i = 0; i < 40; i++) {
-                assert_int_equal(vsock_dial_str(b->exec_addr, 0, BOUND_MS, -1, &c[i]), 0);
-        }
-        long t0 = cpu_ticks(b->pid);
+        for (int i = 0; i < 40; i++)
+                c[i] = dial_agent(b);
+        long t0 = proc_cpu_ticks(b->pid);
         pause_ms(300);
-        long t1 = cpu_ticks(b->pid);
+        long t1 = proc_cpu_ticks(b->pid);
         print_message("agent CPU while out of fds: %ld ticks in 300 ms\n", t1 - t0);
         for (int i = 0; i < 40; i++)
                 vsock_conn_close(c[i]);
         /* Every backlogged connection is accepted and dropped in turn... */
-        agent_assert_clean(b);
+        assert_clean(b);
         /* ... and the agent serves again. */
-        vsock_conn *cc;
-        assert_int_equal(vsock_dial_str(b->exec_addr, 0, BOUND_MS, -1, &cc), 0);
-        vsock_conn_set_deadline(cc, vsock_deadline_in(BOUND_MS));
+        vsock_conn *cc = dial_agent(b);
         struct vsock_exec_request req = { .command = "echo back" };
         send_request(cc, VSOCK_MSG_EXEC, &req);
         struct result r;
@@ -1157,22 +927,20 @@ static void test_emfile_backoff(void **state) {
         assert_true(buf_eq(&r.out, "back\n"));
         result_free(&r);
         vsock_conn_close(cc);
-        agent_assert_clean(b);
-        agent_stop(b);
+        assert_clean(b);
+        stop_agent(b);
 }
 
 static void test_sigterm(void **state) {
-        struct agent *b = agent_start(NULL);
-        vsock_conn *c;
-        assert_int_equal(vsock_dial_str(b->exec_addr, 0, BOUND_MS, -1, &c), 0);
-        vsock_conn_set_deadline(c, vsock_deadline_in(BOUND_MS));
+        struct agent *b = start_agent(NULL, 0);
+        vsock_conn *c = dial_agent(b);
         struct vsock_exec_request req = { .command = "printf '%d started\\r\\n' $$; sleep 30" };
         send_request(c, VSOCK_MSG_EXEC_PIPE, &req);
         struct buf acc = BUF_INIT(0);
         read_until(c, &acc, "started");
         pid_t pid = (pid_t) atoi((const char *) buf_head(&acc));
         buf_free(&acc);
-        agent_stop(b); /* SIGTERM; asserts exit status 0 */
+        stop_agent(b); /* SIGTERM; asserts exit status 0 */
         assert_false(pid_exists(pid));
         /* The session got its Exit (SIGTERM: 128 + 15) before the close. */
         struct result r;

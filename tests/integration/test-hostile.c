@@ -23,7 +23,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -51,12 +50,11 @@
  * frame after it. */
 #define REQUEST_MAX VSOCK_MAX_PAYLOAD_DEFAULT
 #define AFTER_MAX (16u * 1024 * 1024)
+#define MARKER_KEY "VSOCK_HOSTILE"
 
 static struct agent *A;                 /* the group's agent */
 static struct agent *B;                 /* a test's own agent, stopped at teardown */
 static long A_rss_kb;                   /* its VmRSS after a warm-up */
-static unsigned marker_seq;
-static char marker_prefix[64];
 
 /* ---- checks ------------------------------------------------------------- */
 
@@ -131,38 +129,15 @@ static void hwm_reset(pid_t pid) {
 
 /* ---- markers ---------------------------------------------------------------- */
 
-struct marker {
-        char entry[64];                 /* KEY=VALUE as in /proc/PID/environ */
-        char value[32];
-        struct vsock_env env;
-};
-
-static void marker_new(struct marker *m) {
-        snprintf(m->value, sizeof m->value, "%d-%u", (int) getpid(), ++marker_seq);
-        snprintf(m->entry, sizeof m->entry, "VSOCK_HOSTILE=%s", m->value);
-        m->env = (struct vsock_env) { "VSOCK_HOSTILE", m->value };
-}
-
-static size_t marker_count(const struct marker *m) {
-        pid_t pids[64];
-        return marker_find(m->entry, pids, 64);
-}
-
 static void wait_marker_count(const struct marker *m, size_t n) {
-        int64_t end = mono_ms() + BOUND_MS;
-        while (marker_count(m) < n) {
-                if (mono_ms() > end)
-                        fail_msg("%s: fewer than %zu processes started", m->entry, n);
-                pause_ms(5);
-        }
+        if (!marker_wait_count(m, n, BOUND_MS))
+                fail_msg("%s: fewer than %zu processes started", m->entry, n);
 }
 
 static void assert_marker_gone(const struct marker *m, int bound_ms, const char *what) {
-        if (!marker_wait_gone(m->entry, bound_ms)) {
-                size_t n = marker_count(m);
-                marker_kill(m->entry, false);
+        size_t n = 0;
+        if (!marker_end(m, bound_ms, &n))
                 fail_msg("%s: %zu processes of the group survived", what, n);
-        }
 }
 
 /* ---- raw protocol -------------------------------------------------------- */
@@ -306,8 +281,7 @@ static enum outcome exchange(uint8_t type, const void *payload, size_t len, stru
 
 /* Read frames until the collected output holds @needle. */
 static void read_until(vsock_conn *c, struct reply *r, const char *needle) {
-        while (buf_size(&r->out) < strlen(needle) ||
-               !memmem(buf_head(&r->out), buf_size(&r->out), needle, strlen(needle))) {
+        while (!buf_contains(&r->out, needle)) {
                 int rc = reply_read_one(c, r);
                 if (rc < 0)
                         fail_msg("waiting for '%s': %s", needle, vsock_strerror(rc));
@@ -319,20 +293,42 @@ static void reply_init(struct reply *r) {
         *r = (struct reply) { .out = BUF_INIT(0), .err = BUF_INIT(0), .exit_code = -1000 };
 }
 
-static bool buf_has(const struct buf *b, const char *s) {
-        return buf_size(b) >= strlen(s) && memmem(buf_head(b), buf_size(b), s, strlen(s)) != NULL;
+/* Send @req as a request of @type on a new connection and, with @ready,
+ * read until the output shows it. */
+static vsock_conn *exec_start(uint8_t type, const struct vsock_exec_request *req, const char *ready, struct reply *r) {
+        vsock_conn *c = dial();
+        assert_int_equal(send_exec_request(c, type, req), 0);
+        reply_init(r);
+        if (ready)
+                read_until(c, r, ready);
+        return c;
+}
+
+/* The same, reading until the command's Exit or ExecResult. */
+static vsock_conn *exec_until_end(uint8_t type, const struct vsock_exec_request *req, struct reply *r) {
+        vsock_conn *c = exec_start(type, req, NULL, r);
+        while (!r->got_exit && !r->got_result)
+                assert_int_equal(reply_read_one(c, r), 0);
+        return c;
+}
+
+/* Read the rest: no bad frame, Exit 0 and "got:hello" in the output. */
+static void expect_got_hello(vsock_conn *c, struct reply *r) {
+        while (reply_read_one(c, r) >= 0)
+                ;
+        assert_false(r->bad);
+        assert_true(r->got_exit);
+        assert_int_equal(r->exit_code, 0);
+        assert_true(buf_contains(&r->out, "got:hello"));
+        reply_clear(r);
+        vsock_conn_close(c);
 }
 
 /* ---- setup ------------------------------------------------------------------- */
 
 static int group_setup(void **state) {
-        struct rlimit rl;
-        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 8192) {
-                rl.rlim_cur = rl.rlim_max < 8192 ? rl.rlim_max : 8192;
-                (void) setrlimit(RLIMIT_NOFILE, &rl);
-        }
+        nofile_raise(8192);
         signal(SIGPIPE, SIG_IGN);
-        snprintf(marker_prefix, sizeof marker_prefix, "VSOCK_HOSTILE=%d-", (int) getpid());
         A = agent_start(NULL, 0);
         if (!A)
                 return -1;
@@ -350,7 +346,7 @@ static int group_setup(void **state) {
 }
 
 static int group_teardown(void **state) {
-        marker_kill(marker_prefix, true);
+        marker_kill_all(MARKER_KEY);
         int r = agent_stop(A, BOUND_MS, NULL);
         A = NULL;
         return r;
@@ -362,12 +358,15 @@ static int test_teardown(void **state) {
                 (void) agent_stop(B, BOUND_MS, NULL);
                 B = NULL;
         }
-        marker_kill(marker_prefix, true);
+        marker_kill_all(MARKER_KEY);
         assert_healthy(A, A_rss_kb, "after the test");
         return 0;
 }
 
 /* ---- frame lengths ----------------------------------------------------------- */
+
+/* Every exec mode. */
+static const uint8_t exec_modes[] = { VSOCK_MSG_EXEC, VSOCK_MSG_EXEC_STREAM, VSOCK_MSG_EXEC_PIPE, VSOCK_MSG_EXEC_TTY };
 
 static const uint8_t first_types[] = {
         VSOCK_MSG_EXEC,       VSOCK_MSG_EXEC_STREAM, VSOCK_MSG_EXEC_PIPE, VSOCK_MSG_EXEC_TTY, VSOCK_MSG_PORT_FORWARD,
@@ -429,7 +428,7 @@ static void test_frame_lengths(void **state) {
         for (size_t m = 0; m < sizeof modes; m++)
                 for (size_t i = 0; i < 2; i++) {
                         struct marker mk;
-                        marker_new(&mk);
+                        marker_new(&mk, MARKER_KEY);
                         vsock_conn *c = dial();
                         struct vsock_exec_request req = { .command = "sleep 1000 & sleep 1000 & wait",
                                                           .env = &mk.env, .n_env = 1, .rows = 24, .cols = 80 };
@@ -747,12 +746,10 @@ static int fill_path(char *out, size_t size, const char *tmpl, const char *path)
 }
 
 static void test_json_malformed(void **state) {
-        static const uint8_t exec_types[] = { VSOCK_MSG_EXEC, VSOCK_MSG_EXEC_STREAM, VSOCK_MSG_EXEC_PIPE,
-                                              VSOCK_MSG_EXEC_TTY };
-        for (size_t t = 0; t < sizeof exec_types; t++)
-                run_json_cases(exec_types[t], exec_cases, sizeof exec_cases / sizeof *exec_cases);
+        for (size_t t = 0; t < sizeof exec_modes; t++)
+                run_json_cases(exec_modes[t], exec_cases, sizeof exec_cases / sizeof *exec_cases);
         for (size_t t = 0; t < 3; t++)
-                run_json_cases(exec_types[t], stdin_cases, sizeof stdin_cases / sizeof *stdin_cases);
+                run_json_cases(exec_modes[t], stdin_cases, sizeof stdin_cases / sizeof *stdin_cases);
         run_json_cases(VSOCK_MSG_EXEC_TTY, tty_cases, sizeof tty_cases / sizeof *tty_cases);
         run_json_cases(VSOCK_MSG_PORT_FORWARD, pf_cases, sizeof pf_cases / sizeof *pf_cases);
 
@@ -1131,42 +1128,22 @@ static void send_junk_frames(vsock_conn *c) {
 static void test_bad_binary_frames(void **state) {
         /* TTY: bad Resize/Signal frames and stray types are ignored; the
          * command then reads its line and exits 0. */
-        vsock_conn *c = dial();
         struct vsock_exec_request req = { .command = "stty -echo; echo ready; read x; echo got:$x", .rows = 24,
                                           .cols = 80 };
-        assert_int_equal(send_exec_request(c, VSOCK_MSG_EXEC_TTY, &req), 0);
         struct reply r;
-        reply_init(&r);
-        read_until(c, &r, "ready");
+        vsock_conn *c = exec_start(VSOCK_MSG_EXEC_TTY, &req, "ready", &r);
         send_junk_frames(c);
         assert_int_equal(vsock_write_message(c, VSOCK_MSG_STDIN, NULL, 0), 0); /* no EOF on a tty */
         assert_int_equal(vsock_write_message(c, VSOCK_MSG_STDIN, "hello\r", 6), 0);
-        while (reply_read_one(c, &r) >= 0)
-                ;
-        assert_false(r.bad);
-        assert_true(r.got_exit);
-        assert_int_equal(r.exit_code, 0);
-        assert_true(buf_has(&r.out, "got:hello"));
-        reply_clear(&r);
-        vsock_conn_close(c);
+        expect_got_hello(c, &r);
 
         /* Pipe: the same. */
-        c = dial();
         req = (struct vsock_exec_request) { .command = "echo ready; read x; echo got:$x" };
-        assert_int_equal(send_exec_request(c, VSOCK_MSG_EXEC_PIPE, &req), 0);
-        reply_init(&r);
-        read_until(c, &r, "ready");
+        c = exec_start(VSOCK_MSG_EXEC_PIPE, &req, "ready", &r);
         send_junk_frames(c);
         assert_int_equal(vsock_write_message(c, VSOCK_MSG_STDIN, "hello\n", 6), 0);
         assert_int_equal(vsock_write_message(c, VSOCK_MSG_STDIN, NULL, 0), 0);
-        while (reply_read_one(c, &r) >= 0)
-                ;
-        assert_false(r.bad);
-        assert_true(r.got_exit);
-        assert_int_equal(r.exit_code, 0);
-        assert_true(buf_has(&r.out, "got:hello"));
-        reply_clear(&r);
-        vsock_conn_close(c);
+        expect_got_hello(c, &r);
 
         /* Batch and stream: Stdin/Signal/Resize are not theirs; even a
          * valid SIGKILL is ignored. */
@@ -1184,18 +1161,15 @@ static void test_bad_binary_frames(void **state) {
                 assert_false(r.bad);
                 assert_true(r.got_result);
                 assert_int_equal(r.exit_code, 0);
-                assert_true(buf_has(&r.out, "got:hello"));
+                assert_true(buf_contains(&r.out, "got:hello"));
                 reply_clear(&r);
                 vsock_conn_close(c);
         }
 
         /* Unknown signal numbers never reach the process group. */
-        c = dial();
         req = (struct vsock_exec_request) { .command = "trap 'echo SIG' HUP INT QUIT USR1 USR2 TERM ALRM; "
                                                        "echo ready; read x; echo got:$x" };
-        assert_int_equal(send_exec_request(c, VSOCK_MSG_EXEC_PIPE, &req), 0);
-        reply_init(&r);
-        read_until(c, &r, "ready");
+        c = exec_start(VSOCK_MSG_EXEC_PIPE, &req, "ready", &r);
         for (unsigned s = 65; s < 256; s++) {
                 uint8_t b = (uint8_t) s;
                 assert_int_equal(vsock_write_message(c, VSOCK_MSG_SIGNAL, &b, 1), 0);
@@ -1204,7 +1178,7 @@ static void test_bad_binary_frames(void **state) {
         while (reply_read_one(c, &r) >= 0)
                 ;
         assert_int_equal(r.exit_code, 0);
-        assert_false(buf_has(&r.out, "SIG"));
+        assert_false(buf_contains(&r.out, "SIG"));
         reply_clear(&r);
         vsock_conn_close(c);
         assert_healthy(A, A_rss_kb, "bad binary frames");
@@ -1212,16 +1186,10 @@ static void test_bad_binary_frames(void **state) {
 
 /* Frames after the command ended: discarded; the agent closes. */
 static void test_frames_after_end(void **state) {
-        static const uint8_t modes[] = { VSOCK_MSG_EXEC, VSOCK_MSG_EXEC_STREAM, VSOCK_MSG_EXEC_PIPE,
-                                         VSOCK_MSG_EXEC_TTY };
-        for (size_t m = 0; m < sizeof modes; m++) {
-                vsock_conn *c = dial();
+        for (size_t m = 0; m < sizeof exec_modes; m++) {
                 struct vsock_exec_request req = { .command = "echo bye", .rows = 24, .cols = 80 };
-                assert_int_equal(send_exec_request(c, modes[m], &req), 0);
                 struct reply r;
-                reply_init(&r);
-                while (!r.got_exit && !r.got_result)
-                        assert_int_equal(reply_read_one(c, &r), 0);
+                vsock_conn *c = exec_until_end(exec_modes[m], &req, &r);
                 /* The agent may already have closed: ignore write errors. */
                 uint8_t k = SIGKILL;
                 (void) vsock_write_message(c, VSOCK_MSG_SIGNAL, &k, 1);
@@ -1267,44 +1235,34 @@ static void test_frames_after_end(void **state) {
 
 static void test_second_request(void **state) {
         /* After the first completed: nothing more is served. */
-        static const uint8_t modes[] = { VSOCK_MSG_EXEC, VSOCK_MSG_EXEC_STREAM, VSOCK_MSG_EXEC_PIPE,
-                                         VSOCK_MSG_EXEC_TTY };
-        for (size_t m = 0; m < sizeof modes; m++) {
-                vsock_conn *c = dial();
+        for (size_t m = 0; m < sizeof exec_modes; m++) {
                 struct vsock_exec_request req = { .command = "echo one", .rows = 24, .cols = 80 };
-                assert_int_equal(send_exec_request(c, modes[m], &req), 0);
                 struct reply r;
-                reply_init(&r);
-                while (!r.got_exit && !r.got_result)
-                        assert_int_equal(reply_read_one(c, &r), 0);
+                vsock_conn *c = exec_until_end(exec_modes[m], &req, &r);
                 req.command = "echo two";
-                (void) send_exec_request(c, modes[m], &req);
+                (void) send_exec_request(c, exec_modes[m], &req);
                 while (reply_read_one(c, &r) >= 0)
                         ;
                 assert_false(r.bad);
-                assert_false(buf_has(&r.out, "two"));
+                assert_false(buf_contains(&r.out, "two"));
                 assert_int_not_equal(vsock_err_kind(r.end), VSOCK_E_TIMEOUT);
                 reply_clear(&r);
                 vsock_conn_close(c);
         }
         /* While the first runs: ignored; exactly one result. */
-        for (size_t m = 0; m < sizeof modes; m++) {
-                vsock_conn *c = dial();
-                bool interactive = modes[m] == VSOCK_MSG_EXEC_PIPE || modes[m] == VSOCK_MSG_EXEC_TTY;
+        for (size_t m = 0; m < sizeof exec_modes; m++) {
+                bool interactive = exec_modes[m] == VSOCK_MSG_EXEC_PIPE || exec_modes[m] == VSOCK_MSG_EXEC_TTY;
                 struct vsock_exec_request req = {
                         .command = interactive ? "stty -echo 2>/dev/null; echo ready; read x; echo got:$x"
                                                : "echo ready; sleep 0.3; echo one",
                         .rows = 24,
                         .cols = 80,
                 };
-                assert_int_equal(send_exec_request(c, modes[m], &req), 0);
                 struct reply r;
-                reply_init(&r);
-                if (modes[m] != VSOCK_MSG_EXEC)
-                        read_until(c, &r, "ready");
+                vsock_conn *c = exec_start(exec_modes[m], &req, exec_modes[m] != VSOCK_MSG_EXEC ? "ready" : NULL, &r);
                 struct vsock_exec_request two = { .command = "echo two", .rows = 24, .cols = 80 };
-                for (size_t k = 0; k < sizeof modes; k++)
-                        assert_int_equal(send_exec_request(c, modes[k], &two), 0);
+                for (size_t k = 0; k < sizeof exec_modes; k++)
+                        assert_int_equal(send_exec_request(c, exec_modes[k], &two), 0);
                 if (interactive)
                         assert_int_equal(vsock_write_message(c, VSOCK_MSG_STDIN, "x\r\n", 3), 0);
                 while (reply_read_one(c, &r) >= 0)
@@ -1312,7 +1270,7 @@ static void test_second_request(void **state) {
                 assert_false(r.bad);
                 assert_int_equal(r.got_exit + r.got_result, 1);
                 assert_int_equal(r.exit_code, 0);
-                assert_false(buf_has(&r.out, "two"));
+                assert_false(buf_contains(&r.out, "two"));
                 reply_clear(&r);
                 vsock_conn_close(c);
         }
@@ -1457,7 +1415,7 @@ static void test_random_drops(void **state) {
 
 static void test_never_reads(void **state) {
         struct marker mk;
-        marker_new(&mk);
+        marker_new(&mk, MARKER_KEY);
         char *args[] = { "-c", "1073741824", "/dev/zero" };
         struct vsock_exec_request req = { .command = "head", .args = args, .n_args = 3, .env = &mk.env, .n_env = 1 };
         vsock_conn *c = dial();
@@ -1554,15 +1512,13 @@ static vsock_conn *start_marked(uint8_t type, const char *cmd, const struct mark
 static const char *mode_name(uint8_t type) { return vsock_msg_type_name(type); }
 
 static void test_disconnect_exec(void **state) {
-        static const uint8_t modes[] = { VSOCK_MSG_EXEC, VSOCK_MSG_EXEC_STREAM, VSOCK_MSG_EXEC_PIPE,
-                                         VSOCK_MSG_EXEC_TTY };
         char what[128];
-        for (size_t m = 0; m < sizeof modes; m++) {
-                uint8_t type = modes[m];
+        for (size_t m = 0; m < sizeof exec_modes; m++) {
+                uint8_t type = exec_modes[m];
                 struct marker mk;
 
                 /* During the request: half of it, then gone. Nothing runs. */
-                marker_new(&mk);
+                marker_new(&mk, MARKER_KEY);
                 struct vsock_exec_request req = { .command = "sleep 1000", .env = &mk.env, .n_env = 1 };
                 uint8_t *p;
                 size_t n;
@@ -1576,14 +1532,14 @@ static void test_disconnect_exec(void **state) {
                 assert_int_equal(marker_count(&mk), 0);
 
                 /* After the request, before any output. */
-                marker_new(&mk);
+                marker_new(&mk, MARKER_KEY);
                 c = start_marked(type, "sleep 1000 & sleep 1000 & wait", &mk, 3);
                 vsock_conn_close(c);
                 snprintf(what, sizeof what, "%s: gone before output", mode_name(type));
                 assert_marker_gone(&mk, 3 * GRACE_MS, what);
 
                 /* Mid-output. */
-                marker_new(&mk);
+                marker_new(&mk, MARKER_KEY);
                 c = start_marked(type, "sleep 1000 & yes & wait", &mk, 3);
                 if (type != VSOCK_MSG_EXEC) {
                         struct reply r;
@@ -1597,7 +1553,7 @@ static void test_disconnect_exec(void **state) {
 
                 if (type == VSOCK_MSG_EXEC_PIPE || type == VSOCK_MSG_EXEC_TTY) {
                         /* During stdin: some frames, then half of one. */
-                        marker_new(&mk);
+                        marker_new(&mk, MARKER_KEY);
                         c = start_marked(type, "sleep 1000 & cat >/dev/null; wait", &mk, 3);
                         char chunk[4096];
                         memset(chunk, 'x', sizeof chunk);
@@ -1611,7 +1567,7 @@ static void test_disconnect_exec(void **state) {
 
                         /* Half-closed: the host sent EOF on the connection
                          * (not an empty Stdin frame) and waits. */
-                        marker_new(&mk);
+                        marker_new(&mk, MARKER_KEY);
                         c = start_marked(type, "sleep 1000 & sleep 1000 & wait", &mk, 3);
                         assert_int_equal(vsock_conn_shutdown_write(c), 0);
                         struct reply r;
@@ -1625,7 +1581,7 @@ static void test_disconnect_exec(void **state) {
                 if (type == VSOCK_MSG_EXEC_TTY) {
                         /* An interactive session with a job in the
                          * background and a stopped one. */
-                        marker_new(&mk);
+                        marker_new(&mk, MARKER_KEY);
                         c = start_marked(type, "sleep 1000 & sh -c 'kill -STOP $$; sleep 1000' & cat; wait", &mk, 4);
                         assert_int_equal(vsock_write_message(c, VSOCK_MSG_STDIN, "typed\r", 6), 0);
                         struct reply r;
@@ -1747,7 +1703,7 @@ static void test_disconnect_paused_input(void **state) {
         static const uint8_t modes[] = { VSOCK_MSG_EXEC_PIPE, VSOCK_MSG_EXEC_TTY };
         for (size_t m = 0; m < sizeof modes; m++) {
                 struct marker mk;
-                marker_new(&mk);
+                marker_new(&mk, MARKER_KEY);
                 /* A canonical-mode tty discards a line past its buffer
                  * (so that erase still works) and never pushes back:
                  * non-canonical mode makes the pty fill up instead. */
@@ -1875,7 +1831,7 @@ static void test_sigterm_ignored(void **state) {
         static const uint8_t modes[] = { VSOCK_MSG_EXEC_PIPE, VSOCK_MSG_EXEC };
         for (size_t m = 0; m < sizeof modes; m++) {
                 struct marker mk;
-                marker_new(&mk);
+                marker_new(&mk, MARKER_KEY);
                 vsock_conn *c = start_marked(modes[m], "trap '' TERM HUP; sleep 1000 & sleep 1000 & wait", &mk, 3);
                 int64_t t0 = mono_ms();
                 vsock_conn_close(c);
@@ -1896,26 +1852,25 @@ static void test_daemon(void **state) {
                 "setsid sh -c 'sleep 1000 & echo daemon' & echo parent",
                 "(setsid sleep 1000 &) ; echo parent",
         };
-        static const uint8_t modes[] = { VSOCK_MSG_EXEC, VSOCK_MSG_EXEC_STREAM, VSOCK_MSG_EXEC_PIPE,
-                                         VSOCK_MSG_EXEC_TTY };
         for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++)
-                for (size_t m = 0; m < sizeof modes; m++) {
+                for (size_t m = 0; m < sizeof exec_modes; m++) {
                         struct marker mk;
-                        marker_new(&mk);
+                        marker_new(&mk, MARKER_KEY);
                         vsock_conn *c = dial();
                         struct vsock_exec_request req = { .command = (char *) cmds[i], .env = &mk.env, .n_env = 1,
                                                           .rows = 24, .cols = 80 };
                         int64_t t0 = mono_ms();
-                        assert_int_equal(send_exec_request(c, modes[m], &req), 0);
+                        assert_int_equal(send_exec_request(c, exec_modes[m], &req), 0);
                         struct reply r;
                         reply_read(c, &r);
                         int64_t ms = mono_ms() - t0;
                         vsock_conn_close(c);
-                        if (!(r.got_exit || r.got_result) || r.exit_code != 0 || !buf_has(&r.out, "parent"))
-                                fail_msg("daemon %zu, %s: %s, exit %lld", i, mode_name(modes[m]),
+                        if (!(r.got_exit || r.got_result) || r.exit_code != 0 || !buf_contains(&r.out, "parent"))
+                                fail_msg("daemon %zu, %s: %s, exit %lld", i, mode_name(exec_modes[m]),
                                          outcome_names[reply_outcome(&r)], (long long) r.exit_code);
                         reply_clear(&r);
-                        print_message("daemon %zu, %s: completed in %lld ms\n", i, mode_name(modes[m]), (long long) ms);
+                        print_message("daemon %zu, %s: completed in %lld ms\n", i, mode_name(exec_modes[m]),
+                                      (long long) ms);
                         assert_true(ms < 10000);
                         assert_clean(A);
                         /* The daemon left the group on purpose; not the
@@ -1932,15 +1887,13 @@ static void test_agent_sigterm(void **state) {
                 struct agent *b = B = agent_start(NULL, 0);
                 assert_non_null(b);
                 struct marker mk;
-                marker_new(&mk);
-                static const uint8_t modes[] = { VSOCK_MSG_EXEC, VSOCK_MSG_EXEC_STREAM, VSOCK_MSG_EXEC_PIPE,
-                                                 VSOCK_MSG_EXEC_TTY };
+                marker_new(&mk, MARKER_KEY);
                 vsock_conn *c[12];
                 int n = 0;
                 const char *cmd = round ? "trap '' TERM HUP; sleep 1000 & sleep 1000 & wait"
                                         : "sleep 1000 & sleep 1000 & wait";
-                for (size_t m = 0; m < sizeof modes; m++)
-                        c[n++] = start_marked_a(b, modes[m], cmd, &mk, 3 * (m + 1));
+                for (size_t m = 0; m < sizeof exec_modes; m++)
+                        c[n++] = start_marked_a(b, exec_modes[m], cmd, &mk, 3 * (m + 1));
                 /* An idle connection, a partial request, a forward. */
                 c[n++] = dial_a(b);
                 c[n] = dial_a(b);
@@ -1964,7 +1917,7 @@ static void test_agent_sigterm(void **state) {
                         struct reply rp;
                         reply_read(c[i], &rp);
                         assert_int_not_equal(vsock_err_kind(rp.end), VSOCK_E_TIMEOUT);
-                        if (i < (int) sizeof modes)
+                        if (i < (int) sizeof exec_modes)
                                 assert_true(rp.got_exit || rp.got_result);
                         reply_clear(&rp);
                         vsock_conn_close(c[i]);

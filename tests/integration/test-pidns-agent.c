@@ -34,11 +34,10 @@
 
 #define BOUND_MS 20000  /* hang catcher for one exchange */
 #define GRACE_MS 5000   /* the agent's SIGTERM -> SIGKILL grace */
+#define MARKER_KEY "VSOCK_PIDNS"
 
 static struct agent *A;         /* --pid-ns */
 static struct agent *P;         /* --pid-ns --privileged */
-static unsigned marker_seq;
-static char marker_prefix[64];
 
 /* ---- helpers ------------------------------------------------------------- */
 
@@ -48,35 +47,10 @@ static void assert_clean(struct agent *a) {
                 fail_msg("agent %d: %d fds (baseline %d), %d children", (int) a->pid, fds, a->baseline_fds, kids);
 }
 
-struct marker {
-        char entry[64];
-        char value[32];
-        struct vsock_env env;
-};
-
-static void marker_new(struct marker *m) {
-        snprintf(m->value, sizeof m->value, "%d-%u", (int) getpid(), ++marker_seq);
-        snprintf(m->entry, sizeof m->entry, "VSOCK_PIDNS=%s", m->value);
-        m->env = (struct vsock_env) { "VSOCK_PIDNS", m->value };
-}
-
-static void wait_marker_count(const struct marker *m, size_t n) {
-        int64_t end = mono_ms() + BOUND_MS;
-        pid_t pids[16];
-        while (marker_find(m->entry, pids, 16) < n) {
-                if (mono_ms() > end)
-                        fail_msg("%s: fewer than %zu processes started", m->entry, n);
-                pause_ms(5);
-        }
-}
-
 static void assert_marker_gone(const struct marker *m, int bound_ms, const char *what) {
-        if (!marker_wait_gone(m->entry, bound_ms)) {
-                pid_t pids[16];
-                size_t n = marker_find(m->entry, pids, 16);
-                marker_kill(m->entry, false);
+        size_t n = 0;
+        if (!marker_end(m, bound_ms, &n))
                 fail_msg("%s: %zu processes survived", what, n);
-        }
 }
 
 static vsock_conn *dial(const struct agent *a) {
@@ -114,28 +88,6 @@ static int64_t run(const struct agent *a, const char *cmd, struct buf *out) {
 }
 
 static const char *text(const struct buf *b) { return (const char *) b->data; }
-
-/* Lines "KEY:\tVALUE" of a /proc status file, as printed by the command. */
-static bool status_value(const char *out, const char *key, char *val, size_t size) {
-        size_t klen = strlen(key);
-        for (const char *l = out; l && *l;) {
-                const char *nl = strchr(l, '\n');
-                size_t len = nl ? (size_t) (nl - l) : strlen(l);
-                if (len > klen && strncmp(l, key, klen) == 0 && l[klen] == ':') {
-                        const char *v = l + klen + 1;
-                        while (*v == ' ' || *v == '\t')
-                                v++;
-                        size_t n = (size_t) (l + len - v);
-                        if (n >= size)
-                                return false;
-                        memcpy(val, v, n);
-                        val[n] = '\0';
-                        return true;
-                }
-                l = nl ? nl + 1 : NULL;
-        }
-        return false;
-}
 
 /* Streaming modes: collect output; when @trigger shows up, act once. */
 struct session_io {
@@ -212,7 +164,6 @@ static int group_setup(void **state) {
         (void) state;
         if (geteuid() != 0)
                 return 0;
-        snprintf(marker_prefix, sizeof marker_prefix, "VSOCK_PIDNS=%d-", (int) getpid());
         static const char *const pidns[] = { "--pid-ns", NULL };
         static const char *const priv[] = { "--pid-ns", "--privileged", NULL };
         A = agent_start(pidns, 0);
@@ -224,7 +175,7 @@ static int group_setup(void **state) {
 
 static int group_teardown(void **state) {
         (void) state;
-        marker_kill(marker_prefix, true);
+        marker_kill_all(MARKER_KEY);
         int ra = A ? agent_stop(A, 10000, NULL) : 0;
         int rp = P ? agent_stop(P, 10000, NULL) : 0;
         return ra < 0 || rp < 0 ? -1 : 0;
@@ -241,7 +192,7 @@ static int test_teardown(void **state) {
         (void) state;
         if (!A)
                 return 0;
-        marker_kill(marker_prefix, true);
+        marker_kill_all(MARKER_KEY);
         assert_clean(A);
         assert_clean(P);
         return 0;
@@ -301,45 +252,44 @@ static void test_exit_status(void **state) {
         buf_free(&out);
 }
 
-static void test_signal_pipe(void **state) {
-        (void) state;
+/* Run @cmd in @mode; when it prints "ready", send @signo in a Signal frame
+ * or type @keys. It must exit @code, with @out in its output if not NULL. */
+static void expect_after_ready(enum mode mode, const char *cmd, int signo, const char *keys, int64_t code,
+                               const char *out) {
         struct session_io s;
         session_io_init(&s);
         s.trigger = "ready";
-        s.signo = SIGTERM;
-        /* The shell and its background job both get it: the group does. */
-        int64_t code = run_mode(A, MODE_PIPE, "trap 'echo got TERM; exit 7' TERM; sleep 1000 & echo ready; wait", &s);
+        s.signo = signo;
+        s.keys = keys;
+        int64_t got = run_mode(A, mode, cmd, &s);
         assert_true(s.fired);
-        assert_int_equal(code, 7);
-        assert_non_null(memmem(s.out.data, s.out.len, "got TERM", 8));
+        assert_int_equal(got, code);
+        if (out)
+                assert_non_null(memmem(s.out.data, s.out.len, out, strlen(out)));
         buf_free(&s.out);
+}
+
+static void test_signal_pipe(void **state) {
+        (void) state;
+        /* The shell and its background job both get it: the group does. */
+        expect_after_ready(MODE_PIPE, "trap 'echo got TERM; exit 7' TERM; sleep 1000 & echo ready; wait", SIGTERM,
+                           NULL, 7, "got TERM");
 }
 
 static void test_signal_tty(void **state) {
         (void) state;
         /* A Signal frame goes to the terminal's foreground group. */
-        struct session_io s;
-        session_io_init(&s);
-        s.trigger = "ready";
-        s.signo = SIGTERM;
-        int64_t code = run_mode(A, MODE_TTY, "trap 'echo got TERM; exit 8' TERM; echo ready; sleep 1000 & wait", &s);
-        assert_true(s.fired);
-        assert_int_equal(code, 8);
-        buf_free(&s.out);
+        expect_after_ready(MODE_TTY, "trap 'echo got TERM; exit 8' TERM; echo ready; sleep 1000 & wait", SIGTERM,
+                           NULL, 8, NULL);
 
         /* ^C typed on the terminal: the line discipline signals the
          * foreground group, the init's (which ignores it). */
-        session_io_init(&s);
-        s.trigger = "ready";
-        s.keys = "\x03";
-        code = run_mode(A, MODE_TTY, "echo ready; sleep 1000", &s);
-        assert_true(s.fired);
-        assert_int_equal(code, 130);
-        buf_free(&s.out);
+        expect_after_ready(MODE_TTY, "echo ready; sleep 1000", 0, "\x03", 130, NULL);
 
         /* The command's session is the init's, with the terminal. */
+        struct session_io s;
         session_io_init(&s);
-        code = run_mode(A, MODE_TTY, "test -t 0 && echo tty; cut -d' ' -f6 /proc/self/stat", &s);
+        int64_t code = run_mode(A, MODE_TTY, "test -t 0 && echo tty; cut -d' ' -f6 /proc/self/stat", &s);
         assert_int_equal(code, 0);
         assert_int_equal(buf_append(&s.out, "", 1), 0);
         if (!strstr(text(&s.out), "tty\r\n1\r\n"))
@@ -355,11 +305,11 @@ static void test_disconnect(void **state) {
         static const char *const cmds[] = { "sleep 1000 & sleep 1000", "trap '' TERM; sleep 1000 & sleep 1000" };
         for (size_t i = 0; i < 2; i++) {
                 struct marker mk;
-                marker_new(&mk);
+                marker_new(&mk, MARKER_KEY);
                 vsock_conn *c = dial(A);
                 struct vsock_exec_request req = { .command = (char *) cmds[i], .env = &mk.env, .n_env = 1 };
                 assert_int_equal(send_exec_request(c, VSOCK_MSG_EXEC_PIPE, &req), 0);
-                wait_marker_count(&mk, 3);
+                assert_true(marker_wait_count(&mk, 3, BOUND_MS));
                 vsock_conn_close(c);
                 assert_marker_gone(&mk, 3 * GRACE_MS, cmds[i]);
                 assert_clean(A);
@@ -370,7 +320,7 @@ static void test_disconnect(void **state) {
 static void test_leftovers_end(void **state) {
         (void) state;
         struct marker mk;
-        marker_new(&mk);
+        marker_new(&mk, MARKER_KEY);
         vsock_conn *c = dial(A);
         struct vsock_exec_request req = { .command = "setsid sleep 1000 >/dev/null 2>&1 & echo started",
                                           .env = &mk.env, .n_env = 1 };
@@ -419,11 +369,11 @@ static void test_sandbox_inside(void **state) {
         char v[64];
         for (int i = 0; i < 2; i++) {
                 const char *st = i ? init : cmd;
-                assert_true(status_value(st, "NoNewPrivs", v, sizeof v));
+                assert_true(text_field(st, "NoNewPrivs", v, sizeof v));
                 assert_string_equal(v, "1");
-                assert_true(status_value(st, "Seccomp", v, sizeof v));
+                assert_true(text_field(st, "Seccomp", v, sizeof v));
                 assert_string_equal(v, "2");
-                assert_true(status_value(st, "CapEff", v, sizeof v));
+                assert_true(text_field(st, "CapEff", v, sizeof v));
                 uint64_t eff = strtoull(v, NULL, 16);
                 if (eff & (UINT64_C(1) << 21)) /* CAP_SYS_ADMIN */
                         fail_msg("%s has CAP_SYS_ADMIN: CapEff %s", i ? "the init" : "the command", v);
@@ -556,19 +506,12 @@ static void test_refused_unprivileged(void **state) {
 }
 
 int main(void) {
+#define T(f) cmocka_unit_test_setup_teardown(f, test_setup, test_teardown)
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test_setup_teardown(test_own_proc, test_setup, test_teardown),
-                cmocka_unit_test_setup_teardown(test_all_modes, test_setup, test_teardown),
-                cmocka_unit_test_setup_teardown(test_exit_status, test_setup, test_teardown),
-                cmocka_unit_test_setup_teardown(test_signal_pipe, test_setup, test_teardown),
-                cmocka_unit_test_setup_teardown(test_signal_tty, test_setup, test_teardown),
-                cmocka_unit_test_setup_teardown(test_disconnect, test_setup, test_teardown),
-                cmocka_unit_test_setup_teardown(test_leftovers_end, test_setup, test_teardown),
-                cmocka_unit_test_setup_teardown(test_exec_errors, test_setup, test_teardown),
-                cmocka_unit_test_setup_teardown(test_sandbox_inside, test_setup, test_teardown),
-                cmocka_unit_test_setup_teardown(test_mounts_stay_inside, test_setup, test_teardown),
-                cmocka_unit_test_setup_teardown(test_parallel, test_setup, test_teardown),
-                cmocka_unit_test_setup_teardown(test_refused_unprivileged, test_setup, test_teardown),
+                T(test_own_proc), T(test_all_modes), T(test_exit_status), T(test_signal_pipe),
+                T(test_signal_tty), T(test_disconnect), T(test_leftovers_end), T(test_exec_errors),
+                T(test_sandbox_inside), T(test_mounts_stay_inside), T(test_parallel), T(test_refused_unprivileged),
         };
+#undef T
         return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -5,11 +5,7 @@
  * kernel's own "allowed" errno, nothing dropped). The sandboxed agent must
  * keep serving port forwards and files itself. */
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -18,8 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -27,6 +21,8 @@
 #include <cmocka.h>
 
 #include <vsock/vsock.h>
+
+#include "agent-harness.h"
 
 #define BOUND_MS 20000 /* hang catcher for one exchange */
 
@@ -44,13 +40,6 @@ enum {
 #define BIT(c) (UINT64_C(1) << (c))
 static const uint64_t DROPPED = BIT(CAP_SYS_ADMIN_) | BIT(CAP_SYS_PTRACE_) | BIT(CAP_SYS_MODULE_) |
                                 BIT(CAP_SYS_RAWIO_) | BIT(CAP_SYS_BOOT_);
-
-struct agent {
-        pid_t pid;
-        char dir[64];
-        char exec_addr[128];
-        char ready_addr[128];
-};
 
 static struct agent *SANDBOXED, *PRIVILEGED;
 
@@ -97,35 +86,9 @@ static const struct check abi_checks[] = {
 
 static bool is_root(void) { return geteuid() == 0; }
 
-/* The value after "@key " or "@key:" on a line of @out, without
- * surrounding blanks or a TTY's \r. */
-static bool probe_get(const char *out, const char *key, char *val, size_t size) {
-        size_t klen = strlen(key);
-        for (const char *l = out; l && *l;) {
-                const char *nl = strchr(l, '\n');
-                size_t len = nl ? (size_t) (nl - l) : strlen(l);
-                if (len > klen && strncmp(l, key, klen) == 0 && (l[klen] == ' ' || l[klen] == ':')) {
-                        const char *v = l + klen + 1;
-                        const char *end = l + len;
-                        while (v < end && (*v == ' ' || *v == '\t'))
-                                v++;
-                        while (end > v && (end[-1] == '\r' || end[-1] == ' ' || end[-1] == '\t'))
-                                end--;
-                        size_t n = (size_t) (end - v);
-                        if (n >= size)
-                                return false;
-                        memcpy(val, v, n);
-                        val[n] = '\0';
-                        return true;
-                }
-                l = nl ? nl + 1 : NULL;
-        }
-        return false;
-}
-
 static void expect(const char *out, const char *key, const char *want) {
         char v[128];
-        if (!probe_get(out, key, v, sizeof v))
+        if (!text_field(out, key, v, sizeof v))
                 fail_msg("probe printed no \"%s\" line:\n%s", key, out);
         if (strcmp(v, want) != 0)
                 fail_msg("%s: got \"%s\", want \"%s\"", key, v, want);
@@ -145,7 +108,7 @@ static bool one_of(const char *v, const char *alts) {
 
 static uint64_t caps_of(const char *out, const char *key) {
         char v[64];
-        if (!probe_get(out, key, v, sizeof v))
+        if (!text_field(out, key, v, sizeof v))
                 fail_msg("probe printed no \"%s\" line:\n%s", key, out);
         char *end;
         errno = 0;
@@ -157,90 +120,12 @@ static uint64_t caps_of(const char *out, const char *key) {
 
 /* This process's own capability set from /proc/self/status. */
 static uint64_t own_caps(const char *key) {
-        FILE *f = fopen("/proc/self/status", "re");
-        assert_non_null(f);
-        char line[256];
-        uint64_t r = 0;
-        size_t klen = strlen(key);
-        while (fgets(line, sizeof line, f))
-                if (strncmp(line, key, klen) == 0 && line[klen] == ':')
-                        r = strtoull(line + klen + 1, NULL, 16);
-        fclose(f);
-        return r;
+        char v[64];
+        assert_true(proc_status_field(0, key, v, sizeof v));
+        return strtoull(v, NULL, 16);
 }
 
 /* ---- the agent --------------------------------------------------------------- */
-
-static int64_t mono_ms(void) { return vsock_now_ns() / 1000000; }
-
-static void pause_ms(int ms) { (void) poll(NULL, 0, ms); }
-
-static struct agent *agent_start(const char *extra) {
-        struct agent *a = calloc(1, sizeof *a);
-        assert_non_null(a);
-        snprintf(a->dir, sizeof a->dir, "/tmp/vsock-sbx-test-XXXXXX");
-        assert_non_null(mkdtemp(a->dir));
-        /* A user-switched probe must be able to reach its cwd if any. */
-        assert_int_equal(chmod(a->dir, 0755), 0);
-        snprintf(a->exec_addr, sizeof a->exec_addr, "unix:%s/exec.sock", a->dir);
-        snprintf(a->ready_addr, sizeof a->ready_addr, "unix:%s/ready.sock", a->dir);
-        const char *agent = getenv("AGENT");
-        assert_non_null(agent);
-        const char *argv[8] = { agent, "--listen", a->exec_addr, "--ready", a->ready_addr };
-        int n = 5;
-        if (getenv("AGENT_DEBUG"))
-                argv[n++] = "--log-level=debug";
-        if (extra)
-                argv[n++] = extra;
-        argv[n] = NULL;
-        a->pid = fork();
-        assert_true(a->pid >= 0);
-        if (a->pid == 0) {
-                execv(agent, (char *const *) argv);
-                _exit(127);
-        }
-        /* Ready when the ready port accepts (the exec port is bound first). */
-        int64_t end = mono_ms() + BOUND_MS;
-        for (;;) {
-                vsock_conn *c;
-                if (vsock_dial_str(a->ready_addr, 0, 1000, -1, &c) >= 0) {
-                        vsock_conn_close(c);
-                        break;
-                }
-                int st;
-                assert_int_equal(waitpid(a->pid, &st, WNOHANG), 0);
-                assert_true(mono_ms() < end);
-                pause_ms(2);
-        }
-        return a;
-}
-
-/* SIGTERM and reap within the bound (SIGKILL after it); frees @a. Returns
- * the wait status, or -1 if it had to be killed. */
-static int agent_stop(struct agent *a) {
-        if (!a)
-                return 0;
-        int st = 0;
-        (void) kill(a->pid, SIGTERM);
-        int64_t end = mono_ms() + BOUND_MS;
-        while (waitpid(a->pid, &st, WNOHANG) == 0) {
-                if (mono_ms() > end) {
-                        kill(a->pid, SIGKILL);
-                        waitpid(a->pid, &st, 0);
-                        st = -1;
-                        break;
-                }
-                pause_ms(5);
-        }
-        char p[160];
-        snprintf(p, sizeof p, "%s/exec.sock", a->dir);
-        unlink(p);
-        snprintf(p, sizeof p, "%s/ready.sock", a->dir);
-        unlink(p);
-        rmdir(a->dir);
-        free(a);
-        return st;
-}
 
 #if defined(__SANITIZE_ADDRESS__)
 #define SANITIZED 1
@@ -259,18 +144,20 @@ static int group_setup(void **state) {
                 fprintf(stderr, "AGENT and PROBE must be set\n");
                 return -1;
         }
-        SANDBOXED = agent_start(NULL);
-        PRIVILEGED = agent_start("--privileged");
-        return 0;
+        static const char *const privileged[] = { "--privileged", NULL };
+        SANDBOXED = agent_start(NULL, 0);
+        PRIVILEGED = agent_start(privileged, 0);
+        return SANDBOXED && PRIVILEGED ? 0 : -1;
 }
 
 static int group_teardown(void **state) {
         /* Both first: a live agent holds the test's stdout open. */
-        int sst = agent_stop(SANDBOXED), pst = agent_stop(PRIVILEGED);
+        int sst = 0, pst = 0;
+        int sr = agent_stop(SANDBOXED, BOUND_MS, &sst), pr = agent_stop(PRIVILEGED, BOUND_MS, &pst);
         SANDBOXED = PRIVILEGED = NULL;
-        if (pst != 0)
-                fail_msg("privileged agent: wait status 0x%x (-1: did not exit after SIGTERM)", pst);
-        if (SANITIZED && sst >= 0 && WIFEXITED(sst) && WEXITSTATUS(sst) == 1) {
+        if (pr != 0)
+                fail_msg("privileged agent: wait status 0x%x (SIGKILLed if it did not exit after SIGTERM)", pst);
+        if (SANITIZED && sr != 0 && WIFEXITED(sst) && WEXITSTATUS(sst) == 1) {
                 /* LeakSanitizer's exit check stops the world with ptrace,
                  * which the agent's own filter (sandbox_apply_self) refuses:
                  * "LeakSanitizer has encountered a fatal error", exit 1. */
@@ -278,14 +165,14 @@ static int group_teardown(void **state) {
                        "which the agent's own seccomp filter refuses)\n");
                 return 0;
         }
-        if (sst != 0)
-                fail_msg("sandboxed agent: wait status 0x%x (-1: did not exit after SIGTERM)", sst);
+        if (sr != 0)
+                fail_msg("sandboxed agent: wait status 0x%x (SIGKILLed if it did not exit after SIGTERM)", sst);
         return 0;
 }
 
 static vsock_conn *dial(const struct agent *a) {
         vsock_conn *c = NULL;
-        assert_int_equal(vsock_dial_str(a->exec_addr, 0, BOUND_MS, -1, &c), 0);
+        assert_int_equal(agent_dial(a, BOUND_MS, &c), 0);
         return c;
 }
 
@@ -424,7 +311,7 @@ static void test_sandboxed_user(void **state) {
         char *out = run_probe(SANDBOXED, BATCH, "65534", false);
         printf("sandboxed probe as 65534:\n%s", out);
         char uid[64];
-        assert_true(probe_get(out, "Uid", uid, sizeof uid));
+        assert_true(text_field(out, "Uid", uid, sizeof uid));
         assert_true(strncmp(uid, "65534", 5) == 0);
         assert_sandboxed(out);
         assert_int_equal(caps_of(out, "CapEff"), 0);
@@ -440,7 +327,7 @@ static void test_privileged_probe(void **state) {
         for (size_t i = 0; i < sizeof filtered_checks / sizeof *filtered_checks; i++) {
                 const struct check *c = &filtered_checks[i];
                 char v[64];
-                if (!probe_get(out, c->name, v, sizeof v))
+                if (!text_field(out, c->name, v, sizeof v))
                         fail_msg("probe printed no \"%s\" line", c->name);
                 if (!root && c->priv_gated && strcmp(v, "EPERM") == 0) {
                         printf("skip: %s EPERM without the filter: not root\n", c->name);
@@ -451,7 +338,7 @@ static void test_privileged_probe(void **state) {
         }
         for (size_t i = 0; i < sizeof abi_checks / sizeof *abi_checks; i++) {
                 char v[64];
-                assert_true(probe_get(out, abi_checks[i].name, v, sizeof v));
+                assert_true(text_field(out, abi_checks[i].name, v, sizeof v));
                 if (!one_of(v, abi_checks[i].allowed))
                         fail_msg("%s: got \"%s\", want one of %s", abi_checks[i].name, v, abi_checks[i].allowed);
         }
@@ -478,89 +365,42 @@ static void test_privileged_probe(void **state) {
 static void test_agent_own_status(void **state) {
         const struct agent *agents[] = { SANDBOXED, PRIVILEGED };
         const char *names[] = { "sandboxed", "privileged" };
+        static const char *const keys[] = { "CapEff", "CapBnd", "NoNewPrivs", "Seccomp" };
         for (size_t i = 0; i < 2; i++) {
-                char p[64];
-                snprintf(p, sizeof p, "/proc/%d/status", (int) agents[i]->pid);
-                FILE *f = fopen(p, "re");
-                assert_non_null(f);
-                char line[256];
+                assert_true(pid_exists(agents[i]->pid));
                 printf("%s agent (pid %d):", names[i], (int) agents[i]->pid);
-                while (fgets(line, sizeof line, f)) {
-                        static const char *const keys[] = { "NoNewPrivs:", "Seccomp:", "CapEff:", "CapBnd:" };
-                        for (size_t k = 0; k < sizeof keys / sizeof *keys; k++)
-                                if (strncmp(line, keys[k], strlen(keys[k])) == 0) {
-                                        line[strcspn(line, "\n")] = '\0';
-                                        printf(" %s", line);
-                                }
+                for (size_t k = 0; k < sizeof keys / sizeof *keys; k++) {
+                        char v[64];
+                        if (proc_status_field(agents[i]->pid, keys[k], v, sizeof v))
+                                printf(" %s:\t%s", keys[k], v);
                 }
                 printf("\n");
-                fclose(f);
         }
 }
 
 /* ---- the agent itself still serves ------------------------------------------ */
 
-struct echo {
-        int lfd;
-        uint16_t port;
-        pthread_t th;
-};
-
-static void *echo_main(void *p) {
-        struct echo *e = p;
-        int fd = accept4(e->lfd, NULL, NULL, SOCK_CLOEXEC);
-        if (fd < 0)
-                return NULL;
-        char buf[4096];
-        ssize_t n;
-        while ((n = read(fd, buf, sizeof buf)) > 0)
-                if (write(fd, buf, (size_t) n) != n)
-                        break;
-        close(fd);
-        return NULL;
-}
-
-static void echo_start(struct echo *e) {
-        e->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        assert_true(e->lfd >= 0);
-        struct sockaddr_in in = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-        socklen_t sl = sizeof in;
-        assert_int_equal(bind(e->lfd, (struct sockaddr *) &in, sl), 0);
-        assert_int_equal(listen(e->lfd, 4), 0);
-        assert_int_equal(getsockname(e->lfd, (struct sockaddr *) &in, &sl), 0);
-        e->port = ntohs(in.sin_port);
-        assert_int_equal(pthread_create(&e->th, NULL, echo_main, e), 0);
-}
-
 static void test_agent_portfwd(void **state) {
         const struct agent *agents[] = { SANDBOXED, PRIVILEGED };
         for (size_t i = 0; i < 2; i++) {
-                struct echo e;
-                echo_start(&e);
+                struct tcp_server *echo;
+                assert_int_equal(tcp_server_start(TCP_ECHO, &echo), 0);
                 vsock_conn *c = dial(agents[i]);
-                vsock_conn_set_deadline(c, vsock_deadline_in(BOUND_MS));
                 struct vsock_call call = VSOCK_CALL_INIT;
                 call.deadline_ns = vsock_deadline_in(BOUND_MS);
-                int r = vsock_open_port_forward(c, "127.0.0.1", e.port, &call);
+                int r = vsock_open_port_forward(c, "127.0.0.1", tcp_server_port(echo), &call);
                 if (r < 0)
                         fail_msg("port forward: %s (%s)", vsock_strerror(r), call.remote_error);
                 static const char msg[] = "through the sandboxed agent";
                 assert_int_equal(vsock_conn_write(c, msg, sizeof msg), 0);
                 assert_int_equal(vsock_conn_shutdown_write(c), 0);
                 char got[sizeof msg + 16];
-                size_t have = 0;
-                for (;;) {
-                        ssize_t n = vsock_conn_read(c, got + have, sizeof got - have);
-                        assert_true(n >= 0);
-                        if (n == 0)
-                                break;
-                        have += (size_t) n;
-                }
+                ssize_t have = conn_read_all(c, got, sizeof got);
+                assert_true(have >= 0);
                 assert_int_equal(have, sizeof msg);
                 assert_memory_equal(got, msg, sizeof msg);
                 vsock_conn_close(c);
-                pthread_join(e.th, NULL);
-                close(e.lfd);
+                tcp_server_stop(echo);
         }
 }
 
