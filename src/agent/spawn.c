@@ -395,6 +395,24 @@ CHILD_FN static int pidns_init_main(void *arg) {
         pidns_reap(cmd);
 }
 
+/* What the child was doing at @stage, for the error text. */
+static const char *stage_what(int stage) {
+        switch (stage) {
+        case STAGE_USER:
+                return "switch user";
+        case STAGE_SANDBOX:
+                return "apply sandbox";
+        case STAGE_TTY:
+                return "set controlling terminal";
+        case STAGE_PIDNS_MOUNTS:
+                return "PID namespace: make the mounts private";
+        case STAGE_PIDNS_PROC:
+                return "PID namespace: mount /proc";
+        default:
+                return "start process";
+        }
+}
+
 static char *format_error(const struct spawn_params *p, const struct report *rep, int *ret_code) {
         char *s = NULL;
         const char *es = strerror(rep->err);
@@ -411,23 +429,8 @@ static char *format_error(const struct spawn_params *p, const struct report *rep
         case STAGE_CHDIR:
                 r = asprintf(&s, "chdir %s: %s", p->cwd, es);
                 break;
-        case STAGE_USER:
-                r = asprintf(&s, "switch user: %s", es);
-                break;
-        case STAGE_SANDBOX:
-                r = asprintf(&s, "apply sandbox: %s", es);
-                break;
-        case STAGE_TTY:
-                r = asprintf(&s, "set controlling terminal: %s", es);
-                break;
-        case STAGE_PIDNS_MOUNTS:
-                r = asprintf(&s, "PID namespace: make the mounts private: %s", es);
-                break;
-        case STAGE_PIDNS_PROC:
-                r = asprintf(&s, "PID namespace: mount /proc: %s", es);
-                break;
         default:
-                r = asprintf(&s, "start process: %s", es);
+                r = asprintf(&s, "%s: %s", stage_what(rep->stage), es);
                 break;
         }
         return r < 0 ? NULL : s;

@@ -1082,20 +1082,25 @@ static void script_close_early(struct fake_agent *fa) {
         fa->fd = -1;
 }
 
-static void test_write_file_streamed_peer_gone(void **state) {
-        size_t n = 8u * 1024 * 1024;
+/* vsock_write_file of @n zero bytes against @script; the fake agent must
+ * be content. Returns the call's result. */
+static int write_zeros_against(fake_script script, size_t n) {
         uint8_t *data = calloc(1, n);
         assert_non_null(data);
         struct fake_agent fa;
         vsock_conn *c;
-        assert_int_equal(fake_agent_start_pair(&fa, script_close_early, NULL, &c), 0);
+        assert_int_equal(fake_agent_start_pair(&fa, script, NULL, &c), 0);
         struct vsock_call call = VSOCK_CALL_INIT;
         call.deadline_ns = vsock_now_ns() + (int64_t) FA_TIMEOUT_MS * 1000000;
         int r = vsock_write_file(c, "/x", data, n, 0644, &call);
-        assert_kind(r, VSOCK_E_WRITE_REQUEST);
         vsock_conn_close(c);
         AGENT_OK(&fa);
         free(data);
+        return r;
+}
+
+static void test_write_file_streamed_peer_gone(void **state) {
+        assert_kind(write_zeros_against(script_close_early, 8u * 1024 * 1024), VSOCK_E_WRITE_REQUEST);
 }
 
 static void script_expect_nothing(struct fake_agent *fa) {
@@ -1106,19 +1111,9 @@ static void script_expect_nothing(struct fake_agent *fa) {
 }
 
 static void test_write_file_too_big(void **state) {
-        size_t len = 49u * 1024 * 1024;
-        uint8_t *big = calloc(1, len);
-        assert_non_null(big);
-        struct fake_agent fa;
-        vsock_conn *c;
-        assert_int_equal(fake_agent_start_pair(&fa, script_expect_nothing, NULL, &c), 0);
-        struct vsock_call call = VSOCK_CALL_INIT;
-        int r = vsock_write_file(c, "/big", big, len, 0644, &call);
+        int r = write_zeros_against(script_expect_nothing, 49u * 1024 * 1024);
         assert_kind(r, VSOCK_E_ENCODE_FILE_REQUEST);
         assert_int_equal(vsock_err_errno(r), EFBIG);
-        vsock_conn_close(c);
-        AGENT_OK(&fa);
-        free(big);
 }
 
 static void test_read_file(void **state) {
