@@ -475,6 +475,7 @@ int spawn_start(const struct spawn_params *p, pid_t *ret_pid, int *ret_pidfd, ch
         struct child_args c = { .p = p, .report_fd = -1 };
         const int src[3] = { p->fd_in, p->fd_out, p->fd_err };
         int pidfd = -1, report[2] = { -1, -1 }, r;
+        bool clone_failed = false;
 
         pthread_mutex_lock(&spawn_lock);
         r = reserve_locked();
@@ -503,8 +504,10 @@ int spawn_start(const struct spawn_params *p, pid_t *ret_pid, int *ret_pidfd, ch
                         pid = clone(child_main, (uint8_t *) child_stack + CHILD_STACK_SIZE,
                                     CLONE_VM | CLONE_VFORK | CLONE_FILES | CLONE_PIDFD | SIGCHLD, &c, &pidfd);
                 }
-                if (pid < 0)
+                if (pid < 0) {
                         r = -errno;
+                        clone_failed = true;
+                }
                 (void) pthread_sigmask(SIG_SETMASK, &old, NULL);
 #ifdef SPAWN_ASAN
                 __asan_unpoison_memory_region(child_stack, CHILD_STACK_SIZE);
@@ -521,7 +524,7 @@ int spawn_start(const struct spawn_params *p, pid_t *ret_pid, int *ret_pidfd, ch
         report[1] = safe_close(report[1]);
 
         if (r < 0) {
-                if (asprintf(ret_error, p->pid_ns && pid < 0 ? "create PID namespace: %s" : "start process: %s",
+                if (asprintf(ret_error, p->pid_ns && clone_failed ? "create PID namespace: %s" : "start process: %s",
                              strerror(-r)) < 0)
                         *ret_error = NULL;
                 *ret_exit_code = 1;

@@ -343,6 +343,61 @@ static void test_failure_with_many_fds(void **state) {
         close(devnull);
 }
 
+/* Out of fds (a pidfd, and the report pipe with pid_ns, are new fds):
+ * a clean failure, nothing leaked, no child left, and spawning works
+ * again once fds are free. */
+static void test_out_of_fds(void **state) {
+        int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+        assert_true(devnull >= 0);
+        char *argv[] = { "true", NULL };
+        struct spawn_params sp = { .pid_ns = pid_ns, .file = "true", .argv = argv, .envp = env_default,
+                                   .search_path = true, .fd_in = devnull, .fd_out = devnull, .fd_err = devnull };
+        pid_t pid;
+        int pidfd, code;
+        char *err = NULL;
+        /* Reserve the slots first: they are taken once, at the first spawn. */
+        assert_int_equal(spawn_reserve(), 0);
+        int highest = 0, count = 0;
+        for (int fd = 0; fd < 4096; fd++)
+                if (fcntl(fd, F_GETFD) >= 0) {
+                        highest = fd;
+                        count++;
+                }
+        struct rlimit old, low;
+        assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+        low = old;
+        low.rlim_cur = (rlim_t) highest + 1;
+        assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+        /* Fill the gaps below: no free fd number left. */
+        int fillers[4096], n_fill = 0;
+        while (n_fill < 4096 && (fillers[n_fill] = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0)
+                n_fill++;
+        assert_int_equal(errno, EMFILE);
+        int r = spawn_start(&sp, &pid, &pidfd, &err, &code);
+        for (int i = 0; i < n_fill; i++)
+                close(fillers[i]);
+        assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+        assert_int_equal(r, -EMFILE);
+        assert_int_equal(code, 1);
+        assert_non_null(err);
+        assert_string_equal(err, "start process: Too many open files");
+        free(err);
+        int after = 0;
+        for (int fd = 0; fd < 4096; fd++)
+                after += fcntl(fd, F_GETFD) >= 0;
+        assert_int_equal(after, count);
+        assert_int_equal(waitpid(-1, NULL, WNOHANG), -1);
+        assert_int_equal(errno, ECHILD);
+
+        err = NULL;
+        assert_int_equal(spawn_start(&sp, &pid, &pidfd, &err, &code), 0);
+        int st;
+        assert_int_equal(waitpid(pid, &st, 0), pid);
+        assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+        close(pidfd);
+        close(devnull);
+}
+
 /* ---- only with pid_ns ---------------------------------------------------- */
 
 static void test_ns_identity(void **state) {
@@ -428,6 +483,7 @@ int main(void) {
                 BOTH(test_reset_signals_given),
                 BOTH(test_many_fds),
                 BOTH(test_failure_with_many_fds),
+                BOTH(test_out_of_fds),
                 NS(test_ns_identity),
                 NS(test_ns_signals),
                 NS(test_ns_leftovers),
