@@ -8,7 +8,9 @@
  * a temporary file in the target's directory, which is renamed over the
  * target only once it is completely written, has its final mode and is on
  * disk. A failure at any step (a full disk, typically) removes the
- * temporary file and leaves the old content untouched. Because of rename
+ * temporary file, and the directories made for it, and leaves the old
+ * content untouched. The steps are also exported (files_write_*) for a
+ * request that arrives over time (wfstream.c). Because of rename
  * semantics, writing to a path that is a symlink replaces the link itself
  * with a regular file instead of writing through it; and the file gets a
  * new inode, so hard links to the old file keep the old content. The owner
@@ -87,9 +89,10 @@ static int decode_error(char **err, int r, const char *what, const char *why) {
 /* ---- WriteFile ---------------------------------------------------------- */
 
 /* mkdir -p of @dir (absolute). Existing components, including symlinks to
- * directories, are fine, like Go's os.MkdirAll. Returns 0, -ENOMEM, or
- * -errno with *err set. */
-static int mkdir_parents(const char *dir, char **err) {
+ * directories, are fine, like Go's os.MkdirAll. The directories it makes
+ * are recorded in @w, outermost first, for files_write_abort(). Returns 0,
+ * -ENOMEM, or -errno with *err set. */
+static int mkdir_parents(struct files_writer *w, const char *dir, char **err) {
         struct stat st;
         if (stat(dir, &st) == 0 && S_ISDIR(st.st_mode))
                 return 0;
@@ -112,6 +115,10 @@ static int mkdir_parents(const char *dir, char **err) {
                          * reported by its own name. */
                         if (e == EEXIST)
                                 e = stat(p, &st) < 0 ? errno : S_ISDIR(st.st_mode) ? 0 : ENOTDIR;
+                } else if (w->n_created < FILES_WRITER_DIRS_MAX) {
+                        w->created[w->n_created] = strdup(p);
+                        if (w->created[w->n_created])
+                                w->n_created++;
                 }
                 if (e != 0) {
                         int r = path_error(err, "mkdir", p, e);
@@ -131,91 +138,127 @@ static int mkdir_parents(const char *dir, char **err) {
         return 0;
 }
 
-/* Removes the temporary file unless ownership was handed to rename. */
-static void unlink_tmpp(char **tmp) {
-        if (*tmp) {
-                (void) unlink(*tmp);
-                free(*tmp);
-        }
-}
+void files_writer_init(struct files_writer *w) { *w = (struct files_writer) { .fd = -1 }; }
 
-static int write_file(void *payload, size_t len, char **err) {
-        _cleanup_(vsock_write_file_request_clear) struct vsock_write_file_request req = {};
-        _cleanup_free_ char *dir = NULL;
-        _cleanup_(unlink_tmpp) char *tmp = NULL;
-        _cleanup_close_ int fd = -1;
-        const char *why = NULL;
-        struct stat st;
-        int r;
-
-        const uint8_t *content;
-        size_t content_len;
-        r = msg_decode_write_file_inplace(payload, len, &req, &content, &content_len, &why);
-        if (r < 0)
-                return decode_error(err, r, "write_file", why);
-
-        const char *path = req.path ? req.path : "";
-        if (path[0] != '/')
-                return error_fmt(err, "write_file: path must be absolute: \"%s\"", path);
+int files_write_begin(struct files_writer *w, const char *path, char **err) {
+        if (!path || path[0] != '/')
+                return error_fmt(err, "write_file: path must be absolute: \"%s\"", path ? path : "");
         size_t plen = strlen(path);
         if (path[plen - 1] == '/')
                 return path_error(err, "open", path, EISDIR);
 
+        w->path = strdup(path);
         const char *slash = strrchr(path, '/');
-        dir = slash == path ? strdup("/") : strndup(path, (size_t) (slash - path));
-        if (!dir)
+        w->dir = slash == path ? strdup("/") : strndup(path, (size_t) (slash - path));
+        if (!w->path || !w->dir)
                 return -ENOMEM;
-        r = mkdir_parents(dir, err);
+        int r = mkdir_parents(w, w->dir, err);
         if (r == -ENOMEM || *err)
                 return r == -ENOMEM ? r : 0;
 
-        mode_t mode = vsock_go_mode_to_mode_t(req.mode) & 07777;
-        if (req.mode == 0)
-                mode = 0644;
-
-        if (asprintf(&tmp, "%s/.vsock-agent-write-XXXXXX", slash == path ? "" : dir) < 0) {
-                tmp = NULL;
+        if (asprintf(&w->tmp, "%s/.vsock-agent-write-XXXXXX", slash == path ? "" : w->dir) < 0) {
+                w->tmp = NULL;
                 return -ENOMEM;
         }
         /* mkostemp: O_CREAT|O_EXCL with a unique name, mode 0600 until the
          * final fchmod, so nobody reads a half-written file meanwhile. */
-        fd = mkostemp(tmp, O_CLOEXEC);
-        if (fd < 0) {
+        w->fd = mkostemp(w->tmp, O_CLOEXEC);
+        if (w->fd < 0) {
                 int e = errno;
-                free(TAKE_PTR(tmp)); /* nothing was created */
+                free(w->tmp); /* nothing was created */
+                w->tmp = NULL;
                 return path_error(err, "open", path, e);
         }
+        return 0;
+}
 
-        if (content_len > 0) {
-                r = io_write_all(fd, content, content_len, 0, -1);
-                if (r < 0)
-                        return path_error(err, "write", path, -r);
-        }
+int files_write_data(struct files_writer *w, const void *data, size_t n, char **err) {
+        if (n == 0)
+                return 0;
+        int r = io_write_all(w->fd, data, n, 0, -1);
+        return r < 0 ? path_error(err, "write", w->path, -r) : 0;
+}
+
+int files_write_commit(struct files_writer *w, uint32_t go_mode, char **err) {
+        struct stat st;
+        mode_t mode = go_mode == 0 ? 0644 : vsock_go_mode_to_mode_t(go_mode) & 07777;
 
         /* Keep the owner of a file we replace (best effort: an unprivileged
          * agent cannot chown). chown clears setuid bits, so it comes before
          * fchmod. */
-        if (lstat(path, &st) == 0 && S_ISREG(st.st_mode))
-                (void) fchown(fd, st.st_uid, st.st_gid);
+        if (lstat(w->path, &st) == 0 && S_ISREG(st.st_mode))
+                (void) fchown(w->fd, st.st_uid, st.st_gid);
 
         /* fchmod is not subject to the umask, so the mode is exact,
          * setuid/setgid/sticky included. */
-        if (fchmod(fd, mode) < 0)
-                return path_error(err, "chmod", path, errno);
-        if (fsync(fd) < 0)
-                return path_error(err, "sync", path, errno);
-        fd = safe_close(fd);
+        if (fchmod(w->fd, mode) < 0)
+                return path_error(err, "chmod", w->path, errno);
+        if (fsync(w->fd) < 0)
+                return path_error(err, "sync", w->path, errno);
+        w->fd = safe_close(w->fd);
 
-        if (rename(tmp, path) < 0)
-                return path_error(err, "rename", path, errno);
-        free(TAKE_PTR(tmp));
+        if (rename(w->tmp, w->path) < 0)
+                return path_error(err, "rename", w->path, errno);
+        free(w->tmp);
+        w->tmp = NULL;
+        /* The directories are the file's now. */
+        for (size_t i = 0; i < w->n_created; i++)
+                free(w->created[i]);
+        w->n_created = 0;
 
         /* Make the rename itself durable; the write already succeeded, so a
          * failure here is not reported. */
-        _cleanup_close_ int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        _cleanup_close_ int dfd = open(w->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (dfd >= 0)
                 (void) fsync(dfd);
         return 0;
+}
+
+void files_write_abort(struct files_writer *w) {
+        /* Unlink before close: once the fd is gone, so is the name (a
+         * watcher counting fds can rely on it). */
+        if (w->tmp)
+                (void) unlink(w->tmp);
+        w->fd = safe_close(w->fd);
+        free(w->tmp);
+        w->tmp = NULL;
+        /* A failed write leaves nothing behind: not even the directories
+         * it made (innermost first; one that gained entries stays). */
+        for (size_t i = w->n_created; i > 0; i--) {
+                (void) rmdir(w->created[i - 1]);
+                free(w->created[i - 1]);
+        }
+        w->n_created = 0;
+        files_writer_clear(w);
+}
+
+void files_writer_clear(struct files_writer *w) {
+        if (w->fd >= 0 || w->tmp || w->n_created) {
+                files_write_abort(w);
+                return;
+        }
+        free(w->path);
+        free(w->dir);
+        files_writer_init(w);
+}
+
+static int write_file(void *payload, size_t len, char **err) {
+        _cleanup_(vsock_write_file_request_clear) struct vsock_write_file_request req = {};
+        _cleanup_(files_writer_clear) struct files_writer w;
+        const char *why = NULL;
+        const uint8_t *content;
+        size_t content_len;
+
+        files_writer_init(&w);
+        int r = msg_decode_write_file_inplace(payload, len, &req, &content, &content_len, &why);
+        if (r < 0)
+                return decode_error(err, r, "write_file", why);
+        r = files_write_begin(&w, req.path, err);
+        if (r >= 0 && !*err)
+                r = files_write_data(&w, content, content_len, err);
+        if (r >= 0 && !*err)
+                r = files_write_commit(&w, req.mode, err);
+        return r; /* on failure, the cleanup undoes it all */
 }
 
 /* ---- ReadFile ----------------------------------------------------------- */
@@ -409,5 +452,10 @@ int files_serve(uint8_t type, void *payload, size_t len, struct buf *out) {
                 if (need < SIZE_MAX - 64 && buf_reserve(out, need + 64, &tail) >= 0)
                         huge_advise(tail, need + 64);
         }
+        return msg_encode_file_response(&resp, out);
+}
+
+int files_write_reply(struct buf *out, const char *err) {
+        struct vsock_file_response resp = { .error = (char *) err };
         return msg_encode_file_response(&resp, out);
 }

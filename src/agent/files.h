@@ -15,6 +15,39 @@
 
 #define FILES_READ_MAX (16u * 1024 * 1024)
 
+/* ---- WriteFile in steps --------------------------------------------------
+ * files_serve() does all of them at once; a request that arrives over time
+ * (wfstream.h) runs them as the content comes in. All are blocking (worker
+ * thread). Each returns 0, or -ENOMEM; a failure to report sets *err (a
+ * Go-style "OP PATH: reason") and returns 0. After a failure, call
+ * files_write_abort(). */
+#define FILES_WRITER_DIRS_MAX 64
+
+struct files_writer {
+        char *path, *dir;
+        char *tmp;                      /* the temporary file until renamed */
+        int fd;
+        char *created[FILES_WRITER_DIRS_MAX]; /* directories begin made */
+        size_t n_created;
+};
+
+void files_writer_init(struct files_writer *w);
+/* Check @path (absolute, not a directory name), make its missing parent
+ * directories (as mkdir -p) and a temporary file beside it. */
+int files_write_begin(struct files_writer *w, const char *path, char **err);
+int files_write_data(struct files_writer *w, const void *data, size_t n, char **err);
+/* Give the file @go_mode (an os.FileMode; 0 means 0644) and the owner of
+ * the file it replaces, sync it and rename it over the target. */
+int files_write_commit(struct files_writer *w, uint32_t go_mode, char **err);
+/* Undo: remove the temporary file and the directories begin made (those
+ * still empty). Then free, as files_writer_clear(). */
+void files_write_abort(struct files_writer *w);
+/* Free; an unfinished write is aborted. */
+void files_writer_clear(struct files_writer *w);
+
+/* Append the FileResult JSON of a write: {} or {"error":@err}. */
+int files_write_reply(struct buf *out, const char *err);
+
 /* @type is VSOCK_MSG_WRITE_FILE, VSOCK_MSG_READ_FILE or VSOCK_MSG_LIST_FILES.
  * @payload is the request frame's, and is consumed: WriteFile decodes the
  * file's base64 in place over it, so the caller must not use it again. */

@@ -578,6 +578,18 @@ static void test_full_disk(void **state) {
         assert_int_equal(access(fresh, F_OK), -1);
         assert_no_temp(m);
 
+        /* And in directories made for it: they go too. */
+        char *deep, *top;
+        assert_true(asprintf(&top, "%s/made", m) > 0);
+        assert_true(asprintf(&deep, "%s/for/it/file", top) > 0);
+        do_write(deep, big, n, 0644, &resp);
+        assert_non_null(resp.error);
+        assert_non_null(strstr(resp.error, "no space left on device"));
+        vsock_file_response_clear(&resp);
+        assert_int_equal(access(top, F_OK), -1);
+        free(deep);
+        free(top);
+
         free(big);
         free(fresh);
         free(old);
