@@ -185,6 +185,29 @@ static size_t skip_newlines(const uint8_t *s, size_t i, size_t len) {
         return i;
 }
 
+size_t base64_decode_prefix(const void *src, size_t len, uint8_t *dst, size_t *ret_len) {
+        const uint8_t *s = src;
+        size_t si = 0, n = 0;
+#ifdef B64_SSSE3
+        if (len >= 16 && have_ssse3()) {
+                si = decode_ssse3(s, len, dst);
+                n = si / 4 * 3;
+        }
+#endif
+        for (; len - si >= 4; si += 4, n += 3) {
+                uint32_t a = dec_table[s[si]], b = dec_table[s[si + 1]], c = dec_table[s[si + 2]],
+                         d = dec_table[s[si + 3]];
+                if ((a | b | c | d) >= 64)
+                        break;
+                uint32_t v = a << 18 | b << 12 | c << 6 | d;
+                dst[n] = (uint8_t) (v >> 16);
+                dst[n + 1] = (uint8_t) (v >> 8);
+                dst[n + 2] = (uint8_t) v;
+        }
+        *ret_len = n;
+        return si;
+}
+
 int base64_decode(const void *src, size_t len, uint8_t *dst, size_t *ret_len) {
         const uint8_t *s = src;
         size_t si = 0, n = 0;

@@ -27,6 +27,13 @@ static inline size_t base64_decoded_max(size_t len) {
         return len / 4 * 3;
 }
 
+/* Decode the longest prefix of @src[0..len) made of whole quanta of
+ * alphabet characters only (no padding, no newline) into @dst (room for
+ * base64_decoded_max(len) bytes; may be @src). Returns the characters
+ * consumed (a multiple of 4) and the bytes made in *ret_len. For a
+ * streaming decoder: what stops it is for the caller to look at. */
+size_t base64_decode_prefix(const void *src, size_t len, uint8_t *dst, size_t *ret_len);
+
 /* Decode @src[0..len) into @dst, which must have room for
  * base64_decoded_max(len) bytes. Returns 0 and the decoded size in
  * *ret_len, or -EINVAL for malformed input (*ret_len untouched; @dst may

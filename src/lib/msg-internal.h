@@ -55,6 +55,13 @@ int msg_decode_exec_request(const void *data, size_t len, bool tty, struct vsock
 int msg_decode_write_file_inplace(void *data, size_t len, struct vsock_write_file_request *ret,
                                   const uint8_t **ret_content, size_t *ret_content_len, const char **ret_why);
 
+/* vsock_write_file_request_decode() that also refuses a repeated member,
+ * whether the keys are the same or only fold to the same field ("content"
+ * and "Content"; Go would take the last one). For texts whose content was
+ * taken apart (wfparse.h), where "the last one" is no longer at hand. */
+int msg_decode_write_file_strict(const void *data, size_t len, struct vsock_write_file_request *ret,
+                                 const char **ret_why);
+
 /* Test hooks of the decoders' fast path for big strings (json_bigstr.h):
  * string values of at least @min_len bytes in the top-level object are
  * cut out before jansson parses (default 4096; 0 cuts every string out,

@@ -613,15 +613,28 @@ static int decode_field_cut(const struct field *f, const struct cut *cut, const 
         return r;
 }
 
+/* Set by msg_decode_write_file_strict() for the duration of one decode:
+ * a field set twice (two keys that fold to its name) is refused. */
+static _Thread_local bool strict_fields;
+
 static int decode_object(json_t *obj, const struct field *fields, size_t n, void *st, const struct cut *cut,
                          const char **why) {
         const char *key;
         json_t *v;
+        uint64_t seen = 0;
 
         json_object_foreach(obj, key, v) {
                 const struct field *f = find_field(fields, n, key);
                 if (!f)
                         continue; /* unknown fields are ignored, as in Go */
+                if (strict_fields && (size_t) (f - fields) < 64) {
+                        uint64_t bit = UINT64_C(1) << (f - fields);
+                        if (seen & bit) {
+                                *why = "duplicate key in JSON object";
+                                return DECODE_ERR;
+                        }
+                        seen |= bit;
+                }
                 const struct json_bigstr *b = cut_find(cut, key);
                 int r = b ? decode_field_cut(f, cut, b, st, why) : decode_field(f, v, st, why);
                 if (r < 0)
@@ -646,6 +659,8 @@ static const char *parse_error_why(const json_error_t *e) {
                 return "unexpected end of JSON input";
         case json_error_end_of_input_expected:
                 return "invalid character after top-level value";
+        case json_error_duplicate_key:
+                return "duplicate key in JSON object";
         default:
                 return "malformed JSON";
         }
@@ -714,7 +729,7 @@ static json_t *parse_cut(const char *text, size_t len, const struct json_bigstr_
 }
 
 static int decode_json(const void *data, size_t len, const struct field *fields, size_t n, void *st, bool wipe,
-                       struct inplace *inplace, const char **ret_why) {
+                       struct inplace *inplace, size_t extra_flags, const char **ret_why) {
         struct json_bigstr_scan scan;
         struct cut cut = { .text = data, .scan = &scan, .wipe = wipe, .inplace = inplace };
         const char *why = NULL;
@@ -734,7 +749,8 @@ static int decode_json(const void *data, size_t len, const struct field *fields,
                 root = parse_cut(data, len, &scan, wipe);
         if (!root) {
                 cut.scan = NULL;
-                root = json_loadb(data ? data : "", data ? len : 0, JSON_DECODE_ANY | JSON_ALLOW_NUL, &e);
+                root = json_loadb(data ? data : "", data ? len : 0, JSON_DECODE_ANY | JSON_ALLOW_NUL | extra_flags,
+                                  &e);
         }
         if (!root) {
                 r = json_error_code(&e) == json_error_out_of_memory ? -ENOMEM : DECODE_ERR;
@@ -771,7 +787,7 @@ out:
                 T t = {};                                                                          \
                 if (!ret)                                                                          \
                         return -EINVAL;                                                            \
-                int r = decode_json(data, len, fields, nfields, &t, wipe, NULL, ret_why);          \
+                int r = decode_json(data, len, fields, nfields, &t, wipe, NULL, 0, ret_why);       \
                 if (r < 0) {                                                                       \
                         clear;                                                                     \
                         *ret = (T) {};                                                             \
@@ -803,8 +819,8 @@ int msg_decode_exec_request(const void *data, size_t len, bool tty, struct vsock
         struct vsock_exec_request t = {};
         if (!ret)
                 return -EINVAL;
-        int r = tty ? decode_json(data, len, exec_fields_tty, ARRAY_SIZE(exec_fields_tty), &t, true, NULL, ret_why)
-                    : decode_json(data, len, exec_fields_batch, N_EXEC_BATCH, &t, true, NULL, ret_why);
+        int r = tty ? decode_json(data, len, exec_fields_tty, ARRAY_SIZE(exec_fields_tty), &t, true, NULL, 0, ret_why)
+                    : decode_json(data, len, exec_fields_batch, N_EXEC_BATCH, &t, true, NULL, 0, ret_why);
         if (r < 0) {
                 vsock_exec_request_clear(&t, true);
                 *ret = (struct vsock_exec_request) {};
@@ -820,7 +836,7 @@ int msg_decode_write_file_inplace(void *data, size_t len, struct vsock_write_fil
         struct inplace ip = {};
         if (!ret || !ret_content || !ret_content_len)
                 return -EINVAL;
-        int r = decode_json(data, len, wf_fields, ARRAY_SIZE(wf_fields), &t, false, &ip, ret_why);
+        int r = decode_json(data, len, wf_fields, ARRAY_SIZE(wf_fields), &t, false, &ip, 0, ret_why);
         if (r < 0) {
                 vsock_write_file_request_clear(&t);
                 *ret = (struct vsock_write_file_request) {};
@@ -831,5 +847,26 @@ int msg_decode_write_file_inplace(void *data, size_t len, struct vsock_write_fil
          * plain path) was decoded by jansson into a buffer of its own. */
         *ret_content = ip.used ? ip.data : t.content.data;
         *ret_content_len = ip.used ? ip.len : t.content.len;
+        return 0;
+}
+
+int msg_decode_write_file_strict(const void *data, size_t len, struct vsock_write_file_request *ret,
+                                 const char **ret_why) {
+        struct vsock_write_file_request t = {};
+        if (!ret)
+                return -EINVAL;
+        /* Small texts only: no fast path to take, so jansson sees it all.
+         * Identical keys are jansson's to refuse; keys that only fold to
+         * the same field are ours. */
+        strict_fields = true;
+        int r = decode_json(data, len, wf_fields, ARRAY_SIZE(wf_fields), &t, false, NULL, JSON_REJECT_DUPLICATES,
+                            ret_why);
+        strict_fields = false;
+        if (r < 0) {
+                vsock_write_file_request_clear(&t);
+                *ret = (struct vsock_write_file_request) {};
+                return r;
+        }
+        *ret = t;
         return 0;
 }

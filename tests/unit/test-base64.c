@@ -232,6 +232,36 @@ static void test_decode_in_place(void **state) {
         assert_int_equal(base64_decode(bad, strlen(bad), (uint8_t *) bad, &n), -EINVAL);
 }
 
+/* The prefix decoder stops at the first quantum holding anything but the
+ * alphabet, wherever it is relative to the SIMD blocks. */
+static void test_decode_prefix(void **state) {
+        (void) state;
+        uint8_t data[300];
+        for (size_t i = 0; i < sizeof data; i++)
+                data[i] = (uint8_t) (i * 7 + 3);
+        char *enc = encode_str(data, sizeof data); /* 400 characters, no padding */
+        static const char stops[] = { '=', '\n', '\\', '"', '-', '\0', (char) 0xc3 };
+        for (size_t pos = 0; pos <= 100; pos++)
+                for (size_t k = 0; k < sizeof stops; k++) {
+                        char t[401];
+                        memcpy(t, enc, 400);
+                        t[pos] = stops[k];
+                        uint8_t out[300];
+                        size_t n = 0;
+                        size_t used = base64_decode_prefix(t, 400, out, &n);
+                        assert_int_equal(used, pos / 4 * 4);
+                        assert_int_equal(n, used / 4 * 3);
+                        assert_memory_equal(out, data, n);
+                }
+        uint8_t out[300];
+        size_t n = 0;
+        assert_int_equal(base64_decode_prefix(enc, 400, out, &n), 400);
+        assert_int_equal(n, 300);
+        assert_memory_equal(out, data, 300);
+        assert_int_equal(base64_decode_prefix(enc, 7, out, &n), 4);
+        free(enc);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_rfc4648),
@@ -241,6 +271,7 @@ int main(void) {
                 cmocka_unit_test(test_decode_go_strictness),
                 cmocka_unit_test(test_decoded_max_bounds),
                 cmocka_unit_test(test_decode_in_place),
+                cmocka_unit_test(test_decode_prefix),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
