@@ -12,7 +12,7 @@ selector = {
     "WriteFileRequest": 4, "ReadFileRequest": 5, "ListFilesRequest": 5, "FileInfo": 6,
     "FileResponse": 7, "WindowSize": 8, "frame": 8,
 }
-for d in ("frame", "msg", "addr"):
+for d in ("frame", "msg", "addr", "wfparse"):
     os.makedirs(os.path.join(out, d), exist_ok=True)
 
 def put(d, name, data):
@@ -24,6 +24,10 @@ for line in open(vectors):
     payload = base64.b64decode(v["payload_b64"])
     shape = v["struct"].split("(")[0]
     put("msg", v["name"], bytes([selector.get(shape, 0)]) + payload)
+    if shape == "WriteFileRequest":
+        # fuzz-wfparse: a piece-size byte, then the payload.
+        for piece in (0, 3, 63):
+            put("wfparse", f'{v["name"]}-{piece}', bytes([piece]) + payload)
     if v.get("frame_hex"):
         put("frame", v["name"], bytes([4]) + bytes.fromhex(v["frame_hex"]) * 2)
 for i, a in enumerate(["vsock:3:5000", "vsock::5000", "vsock:any:1", "vsock:host:5002",

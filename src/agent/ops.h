@@ -11,3 +11,8 @@ struct session;
 int exec_start(struct session *s, uint8_t type, uint8_t *payload, uint32_t len);
 int portfwd_start(struct session *s, uint8_t type, uint8_t *payload, uint32_t len);
 int fileop_start(struct session *s, uint8_t type, uint8_t *payload, uint32_t len);
+
+/* WriteFile, taken over right after a frame header announcing @len payload
+ * bytes: the payload arrives as raw input and goes to disk as it comes
+ * (wfstream.c). The session calls it in REQUEST state. */
+int wfstream_start(struct session *s, uint32_t len);

@@ -22,6 +22,8 @@
 /* Largest frame after the request (Stdin, Signal, Resize): keeps what one
  * session can make the agent buffer small. */
 #define SESSION_MAX_PAYLOAD_AFTER (16u * 1024 * 1024)
+/* WriteFile requests from this size on are written as they arrive. */
+#define SESSION_STREAM_MIN (256u * 1024)
 /* How long a closing connection waits for the host's EOF. */
 #define SESSION_LINGER_MS 2000
 /* A drained queue keeps at most this much memory. */
@@ -368,7 +370,7 @@ bool session_queue_high(struct session *s) { return s->out_high; }
 static void kick(void *p) {
         struct session *s = p;
         s->pending--;
-        if (s->state != SESSION_ACTIVE || s->in_paused)
+        if ((s->state != SESSION_ACTIVE && s->state != SESSION_REQUEST) || s->in_paused)
                 return;
         if (!buf_empty(&s->in)) {
                 /* Process a copy: the op may leave some of it again. */
@@ -425,9 +427,13 @@ void session_finish(struct session *s) {
                 session_update_events(s);
 }
 
-static void dispatch_request(struct session *s, uint8_t type, uint8_t *payload, uint32_t len) {
+void session_request_done(struct session *s) {
         timer_disarm(&s->timer);
         s->state = SESSION_ACTIVE;
+}
+
+static void dispatch_request(struct session *s, uint8_t type, uint8_t *payload, uint32_t len) {
+        session_request_done(s);
         const char *name = vsock_msg_type_name(type);
         log_debug("session %llu: request %s (%u bytes)", (unsigned long long) s->id, name ? name : "?", len);
         int r;
@@ -494,6 +500,19 @@ static bool session_frame_ready(struct session *s) {
         return true;
 }
 
+/* A big WriteFile goes to disk as it arrives instead of being buffered
+ * whole (wfstream.c): taken over at its header, if the header is here in
+ * one piece (it nearly always is; otherwise the request is buffered, which
+ * serves it all the same). Returns true when the header was taken. */
+static bool stream_request(struct session *s, const uint8_t *hdr) {
+        uint32_t len = (uint32_t) hdr[1] << 24 | (uint32_t) hdr[2] << 16 | (uint32_t) hdr[3] << 8 | hdr[4];
+        if (hdr[0] != VSOCK_MSG_WRITE_FILE || len < SESSION_STREAM_MIN || len > SESSION_MAX_PAYLOAD)
+                return false;
+        if (wfstream_start(s, len) < 0)
+                session_close(s); /* the caller's loop ends on it */
+        return true;
+}
+
 /* Feed host bytes to the decoder or the raw consumer until they are used
  * up, input is paused, or the session left the states that read. Bytes
  * left over are kept in s->in. */
@@ -508,6 +527,12 @@ static void session_process(struct session *s, const uint8_t *data, size_t len) 
                         len -= used;
                         if (used == 0 && !s->in_paused)
                                 break; /* op took nothing and did not pause: keep the rest */
+                        continue;
+                }
+                if (s->state == SESSION_REQUEST && len >= VSOCK_FRAME_HEADER_SIZE && !vsock_decoder_partial(s->dec) &&
+                    stream_request(s, data)) {
+                        data += VSOCK_FRAME_HEADER_SIZE;
+                        len -= VSOCK_FRAME_HEADER_SIZE;
                         continue;
                 }
                 size_t used = 0;

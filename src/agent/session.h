@@ -5,7 +5,9 @@
  *
  * Lifecycle: REQUEST (idle timer armed) -> ACTIVE (an operation runs) ->
  * FLUSH (the operation finished; the queue drains) -> LINGER (write side
- * shut; read to EOF, bounded) -> CLOSED (freed after the loop pass). A
+ * shut; read to EOF, bounded) -> CLOSED (freed after the loop pass). A big
+ * WriteFile takes over in REQUEST, at its header, and takes the rest of
+ * the request as raw input (session_request_done() at its last byte). A
  * connection that fails or hangs up while ACTIVE stays ACTIVE until its
  * operation finishes (e.g. the child was reaped), with nothing sent. */
 #pragma once
@@ -94,6 +96,9 @@ void session_shutdown_write(struct session *s);
 /* The operation is done (its last frame queued): flush, shut down the
  * write side, close. The op is freed after the pass. */
 void session_finish(struct session *s);
+/* The request is complete: stop its idle timer, the session is ACTIVE
+ * (for an operation that took over before the request's last byte). */
+void session_request_done(struct session *s);
 
 /* Agent shutdown: close idle sessions, tell operations to wind down. */
 void session_shutdown_all(struct agent *a);

@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -34,6 +35,7 @@
 
 #include "agent-harness.h"
 #include "common/buf.h"
+#include "lib/base64.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define UNDER_ASAN 1
@@ -1826,6 +1828,201 @@ static void test_disconnect_files(void **state) {
         assert_healthy(A, A_rss_kb, "disconnects during file operations");
 }
 
+/* ---- WriteFile streamed to disk as it arrives (wfstream.c) ------------------- */
+
+/* A Go-shaped WriteFile payload: {"path":..,"content":"<@n bytes of
+ * base64>"@tail; @junk_at (< the base64 length) gets a '-' if set. */
+static char *wf_payload(const char *path, size_t n, size_t junk_at, const char *tail, size_t *ret_len) {
+        uint8_t *data = malloc(n);
+        assert_non_null(data);
+        for (size_t i = 0; i < n; i++)
+                data[i] = (uint8_t) (i * 31 + 7);
+        struct buf b = BUF_INIT(0);
+        char head[512];
+        snprintf(head, sizeof head, "{\"path\":\"%s\",\"content\":\"", path);
+        assert_int_equal(buf_append_str(&b, head), 0);
+        size_t at = buf_size(&b);
+        assert_int_equal(base64_encode_append(&b, data, n), 0);
+        if (junk_at != SIZE_MAX)
+                buf_head(&b)[at + junk_at] = '-';
+        assert_int_equal(buf_append_str(&b, "\""), 0);
+        assert_int_equal(buf_append_str(&b, tail), 0);
+        free(data);
+        uint8_t *out;
+        assert_int_equal(buf_steal(&b, &out, ret_len), 0);
+        return (char *) out;
+}
+
+static bool path_exists(const char *p) {
+        struct stat st;
+        return lstat(p, &st) == 0;
+}
+
+/* Wait (bounded) until @p is gone: the undo runs on the agent's worker. */
+static void assert_gone(const char *p, const char *what) {
+        int64_t end = mono_ms() + BOUND_MS;
+        while (path_exists(p) && mono_ms() < end)
+                pause_ms(5);
+        if (path_exists(p))
+                fail_msg("%s: %s is still there", what, p);
+}
+
+/* Refused requests leave nothing behind (not even the directories made
+ * for them), whether the fault is in the content, after it, in the
+ * connection or in the disk; the agent's memory does not follow the file's
+ * size; another shape is buffered and served. */
+static void test_streamed_write_faults(void **state) {
+        char top[192], target[256];
+        snprintf(top, sizeof top, "%s/new-a", A->dir);
+        snprintf(target, sizeof target, "%s/new-b/file", top);
+        static const struct {
+                size_t junk_at;
+                const char *tail;
+                const char *error;
+        } refused[] = {
+                { 1000000, "}", "invalid write_file request: field \"content\": invalid base64" },
+                { 2700000, "}", "invalid write_file request: field \"content\": invalid base64" },
+                { SIZE_MAX, ",\"mode\":\"x\"}", "invalid write_file request: field \"mode\": expected number" },
+                { SIZE_MAX, ",\"mode\":420} x", "invalid write_file request: invalid character after top-level value" },
+                { SIZE_MAX, ",\"mode\":420,\"content\":\"\"}", "invalid write_file request: duplicate key in JSON object" },
+        };
+        for (size_t i = 0; i < sizeof refused / sizeof *refused; i++) {
+                size_t len;
+                char *p = wf_payload(target, 2u << 20, refused[i].junk_at, refused[i].tail, &len);
+                struct reply r;
+                enum outcome o = exchange(VSOCK_MSG_WRITE_FILE, p, len, &r);
+                if (o != OUT_ERROR || !r.error || strcmp(r.error, refused[i].error) != 0)
+                        fail_msg("case %zu: %s, error \"%s\"", i, outcome_names[o], r.error ? r.error : "");
+                reply_clear(&r);
+                free(p);
+                assert_gone(top, "a refused write");
+        }
+
+        /* Cut off mid-content, at several points. */
+        size_t len;
+        char *p = wf_payload(target, 4u << 20, SIZE_MAX, ",\"mode\":420}", &len);
+        for (int i = 1; i <= 3; i++) {
+                vsock_conn *c = dial();
+                assert_int_equal(send_header(c, VSOCK_MSG_WRITE_FILE, (uint32_t) len), 0);
+                assert_int_equal(vsock_conn_write(c, p, len * (size_t) i / 4), 0);
+                vsock_conn_close(c);
+                assert_gone(top, "a write cut off");
+        }
+        assert_clean(A);
+
+        /* Silence mid-content: the request's idle bound still applies. */
+        const char *extra[] = { "--idle-timeout", "1", NULL };
+        struct agent *b = B = agent_start(extra, 0);
+        assert_non_null(b);
+        char btop[192], btarget[256];
+        snprintf(btop, sizeof btop, "%s/new-a", b->dir);
+        snprintf(btarget, sizeof btarget, "%s/new-b/file", btop);
+        free(p);
+        p = wf_payload(btarget, 4u << 20, SIZE_MAX, "}", &len);
+        vsock_conn *c = dial_a(b);
+        assert_int_equal(send_header(c, VSOCK_MSG_WRITE_FILE, (uint32_t) len), 0);
+        assert_int_equal(vsock_conn_write(c, p, len / 2), 0);
+        struct reply r;
+        reply_read(c, &r);
+        assert_int_equal(reply_outcome(&r), OUT_CLOSED);
+        reply_clear(&r);
+        vsock_conn_close(c);
+        assert_gone(btop, "a silent write");
+        /* The agent told to stop mid-stream: it exits 0 (no leak under
+         * LeakSanitizer) and undoes the write. */
+        c = dial_a(b);
+        assert_int_equal(send_header(c, VSOCK_MSG_WRITE_FILE, (uint32_t) len), 0);
+        assert_int_equal(vsock_conn_write(c, p, len / 2), 0);
+        int64_t end = mono_ms() + BOUND_MS;
+        while (!path_exists(btop) && mono_ms() < end)
+                pause_ms(5);
+        assert_true(path_exists(btop));
+        free(p);
+        int wst = 0;
+        if (agent_stop(b, BOUND_MS, &wst) != 0)
+                fail_msg("agent stopped mid-stream: wait status 0x%x", wst);
+        B = NULL;
+        vsock_conn_close(c);
+        assert_false(path_exists(btop));
+
+        /* A 40 MiB file: the agent holds ~1 MiB of it at a time. */
+        snprintf(target, sizeof target, "%s/big40", A->dir);
+        size_t n48 = 40u << 20;
+        uint8_t *data = malloc(n48);
+        assert_non_null(data);
+        memset(data, 'z', n48);
+        hwm_reset(A->pid);
+        long rss0 = proc_rss_kb(A->pid);
+        c = dial();
+        struct vsock_call call = VSOCK_CALL_INIT;
+        assert_int_equal(vsock_write_file(c, target, data, n48, 0600, &call), 0);
+        vsock_conn_close(c);
+        long hwm = proc_hwm_kb(A->pid);
+        print_message("40 MiB write_file: agent RSS %ld kB before, peak %ld kB\n", rss0, hwm);
+#ifndef UNDER_ASAN
+        assert_true(hwm - rss0 < 16 * 1024);
+#endif
+        struct stat st;
+        assert_int_equal(stat(target, &st), 0);
+        assert_int_equal((size_t) st.st_size, n48);
+        assert_int_equal(st.st_mode & 07777, 0600);
+        assert_int_equal(unlink(target), 0);
+        free(data);
+
+        /* Another shape (content first): buffered, and served all the same. */
+        snprintf(target, sizeof target, "%s/content-first", A->dir);
+        struct buf t = BUF_INIT(0);
+        size_t n1 = 1u << 20;
+        uint8_t *one = malloc(n1);
+        assert_non_null(one);
+        memset(one, 'q', n1);
+        assert_int_equal(buf_append_str(&t, "{\"content\":\""), 0);
+        assert_int_equal(base64_encode_append(&t, one, n1), 0);
+        free(one);
+        char tail[320];
+        snprintf(tail, sizeof tail, "\",\"path\":\"%s\",\"mode\":416}", target);
+        assert_int_equal(buf_append_str(&t, tail), 0);
+        assert_int_equal(exchange(VSOCK_MSG_WRITE_FILE, buf_head(&t), buf_size(&t), &r), OUT_OK);
+        reply_clear(&r);
+        buf_free(&t);
+        assert_int_equal(stat(target, &st), 0);
+        assert_int_equal((size_t) st.st_size, n1);
+        assert_int_equal(st.st_mode & 07777, 0640);
+        assert_int_equal(unlink(target), 0);
+
+        /* A full disk mid-stream: the error, the old file intact. */
+        if (geteuid() == 0) {
+                char mnt[192];
+                snprintf(mnt, sizeof mnt, "%s/small-fs", A->dir);
+                assert_int_equal(mkdir(mnt, 0755), 0);
+                assert_int_equal(mount("tmpfs", mnt, "tmpfs", MS_NOSUID | MS_NODEV, "size=256k,mode=0755"), 0);
+                snprintf(target, sizeof target, "%s/file", mnt);
+                FILE *f = fopen(target, "we");
+                assert_non_null(f);
+                fputs("old", f);
+                fclose(f);
+                p = wf_payload(target, 1u << 20, SIZE_MAX, "}", &len);
+                enum outcome o = exchange(VSOCK_MSG_WRITE_FILE, p, len, &r);
+                bool ok = o == OUT_ERROR && r.error && strstr(r.error, "no space left on device");
+                char old[8] = "";
+                f = fopen(target, "re");
+                if (f) {
+                        (void) !fread(old, 1, sizeof old - 1, f);
+                        fclose(f);
+                }
+                size_t temps = count_temp_files(mnt);
+                (void) umount2(mnt, MNT_DETACH);
+                (void) rmdir(mnt);
+                if (!ok)
+                        fail_msg("full disk: %s, error \"%s\"", outcome_names[o], r.error ? r.error : "");
+                assert_string_equal(old, "old");
+                assert_int_equal(temps, 0);
+                reply_clear(&r);
+                free(p);
+        }
+        assert_healthy(A, A_rss_kb, "streamed write faults");
+}
+
 /* A command that ignores SIGTERM (and SIGHUP) gets SIGKILL after the grace. */
 static void test_sigterm_ignored(void **state) {
         static const uint8_t modes[] = { VSOCK_MSG_EXEC_PIPE, VSOCK_MSG_EXEC };
@@ -1949,6 +2146,7 @@ int main(void) {
                 cmocka_unit_test_teardown(test_disconnect_portfwd, test_teardown),
                 cmocka_unit_test_teardown(test_disconnect_paused_input, test_teardown),
                 cmocka_unit_test_teardown(test_disconnect_files, test_teardown),
+                cmocka_unit_test_teardown(test_streamed_write_faults, test_teardown),
                 cmocka_unit_test_teardown(test_sigterm_ignored, test_teardown),
                 cmocka_unit_test_teardown(test_daemon, test_teardown),
                 cmocka_unit_test_teardown(test_agent_sigterm, test_teardown),
