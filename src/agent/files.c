@@ -32,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -263,10 +264,28 @@ static int write_file(void *payload, size_t len, char **err) {
 
 /* ---- ReadFile ----------------------------------------------------------- */
 
-static int read_file(const void *payload, size_t len, struct vsock_file_response *resp, char **err) {
+/* The file is encoded into the reply as it is read, in pieces of a
+ * multiple of 3 bytes (so the pieces' base64 joins up): no buffer of the
+ * whole file besides the reply itself. */
+#define READ_PIECE (3u * 64 * 1024)
+
+/* ReadFile's reply, {"content":"BASE64"} ({} when empty), written to @out
+ * here; on failure @out is as it was and *err says why. */
+struct piece_map {
+        uint8_t *p;
+};
+
+/* The piece buffer is mapped, not malloc'd: freed, it goes back to the
+ * kernel at once instead of staying in the worker thread's arena. */
+static void piece_unmap(struct piece_map *m) {
+        if (m->p)
+                (void) munmap(m->p, READ_PIECE);
+}
+
+static int read_file(const void *payload, size_t len, struct buf *out, char **err) {
         _cleanup_(vsock_path_request_clear) struct vsock_path_request req = {};
         _cleanup_close_ int fd = -1;
-        _cleanup_free_ uint8_t *data = NULL;
+        _cleanup_(piece_unmap) struct piece_map pm = { NULL };
         const char *why = NULL;
         struct stat st;
         int r;
@@ -290,38 +309,56 @@ static int read_file(const void *payload, size_t len, struct vsock_file_response
         if (st.st_size > (off_t) FILES_READ_MAX)
                 return error_fmt(err, "read_file exceeds %u bytes: %s", FILES_READ_MAX, path);
 
-        /* One byte of slack detects growth past the limit. */
-        size_t cap = (size_t) st.st_size + 1, n = 0;
-        if (cap < 4096)
-                cap = 4096;
-        if (cap > (size_t) FILES_READ_MAX + 1)
-                cap = (size_t) FILES_READ_MAX + 1;
-        data = malloc(cap);
-        if (!data)
+        void *m = mmap(NULL, READ_PIECE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (m == MAP_FAILED)
                 return -ENOMEM;
-        huge_advise(data, cap);
-        for (;;) {
-                if (n == cap) {
-                        if (cap > FILES_READ_MAX)
-                                return error_fmt(err, "read_file exceeds %u bytes: %s", FILES_READ_MAX, path);
-                        size_t ncap = MIN(cap * 2, (size_t) FILES_READ_MAX + 1);
-                        uint8_t *nd = realloc(data, ncap);
-                        if (!nd)
-                                return -ENOMEM;
-                        data = nd;
-                        cap = ncap;
-                }
-                ssize_t k = io_read_once(fd, data + n, cap - n);
-                if (k < 0)
-                        return path_error(err, "read", path, (int) -k);
-                if (k == 0)
-                        break;
-                n += (size_t) k;
+        uint8_t *piece = pm.p = m;
+        size_t mark = buf_size(out);
+        if (st.st_size >= (off_t) HUGE_ADVICE_MIN) {
+                /* The reply in one go, on huge pages (a file growing
+                 * meanwhile only grows it further). */
+                size_t need = base64_encoded_len((size_t) st.st_size) + 64;
+                uint8_t *tail;
+                if (buf_reserve(out, need, &tail) >= 0)
+                        huge_advise(tail, need);
         }
-
-        resp->content.data = TAKE_PTR(data);
-        resp->content.len = n;
-        resp->content.present = true;
+        r = buf_append_str(out, "{\"content\":\"");
+        /* Read to EOF, whatever the size said (/proc reports 0), but never
+         * past the limit, even for a file that grows meanwhile. */
+        size_t total = 0, have = 0;
+        bool eof = false;
+        while (r >= 0 && !eof) {
+                ssize_t k = io_read_once(fd, piece + have, READ_PIECE - have);
+                if (k < 0) {
+                        out->len = out->off + mark;
+                        return path_error(err, "read", path, (int) -k);
+                }
+                eof = k == 0;
+                have += (size_t) k;
+                total += (size_t) k;
+                if (total > FILES_READ_MAX) {
+                        out->len = out->off + mark;
+                        return error_fmt(err, "read_file exceeds %u bytes: %s", FILES_READ_MAX, path);
+                }
+                /* Whole triplets now; a remainder waits for more, or EOF. */
+                size_t whole = eof ? have : have / 3 * 3;
+                if (whole < READ_PIECE / 2 && !eof)
+                        continue;
+                r = base64_encode_append(out, piece, whole);
+                memmove(piece, piece + whole, have - whole);
+                have -= whole;
+        }
+        if (r >= 0)
+                r = buf_append_str(out, "\"}");
+        if (r < 0) {
+                out->len = out->off + mark;
+                return r;
+        }
+        if (total == 0) {
+                /* Go omits an empty content. */
+                out->len = out->off + mark;
+                return buf_append_str(out, "{}");
+        }
         return 0;
 }
 
@@ -429,7 +466,9 @@ int files_serve(uint8_t type, void *payload, size_t len, struct buf *out) {
                 r = write_file(payload, len, &err);
                 break;
         case VSOCK_MSG_READ_FILE:
-                r = read_file(payload, len, &resp, &err);
+                r = read_file(payload, len, out, &err);
+                if (r >= 0 && !err)
+                        return 0; /* the reply is written */
                 break;
         case VSOCK_MSG_LIST_FILES:
                 r = list_files(payload, len, &resp, out->max ? out->max - MIN(out->max, buf_size(out)) : SIZE_MAX,
@@ -445,12 +484,6 @@ int files_serve(uint8_t type, void *payload, size_t len, struct buf *out) {
                 /* A failed operation replies with the error alone. */
                 vsock_file_response_clear(&resp);
                 resp.error = TAKE_PTR(err);
-        } else if (resp.content.len >= HUGE_ADVICE_MIN) {
-                /* {"content":"BASE64"} in one go, on huge pages. */
-                size_t need = base64_encoded_len(resp.content.len);
-                uint8_t *tail;
-                if (need < SIZE_MAX - 64 && buf_reserve(out, need + 64, &tail) >= 0)
-                        huge_advise(tail, need + 64);
         }
         return msg_encode_file_response(&resp, out);
 }

@@ -184,6 +184,41 @@ static void test_write_read_sizes(void **state) {
         free(pb);
 }
 
+/* ReadFile's reply is encoded as the file is read: byte for byte what the
+ * encoder makes of the whole file, at sizes around the pieces (3 * 64 KiB,
+ * encoded from half of one on) and the base64 quanta. */
+static void test_read_reply_bytes(void **state) {
+        static const size_t sizes[] = { 0, 1, 2, 3, 4, 98303, 98304, 98305, 98306, 196607, 196608, 196609,
+                                        393216, 589825, (1u << 20) + 7 };
+        char *p = path_in("reply-bytes");
+        uint8_t *data = malloc((1u << 20) + 7);
+        assert_non_null(data);
+        for (size_t i = 0; i < (1u << 20) + 7; i++)
+                data[i] = (uint8_t) (i * 2654435761u >> 11);
+        for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++) {
+                FILE *f = fopen(p, "we");
+                assert_non_null(f);
+                assert_int_equal(fwrite(data, 1, sizes[k], f), sizes[k]);
+                fclose(f);
+                struct vsock_path_request req = { .path = p };
+                uint8_t *payload;
+                size_t n, got_len;
+                assert_int_equal(vsock_path_request_encode(&req, &payload, &n), 0);
+                char *got = serve_raw(VSOCK_MSG_READ_FILE, payload, n, &got_len);
+                free(payload);
+                struct vsock_file_response want_resp = { .content = { data, sizes[k], true } };
+                uint8_t *want;
+                size_t want_len;
+                assert_int_equal(vsock_file_response_encode(&want_resp, &want, &want_len), 0);
+                if (got_len != want_len || memcmp(got, want, want_len) != 0)
+                        fail_msg("%zu bytes: reply differs (%zu vs %zu bytes)", sizes[k], got_len, want_len);
+                free(want);
+                free(got);
+        }
+        free(data);
+        free(p);
+}
+
 static void test_write_reply_is_empty_object(void **state) {
         char *p = path_in("reply");
         struct vsock_write_file_request req = { .path = p, .content = { (uint8_t *) "x", 1, true }, .mode = 0600 };
@@ -600,6 +635,7 @@ static void test_full_disk(void **state) {
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_write_read_sizes),
+                cmocka_unit_test(test_read_reply_bytes),
                 cmocka_unit_test(test_write_reply_is_empty_object),
                 cmocka_unit_test(test_modes),
                 cmocka_unit_test(test_nested_dirs),
