@@ -314,10 +314,11 @@ static int read_file(const void *payload, size_t len, struct buf *out, char **er
                 return -ENOMEM;
         uint8_t *piece = pm.p = m;
         size_t mark = buf_size(out);
-        if (st.st_size >= (off_t) HUGE_ADVICE_MIN) {
-                /* The reply in one go, on huge pages (a file growing
-                 * meanwhile only grows it further). */
-                size_t need = base64_encoded_len((size_t) st.st_size) + 64;
+        {
+                /* The reply's room in one go (on huge pages if big): growing
+                 * it piece by piece would leave the worker's heap
+                 * fragmented. A file that grows meanwhile still fits. */
+                size_t need = base64_encoded_len((size_t) st.st_size) + 32;
                 uint8_t *tail;
                 if (buf_reserve(out, need, &tail) >= 0)
                         huge_advise(tail, need);
