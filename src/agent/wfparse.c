@@ -30,18 +30,6 @@ static const char key_path[] = "\"path\"", key_content[] = "\"content\"";
 
 static bool is_ws(uint8_t c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 
-/* A-Z a-z 0-9 + /: base64 characters that need no look at the context. */
-static const uint8_t plain[256] = {
-        ['+'] = 1, ['/'] = 1,
-        ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1,
-        ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1, ['H'] = 1, ['I'] = 1,
-        ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1, ['Q'] = 1, ['R'] = 1,
-        ['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1, ['Y'] = 1, ['Z'] = 1,
-        ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1, ['h'] = 1, ['i'] = 1,
-        ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1,
-        ['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1,
-};
-
 void wfparse_init(struct wfparse *p) {
         *p = (struct wfparse) {
                 .state = WFPARSE_HEAD,
@@ -147,7 +135,7 @@ static void put_char(struct wfparse *p, uint32_t c, uint8_t *out, size_t *nout) 
                 fail(p, WHY_BASE64);
                 return;
         }
-        if (c > 0x7f || (!plain[c] && c != '=')) {
+        if (c > 0x7f || (!base64_in_alphabet((uint8_t) c) && c != '=')) {
                 fail(p, WHY_BASE64);
                 return;
         }

@@ -185,6 +185,8 @@ static size_t skip_newlines(const uint8_t *s, size_t i, size_t len) {
         return i;
 }
 
+bool base64_in_alphabet(uint8_t c) { return dec_table[c] < 64; }
+
 size_t base64_decode_prefix(const void *src, size_t len, uint8_t *dst, size_t *ret_len) {
         const uint8_t *s = src;
         size_t si = 0, n = 0;

@@ -7,6 +7,7 @@
  * last quantum are accepted (StdEncoding is not Strict()). */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -26,6 +27,9 @@ int base64_encode_append(struct buf *out, const void *data, size_t n);
 static inline size_t base64_decoded_max(size_t len) {
         return len / 4 * 3;
 }
+
+/* Whether @c is one of the 64 characters (not padding, not a newline). */
+bool base64_in_alphabet(uint8_t c);
 
 /* Decode the longest prefix of @src[0..len) made of whole quanta of
  * alphabet characters only (no padding, no newline) into @dst (room for
