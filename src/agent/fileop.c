@@ -37,11 +37,28 @@ static void fileop_destroy(struct fileop *f) {
         free(f);
 }
 
-static const uint8_t header_room[VSOCK_FRAME_HEADER_SIZE];
+int fileop_reply_begin(struct buf *out) {
+        static const uint8_t header_room[VSOCK_FRAME_HEADER_SIZE];
+        return buf_append(out, header_room, sizeof header_room);
+}
+
+void fileop_reply(struct session *s, struct buf *out, int rc) {
+        if (rc < 0) {
+                log_error("session %llu: file operation: %s", (unsigned long long) session_id(s), strerror(-rc));
+                /* Still answer: the host should not wait for nothing. */
+                buf_free(out);
+                if (fileop_reply_begin(out) >= 0)
+                        (void) files_write_reply(out, "agent out of memory");
+        }
+        int r = session_send_take(s, VSOCK_MSG_FILE_RESULT, out);
+        if (r < 0)
+                log_error("session %llu: file operation reply: %s", (unsigned long long) session_id(s), strerror(-r));
+        session_finish(s);
+}
 
 static void fileop_run(struct worker_job *j) {
         struct fileop *f = container_of(j, struct fileop, job);
-        f->rc = buf_append(&f->out, header_room, sizeof header_room);
+        f->rc = fileop_reply_begin(&f->out);
         if (f->rc >= 0) {
                 static uint8_t empty[1];
                 f->rc = files_serve(f->type, f->payload ? f->payload : empty, f->len, &f->out);
@@ -61,18 +78,7 @@ static void fileop_done(struct worker_job *j) {
                         fileop_destroy(f);
                 return;
         }
-        if (f->rc < 0) {
-                log_error("session %llu: file operation: %s", (unsigned long long) session_id(f->s), strerror(-f->rc));
-                /* Still answer: the host should not wait for nothing. */
-                buf_free(&f->out);
-                if (buf_append(&f->out, header_room, sizeof header_room) >= 0)
-                        (void) buf_append_str(&f->out, "{\"error\":\"agent out of memory\"}");
-        }
-        int r = session_send_take(f->s, VSOCK_MSG_FILE_RESULT, &f->out);
-        if (r < 0)
-                log_error("session %llu: file operation reply: %s", (unsigned long long) session_id(f->s),
-                          strerror(-r));
-        session_finish(f->s);
+        fileop_reply(f->s, &f->out, f->rc);
 }
 
 static void fileop_free(void *op) {

@@ -60,7 +60,6 @@ struct wfs {
         unsigned cur;           /* the chunk being filled */
         struct worker_job open_job, finish_job, abort_job;
         unsigned in_flight;     /* jobs submitted, done() not yet run */
-        bool opened;            /* OPEN submitted */
         bool finished;          /* FINISH submitted */
         bool abort_queued;      /* the undo job was submitted */
         atomic_bool aborted;    /* the session went away (read by the worker) */
@@ -75,8 +74,6 @@ struct wfs {
         struct buf reply;
         int rc;
 };
-
-static const uint8_t header_room[VSOCK_FRAME_HEADER_SIZE];
 
 static void wfs_destroy(struct wfs *w) {
         wfparse_clear(&w->p);
@@ -144,11 +141,11 @@ static void finish_run(struct worker_job *j) {
         if (aborted)
                 return;
         w->reply = BUF_INIT(0);
-        int r = buf_append(&w->reply, header_room, sizeof header_room);
+        int r = fileop_reply_begin(&w->reply);
         if (r >= 0)
                 r = files_write_reply(&w->reply, w->rc < 0 ? "agent out of memory" : err);
-        if (r < 0)
-                buf_free(&w->reply);
+        if (r < 0 && w->rc >= 0)
+                w->rc = r;
 }
 
 static void abort_run(struct worker_job *j) {
@@ -186,18 +183,9 @@ static void write_done(struct worker_job *j) {
 static void finish_done(struct worker_job *j) {
         struct wfs *w = container_of(j, struct wfs, finish_job);
         w->in_flight--;
-        if (w->s && !j->cancelled && !atomic_load(&w->aborted)) {
-                if (buf_size(&w->reply) == 0)
-                        log_error("session %llu: write_file reply: out of memory",
-                                  (unsigned long long) session_id(w->s));
-                else {
-                        int r = session_send_take(w->s, VSOCK_MSG_FILE_RESULT, &w->reply);
-                        if (r < 0)
-                                log_error("session %llu: write_file reply: %s", (unsigned long long) session_id(w->s),
-                                          strerror(-r));
-                }
-                session_finish(w->s);
-        } else if (w->s)
+        if (w->s && !j->cancelled && !atomic_load(&w->aborted))
+                fileop_reply(w->s, &w->reply, w->rc < 0 ? w->rc : 0);
+        else if (w->s)
                 session_finish(w->s);
         maybe_destroy(w);
 }
@@ -244,7 +232,6 @@ static void head_done(struct wfs *w) {
                 refuse(w, "agent out of resources");
                 return;
         }
-        w->opened = true;
 }
 
 /* The whole frame is in. */
