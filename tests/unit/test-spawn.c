@@ -161,32 +161,46 @@ static void test_clean_signal_state(void **state) {
         assert_non_null(strstr(r.out, "SigIgn:\t0000000000000000"));
 }
 
-static void test_group_and_fds(void **state) {
-        /* Low fds as sources: 0..2 swapped around must still land right. */
-        int in[2], out[2];
+/* `sh -c @script` with stdin and stdout+stderr on pipes: writes @input,
+ * closes stdin, reads the output to EOF into @out, reaps. Checks in
+ * between with @between(pid) if given. Returns the wait status. */
+static int run_piped(const char *script, const char *input, char *out, size_t size, void (*between)(pid_t)) {
+        int in[2], o[2];
         assert_int_equal(pipe2(in, O_CLOEXEC), 0);
-        assert_int_equal(pipe2(out, O_CLOEXEC), 0);
-        char *argv[] = { "sh", "-c", "read x; echo \"got $x\"; ls /proc/self/fd | wc -l", NULL };
+        assert_int_equal(pipe2(o, O_CLOEXEC), 0);
+        char *argv[] = { "sh", "-c", (char *) script, NULL };
         struct spawn_params sp = { .pid_ns = pid_ns, .file = "sh", .argv = argv, .envp = env_default, .search_path = true,
-                                   .fd_in = in[0], .fd_out = out[1], .fd_err = out[1] };
+                                   .fd_in = in[0], .fd_out = o[1], .fd_err = o[1] };
         pid_t pid;
         int pidfd, code;
         char *err = NULL;
         assert_int_equal(spawn_start(&sp, &pid, &pidfd, &err, &code), 0);
         close(in[0]);
-        close(out[1]);
-        assert_int_equal(getpgid(pid), pid); /* its own group (blocked in read) */
-        assert_int_equal(write(in[1], "yes\n", 4), 4);
+        close(o[1]);
+        if (between)
+                between(pid);
+        assert_int_equal(write(in[1], input, strlen(input)), (ssize_t) strlen(input));
         close(in[1]);
-        char buf[256] = "";
-        ssize_t n = io_read_full(out[0], buf, sizeof buf - 1, 0, -1);
+        memset(out, 0, size);
+        ssize_t n = io_read_full(o[0], out, size - 1, 0, -1); /* to EOF */
         assert_true(n > 0);
-        /* 0, 1, 2 and the fd ls opens: nothing leaked from the parent. */
-        assert_string_equal(buf, "got yes\n4\n");
         int st;
         assert_int_equal(waitpid(pid, &st, 0), pid);
-        close(out[0]);
+        close(o[0]);
         close(pidfd);
+        return st;
+}
+
+static void assert_own_group(pid_t pid) {
+        assert_int_equal(getpgid(pid), pid); /* its own group (blocked in read) */
+}
+
+static void test_group_and_fds(void **state) {
+        /* Low fds as sources: 0..2 swapped around must still land right. */
+        char buf[256];
+        run_piped("read x; echo \"got $x\"; ls /proc/self/fd | wc -l", "yes\n", buf, sizeof buf, assert_own_group);
+        /* 0, 1, 2 and the fd ls opens: nothing leaked from the parent. */
+        assert_string_equal(buf, "got yes\n4\n");
 }
 
 static void test_tty(void **state) {
@@ -279,29 +293,10 @@ static void test_many_fds(void **state) {
                 before[i][k > 0 ? k : 0] = '\0';
         }
         for (int round = 0; round < 3; round++) {
-                int in[2], out[2];
-                assert_int_equal(pipe2(in, O_CLOEXEC), 0);
-                assert_int_equal(pipe2(out, O_CLOEXEC), 0);
-                char *argv[] = { "sh", "-c", "read x; echo \"$x\"; ls /proc/self/fd | wc -l", NULL };
-                struct spawn_params sp = { .pid_ns = pid_ns, .file = "sh", .argv = argv, .envp = env_default, .search_path = true,
-                                           .fd_in = in[0], .fd_out = out[1], .fd_err = out[1] };
-                pid_t pid;
-                int pidfd, code;
-                char *err = NULL;
-                assert_int_equal(spawn_start(&sp, &pid, &pidfd, &err, &code), 0);
-                close(in[0]);
-                close(out[1]);
-                assert_int_equal(write(in[1], "hi\n", 3), 3);
-                close(in[1]);
-                char buf[256] = "";
-                ssize_t k = io_read_full(out[0], buf, sizeof buf - 1, 0, -1); /* to EOF */
-                assert_true(k > 0);
+                char buf[256];
+                int st = run_piped("read x; echo \"$x\"; ls /proc/self/fd | wc -l", "hi\n", buf, sizeof buf, NULL);
                 assert_string_equal(buf, "hi\n4\n");
-                int st;
-                assert_int_equal(waitpid(pid, &st, 0), pid);
                 assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-                close(out[0]);
-                close(pidfd);
         }
         for (int i = 0; i < 3; i++) {
                 char path[64], now[256];
