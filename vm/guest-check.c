@@ -203,6 +203,33 @@ static int cmd_cancel(int argc, char **argv) {
         return r ? r : cancel_one(argv[0], true);
 }
 
+/* Run @req in pipe or TTY mode with a control channel that @hook gets (as
+ * col->hook_data) to signal or resize on what the output shows. Returns
+ * 0 with the exit code and the output in @col, or the failure's status. */
+static int run_with_ctl(const char *addr, bool tty, const struct vsock_exec_request *req,
+                        int (*hook)(struct collect *), struct collect *col, int64_t *ret_code) {
+        vsock_exec_ctl *ctl = NULL;
+        int r = vsock_exec_ctl_new(&ctl);
+        if (r < 0)
+                return fail("exec_ctl_new: %s", vsock_strerror(r));
+        col->hook = hook;
+        col->hook_data = ctl;
+        struct vsock_exec_io io = VSOCK_EXEC_IO_INIT;
+        io.on_output = collect_output;
+        io.userdata = col;
+        io.ctl = ctl;
+        struct vsock_call call = VSOCK_CALL_INIT;
+        call.deadline_ns = vsock_deadline_in(60000);
+        struct vsock_exec_result res = { 0 };
+        r = tty ? vsock_exec_tty_at(addr, req, &io, &call, &res) : vsock_exec_pipe_at(addr, req, &io, &call, &res);
+        vsock_exec_ctl_free(ctl);
+        if (r < 0)
+                return fail("%s exec: %s (%s)", tty ? "tty" : "pipe", vsock_strerror(r), call.remote_error);
+        *ret_code = res.exit_code;
+        vsock_exec_result_clear(&res);
+        return 0;
+}
+
 /* ---- signal: forwarded to the command's process group ------------------ */
 
 static int signal_hook(struct collect *c) {
@@ -216,31 +243,16 @@ static int signal_hook(struct collect *c) {
 static int cmd_signal(int argc, char **argv) {
         if (argc < 1)
                 return 2;
-        vsock_exec_ctl *ctl = NULL;
-        int r = vsock_exec_ctl_new(&ctl);
-        if (r < 0)
-                return fail("exec_ctl_new: %s", vsock_strerror(r));
         char *a[3];
         struct vsock_exec_request req =
                 sh_request("trap 'echo got-term; exit 3' TERM; echo ready; "
                            "i=0; while [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; exit 9",
                            a);
         static struct collect col;
-        col.hook = signal_hook;
-        col.hook_data = ctl;
-        struct vsock_exec_io io = VSOCK_EXEC_IO_INIT;
-        io.on_output = collect_output;
-        io.userdata = &col;
-        io.ctl = ctl;
-        struct vsock_call call = VSOCK_CALL_INIT;
-        call.deadline_ns = vsock_deadline_in(60000);
-        struct vsock_exec_result res = { 0 };
-        r = vsock_exec_pipe_at(argv[0], &req, &io, &call, &res);
-        vsock_exec_ctl_free(ctl);
-        if (r < 0)
-                return fail("pipe exec: %s (%s)", vsock_strerror(r), call.remote_error);
-        int64_t code = res.exit_code;
-        vsock_exec_result_clear(&res);
+        int64_t code;
+        int r = run_with_ctl(argv[0], false, &req, signal_hook, &col, &code);
+        if (r != 0)
+                return r;
         if (code != 3 || !strstr(col.data, "got-term"))
                 return fail("after SIGTERM: exit %lld, output '%s'", (long long) code, col.data);
         printf("SIGTERM delivered: trap ran, exit 3\n");
@@ -261,10 +273,6 @@ static int resize_hook(struct collect *c) {
 static int cmd_tty(int argc, char **argv) {
         if (argc < 1)
                 return 2;
-        vsock_exec_ctl *ctl = NULL;
-        int r = vsock_exec_ctl_new(&ctl);
-        if (r < 0)
-                return fail("exec_ctl_new: %s", vsock_strerror(r));
         char *a[3];
         struct vsock_exec_request req = sh_request(
                 "tty; stty size; i=0; "
@@ -274,21 +282,10 @@ static int cmd_tty(int argc, char **argv) {
         req.rows = 40;
         req.cols = 100;
         static struct collect col;
-        col.hook = resize_hook;
-        col.hook_data = ctl;
-        struct vsock_exec_io io = VSOCK_EXEC_IO_INIT;
-        io.on_output = collect_output;
-        io.userdata = &col;
-        io.ctl = ctl;
-        struct vsock_call call = VSOCK_CALL_INIT;
-        call.deadline_ns = vsock_deadline_in(60000);
-        struct vsock_exec_result res = { 0 };
-        r = vsock_exec_tty_at(argv[0], &req, &io, &call, &res);
-        vsock_exec_ctl_free(ctl);
-        if (r < 0)
-                return fail("tty exec: %s (%s)", vsock_strerror(r), call.remote_error);
-        int64_t code = res.exit_code;
-        vsock_exec_result_clear(&res);
+        int64_t code;
+        int r = run_with_ctl(argv[0], true, &req, resize_hook, &col, &code);
+        if (r != 0)
+                return r;
         if (code != 4 || !strstr(col.data, "/dev/pts/") || !strstr(col.data, "40 100") ||
             !strstr(col.data, "50 120"))
                 return fail("tty: exit %lld, output '%s'", (long long) code, col.data);
