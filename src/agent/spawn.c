@@ -436,6 +436,22 @@ static char *format_error(const struct spawn_params *p, const struct report *rep
         return r < 0 ? NULL : s;
 }
 
+/* clone() on the module's child stack (spawn_lock held) with every signal
+ * blocked across it: no agent handler may run in the child, which
+ * unblocks only right before exec. Returns the pid or -errno. */
+static pid_t clone_blocked(int (*fn)(void *), int flags, void *arg, int *ret_pidfd) {
+        sigset_t all, old;
+        sigfillset(&all);
+        (void) pthread_sigmask(SIG_SETMASK, &all, &old);
+        pid_t pid = clone(fn, (uint8_t *) child_stack + CHILD_STACK_SIZE, flags | SIGCHLD, arg, ret_pidfd);
+        int r = pid < 0 ? -errno : pid;
+        (void) pthread_sigmask(SIG_SETMASK, &old, NULL);
+#ifdef SPAWN_ASAN
+        __asan_unpoison_memory_region(child_stack, CHILD_STACK_SIZE);
+#endif
+        return r;
+}
+
 /* The read end non-blocking (the agent waits with a bound), both ends
  * above 2 (the init moves the write end to 3 after filling 0..2). */
 static int report_pipe(int fds[2]) {
@@ -489,29 +505,19 @@ int spawn_start(const struct spawn_params *p, pid_t *ret_pid, int *ret_pidfd, ch
                 for (int i = 0; i < 3; i++)
                         if ((unsigned) slots_for_child[i] >= c.lo)
                                 c.lo = (unsigned) slots_for_child[i] + 1;
-                /* Blocked across the clone: no agent handler may run in the
-                 * child, and the child unblocks only right before exec. */
-                sigset_t all, old;
-                sigfillset(&all);
-                (void) pthread_sigmask(SIG_SETMASK, &all, &old);
                 if (p->pid_ns) {
                         /* Returns at once; the init reports through the pipe. */
                         c.report_fd = report[1];
-                        pid = clone(pidns_init_main, (uint8_t *) child_stack + CHILD_STACK_SIZE,
-                                    CLONE_NEWPID | CLONE_NEWNS | CLONE_PIDFD | SIGCHLD, &c, &pidfd);
+                        pid = clone_blocked(pidns_init_main, CLONE_NEWPID | CLONE_NEWNS | CLONE_PIDFD, &c, &pidfd);
                 } else {
                         /* Returns once the child has exec'd or exited. */
-                        pid = clone(child_main, (uint8_t *) child_stack + CHILD_STACK_SIZE,
-                                    CLONE_VM | CLONE_VFORK | CLONE_FILES | CLONE_PIDFD | SIGCHLD, &c, &pidfd);
+                        pid = clone_blocked(child_main, CLONE_VM | CLONE_VFORK | CLONE_FILES | CLONE_PIDFD, &c,
+                                            &pidfd);
                 }
                 if (pid < 0) {
-                        r = -errno;
+                        r = pid;
                         clone_failed = true;
                 }
-                (void) pthread_sigmask(SIG_SETMASK, &old, NULL);
-#ifdef SPAWN_ASAN
-                __asan_unpoison_memory_region(child_stack, CHILD_STACK_SIZE);
-#endif
         }
         /* The child has its own copies by now: park the placeholder in the
          * slots again, which drops our extra references to its ends. */
@@ -573,14 +579,9 @@ int spawn_check_pid_ns(const char **ret_what) {
         int r = reserve_locked();
         pid_t pid = -1;
         if (r >= 0) {
-                sigset_t all, old;
-                sigfillset(&all);
-                (void) pthread_sigmask(SIG_SETMASK, &all, &old);
-                pid = clone(probe_main, (uint8_t *) child_stack + CHILD_STACK_SIZE,
-                            CLONE_NEWPID | CLONE_NEWNS | SIGCHLD, NULL);
+                pid = clone_blocked(probe_main, CLONE_NEWPID | CLONE_NEWNS, NULL, NULL);
                 if (pid < 0)
-                        r = -errno;
-                (void) pthread_sigmask(SIG_SETMASK, &old, NULL);
+                        r = pid;
         }
         pthread_mutex_unlock(&spawn_lock);
         if (r < 0)
