@@ -86,6 +86,28 @@ static const struct check abi_checks[] = {
 
 static bool is_root(void) { return geteuid() == 0; }
 
+/* Kernels built or booted without IA32 emulation (ia32_emulation=0) kill
+ * any int 0x80 with SIGSEGV before seccomp sees it: there the i386 check
+ * can only show that the ABI is closed, which this process verifies
+ * itself, outside any sandbox. */
+static bool ia32_absent(void) {
+#if defined(__x86_64__)
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                signal(SIGSEGV, SIG_DFL); /* cmocka's handler would carry on testing here */
+                long ret, nr = 20; /* getpid in the i386 table */
+                __asm__ volatile("int $0x80" : "=a"(ret) : "a"(nr) : "memory", "r8", "r9", "r10", "r11");
+                _exit(ret > 0 ? 0 : 1);
+        }
+        int st;
+        assert_int_equal(waitpid(pid, &st, 0), pid);
+        return WIFSIGNALED(st) && WTERMSIG(st) == SIGSEGV;
+#else
+        return false;
+#endif
+}
+
 static void expect(const char *out, const char *key, const char *want) {
         char v[128];
         if (!text_field(out, key, v, sizeof v))
@@ -264,7 +286,9 @@ static void assert_sandboxed(const char *out) {
         for (size_t i = 0; i < sizeof filtered_checks / sizeof *filtered_checks; i++)
                 expect(out, filtered_checks[i].name, "EPERM");
         for (size_t i = 0; i < sizeof abi_checks / sizeof *abi_checks; i++)
-                expect(out, abi_checks[i].name, "killed SIGSYS");
+                expect(out, abi_checks[i].name,
+                       strcmp(abi_checks[i].name, "i386_ptrace") == 0 && ia32_absent() ? "killed SIGSEGV"
+                                                                                       : "killed SIGSYS");
         expect(out, "socket_unix", "ok");
         expect(out, "socketpair_unix", "ok");
         expect(out, "NoNewPrivs", "1");

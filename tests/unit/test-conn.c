@@ -25,8 +25,10 @@
 #include "vsock/error.h"
 #include "vsock/frame.h"
 
-/* Unusual high port for AF_VSOCK listen tests (5000-5002, 2024 are taken). */
-#define TEST_VSOCK_PORT 47613u
+/* Unusual high ports for AF_VSOCK listen tests (5000-5002, 2024 are taken),
+ * spread by pid so that test runs in parallel build trees do not collide. */
+static unsigned test_vsock_port(void) { return 47600u + 2u * ((unsigned) getpid() % 4000u); }
+#define TEST_VSOCK_PORT test_vsock_port()
 
 struct tmp {
         char dir[64];
