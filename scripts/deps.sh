@@ -30,7 +30,7 @@ fi
 echo "deps.sh: installing$missing" >&2
 export DEBIAN_FRONTEND=noninteractive
 # shellcheck disable=SC2086
-if ! apt-get install -y -q --no-install-recommends $missing >&2; then
-        apt-get update -q >&2
-        apt-get install -y -q --no-install-recommends $missing >&2
+if ! apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends $missing >&2; then
+        apt-get -o DPkg::Lock::Timeout=600 update -q >&2
+        apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends $missing >&2
 fi
