@@ -157,7 +157,7 @@ static ssize_t src_read_once(struct exec_src *src) {
                                 return r;
                         n = io_read_once(src->w.fd, p, room);
                         if (n > 0)
-                                buf_commit(&src->collect, (size_t) n);
+                                (void) buf_commit(&src->collect, (size_t) n);
                 } else {
                         static uint8_t sink[AGENT_READ_CHUNK];
                         n = io_read_once(src->w.fd, sink, sizeof sink);
@@ -269,11 +269,11 @@ static void sink_flush(struct exec_sink *k) {
                         }
                         break;
                 }
-                buf_consume(&k->q, (size_t) n);
+                (void) buf_consume(&k->q, (size_t) n);
         }
         if (k->open) {
                 (void) watcher_set(&k->w, 0);
-                if (k->q.cap > 64 * 1024)
+                if (buf_capacity(&k->q) > 64 * 1024)
                         buf_wipe_free(&k->q);
                 if (k->eof_wanted)
                         sink_close(k);

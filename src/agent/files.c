@@ -331,14 +331,14 @@ static int read_file(const void *payload, size_t len, struct buf *out, char **er
         while (r >= 0 && !eof) {
                 ssize_t k = io_read_once(fd, piece + have, READ_PIECE - have);
                 if (k < 0) {
-                        out->len = out->off + mark;
+                        (void) buf_truncate(out, mark);
                         return path_error(err, "read", path, (int) -k);
                 }
                 eof = k == 0;
                 have += (size_t) k;
                 total += (size_t) k;
                 if (total > FILES_READ_MAX) {
-                        out->len = out->off + mark;
+                        (void) buf_truncate(out, mark);
                         return error_fmt(err, "read_file exceeds %u bytes: %s", FILES_READ_MAX, path);
                 }
                 /* Whole triplets now; a remainder waits for more, or EOF. */
@@ -352,12 +352,12 @@ static int read_file(const void *payload, size_t len, struct buf *out, char **er
         if (r >= 0)
                 r = buf_append_str(out, "\"}");
         if (r < 0) {
-                out->len = out->off + mark;
+                (void) buf_truncate(out, mark);
                 return r;
         }
         if (total == 0) {
                 /* Go omits an empty content. */
-                out->len = out->off + mark;
+                (void) buf_truncate(out, mark);
                 return buf_append_str(out, "{}");
         }
         return 0;
@@ -472,8 +472,7 @@ int files_serve(uint8_t type, void *payload, size_t len, struct buf *out) {
                         return 0; /* the reply is written */
                 break;
         case VSOCK_MSG_LIST_FILES:
-                r = list_files(payload, len, &resp, out->max ? out->max - MIN(out->max, buf_size(out)) : SIZE_MAX,
-                               &err);
+                r = list_files(payload, len, &resp, buf_limit_left(out), &err);
                 break;
         default:
                 r = error_fmt(&err, "unsupported file operation (message type %u)", type);

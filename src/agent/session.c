@@ -60,6 +60,7 @@ struct session {
         bool shut_wr_wanted, shut_wr_done;
         bool free_queued;
         unsigned pending;               /* deferred calls holding @s */
+        uint8_t *frame_tail;            /* session_frame_begin's reservation */
         size_t encode_mark;             /* queue size at session_encode_begin */
         uint8_t encode_type;
         struct session *prev, *next;
@@ -222,11 +223,11 @@ static void session_flush(struct session *s) {
                         session_mark_dead(s, (int) n);
                         return;
                 }
-                buf_consume(&s->out, (size_t) n);
+                (void) buf_consume(&s->out, (size_t) n);
         }
         if (s->dead)
                 return;
-        if (s->out.cap > SESSION_KEEP_BUF)
+        if (buf_capacity(&s->out) > SESSION_KEEP_BUF)
                 buf_free(&s->out);
         if (s->out_blocked) {
                 s->out_blocked = false;
@@ -258,6 +259,7 @@ int session_frame_begin(struct session *s, uint8_t type, size_t max, uint8_t **r
         if (r < 0)
                 return r;
         t[0] = type;
+        s->frame_tail = t;
         *ret_payload = t + VSOCK_FRAME_HEADER_SIZE;
         return 0;
 }
@@ -265,9 +267,9 @@ int session_frame_begin(struct session *s, uint8_t type, size_t max, uint8_t **r
 void session_frame_end(struct session *s, size_t n) {
         if (n == 0)
                 return;
-        uint8_t *t = s->out.data + s->out.len;
+        uint8_t *t = s->frame_tail;
         vsock_frame_header(t, t[0], (uint32_t) n);
-        buf_commit(&s->out, VSOCK_FRAME_HEADER_SIZE + n);
+        (void) buf_commit(&s->out, VSOCK_FRAME_HEADER_SIZE + n);
         if (!s->out_blocked)
                 session_flush(s);
         else if (buf_size(&s->out) >= AGENT_QUEUE_HIGH)
@@ -283,9 +285,8 @@ int session_send(struct session *s, uint8_t type, const void *data, size_t len) 
                 return r;
         if (len == 0) {
                 /* An empty frame is still a frame (Ready, Stdin EOF). */
-                uint8_t *t = s->out.data + s->out.len;
-                vsock_frame_header(t, type, 0);
-                buf_commit(&s->out, VSOCK_FRAME_HEADER_SIZE);
+                vsock_frame_header(s->frame_tail, type, 0);
+                (void) buf_commit(&s->out, VSOCK_FRAME_HEADER_SIZE);
                 if (!s->out_blocked)
                         session_flush(s);
                 return 0;
@@ -304,10 +305,10 @@ int session_send_take(struct session *s, uint8_t type, struct buf *frame) {
         }
         vsock_frame_header(buf_head(frame), type, (uint32_t) (n - VSOCK_FRAME_HEADER_SIZE));
         if (buf_empty(&s->out)) {
-                buf_free(&s->out);
-                s->out = *frame;
-                s->out.max = 0;
-                *frame = BUF_INIT(0);
+                r = buf_move(&s->out, frame); /* the queue has no cap: cannot fail */
+                buf_free(frame);
+                if (r < 0)
+                        return r;
         } else {
                 r = buf_append(&s->out, buf_head(frame), n);
                 buf_free(frame);
@@ -337,7 +338,7 @@ void session_encode_end(struct session *s, int r) {
         /* Offsets are relative to the head: a reserve may have moved it. */
         size_t total = buf_size(&s->out) - s->encode_mark;
         if (r < 0 || total - VSOCK_FRAME_HEADER_SIZE > UINT32_MAX) {
-                s->out.len = s->out.off + s->encode_mark;
+                (void) buf_truncate(&s->out, s->encode_mark);
                 return;
         }
         vsock_frame_header(buf_head(&s->out) + s->encode_mark, s->encode_type,
@@ -358,7 +359,7 @@ int session_raw_begin(struct session *s, size_t max, uint8_t **ret_data) {
 void session_raw_end(struct session *s, size_t n) {
         if (n == 0)
                 return;
-        buf_commit(&s->out, n);
+        (void) buf_commit(&s->out, n);
         if (!s->out_blocked)
                 session_flush(s);
         else if (buf_size(&s->out) >= AGENT_QUEUE_HIGH)

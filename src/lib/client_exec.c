@@ -282,8 +282,7 @@ static int queue_frame(struct exec_loop *l, uint8_t type, const void *data, size
         vsock_frame_header(tail, type, (uint32_t) len);
         if (len > 0)
                 memcpy(tail + VSOCK_FRAME_HEADER_SIZE, data, len);
-        buf_commit(&l->outq, VSOCK_FRAME_HEADER_SIZE + len);
-        return 0;
+        return buf_commit(&l->outq, VSOCK_FRAME_HEADER_SIZE + len);
 }
 
 /* Write what the socket takes now; the rest waits for POLLOUT. */
@@ -302,7 +301,7 @@ static void flush(struct exec_loop *l) {
                         buf_reset(&l->outq);
                         return;
                 }
-                buf_consume(&l->outq, (size_t) n);
+                (void) buf_consume(&l->outq, (size_t) n);
         }
 }
 
@@ -324,7 +323,9 @@ static int read_input(struct exec_loop *l) {
         if ((size_t) n > STDIN_CHUNK)
                 return -EINVAL; /* a read_stdin callback overran its buffer size */
         vsock_frame_header(tail, VSOCK_MSG_STDIN, (uint32_t) n);
-        buf_commit(&l->outq, VSOCK_FRAME_HEADER_SIZE + (size_t) n);
+        r = buf_commit(&l->outq, VSOCK_FRAME_HEADER_SIZE + (size_t) n);
+        if (r < 0)
+                return r;
         if (n == 0)
                 l->want_input = false;
         return 0;
