@@ -370,7 +370,6 @@ int wfstream_start(struct session *s, uint32_t len) {
         for (unsigned i = 0; i < N_CHUNKS; i++)
                 w->chunks[i] = (struct chunk) { .job = { .run = write_run, .done = write_done }, .w = w };
         session_set_op(s, &wfs_ops, w);
-        session_set_raw(s);
         log_debug("session %llu: request WriteFile (%u bytes), streamed", (unsigned long long) session_id(s), len);
         return 0;
 }
