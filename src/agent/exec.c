@@ -367,6 +367,17 @@ static void exec_cancel(struct exec *e, bool lost) {
 
 /* ---- session callbacks ------------------------------------------------ */
 
+/* The host's input ended (an empty Stdin frame, or a half-close): for a
+ * pipe, close the child's stdin once what is queued is written; a terminal
+ * has no EOF of its own (the host sends ^D), so its command runs on. */
+static void stdin_eof(struct exec *e) {
+        if (e->mode != MODE_PIPE)
+                return;
+        e->in.eof_wanted = true;
+        if (buf_empty(&e->in.q))
+                sink_close(&e->in);
+}
+
 static int exec_frame(void *op, uint8_t type, const uint8_t *data, uint32_t len) {
         struct exec *e = op;
         switch (type) {
@@ -374,13 +385,7 @@ static int exec_frame(void *op, uint8_t type, const uint8_t *data, uint32_t len)
                 if (!e->info->stdin_frames)
                         break;
                 if (len == 0) {
-                        /* EOF: for a pipe, close the child's stdin; a
-                         * terminal has no EOF of its own (the host sends ^D). */
-                        if (e->mode == MODE_PIPE) {
-                                e->in.eof_wanted = true;
-                                if (buf_empty(&e->in.q))
-                                        sink_close(&e->in);
-                        }
+                        stdin_eof(e);
                         return 0;
                 }
                 sink_push(e, data, len);
@@ -425,7 +430,8 @@ static int exec_frame(void *op, uint8_t type, const uint8_t *data, uint32_t len)
         return 0;
 }
 
-static void exec_input_eof(void *op) { exec_cancel(op, false); }
+/* A half-close is not a disconnect: the host still reads the result. */
+static void exec_input_eof(void *op) { stdin_eof(op); }
 static void exec_conn_lost(void *op) { exec_cancel(op, true); }
 
 static void exec_drained(void *op) {

@@ -41,9 +41,10 @@ struct session {
         vsock_decoder *dec;
         struct buf pending;             /* host bytes read, not yet taken */
         struct buf queue;               /* to the host */
-        /* The operation, and the one that finished in this pass (freed
-         * after it, as nothing may be freed while an event for it may
-         * still be pending). */
+        /* The operation, what started it, and the one that finished in
+         * this pass (freed after it, as nothing may be freed while an
+         * event for it may still be pending). */
+        const struct session_handler *handler;
         const struct session_ops *ops;
         void *op;
         const struct session_ops *retired_ops;
@@ -59,15 +60,15 @@ struct session {
 };
 
 static const struct session_handler agent_handlers[SESSION_HANDLER_TYPES] = {
-        [VSOCK_MSG_EXEC] = { .start = exec_start },
-        [VSOCK_MSG_EXEC_STREAM] = { .start = exec_start },
+        [VSOCK_MSG_EXEC] = { .start = exec_start, .reply = true },
+        [VSOCK_MSG_EXEC_STREAM] = { .start = exec_start, .reply = true },
         [VSOCK_MSG_EXEC_PIPE] = { .start = exec_start },
         [VSOCK_MSG_EXEC_TTY] = { .start = exec_start },
         [VSOCK_MSG_PORT_FORWARD] = { .start = portfwd_start },
         [VSOCK_MSG_WRITE_FILE] = { .start = fileop_start, .start_streamed = wfstream_start,
-                                   .streamed_min = SESSION_STREAM_MIN },
-        [VSOCK_MSG_READ_FILE] = { .start = fileop_start },
-        [VSOCK_MSG_LIST_FILES] = { .start = fileop_start },
+                                   .streamed_min = SESSION_STREAM_MIN, .reply = true },
+        [VSOCK_MSG_READ_FILE] = { .start = fileop_start, .reply = true },
+        [VSOCK_MSG_LIST_FILES] = { .start = fileop_start, .reply = true },
 };
 
 /* One read buffer for all sessions: the loop is single-threaded, and
@@ -88,7 +89,7 @@ static unsigned long long sid(const struct session *s) { return (unsigned long l
 
 /* ---- derived predicates ------------------------------------------------ */
 
-/* Before the operation, reading its request (or waiting for it). */
+/* Between operations, reading a request (or waiting for one). */
 static bool between_ops(const struct session *s) { return !s->ops && s->out == SESSION_OUT_OPEN; }
 
 /* No operation and nothing more to say: waiting for the connection to end. */
@@ -124,7 +125,13 @@ static bool input_wanted(const struct session *s) {
                  * once our side is shut. */
                 return s->out == SESSION_OUT_OPEN ? !s->high : s->out == SESSION_OUT_SHUT;
         }
-        return !s->hold; /* what follows the request is the operation's */
+        if (s->hold)
+                return false;
+        if (vsock_decoder_pass_left(s->dec) > 0)
+                return true; /* a request body, or a raw stream */
+        /* A request/response operation takes nothing after its request:
+         * what follows is the next request, read once it is done. */
+        return !s->handler->reply;
 }
 
 /* While our write side is open, a hang-up means the host is gone. Once it
@@ -503,6 +510,7 @@ static void session_dispatch(struct session *s, uint8_t type, uint8_t *payload, 
                 session_close(s);
                 return;
         }
+        s->handler = h;
         int r = h->start(s, type, payload, len);
         if (r < 0) {
                 log_warn("session %llu: %s failed: %s", sid(s), name ? name : "?", strerror(-r));
@@ -516,6 +524,7 @@ static void request_header(struct session *s, uint8_t type, uint32_t len) {
         const struct session_handler *h = handler_for(s, type);
         if (!h || !h->start_streamed || len < h->streamed_min)
                 return; /* collected whole */
+        s->handler = h;
         if (vsock_decoder_pass(s->dec) < 0 || h->start_streamed(s, len) < 0)
                 session_close(s);
 }
@@ -672,10 +681,9 @@ static void on_conn(struct watcher *w, uint32_t revents) {
                 session_lost(s, -(err ? err : EPIPE));
                 return;
         }
-        bool reading = input_wanted(s) && s->in == SESSION_IN_OPEN && buf_empty(&s->pending);
-        if ((revents & EPOLLHUP) && hangup_is_loss(s) && !reading) {
-                /* Not reading, with our side open: the host is gone. (When
-                 * reading, the hang-up shows as EOF.) */
+        if ((revents & EPOLLHUP) && hangup_is_loss(s)) {
+                /* A full close (or reset), not a half-close: the host is
+                 * gone, and nothing it sent before matters any more. */
                 session_lost(s, -EPIPE);
                 return;
         }
@@ -743,10 +751,23 @@ void session_request_done(struct session *s) { timer_disarm(&s->timer); }
 void session_finish(struct session *s) {
         if (!s->ops)
                 return;
+        /* Reused only at a clean frame boundary with both directions whole:
+         * what follows is the next request. */
+        bool reuse = s->handler && s->handler->reply && s->out == SESSION_OUT_OPEN &&
+                     (s->in == SESSION_IN_OPEN || s->in == SESSION_IN_EOF) && !vsock_decoder_partial(s->dec) &&
+                     !s->agent->shutting_down;
         retire_op(s);
-        buf_wipe_free(&s->pending);
-        if (s->out == SESSION_OUT_OPEN)
-                out_to(s, SESSION_OUT_DRAIN);
+        if (reuse) {
+                log_debug("session %llu: ready for the next request", sid(s));
+                if (timer_arm_in_ms(&s->timer, s->agent->idle_timeout_ms) < 0) {
+                        session_close(s);
+                        return;
+                }
+        } else {
+                buf_wipe_free(&s->pending);
+                if (s->out == SESSION_OUT_OPEN)
+                        out_to(s, SESSION_OUT_DRAIN);
+        }
         session_changed(s);
 }
 

@@ -10,9 +10,13 @@
  *   output (agent -> host)  OPEN -> DRAIN -> SHUT, any -> LOST -> CLOSED,
  *                           and any -> CLOSED
  *
- * Before its operation the session reads the request (its idle bound
- * armed). An operation that finishes closes the connection: the queue
- * drains, the write side shuts, and the host's EOF is awaited (bounded).
+ * Between operations the session reads requests (its idle bound armed).
+ * A request/response operation (batch and stream exec, file ops) that
+ * finishes returns the connection to reading the next request; any other
+ * (pipe, TTY, port forward), or one whose connection is no longer whole,
+ * closes it: the queue drains, the write side shuts, and the host's EOF is
+ * awaited (bounded). A host's half-close is EOF on input, never a reason
+ * to stop sending; only a failed or hung-up connection (output LOST) is.
  * What to read and watch for is derived from these states, the operation's
  * pause and the queue's fill in one place (session.c, input_wanted and
  * update_interest). */
@@ -54,7 +58,8 @@ struct session_ops {
          * taken; on a short count the rest is kept and the op must pause
          * input. */
         size_t (*raw)(void *op, const uint8_t *data, size_t len);
-        /* The host will send nothing more (EOF), but may still read. */
+        /* The host will send nothing more (it half-closed), but still
+         * reads: not a reason to stop. */
         void (*input_eof)(void *op);
         /* The connection is gone: nothing can be sent any more. An
          * operation without this callback is dropped with the connection. */
@@ -83,6 +88,9 @@ struct session_handler {
          * session_request_done() marks its last byte. */
         int (*start_streamed)(struct session *s, uint32_t len);
         uint32_t streamed_min;
+        /* Request/response: no input after the request; once finished,
+         * the connection reads the next request. */
+        bool reply;
 };
 
 /* agent->handlers is indexed by message type, below this. */
@@ -139,8 +147,9 @@ void session_set_raw(struct session *s);
 void session_shutdown_write(struct session *s);
 
 /* The operation is done (its last frame queued); it is freed after the
- * pass. The queue drains, the write side shuts, and the connection closes
- * at the host's EOF. */
+ * pass. A request/response operation leaves the connection reading the
+ * next request; otherwise the queue drains, the write side shuts, and the
+ * connection closes at the host's EOF. */
 void session_finish(struct session *s);
 /* A request taken over at its header is complete: stop its idle bound. */
 void session_request_done(struct session *s);
