@@ -161,6 +161,21 @@ static void update_interest(struct session *s) {
 static const char *const in_names[] = { "open", "eof", "done", "closed" };
 static const char *const out_names[] = { "open", "drain", "shut", "lost", "closed" };
 
+/* Whether a transition of the @dir machine (state names @names) goes
+ * ahead: not to the same state, and only along an allowed edge (a refused
+ * one is a bug, logged). */
+static bool transition_ok(const struct session *s, const char *dir, const char *const *names, int from, int to,
+                          bool allowed) {
+        if (from == to)
+                return false;
+        if (!allowed) {
+                log_error("session %llu: %s %s -> %s refused", sid(s), dir, names[from], names[to]);
+                return false;
+        }
+        log_debug("session %llu: %s %s -> %s", sid(s), dir, names[from], names[to]);
+        return true;
+}
+
 /* Input: OPEN -> EOF -> DONE; OPEN, EOF, DONE -> CLOSED. */
 static void in_to(struct session *s, enum session_in to) {
         static const bool allowed[4][4] = {
@@ -168,13 +183,8 @@ static void in_to(struct session *s, enum session_in to) {
                 [SESSION_IN_EOF] = { [SESSION_IN_DONE] = true, [SESSION_IN_CLOSED] = true },
                 [SESSION_IN_DONE] = { [SESSION_IN_CLOSED] = true },
         };
-        if (s->in == to)
+        if (!transition_ok(s, "input", in_names, s->in, to, allowed[s->in][to]))
                 return;
-        if (!allowed[s->in][to]) {
-                log_error("session %llu: input %s -> %s refused", sid(s), in_names[s->in], in_names[to]);
-                return;
-        }
-        log_debug("session %llu: input %s -> %s", sid(s), in_names[s->in], in_names[to]);
         s->in = to;
         if (to == SESSION_IN_CLOSED)
                 buf_wipe_free(&s->pending);
@@ -194,13 +204,8 @@ static void out_to(struct session *s, enum session_out to) {
                 [SESSION_OUT_SHUT] = { [SESSION_OUT_LOST] = true, [SESSION_OUT_CLOSED] = true },
                 [SESSION_OUT_LOST] = { [SESSION_OUT_CLOSED] = true },
         };
-        if (s->out == to)
+        if (!transition_ok(s, "output", out_names, s->out, to, allowed[s->out][to]))
                 return;
-        if (!allowed[s->out][to]) {
-                log_error("session %llu: output %s -> %s refused", sid(s), out_names[s->out], out_names[to]);
-                return;
-        }
-        log_debug("session %llu: output %s -> %s", sid(s), out_names[s->out], out_names[to]);
         s->out = to;
         switch (to) {
         case SESSION_OUT_DRAIN:

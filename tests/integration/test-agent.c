@@ -145,6 +145,17 @@ static void read_result(vsock_conn *c, struct result *res) {
         }
 }
 
+/* The agent closes: a clean EOF, no frame, and not our bound. */
+static void expect_eof(vsock_conn *c) {
+        uint8_t t;
+        uint8_t *d;
+        uint32_t n;
+        int r = vsock_read_message(c, &t, &d, &n);
+        if (r >= 0)
+                fail_msg("a frame of type %u where EOF was expected", t);
+        assert_int_equal(vsock_err_errno(r), EPIPE);
+}
+
 /* Read frames until EOF; the result must be the last one. A connection
  * that could take another request after the result (batch, stream) is
  * closed by the agent once the host half-closes. */
@@ -156,13 +167,7 @@ static void read_all(vsock_conn *c, struct result *res) {
          * agent's close may have ended the connection.) */
         int sr = vsock_conn_shutdown_write(c);
         assert_true(sr == 0 || vsock_err_errno(sr) == ENOTCONN);
-        uint8_t t;
-        uint8_t *d;
-        uint32_t n;
-        int r = vsock_read_message(c, &t, &d, &n);
-        if (r >= 0)
-                fail_msg("frame of type %u after the result", t);
-        assert_int_equal(vsock_err_errno(r), EPIPE); /* clean EOF only */
+        expect_eof(c);
 }
 
 static void exec_simple(uint8_t type, const struct vsock_exec_request *req, struct result *res) {
@@ -515,9 +520,9 @@ static void test_tty_signal(void **state) {
 
 /* ---- cancellation ---------------------------------------------------------- */
 
-/* Start @cmd (which prints its pid first), read the pid, hang up. */
-static pid_t start_and_hang_up(uint8_t type, const char *cmd) {
-        vsock_conn *c = dial();
+/* Start @cmd on @a (it prints its pid first), read the pid, hang up. */
+static pid_t start_and_hang_up_a(const struct agent *a, uint8_t type, const char *cmd) {
+        vsock_conn *c = dial_agent(a);
         struct vsock_exec_request req = { .command = (char *) cmd, .rows = 24, .cols = 80 };
         send_request(c, type, &req);
         struct buf acc = BUF_INIT(0);
@@ -529,6 +534,8 @@ static pid_t start_and_hang_up(uint8_t type, const char *cmd) {
         vsock_conn_close(c);
         return pid;
 }
+
+static pid_t start_and_hang_up(uint8_t type, const char *cmd) { return start_and_hang_up_a(A, type, cmd); }
 
 static void test_cancel_disconnect(void **state) {
         uint8_t types[] = { VSOCK_MSG_EXEC_STREAM, VSOCK_MSG_EXEC_PIPE, VSOCK_MSG_EXEC_TTY };
@@ -684,12 +691,7 @@ static void test_sequential_requests(void **state) {
         assert_int_equal(r.exit_code, 0);
         assert_true(buf_eq(&r.out, "three\n"));
         result_free(&r);
-        uint8_t t;
-        uint8_t *d;
-        uint32_t len;
-        int rc = vsock_read_message(c, &t, &d, &len);
-        assert_true(rc < 0);
-        assert_int_equal(vsock_err_errno(rc), EPIPE);
+        expect_eof(c);
         vsock_conn_close(c);
 }
 
@@ -705,12 +707,7 @@ static void test_idle_between_requests(void **state) {
         read_result(c, &r);
         assert_int_equal(r.exit_code, 0);
         result_free(&r);
-        uint8_t t;
-        uint8_t *d;
-        uint32_t n;
-        int rc = vsock_read_message(c, &t, &d, &n);
-        assert_true(rc < 0);
-        assert_int_equal(vsock_err_errno(rc), EPIPE); /* closed by the agent, not our bound */
+        expect_eof(c); /* closed by the agent, not our bound */
         vsock_conn_close(c);
         assert_clean(b);
         stop_agent(b);
@@ -780,15 +777,8 @@ static void test_half_close(void **state) {
         half_close_all(b);
         /* A full close during output: the next writes fail, and the
          * command is cancelled. */
-        vsock_conn *c = dial_agent(b);
-        struct vsock_exec_request req = { .command = "printf '%d started\\n' $$; while :; do echo x; sleep 0.01; done" };
-        send_request(c, VSOCK_MSG_EXEC_STREAM, &req);
-        struct buf acc = BUF_INIT(0);
-        read_until(c, &acc, "started");
-        pid_t pid = (pid_t) atoi((const char *) buf_head(&acc));
-        buf_free(&acc);
-        assert_true(pid > 0);
-        vsock_conn_close(c);
+        pid_t pid = start_and_hang_up_a(b, VSOCK_MSG_EXEC_STREAM,
+                                        "printf '%d started\\n' $$; while :; do echo x; sleep 0.01; done");
         assert_true(wait_pid_gone(pid, 8000));
         assert_clean(b);
         stop_agent(b);
@@ -953,9 +943,7 @@ static void file_call(uint8_t type, const uint8_t *req, size_t len, struct vsock
         free(d);
         /* Nothing follows: the host's half-close ends the connection. */
         assert_int_equal(vsock_conn_shutdown_write(c), 0);
-        int r = vsock_read_message(c, &t, &d, &n);
-        assert_true(r < 0);
-        assert_int_equal(vsock_err_errno(r), EPIPE);
+        expect_eof(c);
         vsock_conn_close(c);
 }
 

@@ -13,37 +13,10 @@
 
 #include <cmocka.h>
 
+#include "alloc-count.h"
 #include "common/macro.h"
 #include "vsock/error.h"
 #include "vsock/frame.h"
-
-void *__real_malloc(size_t n);
-void *__real_calloc(size_t n, size_t m);
-void *__real_realloc(void *p, size_t n);
-void *__wrap_malloc(size_t n);
-void *__wrap_calloc(size_t n, size_t m);
-void *__wrap_realloc(void *p, size_t n);
-
-static atomic_size_t alloc_calls;
-static atomic_size_t alloc_last;
-
-void *__wrap_malloc(size_t n) {
-        atomic_fetch_add(&alloc_calls, 1);
-        atomic_store(&alloc_last, n);
-        return __real_malloc(n);
-}
-
-void *__wrap_calloc(size_t n, size_t m) {
-        atomic_fetch_add(&alloc_calls, 1);
-        atomic_store(&alloc_last, n * m);
-        return __real_calloc(n, m);
-}
-
-void *__wrap_realloc(void *p, size_t n) {
-        atomic_fetch_add(&alloc_calls, 1);
-        atomic_store(&alloc_last, n);
-        return __real_realloc(p, n);
-}
 
 static size_t put_frame(uint8_t *out, uint8_t type, const void *data, uint32_t len) {
         vsock_frame_header(out, type, len);

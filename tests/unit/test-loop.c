@@ -1,5 +1,5 @@
 /* The agent's event loop: timer order, disarm, deferred calls (order,
- * cancel, no allocation), watcher
+ * cancel, and no allocation: the link wraps the allocator), watcher
  * interest (an empty mask really silences a hung-up fd) and stopping a
  * watcher whose event is already in the current batch. */
 #include <errno.h>
@@ -16,34 +16,9 @@
 #include <cmocka.h>
 
 #include "agent/loop.h"
+#include "alloc-count.h"
 #include "common/io.h"
 #include "common/macro.h"
-
-/* Allocations are counted (the link wraps the allocator): deferring a call
- * must not allocate. */
-void *__real_malloc(size_t n);
-void *__real_calloc(size_t n, size_t m);
-void *__real_realloc(void *p, size_t n);
-void *__wrap_malloc(size_t n);
-void *__wrap_calloc(size_t n, size_t m);
-void *__wrap_realloc(void *p, size_t n);
-
-static size_t alloc_calls;
-
-void *__wrap_malloc(size_t n) {
-        alloc_calls++;
-        return __real_malloc(n);
-}
-
-void *__wrap_calloc(size_t n, size_t m) {
-        alloc_calls++;
-        return __real_calloc(n, m);
-}
-
-void *__wrap_realloc(void *p, size_t n) {
-        alloc_calls++;
-        return __real_realloc(p, n);
-}
 
 struct rec {
         struct timer t;

@@ -32,6 +32,7 @@
 #include "common/macro.h"
 
 #define BOUND_MS 5000
+#define BIG_FRAME (2u * AGENT_QUEUE_HIGH)
 
 /* Request types of the fake table. */
 #define T_REPLY VSOCK_MSG_EXEC          /* request/response: answered on command */
@@ -341,10 +342,21 @@ static void host_take(size_t want) {
         }
 }
 
-/* Fill the host's receive side so that the agent's writes block. */
-static void squeeze_buffers(void) {
+/* A pipe operation whose queue blocks (the host's receive side small, a
+ * frame of twice the high-water mark queued): the queue is high. */
+static void pipe_with_blocked_queue(void) {
         int small = 4096;
         assert_int_equal(setsockopt(H, SOL_SOCKET, SO_RCVBUF, &small, sizeof small), 0);
+        if (!have_op()) {
+                host_send_str(T_PIPE, "pipe");
+                run_until(have_op);
+        }
+        uint8_t *p = calloc(1, BIG_FRAME);
+        assert_non_null(p);
+        assert_int_equal(session_send(S, VSOCK_MSG_STDOUT, p, BIG_FRAME), 0);
+        free(p);
+        assert_true(session_queue_high(S));
+        assert_false(session_queue_empty(S));
 }
 
 /* ---- request/response: the connection serves the next request -------------- */
@@ -501,30 +513,19 @@ static void test_truncated_after_request(void **state) {
  * side shuts once the host reads (DRAIN -> SHUT), and the drained
  * callback comes below the low mark. */
 static void test_drain_then_shut(void **state) {
-        squeeze_buffers();
-        host_send_str(T_PIPE, "pipe");
-        run_until(have_op);
-        size_t big = 2u * AGENT_QUEUE_HIGH;
-        uint8_t *p = calloc(1, big);
-        assert_non_null(p);
-        assert_int_equal(session_send(S, VSOCK_MSG_STDOUT, p, big), 0);
-        assert_true(session_queue_high(S));
-        assert_false(session_queue_empty(S));
-        free(p);
+        pipe_with_blocked_queue();
         /* The host reads it all, while the loop runs. */
-        host_take(VSOCK_FRAME_HEADER_SIZE + big);
+        host_take(VSOCK_FRAME_HEADER_SIZE + BIG_FRAME);
         run_until(op_drained);
         assert_false(session_queue_high(S));
         assert_true(session_queue_empty(S));
         /* Again, then finish with the queue blocked. */
-        p = calloc(1, big);
-        assert_int_equal(session_send(S, VSOCK_MSG_STDOUT, p, big), 0);
-        free(p);
+        pipe_with_blocked_queue();
         session_finish(S);
         assert_int_equal(session_output_state(S), SESSION_OUT_DRAIN);
         run_pass();
         assert_int_equal(session_output_state(S), SESSION_OUT_DRAIN);
-        host_take(VSOCK_FRAME_HEADER_SIZE + big);
+        host_take(VSOCK_FRAME_HEADER_SIZE + BIG_FRAME);
         run_until(out_shut);
         /* Closing: input read (and dropped) to the host's EOF. */
         host_send_str(VSOCK_MSG_STDIN, "ignored");
@@ -536,13 +537,7 @@ static void test_drain_then_shut(void **state) {
 /* A full close while draining: DRAIN -> CLOSED (no operation left to
  * tell), and with one attached, DRAIN -> LOST -> CLOSED. */
 static void test_close_while_draining(void **state) {
-        squeeze_buffers();
-        host_send_str(T_PIPE, "pipe");
-        run_until(have_op);
-        size_t big = 2u * AGENT_QUEUE_HIGH;
-        uint8_t *p = calloc(1, big);
-        assert_int_equal(session_send(S, VSOCK_MSG_STDOUT, p, big), 0);
-        free(p);
+        pipe_with_blocked_queue();
         session_shutdown_write(S); /* an operation's own half-close (port forward) */
         assert_int_equal(session_output_state(S), SESSION_OUT_DRAIN);
         H = safe_close(H);
@@ -553,13 +548,7 @@ static void test_close_while_draining(void **state) {
 }
 
 static void test_close_while_draining_no_op(void **state) {
-        squeeze_buffers();
-        host_send_str(T_PIPE, "pipe");
-        run_until(have_op);
-        size_t big = 2u * AGENT_QUEUE_HIGH;
-        uint8_t *p = calloc(1, big);
-        assert_int_equal(session_send(S, VSOCK_MSG_STDOUT, p, big), 0);
-        free(p);
+        pipe_with_blocked_queue();
         session_finish(S);
         assert_int_equal(session_output_state(S), SESSION_OUT_DRAIN);
         run_pass();
