@@ -37,6 +37,7 @@ struct hostlisten {
         struct timer backoff;
         struct dlist pending;
         unsigned n_pending;
+        int cmd_timeout_ms;
 };
 
 /* Close it, or with @keep_fd hand its fd back. */
@@ -54,7 +55,7 @@ static int pending_free(struct pending *p, bool keep_fd) {
 
 static void on_cmd_timeout(struct timer *t) {
         struct pending *p = container_of(t, struct pending, t);
-        log_debug("hybrid socket: no CONNECT command within %d ms; closing", HOSTLISTEN_CMD_TIMEOUT_MS);
+        log_debug("hybrid socket: no CONNECT command within %d ms; closing", p->h->cmd_timeout_ms);
         (void) pending_free(p, false);
 }
 
@@ -126,12 +127,12 @@ static void on_accept(struct watcher *w, uint32_t revents) {
                 timer_init(&p->t, h->loop, on_cmd_timeout);
                 dlist_append(&h->pending, &p->link);
                 h->n_pending++;
-                if (watcher_set(&p->w, EPOLLIN) < 0 || timer_arm_in_ms(&p->t, HOSTLISTEN_CMD_TIMEOUT_MS) < 0)
+                if (watcher_set(&p->w, EPOLLIN) < 0 || timer_arm_in_ms(&p->t, h->cmd_timeout_ms) < 0)
                         (void) pending_free(p, false);
         }
 }
 
-int hostlisten_new(struct loop *l, struct vsockdev *d, const char *path, struct hostlisten **ret,
+int hostlisten_new(struct loop *l, struct vsockdev *d, const char *path, int cmd_timeout_ms, struct hostlisten **ret,
                    const char **ret_why) {
         struct vsock_addr a = { .transport = VSOCK_TRANSPORT_UNIX };
         /* Room for "_4294967295" after the path, for guest->host sockets. */
@@ -152,6 +153,7 @@ int hostlisten_new(struct loop *l, struct vsockdev *d, const char *path, struct 
         }
         h->loop = l;
         h->dev = d;
+        h->cmd_timeout_ms = cmd_timeout_ms;
         dlist_init(&h->pending);
         watcher_init(&h->w, l, vsock_listener_fd(h->vl), on_accept);
         timer_init(&h->backoff, l, on_backoff);

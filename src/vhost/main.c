@@ -303,7 +303,7 @@ int main(int argc, char **argv) {
                 log_error("cannot start: %s", strerror(-r));
                 return 1;
         }
-        r = hostlisten_new(m.loop, m.dev, uds_path, &m.hybrid, &why);
+        r = hostlisten_new(m.loop, m.dev, uds_path, HOSTLISTEN_CMD_TIMEOUT_MS, &m.hybrid, &why);
         if (r < 0) {
                 log_error("--uds-path %s: %s (%s)", uds_path, why ? why : "cannot listen", strerror(-r));
                 teardown(&m);
