@@ -522,6 +522,31 @@ static void test_credit_violation(void **state) {
         close(fd);
 }
 
+static int setup_small_buffer(void **state) {
+        setup(state);
+        struct env *e = *state;
+        e->cfg.buf_alloc = 4096;
+        env_start(e);
+        return 0;
+}
+
+static void test_credit_violation_reading_host(void **state) {
+        struct env *e = *state;
+        uint32_t local;
+        int fd = host_connect(e, 83, &local);
+        /* The host reads at once, but one packet is already twice the
+         * 4 KiB we offered: a reset, not a pass-through. */
+        static char chunk[8192];
+        guest_send(e, fdrv_hdr(&e->g, VSOCK_OP_RW, 83, local), chunk, sizeof chunk);
+        struct vsock_hdr h = guest_recv(e, NULL, 0, NULL);
+        assert_int_equal(h.op, VSOCK_OP_RST);
+        assert_int_equal(h.src_port, local);
+        assert_true(run_until(e, fd_readable, &fd));
+        char buf[16];
+        assert_int_equal(host_read(fd, buf, sizeof buf), 0); /* nothing got through */
+        close(fd);
+}
+
 /* ---- a lying guest -------------------------------------------------------------- */
 
 static void test_hostile_packets(void **state) {
@@ -744,6 +769,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_credit_to_guest, setup_started, teardown),
                 cmocka_unit_test_setup_teardown(test_credit_from_guest, setup_started, teardown),
                 cmocka_unit_test_setup_teardown(test_credit_violation, setup_started, teardown),
+                cmocka_unit_test_setup_teardown(test_credit_violation_reading_host, setup_small_buffer, teardown),
                 cmocka_unit_test_setup_teardown(test_hostile_packets, setup_started, teardown),
                 cmocka_unit_test_setup_teardown(test_hostile_chains, setup_started, teardown),
                 cmocka_unit_test_setup_teardown(test_small_rx_buffer, setup_started, teardown),

@@ -131,6 +131,11 @@ static void test_loop(void **state) {
         /* A descriptor that names itself. */
         fdrv_set_desc(&e->dq, 12, e->buf, 8, VIRTQ_DESC_F_NEXT, 12);
         expect_bad_chain(e, 12);
+        /* Empty descriptors add no buffer pieces: only the walk's own
+         * bound ends this one. */
+        fdrv_set_desc(&e->dq, 10, e->buf, 0, VIRTQ_DESC_F_NEXT, 11);
+        fdrv_set_desc(&e->dq, 11, e->buf, 0, VIRTQ_DESC_F_NEXT, 10);
+        expect_bad_chain(e, 10);
 }
 
 static void test_next_out_of_range(void **state) {
@@ -208,10 +213,13 @@ static void test_indirect(void **state) {
         /* The table outside guest memory. */
         indirect_at(e, GPA + MEM - 16, 32, 0);
         expect_bad_chain(e, 9);
-        /* A table inside a table. */
-        put_table_desc(e, t, 1, t, 32, VIRTQ_DESC_F_INDIRECT, 0);
+        /* A table inside a table (the inner one well-formed). */
+        uint64_t inner = fdrv_alloc(&e->fm, 16, 16);
+        put_table_desc(e, inner, 0, e->buf, 44, 0, 0);
+        put_table_desc(e, t, 0, inner, 16, VIRTQ_DESC_F_INDIRECT, 0);
         indirect_at(e, t, 32, 0);
         expect_bad_chain(e, 9);
+        put_table_desc(e, t, 0, e->buf, 44, VIRTQ_DESC_F_NEXT, 1);
         /* A loop within the table, and a next past its end. */
         put_table_desc(e, t, 1, e->buf, 8, VIRTQ_DESC_F_NEXT, 0);
         indirect_at(e, t, 32, 0);
