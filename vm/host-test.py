@@ -145,9 +145,8 @@ class Host:
 
     def kill_all(self):
         for p in (self.qemu, self.backend):
-            if p and p.poll() is None:
-                p.kill()
-                p.wait()
+            if p:
+                reap(p)
 
     # ---- host services for the guest -------------------------------------------------
 
@@ -316,6 +315,13 @@ def tty(h):
     return "a /dev/pts terminal; exit 5 passed through"
 
 
+def reap(p):
+    """Kill @p if it still runs (a check that failed half-way)."""
+    if p.poll() is None:
+        p.kill()
+        p.wait()
+
+
 def read_line(stream, timeout):
     """A line from a child's pipe, bounded (no reads that can hang)."""
     end = time.monotonic() + timeout
@@ -348,9 +354,7 @@ def signal_forwarding(h):
         rc = p.wait(timeout=60)
         rest = p.stdout.read()
     finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
+        reap(p)
         p.stdin.close()
     expect("status after a forwarded SIGTERM", rc, 3)
     if b"got-term" not in rest:
@@ -375,9 +379,7 @@ def cancel(h):
         p.send_signal(signal.SIGTERM)
         rc = p.wait(timeout=60)
     finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
+        reap(p)
     expect("status after SIGTERM", rc, 143)
     ended_in_guest(h, pid)
     return "--timeout -> 124, SIGTERM -> 143, both guest commands ended"
@@ -419,9 +421,7 @@ def port_forward(h):
         p.send_signal(signal.SIGTERM)
         rc = p.wait(timeout=60)
     finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
+        reap(p)
         h.guest_sh("kill $(pidof httpd) 2>/dev/null; true")
     expect("pages", pages, [b"hello through the device\n"] * 2)
     expect("port-forward status after SIGTERM", rc, 0)

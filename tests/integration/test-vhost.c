@@ -107,6 +107,14 @@ static int stop_vhost(pid_t pid) {
         return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
+/* @fd (consumed) ends with EOF, within the bound. */
+static void expect_eof(int fd) {
+        assert_true(wait_readable(fd, BOUND_MS));
+        char c;
+        assert_int_equal(recv(fd, &c, 1, 0), 0);
+        close(fd);
+}
+
 static int dial(const char *path) {
         int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -123,22 +131,7 @@ static void fe_send(int fe, uint32_t req, uint32_t flags, const void *payload, u
         uint32_t h[3] = { req, VU_VERSION | flags, size };
         memcpy(buf, h, 12);
         memcpy(buf + 12, payload, size);
-        union {
-                char b[CMSG_SPACE(sizeof(int) * 8)];
-                struct cmsghdr align;
-        } control;
-        struct iovec iov = { buf, 12 + size };
-        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-        if (nfds) {
-                mh.msg_control = control.b;
-                mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
-                struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-                c->cmsg_level = SOL_SOCKET;
-                c->cmsg_type = SCM_RIGHTS;
-                c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
-                memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
-        }
-        assert_int_equal(sendmsg(fe, &mh, MSG_NOSIGNAL), (ssize_t) (12 + size));
+        assert_int_equal(fdrv_send_fds(fe, buf, 12 + size, fds, nfds), (ssize_t) (12 + size));
 }
 
 /* The reply to @req: its payload size, or -1 if the back-end hung up. */
@@ -384,10 +377,7 @@ static void test_protocol(void **state) {
         e->fe = dial(e->vhost);
         uint32_t four = 1;
         fe_send(e->fe, VU_SET_FEATURES, 0, &four, 4, NULL, 0);
-        assert_true(wait_readable(e->fe, BOUND_MS));
-        char c;
-        assert_int_equal(recv(e->fe, &c, 1, 0), 0);
-        close(e->fe);
+        expect_eof(e->fe);
         e->fe = dial(e->vhost);
         assert_true(fe_get_u64(e->fe, VU_GET_FEATURES) != 0);
         close(e->fe);
@@ -474,11 +464,7 @@ static void test_frontends(void **state) {
         int fd = host_connect(e, 22, &local);
 
         /* A second front-end while one is connected: turned away. */
-        int other = dial(e->vhost);
-        assert_true(wait_readable(other, BOUND_MS));
-        char c;
-        assert_int_equal(recv(other, &c, 1, 0), 0);
-        close(other);
+        expect_eof(dial(e->vhost));
 
         /* GET_VRING_BASE stops a ring and says where it was. */
         fe_send(e->fe, VU_GET_VRING_BASE, 0, &(struct vu_vring_state) { VSOCK_VQ_TX, 0 }, 8, NULL, 0);
@@ -490,9 +476,7 @@ static void test_frontends(void **state) {
         /* The front-end goes away: host connections end, and the next
          * front-end gets a fresh device. */
         frontend_stop(e);
-        assert_true(wait_readable(fd, BOUND_MS));
-        assert_int_equal(recv(fd, &c, 1, 0), 0);
-        close(fd);
+        expect_eof(fd);
         frontend_start(e);
         fd = host_connect(e, 22, &local);
         close(fd);
@@ -509,16 +493,11 @@ static void test_broken_guest(void **state) {
          * the back-end itself is fine. */
         fdrv_set_avail_idx(&e->g.tx, 0x8000);
         guest_kick(e, VSOCK_VQ_TX);
-        assert_true(wait_readable(fd, BOUND_MS));
-        char c;
-        assert_int_equal(recv(fd, &c, 1, 0), 0);
-        close(fd);
+        expect_eof(fd);
         /* A new connection is refused while the device is stopped. */
         fd = dial(e->uds);
         assert_int_equal(write(fd, "CONNECT 33\n", 11), 11);
-        assert_true(wait_readable(fd, BOUND_MS));
-        assert_int_equal(recv(fd, &c, 1, 0), 0);
-        close(fd);
+        expect_eof(fd);
         /* A device reset and the rings set up again, as on a guest reboot:
          * working again. */
         assert_int_equal(fe_ack(e->fe, VU_RESET_DEVICE, NULL, 0, NULL, 0), 0);
@@ -540,9 +519,7 @@ static void test_sigterm(void **state) {
         struct stat st;
         assert_int_equal(stat(e->uds, &st), -1);
         assert_int_equal(stat(e->vhost, &st), -1);
-        char c;
-        assert_int_equal(recv(fd, &c, 1, 0), 0);
-        close(fd);
+        expect_eof(fd);
         frontend_stop(e);
 }
 

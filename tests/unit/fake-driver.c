@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "vhost/virtio.h"
 
@@ -206,4 +207,25 @@ unsigned fdrv_reap_tx(struct fdrv_vsock *v) {
         while (fdrv_used(&v->tx, &head, &len))
                 n++;
         return n;
+}
+
+ssize_t fdrv_send_fds(int sock, const void *data, size_t len, const int *fds, unsigned nfds) {
+        union {
+                char buf[CMSG_SPACE(sizeof(int) * 32)];
+                struct cmsghdr align;
+        } control;
+        if (nfds > 32)
+                return -1;
+        struct iovec iov = { .iov_base = (void *) data, .iov_len = len };
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+        if (nfds) {
+                mh.msg_control = control.buf;
+                mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+                struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+                c->cmsg_level = SOL_SOCKET;
+                c->cmsg_type = SCM_RIGHTS;
+                c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+                memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
+        }
+        return sendmsg(sock, &mh, MSG_NOSIGNAL);
 }

@@ -1,12 +1,14 @@
 /* A fake virtio driver for the vsock-vhost tests: the guest's side of
  * split virtqueues in a piece of memory, and virtio-vsock packets on
  * them. It can also write whatever a hostile guest would (raw descriptors,
- * indices). Independent of cmocka: functions return values, tests assert. */
+ * indices). Plus what a fake front-end needs to pass descriptors.
+ * Independent of cmocka: functions return values, tests assert. */
 #pragma once
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "vhost/pkt.h"
 
@@ -89,3 +91,9 @@ struct vsock_hdr fdrv_hdr(const struct fdrv_vsock *v, uint16_t op, uint32_t src_
 bool fdrv_recv(struct fdrv_vsock *v, struct vsock_hdr *h, void *payload, size_t cap, uint32_t *ret_len);
 /* Return the used tx buffers (the device consumed those packets). */
 unsigned fdrv_reap_tx(struct fdrv_vsock *v);
+
+/* ---- a fake front-end ----------------------------------------------------------- */
+
+/* sendmsg @len bytes of @data with @nfds descriptors (SCM_RIGHTS) attached.
+ * Returns what sendmsg returns. */
+ssize_t fdrv_send_fds(int sock, const void *data, size_t len, const int *fds, unsigned nfds);

@@ -204,9 +204,9 @@ static void guest_op(struct env *e, uint16_t op, uint32_t gport, uint32_t hport,
         guest_send(e, h, NULL, 0);
 }
 
-/* A host process connects to guest port @port and the guest accepts.
- * Returns the host fd; *ret_local is the host-side vsock port. */
-static int host_connect(struct env *e, uint32_t port, uint32_t *ret_local) {
+/* A host process asks for guest port @port: the guest sees the REQUEST
+ * (into *@ret_req). Returns the host fd. */
+static int host_ask(struct env *e, uint32_t port, struct vsock_hdr *ret_req) {
         int fd = host_dial(e);
         char cmd[32];
         int n = snprintf(cmd, sizeof cmd, "CONNECT %u\n", port);
@@ -219,6 +219,22 @@ static int host_connect(struct env *e, uint32_t port, uint32_t *ret_local) {
         assert_int_equal(h.type, VSOCK_TYPE_STREAM);
         assert_int_equal(h.buf_alloc, e->cfg.buf_alloc);
         assert_true(h.src_port >= HYBRID_PORT_FIRST);
+        *ret_req = h;
+        return fd;
+}
+
+/* The host end of a connection is closed (after what was written). */
+static void expect_host_eof(struct env *e, int fd) {
+        assert_true(run_until(e, fd_readable, &fd));
+        char buf[8];
+        assert_int_equal(host_read(fd, buf, sizeof buf), 0);
+}
+
+/* A host process connects to guest port @port and the guest accepts.
+ * Returns the host fd; *ret_local is the host-side vsock port. */
+static int host_connect(struct env *e, uint32_t port, uint32_t *ret_local) {
+        struct vsock_hdr h;
+        int fd = host_ask(e, port, &h);
         guest_op(e, VSOCK_OP_RESPONSE, port, h.src_port, 0);
         assert_true(run_until(e, fd_readable, &fd));
         char ok[32] = { 0 };
@@ -259,8 +275,7 @@ static void test_host_connect_data(void **state) {
         /* The guest shuts its sending side: the host reads EOF and can
          * still send. */
         guest_op(e, VSOCK_OP_SHUTDOWN, 5000, local, VSOCK_SHUTDOWN_SEND);
-        assert_true(run_until(e, fd_readable, &fd));
-        assert_int_equal(host_read(fd, buf, sizeof buf), 0);
+        expect_host_eof(e, fd);
         host_write(fd, "more", 4);
         h = guest_recv(e, buf, sizeof buf, &len);
         assert_int_equal(h.op, VSOCK_OP_RW);
@@ -300,22 +315,17 @@ static void test_host_half_close(void **state) {
         h = guest_recv(e, NULL, 0, NULL);
         assert_int_equal(h.op, VSOCK_OP_RST);
         assert_int_equal(vsockdev_conn_count(e->d), 0);
-        assert_true(run_until(e, fd_readable, &fd));
-        assert_int_equal(host_read(fd, buf, sizeof buf), 0);
+        expect_host_eof(e, fd);
         close(fd);
 }
 
 static void test_host_connect_refused(void **state) {
         struct env *e = *state;
-        int fd = host_dial(e);
-        host_write(fd, "CONNECT 99\n", 11);
-        struct vsock_hdr h = guest_recv(e, NULL, 0, NULL);
-        assert_int_equal(h.op, VSOCK_OP_REQUEST);
-        /* Nothing listens on 99 in the guest. */
+        struct vsock_hdr h;
+        int fd = host_ask(e, 99, &h);
+        /* Nothing listens on 99 in the guest: closed, no reply. */
         guest_op(e, VSOCK_OP_RST, 99, h.src_port, 0);
-        assert_true(run_until(e, fd_readable, &fd));
-        char buf[8];
-        assert_int_equal(host_read(fd, buf, sizeof buf), 0); /* closed, no reply */
+        expect_host_eof(e, fd);
         assert_int_equal(vsockdev_conn_count(e->d), 0);
         close(fd);
 }
@@ -327,9 +337,7 @@ static void test_host_connect_no_driver(void **state) {
         assert_false(vsockdev_running(e->d));
         int fd = host_dial(e);
         host_write(fd, "CONNECT 5000\n", 13);
-        assert_true(run_until(e, fd_readable, &fd));
-        char buf[8];
-        assert_int_equal(host_read(fd, buf, sizeof buf), 0);
+        expect_host_eof(e, fd);
         close(fd);
 }
 
@@ -377,9 +385,7 @@ static void test_command_timeout(void **state) {
         struct env *e = *state;
         /* A client that never sends its command is dropped. */
         int fd = host_dial(e);
-        assert_true(run_until(e, fd_readable, &fd));
-        char buf[4];
-        assert_int_equal(host_read(fd, buf, sizeof buf), 0);
+        expect_host_eof(e, fd);
         close(fd);
 }
 
@@ -432,9 +438,8 @@ static void test_guest_connect(void **state) {
 
 static void test_credit_to_guest(void **state) {
         struct env *e = *state;
-        int fd = host_dial(e);
-        host_write(fd, "CONNECT 80\n", 11);
-        struct vsock_hdr h = guest_recv(e, NULL, 0, NULL);
+        struct vsock_hdr h;
+        int fd = host_ask(e, 80, &h);
         uint32_t local = h.src_port;
         /* The guest has room for 100 bytes only. */
         struct vsock_hdr r = fdrv_hdr(&e->g, VSOCK_OP_RESPONSE, 80, local);
@@ -541,9 +546,7 @@ static void test_credit_violation_reading_host(void **state) {
         struct vsock_hdr h = guest_recv(e, NULL, 0, NULL);
         assert_int_equal(h.op, VSOCK_OP_RST);
         assert_int_equal(h.src_port, local);
-        assert_true(run_until(e, fd_readable, &fd));
-        char buf[16];
-        assert_int_equal(host_read(fd, buf, sizeof buf), 0); /* nothing got through */
+        expect_host_eof(e, fd); /* nothing got through */
         close(fd);
 }
 
@@ -578,8 +581,7 @@ static void test_hostile_packets(void **state) {
         assert_int_equal(r.op, VSOCK_OP_RST);
         assert_int_equal(r.src_port, local);
         assert_true(run_until(e, no_conns, NULL));
-        assert_true(run_until(e, fd_readable, &fd));
-        assert_int_equal(host_read(fd, buf, sizeof buf), 0);
+        expect_host_eof(e, fd);
         close(fd);
 
         /* An unknown operation, a second REQUEST, a SHUTDOWN while
@@ -593,9 +595,7 @@ static void test_hostile_packets(void **state) {
                 assert_int_equal(vsockdev_conn_count(e->d), 0);
                 close(fd);
         }
-        fd = host_dial(e);
-        host_write(fd, "CONNECT 93\n", 11);
-        r = guest_recv(e, NULL, 0, NULL);
+        fd = host_ask(e, 93, &r);
         guest_op(e, VSOCK_OP_SHUTDOWN, 93, r.src_port, VSOCK_SHUTDOWN_SEND);
         r = guest_recv(e, NULL, 0, NULL);
         assert_int_equal(r.op, VSOCK_OP_RST);
@@ -660,14 +660,11 @@ static void test_broken_ring(void **state) {
         assert_true(e->tx.q.broken);
         assert_false(vsockdev_running(e->d));
         assert_int_equal(vsockdev_conn_count(e->d), 0);
-        assert_true(run_until(e, fd_readable, &fd));
-        char buf[8];
-        assert_int_equal(host_read(fd, buf, sizeof buf), 0);
+        expect_host_eof(e, fd);
         close(fd);
         fd = host_dial(e);
         host_write(fd, "CONNECT 97\n", 11);
-        assert_true(run_until(e, fd_readable, &fd));
-        assert_int_equal(host_read(fd, buf, sizeof buf), 0);
+        expect_host_eof(e, fd);
         close(fd);
 
         /* The front-end sets the rings up again (a guest reboot): back to work. */
@@ -743,14 +740,10 @@ static void test_limits(void **state) {
 
 static void test_connect_timeout(void **state) {
         struct env *e = *state;
-        int fd = host_dial(e);
-        host_write(fd, "CONNECT 13\n", 11);
-        struct vsock_hdr h = guest_recv(e, NULL, 0, NULL);
-        assert_int_equal(h.op, VSOCK_OP_REQUEST);
+        struct vsock_hdr h;
+        int fd = host_ask(e, 13, &h);
         /* The guest never answers: the host is closed, the guest told. */
-        assert_true(run_until(e, fd_readable, &fd));
-        char buf[8];
-        assert_int_equal(host_read(fd, buf, sizeof buf), 0);
+        expect_host_eof(e, fd);
         h = guest_recv(e, NULL, 0, NULL);
         assert_int_equal(h.op, VSOCK_OP_RST);
         assert_int_equal(vsockdev_conn_count(e->d), 0);

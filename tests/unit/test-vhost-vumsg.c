@@ -16,6 +16,7 @@
 
 #include <cmocka.h>
 
+#include "fake-driver.h"
 #include "vhost/vumsg.h"
 
 static int count_fds(void) {
@@ -27,24 +28,8 @@ static int count_fds(void) {
         return n;
 }
 
-/* Send @len bytes of @data with @nfds descriptors attached. */
 static void send_with_fds(int sock, const void *data, size_t len, const int *fds, unsigned nfds) {
-        union {
-                char buf[CMSG_SPACE(sizeof(int) * 32)];
-                struct cmsghdr align;
-        } control;
-        struct iovec iov = { .iov_base = (void *) data, .iov_len = len };
-        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-        if (nfds) {
-                mh.msg_control = control.buf;
-                mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
-                struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-                c->cmsg_level = SOL_SOCKET;
-                c->cmsg_type = SCM_RIGHTS;
-                c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
-                memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
-        }
-        assert_int_equal(sendmsg(sock, &mh, 0), (ssize_t) len);
+        assert_int_equal(fdrv_send_fds(sock, data, len, fds, nfds), (ssize_t) len);
 }
 
 static size_t frame(uint8_t *out, uint32_t req, uint32_t flags, const void *payload, uint32_t size) {
