@@ -369,7 +369,7 @@ def ended_in_guest(h, pid):
 
 
 def cancel(h):
-    expect("--timeout status", h.ctl("exec", "--timeout", "1s", "--",
+    expect("--timeout status", h.ctl("exec", "--timeout", "2s", "--",
                                      "echo $$ >/tmp/host-c1.pid; exec sleep 60").returncode, 124)
     ended_in_guest(h, int(h.guest_sh("cat /tmp/host-c1.pid")))
     p = subprocess.Popen([h.a.ctl, "-a", h.mux, "exec", "--", "echo $$; exec sleep 60"],

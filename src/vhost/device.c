@@ -57,12 +57,17 @@ static void drop_all(struct vsockdev *d) {
         d->rst_len = 0;
 }
 
+void vsockdev_close_all(struct vsockdev *d) {
+        /* Outside the loop's dispatch: nothing may wait for a deferred free
+         * that will never run. */
+        d->freeing = true;
+        drop_all(d);
+}
+
 void vsockdev_free(struct vsockdev *d) {
         if (!d)
                 return;
-        /* Outside the loop's dispatch: connections are freed at once. */
-        d->freeing = true;
-        drop_all(d);
+        vsockdev_close_all(d);
         timer_disarm(&d->tx_more);
         free(d);
 }

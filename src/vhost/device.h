@@ -28,8 +28,13 @@ void vsockdev_config_default(struct vsockdev_config *cfg);
 
 /* A device with no rings yet. Does not listen (see hostlisten.h). */
 int vsockdev_new(struct loop *l, const struct vsockdev_config *cfg, struct vsockdev **ret);
-/* Close every connection and free. NULL is fine. */
+/* Close every connection and free. NULL is fine. Call it outside the
+ * loop's dispatch (connections are freed at once, not deferred). */
 void vsockdev_free(struct vsockdev *d);
+/* The first step of vsockdev_free, for when the loop will not run again
+ * but the rings' owner still has to detach: every connection is closed and
+ * freed at once. */
+void vsockdev_close_all(struct vsockdev *d);
 
 /* The rings and memory to use from now on (the front-end session owns
  * them and keeps the pointers valid until vsockdev_detach). */

@@ -194,6 +194,9 @@ static int setup_signals(struct main_state *m) {
 }
 
 static void teardown(struct main_state *m) {
+        /* The loop has stopped: connections go now, not after a pass. */
+        if (m->dev)
+                vsockdev_close_all(m->dev);
         vu_free(m->session);
         m->session = NULL;
         hostlisten_free(m->hybrid);

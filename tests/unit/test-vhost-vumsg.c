@@ -35,7 +35,8 @@ static void send_with_fds(int sock, const void *data, size_t len, const int *fds
 static size_t frame(uint8_t *out, uint32_t req, uint32_t flags, const void *payload, uint32_t size) {
         uint32_t h[3] = { req, flags, size };
         memcpy(out, h, 12);
-        memcpy(out + 12, payload, size);
+        if (size)
+                memcpy(out + 12, payload, size);
         return 12 + size;
 }
 
