@@ -68,7 +68,9 @@ static bool wait_readable(int fd, int ms) {
         }
 }
 
-static pid_t start_vhost(struct env *e, const char *extra) {
+/* Start $VHOST on the test's sockets, or with @fd (>= 0) as its vhost-user
+ * socket (--fd 3), and wait until it says READY=1. */
+static pid_t start_vhost(struct env *e, int fd) {
         int ns = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
         snprintf(sa.sun_path, sizeof sa.sun_path, "%s", e->notify);
@@ -83,8 +85,14 @@ static pid_t start_vhost(struct env *e, const char *extra) {
                 setenv("NOTIFY_SOCKET", e->notify, 1);
                 char cid[16];
                 snprintf(cid, sizeof cid, "%d", CID);
-                execl(getenv("VHOST"), "vsock-vhost", "--socket-path", e->vhost, "--uds-path", e->uds, "--guest-cid",
-                      cid, extra, (char *) NULL);
+                if (fd >= 0) {
+                        if (dup2(fd, 3) < 0)
+                                _exit(127);
+                        execl(getenv("VHOST"), "vsock-vhost", "--fd", "3", "--uds-path", e->uds, "--guest-cid", cid,
+                              (char *) NULL);
+                } else
+                        execl(getenv("VHOST"), "vsock-vhost", "--socket-path", e->vhost, "--uds-path", e->uds,
+                              "--guest-cid", cid, (char *) NULL);
                 _exit(127);
         }
         /* READY=1 once both sockets listen: no polling for the files. */
@@ -94,6 +102,33 @@ static pid_t start_vhost(struct env *e, const char *extra) {
         assert_string_equal(msg, "READY=1");
         close(ns);
         return pid;
+}
+
+/* Run $VHOST with @args to its end: its exit status and output. */
+static int run_vhost(const char *const *args, char *out, size_t size) {
+        int p[2];
+        assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                (void) prctl(PR_SET_PDEATHSIG, SIGTERM);
+                dup2(p[1], 1);
+                dup2(p[1], 2);
+                const char *argv[16] = { "vsock-vhost" };
+                for (int i = 0; args[i] && i < 14; i++)
+                        argv[i + 1] = args[i];
+                execv(getenv("VHOST"), (char **) argv);
+                _exit(127);
+        }
+        close(p[1]);
+        size_t n = 0;
+        for (ssize_t k; wait_readable(p[0], BOUND_MS) && (k = read(p[0], out + n, size - 1 - n)) > 0;)
+                n += (size_t) k;
+        out[n] = 0;
+        close(p[0]);
+        int st;
+        assert_int_equal(waitpid(pid, &st, 0), pid);
+        return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
 static int stop_vhost(pid_t pid) {
@@ -283,7 +318,7 @@ static int setup(void **state) {
         assert_int_equal(ftruncate(e->memfd, MEM), 0);
         e->ram = mmap(NULL, MEM, PROT_READ | PROT_WRITE, MAP_SHARED, e->memfd, 0);
         assert_true(e->ram != MAP_FAILED);
-        e->pid = start_vhost(e, NULL);
+        e->pid = start_vhost(e, -1);
         *state = e;
         return 0;
 }
@@ -528,6 +563,68 @@ static void test_sigterm(void **state) {
         frontend_stop(e);
 }
 
+static void test_options(void **state) {
+        struct env *e = *state;
+        char out[4096];
+        assert_int_equal(run_vhost((const char *[]) { "--print-capabilities", NULL }, out, sizeof out), 0);
+        assert_non_null(strstr(out, "\"type\": \"vsock\""));
+        /* Usage errors: 2, with a word on what is wrong. */
+        assert_int_equal(run_vhost((const char *[]) { "--socket-path", e->vhost, NULL }, out, sizeof out), 2);
+        assert_non_null(strstr(out, "--uds-path"));
+        assert_int_equal(run_vhost((const char *[]) { "--uds-path", e->uds, NULL }, out, sizeof out), 2);
+        assert_int_equal(run_vhost((const char *[]) { "--socket-path", e->vhost, "--fd", "3", "--uds-path", e->uds,
+                                                      NULL },
+                                   out, sizeof out),
+                         2);
+        static const char *const bad_cids[] = { "2", "0", "-3", "4294967295", "3x", "" };
+        for (size_t i = 0; i < sizeof bad_cids / sizeof bad_cids[0]; i++) {
+                const char *args[] = { "--socket-path", "/tmp/x", "--uds-path", "/tmp/y", "--guest-cid", bad_cids[i],
+                                       NULL };
+                assert_int_equal(run_vhost(args, out, sizeof out), 2);
+                assert_non_null(strstr(out, "guest CID"));
+        }
+        /* The sockets of a running back-end are not stolen: 1. */
+        assert_int_equal(run_vhost((const char *[]) { "--socket-path", "/tmp/unused-vhost.sock", "--uds-path",
+                                                      e->uds, NULL },
+                                   out, sizeof out),
+                         1);
+        assert_non_null(strstr(out, "in use"));
+}
+
+/* --fd with a connected socket: that session only, and the back-end ends
+ * with it; with a listening one, front-ends come and go. */
+static void test_fd(void **state) {
+        struct env *e = *state;
+        assert_int_equal(stop_vhost(e->pid), 0);
+        int sv[2];
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+        e->pid = start_vhost(e, sv[1]);
+        close(sv[1]);
+        assert_true(fe_get_u64(sv[0], VU_GET_FEATURES) & (1ull << VIRTIO_F_VERSION_1));
+        close(sv[0]);
+        int st;
+        int64_t end = mono_ms() + BOUND_MS;
+        while (waitpid(e->pid, &st, WNOHANG) == 0) {
+                assert_true(mono_ms() < end);
+                pause_ms(10);
+        }
+        assert_true(WIFEXITED(st));
+        assert_int_equal(WEXITSTATUS(st), 0);
+
+        int ls = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        snprintf(sa.sun_path, sizeof sa.sun_path, "%s", e->vhost);
+        assert_int_equal(bind(ls, (struct sockaddr *) &sa, sizeof sa), 0);
+        assert_int_equal(listen(ls, 4), 0);
+        e->pid = start_vhost(e, ls);
+        close(ls);
+        for (int i = 0; i < 2; i++) {
+                int fe = dial(e->vhost);
+                assert_true(fe_get_u64(fe, VU_GET_FEATURES) != 0);
+                close(fe);
+        }
+}
+
 int main(void) {
         signal(SIGPIPE, SIG_IGN);
         const struct CMUnitTest tests[] = {
@@ -536,6 +633,8 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_frontends, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_broken_guest, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_sigterm, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_options, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_fd, setup, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
