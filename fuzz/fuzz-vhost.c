@@ -37,6 +37,7 @@
 
 static struct loop *loop;
 static int listener = -1;
+static char dir[] = "/tmp/fuzz-vhost-XXXXXX";
 static char uds[64];
 
 static void quit_now(struct timer *t) { loop_quit(t->loop); }
@@ -59,6 +60,13 @@ static void settle(struct vsockdev *d) {
         }
 }
 
+static void cleanup(void) {
+        char path[96];
+        snprintf(path, sizeof path, "%s_1", uds);
+        (void) unlink(path);
+        (void) rmdir(dir);
+}
+
 static void init(void) {
         if (loop)
                 return;
@@ -67,9 +75,9 @@ static void init(void) {
         /* The device logs every broken ring; a fuzzer breaks thousands. */
         log_set_level(LOG_ERR);
         /* Guest connections to host port 1 reach this listener. */
-        char dir[] = "/tmp/fuzz-vhost-XXXXXX";
         if (!mkdtemp(dir))
                 abort();
+        atexit(cleanup);
         snprintf(uds, sizeof uds, "%s/v", dir);
         listener = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
