@@ -160,6 +160,48 @@ static void decode_request(const char *vector, struct vsock_exec_request *req) {
         free(p);
 }
 
+/* The frame the library sends for a vector's request: the vector itself,
+ * unless it has args in the older form (program in command), which go out
+ * as the whole vector in args and its shell quoting in command (client.h,
+ * "Exec requests"); test_exec_args_for_both_agents pins those bytes. */
+static const char *request_hex(const char *vector) {
+        static __thread char hex[8192];
+        struct vsock_exec_request req = {};
+        decode_request(vector, &req);
+        if (req.n_args == 0) {
+                vsock_exec_request_clear(&req, false);
+                return vhex(vector);
+        }
+        uint8_t *frame;
+        ssize_t fn = hex_decode(vhex(vector), &frame);
+        assert_true(fn >= 5);
+        char **argv = calloc(req.n_args + 1, sizeof *argv);
+        assert_non_null(argv);
+        argv[0] = (char *) req.command;
+        memcpy(argv + 1, req.args, req.n_args * sizeof *argv);
+        char *line = NULL;
+        assert_int_equal(vsock_shell_quote(argv, req.n_args + 1, &line), 0);
+        struct vsock_exec_request wire = req;
+        wire.command = line;
+        wire.args = argv;
+        wire.n_args = req.n_args + 1;
+        uint8_t *payload;
+        size_t len;
+        assert_int_equal(frame[0] == VSOCK_MSG_EXEC_TTY ? vsock_exec_tty_request_encode(&wire, &payload, &len)
+                                                        : vsock_exec_request_encode(&wire, &payload, &len),
+                         0);
+        assert_true(2 * (len + 5) < sizeof hex);
+        snprintf(hex, sizeof hex, "%02x%08zx", frame[0], len);
+        for (size_t i = 0; i < len; i++)
+                snprintf(hex + 10 + 2 * i, 3, "%02x", payload[i]);
+        free(payload);
+        free(line);
+        free(argv);
+        free(frame);
+        vsock_exec_request_clear(&req, false);
+        return hex;
+}
+
 /* ---- exact request bytes ----------------------------------------------------- */
 
 static void test_requests_match_vectors(void **state) {
@@ -187,7 +229,7 @@ static void test_requests_match_vectors(void **state) {
 
                 bool interactive = type == VSOCK_MSG_EXEC_PIPE || type == VSOCK_MSG_EXEC_TTY;
                 struct plan p = {
-                        .expect_hex = vhex(name),
+                        .expect_hex = request_hex(name),
                         .expect_stdin_eof = interactive,
                         .reply_hex = interactive ? vhex("frame_exit_1") : vhex("execresp_host_zero"),
                 };
@@ -230,7 +272,7 @@ static void test_requests_match_vectors(void **state) {
 static void test_exec_batch_full(void **state) {
         struct vsock_exec_request req = {};
         decode_request("exec_host_all_fields", &req);
-        struct plan p = { .expect_hex = vhex("exec_host_all_fields"), .reply_hex = vhex("execresp_host_all") };
+        struct plan p = { .expect_hex = request_hex("exec_host_all_fields"), .reply_hex = vhex("execresp_host_all") };
         struct fake_agent fa;
         vsock_conn *c;
         assert_int_equal(fake_agent_start_pair(&fa, script_plan, &p, &c), 0);
@@ -248,6 +290,78 @@ static void test_exec_batch_full(void **state) {
         vsock_exec_result_clear(&res);
         vsock_exec_result_clear(&res);
         vsock_exec_request_clear(&req, true);
+}
+
+/* Requests that run the same program on an agent that honours args (ours)
+ * and on one that ignores them (Go's, which runs `sh -c command`). */
+struct wire_case {
+        uint8_t type;
+        const char *want; /* the request's JSON */
+};
+
+static void script_expect_json(struct fake_agent *fa) {
+        const struct wire_case *w = fa->arg;
+        if (!fa_expect_frame(fa, w->type, w->want, strlen(w->want)))
+                return;
+        if (w->type == VSOCK_MSG_EXEC_PIPE || w->type == VSOCK_MSG_EXEC_TTY) {
+                if (!fa_expect_frame(fa, VSOCK_MSG_STDIN, NULL, 0))
+                        return;
+                fa_send_hex(fa, vhex("frame_exit_0"));
+        } else
+                fa_send_hex(fa, vhex("execresp_host_zero"));
+}
+
+static void test_exec_args_for_both_agents(void **state) {
+        char *args[] = { "[%s]", "it's", "" };
+        char *lone[] = { "ls" };
+        static const char older[] =
+                "{\"command\":\"'printf' '[%s]' 'it'\\\\''s' ''\",\"args\":[\"printf\",\"[%s]\",\"it's\",\"\"]}";
+        static const char older_tty[] =
+                "{\"command\":\"'printf' '[%s]' 'it'\\\\''s' ''\",\"args\":[\"printf\",\"[%s]\",\"it's\",\"\"],"
+                "\"rows\":24,\"cols\":80}";
+        const struct {
+                struct vsock_exec_request req;
+                struct wire_case wire[4];
+        } cases[] = {
+                /* Program and arguments: the whole vector in args, its
+                 * quoting in command. */
+                { { .command = "printf", .args = args, .n_args = 3, .rows = 24, .cols = 80 },
+                  { { VSOCK_MSG_EXEC, older }, { VSOCK_MSG_EXEC_STREAM, older }, { VSOCK_MSG_EXEC_PIPE, older },
+                    { VSOCK_MSG_EXEC_TTY, older_tty } } },
+                /* Already in that form: as it is (a program without
+                 * arguments, and no shell where args are honoured). */
+                { { .command = "'ls'", .args = lone, .n_args = 1 },
+                  { { VSOCK_MSG_EXEC, "{\"command\":\"'ls'\",\"args\":[\"ls\"]}" } } },
+                /* A shell command line: command alone. */
+                { { .command = "echo $HOME" }, { { VSOCK_MSG_EXEC_STREAM, "{\"command\":\"echo $HOME\"}" } } },
+        };
+        for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+                for (size_t k = 0; k < 4 && cases[i].wire[k].want; k++) {
+                        const struct wire_case *w = &cases[i].wire[k];
+                        struct fake_agent fa;
+                        vsock_conn *c;
+                        assert_int_equal(fake_agent_start_pair(&fa, script_expect_json, (void *) w, &c), 0);
+                        struct vsock_exec_result res = {};
+                        int r;
+                        switch (w->type) {
+                        case VSOCK_MSG_EXEC:
+                                r = vsock_exec(c, &cases[i].req, NULL, &res);
+                                break;
+                        case VSOCK_MSG_EXEC_STREAM:
+                                r = vsock_exec_stream(c, &cases[i].req, NULL, NULL, &res);
+                                break;
+                        case VSOCK_MSG_EXEC_PIPE:
+                                r = vsock_exec_pipe(c, &cases[i].req, NULL, NULL, &res);
+                                break;
+                        default:
+                                r = vsock_exec_tty(c, &cases[i].req, NULL, NULL, &res);
+                                break;
+                        }
+                        vsock_conn_close(c);
+                        AGENT_OK(&fa);
+                        assert_int_equal(r, 0);
+                        vsock_exec_result_clear(&res);
+                }
 }
 
 /* Both agents' ExecResponse shapes: null or "" output, "" error. */
@@ -810,7 +924,7 @@ static ssize_t stdin_once(void *userdata, void *buf, size_t n) {
 
 static void script_tty(struct fake_agent *fa) {
         vsock_exec_ctl *ctl = fa->arg;
-        if (!fa_expect_frame_hex(fa, vhex("tty_host_all_fields")) ||
+        if (!fa_expect_frame_hex(fa, request_hex("tty_host_all_fields")) ||
             !fa_expect_frame_hex(fa, vhex("frame_stdin_data")) || !fa_expect_frame_hex(fa, vhex("frame_stdin_eof")))
                 return;
         if (vsock_exec_ctl_resize(ctl, 24, 80) < 0 || vsock_exec_ctl_signal(ctl, SIGINT) < 0)
@@ -1376,6 +1490,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_requests_match_vectors),
                 cmocka_unit_test(test_exec_batch_full),
+                cmocka_unit_test(test_exec_args_for_both_agents),
                 cmocka_unit_test(test_exec_batch_response_shapes),
                 cmocka_unit_test(test_bad_replies),
                 cmocka_unit_test(test_stream_wrong_final),
