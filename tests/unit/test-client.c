@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -1485,6 +1486,185 @@ static void test_ctl_args(void **state) {
         vsock_exec_ctl_free(NULL);
 }
 
+
+/* ---- against the Go reference agent's behaviour (go-agent-fake) ------------------ */
+
+static pid_t go_pid = -1;
+static char go_addr[160];
+
+static int go_start(void **state) {
+        const char *exe = getenv("GO_AGENT_FAKE");
+        if (!exe)
+                return 0; /* the tests skip */
+        char path[128];
+        snprintf(path, sizeof path, "%s/go-exec.sock", tmpdir);
+        snprintf(go_addr, sizeof go_addr, "unix:%s", path);
+        go_pid = fork();
+        if (go_pid < 0)
+                return -1;
+        if (go_pid == 0) {
+                execl(exe, exe, "--listen", go_addr, (char *) NULL);
+                _exit(127);
+        }
+        /* Until it accepts (bounded). */
+        struct vsock_call call = VSOCK_CALL_INIT;
+        call.deadline_ns = vsock_now_ns() + HANG_BOUND_NS;
+        char ready[170];
+        snprintf(ready, sizeof ready, "%s", go_addr);
+        return vsock_wait_ready(ready, &call) < 0 ? -1 : 0;
+}
+
+static int go_stop(void **state) {
+        if (go_pid > 0) {
+                kill(go_pid, SIGTERM);
+                waitpid(go_pid, NULL, 0);
+        }
+        return 0;
+}
+
+#define GO_REQUIRED()                          \
+        do {                                   \
+                if (go_pid <= 0)               \
+                        skip();                \
+        } while (0)
+
+struct collect_out {
+        char out[4096];
+        size_t n;
+};
+
+static int collect_stdout(void *userdata, enum vsock_stream_id stream, const uint8_t *data, size_t len) {
+        struct collect_out *c = userdata;
+        if (stream == VSOCK_STREAM_STDOUT && c->n + len < sizeof c->out) {
+                memcpy(c->out + c->n, data, len);
+                c->n += len;
+                c->out[c->n] = '\0';
+        }
+        return 0;
+}
+
+/* A program and its arguments run as such on an agent that ignores args,
+ * in every mode: the whole point of the request's form. */
+static void test_go_agent_runs_argv(void **state) {
+        GO_REQUIRED();
+        char *args[] = { "[%s]", "a b", "$HOME", "*", "it's", "" };
+        struct vsock_exec_request req = { .command = "printf", .args = args, .n_args = 6 };
+        static const char want[] = "[a b][$HOME][*][it's][]";
+        for (int mode = 0; mode < 4; mode++) {
+                struct collect_out col = {};
+                struct vsock_exec_io io = VSOCK_EXEC_IO_INIT;
+                io.on_output = collect_stdout;
+                io.userdata = &col;
+                struct vsock_call call = VSOCK_CALL_INIT;
+                call.deadline_ns = vsock_now_ns() + HANG_BOUND_NS;
+                struct vsock_exec_result res = {};
+                int r;
+                switch (mode) {
+                case 0:
+                        r = vsock_exec_at(go_addr, &req, &call, &res);
+                        if (r >= 0 && res.stdout_len < sizeof col.out) {
+                                memcpy(col.out, res.stdout_data, res.stdout_len);
+                                col.out[res.stdout_len] = '\0';
+                        }
+                        break;
+                case 1:
+                        r = vsock_exec_stream_at(go_addr, &req, &io, &call, &res);
+                        break;
+                case 2:
+                        r = vsock_exec_pipe_at(go_addr, &req, &io, &call, &res);
+                        break;
+                default:
+                        r = vsock_exec_tty_at(go_addr, &req, &io, &call, &res);
+                        break;
+                }
+                if (r < 0)
+                        fail_msg("mode %d: %s (%s)", mode, vsock_strerror(r), call.remote_error);
+                assert_int_equal(res.exit_code, 0);
+                assert_string_equal(col.out, want);
+                vsock_exec_result_clear(&res);
+        }
+}
+
+/* Start failures as the Go agent reports them: the error text with exit
+ * code 1 in batch and stream mode. */
+static void test_go_agent_start_failure(void **state) {
+        GO_REQUIRED();
+        struct vsock_exec_request req = { .command = "true", .working_dir = "/nonexistent-dir-xyz" };
+        struct vsock_exec_result res = {};
+        assert_int_equal(vsock_exec_at(go_addr, &req, NULL, &res), 0);
+        assert_int_equal(res.exit_code, 1);
+        assert_string_equal(res.error, "chdir /nonexistent-dir-xyz: no such file or directory");
+        vsock_exec_result_clear(&res);
+        assert_int_equal(vsock_exec_stream_at(go_addr, &req, NULL, NULL, &res), 0);
+        assert_int_equal(res.exit_code, 1);
+        assert_non_null(res.error);
+        vsock_exec_result_clear(&res);
+}
+
+static void test_go_agent_files(void **state) {
+        GO_REQUIRED();
+        char dir[160], path[200];
+        snprintf(dir, sizeof dir, "%s/go-files", tmpdir);
+        snprintf(path, sizeof path, "%s/sub/f.bin", dir);
+        static const uint8_t data[] = { 0, 1, 2, 0xff, '<', '&', '\n' };
+        assert_int_equal(vsock_write_file_at(go_addr, path, data, sizeof data, 0640, NULL), 0);
+        uint8_t *got = NULL;
+        size_t n = 0;
+        assert_int_equal(vsock_read_file_at(go_addr, path, NULL, &got, &n), 0);
+        assert_int_equal(n, sizeof data);
+        assert_memory_equal(got, data, n);
+        free(got);
+        /* Empty content is omitted from Go's FileResponse. */
+        snprintf(path, sizeof path, "%s/sub/empty", dir);
+        assert_int_equal(vsock_write_file_at(go_addr, path, "", 0, 0, NULL), 0);
+        assert_int_equal(vsock_read_file_at(go_addr, path, NULL, &got, &n), 0);
+        assert_int_equal(n, 0);
+        assert_null(got);
+
+        char sub[180];
+        snprintf(sub, sizeof sub, "%s/sub", dir);
+        struct vsock_file_entry *e = NULL;
+        assert_int_equal(vsock_list_files_at(go_addr, sub, NULL, &e, &n), 0);
+        assert_int_equal(n, 2);
+        assert_string_equal(e[0].name, "empty");
+        assert_string_equal(e[1].name, "f.bin");
+        assert_int_equal(e[1].mode, S_IFREG | 0640);
+        assert_int_equal(e[1].size, sizeof data);
+        vsock_file_entries_free(e, n);
+        assert_int_equal(vsock_list_files_at(go_addr, dir, NULL, &e, &n), 0);
+        assert_int_equal(n, 1);
+        assert_true(e[0].is_dir);
+        assert_int_equal(e[0].mode & S_IFMT, S_IFDIR);
+        vsock_file_entries_free(e, n);
+
+        /* Go's error texts keep their errno for the caller. */
+        struct vsock_call call = VSOCK_CALL_INIT;
+        snprintf(path, sizeof path, "%s/absent", dir);
+        int r = vsock_read_file_at(go_addr, path, &call, &got, &n);
+        assert_kind(r, VSOCK_E_FILE_REMOTE);
+        assert_int_equal(vsock_err_errno(r), ENOENT);
+        r = vsock_list_files_at(go_addr, path, &call, &e, &n);
+        assert_int_equal(vsock_err_errno(r), ENOENT);
+        snprintf(path, sizeof path, "%s/sub/empty", dir);
+        r = vsock_list_files_at(go_addr, path, &call, &e, &n);
+        assert_int_equal(vsock_err_errno(r), ENOTDIR);
+        r = vsock_write_file_at(go_addr, sub, "x", 1, 0, &call);
+        assert_int_equal(vsock_err_errno(r), EISDIR);
+}
+
+static void test_go_agent_port_forward(void **state) {
+        GO_REQUIRED();
+        struct vsock_call call = VSOCK_CALL_INIT;
+        vsock_conn *c = NULL;
+        int r = vsock_open_port_forward_at(go_addr, NULL, 0, &call, &c);
+        assert_kind(r, VSOCK_E_PORT_FORWARD_REJECTED);
+        assert_string_equal(call.remote_error, "invalid remote port 0");
+        r = vsock_open_port_forward_at(go_addr, "127.0.0.1", 1, &call, &c);
+        assert_kind(r, VSOCK_E_PORT_FORWARD_REJECTED);
+        assert_string_equal(call.remote_error,
+                            "connect 127.0.0.1:1 failed: dial tcp 127.0.0.1:1: connect: connection refused");
+}
+
 int main(void) {
         signal(SIGPIPE, SIG_IGN);
         const struct CMUnitTest tests[] = {
@@ -1526,7 +1706,14 @@ int main(void) {
         r = make_tmpdir(NULL);
         if (r < 0)
                 return 1;
+        const struct CMUnitTest go_tests[] = {
+                cmocka_unit_test(test_go_agent_runs_argv),
+                cmocka_unit_test(test_go_agent_start_failure),
+                cmocka_unit_test(test_go_agent_files),
+                cmocka_unit_test(test_go_agent_port_forward),
+        };
         int failed = cmocka_run_group_tests(tests, NULL, NULL);
+        failed += cmocka_run_group_tests_name("go_agent", go_tests, go_start, go_stop);
         remove_tmpdir(NULL);
         free_vectors(NULL);
         return failed;
