@@ -8,10 +8,11 @@ target is an echo server of the test on 127.0.0.1.
 The suite runs twice (tests/integration/meson.build): against our
 vsock-agent, and with AGENT_KIND=go against go-agent-fake, the Go reference
 agent's observable behaviour (tests/unit/go-agent-fake.c). Every mode must
-give the same result on both; where the Go agent cannot (it reports a
-command killed by a signal as exit code -1, leaves a TTY command running
-when the host goes away, reports a TTY command that did not start as a
-bare Exit 1), the test says so where it checks.
+give the same result on both; where the Go agent cannot (its commands
+run as PID 1 of their own PID namespace and cannot kill themselves, it
+leaves a TTY command running when the host goes away, reports a TTY
+command that did not start as a bare Exit 1, and does not name a missing
+working directory), the test says so where it checks.
 
 Environment: VSOCKCTL and AGENT give the two executables, AGENT_KIND
 "ours" (default) or "go"; VSOCK_AGENT is our agent binary for the tests of
@@ -338,9 +339,9 @@ class TestUsage(Base):
 
 class TestExec(Base):
     def test_exit_codes(self):
-        # The Go agent reports a command killed by a signal as exit code
-        # -1, which vsockctl maps as a shell does: 255.
-        for cmd, code in [("true", 0), ("false", 1), ("exit 42", 42), ("kill -9 $$", 255 if GO else 137)]:
+        # The Go agent runs the shell as PID 1 of its own PID namespace,
+        # where it cannot kill itself: the shell goes on and exits 0.
+        for cmd, code in [("true", 0), ("false", 1), ("exit 42", 42), ("kill -9 $$", 0 if GO else 137)]:
             with self.subTest(cmd=cmd):
                 self.assertStatus(vsockctl("exec", cmd), code)
 
@@ -371,7 +372,8 @@ class TestExec(Base):
         self.assertStatus(res, 127)
         err = res.stderr.decode()
         self.assertTrue(err.startswith("vsockctl: exec: cannot start the command in the guest: "), err)
-        self.assertIn("no-such-dir", err)
+        # Go names the launcher it failed to start, not the directory.
+        self.assertIn("fork/exec /proc/self/exe: no such file or directory" if GO else "no-such-dir", err)
         self.assertEqual(err.count("\n"), 1, err)
 
     def test_stdout_stderr_separate(self):
@@ -662,8 +664,7 @@ class TestTty(Base):
         s.read_until(rb"READY")
         wait_until(lambda: processes_with(m), SHORT, "guest sleep to start")
         s.write(b"\x03")
-        # Go: killed by a signal is exit code -1 (255).
-        self.assertEqual(s.wait(), 255 if GO else 130)
+        self.assertEqual(s.wait(), 130)
         self.assertEqual(s.attrs(), s.before)
         self.assertGone(m)
 
@@ -1324,21 +1325,24 @@ class TestStartFailures(Base):
         lines = [l for l in out.splitlines() if needle in l]
         self.assertEqual(len(lines), 1 if status == 127 else 0, out)
 
+    # Go names the launcher it failed to start, not the directory.
+    NO_DIR = "no such file or directory" if GO else "no-such-dir"
+
     def test_missing_working_directory_stream(self):
-        self.check([], ["-w", self.path("no-such-dir")], "no-such-dir")
+        self.check([], ["-w", self.path("no-such-dir")], self.NO_DIR)
 
     @agent_predates_start_contract
     def test_missing_working_directory_pipe(self):
-        self.check(["-i"], ["-w", self.path("no-such-dir")], "no-such-dir")
+        self.check(["-i"], ["-w", self.path("no-such-dir")], self.NO_DIR)
 
     @agent_predates_start_contract
     def test_missing_working_directory_tty(self):
         if GO:
             # The Go agent ends a TTY command that did not start with a
             # bare Exit 1: nothing tells it from the command's own.
-            self.check(["-tt"], ["-w", self.path("no-such-dir")], "no-such-dir", status=1)
+            self.check(["-tt"], ["-w", self.path("no-such-dir")], self.NO_DIR, status=1)
         else:
-            self.check(["-tt"], ["-w", self.path("no-such-dir")], "no-such-dir")
+            self.check(["-tt"], ["-w", self.path("no-such-dir")], self.NO_DIR)
 
     def test_unknown_user_stream(self):
         self.check([], ["-u", "no-such-user-xyz"], "no-such-user-xyz")

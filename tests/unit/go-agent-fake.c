@@ -19,7 +19,14 @@
  * - Every command is `sh -c command`: `args` is decoded (a wrong type is
  *   an error) and ignored. env is added to the agent's environment; user
  *   goes to the launcher. A working directory that does not exist fails
- *   the start ("chdir DIR: no such file or directory").
+ *   the start, in Go's words "fork/exec /proc/self/exe: no such file or
+ *   directory" (the launcher is what Go failed to start; the directory is
+ *   not named).
+ * - The shell is PID 1 of a new PID namespace (when we may make one, i.e.
+ *   as root): it ignores every signal it has no handler for, from its own
+ *   commands (`kill -9 $$` does nothing) and from the agent (only the
+ *   grace period's SIGKILL ends it), and its children's deaths are its
+ *   own exit status.
  * - Frames go out as two writes, header then payload (one for an empty
  *   payload). JSON is Go's: ExecResponse always has all four fields
  *   ("stdout":null when empty, "error":""); FileResponse omits empty
@@ -52,8 +59,12 @@
  *   non-directory is "readdirent PATH: not a directory".
  * - The ready port accepts and closes.
  *
- * Not modelled: the PID and mount namespaces and the seccomp filter of the
- * launcher (not observable over the protocol without root tricks). */
+ * Not modelled: the mount namespace with its own /proc, and the launcher's
+ * seccomp filter and capability drops.
+ *
+ * Checked against the upstream agent itself, built from those sources with
+ * Go 1.19 outside this tree (AF_VSOCK swapped for unix sockets): vsockctl's
+ * suite (test_cli.py with AGENT_KIND=go) gives the same results on both. */
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -71,7 +82,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/ioctl.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -411,36 +424,41 @@ static bool parse_exec(const uint8_t *d, size_t n, struct exec_req *r, char *why
 
 /* ---- starting commands --------------------------------------------------------- */
 
-/* The launcher's user switch (sandbox_proc.go): "uid", "uid:gid", or a
- * name from /etc/passwd. In the child; false with the reason printed. */
-static bool switch_user(const char *spec) {
+/* The launcher's user lookup (sandbox_proc.go): "uid", "uid:gid", or a
+ * name from /etc/passwd. Done before the clone, so that the child only
+ * makes system calls; a failure is the launcher's line for the child to
+ * print. */
+struct launch_user {
+        bool set, ok;
         uid_t uid;
         gid_t gid;
-        char *end;
+        char msg[300];
+};
+
+static void resolve_user(const char *spec, struct launch_user *u) {
+        *u = (struct launch_user) { .set = spec && *spec };
+        if (!u->set)
+                return;
+        char *end, buf[4096];
+        struct passwd pw, *res = NULL;
         const char *colon = strchr(spec, ':');
         unsigned long v = strtoul(spec, &end, 10);
         if (colon) {
                 /* Numbers only here; names in uid:gid form are rare in tests. */
-                uid = (uid_t) v;
-                gid = (gid_t) strtoul(colon + 1, NULL, 10);
+                u->uid = (uid_t) v;
+                u->gid = (gid_t) strtoul(colon + 1, NULL, 10);
         } else if (*spec && !*end) {
-                uid = (uid_t) v;
-                struct passwd *pw = getpwuid(uid);
-                gid = pw ? pw->pw_gid : (gid_t) uid;
+                u->uid = (uid_t) v;
+                u->gid = getpwuid_r(u->uid, &pw, buf, sizeof buf, &res) == 0 && res ? pw.pw_gid : (gid_t) v;
+        } else if (getpwnam_r(spec, &pw, buf, sizeof buf, &res) == 0 && res) {
+                u->uid = pw.pw_uid;
+                u->gid = pw.pw_gid;
         } else {
-                struct passwd *pw = getpwnam(spec);
-                if (!pw) {
-                        dprintf(2, "matchlock: resolve user \"%s\": user not found: \"%s\"\n", spec, spec);
-                        return false;
-                }
-                uid = pw->pw_uid;
-                gid = pw->pw_gid;
+                snprintf(u->msg, sizeof u->msg, "matchlock: resolve user \"%s\": user not found: \"%s\"\n", spec,
+                         spec);
+                return;
         }
-        if (setgroups(1, &gid) < 0 || setgid(gid) < 0 || setuid(uid) < 0) {
-                dprintf(2, "matchlock: setuid(%u): %s\n", (unsigned) uid, strerror(errno));
-                return false;
-        }
-        return true;
+        u->ok = true;
 }
 
 struct child {
@@ -449,8 +467,63 @@ struct child {
         int master;       /* tty mode */
 };
 
-/* fork + (chdir, user, exec sh -c). Returns 0, or -errno of a start
- * failure with Go's text in @why. */
+/* What the cloned child needs; it only makes system calls. */
+struct launch {
+        const struct exec_req *r;
+        bool tty, with_stdin;
+        int in, out, err, slave, report;
+        char **envp;
+        struct launch_user user;
+};
+
+static int child_main(void *arg) {
+        const struct launch *l = arg;
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (l->tty) {
+                setsid();
+                ioctl(l->slave, TIOCSCTTY, 0);
+                dup2(l->slave, 0);
+                dup2(l->slave, 1);
+                dup2(l->slave, 2);
+        } else {
+                setpgid(0, 0);
+                /* Without a stdin of its own (exec.Cmd.Stdin nil): /dev/null. */
+                int null = l->with_stdin ? -1 : open("/dev/null", O_RDONLY);
+                dup2(l->with_stdin ? l->in : null, 0);
+                dup2(l->out, 1);
+                dup2(l->err, 2);
+        }
+        signal(SIGPIPE, SIG_DFL);
+        if (l->r->working_dir && *l->r->working_dir && chdir(l->r->working_dir) < 0) {
+                int e = errno;
+                (void) !write(l->report, &e, sizeof e);
+                _exit(127);
+        }
+        /* From here on the launcher runs: its failures are the command's
+         * (stderr, 127), not start failures. */
+        if (l->user.set) {
+                if (!l->user.ok) {
+                        (void) !write(2, l->user.msg, strlen(l->user.msg));
+                        _exit(127);
+                }
+                if (setgroups(1, &l->user.gid) < 0 || setgid(l->user.gid) < 0 || setuid(l->user.uid) < 0) {
+                        static const char m[] = "matchlock: setuid failed\n";
+                        (void) !write(2, m, sizeof m - 1);
+                        _exit(127);
+                }
+        }
+        execle("/bin/sh", "sh", "-c", l->r->command, (char *) NULL, l->envp);
+        static const char m[] = "matchlock: exec sh: failed\n";
+        (void) !write(2, m, sizeof m - 1);
+        _exit(127);
+}
+
+/* Start `sh -c command` as Go's exec.Cmd with the sandbox's SysProcAttr
+ * does: PID 1 of a new PID namespace (so it shrugs off signals it has no
+ * handler for, from inside as from outside, but SIGKILL from us), its own
+ * process group (or session and terminal), SIGKILL when we die. Without
+ * the privilege for a namespace, a plain child. Returns 0, or -errno of a
+ * start failure with Go's text in @why. */
 static int start_command(const struct exec_req *r, bool tty, bool with_stdin, struct child *ret, char *why,
                          size_t why_size) {
         int in[2] = { -1, -1 }, out[2] = { -1, -1 }, err[2] = { -1, -1 }, report[2];
@@ -475,41 +548,25 @@ static int start_command(const struct exec_req *r, bool tty, bool with_stdin, st
         memcpy(envp, environ, n_env * sizeof *envp);
         memcpy(envp + n_env, r->env, r->n_env * sizeof *envp);
 
-        pid_t pid = fork();
-        if (pid < 0)
-                return -errno;
-        if (pid == 0) {
-                if (tty) {
-                        setsid();
-                        ioctl(slave, TIOCSCTTY, 0);
-                        dup2(slave, 0);
-                        dup2(slave, 1);
-                        dup2(slave, 2);
-                } else {
-                        setpgid(0, 0);
-                        /* Without a stdin of its own (exec.Cmd.Stdin nil):
-                         * /dev/null. */
-                        int null = with_stdin ? -1 : open("/dev/null", O_RDONLY);
-                        dup2(with_stdin ? in[0] : null, 0);
-                        dup2(out[1], 1);
-                        dup2(err[1], 2);
-                }
-                signal(SIGPIPE, SIG_DFL);
-                if (r->working_dir && *r->working_dir && chdir(r->working_dir) < 0) {
-                        int e = errno;
-                        (void) !write(report[1], &e, sizeof e);
-                        _exit(127);
-                }
-                /* From here on the launcher runs: its failures are the
-                 * command's (stderr, 127), not start failures. */
-                if (r->user && *r->user && !switch_user(r->user))
-                        _exit(127);
-                execle("/bin/sh", "sh", "-c", r->command, (char *) NULL, envp);
-                dprintf(2, "matchlock: exec sh: %s\n", strerror(errno));
-                _exit(127);
-        }
+        struct launch l = { .r = r, .tty = tty, .with_stdin = with_stdin, .in = in[0], .out = out[1],
+                            .err = err[1], .slave = slave, .report = report[1], .envp = envp };
+        resolve_user(r->user, &l.user);
+        /* No CLONE_VM: the child runs on a copy of this stack. */
+        enum { STACK = 256 * 1024 };
+        char *stack = malloc(STACK);
+        if (!stack)
+                abort();
+        pid_t pid = clone(child_main, stack + STACK, CLONE_NEWPID | SIGCHLD, &l);
+        if (pid < 0 && (errno == EPERM || errno == EINVAL))
+                pid = clone(child_main, stack + STACK, SIGCHLD, &l);
+        int clone_errno = errno;
+        free(stack);
         free(envp);
         close(report[1]);
+        if (pid < 0) {
+                close(report[0]);
+                return -clone_errno;
+        }
         int e = 0;
         ssize_t got = read(report[0], &e, sizeof e);
         close(report[0]);
@@ -522,9 +579,11 @@ static int start_command(const struct exec_req *r, bool tty, bool with_stdin, st
         }
         if (got == (ssize_t) sizeof e) {
                 waitpid(pid, NULL, 0);
+                /* Go reports a failed chdir of the child as a failed exec
+                 * of what it runs: the launcher, /proc/self/exe. */
                 char et[128];
                 go_errno_text(e, et, sizeof et);
-                snprintf(why, why_size, "chdir %s: %s", r->working_dir, et);
+                snprintf(why, why_size, "fork/exec /proc/self/exe: %s", et);
                 if (tty)
                         close(master);
                 else {
