@@ -26,10 +26,10 @@
 #include <strings.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "agent.h"
+#include "bgthread.h"
 #include "cancel.h"
 #include "cli.h"
 #include "common/io.h"
@@ -377,77 +377,37 @@ static int on_output(void *userdata, enum vsock_stream_id stream, const uint8_t 
  * agent, ask it on a second connection whether it is one; if it is not,
  * the call is cancelled. */
 struct watchdog {
-        pthread_t thread;
-        pthread_mutex_t lock;
-        pthread_cond_t cond;
-        bool done;
-        bool running;
+        struct bgthread bg;
         const char *addr;
         struct exec_outcome *out;
 };
 
 static void *watchdog_main(void *arg) {
         struct watchdog *w = arg;
-        struct timespec until;
-        clock_gettime(CLOCK_MONOTONIC, &until);
-        int64_t ns = until.tv_nsec + cli_opts.reply_timeout_ns % NS_PER_SEC;
-        until.tv_sec += (time_t) (cli_opts.reply_timeout_ns / NS_PER_SEC + ns / NS_PER_SEC);
-        until.tv_nsec = (long) (ns % NS_PER_SEC);
-
-        pthread_mutex_lock(&w->lock);
-        while (!w->done && pthread_cond_timedwait(&w->cond, &w->lock, &until) != ETIMEDOUT)
-                ;
-        bool done = w->done;
-        pthread_mutex_unlock(&w->lock);
-        if (done || atomic_load(&w->out->heard))
+        if (bgthread_sleep(&w->bg, cli_opts.reply_timeout_ns) || atomic_load(&w->out->heard))
                 return NULL;
-
         char why[sizeof w->out->no_agent_why];
         if (agent_check(w->addr, cli_opts.reply_timeout_ns, why, sizeof why) >= 0)
                 return NULL;
-        pthread_mutex_lock(&w->lock);
-        if (!w->done && !atomic_load(&w->out->heard)) {
+        /* The call may have ended meanwhile: then its result stands. */
+        pthread_mutex_lock(&w->bg.lock);
+        if (!w->bg.stop && !atomic_load(&w->out->heard)) {
                 snprintf(w->out->no_agent_why, sizeof w->out->no_agent_why, "%s", why);
                 w->out->no_agent = true;
                 cancel_now();
         }
-        pthread_mutex_unlock(&w->lock);
+        pthread_mutex_unlock(&w->bg.lock);
         return NULL;
 }
 
 static void watchdog_start(struct watchdog *w, const char *addr, struct exec_outcome *out) {
         *w = (struct watchdog) { .addr = addr, .out = out };
-        if (cli_opts.reply_timeout_ns <= 0)
-                return;
-        pthread_condattr_t ca;
-        pthread_condattr_init(&ca);
-        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-        pthread_cond_init(&w->cond, &ca);
-        pthread_condattr_destroy(&ca);
-        pthread_mutex_init(&w->lock, NULL);
-        /* Signals belong to the main thread (cancel.h). */
-        sigset_t all, old;
-        sigfillset(&all);
-        pthread_sigmask(SIG_BLOCK, &all, &old);
-        w->running = pthread_create(&w->thread, NULL, watchdog_main, w) == 0;
-        pthread_sigmask(SIG_SETMASK, &old, NULL);
-        if (!w->running) {
-                pthread_cond_destroy(&w->cond);
-                pthread_mutex_destroy(&w->lock);
-        }
+        if (cli_opts.reply_timeout_ns > 0)
+                (void) bgthread_start(&w->bg, watchdog_main, w);
 }
 
 static void watchdog_stop(struct watchdog *w) {
-        if (!w->running)
-                return;
-        pthread_mutex_lock(&w->lock);
-        w->done = true;
-        pthread_cond_signal(&w->cond);
-        pthread_mutex_unlock(&w->lock);
-        pthread_join(w->thread, NULL);
-        pthread_cond_destroy(&w->cond);
-        pthread_mutex_destroy(&w->lock);
-        w->running = false;
+        bgthread_stop(&w->bg);
 }
 
 static void exec_run(const struct exec_opts *o, const struct vsock_exec_request *req, struct exec_outcome *out) {

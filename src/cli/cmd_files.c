@@ -7,14 +7,12 @@
  * summary line. */
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "agent.h"
@@ -22,6 +20,7 @@
 #include "common/buf.h"
 #include "common/io.h"
 #include "common/macro.h"
+#include "bgthread.h"
 #include "guestfs.h"
 
 extern char **environ;
@@ -44,10 +43,7 @@ static void free_datap(uint8_t **p) { free(*p); }
 /* ---- progress -------------------------------------------------------------- */
 
 struct progress {
-        pthread_t thread;
-        pthread_mutex_t lock;
-        pthread_cond_t cond;
-        bool active, done;
+        struct bgthread bg;
         const char *label;
         char size[32];
         int64_t start_ns;
@@ -67,20 +63,9 @@ static void *progress_thread(void *arg) {
         static const char spinner[] = "|/-\\";
         struct progress *p = arg;
         unsigned i = 0;
-
-        pthread_mutex_lock(&p->lock);
-        while (!p->done) {
+        do
                 progress_draw(p, spinner[i++ % 4]);
-                struct timespec ts;
-                clock_gettime(CLOCK_MONOTONIC, &ts);
-                ts.tv_nsec += 100 * 1000 * 1000;
-                if (ts.tv_nsec >= 1000000000) {
-                        ts.tv_sec++;
-                        ts.tv_nsec -= 1000000000;
-                }
-                (void) pthread_cond_timedwait(&p->cond, &p->lock, &ts);
-        }
-        pthread_mutex_unlock(&p->lock);
+        while (!bgthread_sleep(&p->bg, 100 * 1000 * 1000));
         return NULL;
 }
 
@@ -92,30 +77,15 @@ static void progress_start(struct progress *p, const char *label, int64_t size) 
                 return;
         if (size >= 0)
                 cli_format_size((uint64_t) size, p->size, sizeof p->size);
-        pthread_condattr_t ca;
-        pthread_condattr_init(&ca);
-        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-        pthread_cond_init(&p->cond, &ca);
-        pthread_condattr_destroy(&ca);
-        pthread_mutex_init(&p->lock, NULL);
-        if (pthread_create(&p->thread, NULL, progress_thread, p) != 0) {
-                pthread_cond_destroy(&p->cond);
-                pthread_mutex_destroy(&p->lock);
-                return;
-        }
-        p->active = true;
+        (void) bgthread_start(&p->bg, progress_thread, p);
 }
 
 /* Stop the spinner; on success leave a summary line (with the final size,
  * or -1 to keep the one given at start), on failure just clear it. */
 static void progress_stop(struct progress *p, bool ok, int64_t size) {
-        if (!p->active)
+        if (!p->bg.running)
                 return;
-        pthread_mutex_lock(&p->lock);
-        p->done = true;
-        pthread_cond_signal(&p->cond);
-        pthread_mutex_unlock(&p->lock);
-        pthread_join(p->thread, NULL);
+        bgthread_stop(&p->bg);
         if (size >= 0)
                 cli_format_size((uint64_t) size, p->size, sizeof p->size);
         if (ok)
@@ -124,11 +94,7 @@ static void progress_stop(struct progress *p, bool ok, int64_t size) {
                 fputs("\r\033[K", stderr);
                 fflush(stderr);
         }
-        pthread_cond_destroy(&p->cond);
-        pthread_mutex_destroy(&p->lock);
-        p->active = false;
 }
-
 
 /* ---- guest side ------------------------------------------------------------- */
 
@@ -365,19 +331,47 @@ static int wait_tar(pid_t pid) {
         return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
-/* The remote end of a tree copy: its status, or its failure reported. */
-static int tree_remote_status(int r, const struct vsock_call *call, const char *addr, const char *path) {
-        if (r == 0)
-                return CLI_EXIT_OK;
-        if (r > 0) {
-                cli_error(":%s: tar in the guest failed (status %d)", path, r);
+/* One tar here and one in the guest, joined by a pipe: @local_argv reads
+ * the pipe (@down) or writes it, @remote the other end of it, on guest
+ * directory @gdir. Returns an exit status; failures are reported. */
+typedef int (*guest_tar_fn)(const char *addr, const char *dir, int fd, struct vsock_call *call);
+
+static int tar_pipeline(const char *addr, char *const *local_argv, bool down, guest_tar_fn remote, const char *gdir,
+                        const char *local_dir) {
+        int p[2];
+        if (pipe2(p, O_CLOEXEC) < 0) {
+                cli_error("cp: pipe: %m");
+                return CLI_EXIT_ERROR;
+        }
+        int ours = down ? p[0] : p[1], theirs = down ? p[1] : p[0];
+        pid_t pid;
+        int r = local_tar(local_argv, down ? ours : -1, down ? -1 : ours, &pid);
+        safe_close(ours);
+        if (r < 0) {
+                safe_close(theirs);
+                cli_error("cp: cannot run tar here: %s", strerror(-r));
                 return CLI_EXIT_FAILURE;
         }
-        if (vsock_err_kind(r) == VSOCK_E_REMOTE)
-                cli_error(":%s: cannot run tar in the guest: %s", path, call->remote_error);
-        else if (!agent_dial_failed(r))
-                agent_report(r, call, "cp", addr);
-        return r == -EPIPE ? CLI_EXIT_FAILURE : CLI_EXIT_ERROR;
+        struct vsock_call call = VSOCK_CALL_INIT;
+        r = remote(addr, gdir, theirs, &call);
+        safe_close(theirs);
+        int local = wait_tar(pid);
+        if (r > 0) {
+                cli_error(":%s: tar in the guest failed (status %d)", gdir, r);
+                return CLI_EXIT_FAILURE;
+        }
+        if (r < 0) {
+                if (vsock_err_kind(r) == VSOCK_E_REMOTE)
+                        cli_error(":%s: cannot run tar in the guest: %s", gdir, call.remote_error);
+                else if (!agent_dial_failed(r))
+                        agent_report(r, &call, "cp", addr);
+                return CLI_EXIT_ERROR;
+        }
+        if (local != 0) {
+                cli_error("%s: tar here failed (status %d)", local_dir, local);
+                return CLI_EXIT_FAILURE;
+        }
+        return CLI_EXIT_OK;
 }
 
 static int copy_tree_down(const char *addr, const char *gsrc, const char *dst) {
@@ -390,30 +384,8 @@ static int copy_tree_down(const char *addr, const char *gsrc, const char *dst) {
                 cli_error("%s: %m", target);
                 return CLI_EXIT_FAILURE;
         }
-        int p[2];
-        if (pipe2(p, O_CLOEXEC) < 0) {
-                cli_error("cp: pipe: %m");
-                return CLI_EXIT_ERROR;
-        }
         char *argv[] = { "tar", "-C", target, "-xf", "-", "--no-same-owner", NULL };
-        pid_t pid;
-        int r = local_tar(argv, p[0], -1, &pid);
-        safe_close(p[0]);
-        if (r < 0) {
-                safe_close(p[1]);
-                cli_error("cp: cannot run tar here: %s", strerror(-r));
-                return CLI_EXIT_FAILURE;
-        }
-        struct vsock_call call = VSOCK_CALL_INIT;
-        r = guestfs_tar_out(addr, gsrc, p[1], &call);
-        safe_close(p[1]);
-        int local = wait_tar(pid);
-        int status = tree_remote_status(r, &call, addr, gsrc);
-        if (status == CLI_EXIT_OK && local != 0) {
-                cli_error("%s: tar here failed (status %d)", target, local);
-                status = CLI_EXIT_FAILURE;
-        }
-        return status;
+        return tar_pipeline(addr, argv, true, guestfs_tar_out, gsrc, target);
 }
 
 static int copy_tree_up(const char *addr, const char *src, const char *gdst) {
@@ -426,30 +398,8 @@ static int copy_tree_up(const char *addr, const char *src, const char *gdst) {
         free(e.name);
         if (into ? asprintf(&target, "%s/%s", gdst, name) < 0 : !(target = strdup(gdst)))
                 return CLI_EXIT_ERROR;
-        int p[2];
-        if (pipe2(p, O_CLOEXEC) < 0) {
-                cli_error("cp: pipe: %m");
-                return CLI_EXIT_ERROR;
-        }
         char *argv[] = { "tar", "-C", (char *) src, "-cf", "-", ".", NULL };
-        pid_t pid;
-        int r = local_tar(argv, -1, p[1], &pid);
-        safe_close(p[1]);
-        if (r < 0) {
-                safe_close(p[0]);
-                cli_error("cp: cannot run tar here: %s", strerror(-r));
-                return CLI_EXIT_FAILURE;
-        }
-        struct vsock_call call = VSOCK_CALL_INIT;
-        r = guestfs_tar_in(addr, target, p[0], &call);
-        safe_close(p[0]);
-        int local = wait_tar(pid);
-        int status = tree_remote_status(r, &call, addr, target);
-        if (status == CLI_EXIT_OK && local != 0) {
-                cli_error("%s: tar here failed (status %d)", src, local);
-                status = CLI_EXIT_FAILURE;
-        }
-        return status;
+        return tar_pipeline(addr, argv, false, guestfs_tar_in, target, src);
 }
 
 /* ---- cp ------------------------------------------------------------------------- */

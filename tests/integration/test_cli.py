@@ -213,6 +213,18 @@ class Base(unittest.TestCase):
     def path(self, *parts):
         return os.path.join(self.d, *parts)
 
+    def write(self, name, data, mode=None):
+        p = self.path(name)
+        with open(p, "wb") as f:
+            f.write(data)
+        if mode is not None:
+            os.chmod(p, mode)
+        return p
+
+    def read(self, p):
+        with open(p, "rb") as f:
+            return f.read()
+
     def assertStatus(self, res, code):
         self.assertEqual(res.returncode, code,
                          "status %d, stdout %r, stderr %r" % (res.returncode, (res.stdout or b"")[:500],
@@ -697,18 +709,6 @@ LS_LONG = re.compile(r"^(?P<mode>[-dlpscb?][-rwxsStT]{9}) +(?P<links>\d+) (?P<ow
                      r"(?: -> (?P<target>.+))?$")
 
 class TestFiles(Base):
-    def write(self, name, data, mode=None):
-        p = self.path(name)
-        with open(p, "wb") as f:
-            f.write(data)
-        if mode is not None:
-            os.chmod(p, mode)
-        return p
-
-    def read(self, p):
-        with open(p, "rb") as f:
-            return f.read()
-
     def roundtrip(self, data):
         src = self.write("src.bin", data)
         guest = self.path("guest.bin")
@@ -931,14 +931,21 @@ class TestFiles(Base):
 
 # ---- port-forward -----------------------------------------------------------
 
-class EchoServer:
-    """Echo until EOF, then close: exercises half-close in both directions."""
+class Server:
+    """A TCP listener on loopback (or a unix socket at @path) that hands
+    every connection to handle() on a thread of its own."""
 
-    def __init__(self):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.port = self.sock.getsockname()[1]
+    def __init__(self, path=None, backlog=64):
+        if path:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.bind(path)
+            self.addr = "unix:" + path
+        else:
+            self.sock = socket.socket()
+            self.sock.bind(("127.0.0.1", 0))
+            self.port = self.sock.getsockname()[1]
+            self.addr = "tcp:127.0.0.1:%d" % self.port
+        self.sock.listen(backlog)
         self.thread = threading.Thread(target=self.serve, daemon=True)
         self.thread.start()
 
@@ -948,10 +955,17 @@ class EchoServer:
                 c, _ = self.sock.accept()
             except OSError:
                 return
-            threading.Thread(target=self.echo, args=(c,), daemon=True).start()
+            threading.Thread(target=self.handle, args=(c,), daemon=True).start()
+
+    def close(self):
+        self.sock.close()
+
+
+class EchoServer(Server):
+    """Echo until EOF, then close: exercises half-close in both directions."""
 
     @staticmethod
-    def echo(c):
+    def handle(c):
         with c:
             c.settimeout(BOUND)
             try:
@@ -963,9 +977,6 @@ class EchoServer:
                 c.shutdown(socket.SHUT_WR)
             except OSError:
                 pass
-
-    def close(self):
-        self.sock.close()
 
 
 def exchange(port, data, family=socket.AF_INET, host="127.0.0.1"):
@@ -1132,40 +1143,25 @@ class TestWaitReady(Base):
 
 # ---- what a new user meets (issue 16) ------------------------------------------
 
-class SilentServer:
-    """Accepts and never answers: an HTTP server waiting for a request line
-    looks like this to vsockctl. TCP on loopback, or a unix socket."""
+class SilentServer(Server):
+    """Accepts and never answers (but for an optional canned @reply): an
+    HTTP server waiting for a request line looks like this to vsockctl."""
 
     def __init__(self, path=None, reply=None):
-        if path:
-            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            self.sock.bind(path)
-            self.addr = "unix:" + path
-        else:
-            self.sock = socket.socket()
-            self.sock.bind(("127.0.0.1", 0))
-            self.addr = "tcp:127.0.0.1:%d" % self.sock.getsockname()[1]
-        self.sock.listen(16)
         self.reply = reply
         self.conns = []
-        self.thread = threading.Thread(target=self.serve, daemon=True)
-        self.thread.start()
+        super().__init__(path)
 
-    def serve(self):
-        while True:
+    def handle(self, c):
+        self.conns.append(c)
+        if self.reply:
             try:
-                c, _ = self.sock.accept()
+                c.sendall(self.reply)
             except OSError:
-                return
-            if self.reply:
-                try:
-                    c.sendall(self.reply)
-                except OSError:
-                    pass
-            self.conns.append(c)
+                pass
 
     def close(self):
-        self.sock.close()
+        super().close()
         for c in self.conns:
             c.close()
 
@@ -1399,18 +1395,6 @@ class TestStdinForwarding(Base):
 
 
 class TestFileCopies(Base):
-    def write(self, name, data, mode=None):
-        p = self.path(name)
-        with open(p, "wb") as f:
-            f.write(data)
-        if mode is not None:
-            os.chmod(p, mode)
-        return p
-
-    def read(self, p):
-        with open(p, "rb") as f:
-            return f.read()
-
     def test_upload_into_existing_directory(self):
         os.mkdir(self.path("gdir"))
         src = self.write("name.txt", b"abc")

@@ -633,6 +633,20 @@ static void killer_fire(struct killer *k) {
         kill(-k->pid, SIGKILL);
 }
 
+static struct killer *killer_new(pid_t pid) {
+        struct killer *k = calloc(1, sizeof *k);
+        if (!k)
+                abort();
+        k->pid = pid;
+        pthread_mutex_init(&k->lock, NULL);
+        return k;
+}
+
+static void killer_free(struct killer *k) {
+        pthread_mutex_destroy(&k->lock);
+        free(k);
+}
+
 static void killer_done(struct killer *k) {
         pthread_mutex_lock(&k->lock);
         k->done = true;
@@ -678,6 +692,22 @@ static void *pump_main(void *arg) {
         return NULL;
 }
 
+/* Both output pipes until EOF (sent as frames, or collected), then the
+ * command's exit code; the killer stands down. */
+static int pump_both(struct conn *c, const struct child *ch, struct text *out, struct text *err, struct killer *k) {
+        struct pump po = { c, ch->out, T_STDOUT, out }, pe = { c, ch->err, T_STDERR, err };
+        pthread_t to, te;
+        pthread_create(&to, NULL, pump_main, &po);
+        pthread_create(&te, NULL, pump_main, &pe);
+        pthread_join(to, NULL);
+        pthread_join(te, NULL);
+        int code = wait_code(ch->pid);
+        killer_done(k);
+        close(ch->out);
+        close(ch->err);
+        return code;
+}
+
 static void detach_thread(void *(*fn)(void *), void *arg) {
         pthread_t t;
         pthread_attr_t a;
@@ -705,37 +735,18 @@ static void handle_exec(struct conn *c, const uint8_t *d, uint32_t n, bool strea
         exec_req_free(&r);
         close(ch.in); /* the request's stdin is ignored */
 
-        /* The monitor outlives us only as long as the killer is needed. */
-        struct killer *k = calloc(1, sizeof *k);
-        struct monitor *m = calloc(1, sizeof *m);
-        if (!k || !m)
-                abort();
-        *k = (struct killer) { .pid = ch.pid };
-        pthread_mutex_init(&k->lock, NULL);
-        *m = (struct monitor) { .c = c, .k = k };
+        struct killer *k = killer_new(ch.pid);
+        struct monitor m = { .c = c, .k = k };
         pthread_t mon;
-        if (pthread_create(&mon, NULL, monitor_main, m) != 0)
+        if (pthread_create(&mon, NULL, monitor_main, &m) != 0)
                 abort();
-
         struct text out = { 0 }, err = { 0 };
-        struct pump po = { c, ch.out, T_STDOUT, stream ? NULL : &out };
-        struct pump pe = { c, ch.err, T_STDERR, stream ? NULL : &err };
-        pthread_t to, te;
-        pthread_create(&to, NULL, pump_main, &po);
-        pthread_create(&te, NULL, pump_main, &pe);
-        pthread_join(to, NULL);
-        pthread_join(te, NULL);
-        int code = wait_code(ch.pid);
-        killer_done(k);
-        close(ch.out);
-        close(ch.err);
+        int code = pump_both(c, &ch, stream ? NULL : &out, stream ? NULL : &err, k);
         send_exec_response(c, code, (const uint8_t *) out.p, out.len, (const uint8_t *) err.p, err.len, NULL);
         /* The caller closes the connection, which ends the monitor's read. */
         shutdown(c->fd, SHUT_RDWR);
         pthread_join(mon, NULL);
-        pthread_mutex_destroy(&k->lock);
-        free(k);
-        free(m);
+        killer_free(k);
         free(out.p);
         free(err.p);
 }
@@ -799,37 +810,22 @@ static void handle_pipe(struct conn *c, const uint8_t *d, uint32_t n) {
         exec_req_free(&r);
         /* Writes to a command that stopped reading fail quietly. */
         signal(SIGPIPE, SIG_IGN);
-        struct killer *k = calloc(1, sizeof *k);
-        struct pipe_reader *pr = calloc(1, sizeof *pr);
         struct child *chp = malloc(sizeof *chp);
-        if (!k || !pr || !chp)
+        if (!chp)
                 abort();
         *chp = ch;
-        *k = (struct killer) { .pid = ch.pid };
-        pthread_mutex_init(&k->lock, NULL);
-        *pr = (struct pipe_reader) { c, chp, k };
+        struct killer *k = killer_new(ch.pid);
+        struct pipe_reader pr = { c, chp, k };
         pthread_t rd;
-        pthread_create(&rd, NULL, pipe_reader_main, pr);
-
-        struct pump po = { c, ch.out, T_STDOUT, NULL }, pe = { c, ch.err, T_STDERR, NULL };
-        pthread_t to, te;
-        pthread_create(&to, NULL, pump_main, &po);
-        pthread_create(&te, NULL, pump_main, &pe);
-        pthread_join(to, NULL);
-        pthread_join(te, NULL);
-        int code = wait_code(ch.pid);
-        killer_done(k);
+        pthread_create(&rd, NULL, pipe_reader_main, &pr);
+        int code = pump_both(c, &ch, NULL, NULL, k);
         send_exit(c, code);
         linger_and_close_later();
         shutdown(c->fd, SHUT_RDWR);
         pthread_join(rd, NULL);
         if (chp->in >= 0)
                 close(chp->in);
-        close(ch.out);
-        close(ch.err);
-        pthread_mutex_destroy(&k->lock);
-        free(k);
-        free(pr);
+        killer_free(k);
         free(chp);
 }
 
@@ -1138,23 +1134,28 @@ static void handle_write_file(struct conn *c, const uint8_t *d, uint32_t n) {
         json_decref(o);
 }
 
-static const char *path_field(const uint8_t *d, uint32_t n, json_t **ret_o) {
+/* The path of a ReadFile or ListFiles request, or NULL once Go's decode
+ * error has been sent. *ret_o holds the path: json_decref() it. */
+static const char *path_request(struct conn *c, const uint8_t *d, uint32_t n, const char *go_type, json_t **ret_o) {
         json_error_t je;
         json_t *o = json_loadb((const char *) d, n, JSON_DECODE_ANY, &je);
         json_t *jp = o && json_is_object(o) ? json_object_get(o, "path") : NULL;
         *ret_o = o;
-        if (!o || !json_is_object(o) || (jp && !json_is_string(jp)))
+        if (!o || !json_is_object(o) || (jp && !json_is_string(jp))) {
+                char why[160];
+                snprintf(why, sizeof why, "json: cannot unmarshal into Go value of type main.%s", go_type);
+                send_file_error(c, why);
                 return NULL;
+        }
         return jp ? json_string_value(jp) : "";
 }
 
 static void handle_read_file(struct conn *c, const uint8_t *d, uint32_t n) {
         json_t *o;
-        const char *path = path_field(d, n, &o);
+        const char *path = path_request(c, d, n, "ReadFileRequest", &o);
         char why[600];
         if (!path) {
                 json_decref(o);
-                send_file_error(c, "json: cannot unmarshal into Go value of type main.ReadFileRequest");
                 return;
         }
         int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -1196,11 +1197,10 @@ static int name_cmp(const void *a, const void *b) {
 
 static void handle_list_files(struct conn *c, const uint8_t *d, uint32_t n) {
         json_t *o;
-        const char *path = path_field(d, n, &o);
+        const char *path = path_request(c, d, n, "ListFilesRequest", &o);
         char why[600];
         if (!path) {
                 json_decref(o);
-                send_file_error(c, "json: cannot unmarshal into Go value of type main.ListFilesRequest");
                 return;
         }
         DIR *dir = opendir(path);
@@ -1251,40 +1251,35 @@ static void handle_list_files(struct conn *c, const uint8_t *d, uint32_t n) {
 
 /* ---- serving ---------------------------------------------------------------------- */
 
+static void handle_batch(struct conn *c, const uint8_t *d, uint32_t n) {
+        handle_exec(c, d, n, false);
+}
+
+static void handle_stream(struct conn *c, const uint8_t *d, uint32_t n) {
+        handle_exec(c, d, n, true);
+}
+
+typedef void (*handler)(struct conn *c, const uint8_t *d, uint32_t n);
+
+/* What the first frame's type selects; anything else is closed without a
+ * word. */
+static const handler handlers[] = {
+        [T_EXEC] = handle_batch,
+        [T_EXEC_STREAM] = handle_stream,
+        [T_EXEC_PIPE] = handle_pipe,
+        [T_EXEC_TTY] = handle_tty,
+        [T_PORT_FORWARD] = handle_port_forward,
+        [T_WRITE_FILE] = handle_write_file,
+        [T_READ_FILE] = handle_read_file,
+        [T_LIST_FILES] = handle_list_files,
+};
+
 static void *conn_main(void *arg) {
         struct conn *c = arg;
         uint8_t t, *d = NULL;
         uint32_t n;
-        if (read_msg(c->fd, &t, &d, &n)) {
-                switch (t) {
-                case T_EXEC:
-                        handle_exec(c, d, n, false);
-                        break;
-                case T_EXEC_STREAM:
-                        handle_exec(c, d, n, true);
-                        break;
-                case T_EXEC_PIPE:
-                        handle_pipe(c, d, n);
-                        break;
-                case T_EXEC_TTY:
-                        handle_tty(c, d, n);
-                        break;
-                case T_PORT_FORWARD:
-                        handle_port_forward(c, d, n);
-                        break;
-                case T_WRITE_FILE:
-                        handle_write_file(c, d, n);
-                        break;
-                case T_READ_FILE:
-                        handle_read_file(c, d, n);
-                        break;
-                case T_LIST_FILES:
-                        handle_list_files(c, d, n);
-                        break;
-                default:
-                        break; /* closed without a word */
-                }
-        }
+        if (read_msg(c->fd, &t, &d, &n) && t < sizeof handlers / sizeof *handlers && handlers[t])
+                handlers[t](c, d, n);
         free(d);
         close(c->fd);
         pthread_mutex_destroy(&c->write_lock);
