@@ -411,16 +411,19 @@ static void watchdog_stop(struct watchdog *w) {
 }
 
 static void exec_run(const struct exec_opts *o, const struct vsock_exec_request *req, struct exec_outcome *out) {
+        /* A control channel only where a signal handler posts to it:
+         * signals in pipe mode, window sizes on our own terminal. The
+         * handlers keep it for good (cancel.h), so it is never freed. */
         vsock_exec_ctl *ctl = NULL;
         out->call = (struct vsock_call) VSOCK_CALL_INIT;
-        if (o->mode != MODE_STREAM) {
+        if (o->mode == MODE_PIPE || (o->mode == MODE_TTY && o->have_tty)) {
                 out->rc = vsock_exec_ctl_new(&ctl);
                 if (out->rc < 0)
                         return;
         }
         struct cancel_opts co = {
                 .forward = o->mode == MODE_PIPE ? ctl : NULL,
-                .resize = o->mode == MODE_TTY && o->have_tty ? ctl : NULL,
+                .resize = o->mode == MODE_TTY ? ctl : NULL,
         };
         out->rc = cancel_setup(&co);
         if (out->rc < 0)
@@ -465,7 +468,6 @@ static void exec_run(const struct exec_opts *o, const struct vsock_exec_request 
         }
         watchdog_stop(&w);
         (void) vsock_conn_close(c);
-        /* The ctl stays: a late signal handler may still post to it. */
 }
 
 /* ---- map ----------------------------------------------------------------------- */

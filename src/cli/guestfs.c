@@ -155,6 +155,8 @@ static int run_argv(const char *addr, const char *cmd, char **argv, size_t argc,
 
 /* Parse one batch of details_script's output into @d[0..n). */
 static int parse_details(const uint8_t *p, size_t len, struct guest_details *d, size_t n) {
+        if (len == 0)
+                return n == 0 ? 0 : -EPROTO;
         const uint8_t *end = p + len;
         for (size_t i = 0; i < n; i++) {
                 const uint8_t *nl = memchr(p, '\n', (size_t) (end - p));

@@ -546,7 +546,8 @@ static int start_command(const struct exec_req *r, bool tty, bool with_stdin, st
         if (!envp)
                 abort();
         memcpy(envp, environ, n_env * sizeof *envp);
-        memcpy(envp + n_env, r->env, r->n_env * sizeof *envp);
+        if (r->n_env > 0)
+                memcpy(envp + n_env, r->env, r->n_env * sizeof *envp);
 
         struct launch l = { .r = r, .tty = tty, .with_stdin = with_stdin, .in = in[0], .out = out[1],
                             .err = err[1], .slave = slave, .report = report[1], .envp = envp };
@@ -1223,7 +1224,8 @@ static void handle_list_files(struct conn *c, const uint8_t *d, uint32_t n) {
                         abort();
                 count++;
         }
-        qsort(names, count, sizeof *names, name_cmp);
+        if (count > 1)
+                qsort(names, count, sizeof *names, name_cmp);
         struct text t = { 0 };
         size_t shown = 0;
         for (size_t i = 0; i < count; i++) {
