@@ -27,6 +27,7 @@
 #include "common/log.h"
 #include "common/macro.h"
 #include "lib/msg-internal.h"
+#include "lib/shquote.h"
 
 /* Batch mode keeps each stream's output for the reply; beyond this it is
  * dropped and the reply says so. */
@@ -711,20 +712,26 @@ static int exec_run(struct exec *e, struct vsock_exec_request *r) {
                 goto out;
         }
 
-        size_t argc = r->n_args > 0 ? r->n_args + 1 : 3;
+        /* With args, command is either the program (args are its
+         * arguments) or, from hosts that also serve agents ignoring args,
+         * the shell quoting of args, which are then the whole vector. */
+        bool whole = r->n_args > 0 && shquote_matches(r->command, r->args, r->n_args);
+        size_t argc = whole ? r->n_args : r->n_args > 0 ? r->n_args + 1 : 3;
         argv = calloc(argc + 1, sizeof *argv);
         if (!argv) {
                 exec_fail(e, 1, "out of memory");
                 goto out;
         }
-        if (r->n_args > 0) {
-                argv[0] = r->command ? r->command : "";
+        if (whole) {
+                memcpy(argv, r->args, r->n_args * sizeof *argv);
+        } else if (r->n_args > 0) {
+                argv[0] = (char *) (r->command ? r->command : "");
                 for (size_t i = 0; i < r->n_args; i++)
                         argv[i + 1] = r->args[i];
         } else {
                 argv[0] = "/bin/sh";
                 argv[1] = "-c";
-                argv[2] = r->command ? r->command : "";
+                argv[2] = (char *) (r->command ? r->command : "");
         }
 
         if (e->mode == MODE_TTY) {

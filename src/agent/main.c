@@ -63,18 +63,23 @@ static void usage(FILE *f) {
                 "  --ready ADDR         ready-check address (default vsock:any:5002)\n"
                 "  --allow-cid CID      also serve this vsock peer CID (default only 2, the host)\n"
                 "  --allow-uid UID      also serve this unix-socket peer uid (root and the agent's\n"
-                "                       own uid are always allowed)\n"
+                "                       own uid are always allowed; the socket file is 0600, so\n"
+                "                       that user also needs access to it)\n"
                 "  --insecure-tcp       allow a TCP listen address that is not loopback (DANGEROUS)\n"
                 "  --privileged         run commands without the sandbox\n"
                 "                       (also: vsock.privileged=1 on the kernel command line)\n"
                 "  --pid-ns             run each command in its own PID namespace with its own\n"
                 "                       /proc, under a small init (also: vsock.pid_ns=1)\n"
+                "  --init               be the guest's init (PID 1): mount /proc, /sys, /dev,\n"
+                "                       reap orphans, power off when stopped; options also from\n"
+                "                       vsock.* words on the kernel command line\n"
                 "  --idle-timeout SEC   close connections without a request after SEC seconds (30)\n"
                 "  --log-level LEVEL    error, warn, info (default) or debug\n"
-                "  --help               show this help\n"
+                "  -h, --help           show this help\n"
                 "  --version            show the version\n"
                 "\n"
-                "Addresses: vsock:CID:PORT, vsock::PORT, unix:/path, tcp:HOST:PORT.\n");
+                "Addresses: vsock:CID:PORT, vsock::PORT, unix:/path, tcp:HOST:PORT.\n"
+                "See vsock-agent(8).\n");
 }
 
 static int parse_u32(const char *s, uint32_t *ret) {
@@ -213,7 +218,7 @@ static int agent_main(int argc, char **argv) {
                 return 1;
 
         int c;
-        while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
                 uint32_t v;
                 enum log_level lvl;
                 switch (c) {
@@ -263,6 +268,7 @@ static int agent_main(int argc, char **argv) {
                         }
                         log_set_level(lvl);
                         break;
+                case 'h':
                 case OPT_HELP:
                         usage(stdout);
                         return 0;
