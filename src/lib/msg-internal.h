@@ -82,6 +82,16 @@ void msg_exec_request_wipe(struct vsock_exec_request *r);
  * (Kelvin sign) to 'k'. */
 bool msg_key_matches(const char *name, const char *key, size_t len);
 
+/* A Go map[string]string: a JSON object with the keys sorted by their
+ * bytes (a later duplicate key wins), appended to @out. The extension
+ * codec (ext_codec.c) writes its maps with it too. */
+int msg_encode_env(struct buf *out, const struct vsock_env *env, size_t n);
+
+/* The reason, as decoders report it ("unexpected end of JSON input",
+ * "JSON nested too deeply", ...), for a jansson parse error. */
+struct json_error_t;
+const char *msg_json_error_why(const struct json_error_t *e);
+
 /* Release helpers shared by the decoders and the *_clear functions. All
  * accept NULL. @wipe zeroes env values / byte contents before freeing. */
 void msg_strv_free(char **v, size_t n);

@@ -643,7 +643,7 @@ static int decode_object(json_t *obj, const struct field *fields, size_t n, void
         return 0;
 }
 
-static const char *parse_error_why(const json_error_t *e) {
+const char *msg_json_error_why(const struct json_error_t *e) {
         switch (json_error_code(e)) {
         case json_error_out_of_memory:
                 return "out of memory";
@@ -754,7 +754,7 @@ static int decode_json(const void *data, size_t len, const struct field *fields,
         }
         if (!root) {
                 r = json_error_code(&e) == json_error_out_of_memory ? -ENOMEM : DECODE_ERR;
-                why = parse_error_why(&e);
+                why = msg_json_error_why(&e);
                 goto out;
         }
         if (!json_is_object(root)) {
