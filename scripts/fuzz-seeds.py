@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """Write libFuzzer seed corpora from the golden wire vectors."""
 import base64
+import io
+import tarfile
 import json
 import os
 import sys
@@ -12,7 +14,7 @@ selector = {
     "WriteFileRequest": 4, "ReadFileRequest": 5, "ListFilesRequest": 5, "FileInfo": 6,
     "FileResponse": 7, "WindowSize": 8, "frame": 8,
 }
-for d in ("frame", "msg", "addr", "wfparse", "ext"):
+for d in ("frame", "msg", "addr", "wfparse", "ext", "tar"):
     os.makedirs(os.path.join(out, d), exist_ok=True)
 
 def put(d, name, data):
@@ -75,3 +77,28 @@ ext = {
 for t, text in ext.items():
     raw = text.encode().decode("unicode_escape").encode("latin-1") if t in (68, 85, 86) else text.encode()
     put("ext", f"type{t}", bytes([t - 64]) + raw)
+
+# fuzz-tar: a piece-size byte, then a small archive in each format Python
+# writes (pax, GNU, ustar): files, a directory, links, long names.
+for fmt_name, fmt in (("pax", tarfile.PAX_FORMAT), ("gnu", tarfile.GNU_FORMAT), ("ustar", tarfile.USTAR_FORMAT)):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=fmt) as t:
+        def add(name, type_=tarfile.REGTYPE, data=b"", link="", mtime=1700000000):
+            ti = tarfile.TarInfo(name)
+            ti.type, ti.size, ti.linkname, ti.mtime, ti.mode = type_, len(data), link, mtime, 0o644
+            ti.uname, ti.gname = "user", "group"
+            t.addfile(ti, io.BytesIO(data) if data else None)
+        add("d", tarfile.DIRTYPE)
+        add("d/file", data=b"hello\n" * 20)
+        add("d/empty")
+        add("d/sym", tarfile.SYMTYPE, link="file")
+        add("d/hard", tarfile.LNKTYPE, link="d/file")
+        if fmt != tarfile.USTAR_FORMAT:
+            add("d/" + "n" * 150, data=b"long")
+            add("d/longsym", tarfile.SYMTYPE, link="t" * 150)
+        else:
+            add("p" * 60 + "/" + "q" * 60, data=b"prefix")
+        if fmt == tarfile.PAX_FORMAT:
+            add("d/nsec", data=b"x", mtime=1700000000.123456789)
+    for piece in (0, 7, 200):
+        put("tar", f"{fmt_name}-{piece}", bytes([piece]) + buf.getvalue())
