@@ -18,9 +18,10 @@
 #include "tar_fs.h"
 
 #define DENTS_BUF 4096
-/* Hard links remembered (beyond: archived as copies, still correct). */
-#define LINKS_MAX 16384
-#define LINK_NAMES_MAX (1 << 20)
+/* Hard links remembered (beyond: archived as copies, still correct):
+ * with the table, at most ~1 MiB. */
+#define LINKS_MAX 8192
+#define LINK_NAMES_MAX (512 << 10)
 
 struct level {
         int fd;

@@ -11,6 +11,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <sched.h>
 #include <setjmp.h>
 #include <spawn.h>
@@ -953,6 +954,65 @@ static void test_walk_other_fs(void **state) {
         close(w);
 }
 
+#if defined(__SANITIZE_ADDRESS__)
+#define UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define UNDER_ASAN 1
+#endif
+#endif
+
+/* A 64 MiB file (sparse: the disk is not the point) streamed from the
+ * walker into the extractor in 256 KiB steps: neither holds more than a
+ * bounded amount of memory whatever the size (mallinfo2; sanitizer
+ * builds have their own allocator and skip this). */
+static void test_bounded_memory(void **state) {
+#ifdef UNDER_ASAN
+        skip();
+#endif
+        int w = mkscratch("mem");
+        assert_int_equal(mkdirat(w, "src", 0755), 0);
+        assert_int_equal(mkdirat(w, "dst", 0755), 0);
+        int fd = openat(w, "src/big", O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+        assert_true(fd >= 0);
+        assert_int_equal(ftruncate(fd, 64 << 20), 0);
+        close(fd);
+        int dst = openat(w, "dst", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        size_t chunk = 256 << 10;
+        uint8_t *buf = malloc(chunk);
+        assert_non_null(buf);
+        size_t before = mallinfo2().uordblks, peak = before;
+        struct tar_walk *t;
+        struct tar_extract *x;
+        assert_int_equal(tar_walk_new(w, "src", "src", NULL, NULL, &t), 0);
+        assert_int_equal(tar_extract_new(dst, 0, &x), 0);
+        ssize_t n;
+        uint64_t total = 0;
+        while ((n = tar_walk_read(t, buf, chunk)) > 0) {
+                assert_int_equal(tar_extract_write(x, buf, (size_t) n), 0);
+                total += (size_t) n;
+                size_t now = mallinfo2().uordblks;
+                if (now > peak)
+                        peak = now;
+        }
+        assert_int_equal(n, 0);
+        assert_int_equal(tar_extract_finish(x), 0);
+        tar_extract_free(x);
+        tar_walk_free(t);
+        assert_true(total > 64u << 20);
+        print_message("walk + extract of %llu MiB: heap peak +%zu KiB\n", (unsigned long long) (total >> 20),
+                      (peak - before) >> 10);
+        assert_true(peak - before < 256 << 10);
+        struct stat st;
+        assert_int_equal(fstatat(dst, "src/big", &st, 0), 0);
+        assert_int_equal(st.st_size, 64 << 20);
+        /* Not kept sparse: the extractor writes what it is given. */
+        assert_int_equal(unlinkat(dst, "src/big", 0), 0);
+        free(buf);
+        close(dst);
+        close(w);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_roundtrip_openat2),
@@ -969,6 +1029,7 @@ int main(void) {
                 cmocka_unit_test(test_walk_file_shrinks),
                 cmocka_unit_test(test_walk_limits),
                 cmocka_unit_test(test_walk_other_fs),
+                cmocka_unit_test(test_bounded_memory),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }
