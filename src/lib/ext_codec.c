@@ -338,13 +338,10 @@ static int dec_strv(const struct ext_field *f, json_t *v, void *st, struct dec *
         return 0;
 }
 
-static int env_cmp(const void *a, const void *b) {
-        return strcmp(((const struct vsock_env *) a)->key, ((const struct vsock_env *) b)->key);
-}
-
 static int dec_env(const struct ext_field *f, json_t *v, void *st, struct dec *d) {
         struct vsock_env **pe = MEMBER(st, f->off, struct vsock_env *);
         size_t *pn = MEMBER(st, f->aux, size_t);
+        bool nul = false;
         msg_env_free(*pe, *pn, true);
         *pe = NULL;
         *pn = 0;
@@ -352,30 +349,10 @@ static int dec_env(const struct ext_field *f, json_t *v, void *st, struct dec *d
                 return 0;
         if (!json_is_object(v))
                 return refuse(d, f, "expected object of strings");
-        size_t n = json_object_size(v);
-        if (n == 0)
-                return 0;
-        if (!(*pe = calloc(n, sizeof(struct vsock_env))))
-                return -ENOMEM;
-        *pn = n;
-        /* jansson merged duplicate keys and refuses NUL in them. */
-        size_t i = 0;
-        const char *key;
-        json_t *val;
-        json_object_foreach(v, key, val) {
-                struct vsock_env *e = &(*pe)[i++];
-                if (!(e->key = strdup(key)))
-                        return -ENOMEM;
-                if (!json_is_string(val) && !json_is_null(val))
-                        return refuse(d, f, "expected object of strings");
-                int r = dup_json_string(val, &e->value);
-                if (r == -EINVAL)
-                        return refuse(d, f, "string contains NUL");
-                if (r < 0)
-                        return r;
-        }
-        qsort(*pe, n, sizeof **pe, env_cmp);
-        return 0;
+        int r = msg_env_from_json(v, pe, pn, &nul);
+        if (r == -EINVAL)
+                return refuse(d, f, nul ? "string contains NUL" : "expected object of strings");
+        return r;
 }
 
 static int dec_bytes(const struct ext_field *f, json_t *v, void *st, struct dec *d) {
