@@ -289,21 +289,16 @@ static char *rnd_string(bool nonempty) {
         return s;
 }
 
-static int64_t rnd_scalar(uint8_t kind) {
-        switch (kind) {
-        case EK_BOOL:
-                return (int64_t) rnd(2);
-        case EK_I32:
-                return (int32_t) rnd(0);
-        case EK_I64:
-                return (int64_t) rnd(0);
-        case EK_U16:
-                return (uint16_t) rnd(0);
-        case EK_U32:
-                return (uint32_t) rnd(0);
-        default:
-                return (int64_t) (rnd(0) >> 1);
-        }
+/* A random value for a scalar member, stored in the member's width (the
+ * low-order bytes of a uint64_t, wherever they are on this host). */
+static void rnd_scalar(uint8_t kind, void *member) {
+        static const size_t width[] = {
+                [EK_BOOL] = sizeof(bool), [EK_I32] = 4, [EK_I64] = 8, [EK_U16] = 2, [EK_U32] = 4, [EK_U64] = 8,
+        };
+        /* Booleans are 0 or 1; U64 stays within int64 (the wire's range). */
+        uint64_t v = kind == EK_BOOL ? rnd(2) : kind == EK_U64 ? rnd(0) >> 1 : rnd(0);
+        size_t skip = __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__ ? sizeof v - width[kind] : 0;
+        memcpy(member, (const uint8_t *) &v + skip, width[kind]);
 }
 
 #define AT(st, off, T) ((T *) ((uint8_t *) (st) + (off)))
@@ -371,29 +366,8 @@ static void fill_field(const struct ext_field *f, void *st, int depth) {
                 *AT(st, f->aux, size_t) = n;
                 return;
         }
-        default: {
-                int64_t v = rnd_scalar(f->kind);
-                switch (f->kind) {
-                case EK_BOOL:
-                        *AT(st, f->off, bool) = v;
-                        break;
-                case EK_I32:
-                        *AT(st, f->off, int32_t) = (int32_t) v;
-                        break;
-                case EK_I64:
-                        *AT(st, f->off, int64_t) = v;
-                        break;
-                case EK_U16:
-                        *AT(st, f->off, uint16_t) = (uint16_t) v;
-                        break;
-                case EK_U32:
-                        *AT(st, f->off, uint32_t) = (uint32_t) v;
-                        break;
-                case EK_U64:
-                        *AT(st, f->off, uint64_t) = (uint64_t) v;
-                        break;
-                }
-        }
+        default:
+                rnd_scalar(f->kind, AT(st, f->off, void));
         }
 }
 

@@ -36,6 +36,18 @@ static size_t drain(const struct outring *r, uint64_t offset, size_t max, uint8_
         }
 }
 
+/* outring_read(@offset, @max) gives data of @stream: @len bytes of @want. */
+static void expect_data(const struct outring *r, uint64_t offset, size_t max, uint8_t stream, const char *want,
+                        size_t len) {
+        struct outring_chunk c;
+        assert_int_equal(outring_read(r, offset, max, &c), 0);
+        assert_int_equal(c.kind, OUTRING_DATA);
+        assert_int_equal(c.offset, offset);
+        assert_int_equal(c.stream, stream);
+        assert_int_equal(c.len, len);
+        assert_memory_equal(c.data, want, len);
+}
+
 static void test_streams_and_runs(void **state) {
         struct outring *r;
         assert_int_equal(outring_new(100, &r), 0);
@@ -55,23 +67,12 @@ static void test_streams_and_runs(void **state) {
         assert_int_equal(outring_end(r), 16);
 
         /* Same-stream appends read as one run; a stream change ends it. */
-        assert_int_equal(outring_read(r, 0, 1000, &c), 0);
-        assert_int_equal(c.kind, OUTRING_DATA);
-        assert_int_equal(c.stream, OUTRING_STDOUT);
-        assert_int_equal(c.len, 11);
-        assert_memory_equal(c.data, "hello world", 11);
-        assert_int_equal(outring_read(r, 3, 1000, &c), 0);
-        assert_int_equal(c.len, 8);
-        assert_int_equal(outring_read(r, 11, 1000, &c), 0);
-        assert_int_equal(c.stream, OUTRING_STDERR);
-        assert_int_equal(c.len, 4);
-        assert_memory_equal(c.data, "oops", 4);
-        assert_int_equal(outring_read(r, 15, 1000, &c), 0);
-        assert_int_equal(c.stream, OUTRING_STDOUT);
-        assert_int_equal(c.len, 1);
+        expect_data(r, 0, 1000, OUTRING_STDOUT, "hello world", 11);
+        expect_data(r, 3, 1000, OUTRING_STDOUT, "lo world", 8);
+        expect_data(r, 11, 1000, OUTRING_STDERR, "oops", 4);
+        expect_data(r, 15, 1000, OUTRING_STDOUT, "!", 1);
         /* @max bounds a chunk. */
-        assert_int_equal(outring_read(r, 0, 4, &c), 0);
-        assert_int_equal(c.len, 4);
+        expect_data(r, 0, 4, OUTRING_STDOUT, "hell", 4);
         assert_int_equal(outring_read(r, 16, 4, &c), 0);
         assert_int_equal(c.kind, OUTRING_NONE);
         assert_int_equal(outring_read(r, 17, 4, &c), -ERANGE);
@@ -98,20 +99,10 @@ static void test_wrap_and_gap(void **state) {
         assert_int_equal(c.kind, OUTRING_GAP);
         assert_int_equal(c.to, 2);
 
-        assert_int_equal(outring_read(r, 2, 100, &c), 0);
-        assert_int_equal(c.kind, OUTRING_DATA);
-        assert_int_equal(c.stream, OUTRING_STDOUT);
-        assert_memory_equal(c.data, "23456", 5);
-        assert_int_equal(c.len, 5);
+        expect_data(r, 2, 100, OUTRING_STDOUT, "23456", 5);
         /* The stderr run crosses the end of the allocation: two chunks. */
-        assert_int_equal(outring_read(r, 7, 100, &c), 0);
-        assert_int_equal(c.stream, OUTRING_STDERR);
-        assert_int_equal(c.len, 3);
-        assert_memory_equal(c.data, "789", 3);
-        assert_int_equal(outring_read(r, 10, 100, &c), 0);
-        assert_int_equal(c.stream, OUTRING_STDERR);
-        assert_int_equal(c.len, 2);
-        assert_memory_equal(c.data, "ab", 2);
+        expect_data(r, 7, 100, OUTRING_STDERR, "789", 3);
+        expect_data(r, 10, 100, OUTRING_STDERR, "ab", 2);
 
         /* A write larger than the ring keeps its tail; offsets count all. */
         assert_int_equal(outring_append(r, OUTRING_STDOUT, "ABCDEFGHIJKLMNOPQRSTUVWXYZ", 26), 0);

@@ -488,9 +488,38 @@ static void pax_block(uint8_t *blocks, const char *records, size_t len, char typ
         memcpy(blocks + TAR_BLOCK, records, len);
 }
 
+/* @n blocks, the end blocks, and the parser's verdict on them. */
+static void refuse_blocks(const uint8_t *blocks, size_t n, int err, const char *msg_part) {
+        struct archive a = build(blocks, n, true);
+        expect_refusal(&a, err, msg_part);
+        free(a.data);
+}
+
+/* One header block, broken by @mutate after (@resum false) or before
+ * (@resum true: the checksum is made to match again) its checksum. */
+static void refuse_header(const char *name, char type, const char *link, size_t off, const char *bytes, size_t n,
+                          bool resum, int err, const char *msg_part) {
+        uint8_t b[TAR_BLOCK];
+        header(b, name, type, 0, link);
+        if (!resum)
+                sum(b);
+        memcpy(b + off, bytes, n);
+        if (resum)
+                sum(b);
+        refuse_blocks(b, 1, err, msg_part);
+}
+
+/* A pax header with @records (@type 'x' or 'g'), then a plain entry @name. */
+static void refuse_after_pax(const char *records, size_t len, char type, const char *name, int err,
+                             const char *msg_part) {
+        uint8_t b[3 * TAR_BLOCK] = { 0 };
+        pax_block(b, records, len, type);
+        header(b + 2 * TAR_BLOCK, name, '0', 0, NULL);
+        sum(b + 2 * TAR_BLOCK);
+        refuse_blocks(b, 3, err, msg_part);
+}
+
 static void test_hostile_names(void **state) {
-        uint8_t b[4 * TAR_BLOCK];
-        struct archive a;
         const struct {
                 const char *name, *link;
                 char type;
@@ -506,86 +535,33 @@ static void test_hostile_names(void **state) {
                 { "ok", "", '2', -EBADMSG, "symlink without a target" },
                 { ".", NULL, '0', -EINVAL, "entry name \".\" for something other than a directory" },
         };
-        for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
-                memset(b, 0, sizeof b);
-                header(b, v[i].name, v[i].type, 0, v[i].link);
-                sum(b);
-                a = build(b, 1, true);
-                expect_refusal(&a, v[i].err, v[i].msg);
-                free(a.data);
-        }
+        for (size_t i = 0; i < sizeof v / sizeof v[0]; i++)
+                refuse_header(v[i].name, v[i].type, v[i].link, 0, "", 0, true, v[i].err, v[i].msg);
         /* The same through a pax path record and a GNU long name. */
-        memset(b, 0, sizeof b);
-        pax_block(b, "19 path=../../evil\n", 19, 'x');
-        header(b + 2 * TAR_BLOCK, "innocent", '0', 0, NULL);
-        sum(b + 2 * TAR_BLOCK);
-        a = build(b, 3, true);
-        expect_refusal(&a, -EINVAL, "unsafe entry name \"../../evil\"");
-        free(a.data);
-        memset(b, 0, sizeof b);
+        refuse_after_pax("19 path=../../evil\n", 19, 'x', "innocent", -EINVAL, "unsafe entry name \"../../evil\"");
+        uint8_t b[3 * TAR_BLOCK] = { 0 };
         header(b, "././@LongLink", 'L', 11, NULL);
         sum(b);
         memcpy(b + TAR_BLOCK, "/etc/cron\0", 10);
         header(b + 2 * TAR_BLOCK, "innocent", '0', 0, NULL);
         sum(b + 2 * TAR_BLOCK);
-        a = build(b, 3, true);
-        expect_refusal(&a, -EINVAL, "unsafe entry name \"/etc/cron\"");
-        free(a.data);
+        refuse_blocks(b, 3, -EINVAL, "unsafe entry name \"/etc/cron\"");
         /* NUL inside a pax path. */
-        memset(b, 0, sizeof b);
-        pax_block(b, "12 path=a\0b\n", 12, 'x');
-        header(b + 2 * TAR_BLOCK, "x", '0', 0, NULL);
-        sum(b + 2 * TAR_BLOCK);
-        a = build(b, 3, true);
-        expect_refusal(&a, -EINVAL, "pax path holds a NUL byte");
-        free(a.data);
+        refuse_after_pax("12 path=a\0b\n", 12, 'x', "x", -EINVAL, "pax path holds a NUL byte");
 }
 
 static void test_broken_headers(void **state) {
-        uint8_t b[3 * TAR_BLOCK];
-        struct archive a;
-
-        header(b, "f", '0', 0, NULL);
-        sum(b);
-        b[H_NAME] ^= 1; /* after the checksum */
-        a = build(b, 1, true);
-        expect_refusal(&a, -EBADMSG, "header checksum mismatch");
-        free(a.data);
-
-        header(b, "f", '0', 0, NULL);
-        memcpy(b + H_SIZE, "0000000009x", 11);
-        sum(b);
-        a = build(b, 1, true);
-        expect_refusal(&a, -EBADMSG, "header field size is not a valid number");
-        free(a.data);
-
-        header(b, "f", '0', 0, NULL);
-        memcpy(b + H_UID, "12345678", 8); /* no terminator, bad digit */
-        sum(b);
-        a = build(b, 1, true);
-        expect_refusal(&a, -EBADMSG, "header field uid");
-        free(a.data);
-
-        header(b, "f", '0', 0, NULL);
-        memcpy(b + H_MAGIC, "ustar\0" "01", 8);
-        sum(b);
-        a = build(b, 1, true);
-        expect_refusal(&a, -EBADMSG, "bad magic");
-        free(a.data);
-
+        /* A byte changed after the checksum was made. */
+        refuse_header("f", '0', NULL, H_NAME, "g", 1, false, -EBADMSG, "header checksum mismatch");
+        refuse_header("f", '0', NULL, H_SIZE, "0000000009x", 11, true, -EBADMSG,
+                      "header field size is not a valid number");
+        /* No terminator, and a bad digit. */
+        refuse_header("f", '0', NULL, H_UID, "12345678", 8, true, -EBADMSG, "header field uid");
+        refuse_header("f", '0', NULL, H_MAGIC, "ustar\0" "01", 8, true, -EBADMSG, "bad magic");
         /* Sparse and multi-volume entries. */
-        header(b, "f", 'S', 0, NULL);
-        sum(b);
-        a = build(b, 1, true);
-        expect_refusal(&a, -EOPNOTSUPP, "unsupported GNU entry type 'S'");
-        free(a.data);
-        memset(b, 0, sizeof b);
-        pax_block(b, "22 GNU.sparse.major=1\n", 22, 'x');
-        header(b + 2 * TAR_BLOCK, "f", '0', 0, NULL);
-        sum(b + 2 * TAR_BLOCK);
-        a = build(b, 3, true);
-        expect_refusal(&a, -EOPNOTSUPP, "sparse files");
-        free(a.data);
+        refuse_header("f", 'S', NULL, 0, "", 0, true, -EOPNOTSUPP, "unsupported GNU entry type 'S'");
+        refuse_header("f", 'M', NULL, 0, "", 0, true, -EOPNOTSUPP, "unsupported GNU entry type 'M'");
+        refuse_after_pax("22 GNU.sparse.major=1\n", 22, 'x', "f", -EOPNOTSUPP, "sparse files");
 }
 
 static void test_pax_records(void **state) {
@@ -609,15 +585,8 @@ static void test_pax_records(void **state) {
                 { "13 mtime=1.x\n", -EBADMSG, "pax mtime is not a decimal time" },
                 { "123456789 path=a\n", -EBADMSG, "no length" },
         };
-        for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-                memset(b, 0, sizeof b);
-                pax_block(b, bad[i].rec, strlen(bad[i].rec), 'x');
-                header(b + 2 * TAR_BLOCK, "f", '0', 0, NULL);
-                sum(b + 2 * TAR_BLOCK);
-                a = build(b, 3, true);
-                expect_refusal(&a, bad[i].err, bad[i].msg);
-                free(a.data);
-        }
+        for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+                refuse_after_pax(bad[i].rec, strlen(bad[i].rec), 'x', "f", bad[i].err, bad[i].msg);
         /* Global headers are checked but not applied; unknown keys and
          * empty values are fine; a pax size overrides the header's. */
         memset(b, 0, sizeof b);
@@ -728,29 +697,32 @@ static void test_truncation_and_trailers(void **state) {
 
 /* Header-only types with a size (some writers put one) carry no data;
  * unknown types are passed on with their content; volume labels vanish. */
+/* Append a header (and @content padded to a block, if any). */
+static void put_entry(struct archive *a, const char *name, char type, const char *content) {
+        uint8_t b[TAR_BLOCK];
+        size_t n = content ? strlen(content) : 0;
+        header(b, name, type, n, NULL);
+        sum(b);
+        put(a, b, TAR_BLOCK);
+        if (n > 0) {
+                memset(b, 0, TAR_BLOCK);
+                memcpy(b, content, n);
+                put(a, b, TAR_BLOCK);
+        }
+}
+
 static void test_type_quirks(void **state) {
         uint8_t b[TAR_BLOCK];
         struct archive a = { 0 };
-        header(b, "label", 'V', 0, NULL);
-        sum(b);
-        put(&a, b, TAR_BLOCK);
+        put_entry(&a, "label", 'V', NULL);
+        /* A header-only type with a size: no data follows. */
         header(b, "d", '5', 1024, NULL);
         sum(b);
         put(&a, b, TAR_BLOCK);
         /* An old-style directory (a file type, a trailing '/') with a
          * size: its data is skipped, not content of a size-0 entry. */
-        header(b, "old-dir/", '\0', 3, NULL);
-        sum(b);
-        put(&a, b, TAR_BLOCK);
-        memset(b, 0, TAR_BLOCK);
-        memcpy(b, "dir", 3);
-        put(&a, b, TAR_BLOCK);
-        header(b, "weird", 'Z', 3, NULL);
-        sum(b);
-        put(&a, b, TAR_BLOCK);
-        memset(b, 0, TAR_BLOCK);
-        memcpy(b, "zzz", 3);
-        put(&a, b, TAR_BLOCK);
+        put_entry(&a, "old-dir/", '\0', "dir");
+        put_entry(&a, "weird", 'Z', "zzz");
         /* A GNU-format header: its prefix area is not a prefix. */
         header(b, "gnu", '0', 0, NULL);
         memcpy(b + H_MAGIC, "ustar  \0", 8);
