@@ -273,7 +273,8 @@ static size_t list(int dirfd, char ***ret, bool skip_special) {
                 v[n++] = strdup(e->d_name);
         }
         closedir(d);
-        qsort(v, n, sizeof *v, cmp_str);
+        if (n > 1)
+                qsort(v, n, sizeof *v, cmp_str);
         *ret = v;
         return n;
 }

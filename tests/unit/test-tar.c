@@ -179,7 +179,9 @@ static void test_roundtrip_every_feature(void **state) {
         /* Names that fit ustar, need the prefix split, or need pax. */
         char *long_comp = repeat('c', 200);
         char split[300], deep[TAR_NAME_MAX + 1], longlink[3000];
-        snprintf(split, sizeof split, "%s/%s", repeat('p', 120), "file-in-prefix");
+        char *prefix = repeat('p', 120);
+        snprintf(split, sizeof split, "%s/%s", prefix, "file-in-prefix");
+        free(prefix);
         size_t k = 0;
         while (k + 11 < TAR_NAME_MAX) {
                 memcpy(deep + k, "abcdefghij/", 11);
