@@ -212,6 +212,8 @@ int sha256_init_impl(struct sha256 *s, enum sha256_impl impl) {
 void sha256_update(struct sha256 *s, const void *data, size_t n) {
         const uint8_t *p = data;
 
+        if (n == 0)
+                return; /* @data may be NULL: not even a memcpy of nothing */
         s->total += n;
         if (s->fill > 0) {
                 size_t take = SHA256_BLOCK_SIZE - s->fill;

@@ -41,9 +41,10 @@ typedef const char *(*tar_owner_name_fn)(void *ctx, bool group, uint32_t id);
 int tar_walk_new(int dirfd, const char *name, const char *arcname, tar_owner_name_fn owner_name, void *ctx,
                  struct tar_walk **ret);
 
-/* Write up to @n next archive bytes into @buf. Returns how many (fewer
- * than @n only at the end; 0 once the archive is complete) or a negative
- * errno (sticky; tar_walk_error() says what failed). */
+/* Write up to @n (> 0) next archive bytes into @buf. Returns how many
+ * (fewer than @n only at the end; 0 once the archive is complete) or a
+ * negative errno (sticky; tar_walk_error() says what failed; -EINVAL for
+ * @n == 0). */
 ssize_t tar_walk_read(struct tar_walk *t, uint8_t *buf, size_t n);
 
 void tar_walk_stats(const struct tar_walk *t, struct tar_walk_stats *ret);

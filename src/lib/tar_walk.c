@@ -346,6 +346,8 @@ ssize_t tar_walk_read(struct tar_walk *t, uint8_t *buf, size_t n) {
 
         if (t->err)
                 return t->err;
+        if (n == 0)
+                return -EINVAL; /* 0 means "complete" */
         while (k < n) {
                 k += tar_writer_read(t->w, buf + k, n - k);
                 if (k == n)

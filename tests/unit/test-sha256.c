@@ -162,6 +162,15 @@ static void test_impl_selection(void **state) {
                 assert_int_equal(sha256_init_impl(&s, SHA256_IMPL_SHANI), -EOPNOTSUPP);
         }
         assert_int_equal(sha256_init_impl(&s, (enum sha256_impl) 42), -EINVAL);
+        /* No bytes, no pointer needed, mid-block included. */
+        uint8_t d0[SHA256_DIGEST_SIZE], d3[SHA256_DIGEST_SIZE];
+        sha256_init(&s);
+        sha256_update(&s, NULL, 0);
+        sha256_update(&s, "abc", 3);
+        sha256_update(&s, NULL, 0);
+        sha256_final(&s, d0);
+        sha256_digest("abc", 3, d3);
+        assert_memory_equal(d0, d3, sizeof d0);
         /* A context can be copied mid-stream (it owns nothing). */
         uint8_t d1[SHA256_DIGEST_SIZE], d2[SHA256_DIGEST_SIZE];
         sha256_init(&s);

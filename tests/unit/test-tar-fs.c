@@ -818,8 +818,13 @@ static void test_walk_roots(void **state) {
         assert_int_equal(fstatat(o1, "link", &sb, AT_SYMLINK_NOFOLLOW), 0);
         assert_true(S_ISLNK(sb.st_mode));
         free(a.data);
-        /* Missing, special, or a bad archive name. */
+        /* A read of nothing is not mistaken for the end. */
         struct tar_walk *t;
+        assert_int_equal(tar_walk_new(w, "file", "f", NULL, NULL, &t), 0);
+        uint8_t one[1];
+        assert_int_equal(tar_walk_read(t, one, 0), -EINVAL);
+        tar_walk_free(t);
+        /* Missing, special, or a bad archive name. */
         assert_int_equal(tar_walk_new(w, "missing", "m", NULL, NULL, &t), -ENOENT);
         assert_int_equal(tar_walk_new(w, "fifo", "f", NULL, NULL, &t), -EINVAL);
         assert_int_equal(tar_walk_new(w, "file", "../x", NULL, NULL, &t), -EINVAL);
