@@ -2,6 +2,8 @@
 """Write libFuzzer seed corpora: the golden wire vectors for the protocol
 decoders, and guest memory images with well-formed rings for fuzz-vhost."""
 import base64
+import io
+import tarfile
 import json
 import os
 import struct
@@ -14,7 +16,7 @@ selector = {
     "WriteFileRequest": 4, "ReadFileRequest": 5, "ListFilesRequest": 5, "FileInfo": 6,
     "FileResponse": 7, "WindowSize": 8, "frame": 8,
 }
-for d in ("frame", "msg", "addr", "wfparse", "vhost"):
+for d in ("frame", "msg", "addr", "wfparse", "vhost", "ext", "tar"):
     os.makedirs(os.path.join(out, d), exist_ok=True)
 
 def put(d, name, data):
@@ -82,3 +84,68 @@ put("vhost", "session", bytes([2]) + vhost_image(session))
 put("vhost", "session-indirect", bytes([3]) + vhost_image(session, indirect=True))
 put("vhost", "refused", bytes([0]) + vhost_image([(REQ, 1000, 7, 0, b""), (RW, 1000, 7, 0, b"x" * 300)]))
 put("vhost", "bad-index", bytes([0]) + vhost_image(session[:2], extra_avail=40))
+# fuzz-ext: the selector byte is the message type - 64 (see fuzz/fuzz-ext.c);
+# 63 and 62 stand for the Stat and Limits shapes.
+stat = ('{"name":"l","size":7,"mode":41471,"uid":1000,"gid":100,"user":"u","group":"g","nlink":1,'
+        '"ino":42,"dev":2049,"rdev":5,"mtime_ns":1700000000123456789,"atime_ns":-1,"ctime_ns":3,"target":"/x"}')
+ext = {
+    64: '{"version":1,"client":"vsockctl","features":["reuse","fs"]}',
+    65: '{"version":1,"agent":"a","boot_id":"b","features":["fs"],"limits":{"max_payload":16777216,"procs_max":64}}',
+    66: '{"code":"ENOENT","errno":2,"message":"stat /x: \u003cgone\u003e","op":"stat"}',
+    68: '\x00\x01\x00\x00',
+    69: '{"size":5,"sha256":"ab","entries":3,"skipped":1}',
+    70: '{"op":"chown","path":"/x","target":"t","mode":0,"uid":0,"gid":-1,"mtime_ns":0,"parents":true}',
+    71: '{"stat":' + stat + ',"target":"x"}',
+    72: '{"path":"/","cursor":"c1","limit":10}',
+    73: '{"entries":[' + stat + ',{},null],"next":"n"}',
+    74: '{"path":"/f","offset":10,"length":20,"window":65536}',
+    75: '{"path":"/f","mode":420,"uid":0,"size":0,"upload_id":"0123456789abcdef","resume":true}',
+    76: '{"stat":' + stat + ',"offset":4,"window":1048576,"upload_id":"u"}',
+    77: '{"path":"/d","window":7}',
+    78: '{"path":"/d","preserve_owner":true}',
+    80: '{"command":"c","args":["sh","-c"],"env":{"A":"1","B":null},"tag":"t","tty":true,"rows":24,"stdin":true}',
+    81: '{"id":9,"tag":"t","pid":1,"command":"c","args":["a"],"tty":false,"state":"exited","started_ns":1,'
+        '"exit_code":137,"signal":9,"oom_killed":true,"ring_start":3,"out_end":4,"stdin_open":true,"attached":2}',
+    82: '{"tag":"t"}',
+    83: '{"procs":[{"id":1,"command":"x","state":"running"}]}',
+    84: '{"id":5,"offset":-1,"follow":false,"input":true}',
+    85: '\x01\x00\x00\x00\x00\x00\x00\x00\x05abc',
+    86: '\x00\x00\x00\x00\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x09',
+    87: '{"reason":"exit","offset":100,"exit_code":1,"ended_ns":3}',
+    88: '{"tag":"t","op":"stdin","data":"aGkK"}',
+    89: '{"id":1,"timeout_ms":5000}',
+    90: '{"listen":"tcp:127.0.0.1:0","backlog":8}',
+    91: '{"event":"accepted","id":3,"peer":"127.0.0.1:5555"}',
+    92: '{"id":3}',
+    93: '{"host":"::1","port":80,"unix":"/run/s"}',
+    127: stat,
+    126: '{"max_payload":4294967295,"ring_total_max":9223372036854775807}',
+}
+for t, text in ext.items():
+    raw = text.encode().decode("unicode_escape").encode("latin-1") if t in (68, 85, 86) else text.encode()
+    put("ext", f"type{t}", bytes([t - 64]) + raw)
+
+# fuzz-tar: a piece-size byte, then a small archive in each format Python
+# writes (pax, GNU, ustar): files, a directory, links, long names.
+for fmt_name, fmt in (("pax", tarfile.PAX_FORMAT), ("gnu", tarfile.GNU_FORMAT), ("ustar", tarfile.USTAR_FORMAT)):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=fmt) as t:
+        def add(name, type_=tarfile.REGTYPE, data=b"", link="", mtime=1700000000):
+            ti = tarfile.TarInfo(name)
+            ti.type, ti.size, ti.linkname, ti.mtime, ti.mode = type_, len(data), link, mtime, 0o644
+            ti.uname, ti.gname = "user", "group"
+            t.addfile(ti, io.BytesIO(data) if data else None)
+        add("d", tarfile.DIRTYPE)
+        add("d/file", data=b"hello\n" * 20)
+        add("d/empty")
+        add("d/sym", tarfile.SYMTYPE, link="file")
+        add("d/hard", tarfile.LNKTYPE, link="d/file")
+        if fmt != tarfile.USTAR_FORMAT:
+            add("d/" + "n" * 150, data=b"long")
+            add("d/longsym", tarfile.SYMTYPE, link="t" * 150)
+        else:
+            add("p" * 60 + "/" + "q" * 60, data=b"prefix")
+        if fmt == tarfile.PAX_FORMAT:
+            add("d/nsec", data=b"x", mtime=1700000000.123456789)
+    for piece in (0, 7, 200):
+        put("tar", f"{fmt_name}-{piece}", bytes([piece]) + buf.getvalue())
