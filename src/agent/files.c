@@ -36,6 +36,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/errtext.h"
 #include "common/io.h"
 #include "common/macro.h"
 #include "lib/base64.h"
@@ -44,23 +45,10 @@
 #include "vsock/error.h"
 #include "vsock/msg.h"
 
-/* Go's syscall.Errno strings are glibc's strerror() texts with a lower-case
- * first letter. */
-static const char *go_strerror(int errnum, char *buf, size_t size) {
-        const char *s = strerror_r(errnum, buf, size);
-        if (s != buf) {
-                snprintf(buf, size, "%s", s);
-                s = buf;
-        }
-        if (buf[0] >= 'A' && buf[0] <= 'Z')
-                buf[0] = (char) (buf[0] - 'A' + 'a');
-        return s;
-}
-
 /* Sets *err to "OP PATH: reason". Returns 0, or -ENOMEM. */
 static int path_error(char **err, const char *op, const char *path, int errnum) {
         char reason[128];
-        if (asprintf(err, "%s %s: %s", op, path, go_strerror(errnum, reason, sizeof(reason))) < 0) {
+        if (asprintf(err, "%s %s: %s", op, path, errno_text(errnum, reason, sizeof(reason))) < 0) {
                 *err = NULL;
                 return -ENOMEM;
         }

@@ -21,6 +21,7 @@
 #include "agent/init.h"
 #include "agent/listener.h"
 #include "agent/loop.h"
+#include "agent/pidns.h"
 #include "agent/sandbox.h"
 #include "agent/session.h"
 #include "agent/spawn.h"
@@ -70,6 +71,8 @@ static void usage(FILE *f) {
                 "  --pid-ns             run each command in its own PID namespace with its own\n"
                 "                       /proc, under a small init (also: vsock.pid_ns=1)\n"
                 "  --idle-timeout SEC   close connections without a request after SEC seconds (30)\n"
+                "  --io-timeout SEC     answer with an error a file operation, name lookup or\n"
+                "                       command start that takes longer than SEC seconds (30)\n"
                 "  --log-level LEVEL    error, warn, info (default) or debug\n"
                 "  --help               show this help\n"
                 "  --version            show the version\n"
@@ -186,7 +189,7 @@ static void post_pass(void *userdata) {
 
 static int agent_main(int argc, char **argv) {
         enum { OPT_LISTEN = 256, OPT_READY, OPT_ALLOW_CID, OPT_ALLOW_UID, OPT_INSECURE_TCP, OPT_PRIVILEGED,
-               OPT_PID_NS, OPT_IDLE_TIMEOUT, OPT_LOG_LEVEL, OPT_HELP, OPT_VERSION, OPT_INIT };
+               OPT_PID_NS, OPT_IDLE_TIMEOUT, OPT_IO_TIMEOUT, OPT_LOG_LEVEL, OPT_HELP, OPT_VERSION, OPT_INIT };
         static const struct option longopts[] = {
                 { "listen", required_argument, NULL, OPT_LISTEN },
                 { "ready", required_argument, NULL, OPT_READY },
@@ -196,6 +199,7 @@ static int agent_main(int argc, char **argv) {
                 { "privileged", no_argument, NULL, OPT_PRIVILEGED },
                 { "pid-ns", no_argument, NULL, OPT_PID_NS },
                 { "idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT },
+                { "io-timeout", required_argument, NULL, OPT_IO_TIMEOUT },
                 { "log-level", required_argument, NULL, OPT_LOG_LEVEL },
                 { "help", no_argument, NULL, OPT_HELP },
                 { "version", no_argument, NULL, OPT_VERSION },
@@ -207,6 +211,7 @@ static int agent_main(int argc, char **argv) {
         struct agent *a = &m.agent;
         struct options o = { .listen = "vsock:any:5000", .ready = "vsock:any:5002" };
         a->idle_timeout_ms = 30000;
+        a->io_timeout_ms = 30000;
         a->grace_ms = 5000;
         a->linger_ms = 100;
         if (push_u32(&a->allow_cids, &a->n_allow_cids, VSOCK_CID_HOST) < 0)
@@ -255,6 +260,14 @@ static int agent_main(int argc, char **argv) {
                                 return 2;
                         }
                         a->idle_timeout_ms = (int) v * 1000;
+                        break;
+                case OPT_IO_TIMEOUT:
+                        if (parse_u32(optarg, &v) < 0 || v == 0 || v > 86400) {
+                                fprintf(stderr, "vsock-agent: invalid I/O timeout '%s' (seconds, 1..86400)\n",
+                                        optarg);
+                                return 2;
+                        }
+                        a->io_timeout_ms = (int) v * 1000;
                         break;
                 case OPT_LOG_LEVEL:
                         if (log_level_parse(optarg, &lvl) < 0) {
@@ -337,7 +350,13 @@ static int agent_main(int argc, char **argv) {
                 a->pid_ns = true;
                 log_info("pid-ns: each command runs in its own PID namespace");
         }
-        r = worker_new(a->loop, &a->worker);
+        /* File operations and name lookups; command starts apart, so that
+         * neither kind waits for the other. */
+        const struct worker_limits file_limits = { 8, 32, a->io_timeout_ms };
+        const struct worker_limits spawn_limits = { 16, 32, a->io_timeout_ms };
+        r = worker_new(a->loop, &file_limits, &a->worker);
+        if (r >= 0)
+                r = worker_new(a->loop, &spawn_limits, &a->spawner);
         if (r < 0) {
                 log_error("worker: %s", strerror(-r));
                 return 1;
@@ -390,6 +409,7 @@ static int agent_main(int argc, char **argv) {
         watcher_stop(&m.sigw);
         safe_close(m.sigfd);
         worker_free(a->worker);
+        worker_free(a->spawner);
         sandbox_free(sandbox);
         loop_free(a->loop);
         free(a->allow_cids);
@@ -400,6 +420,10 @@ static int agent_main(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
+        /* A PID namespace's init (spawn.c): a fresh copy of this binary
+         * that must do nothing else. */
+        if (pidns_init_main(argc, argv) >= 0)
+                return 0;
         /* Fixed thresholds: glibc would raise them to the largest block
          * freed (a 15 MiB file read), after which big replies come from the
          * heap and stay resident. Blocks from 1 MiB (file data, big
@@ -409,6 +433,11 @@ int main(int argc, char **argv) {
          * shrink and regrow it (brk + page faults) on every drain. */
         (void) mallopt(M_MMAP_THRESHOLD, 1024 * 1024);
         (void) mallopt(M_TRIM_THRESHOLD, 2 * 1024 * 1024);
+        /* One arena for the worker threads too: a thread's own arena keeps
+         * the top of its heap resident after a burst (malloc_trim() returns
+         * only the main arena's top), and each would add its own. The
+         * threads allocate little and briefly; big buffers are mmap'd. */
+        (void) mallopt(M_ARENA_MAX, 1);
         /* Started as PID 1 (init=/sbin/vsock-agent) means init mode. */
         bool init = getpid() == 1;
         for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)

@@ -2,13 +2,15 @@
  *
  * The session hands over right after the frame header: the op takes the
  * payload as raw bytes, the parser turns the content into file bytes in
- * one of two reused 512 KiB chunks, and the worker thread writes the full
- * ones (OPEN, WRITE..., FINISH jobs, in order on the one worker). While
+ * one of two reused 512 KiB chunks, and a worker thread writes the full
+ * ones (OPEN, WRITE..., FINISH jobs, in order on one worker lane). While
  * both chunks are with the worker, input pauses: a session holds ~1 MiB
  * whatever the file's size, and the disk sets the pace. The session stays
  * in REQUEST until the last byte of the frame (its idle bound applies as
  * to any request), and a connection lost before the reply undoes the
- * write (temporary file and new directories removed).
+ * write (temporary file and new directories removed). A step that does not
+ * finish within the agent's I/O timeout is answered with an error at once;
+ * the write is undone once the step returns.
  *
  * A request of another shape is buffered whole and served as before. */
 #include <errno.h>
@@ -59,7 +61,9 @@ struct wfs {
         struct chunk chunks[N_CHUNKS];
         unsigned cur;           /* the chunk being filled */
         struct worker_job open_job, finish_job, abort_job;
+        struct worker_lane lane; /* the jobs run in order */
         unsigned in_flight;     /* jobs submitted, done() not yet run */
+        bool answered;          /* a timeout's error went out */
         bool finished;          /* FINISH submitted */
         bool abort_queued;      /* the undo job was submitted */
         atomic_bool aborted;    /* the session went away (read by the worker) */
@@ -99,7 +103,7 @@ static void maybe_destroy(struct wfs *w) {
         /* (Not while the agent exits: the worker is being taken down.) */
         if (!w->abort_queued && !w->agent->shutting_down && (w->fw.fd >= 0 || w->fw.tmp || w->fw.n_created)) {
                 w->abort_queued = true;
-                w->abort_job = (struct worker_job) { .run = abort_run, .done = abort_done };
+                w->abort_job = (struct worker_job) { .run = abort_run, .done = abort_done, .lane = &w->lane };
                 if (worker_submit(w->agent->worker, &w->abort_job) >= 0) {
                         w->in_flight++;
                         return;
@@ -154,6 +158,27 @@ static void abort_run(struct worker_job *j) {
 }
 
 /* ---- loop side -------------------------------------------------------------- */
+
+/* A step did not finish in time: the host hears now, the steps still to
+ * come do nothing, and the write is undone once the stuck one returns. */
+static void timed_out(struct wfs *w) {
+        atomic_store(&w->aborted, true);
+        if (!w->s || w->answered)
+                return;
+        w->answered = true;
+        char msg[160];
+        snprintf(msg, sizeof msg, "write_file: gave up after %d s: the file system does not answer",
+                 w->agent->io_timeout_ms / 1000);
+        struct buf out = BUF_INIT(0);
+        int r = fileop_reply_begin(&out);
+        if (r >= 0)
+                r = files_write_reply(&out, msg);
+        fileop_reply(w->s, &out, r);
+}
+
+static void open_timeout(struct worker_job *j) { timed_out(container_of(j, struct wfs, open_job)); }
+static void chunk_timeout(struct worker_job *j) { timed_out(container_of(j, struct chunk, job)->w); }
+static void finish_timeout(struct worker_job *j) { timed_out(container_of(j, struct wfs, finish_job)); }
 
 static size_t wfs_raw(void *op, const uint8_t *data, size_t len);
 
@@ -365,10 +390,15 @@ int wfstream_start(struct session *s, uint32_t len) {
         w->mode = M_STREAM;
         wfparse_init(&w->p);
         files_writer_init(&w->fw);
-        w->open_job = (struct worker_job) { .run = open_run, .done = open_done };
-        w->finish_job = (struct worker_job) { .run = finish_run, .done = finish_done };
+        w->open_job = (struct worker_job) { .run = open_run, .done = open_done, .timeout = open_timeout,
+                                            .lane = &w->lane };
+        w->finish_job = (struct worker_job) { .run = finish_run, .done = finish_done, .timeout = finish_timeout,
+                                              .lane = &w->lane };
         for (unsigned i = 0; i < N_CHUNKS; i++)
-                w->chunks[i] = (struct chunk) { .job = { .run = write_run, .done = write_done }, .w = w };
+                w->chunks[i] = (struct chunk) {
+                        .job = { .run = write_run, .done = write_done, .timeout = chunk_timeout, .lane = &w->lane },
+                        .w = w,
+                };
         session_set_op(s, &wfs_ops, w);
         session_set_raw(s);
         log_debug("session %llu: request WriteFile (%u bytes), streamed", (unsigned long long) session_id(s), len);

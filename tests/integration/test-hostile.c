@@ -264,7 +264,8 @@ static enum outcome reply_outcome(const struct reply *r) {
                 return OUT_CLOSED;
         if (r->error)
                 return OUT_ERROR;
-        if (r->got_exit && r->exit_code != 0 && buf_size(&r->err) > 0)
+        /* A request that cannot run: 126 (or 127) and the reason on stderr. */
+        if ((r->got_exit || r->got_result) && r->exit_code != 0 && buf_size(&r->err) > 0)
                 return OUT_ERROR;
         /* A rejected port forward: its reason on Stderr, no Ready. */
         if (!r->got_exit && !r->got_result && !r->got_file && !r->got_ready && buf_size(&r->err) > 0)
