@@ -101,7 +101,7 @@ static void maybe_destroy(struct wfs *w) {
         if (w->in_flight > 0 || w->s)
                 return;
         /* (Not while the agent exits: the worker is being taken down.) */
-        if (!w->abort_queued && !w->agent->shutting_down && (w->fw.fd >= 0 || w->fw.tmp || w->fw.n_created)) {
+        if (!w->abort_queued && !w->agent->shutting_down && (w->fw.fd >= 0 || w->fw.tmp || w->fw.created_len)) {
                 w->abort_queued = true;
                 w->abort_job = (struct worker_job) { .run = abort_run, .done = abort_done, .lane = &w->lane };
                 if (worker_submit(w->agent->worker, &w->abort_job) >= 0) {
