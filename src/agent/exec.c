@@ -694,7 +694,7 @@ int exec_start(struct session *s, uint8_t type, uint8_t *payload, uint32_t len) 
         int r = worker_submit(e->a->spawner, &j->job);
         if (r < 0) {
                 job_free(j);
-                exec_fail(e, 126, "agent out of resources: cannot start a worker thread");
+                exec_fail(e, 126, r == -EBUSY ? WORKER_BUSY_TEXT : "agent out of resources: cannot start a thread");
                 return 0;
         }
         e->job = j;

@@ -87,23 +87,31 @@ static void fileop_done(struct worker_job *j) {
                 fileop_reply(f->s, &f->out, f->rc);
 }
 
-/* The thread still owns f->out: the error goes out in a reply of its own. */
-static void fileop_timeout(struct worker_job *j) {
-        struct fileop *f = container_of(j, struct fileop, job);
-        if (!f->s)
-                return;
-        const char *name = f->type == VSOCK_MSG_WRITE_FILE ? "write_file"
-                           : f->type == VSOCK_MSG_READ_FILE ? "read_file"
-                                                            : "list_files";
-        char msg[160];
-        snprintf(msg, sizeof msg, "%s: gave up after %d s: the file system does not answer", name,
-                 session_agent(f->s)->io_timeout_ms / 1000);
+static const char *op_name(uint8_t type) {
+        return type == VSOCK_MSG_WRITE_FILE ? "write_file" : type == VSOCK_MSG_READ_FILE ? "read_file" : "list_files";
+}
+
+/* An error reply of its own (the worker may still own f->out), then the
+ * session finishes. */
+static void reply_error(struct session *s, uint8_t type, const char *why) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "%s: %s", op_name(type), why);
         struct buf out = BUF_INIT(0);
         int r = fileop_reply_begin(&out);
         if (r >= 0)
                 r = files_write_reply(&out, msg);
+        fileop_reply(s, &out, r);
+}
+
+static void fileop_timeout(struct worker_job *j) {
+        struct fileop *f = container_of(j, struct fileop, job);
+        if (!f->s)
+                return;
+        char why[128];
+        snprintf(why, sizeof why, "gave up after %d s: the file system does not answer",
+                 session_agent(f->s)->io_timeout_ms / 1000);
         f->answered = true;
-        fileop_reply(f->s, &out, r);
+        reply_error(f->s, f->type, why);
 }
 
 static void fileop_free(void *op) {
@@ -148,7 +156,8 @@ int fileop_start(struct session *s, uint8_t type, uint8_t *payload, uint32_t len
         int r = worker_submit(session_agent(s)->worker, &f->job);
         if (r < 0) {
                 fileop_destroy(f);
-                return r;
+                reply_error(s, type, r == -EBUSY ? WORKER_BUSY_TEXT : "agent out of resources: cannot start a thread");
+                return 0;
         }
         f->running = true;
         session_set_op(s, &fileop_ops, f);

@@ -471,7 +471,7 @@ int portfwd_start(struct session *s, uint8_t type, uint8_t *payload, uint32_t le
         if (rc < 0) {
                 free(res->host);
                 free(res);
-                pf_fail_lookup(pf, "cannot start name resolution");
+                pf_fail_lookup(pf, rc == -EBUSY ? WORKER_BUSY_TEXT : "cannot start name resolution");
                 return 0;
         }
         pf->job = res;

@@ -228,13 +228,23 @@ static void refuse(struct wfs *w, const char *why) {
         w->mode = M_DISCARD;
 }
 
+/* A step could not be queued (@r from submit()). */
+static void refuse_submit(struct wfs *w, int r) {
+        if (r == -EBUSY && !w->err) {
+                w->err = strdup("write_file: " WORKER_BUSY_TEXT);
+                w->mode = M_DISCARD;
+        }
+        refuse(w, "agent out of resources");
+}
+
 /* Hand a filled chunk to the worker. */
 static void flush_chunk(struct wfs *w) {
         struct chunk *c = &w->chunks[w->cur];
         if (c->n == 0 || w->mode != M_STREAM)
                 return;
-        if (submit(w, &c->job) < 0) {
-                refuse(w, "agent out of resources");
+        int r = submit(w, &c->job);
+        if (r < 0) {
+                refuse_submit(w, r);
                 c->n = 0;
                 return;
         }
@@ -253,10 +263,9 @@ static void head_done(struct wfs *w) {
         }
         w->path = req.path ? strdup(req.path) : strdup("");
         vsock_write_file_request_clear(&req);
-        if (!w->path || submit(w, &w->open_job) < 0) {
-                refuse(w, "agent out of resources");
-                return;
-        }
+        r = w->path ? submit(w, &w->open_job) : -ENOMEM;
+        if (r < 0)
+                refuse_submit(w, r);
 }
 
 /* The whole frame is in. */
@@ -285,9 +294,16 @@ static void frame_done(struct wfs *w) {
         if (w->mode == M_STREAM)
                 flush_chunk(w);
         session_pause_input(s, true); /* nothing else may come */
-        if (submit(w, &w->finish_job) < 0) {
+        int r = submit(w, &w->finish_job);
+        if (r < 0) {
                 log_error("session %llu: write_file: cannot queue the last step", (unsigned long long) session_id(s));
-                session_finish(s);
+                struct buf out = BUF_INIT(0);
+                int rr = fileop_reply_begin(&out);
+                if (rr >= 0)
+                        rr = files_write_reply(&out, r == -EBUSY ? "write_file: " WORKER_BUSY_TEXT
+                                                                  : "write_file: agent out of resources");
+                atomic_store(&w->aborted, true);
+                fileop_reply(s, &out, rr);
                 return;
         }
         w->finished = true;

@@ -317,6 +317,10 @@ int worker_submit(struct worker *w, struct worker_job *j) {
         if (lane && lane->busy) {
                 j->state = JOB_LANE_WAIT;
                 list_push(&lane->tail, j);
+        } else if (w->n_threads >= w->limits.max_threads && w->n_stuck >= w->n_threads) {
+                /* Every thread there may be is stuck in the kernel: say so
+                 * now rather than at the timeout. */
+                r = -EBUSY;
         } else {
                 j->state = JOB_QUEUED;
                 list_push(&w->todo_tail, j);

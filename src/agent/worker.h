@@ -27,6 +27,9 @@
 struct worker;
 struct worker_job;
 
+/* What to tell a host when worker_submit() says -EBUSY. */
+#define WORKER_BUSY_TEXT "agent busy: its worker threads are stuck in a file system that does not answer"
+
 struct worker_limits {
         unsigned max_running;   /* jobs running at once, stuck ones not counted */
         unsigned max_threads;   /* threads at most, stuck ones included */
@@ -67,8 +70,10 @@ int worker_new(struct loop *l, const struct worker_limits *limits, struct worker
 void worker_free(struct worker *w);
 
 /* Queue @j (not copied; it must stay valid until done()). Sets the
- * callbacks' expectations: cancelled and timed_out are reset. Returns 0, or
- * -errno when no thread could be started for it (nothing was queued). */
+ * callbacks' expectations: cancelled and timed_out are reset. Returns 0,
+ * -EBUSY when every thread the pool may have is stuck in the kernel, or
+ * another -errno when no thread could be started for it (nothing was
+ * queued in either case). */
 int worker_submit(struct worker *w, struct worker_job *j);
 
 /* Take back a job that has not started: returns true, and done() will not
