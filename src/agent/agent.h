@@ -38,6 +38,9 @@ struct agent {
          * (ignored or handled): each command resets exactly these. Add to
          * it wherever a disposition changes. */
         sigset_t changed_signals;
+        /* Commands being started on a worker thread: their pids are not
+         * known to child.c yet, so init mode's orphan reaper must wait. */
+        unsigned spawns_pending;
         bool shutting_down;
         uint64_t next_session_id;
         struct session *sessions;       /* all live sessions (list) */

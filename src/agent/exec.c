@@ -510,8 +510,10 @@ static void exec_free(void *op) {
                 struct exec_job *j = TAKE_PTR(e->job);
                 j->e = NULL;
                 spawn_cancel(&j->cancel);
-                if (worker_cancel(&j->job))
+                if (worker_cancel(&j->job)) {
+                        j->a->spawns_pending--;
                         job_free(j); /* it never started */
+                }
         }
         child_release(e->child);
         timer_disarm(&e->linger);
@@ -610,6 +612,7 @@ static void exec_started(struct exec *e, struct launch_result *r) {
 static void job_done(struct worker_job *wj) {
         struct exec_job *j = container_of(wj, struct exec_job, job);
         struct exec *e = j->e;
+        j->a->spawns_pending--; /* child.c knows the process from here on */
         if (!e) {
                 /* Nobody wants the command any more. */
                 if (j->rc >= 0) {
@@ -698,5 +701,6 @@ int exec_start(struct session *s, uint8_t type, uint8_t *payload, uint32_t len) 
                 return 0;
         }
         e->job = j;
+        e->a->spawns_pending++;
         return 0;
 }

@@ -170,13 +170,17 @@ static void on_signal(struct watcher *w, uint32_t revents) {
 }
 
 static bool own_pid(pid_t pid, void *userdata) {
-        return agent_owns_pid(pid);
+        const struct main_state *m = userdata;
+        /* A command that exits right after its exec, before its start
+         * comes back from the worker, must not be taken for an orphan:
+         * reap none until then. */
+        return agent_owns_pid(pid) || m->agent.spawns_pending > 0;
 }
 
 static void post_pass(void *userdata) {
         struct main_state *m = userdata;
         if (m->init_mode)
-                init_reap_orphans(own_pid, NULL);
+                init_reap_orphans(own_pid, m);
         /* After a burst, hand the freed heap back: glibc keeps it (and its
          * arenas' tops) otherwise. Once per burst, not on every pass. */
         static size_t prev_sessions;
