@@ -614,8 +614,8 @@ static void job_done(struct worker_job *wj) {
         struct exec *e = j->e;
         j->a->spawns_pending--; /* child.c knows the process from here on */
         if (!e) {
-                /* Nobody wants the command any more. */
-                if (j->rc >= 0) {
+                /* Nobody wants the command any more (if it started). */
+                if (!wj->cancelled && j->rc >= 0) {
                         struct child *c;
                         if (child_new(j->a->loop, j->res.pid, TAKE_FD(j->res.pidfd), false, j->a->grace_ms, NULL,
                                       NULL, &c) >= 0)
@@ -692,6 +692,9 @@ int exec_start(struct session *s, uint8_t type, uint8_t *payload, uint32_t len) 
                 .mode = { .tty = e->mode == MODE_TTY, .stdin_frames = e->info->stdin_frames },
                 .cfg = { .sandbox = e->a->sandbox, .pid_ns = e->a->pid_ns, .reset_signals = &e->a->changed_signals,
                          .base_env = environ },
+                /* Until it ran: no process, and nothing to close (not fd 0). */
+                .rc = -ECANCELED,
+                .res = LAUNCH_RESULT_INIT,
         };
         spawn_cancel_init(&j->cancel);
         int r = worker_submit(e->a->spawner, &j->job);

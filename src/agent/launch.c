@@ -109,10 +109,11 @@ static int make_stdio(const struct vsock_exec_request *q, struct launch_mode mod
 }
 
 static void close_child_ends(int child[3]) {
+        /* A terminal's slave is there three times: each fd once. */
+        const int fd[3] = { child[0], child[1], child[2] };
         for (int i = 0; i < 3; i++) {
-                /* A terminal's slave is there three times. */
-                if (i == 0 || (child[i] != child[0] && child[i] != child[i - 1]))
-                        safe_close(child[i]);
+                if ((i < 1 || fd[i] != fd[0]) && (i < 2 || fd[i] != fd[1]))
+                        safe_close(fd[i]);
                 child[i] = -1;
         }
 }
@@ -128,7 +129,7 @@ int launch_run(uint8_t *payload, size_t len, struct launch_mode mode, const stru
         const char *why = NULL;
         int rc;
 
-        *ret = (struct launch_result) { .pidfd = -1, .in_fd = -1, .out_fd = -1, .err_fd = -1, .master = -1 };
+        *ret = LAUNCH_RESULT_INIT;
         rc = msg_decode_exec_request(payload ? payload : (const uint8_t *) "", len, mode.tty, &q, &why);
         if (payload)
                 explicit_bzero(payload, len);

@@ -47,6 +47,11 @@ struct launch_result {
         char *error;            /* failed: why, e.g. "unknown user \"bob\"" */
 };
 
+/* A result that holds nothing: what launch_result_clear() may be given
+ * before launch_run() filled it. */
+#define LAUNCH_RESULT_INIT \
+        ((struct launch_result) { .pidfd = -1, .in_fd = -1, .out_fd = -1, .err_fd = -1, .master = -1 })
+
 /* Decode @payload (@len bytes; consumed: wiped and freed, may be NULL) as
  * an exec request for @mode and start it. Returns 0 with the process and
  * its fds in *ret, or a negative errno with ret->exit_code and ret->error

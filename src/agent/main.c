@@ -90,6 +90,17 @@ static int parse_u32(const char *s, uint32_t *ret) {
         return 0;
 }
 
+/* A timeout option: 1..86400 seconds into *ret_ms; says what is wrong. */
+static int parse_seconds(const char *s, const char *what, int *ret_ms) {
+        uint32_t v;
+        if (parse_u32(s, &v) < 0 || v == 0 || v > 86400) {
+                fprintf(stderr, "vsock-agent: invalid %s '%s' (seconds, 1..86400)\n", what, s);
+                return -EINVAL;
+        }
+        *ret_ms = (int) v * 1000;
+        return 0;
+}
+
 static int push_u32(uint32_t **v, size_t *n, uint32_t x) {
         uint32_t *nv = realloc(*v, (*n + 1) * sizeof *nv);
         if (!nv)
@@ -258,20 +269,12 @@ static int agent_main(int argc, char **argv) {
                         o.pid_ns = true;
                         break;
                 case OPT_IDLE_TIMEOUT:
-                        if (parse_u32(optarg, &v) < 0 || v == 0 || v > 86400) {
-                                fprintf(stderr, "vsock-agent: invalid idle timeout '%s' (seconds, 1..86400)\n",
-                                        optarg);
+                        if (parse_seconds(optarg, "idle timeout", &a->idle_timeout_ms) < 0)
                                 return 2;
-                        }
-                        a->idle_timeout_ms = (int) v * 1000;
                         break;
                 case OPT_IO_TIMEOUT:
-                        if (parse_u32(optarg, &v) < 0 || v == 0 || v > 86400) {
-                                fprintf(stderr, "vsock-agent: invalid I/O timeout '%s' (seconds, 1..86400)\n",
-                                        optarg);
+                        if (parse_seconds(optarg, "I/O timeout", &a->io_timeout_ms) < 0)
                                 return 2;
-                        }
-                        a->io_timeout_ms = (int) v * 1000;
                         break;
                 case OPT_LOG_LEVEL:
                         if (log_level_parse(optarg, &lvl) < 0) {
@@ -412,14 +415,20 @@ static int agent_main(int argc, char **argv) {
         timer_disarm(&m.deadline);
         watcher_stop(&m.sigw);
         safe_close(m.sigfd);
-        worker_free(a->worker);
-        worker_free(a->spawner);
+        unsigned stuck = worker_free(a->worker) + worker_free(a->spawner);
         sandbox_free(sandbox);
         loop_free(a->loop);
         free(a->allow_cids);
         free(a->allow_uids);
         log_info("exiting");
         g_reboot = m.reboot;
+        if (stuck && !m.init_mode) {
+                /* Threads stuck in the kernel (a file system that does not
+                 * answer) are still running: no exit handlers beside them
+                 * (a leak checker would try to stop them, and cannot). */
+                fflush(stderr);
+                _exit(m.exit_code);
+        }
         return m.exit_code;
 }
 

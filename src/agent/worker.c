@@ -250,9 +250,9 @@ int worker_new(struct loop *l, const struct worker_limits *limits, struct worker
         return 0;
 }
 
-void worker_free(struct worker *w) {
+unsigned worker_free(struct worker *w) {
         if (!w)
-                return;
+                return 0;
         watcher_stop(&w->w);
         pthread_mutex_lock(&w->lock);
         w->stop = true;
@@ -294,14 +294,16 @@ void worker_free(struct worker *w) {
                         j->done(j);
                 }
         if (abandoned) {
-                log_warn("worker: %u threads still blocked at exit, left behind", w->n_threads);
-                return;
+                unsigned n = w->n_threads;
+                log_warn("worker: %u threads still blocked at exit, left behind", n);
+                return n;
         }
         pthread_mutex_destroy(&w->lock);
         pthread_cond_destroy(&w->cond);
         pthread_cond_destroy(&w->gone);
         safe_close(w->efd);
         free(w);
+        return 0;
 }
 
 int worker_submit(struct worker *w, struct worker_job *j) {

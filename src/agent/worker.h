@@ -66,8 +66,10 @@ struct worker_job {
 int worker_new(struct loop *l, const struct worker_limits *limits, struct worker **ret);
 /* Stops the threads and hands every job back through done() (waiting ones
  * with cancelled set). Threads still stuck after a second are abandoned,
- * with @w and their jobs (exit only). Accepts NULL. */
-void worker_free(struct worker *w);
+ * with @w and their jobs (exit only). Returns how many were; the caller
+ * should then _exit() rather than run exit handlers beside them. Accepts
+ * NULL. */
+unsigned worker_free(struct worker *w);
 
 /* Queue @j (not copied; it must stay valid until done()). Sets the
  * callbacks' expectations: cancelled and timed_out are reset. Returns 0,

@@ -2279,42 +2279,86 @@ static void expect_start_timeout(vsock_conn *c, const char *what) {
         reply_clear(&r);
 }
 
-/* Children of @pid now (the agent's stuck vfork children), up to @max. */
-static size_t children_of(pid_t pid, pid_t *out, size_t max) {
+/* The thread ids of @pid, up to @max. */
+static size_t tasks_of(pid_t pid, pid_t *out, size_t max) {
         char p[64];
         snprintf(p, sizeof p, "/proc/%d/task", (int) pid);
         DIR *d = opendir(p);
         size_t n = 0;
         struct dirent *de;
-        while (d && (de = readdir(d))) {
-                if (de->d_name[0] == '.')
-                        continue;
-                char cp[320];
-                snprintf(cp, sizeof cp, "/proc/%d/task/%s/children", (int) pid, de->d_name);
-                FILE *f = fopen(cp, "re");
+        while (d && n < max && (de = readdir(d)))
+                if (de->d_name[0] != '.')
+                        out[n++] = (pid_t) atoi(de->d_name);
+        if (d)
+                closedir(d);
+        return n;
+}
+
+/* /proc/@pid/task/@tid/@name opened for reading, or NULL. */
+static FILE *task_file(pid_t pid, pid_t tid, const char *name) {
+        char p[128];
+        snprintf(p, sizeof p, "/proc/%d/task/%d/%s", (int) pid, (int) tid, name);
+        return fopen(p, "re");
+}
+
+/* What fd @fd of @pid is ("(closed)" if none). */
+static void fd_target(pid_t pid, int fd, char *buf, size_t size) {
+        char p[64];
+        snprintf(p, sizeof p, "/proc/%d/fd/%d", (int) pid, fd);
+        ssize_t n = readlink(p, buf, size - 1);
+        if (n < 0)
+                snprintf(buf, size, "(closed)");
+        else
+                buf[n] = '\0';
+}
+
+/* Children of @pid now (the agent's stuck vfork children), up to @max. */
+static size_t children_of(pid_t pid, pid_t *out, size_t max) {
+        pid_t tids[256];
+        size_t n = 0, nt = tasks_of(pid, tids, 256);
+        for (size_t i = 0; i < nt; i++) {
+                FILE *f = task_file(pid, tids[i], "children");
                 int c;
                 while (f && n < max && fscanf(f, "%d", &c) == 1)
                         out[n++] = c;
                 if (f)
                         fclose(f);
         }
-        if (d)
-                closedir(d);
         return n;
+}
+
+/* Wait (bounded) until @pid has at least @n children; their pids to @kids. */
+static size_t wait_children(pid_t pid, size_t n, pid_t *kids, size_t max) {
+        size_t have = 0;
+        int64_t end = mono_ms() + BOUND_MS;
+        while ((have = children_of(pid, kids, max)) < n && mono_ms() < end)
+                pause_ms(5);
+        return have;
+}
+
+/* Release the stalled file system; whatever hung in it ends. */
+static void release_and_reap(const char *name, const pid_t *kids, size_t n) {
+        stall_fs_release(F);
+        F = NULL;
+        for (size_t i = 0; i < n; i++)
+                if (!wait_pid_gone(kids[i], BOUND_MS))
+                        fail_msg("%s: process %d still there after the file system answered", name, (int) kids[i]);
 }
 
 /* An exec whose working directory, program or PATH entry is on a file
  * system that never answers: the loop goes on (other sessions, the ready
- * port), the host hears at the I/O timeout, and SIGTERM still ends the
- * agent. Then the file system answers and nothing stays stuck. */
+ * port), the host hears at the I/O timeout. With every thread that may
+ * start commands stuck, starts are refused at once, even those that
+ * waited (and the agent's own fds stay as they were). SIGTERM still ends
+ * the agent while a start hangs. Each time the file system answers at the
+ * end, and nothing stays stuck. */
 static void stalled_exec_case(const char *const *opts, const char *name) {
         stall_or_skip();
         struct agent *b = B = agent_start(opts, 0);
         assert_non_null(b);
-        char wd[128], prog[128], pathv[256];
+        char wd[128], prog[128], pathv[256], bin[128];
         stall_fs_path(F, "stall-wd", wd, sizeof wd);
         stall_fs_path(F, "stall-bin/prog", prog, sizeof prog);
-        char bin[128];
         snprintf(pathv, sizeof pathv, "%s:/usr/bin:/bin", stall_fs_path(F, "stall-path", bin, sizeof bin));
         struct vsock_env path_env = { "PATH", pathv };
         char *args[] = { "x" };
@@ -2329,11 +2373,8 @@ static void stalled_exec_case(const char *const *opts, const char *name) {
                 c[i] = exec_send_a(b, &reqs[i]);
         char what[160];
         snprintf(what, sizeof what, "%s: 3 execs stalled on a file system", name);
-        /* Wait (bounded) until all three hang in the kernel. */
-        pid_t kids[16];
-        int64_t end = mono_ms() + BOUND_MS;
-        while (children_of(b->pid, kids, 16) < 3 && mono_ms() < end)
-                pause_ms(5);
+        pid_t kids[64];
+        (void) wait_children(b->pid, 3, kids, 64);
         assert_serving(b, what);
         for (int i = 0; i < 3; i++) {
                 snprintf(what, sizeof what, "%s: %s on a stalled file system", name, whats[i]);
@@ -2341,31 +2382,70 @@ static void stalled_exec_case(const char *const *opts, const char *name) {
         }
         assert_serving(b, "after the start timeouts");
 
-        /* SIGTERM while one hangs. */
-        vsock_conn *last = exec_send_a(b, &reqs[0]);
-        size_t n_kids = 0;
-        end = mono_ms() + BOUND_MS;
-        while ((n_kids = children_of(b->pid, kids, 16)) < 4 && mono_ms() < end)
-                pause_ms(5);
+        /* More than the threads that may exist (32): every host hears,
+         * some of those starts never ran at all. */
+        char fd0[256], now[256];
+        fd_target(b->pid, 0, fd0, sizeof fd0);
+        enum { FILL = 40 };
+        vsock_conn *fill[FILL];
+        for (int i = 0; i < FILL; i++)
+                fill[i] = exec_send_a(b, &reqs[0]);
+        for (int i = 0; i < FILL; i++) {
+                struct reply r;
+                reply_read(fill[i], &r);
+                vsock_conn_close(fill[i]);
+                if (!r.got_result || r.exit_code != 126 || !buf_contains(&r.err, "vsock-agent: "))
+                        fail_msg("%s: start %d of %d: %s, exit %lld", name, i, FILL, outcome_names[reply_outcome(&r)],
+                                 (long long) r.exit_code);
+                reply_clear(&r);
+        }
+        fd_target(b->pid, 0, now, sizeof now);
+        assert_string_equal(now, fd0);
+        /* A start is answered at once: refused while every starter is
+         * stuck, or run when the cancels freed one (with --pid-ns the
+         * killed namespace takes its stuck command with it). The ready
+         * port answers. */
+        struct vsock_exec_request t = { .command = "true" };
+        struct reply r;
         int64_t t0 = mono_ms();
+        vsock_conn *busy = exec_until_end_a(b, VSOCK_MSG_EXEC, &t, &r);
+        int64_t ms = mono_ms() - t0;
+        vsock_conn_close(busy);
+        print_message("%s: %d starts stalled: a `true` answered in %lld ms: exit %lld%s%.*s", name, FILL,
+                      (long long) ms, (long long) r.exit_code, buf_size(&r.err) ? ", " : "\n",
+                      (int) buf_size(&r.err), (const char *) buf_head(&r.err));
+        assert_true(ms < PROBE_BOUND_MS);
+        if (r.exit_code != 0) {
+                assert_int_equal(r.exit_code, 126);
+                assert_true(buf_contains(&r.err, "vsock-agent: agent busy: "));
+        }
+        reply_clear(&r);
+        vsock_conn *rc;
+        assert_int_equal(vsock_dial_str(b->ready_addr, 0, BOUND_MS, -1, &rc), 0);
+        vsock_conn_close(rc);
+        size_t n_kids = children_of(b->pid, kids, 64);
+        release_and_reap(name, kids, n_kids);
+        assert_clean(b);
+        assert_serving(b, "once the file system answered");
+
+        /* SIGTERM while a start hangs. */
+        stall_or_skip();
+        stall_fs_path(F, "stall-wd", wd, sizeof wd);
+        vsock_conn *last = exec_send_a(b, &reqs[0]);
+        n_kids = wait_children(b->pid, 1, kids, 64);
+        t0 = mono_ms();
         int st = 0;
         B = NULL;
-        int r = agent_stop(b, BOUND_MS, &st);
+        int rr = agent_stop(b, BOUND_MS, &st);
         print_message("%s: SIGTERM with a stalled exec: exit status %d after %lld ms\n", name,
                       WIFEXITED(st) ? WEXITSTATUS(st) : -1, (long long) (mono_ms() - t0));
-        assert_int_equal(r, 0);
+        assert_int_equal(rr, 0);
         struct reply rp;
         reply_read(last, &rp);
         assert_int_not_equal(vsock_err_kind(rp.end), VSOCK_E_TIMEOUT);
         reply_clear(&rp);
         vsock_conn_close(last);
-
-        /* The file system answers: whatever hung in it goes on and ends. */
-        stall_fs_release(F);
-        F = NULL;
-        for (size_t i = 0; i < n_kids; i++)
-                if (!wait_pid_gone(kids[i], BOUND_MS))
-                        fail_msg("%s: process %d still there after the file system answered", name, (int) kids[i]);
+        release_and_reap(name, kids, n_kids);
 }
 
 static void test_stalled_fs_exec(void **state) {
@@ -2426,24 +2506,16 @@ static void timed_file_op_join(struct timed_file_op *t, pthread_t th) {
 
 /* Threads of @pid waiting in the FUSE file system. */
 static size_t threads_in_fuse(pid_t pid) {
-        char p[64];
-        snprintf(p, sizeof p, "/proc/%d/task", (int) pid);
-        DIR *d = opendir(p);
-        size_t n = 0;
-        struct dirent *de;
-        while (d && (de = readdir(d))) {
-                if (de->d_name[0] == '.')
-                        continue;
-                char wp[320], w[64] = "";
-                snprintf(wp, sizeof wp, "/proc/%d/task/%s/wchan", (int) pid, de->d_name);
-                FILE *f = fopen(wp, "re");
+        pid_t tids[256];
+        size_t n = 0, nt = tasks_of(pid, tids, 256);
+        for (size_t i = 0; i < nt; i++) {
+                char w[64] = "";
+                FILE *f = task_file(pid, tids[i], "wchan");
                 if (f && fgets(w, sizeof w, f) && (strstr(w, "fuse") || strstr(w, "request_wait_answer")))
                         n++;
                 if (f)
                         fclose(f);
         }
-        if (d)
-                closedir(d);
         return n;
 }
 
@@ -2633,10 +2705,8 @@ static char *probe_out(struct agent *a, const char *user, const char *args) {
 
 static void expect_line(const char *out, const char *key, const char *want) {
         char v[128];
-        if (!text_field(out, key, v, sizeof v))
-                fail_msg("probe printed no \"%s\" line:\n%s", key, out);
-        if (strcmp(v, want) != 0)
-                fail_msg("%s: got \"%s\", want \"%s\"", key, v, want);
+        if (!text_field_is(out, key, want, v, sizeof v))
+                fail_msg("%s: got \"%s\", want \"%s\"; probe output:\n%s", key, v, want, out);
 }
 
 /* io_uring would create the AF_VSOCK socket the filter refuses. */

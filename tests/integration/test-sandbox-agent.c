@@ -128,10 +128,8 @@ static bool ia32_absent(void) {
 
 static void expect(const char *out, const char *key, const char *want) {
         char v[128];
-        if (!text_field(out, key, v, sizeof v))
-                fail_msg("probe printed no \"%s\" line:\n%s", key, out);
-        if (strcmp(v, want) != 0)
-                fail_msg("%s: got \"%s\", want \"%s\"", key, v, want);
+        if (!text_field_is(out, key, want, v, sizeof v))
+                fail_msg("%s: got \"%s\", want \"%s\"; probe output:\n%s", key, v, want, out);
 }
 
 static bool one_of(const char *v, const char *alts) {

@@ -26,6 +26,20 @@
 
 extern char **environ;
 
+/* Every close() of the code under test goes through here (linked with
+ * --wrap=close): closing an fd that is not open means a double close,
+ * which in the agent closes another thread's fd. */
+int __real_close(int fd);
+int __wrap_close(int fd);
+static int bad_closes;
+
+int __wrap_close(int fd) {
+        int r = __real_close(fd);
+        if (r < 0 && errno == EBADF)
+                bad_closes++;
+        return r;
+}
+
 static char passwd[] = "/tmp/test-launch-passwd-XXXXXX";
 static char group[] = "/tmp/test-launch-group-XXXXXX";
 
@@ -60,6 +74,7 @@ static int run(const struct vsock_exec_request *req, struct launch_mode mode, ch
         assert_int_equal(waitid(P_PIDFD, (id_t) r.pidfd, &si, WEXITED), 0);
         launch_result_clear(&r);
         launch_result_clear(&r); /* idempotent */
+        assert_int_equal(bad_closes, 0);
         return si.si_code == CLD_EXITED ? si.si_status : 128 + si.si_status;
 }
 
@@ -82,6 +97,7 @@ static void expect_failure(const void *payload, size_t len, struct launch_mode m
         assert_int_equal(r.err_fd, -1);
         assert_int_equal(r.master, -1);
         launch_result_clear(&r);
+        assert_int_equal(bad_closes, 0);
 }
 
 static void expect_request_failure(const struct vsock_exec_request *req, int code, const char *reason) {
@@ -172,6 +188,9 @@ static void test_tty(void **state) {
         siginfo_t si;
         assert_int_equal(waitid(P_PIDFD, (id_t) r.pidfd, &si, WEXITED), 0);
         launch_result_clear(&r);
+        /* The terminal's slave was the command's stdin, stdout and stderr:
+         * closed once. */
+        assert_int_equal(bad_closes, 0);
 }
 
 static void test_failures(void **state) {

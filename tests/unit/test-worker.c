@@ -121,55 +121,70 @@ static int teardown(void **state) {
         return 0;
 }
 
-/* A pipe whose read end blocks jobs until bytes are written (one each). */
-static void gate(int p[2]) { assert_int_equal(pipe2(p, O_CLOEXEC), 0); }
+/* A pool and a gate: a pipe whose read end blocks jobs until bytes are
+ * written (one each). */
+struct fixture {
+        struct worker *w;
+        int g[2];
+};
+
+static void fixture_new(struct fixture *f, unsigned max_running, unsigned max_threads, int timeout_ms) {
+        struct worker_limits lim = { max_running, max_threads, timeout_ms };
+        assert_int_equal(worker_new(L, &lim, &f->w), 0);
+        assert_int_equal(pipe2(f->g, O_CLOEXEC), 0);
+}
+
+static void fixture_free(struct fixture *f) {
+        worker_free(f->w);
+        close(f->g[0]);
+        close(f->g[1]);
+}
+
+static void open_gate(struct fixture *f, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                assert_int_equal(write(f->g[1], "x", 1), 1);
+}
 
 static void test_parallel_then_queue(void **state) {
-        struct worker *w;
-        struct worker_limits lim = { .max_running = 3, .max_threads = 6 };
-        assert_int_equal(worker_new(L, &lim, &w), 0);
-        int g[2];
-        gate(g);
+        struct fixture f;
+        fixture_new(&f, 3, 6, 0);
         struct job j[5];
         for (int i = 0; i < 5; i++) {
-                job_init(&j[i], i, g[0], NULL);
-                assert_int_equal(worker_submit(w, &j[i].j), 0);
+                job_init(&j[i], i, f.g[0], NULL);
+                assert_int_equal(worker_submit(f.w, &j[i].j), 0);
         }
         /* Three run at once, each on its own thread; two wait. */
         wait_started(3);
         struct worker_stats st;
-        worker_stats(w, &st);
+        worker_stats(f.w, &st);
         assert_int_equal(st.threads, 3);
         assert_int_equal(st.queued, 2);
-        assert_int_equal(write(g[1], "xxxxx", 5), 5);
+        open_gate(&f, 5);
         wait_done(5);
         for (int i = 0; i < 5; i++)
                 assert_true(j[i].ran && j[i].done && !j[i].cancelled && !j[i].timed_out_cb);
         assert_int_equal(most_running, 3);
         /* In order: the waiting ones started after the first three. */
         assert_true(j[3].order >= 3 && j[4].order >= 3);
-        worker_free(w);
-        close(g[0]);
-        close(g[1]);
+        fixture_free(&f);
 }
 
 static void test_lane_in_order(void **state) {
-        struct worker *w;
-        struct worker_limits lim = { .max_running = 4, .max_threads = 4 };
-        assert_int_equal(worker_new(L, &lim, &w), 0);
+        struct fixture f;
+        fixture_new(&f, 4, 4, 0);
         struct worker_lane lane = { 0 };
         enum { N = 12 };
         struct job j[N];
         for (int i = 0; i < N; i++) {
                 job_init(&j[i], i, -1, &lane);
-                assert_int_equal(worker_submit(w, &j[i].j), 0);
+                assert_int_equal(worker_submit(f.w, &j[i].j), 0);
         }
         wait_done(N);
         for (int i = 1; i < N; i++)
                 assert_true(j[i].order > j[i - 1].order);
         assert_int_equal(lane_most, 1);
         assert_false(lane.busy);
-        worker_free(w);
+        fixture_free(&f);
 }
 
 static void on_tick(struct timer *t) { loop_quit(t->loop); }
@@ -206,142 +221,121 @@ static bool all_done(void *p) {
  * next job, done() comes when the stuck one returns; with every thread
  * stuck, the pool refuses at once. */
 static void test_timeout_replaces_thread(void **state) {
-        struct worker *w;
-        struct worker_limits lim = { .max_running = 1, .max_threads = 3, .timeout_ms = 100 };
-        assert_int_equal(worker_new(L, &lim, &w), 0);
-        int g[2];
-        gate(g);
+        struct fixture f;
+        fixture_new(&f, 1, 3, 100);
         struct job stuck[3], quick, refused, after;
-        job_init(&stuck[0], 0, g[0], NULL);
+        job_init(&stuck[0], 0, f.g[0], NULL);
         job_init(&quick, 1, -1, NULL);
-        assert_int_equal(worker_submit(w, &stuck[0].j), 0);
+        assert_int_equal(worker_submit(f.w, &stuck[0].j), 0);
         wait_started(1);
         loop_until(is_timed_out, &stuck[0]);
         assert_true(stuck[0].j.timed_out);
         assert_false(stuck[0].done);
         /* Its thread no longer counts: a fresh one runs the next job. */
-        assert_int_equal(worker_submit(w, &quick.j), 0);
+        assert_int_equal(worker_submit(f.w, &quick.j), 0);
         loop_until(is_done, &quick);
         assert_true(quick.ran && !quick.cancelled && !quick.timed_out_cb);
         struct worker_stats st;
-        worker_stats(w, &st);
+        worker_stats(f.w, &st);
         assert_int_equal(st.stuck, 1);
 
         for (int i = 1; i < 3; i++) {
-                job_init(&stuck[i], 1 + i, g[0], NULL);
-                assert_int_equal(worker_submit(w, &stuck[i].j), 0);
+                job_init(&stuck[i], 1 + i, f.g[0], NULL);
+                assert_int_equal(worker_submit(f.w, &stuck[i].j), 0);
                 wait_started(2 + i);
                 loop_until(is_timed_out, &stuck[i]);
         }
-        worker_stats(w, &st);
+        worker_stats(f.w, &st);
         assert_int_equal(st.threads, 3);
         assert_int_equal(st.stuck, 3);
         job_init(&refused, 9, -1, NULL);
-        assert_int_equal(worker_submit(w, &refused.j), -EBUSY);
+        assert_int_equal(worker_submit(f.w, &refused.j), -EBUSY);
 
         /* The kernel lets them go: done() for each, and the pool serves. */
-        assert_int_equal(write(g[1], "xxx", 3), 3);
+        open_gate(&f, 3);
         struct job *all[] = { &stuck[0], &stuck[1], &stuck[2], NULL };
         loop_until(all_done, all);
         for (int i = 0; i < 3; i++)
                 assert_true(stuck[i].ran && !stuck[i].cancelled);
-        worker_stats(w, &st);
+        worker_stats(f.w, &st);
         assert_int_equal(st.stuck, 0);
         job_init(&after, 10, -1, NULL);
-        assert_int_equal(worker_submit(w, &after.j), 0);
+        assert_int_equal(worker_submit(f.w, &after.j), 0);
         wait_done(1);
         assert_true(after.ran);
         assert_false(refused.done);
-        worker_free(w);
-        close(g[0]);
-        close(g[1]);
+        fixture_free(&f);
 }
 
 /* A job that waited past the timeout never runs. */
 static void test_timeout_while_queued(void **state) {
-        struct worker *w;
-        struct worker_limits lim = { .max_running = 1, .max_threads = 1, .timeout_ms = 100 };
-        assert_int_equal(worker_new(L, &lim, &w), 0);
-        int g[2];
-        gate(g);
+        struct fixture f;
+        fixture_new(&f, 1, 1, 100);
         struct job a, b;
-        job_init(&a, 0, g[0], NULL);
+        job_init(&a, 0, f.g[0], NULL);
         job_init(&b, 1, -1, NULL);
-        assert_int_equal(worker_submit(w, &a.j), 0);
+        assert_int_equal(worker_submit(f.w, &a.j), 0);
         wait_started(1);
-        assert_int_equal(worker_submit(w, &b.j), 0);
+        assert_int_equal(worker_submit(f.w, &b.j), 0);
         loop_until(is_done, &b);
         assert_true(b.timed_out_cb && b.cancelled);
         assert_false(b.ran);
         assert_true(a.timed_out_cb);
-        assert_int_equal(write(g[1], "x", 1), 1);
+        open_gate(&f, 1);
         loop_until(is_done, &a);
         assert_true(a.ran && !a.cancelled);
-        worker_free(w);
-        close(g[0]);
-        close(g[1]);
+        fixture_free(&f);
 }
 
 /* A job not yet running can be taken back, on a lane too; one running
  * cannot. */
 static void test_cancel(void **state) {
-        struct worker *w;
-        struct worker_limits lim = { .max_running = 1, .max_threads = 1 };
-        assert_int_equal(worker_new(L, &lim, &w), 0);
-        int g[2];
-        gate(g);
+        struct fixture f;
+        fixture_new(&f, 1, 1, 0);
         struct worker_lane lane = { 0 };
         struct job a, b, c, d;
-        job_init(&a, 0, g[0], &lane);
+        job_init(&a, 0, f.g[0], &lane);
         job_init(&b, 1, -1, &lane);
         job_init(&c, 2, -1, &lane);
         job_init(&d, 3, -1, NULL);
-        assert_int_equal(worker_submit(w, &a.j), 0);
-        assert_int_equal(worker_submit(w, &b.j), 0);
-        assert_int_equal(worker_submit(w, &c.j), 0);
-        assert_int_equal(worker_submit(w, &d.j), 0);
+        struct job *order[] = { &a, &b, &c, &d };
+        for (int i = 0; i < 4; i++)
+                assert_int_equal(worker_submit(f.w, &order[i]->j), 0);
         wait_started(1);
         assert_false(worker_cancel(&a.j));
         assert_true(worker_cancel(&b.j));       /* waiting on the lane */
         assert_true(worker_cancel(&d.j));       /* queued */
         assert_false(worker_cancel(&b.j));
-        assert_int_equal(write(g[1], "x", 1), 1);
+        open_gate(&f, 1);
         struct job *rest[] = { &a, &c, NULL };
         loop_until(all_done, rest);
         assert_false(b.done || b.ran || d.done || d.ran);
         assert_true(c.ran && c.order > a.order);
-        worker_free(w);
-        close(g[0]);
-        close(g[1]);
+        fixture_free(&f);
 }
 
 /* Freed with work out: every job comes back once, cancelled unless it
  * ran, lane waiters included. */
 static void test_free_hands_back(void **state) {
-        struct worker *w;
-        struct worker_limits lim = { .max_running = 1, .max_threads = 1 };
-        assert_int_equal(worker_new(L, &lim, &w), 0);
-        int g[2];
-        gate(g);
+        struct fixture f;
+        fixture_new(&f, 1, 1, 0);
         struct worker_lane lane = { 0 };
         struct job j[4];
-        job_init(&j[0], 0, g[0], &lane);
+        job_init(&j[0], 0, f.g[0], &lane);
         job_init(&j[1], 1, -1, &lane);
         job_init(&j[2], 2, -1, NULL);
         job_init(&j[3], 3, -1, &lane);
         for (int i = 0; i < 4; i++)
-                assert_int_equal(worker_submit(w, &j[i].j), 0);
+                assert_int_equal(worker_submit(f.w, &j[i].j), 0);
         wait_started(1);
-        assert_int_equal(write(g[1], "x", 1), 1);
+        open_gate(&f, 1);
         pending = 1 << 30;
-        worker_free(w);
+        fixture_free(&f);
         for (int i = 0; i < 4; i++) {
                 assert_true(j[i].done);
                 assert_true(j[i].ran || j[i].cancelled);
         }
         assert_true(j[0].ran);
-        close(g[0]);
-        close(g[1]);
 }
 
 int main(void) {
