@@ -474,6 +474,29 @@ static void test_parallel(void **state) {
         }
 }
 
+/* The agent killed outright: each namespace's init sees it (its pipe from
+ * the agent hangs up) and ends, and its namespace with it. */
+static void test_agent_killed(void **state) {
+        (void) state;
+        static const char *const pidns[] = { "--pid-ns", NULL };
+        struct agent *k = agent_start(pidns, 0);
+        assert_non_null(k);
+        struct marker mk;
+        marker_new(&mk, MARKER_KEY);
+        vsock_conn *c[2];
+        for (int i = 0; i < 2; i++) {
+                c[i] = dial(k);
+                struct vsock_exec_request req = { .command = "sleep 1000 & sleep 1000", .env = &mk.env, .n_env = 1 };
+                assert_int_equal(send_exec_request(c[i], VSOCK_MSG_EXEC_PIPE, &req), 0);
+        }
+        assert_true(marker_wait_count(&mk, 4, BOUND_MS)); /* 2 x (sh or its last sleep, a sleep) */
+        assert_int_equal(kill(k->pid, SIGKILL), 0);
+        assert_marker_gone(&mk, BOUND_MS, "commands of a killed agent");
+        for (int i = 0; i < 2; i++)
+                vsock_conn_close(c[i]);
+        (void) agent_stop(k, BOUND_MS, NULL); /* reaps it, cleans up */
+}
+
 /* Without CAP_SYS_ADMIN there is no namespace to give: the agent says so
  * and does not start, rather than failing every command. */
 static void test_refused_unprivileged(void **state) {
@@ -516,7 +539,8 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 T(test_own_proc), T(test_all_modes), T(test_exit_status), T(test_signal_pipe),
                 T(test_signal_tty), T(test_disconnect), T(test_leftovers_end), T(test_exec_errors),
-                T(test_sandbox_inside), T(test_mounts_stay_inside), T(test_parallel), T(test_refused_unprivileged),
+                T(test_sandbox_inside), T(test_mounts_stay_inside), T(test_parallel), T(test_agent_killed),
+                T(test_refused_unprivileged),
         };
 #undef T
         return cmocka_run_group_tests(tests, group_setup, group_teardown);

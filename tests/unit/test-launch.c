@@ -82,7 +82,8 @@ static int run(const struct vsock_exec_request *req, struct launch_mode mode, ch
 static void expect_failure(const void *payload, size_t len, struct launch_mode mode, int code, const char *reason) {
         uint8_t *p = malloc(len ? len : 1);
         assert_non_null(p);
-        memcpy(p, payload, len);
+        if (len)
+                memcpy(p, payload, len);
         struct launch_config cfg = config();
         struct launch_result r;
         int rc = launch_run(p, len, mode, &cfg, NULL, &r);
