@@ -95,6 +95,9 @@ static void in_child(const char *name, int (*fn)(void)) {
                 return;
         }
         if (pid == 0) {
+                /* A kernel without IA32 emulation answers int 0x80 with
+                 * SIGSEGV: the kernel's, not a sanitizer's handler. */
+                signal(SIGSEGV, SIG_DFL);
                 /* A SIGSYS kill would otherwise dump core in the cwd. */
                 struct rlimit rl = { 0, 0 };
                 (void) setrlimit(RLIMIT_CORE, &rl);
@@ -196,6 +199,10 @@ static int memsearch(pid_t pid, const char *reversed) {
                 unsigned long long a, b;
                 char perms[8];
                 if (sscanf(line, "%llx-%llx %7s", &a, &b, perms) != 3 || perms[0] != 'r')
+                        continue;
+                /* A sanitizer's shadow reserves terabytes; nothing of ours
+                 * is that big. */
+                if (b - a > (1ULL << 30))
                         continue;
                 /* Chunks that overlap by the needle's length. */
                 for (unsigned long long off = a; off < b;) {

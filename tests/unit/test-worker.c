@@ -173,13 +173,23 @@ static void test_lane_in_order(void **state) {
         struct fixture f;
         fixture_new(&f, 4, 4, 0);
         struct worker_lane lane = { 0 };
-        enum { N = 12 };
-        struct job j[N];
+        enum { N = 6 };
+        struct job j[N], other;
         for (int i = 0; i < N; i++) {
-                job_init(&j[i], i, -1, &lane);
+                job_init(&j[i], i, f.g[0], &lane);
                 assert_int_equal(worker_submit(f.w, &j[i].j), 0);
         }
-        wait_done(N);
+        /* One of the lane's jobs is out, the rest wait on the lane: one
+         * thread so far. A job of no lane gets a thread of its own. */
+        struct worker_stats st;
+        worker_stats(f.w, &st);
+        assert_int_equal(st.threads, 1);
+        job_init(&other, 9, -1, NULL);
+        assert_int_equal(worker_submit(f.w, &other.j), 0);
+        worker_stats(f.w, &st);
+        assert_int_equal(st.threads, 2);
+        open_gate(&f, N);
+        wait_done(N + 1);
         for (int i = 1; i < N; i++)
                 assert_true(j[i].order > j[i - 1].order);
         assert_int_equal(lane_most, 1);
