@@ -362,9 +362,10 @@ class TestExec(Base):
         res = vsockctl("exec", "--argv", "--", self.path("no-such-program"), "arg")
         self.assertStatus(res, 127)
         err = res.stderr.decode()
-        if not GO:  # Go's shell says it: "sh: 1: ...: not found"
-            self.assertIn("vsockctl: exec: cannot start the command in the guest: ", err)
-        self.assertIn("no-such-program", err)
+        if GO:  # Go's shell says it: "sh: 1: ...: not found"
+            self.assertIn("no-such-program", err)
+        else:  # the agent's one line (127/126 + reason, the same in every mode)
+            self.assertEqual(err, "vsock-agent: exec %s: no such file or directory\n" % self.path("no-such-program"))
         # Through the shell: the shell's own status and message.
         res = vsockctl("exec", self.path("no-such-program"))
         self.assertStatus(res, 127)
@@ -383,10 +384,11 @@ class TestExec(Base):
         res = vsockctl("exec", "-w", self.path("no-such-dir"), "true")
         self.assertStatus(res, 127)
         err = res.stderr.decode()
-        self.assertTrue(err.startswith("vsockctl: exec: cannot start the command in the guest: "), err)
-        # Go names the launcher it failed to start, not the directory.
-        self.assertIn("fork/exec /proc/self/exe: no such file or directory" if GO else "no-such-dir", err)
-        self.assertEqual(err.count("\n"), 1, err)
+        if GO:  # Go names the launcher it failed to start, not the directory
+            self.assertEqual(err, "vsockctl: exec: cannot start the command in the guest: "
+                             "fork/exec /proc/self/exe: no such file or directory\n")
+        else:
+            self.assertEqual(err, "vsock-agent: chdir %s: no such file or directory\n" % self.path("no-such-dir"))
 
     def test_stdout_stderr_separate(self):
         res = vsockctl("exec", "echo out1; echo err1 >&2; echo out2; echo err2 >&2")
@@ -1302,14 +1304,6 @@ class TestPortForwardChecksAgent(Base):
         self.assertNotIn("Forwarding", err)
 
 
-def agent_predates_start_contract(test):
-    """Our agent reports a command it cannot start in pipe and TTY mode
-    with a stderr line and Exit 1 until it follows the 127/126 contract of
-    issue 16 item 5 (engineer B's part): expected to fail until then, and
-    an unexpected success fails the run, so this marker cannot outlive it."""
-    return test if GO else unittest.expectedFailure(test)
-
-
 class TestStartFailures(Base):
     """A command the guest cannot start: 127 and one line saying why, in
     every mode, never the command's own `exit 1`."""
@@ -1327,11 +1321,9 @@ class TestStartFailures(Base):
     def test_missing_working_directory_stream(self):
         self.check([], ["-w", self.path("no-such-dir")], self.NO_DIR)
 
-    @agent_predates_start_contract
     def test_missing_working_directory_pipe(self):
         self.check(["-i"], ["-w", self.path("no-such-dir")], self.NO_DIR)
 
-    @agent_predates_start_contract
     def test_missing_working_directory_tty(self):
         if GO:
             # The Go agent ends a TTY command that did not start with a
@@ -1343,15 +1335,12 @@ class TestStartFailures(Base):
     def test_unknown_user_stream(self):
         self.check([], ["-u", "no-such-user-xyz"], "no-such-user-xyz")
 
-    @agent_predates_start_contract
     def test_unknown_user_pipe(self):
         self.check(["-i"], ["-u", "no-such-user-xyz"], "no-such-user-xyz")
 
-    @agent_predates_start_contract
     def test_unknown_user_tty(self):
         self.check(["-tt"], ["-u", "no-such-user-xyz"], "no-such-user-xyz")
 
-    @agent_predates_start_contract
     def test_same_words_in_stream_and_pipe_mode(self):
         a = vsockctl("exec", "-w", self.path("gone"), "true", stdin=subprocess.DEVNULL)
         b = vsockctl("exec", "-i", "-w", self.path("gone"), "true", stdin=subprocess.DEVNULL)
