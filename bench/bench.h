@@ -20,6 +20,7 @@ enum target_kind {
         T_RATIO_MAX,    /* ratio <= target */
         T_RATIO_MIN,    /* ratio >= target */
         T_ABS_MAX,      /* value <= target (in the row's unit) */
+        T_ABS_MIN,      /* value >= target (in the row's unit) */
 };
 
 struct agent {
@@ -84,6 +85,7 @@ void fig_sessions(struct bench *b);            /* 4 */
 void fig_files(struct bench *b);               /* 3 */
 void fig_port_forward(struct bench *b);        /* 5 */
 void fig_agent(struct bench *b);               /* 6 */
+void fig_hash(struct bench *b);                /* bench-hash.c: SHA-256 */
 
 /* ---- bench-exec.c, shared with bench-io.c ---------------------------------- */
 /* One batch `true` on @a, end to end (dial included): ns, or < 0. */

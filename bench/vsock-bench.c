@@ -143,6 +143,9 @@ void bench_row(struct bench *b, const char *figure, double value, double floor, 
         case T_ABS_MAX:
                 r->pass = !isnan(value) && value <= target;
                 break;
+        case T_ABS_MIN:
+                r->pass = !isnan(value) && value >= target;
+                break;
         }
         printf("  %-36s %12.3f %-6s", r->figure, value, r->unit);
         if (!isnan(r->floor))
@@ -187,6 +190,9 @@ static void target_text(const struct row *r, char *buf, size_t size) {
                 break;
         case T_ABS_MAX:
                 snprintf(buf, size, "<= %g %s", r->target, r->unit);
+                break;
+        case T_ABS_MIN:
+                snprintf(buf, size, ">= %g %s", r->target, r->unit);
                 break;
         }
 }
@@ -375,7 +381,7 @@ static void usage(FILE *f) {
                    "Measures the agent against same-machine floors and prints a table.\n"
                    "  --quick        reduced sizes and counts; exit 0 whatever the figures\n"
                    "  --json FILE    also write the table as JSON\n"
-                   "  --only GROUPS  comma-separated: exec,throughput,files,sessions,portfwd,agent\n"
+                   "  --only GROUPS  comma-separated: exec,throughput,files,sessions,portfwd,agent,hash\n"
                    "  --keep         keep the temporary directory\n");
 }
 
@@ -464,6 +470,7 @@ int main(int argc, char **argv) {
         } groups[] = {
                 { "exec", fig_exec_latency },     { "throughput", fig_throughput }, { "files", fig_files },
                 { "sessions", fig_sessions },     { "portfwd", fig_port_forward },  { "agent", fig_agent },
+                { "hash", fig_hash },
         };
         for (size_t i = 0; i < sizeof groups / sizeof groups[0]; i++) {
                 if (!bench_wants(&b, groups[i].name))

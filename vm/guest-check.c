@@ -1,5 +1,6 @@
 /* vsock-vmcheck: the library side of the VM test, run inside the guest
- * against agents reached over AF_VSOCK loopback (CID 1) or unix sockets.
+ * against agents reached over AF_VSOCK loopback (CID 1) or unix sockets,
+ * and on the host against the guest through vsock-vhost (vsock-mux:).
  * Each subcommand checks one thing, prints what it saw, and exits 0 on
  * success, 1 on failure, 2 on bad usage. `bench` prints figures.
  *
@@ -393,7 +394,29 @@ static int cmd_files(int argc, char **argv) {
         return 0;
 }
 
-/* ---- forward: port forwarding to a guest TCP echo server --------------- */
+/* ---- forward and echo: bytes through an echo server come back intact ---- */
+
+/* 32 lock-step rounds of 32 KiB through an echo server on @c (the echo
+ * side's buffers never fill up). Returns the bytes echoed, or -1 with the
+ * failure printed. */
+static long echo_rounds(vsock_conn *c, const char *what) {
+        static uint8_t out[32768], in[32768];
+        long total = 0;
+        vsock_conn_set_deadline(c, vsock_deadline_in(60000));
+        for (int round = 0; round < 32; round++) {
+                for (size_t i = 0; i < sizeof(out); i++)
+                        out[i] = (uint8_t) (round * 31 + i);
+                int r = vsock_conn_write(c, out, sizeof(out));
+                if (r >= 0)
+                        r = vsock_conn_read_full(c, in, sizeof(in), NULL);
+                if (r < 0)
+                        return fail("%s: echo round %d: %s", what, round, vsock_strerror(r)), -1;
+                if (memcmp(in, out, sizeof(in)) != 0)
+                        return fail("%s: echo round %d: data differs", what, round), -1;
+                total += (long) sizeof(out);
+        }
+        return total;
+}
 
 static int cmd_forward(int argc, char **argv) {
         if (argc < 2)
@@ -406,27 +429,10 @@ static int cmd_forward(int argc, char **argv) {
         int r = vsock_open_port_forward_at(addr, NULL, (uint16_t) port, &call, &c);
         if (r < 0)
                 return fail("forward to 127.0.0.1:%d: %s (%s)", port, vsock_strerror(r), call.remote_error);
-        vsock_conn_set_deadline(c, vsock_deadline_in(30000));
-        /* Lock-step chunks: the echo server's buffers never fill up. */
-        static uint8_t out[32768], in[32768];
-        size_t total = 0;
-        for (int round = 0; round < 32; round++) {
-                for (size_t i = 0; i < sizeof(out); i++)
-                        out[i] = (uint8_t) (round * 31 + i);
-                r = vsock_conn_write(c, out, sizeof(out));
-                if (r >= 0)
-                        r = vsock_conn_read_full(c, in, sizeof(in), NULL);
-                if (r < 0) {
-                        vsock_conn_close(c);
-                        return fail("echo round %d: %s", round, vsock_strerror(r));
-                }
-                if (memcmp(in, out, sizeof(in)) != 0) {
-                        vsock_conn_close(c);
-                        return fail("echo round %d: data differs", round);
-                }
-                total += sizeof(out);
-        }
+        long total = echo_rounds(c, "forward");
         vsock_conn_close(c);
+        if (total < 0)
+                return 1;
 
         /* Nothing listens on port 1: the agent must say so. */
         struct vsock_call call2 = VSOCK_CALL_INIT;
@@ -438,8 +444,41 @@ static int cmd_forward(int argc, char **argv) {
         }
         if (vsock_err_kind(r) != VSOCK_E_PORT_FORWARD_REJECTED)
                 return fail("forward to a closed port: %s", vsock_strerror(r));
-        printf("forward: %zu bytes echoed through 127.0.0.1:%d; closed port rejected ('%s')\n", total, port,
+        printf("forward: %ld bytes echoed through 127.0.0.1:%d; closed port rejected ('%s')\n", total, port,
                call2.remote_error);
+        return 0;
+}
+
+/* A raw stream to an echo server at ADDR (a guest reaching a host service
+ * through vsock-vhost: vsock:2:PORT). */
+static int cmd_echo(int argc, char **argv) {
+        if (argc < 1)
+                return 2;
+        vsock_conn *c = NULL;
+        int r = vsock_dial_str(argv[0], 0, 10000, -1, &c);
+        if (r < 0)
+                return fail("dial %s: %s", argv[0], vsock_strerror(r));
+        long total = echo_rounds(c, argv[0]);
+        vsock_conn_close(c);
+        if (total < 0)
+                return 1;
+        printf("%ld bytes echoed by %s\n", total, argv[0]);
+        return 0;
+}
+
+/* Nothing listens at ADDR: the dial must fail, promptly. */
+static int cmd_dial_refused(int argc, char **argv) {
+        if (argc < 1)
+                return 2;
+        vsock_conn *c = NULL;
+        int r = vsock_dial_str(argv[0], 0, 10000, -1, &c);
+        if (r >= 0) {
+                vsock_conn_close(c);
+                return fail("%s accepted a connection", argv[0]);
+        }
+        if (vsock_err_kind(r) == VSOCK_E_TIMEOUT)
+                return fail("%s: timed out instead of refusing", argv[0]);
+        printf("refused: %s\n", vsock_strerror(r));
         return 0;
 }
 
@@ -627,10 +666,12 @@ static int bench_stream(const char *addr, uint64_t bytes, double *ret_mibs) {
         return 0;
 }
 
-/* Raw transport baselines: no agent, just a connection to ourselves, so
- * the agent's own cost shows next to the transport's. */
+/* Raw transport baselines: no agent, just a connection, so the agent's
+ * own cost shows next to the transport's. The server side answers 1000
+ * 64-byte pings, then counts a one-way stream until EOF. */
 struct raw_peer {
         vsock_listener *l;
+        int accept_ms;
         int rc;
         uint64_t got;
 };
@@ -638,12 +679,11 @@ struct raw_peer {
 static void *raw_server(void *arg) {
         struct raw_peer *p = arg;
         vsock_conn *c = NULL;
-        p->rc = vsock_accept(p->l, 30000, &c);
+        p->rc = vsock_accept(p->l, p->accept_ms, &c);
         if (p->rc < 0)
                 return NULL;
         vsock_conn_set_deadline(c, vsock_deadline_in(120000));
         static uint8_t buf[256 * 1024];
-        /* 64-byte ping-pongs first, then a one-way stream until EOF. */
         for (int i = 0; i < 1000 && p->rc >= 0; i++) {
                 p->rc = vsock_conn_read_full(c, buf, 64, NULL);
                 if (p->rc >= 0)
@@ -659,14 +699,42 @@ static void *raw_server(void *arg) {
         return NULL;
 }
 
+/* The client side: ping-pongs, then @bytes one way and EOF. */
+static int raw_client(vsock_conn *c, uint64_t bytes, double *ret_rtt_us, double *ret_mibs) {
+        vsock_conn_set_deadline(c, vsock_deadline_in(120000));
+        uint8_t ping[64] = { 0 };
+        int r = 0;
+        int64_t t0 = vsock_now_ns();
+        for (int i = 0; i < 1000 && r >= 0; i++) {
+                r = vsock_conn_write(c, ping, sizeof(ping));
+                if (r >= 0)
+                        r = vsock_conn_read_full(c, ping, sizeof(ping), NULL);
+        }
+        *ret_rtt_us = ms_since(t0); /* ms for 1000 round trips = us each */
+        static uint8_t chunk[256 * 1024];
+        t0 = vsock_now_ns();
+        for (uint64_t sent = 0; r >= 0 && sent < bytes; sent += sizeof(chunk))
+                r = vsock_conn_write(c, chunk, sizeof(chunk));
+        if (r >= 0)
+                r = vsock_conn_shutdown_write(c);
+        /* Until the server has read everything (it closes at EOF). */
+        uint8_t one;
+        if (r >= 0 && vsock_conn_read(c, &one, 1) < 0)
+                r = -EIO;
+        *ret_mibs = (double) bytes / (1024.0 * 1024.0) / (ms_since(t0) / 1000);
+        return r < 0 ? r : 0;
+}
+
+static int listen_str(const char *addr, vsock_listener **ret) {
+        struct vsock_addr la;
+        int r = vsock_addr_parse(addr, 0, &la, NULL);
+        return r < 0 ? r : vsock_listen_addr(&la, 4, 0600, ret);
+}
+
 static int bench_raw(const char *listen_addr, const char *dial_addr, uint64_t bytes, double *ret_rtt_us,
                      double *ret_mibs) {
-        struct vsock_addr la;
-        int r = vsock_addr_parse(listen_addr, 0, &la, NULL);
-        if (r < 0)
-                return r;
-        struct raw_peer p = { 0 };
-        r = vsock_listen_addr(&la, 4, 0600, &p.l);
+        struct raw_peer p = { .accept_ms = 30000 };
+        int r = listen_str(listen_addr, &p.l);
         if (r < 0)
                 return r;
         pthread_t t;
@@ -677,23 +745,8 @@ static int bench_raw(const char *listen_addr, const char *dial_addr, uint64_t by
         vsock_conn *c = NULL;
         r = vsock_dial_str(dial_addr, 0, 10000, -1, &c);
         if (r >= 0) {
-                vsock_conn_set_deadline(c, vsock_deadline_in(120000));
-                uint8_t ping[64] = { 0 };
-                int64_t t0 = vsock_now_ns();
-                for (int i = 0; i < 1000 && r >= 0; i++) {
-                        r = vsock_conn_write(c, ping, sizeof(ping));
-                        if (r >= 0)
-                                r = vsock_conn_read_full(c, ping, sizeof(ping), NULL);
-                }
-                *ret_rtt_us = ms_since(t0); /* ms for 1000 round trips = us each */
-                static uint8_t chunk[256 * 1024];
-                t0 = vsock_now_ns();
-                for (uint64_t sent = 0; r >= 0 && sent < bytes; sent += sizeof(chunk))
-                        r = vsock_conn_write(c, chunk, sizeof(chunk));
-                if (r >= 0)
-                        r = vsock_conn_shutdown_write(c);
+                r = raw_client(c, bytes, ret_rtt_us, ret_mibs);
                 pthread_join(t, NULL);
-                *ret_mibs = (double) bytes / (1024.0 * 1024.0) / (ms_since(t0) / 1000);
                 vsock_conn_close(c);
         } else {
                 pthread_cancel(t);
@@ -707,23 +760,30 @@ static int bench_raw(const char *listen_addr, const char *dial_addr, uint64_t by
         return r;
 }
 
+/* Exec latency and stream throughput of the agent at @addr. */
+static int agent_figures(const char *addr, const char *name) {
+        const int n = 100;
+        double med, p90, mibs;
+        int r = bench_latency(addr, n, &med, &p90);
+        if (r < 0)
+                return fail("latency over %s: %s", addr, vsock_strerror(r));
+        r = bench_stream(addr, 64u << 20, &mibs);
+        if (r < 0)
+                return fail("stream over %s: %s", addr, vsock_strerror(r));
+        printf("FIGURE %-5s exec latency (batch 'true', %d runs): median %.2f ms, p90 %.2f ms; "
+               "stream throughput (64 MiB stdout, exec stream): %.1f MiB/s\n",
+               name, n, med, p90, mibs);
+        return 0;
+}
+
 static int cmd_bench(int argc, char **argv) {
         if (argc < 2)
                 return 2;
-        const int n = 100;
         const uint64_t bytes = 64u << 20;
         for (int i = 0; i < 2; i++) {
-                const char *addr = argv[i], *name = i == 0 ? "vsock" : "unix";
-                double med, p90, mibs;
-                int r = bench_latency(addr, n, &med, &p90);
-                if (r < 0)
-                        return fail("latency over %s: %s", addr, vsock_strerror(r));
-                r = bench_stream(addr, bytes, &mibs);
-                if (r < 0)
-                        return fail("stream over %s: %s", addr, vsock_strerror(r));
-                printf("FIGURE %-5s exec latency (batch 'true', %d runs): median %.2f ms, p90 %.2f ms; "
-                       "stream throughput (64 MiB stdout, exec stream): %.1f MiB/s\n",
-                       name, n, med, p90, mibs);
+                int r = agent_figures(argv[i], i == 0 ? "vsock" : "unix");
+                if (r)
+                        return r;
         }
         /* The same producer read through a local pipe, for scale. */
         FILE *p = popen("dd if=/dev/zero bs=65536 count=1024 2>/dev/null", "r");
@@ -755,6 +815,48 @@ static int cmd_bench(int argc, char **argv) {
         return 0;
 }
 
+/* The agent's figures at ADDR under the name LABEL (the host measuring
+ * through vsock-vhost: vsock-mux:UDS). */
+static int cmd_figures(int argc, char **argv) {
+        if (argc < 2)
+                return 2;
+        return agent_figures(argv[0], argv[1]);
+}
+
+/* The server half of the raw figures on LISTEN_ADDR, for one client. */
+static int cmd_raw_serve(int argc, char **argv) {
+        if (argc < 1)
+                return 2;
+        struct raw_peer p = { .accept_ms = 600000 };
+        int r = listen_str(argv[0], &p.l);
+        if (r < 0)
+                return fail("listen %s: %s", argv[0], vsock_strerror(r));
+        raw_server(&p);
+        vsock_listener_close(p.l);
+        if (p.rc < 0)
+                return fail("raw server on %s: %s", argv[0], vsock_strerror(p.rc));
+        printf("raw server on %s: %llu bytes after the pings\n", argv[0], (unsigned long long) p.got);
+        return 0;
+}
+
+/* The client half against a raw server at DIAL_ADDR, as figure LABEL. */
+static int cmd_raw_dial(int argc, char **argv) {
+        if (argc < 2)
+                return 2;
+        vsock_conn *c = NULL;
+        int r = vsock_dial_str(argv[0], 0, 10000, -1, &c);
+        if (r < 0)
+                return fail("dial %s: %s", argv[0], vsock_strerror(r));
+        double rtt, mibs;
+        r = raw_client(c, 64u << 20, &rtt, &mibs);
+        vsock_conn_close(c);
+        if (r < 0)
+                return fail("raw stream to %s: %s", argv[0], vsock_strerror(r));
+        printf("FIGURE %s raw socket, no agent: 64-byte round trip %.0f us; one-way 64 MiB: %.1f MiB/s\n", argv[1],
+               rtt, mibs);
+        return 0;
+}
+
 int main(int argc, char **argv) {
         static const struct {
                 const char *name;
@@ -772,6 +874,11 @@ int main(int argc, char **argv) {
                 { "forward", cmd_forward, "ADDR TCP_PORT" },
                 { "concurrent", cmd_concurrent, "ADDR N" },
                 { "bench", cmd_bench, "VSOCK_ADDR UNIX_ADDR" },
+                { "figures", cmd_figures, "ADDR LABEL" },
+                { "raw-serve", cmd_raw_serve, "LISTEN_ADDR" },
+                { "raw-dial", cmd_raw_dial, "DIAL_ADDR LABEL" },
+                { "echo", cmd_echo, "ADDR" },
+                { "dial-refused", cmd_dial_refused, "ADDR" },
         };
         setvbuf(stdout, NULL, _IOLBF, 0);
         signal(SIGPIPE, SIG_IGN);

@@ -1,14 +1,21 @@
 #!/bin/sh
 # The VM test's driver, started by /init (vm/guest-init.sh) just before it
-# execs the agent as PID 1. Every check goes over AF_VSOCK loopback to CID 1
-# inside this guest (or a unix socket, for comparison figures). Results go
-# to the serial console as "VMTEST: ok|FAIL NAME" lines, figures as
+# execs the agent as PID 1. First the host's turn: a default-configured
+# agent (ports 5000/5002, host CID 2 only) and a raw stream server serve
+# the host driver (vm/host-test.py), which reaches them through
+# vsock-vhost's device, until it says it is done on a fifo. Then the
+# guest's own checks: connections to the host (CID 2, through the
+# device), and everything else over AF_VSOCK loopback to CID 1 inside this
+# guest (or a unix socket, for comparison figures). Results go to the
+# serial console as "VMTEST: ok|FAIL NAME" lines, figures as
 # "VMTEST: FIGURE ..."; the last line is the marker the host parses:
 # "VMTEST-RESULT: pass=N fail=M". Then it asks PID 1 to power off.
 export PATH=/bin:/sbin HOME=/root
 
 A=vsock:1:6000 # PID 1: options from the kernel command line, trusts CID 1
 R=vsock:1:6002 # its ready port
+D=vsock:1:5000 # a default-configured agent: serves the host, refuses CID 1
+HOST_FIFO=/run/vmtest-host.fifo # the host driver writes a line when done
 U=unix:/run/vmtest-agent.sock # a second agent for the unix figures
 UR=unix:/run/vmtest-agent-ready.sock
 export VSOCK_ADDR=$A
@@ -76,9 +83,40 @@ else
         bad ready "$out"
 fi
 
+# ---- the host's turn: through vsock-vhost's device ------------------------------
+
+# The host measures boot-to-ready on PID 1's ready port and then drives
+# the default agent; the raw server is for its transport figures.
+mkfifo "$HOST_FIFO"
+vsock-vmcheck raw-serve vsock::7100 >"$LOG/raw-serve.out" 2>&1 &
+rpid=$!
+vsock-agent >"$LOG/default-agent.log" 2>&1 &
+dpid=$!
+report "host phase: default agent on 5000/5002 (pid $dpid), raw server on 7100; waiting for the host"
+t_host_phase() {
+        line=$(timeout 600 sh -c "read -r line <$HOST_FIFO && echo \$line") || { echo "the host never said it was done"; return 1; }
+        echo "host driver: $line"
+}
+run host-phase t_host_phase
+kill "$rpid" 2>/dev/null
+
+# ---- guest -> host: vsock-vhost connects to <uds>_<port> on the host ----------
+
+t_guest_to_host() {
+        vmcheck echo vsock:2:9000 || return 1
+        vmcheck dial-refused vsock:2:9999 || return 1
+        vmcheck raw-dial vsock:2:9001 "guest->host" >"$LOG/g2h-figure.txt" || return 1
+        cat "$LOG/g2h-figure.txt"
+        echo "echo through the host's <uds>_9000, nothing on 9999 refused, 64 MiB to <uds>_9001"
+}
+run guest-to-host t_guest_to_host
+grep '^FIGURE ' "$LOG/g2h-figure.txt" 2>/dev/null | while read -r line; do report "$line"; done
+
 t_local_cid() {
         cid=$(vmcheck cid) || return 1
-        expect_eq "local CID ioctl" "$cid" 1 && echo "IOCTL_VM_SOCKETS_GET_LOCAL_CID returned $cid"
+        # With the virtio transport loaded, the ioctl answers the device's
+        # CID (from vsock-vhost's config space), not loopback's 1.
+        expect_eq "local CID ioctl" "$cid" 3 && echo "IOCTL_VM_SOCKETS_GET_LOCAL_CID returned $cid (vsock-vhost's --guest-cid)"
 }
 run local-cid t_local_cid
 
@@ -93,13 +131,12 @@ t_init_mode() {
 }
 run init-mode t_init_mode
 
-# ---- an agent with default settings refuses CID 1 -------------------------
+# ---- the agent with default settings refuses CID 1 ---------------------------
 
+# The one that served the host: the same agent turns a guest process away.
 t_default_refuses() {
-        vsock-agent >"$LOG/default-agent.log" 2>&1 &
-        dpid=$!
         ctl -a vsock:1 wait-ready --timeout 30s || { kill "$dpid"; return 1; }
-        vmcheck refused vsock:1:5000 || { kill "$dpid"; return 1; }
+        vmcheck refused "$D" || { kill "$dpid"; return 1; }
         ctl -a vsock:1 exec -- echo should-not-run
         st=$?
         kill -TERM "$dpid"
@@ -107,7 +144,7 @@ t_default_refuses() {
         dst=$?
         expect_eq "vsockctl exec status against a refusing agent" "$st" 255 || return 1
         expect_eq "default agent's exit status after SIGTERM" "$dst" 0 || return 1
-        echo "the default agent (ports 5000/5002, host CID only) refused CID 1; it exited 0 on SIGTERM"
+        echo "the default agent (ports 5000/5002, host CID only) that served the host refused CID 1; it exited 0 on SIGTERM"
 }
 run default-refuses-cid1 t_default_refuses
 

@@ -2,14 +2,18 @@
 # make test-vm: prove the agent, vsockctl and the library over real AF_VSOCK.
 #
 # Boots a Debian kernel under QEMU (TCG) with an initramfs whose PID 1 is
-# `vsock-agent --init`; inside the guest a driver script runs the checks
-# over AF_VSOCK loopback (CID 1, the vsock_loopback module) and reports on
-# the serial console. This machine never connects to any vsock address
-# itself: every vsock connection stays inside the guest's own kernel.
+# `vsock-agent --init`, and a virtio-vsock device served by vsock-vhost
+# (vhost-user-vsock-pci, guest CID 3). The host driver (vm/host-test.py)
+# starts vsock-vhost and QEMU and drives a default-configured guest agent
+# from the host through Firecracker's hybrid socket (vsock-mux:), serving
+# the guest's connections to the host; then the guest's driver runs its own
+# checks over AF_VSOCK loopback (CID 1) and reports on the serial console.
+# This machine never connects to any vsock address itself: the host side
+# is unix sockets into vsock-vhost, the rest stays in the guest's kernel.
 #
 # Usage: vm/run-vm-test.sh BUILD_DIR
 # Environment: VM_CACHE (kernel cache, default build/vm-cache),
-#              VM_TIMEOUT (seconds for the whole boot, default 240),
+#              VM_TIMEOUT (seconds for the whole boot, default 420),
 #              VM_KEEP=1 (keep the work directory's initramfs and log).
 set -eu
 
@@ -18,7 +22,7 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 build=$(cd "$1" && pwd)
 vm="$top/vm"
 cache=${VM_CACHE:-$top/build/vm-cache}
-limit=${VM_TIMEOUT:-240}
+limit=${VM_TIMEOUT:-420}
 work="$build/vm-test"
 t_start=$(date +%s)
 
@@ -31,11 +35,14 @@ agent="$build/src/agent/vsock-agent"
 ctl="$build/vm/vsockctl-static"
 [ -x "$ctl" ] || ctl="$build/src/cli/vsockctl"
 check="$build/vm/vsock-vmcheck"
+vhost="$build/src/vhost/vsock-vhost"
+hostctl="$build/src/cli/vsockctl"
 busybox=${BUSYBOX:-/bin/busybox}
-for f in "$agent" "$ctl" "$check" "$busybox"; do
+for f in "$agent" "$ctl" "$check" "$busybox" "$vhost" "$hostctl"; do
         [ -x "$f" ] || die "missing $f (run 'make build' with the default static agent, and 'scripts/deps.sh vm')"
 done
 command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 missing (scripts/deps.sh vm)"
+command -v python3 >/dev/null || die "python3 missing (scripts/deps.sh)"
 
 is_static() { ! LC_ALL=C readelf -l "$1" 2>/dev/null | grep -q 'INTERP'; }
 is_static "$agent" || die "$agent is not static (configure with -Dstatic_agent=true)"
@@ -64,7 +71,7 @@ install_bin "$busybox" /bin/busybox
 install_bin "$agent" /sbin/vsock-agent
 install_bin "$ctl" /bin/vsockctl
 install_bin "$check" /bin/vsock-vmcheck
-cp "$kdir"/modules/*.ko "$root/lib/modules/vsock/"
+cp "$kdir"/modules/*.ko "$kdir/modules/load-order" "$root/lib/modules/vsock/"
 cp "$vm/guest-init.sh" "$root/init"
 cp "$vm/guest-driver.sh" "$root/vmtest/driver.sh"
 chmod 0755 "$root/init" "$root/vmtest/driver.sh"
@@ -90,51 +97,54 @@ say "initramfs $(du -k "$work/initrd.gz" | cut -f1) KiB"
 # ---- boot ----------------------------------------------------------------
 # The agent (PID 1) takes its options from the kernel command line: it
 # listens on 6000/6002 and trusts CID 1, so the driver can start a second,
-# default-configured agent on the protocol's ports 5000/5002.
+# default-configured agent on the protocol's ports 5000/5002 for the host.
 append="console=ttyS0 panic=-1 quiet loglevel=3 hostname=vmtest"
 append="$append vsock.listen=vsock::6000 vsock.ready=vsock::6002 vsock.allow_cid=1"
 log="$work/console.log"
 : >"$log"
-say "booting (timeout ${limit}s)"
-timeout -k 5 "$limit" qemu-system-x86_64 \
-        -machine q35 -accel tcg -cpu max -m 512 -smp 1 \
-        -nographic -no-reboot -nodefaults -serial stdio -net none \
-        -kernel "$kdir/vmlinux" -initrd "$work/initrd.gz" -append "$append" \
-        </dev/null >"$log" 2>&1 &
-qpid=$!
-# Show the per-check lines as they arrive.
-tail -n +1 -f --pid="$qpid" "$log" 2>/dev/null | grep -a --line-buffered 'VMTEST' | sed -u 's/\r$//; s/^.*VMTEST/VMTEST/' || true
-rc=0
-wait "$qpid" || rc=$?
+say "booting with vsock-vhost (timeout ${limit}s)"
+python3 "$vm/host-test.py" --work "$work" --backend "$vhost" --ctl "$hostctl" --vmcheck "$check" \
+        --kernel "$kdir/vmlinux" --initrd "$work/initrd.gz" --append "$append" --log "$log" \
+        --timeout "$limit" >"$work/host.log" 2>&1 &
+hpid=$!
+# Show the host's and the guest's per-check lines as they arrive.
+tail -n +1 -f --pid="$hpid" "$work/host.log" 2>/dev/null | grep -a --line-buffered 'HOSTTEST' &
+tail -n +1 -f --pid="$hpid" "$log" 2>/dev/null | grep -a --line-buffered 'VMTEST' | sed -u 's/\r$//; s/^.*VMTEST/VMTEST/' || true
+host_rc=0
+wait "$hpid" || host_rc=$?
+wait
 
 # ---- verdict ---------------------------------------------------------------
 clean=$(tr -d '\r' <"$log")
 result=$(printf '%s\n' "$clean" | grep -a -o 'VMTEST-RESULT: pass=[0-9]* fail=[0-9]*' | tail -n 1 || true)
+host_result=$(grep -a -o 'HOSTTEST-RESULT: pass=[0-9]* fail=[0-9]*' "$work/host.log" | tail -n 1 || true)
 elapsed=$(($(date +%s) - t_start))
 problem=""
-if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
-        problem="timed out after ${limit}s"
-elif [ -z "$result" ]; then
-        problem="no result marker (QEMU exit status $rc)"
-elif [ "$rc" != 0 ]; then
-        problem="QEMU exit status $rc"
+if [ -z "$result" ]; then
+        problem="no result marker from the guest"
 else
         fails=$(printf '%s\n' "$result" | sed 's/.*fail=//')
         passes=$(printf '%s\n' "$result" | sed 's/.*pass=\([0-9]*\).*/\1/')
-        [ "$fails" = 0 ] || problem="$fails check(s) failed"
-        [ "$passes" -gt 0 ] || problem="no check passed"
+        [ "$fails" = 0 ] || problem="$fails guest check(s) failed"
+        [ "$passes" -gt 0 ] || problem="no guest check passed"
         # The driver ends with SIGTERM to PID 1: init mode must power off
         # (the kernel says so), not reboot, panic or hang.
         if [ -z "$problem" ] && ! printf '%s\n' "$clean" | grep -q 'reboot: Power down'; then
                 problem="the guest stopped without PID 1 powering it off"
         fi
 fi
+if [ "$host_rc" != 0 ]; then
+        problem="${problem:+$problem; }host side failed (${host_result:-no result}; see HOSTTEST lines)"
+fi
 if [ -n "$problem" ]; then
         echo "==== guest console log ($log) ===="
         printf '%s\n' "$clean"
         echo "==== end of guest console log ===="
+        echo "==== vsock-vhost log ($work/vsock-vhost.log) ===="
+        tail -n 60 "$work/vsock-vhost.log" 2>/dev/null
+        echo "==== end of vsock-vhost log ===="
         die "FAILED: $problem (${elapsed}s)"
 fi
-say "$result; PID 1 powered the guest off on SIGTERM; ${elapsed}s in all"
+say "$result; $host_result; PID 1 powered the guest off on SIGTERM; ${elapsed}s in all"
 [ "${VM_KEEP:-0}" = 1 ] || rm -rf "$root"
 exit 0

@@ -42,6 +42,53 @@ struct vsock_call {
 
 /* ---- exec -------------------------------------------------------------- */
 
+/* Exec requests. Every exec call takes a struct vsock_exec_request (msg.h);
+ * what its fields mean, and which agents honour them:
+ *
+ *   command, args   Two forms.
+ *     n_args == 0   @command is a shell command line: every agent runs
+ *                   `/bin/sh -c command` (so the guest needs a /bin/sh).
+ *     n_args > 0    No shell: the program @command with the arguments
+ *                   @args (its argv is command, args[0], ...). Our agent
+ *                   runs such a vector directly; the Go reference agent
+ *                   ignores `args` and runs `sh -c command`, which would
+ *                   run the program without its arguments. So the library
+ *                   never sends this form as given: it sends the whole
+ *                   vector as `args` and its canonical POSIX sh quoting
+ *                   (vsock_shell_quote()) as `command`, which our agent
+ *                   recognises and runs directly, and which an agent that
+ *                   ignores `args` runs through its shell as the very same
+ *                   program with the very same arguments. A request that
+ *                   is already in that form (command equal to the quoting
+ *                   of args) is sent as it is: that is how to run a program
+ *                   without arguments and without a shell (args = { prog },
+ *                   n_args = 1, command = its quoting).
+ *   working_dir     Both agents (a missing directory fails the start).
+ *   env             Both agents: added to (and overriding) the agent's own
+ *                   environment.
+ *   user            Ours and Go agents from v0.1.x on; older Go agents
+ *                   ignore it and run the command as themselves.
+ *   stdin_data      Batch mode (vsock_exec) on our agent only; the Go agent
+ *                   ignores it. Use vsock_exec_pipe() for input.
+ *   rows, cols      TTY mode only.
+ *
+ * Strings travel as JSON: bytes that are not UTF-8 arrive as U+FFFD on
+ * every agent (Go's encoding, which ours reproduces).
+ *
+ * A command that cannot be started (unknown user, missing working
+ * directory, program not found) is reported differently by the two
+ * agents: ours exits 127 (126: found but not executable) with one line
+ * of reason on its stderr; the Go agent sends an error text with exit
+ * code 1 (batch and stream: vsock_exec_result.error; pipe: a line on
+ * stderr before Exit 1; TTY: just Exit 1). */
+
+/* The canonical POSIX sh quoting of @words[0..n) (n may be 0: ""): every
+ * word in single quotes, a single quote inside one written as '\'', words
+ * joined by one space. `/bin/sh -c` on the result runs words[0] with
+ * exactly the other words as its arguments, whatever bytes they hold.
+ * *ret is malloc'd. Returns 0, -EINVAL (a NULL word), -ENOMEM. */
+int vsock_shell_quote(char *const *words, size_t n, char **ret);
+
 struct vsock_exec_result {
         int64_t exit_code;      /* as sent: batch/stream ExecResult, pipe/tty Exit */
         uint8_t *stdout_data;   /* batch only (malloc'd; may be NULL) */

@@ -49,6 +49,9 @@ enum vsock_errkind {
         VSOCK_E_MUX_HANDSHAKE,          /* hybrid vsock CONNECT got a bad reply */
         VSOCK_E_NOT_LISTENING,          /* hybrid vsock: guest port not listening */
         VSOCK_E_REMOTE,                 /* the agent reported an error */
+        VSOCK_E_RESOLVE,                /* a TCP host name did not resolve (ENXIO: no
+                                         * such host; ENOSYS: names unsupported in
+                                         * this statically linked program) */
         _VSOCK_E_MAX
 };
 

@@ -68,14 +68,14 @@ struct vsock_env {
  * encoder sorts a copy of the index itself, so callers may fill it in any
  * order. A key that occurs twice in JSON keeps the last value, as in Go. */
 struct vsock_exec_request {
-        char *command;
+        const char *command;
         char **args;
         size_t n_args;
-        char *working_dir;      /* NULL or "" = omitted */
+        const char *working_dir; /* NULL or "" = omitted */
         struct vsock_env *env;
         size_t n_env;
         struct vsock_bytes stdin_data;
-        char *user;             /* "uid", "uid:gid" or a name; NULL/"" = omitted */
+        const char *user;       /* "uid", "uid:gid" or a name; NULL/"" = omitted */
         uint16_t rows, cols;    /* TTY only */
 };
 
@@ -87,7 +87,7 @@ struct vsock_exec_response {
 };
 
 struct vsock_port_forward_request {
-        char *host;             /* NULL or "" = omitted (agent uses 127.0.0.1) */
+        const char *host;             /* NULL or "" = omitted (agent uses 127.0.0.1) */
         uint16_t port;
 };
 
@@ -96,14 +96,14 @@ struct vsock_window_size {
 };
 
 struct vsock_write_file_request {
-        char *path;
+        const char *path;
         struct vsock_bytes content;
         uint32_t mode;          /* Go os.FileMode bits */
 };
 
 /* ReadFileRequest and ListFilesRequest: {"path": ...} */
 struct vsock_path_request {
-        char *path;
+        const char *path;
 };
 
 struct vsock_file_info {

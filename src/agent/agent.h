@@ -23,8 +23,10 @@ struct agent {
         struct loop *loop;
         const struct sandbox *sandbox;  /* NULL: --privileged */
         bool pid_ns;                    /* --pid-ns: a PID namespace per command */
-        struct worker *worker;
+        struct worker *worker;          /* file operations, name lookups */
+        struct worker *spawner;         /* starting commands */
         int idle_timeout_ms;            /* no complete request by then: close */
+        int io_timeout_ms;              /* a worker job that takes longer is given up */
         int grace_ms;                   /* SIGTERM -> SIGKILL */
         int linger_ms;                  /* output drain after the main process exits */
         /* Who may use the exec service. */
@@ -37,6 +39,9 @@ struct agent {
          * (ignored or handled): each command resets exactly these. Add to
          * it wherever a disposition changes. */
         sigset_t changed_signals;
+        /* Commands being started on a worker thread: their pids are not
+         * known to child.c yet, so init mode's orphan reaper must wait. */
+        unsigned spawns_pending;
         bool shutting_down;
         uint64_t next_session_id;
         struct session *sessions;       /* all live sessions (list) */

@@ -1,6 +1,12 @@
 /* The exec operations (Exec, ExecStream, ExecPipe, ExecTTY): one state
  * machine, with the differences between the modes in a table.
  *
+ * The command is started on a worker thread (launch.h): decoding the
+ * request, looking up its user and spawning it may all wait on a file
+ * system, which the loop never does. Meanwhile the exec is "spawning":
+ * stdin, signals and resizes the host sends are kept for the command, and
+ * a cancellation kills a child that hangs in its set-up.
+ *
  * An exec is done when its process was reaped AND its output sources are
  * closed: at EOF, or after a short linger once the process exited (a
  * background descendant may hold the pipes open forever). Then the result
@@ -17,11 +23,12 @@
 #include <vsock/msg.h>
 
 #include "agent/child.h"
+#include "agent/launch.h"
 #include "agent/ops.h"
 #include "agent/pty.h"
 #include "agent/session.h"
 #include "agent/spawn.h"
-#include "agent/user.h"
+#include "agent/worker.h"
 #include "common/buf.h"
 #include "common/io.h"
 #include "common/log.h"
@@ -70,11 +77,27 @@ struct exec_sink {
         struct buf q;
 };
 
+/* Starting the command on a worker thread. Owned by the exec while it
+ * waits, by itself (freed in its done()) once the exec is gone. */
+struct exec_job {
+        struct worker_job job;
+        struct exec *e;                 /* NULL once the exec is gone */
+        struct agent *a;
+        uint8_t *payload;
+        uint32_t len;
+        struct launch_mode mode;
+        struct launch_config cfg;
+        struct spawn_cancel cancel;
+        int rc;
+        struct launch_result res;
+};
+
 struct exec {
         struct session *s;
         struct agent *a;
         enum exec_mode mode;
         const struct mode_info *info;
+        struct exec_job *job;           /* while the command is being started */
         struct child *child;
         struct exec_src out[2];
         struct exec_sink in;
@@ -84,20 +107,26 @@ struct exec {
         int exit_code;
         bool done;
         bool cancelled;
+        bool lost;              /* the connection is gone */
         bool input_held;        /* we paused the host because stdin is full */
+        /* What came for the command while it was being started. */
+        uint64_t pending_signals;       /* bit signo-1 */
+        uint16_t pending_rows, pending_cols;
 };
 
 static void exec_check_done(struct exec *e);
 static void src_update(struct exec_src *src);
+static void exec_cancel(struct exec *e, bool lost);
 
 /* ---- replies ------------------------------------------------------------ */
 
-static void send_exec_result(struct exec *e, int code, struct exec_src *out, struct exec_src *err,
+/* ExecResult: with the collected output (batch), or without (stream). */
+static void send_exec_result(struct exec *e, int code, const struct buf *out, const struct buf *err,
                              const char *error) {
         struct vsock_exec_response resp = { .exit_code = code, .error = (char *) error };
         if (out) {
-                resp.stdout_data = (struct vsock_bytes) { buf_head(&out->collect), buf_size(&out->collect), true };
-                resp.stderr_data = (struct vsock_bytes) { buf_head(&err->collect), buf_size(&err->collect), true };
+                resp.stdout_data = (struct vsock_bytes) { buf_head(out), buf_size(out), true };
+                resp.stderr_data = (struct vsock_bytes) { buf_head(err), buf_size(err), true };
         }
         struct buf *q = session_encode_begin(e->s, VSOCK_MSG_EXEC_RESULT);
         if (!q)
@@ -114,19 +143,29 @@ static void send_exit(struct exec *e, int code) {
         (void) session_send(e->s, VSOCK_MSG_EXIT, b, sizeof b);
 }
 
-/* Report a failure before (or instead of) running the command and end the
- * session. */
-static void exec_fail(struct exec *e, int code, const char *msg) {
-        log_info("session %llu: %s: %s", (unsigned long long) session_id(e->s), e->info->name, msg);
-        if (e->info->exit_frame) {
-                size_t n = strlen(msg);
-                char line[n + 2];
-                memcpy(line, msg, n);
-                line[n] = '\n';
-                (void) session_send(e->s, VSOCK_MSG_STDERR, line, n + 1);
-                send_exit(e, code);
-        } else
-                send_exec_result(e, code, NULL, NULL, msg);
+/* The command could not start: @code (127 or 126) and one line of reason
+ * on its stderr, in every mode alike, so a host tells it from the
+ * command's own failure. Ends the session. */
+static void exec_fail(struct exec *e, int code, const char *reason) {
+        log_info("session %llu: %s: %s", (unsigned long long) session_id(e->s), e->info->name, reason);
+        _cleanup_free_ char *line = NULL;
+        int n = asprintf(&line, "vsock-agent: %s\n", reason);
+        if (n < 0)
+                line = NULL;
+        if (e->info->collect) {
+                struct buf out = BUF_INIT(0), err = BUF_INIT(0);
+                if (line)
+                        (void) buf_append(&err, line, (size_t) n);
+                send_exec_result(e, code, &out, &err, NULL);
+                buf_free(&err);
+        } else {
+                if (line)
+                        (void) session_send(e->s, VSOCK_MSG_STDERR, line, (size_t) n);
+                if (e->info->exit_frame)
+                        send_exit(e, code);
+                else
+                        send_exec_result(e, code, NULL, NULL, NULL);
+        }
         e->done = true;
         session_finish(e->s);
 }
@@ -286,17 +325,18 @@ static void on_sink(struct watcher *w, uint32_t revents) {
         sink_resume_host(k->e);
 }
 
+/* Queue stdin for the command; while it is being started, for later. */
 static void sink_push(struct exec *e, const uint8_t *data, size_t len) {
         struct exec_sink *k = &e->in;
-        if (!k->open || k->eof_wanted)
+        if ((!k->open && !e->job) || k->eof_wanted)
                 return;
         if (buf_append(&k->q, data, len) < 0) {
                 log_warn("session %llu: stdin queue full, dropping input", (unsigned long long) session_id(e->s));
                 return;
         }
-        if (k->w.events == 0)
+        if (k->open && k->w.events == 0)
                 sink_flush(k);
-        if (k->open && buf_size(&k->q) >= AGENT_QUEUE_HIGH && !e->input_held) {
+        if ((k->open || e->job) && buf_size(&k->q) >= AGENT_QUEUE_HIGH && !e->input_held) {
                 e->input_held = true;
                 session_pause_input(e->s, true);
         }
@@ -325,7 +365,7 @@ static void exec_check_done(struct exec *e) {
                         snprintf(msg, sizeof msg, "output truncated: more than %u bytes on %s", BATCH_OUTPUT_MAX,
                                  e->out[0].truncated ? "stdout" : "stderr");
                 if (e->info->collect)
-                        send_exec_result(e, e->exit_code, &e->out[0], &e->out[1], msg);
+                        send_exec_result(e, e->exit_code, &e->out[0].collect, &e->out[1].collect, msg);
                 else
                         send_exec_result(e, e->exit_code, NULL, NULL, msg);
         }
@@ -342,6 +382,15 @@ static void on_child_exit(struct child *c, int code, void *userdata) {
 }
 
 static void exec_cancel(struct exec *e, bool lost) {
+        if (e->job) {
+                /* Still starting: a child stuck in its set-up is killed;
+                 * the rest follows once the start is over (exec_started). */
+                e->cancelled = true;
+                e->lost |= lost;
+                buf_wipe_free(&e->in.q);
+                spawn_cancel(&e->job->cancel);
+                return;
+        }
         if (!e->cancelled && e->child && !e->reaped) {
                 log_info("session %llu: host went away, terminating pid %d", (unsigned long long) session_id(e->s),
                          (int) child_pid(e->child));
@@ -398,6 +447,10 @@ static int exec_frame(void *op, uint8_t type, const uint8_t *data, uint32_t len)
                         log_warn("session %llu: bad signal frame", (unsigned long long) session_id(e->s));
                         return 0;
                 }
+                if (e->job && signo >= 1 && signo <= 64) {
+                        e->pending_signals |= UINT64_C(1) << (signo - 1); /* for the command, once it runs */
+                        return 0;
+                }
                 if (!e->child || e->reaped)
                         return 0;
                 int r;
@@ -420,6 +473,10 @@ static int exec_frame(void *op, uint8_t type, const uint8_t *data, uint32_t len)
                 }
                 if (e->master >= 0)
                         (void) pty_resize(e->master, rows, cols);
+                else if (e->job) {
+                        e->pending_rows = rows;
+                        e->pending_cols = cols;
+                }
                 return 0;
         }
         default:
@@ -442,19 +499,34 @@ static void exec_drained(void *op) {
 
 static void exec_shutdown(void *op) {
         struct exec *e = op;
+        if (e->job)
+                spawn_cancel(&e->job->cancel); /* exec_started() then ends it */
         if (e->child)
                 child_terminate(e->child);
 }
+
+static void job_free(struct exec_job *j);
 
 static void exec_free(void *op) {
         struct exec *e = op;
         if (!e)
                 return;
+        if (e->job) {
+                /* The job goes on without us; its done() cleans up. */
+                struct exec_job *j = TAKE_PTR(e->job);
+                j->e = NULL;
+                spawn_cancel(&j->cancel);
+                if (worker_cancel(&j->job)) {
+                        j->a->spawns_pending--;
+                        job_free(j); /* it never started */
+                }
+        }
         child_release(e->child);
         timer_disarm(&e->linger);
         src_close(&e->out[0]);
         src_close(&e->out[1]);
         sink_close(&e->in);
+        buf_wipe_free(&e->in.q);
         buf_free(&e->out[0].collect);
         buf_free(&e->out[1].collect);
         safe_close(e->master);
@@ -473,216 +545,6 @@ static const struct session_ops exec_ops = {
 
 /* ---- starting ----------------------------------------------------------- */
 
-struct strv {
-        char **v;
-        size_t n;
-};
-
-static void strv_wipe_free(struct strv *s) {
-        for (size_t i = 0; i < s->n; i++) {
-                explicit_bzero(s->v[i], strlen(s->v[i]));
-                free(s->v[i]);
-        }
-        free(s->v);
-        s->v = NULL;
-        s->n = 0;
-}
-
-/* execve() fails with E2BIG past ARG_MAX (a quarter of the stack limit,
- * 2 MiB by default): refuse earlier, with a clear reply, before building
- * anything that large. */
-#define EXEC_ARGS_MAX (2u << 20)
-
-/* One KEY=VALUE candidate; the key is not NUL-terminated (environ). */
-struct env_item {
-        const char *key;
-        size_t klen;
-        const char *value;
-        size_t seq;             /* later wins among equal keys */
-};
-
-static int key_cmp(const char *a, size_t alen, const char *b, size_t blen) {
-        int c = memcmp(a, b, alen < blen ? alen : blen);
-        if (c != 0)
-                return c;
-        return alen < blen ? -1 : alen > blen;
-}
-
-static int env_item_cmp(const void *x, const void *y) {
-        const struct env_item *a = x, *b = y;
-        int c = key_cmp(a->key, a->klen, b->key, b->klen);
-        if (c != 0)
-                return c;
-        return a->seq < b->seq ? -1 : a->seq > b->seq;
-}
-
-static int strv_push(struct strv *env, size_t *cap, const char *key, size_t klen, const char *value) {
-        if (env->n + 2 > *cap) {
-                size_t nc = *cap ? *cap * 2 : 64;
-                char **nv = realloc(env->v, nc * sizeof *nv);
-                if (!nv)
-                        return -ENOMEM;
-                env->v = nv;
-                *cap = nc;
-        }
-        size_t vlen = strlen(value);
-        char *entry = malloc(klen + vlen + 2);
-        if (!entry)
-                return -ENOMEM;
-        memcpy(entry, key, klen);
-        entry[klen] = '=';
-        memcpy(entry + klen + 1, value, vlen + 1);
-        env->v[env->n++] = entry;
-        env->v[env->n] = NULL;
-        return 0;
-}
-
-/* Sort @items (stable by seq) and keep the last of each key, in place.
- * Returns the new count. */
-static size_t env_items_unique(struct env_item *items, size_t n) {
-        qsort(items, n, sizeof *items, env_item_cmp);
-        size_t out = 0;
-        for (size_t i = 0; i < n; i++) {
-                if (out > 0 && key_cmp(items[out - 1].key, items[out - 1].klen, items[i].key, items[i].klen) == 0)
-                        items[out - 1] = items[i];
-                else
-                        items[out++] = items[i];
-        }
-        return out;
-}
-
-extern char **environ;
-
-/* The agent's environment, then the user's identity, then the request's
- * variables (which win), then defaults for what is still missing. Built
- * by merging two sorted lists: requests may carry 100k variables. */
-static int build_env(const struct vsock_exec_request *r, const struct user_spec *u, bool tty, struct strv *ret,
-                     const char **ret_why) {
-        _cleanup_free_ struct env_item *base = NULL, *req = NULL;
-        struct strv env = { 0 };
-        size_t cap = 0, n_base = 0, n_environ = 0, total = 0;
-        int rc = 0;
-
-        /* Size first: refuse what execve() would refuse anyway. */
-        total += strlen(r->command ? r->command : "") + 64; /* and "/bin/sh", "-c" */
-        for (size_t i = 0; i < r->n_args && total <= EXEC_ARGS_MAX; i++)
-                total += strlen(r->args[i]) + 1 + sizeof(char *);
-        for (size_t i = 0; i < r->n_env && total <= EXEC_ARGS_MAX; i++)
-                total += strlen(r->env[i].key) + (r->env[i].value ? strlen(r->env[i].value) : 0) + 2 +
-                         sizeof(char *);
-        for (char **p = environ; p && *p; p++)
-                n_environ++;
-        if (total > EXEC_ARGS_MAX) {
-                *ret_why = "request too large: arguments and environment exceed 2 MiB";
-                return -E2BIG;
-        }
-
-        base = calloc(n_environ + 4, sizeof *base);
-        if (!base) {
-                *ret_why = "out of memory";
-                return -ENOMEM;
-        }
-        for (char **p = environ; p && *p; p++) {
-                const char *eq = strchr(*p, '=');
-                if (!eq || eq == *p || (size_t) (eq - *p) >= 256)
-                        continue;
-                base[n_base] = (struct env_item) { *p, (size_t) (eq - *p), eq + 1, n_base };
-                n_base++;
-        }
-        if (u) {
-                base[n_base] = (struct env_item) { "HOME", 4, u->home ? u->home : "/", n_base };
-                n_base++;
-                base[n_base] = (struct env_item) { "USER", 4, u->name, n_base };
-                n_base++;
-                base[n_base] = (struct env_item) { "LOGNAME", 7, u->name, n_base };
-                n_base++;
-        }
-        bool has_term = false;
-        for (size_t k_i = 0; k_i < r->n_env; k_i++) {
-                const char *k = r->env[k_i].key;
-                if (!k[0] || strchr(k, '=')) {
-                        *ret_why = "invalid environment variable name";
-                        return -EINVAL;
-                }
-                if (strcmp(k, "TERM") == 0)
-                        has_term = true;
-        }
-        if (tty && !has_term) {
-                base[n_base] = (struct env_item) { "TERM", 4, "xterm-256color", n_base };
-                n_base++;
-        }
-        n_base = env_items_unique(base, n_base);
-
-        /* The decoder hands the request's variables sorted and unique;
-         * sort a copy only if some other caller did not. */
-        size_t n_req = r->n_env;
-        if (n_req > 0) {
-                req = calloc(n_req, sizeof *req);
-                if (!req) {
-                        *ret_why = "out of memory";
-                        return -ENOMEM;
-                }
-        }
-        bool sorted = true;
-        for (size_t i = 0; i < n_req; i++) {
-                const struct vsock_env *v = &r->env[i];
-                req[i] = (struct env_item) { v->key, strlen(v->key), v->value ? v->value : "", i };
-                if (i > 0 && key_cmp(req[i - 1].key, req[i - 1].klen, req[i].key, req[i].klen) >= 0)
-                        sorted = false;
-        }
-        if (!sorted)
-                n_req = env_items_unique(req, n_req);
-
-        bool has_path = false;
-        size_t i = 0, j = 0;
-        while (rc >= 0 && (i < n_base || j < n_req)) {
-                const struct env_item *pick;
-                if (j >= n_req)
-                        pick = &base[i++];
-                else if (i >= n_base)
-                        pick = &req[j++];
-                else {
-                        int c = key_cmp(base[i].key, base[i].klen, req[j].key, req[j].klen);
-                        if (c < 0)
-                                pick = &base[i++];
-                        else {
-                                if (c == 0)
-                                        i++; /* the request wins */
-                                pick = &req[j++];
-                        }
-                }
-                if (pick->klen == 4 && memcmp(pick->key, "PATH", 4) == 0)
-                        has_path = true;
-                rc = strv_push(&env, &cap, pick->key, pick->klen, pick->value);
-        }
-        if (rc >= 0 && !has_path)
-                rc = strv_push(&env, &cap, "PATH", 4, "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
-        if (rc < 0) {
-                strv_wipe_free(&env);
-                *ret_why = "out of memory";
-                return rc;
-        }
-        *ret = env;
-        return 0;
-}
-
-static int make_pipe(int child_end_is_read, int *ret_parent, int *ret_child) {
-        int p[2];
-        if (pipe2(p, O_CLOEXEC) < 0)
-                return -errno;
-        int parent = child_end_is_read ? p[1] : p[0];
-        int child = child_end_is_read ? p[0] : p[1];
-        int r = fd_set_nonblock(parent, 1);
-        if (r < 0) {
-                safe_close(p[0]);
-                safe_close(p[1]);
-                return r;
-        }
-        *ret_parent = parent;
-        *ret_child = child;
-        return 0;
-}
-
 static void src_init(struct exec *e, struct exec_src *src, uint8_t type, int fd) {
         src->e = e;
         src->type = type;
@@ -691,152 +553,122 @@ static void src_init(struct exec *e, struct exec_src *src, uint8_t type, int fd)
         src->open = fd >= 0;
 }
 
-/* Run the decoded request. Returns 0 (running or already answered). */
-static int exec_run(struct exec *e, struct vsock_exec_request *r) {
-        _cleanup_(user_spec_clear) struct user_spec user = { 0 };
-        struct strv env = { 0 };
-        char **argv = NULL;
-        int child_fds[3] = { -1, -1, -1 };
-        int parent_fds[3] = { -1, -1, -1 }; /* stdin (write), stdout, stderr (read) */
-        int slave = -1;
-        char *err = NULL;
-        const char *why = NULL;
-        int rc = 0;
+extern char **environ;
 
-        bool has_user = r->user && r->user[0];
-        if (has_user) {
-                rc = user_resolve(r->user, NULL, NULL, &user, &err);
-                if (rc < 0) {
-                        exec_fail(e, 1, err ? err : "unknown user");
-                        goto out;
-                }
-        }
-        rc = build_env(r, has_user ? &user : NULL, e->mode == MODE_TTY, &env, &why);
+static void job_free(struct exec_job *j) {
+        if (j->payload)
+                explicit_bzero(j->payload, j->len);
+        free(j->payload);
+        launch_result_clear(&j->res);
+        spawn_cancel_destroy(&j->cancel);
+        free(j);
+}
+
+/* Worker thread. */
+static void job_run(struct worker_job *wj) {
+        struct exec_job *j = container_of(wj, struct exec_job, job);
+        j->rc = launch_run(TAKE_PTR(j->payload), j->len, j->mode, &j->cfg, &j->cancel, &j->res);
+}
+
+/* The command runs: wire it to the session, hand over what came for it
+ * meanwhile. Takes the process and fds out of @r. */
+static void exec_started(struct exec *e, struct launch_result *r) {
+        int pidfd = TAKE_FD(r->pidfd);
+        int rc = child_new(e->a->loop, r->pid, pidfd, e->mode == MODE_TTY, e->a->grace_ms, on_child_exit, e,
+                           &e->child);
         if (rc < 0) {
-                exec_fail(e, 1, why ? why : strerror(-rc));
-                goto out;
+                exec_fail(e, 126, "cannot watch the process");
+                return;
         }
+        log_debug("session %llu: %s started pid %d", (unsigned long long) session_id(e->s), e->info->name,
+                  (int) r->pid);
+        e->master = TAKE_FD(r->master);
+        watcher_init(&e->in.w, e->a->loop, r->in_fd, on_sink);
+        e->in.open = r->in_fd >= 0;
+        r->in_fd = -1;
+        src_init(e, &e->out[0], VSOCK_MSG_STDOUT, TAKE_FD(r->out_fd));
+        src_init(e, &e->out[1], VSOCK_MSG_STDERR, TAKE_FD(r->err_fd));
 
-        size_t argc = r->n_args > 0 ? r->n_args + 1 : 3;
-        argv = calloc(argc + 1, sizeof *argv);
-        if (!argv) {
-                exec_fail(e, 1, "out of memory");
-                goto out;
-        }
-        if (r->n_args > 0) {
-                argv[0] = r->command ? r->command : "";
-                for (size_t i = 0; i < r->n_args; i++)
-                        argv[i + 1] = r->args[i];
-        } else {
-                argv[0] = "/bin/sh";
-                argv[1] = "-c";
-                argv[2] = r->command ? r->command : "";
-        }
-
-        if (e->mode == MODE_TTY) {
-                int master;
-                rc = pty_open(r->rows ? r->rows : 24, r->cols ? r->cols : 80, &master, &slave);
-                if (rc < 0) {
-                        exec_fail(e, 1, "cannot allocate a pseudo-terminal");
-                        goto out;
-                }
-                e->master = master;
-                parent_fds[0] = fcntl(master, F_DUPFD_CLOEXEC, 3);
-                parent_fds[1] = fcntl(master, F_DUPFD_CLOEXEC, 3);
-                if (parent_fds[0] < 0 || parent_fds[1] < 0) {
-                        exec_fail(e, 1, "cannot duplicate the terminal");
-                        goto out;
-                }
-                child_fds[0] = child_fds[1] = child_fds[2] = slave;
-        } else {
-                if (e->mode == MODE_PIPE || r->stdin_data.present)
-                        rc = make_pipe(1, &parent_fds[0], &child_fds[0]);
-                else {
-                        child_fds[0] = open("/dev/null", O_RDONLY | O_CLOEXEC | O_NOCTTY);
-                        rc = child_fds[0] < 0 ? -errno : 0;
-                }
-                if (rc >= 0)
-                        rc = make_pipe(0, &parent_fds[1], &child_fds[1]);
-                if (rc >= 0)
-                        rc = make_pipe(0, &parent_fds[2], &child_fds[2]);
-                if (rc < 0) {
-                        exec_fail(e, 1, "cannot create pipes");
-                        goto out;
-                }
-        }
-
-        struct spawn_params p = {
-                .file = argv[0],
-                .argv = argv,
-                .envp = env.v,
-                .search_path = r->n_args > 0,
-                .cwd = r->working_dir && r->working_dir[0] ? r->working_dir : NULL,
-                .user = has_user ? &user : NULL,
-                .sandbox = e->a->sandbox,
-                .fd_in = child_fds[0],
-                .fd_out = child_fds[1],
-                .fd_err = child_fds[2],
-                .tty = e->mode == MODE_TTY,
-                .pid_ns = e->a->pid_ns,
-                .reset_signals = &e->a->changed_signals,
-        };
-        pid_t pid;
-        int pidfd, code;
-        rc = spawn_start(&p, &pid, &pidfd, &err, &code);
-        /* The child has its copies; ours would keep the pipes from EOF. */
-        for (int i = 0; i < 3; i++)
-                if (child_fds[i] != slave)
-                        safe_close(child_fds[i]);
-        slave = safe_close(slave);
-        child_fds[0] = child_fds[1] = child_fds[2] = -1;
-        if (rc < 0) {
-                exec_fail(e, code, err ? err : "cannot start the command");
-                goto out;
-        }
-        rc = child_new(e->a->loop, pid, pidfd, e->mode == MODE_TTY, e->a->grace_ms, on_child_exit, e, &e->child);
-        if (rc < 0) {
-                exec_fail(e, 1, "cannot watch the process");
-                goto out;
-        }
-        log_debug("session %llu: %s started pid %d", (unsigned long long) session_id(e->s), e->info->name, (int) pid);
-
-        /* Input: the request's stdin (batch/stream) or Stdin frames. */
-        watcher_init(&e->in.w, e->a->loop, parent_fds[0], on_sink);
-        e->in.e = e;
-        e->in.open = parent_fds[0] >= 0;
-        parent_fds[0] = -1;
         if (e->in.open && !e->info->stdin_frames) {
-                if (r->stdin_data.len > 0 && buf_append(&e->in.q, r->stdin_data.data, r->stdin_data.len) < 0)
+                /* The request's own stdin, then EOF. */
+                if (r->stdin_len > 0 && buf_append(&e->in.q, r->stdin_data, r->stdin_len) < 0)
                         log_warn("session %llu: out of memory for stdin", (unsigned long long) session_id(e->s));
                 e->in.eof_wanted = true;
-                sink_flush(&e->in);
         }
-
-        src_init(e, &e->out[0], VSOCK_MSG_STDOUT, parent_fds[1]);
-        src_init(e, &e->out[1], VSOCK_MSG_STDERR, parent_fds[2]);
-        parent_fds[1] = parent_fds[2] = -1;
+        if (e->in.open)
+                sink_flush(&e->in);
+        else
+                buf_wipe_free(&e->in.q);
+        sink_resume_host(e);
+        if (e->pending_rows || e->pending_cols)
+                (void) pty_resize(e->master, e->pending_rows, e->pending_cols);
+        for (int sig = 1; sig <= 64; sig++)
+                if (e->pending_signals & (UINT64_C(1) << (sig - 1)))
+                        (void) (e->mode == MODE_TTY ? child_signal_pgrp(e->child, pty_foreground(e->master), sig)
+                                                    : child_signal_group(e->child, sig));
         src_update(&e->out[0]);
         src_update(&e->out[1]);
-        rc = 0;
-out:
-        for (int i = 0; i < 3; i++) {
-                if (child_fds[i] != slave)
-                        safe_close(child_fds[i]);
-                safe_close(parent_fds[i]);
+        if (e->cancelled)
+                exec_cancel(e, e->lost);
+        else if (e->a->shutting_down)
+                child_terminate(e->child);
+}
+
+/* Loop thread: the start is over, one way or the other. */
+static void job_done(struct worker_job *wj) {
+        struct exec_job *j = container_of(wj, struct exec_job, job);
+        struct exec *e = j->e;
+        j->a->spawns_pending--; /* child.c knows the process from here on */
+        if (!e) {
+                /* Nobody wants the command any more (if it started). */
+                if (!wj->cancelled && j->rc >= 0) {
+                        struct child *c;
+                        if (child_new(j->a->loop, j->res.pid, TAKE_FD(j->res.pidfd), false, j->a->grace_ms, NULL,
+                                      NULL, &c) >= 0)
+                                child_release(c); /* terminated; freed once reaped */
+                }
+                job_free(j);
+                return;
         }
-        safe_close(slave);
-        free(argv);
-        free(err);
-        strv_wipe_free(&env);
-        return 0;
+        e->job = NULL;
+        if (wj->cancelled || j->rc < 0) {
+                char why[64];
+                const char *reason = j->res.error;
+                if (wj->cancelled)
+                        reason = "agent shutting down";
+                else if (!reason)
+                        reason = strerror_r(-j->rc, why, sizeof why);
+                exec_fail(e, wj->cancelled ? 126 : j->res.exit_code, reason);
+        } else
+                exec_started(e, &j->res);
+        job_free(j);
+}
+
+/* Loop thread: the start takes too long (a file system that does not
+ * answer): tell the host now; the job cleans up after itself. */
+static void job_timeout(struct worker_job *wj) {
+        struct exec_job *j = container_of(wj, struct exec_job, job);
+        struct exec *e = j->e;
+        if (!e)
+                return;
+        spawn_cancel(&j->cancel);
+        j->e = NULL;
+        e->job = NULL;
+        char why[160];
+        snprintf(why, sizeof why, "the command did not start within %d s (a file system does not answer?)",
+                 e->a->io_timeout_ms / 1000);
+        exec_fail(e, 126, why);
 }
 
 int exec_start(struct session *s, uint8_t type, uint8_t *payload, uint32_t len) {
         struct exec *e = calloc(1, sizeof *e);
-        if (!e) {
+        struct exec_job *j = calloc(1, sizeof *j);
+        if (!e || !j) {
                 if (payload)
                         explicit_bzero(payload, len);
                 free(payload);
+                free(e);
+                free(j);
                 return -ENOMEM;
         }
         e->s = s;
@@ -855,18 +687,29 @@ int exec_start(struct session *s, uint8_t type, uint8_t *payload, uint32_t len) 
         timer_init(&e->linger, e->a->loop, on_linger);
         session_set_op(s, &exec_ops, e);
 
-        struct vsock_exec_request r = { 0 };
-        const char *why = NULL;
-        int rc = msg_decode_exec_request(payload ? payload : (const uint8_t *) "", len, e->mode == MODE_TTY, &r,
-                                         &why);
-        if (payload)
-                explicit_bzero(payload, len);
-        free(payload);
-        if (rc < 0) {
-                exec_fail(e, 1, why ? why : "invalid request");
+        /* Even the decoding happens on the worker: a 64 MiB request full
+         * of escapes takes a second of CPU. */
+        *j = (struct exec_job) {
+                .job = { .run = job_run, .done = job_done, .timeout = job_timeout },
+                .e = e,
+                .a = e->a,
+                .payload = payload,
+                .len = len,
+                .mode = { .tty = e->mode == MODE_TTY, .stdin_frames = e->info->stdin_frames },
+                .cfg = { .sandbox = e->a->sandbox, .pid_ns = e->a->pid_ns, .reset_signals = &e->a->changed_signals,
+                         .base_env = environ },
+                /* Until it ran: no process, and nothing to close (not fd 0). */
+                .rc = -ECANCELED,
+                .res = LAUNCH_RESULT_INIT,
+        };
+        spawn_cancel_init(&j->cancel);
+        int r = worker_submit(e->a->spawner, &j->job);
+        if (r < 0) {
+                job_free(j);
+                exec_fail(e, 126, r == -EBUSY ? WORKER_BUSY_TEXT : "agent out of resources: cannot start a thread");
                 return 0;
         }
-        rc = exec_run(e, &r);
-        vsock_exec_request_clear(&r, true);
-        return rc;
+        e->job = j;
+        e->a->spawns_pending++;
+        return 0;
 }

@@ -1,9 +1,12 @@
-/* WriteFile, ReadFile, ListFiles: files_serve() runs on the worker thread;
- * its FileResult is sent when the job comes back to the loop. The reply is
+/* WriteFile, ReadFile, ListFiles: files_serve() runs on a worker thread;
+ * its FileResult is sent when the job comes back to the loop, or an error
+ * when it has not by the agent's I/O timeout (a file system that does not
+ * answer: the thread is left to the kernel, the host is not). The reply is
  * encoded after room for the frame header and handed to the session as
  * its send queue, so a 20 MiB reply is neither copied nor wiped: neither
  * file contents nor paths are request secrets (env and stdin are). */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,6 +32,7 @@ struct fileop {
         struct buf out;
         int rc;
         bool running;
+        bool answered;                  /* the timeout's error went out */
 };
 
 static void fileop_destroy(struct fileop *f) {
@@ -71,14 +75,43 @@ static void fileop_run(struct worker_job *j) {
 static void fileop_done(struct worker_job *j) {
         struct fileop *f = container_of(j, struct fileop, job);
         f->running = false;
-        if (!f->s || j->cancelled) {
-                if (f->s)
-                        session_finish(f->s);
-                else
-                        fileop_destroy(f);
+        if (!f->s) {
+                fileop_destroy(f);
                 return;
         }
-        fileop_reply(f->s, &f->out, f->rc);
+        if (f->answered)
+                return; /* the session frees us */
+        if (j->cancelled)
+                session_finish(f->s);
+        else
+                fileop_reply(f->s, &f->out, f->rc);
+}
+
+static const char *op_name(uint8_t type) {
+        return type == VSOCK_MSG_WRITE_FILE ? "write_file" : type == VSOCK_MSG_READ_FILE ? "read_file" : "list_files";
+}
+
+/* An error reply of its own (the worker may still own f->out), then the
+ * session finishes. */
+static void reply_error(struct session *s, uint8_t type, const char *why) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "%s: %s", op_name(type), why);
+        struct buf out = BUF_INIT(0);
+        int r = fileop_reply_begin(&out);
+        if (r >= 0)
+                r = files_write_reply(&out, msg);
+        fileop_reply(s, &out, r);
+}
+
+static void fileop_timeout(struct worker_job *j) {
+        struct fileop *f = container_of(j, struct fileop, job);
+        if (!f->s)
+                return;
+        char why[128];
+        snprintf(why, sizeof why, "gave up after %d s: the file system does not answer",
+                 session_agent(f->s)->io_timeout_ms / 1000);
+        f->answered = true;
+        reply_error(f->s, f->type, why);
 }
 
 static void fileop_free(void *op) {
@@ -119,10 +152,12 @@ int fileop_start(struct session *s, uint8_t type, uint8_t *payload, uint32_t len
         f->out = BUF_INIT(FILEOP_OUT_MAX);
         f->job.run = fileop_run;
         f->job.done = fileop_done;
+        f->job.timeout = fileop_timeout;
         int r = worker_submit(session_agent(s)->worker, &f->job);
         if (r < 0) {
                 fileop_destroy(f);
-                return r;
+                reply_error(s, type, r == -EBUSY ? WORKER_BUSY_TEXT : "agent out of resources: cannot start a thread");
+                return 0;
         }
         f->running = true;
         session_set_op(s, &fileop_ops, f);

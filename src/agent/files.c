@@ -12,9 +12,15 @@
  * content untouched. The steps are also exported (files_write_*) for a
  * request that arrives over time (wfstream.c). Because of rename
  * semantics, writing to a path that is a symlink replaces the link itself
- * with a regular file instead of writing through it; and the file gets a
- * new inode, so hard links to the old file keep the old content. The owner
- * of a replaced regular file is kept when the agent is allowed to chown.
+ * with a regular file instead of writing through it (a workload's link
+ * cannot redirect a host's write); and the file gets a new inode, so hard
+ * links to the old file keep the old content. The owner of a replaced
+ * regular file is kept when the agent is allowed to chown, and so is its
+ * mode unless the request gives one. A device, FIFO, socket or directory
+ * in the way is refused, never replaced (WriteFile is not a way to feed a
+ * device, and /dev/null replaced by a file breaks the guest). On kernel
+ * file systems (/proc, /sys, cgroups), where no temporary file can be
+ * made, an existing file is written in place, as the Go agent does.
  *
  * ReadFile follows symlinks (like Go's os.ReadFile) but only reads regular
  * files, and never more than FILES_READ_MAX bytes, even from a file that
@@ -32,10 +38,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/magic.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <unistd.h>
 
+#include "common/errtext.h"
 #include "common/io.h"
 #include "common/macro.h"
 #include "lib/base64.h"
@@ -44,23 +53,10 @@
 #include "vsock/error.h"
 #include "vsock/msg.h"
 
-/* Go's syscall.Errno strings are glibc's strerror() texts with a lower-case
- * first letter. */
-static const char *go_strerror(int errnum, char *buf, size_t size) {
-        const char *s = strerror_r(errnum, buf, size);
-        if (s != buf) {
-                snprintf(buf, size, "%s", s);
-                s = buf;
-        }
-        if (buf[0] >= 'A' && buf[0] <= 'Z')
-                buf[0] = (char) (buf[0] - 'A' + 'a');
-        return s;
-}
-
 /* Sets *err to "OP PATH: reason". Returns 0, or -ENOMEM. */
 static int path_error(char **err, const char *op, const char *path, int errnum) {
         char reason[128];
-        if (asprintf(err, "%s %s: %s", op, path, go_strerror(errnum, reason, sizeof(reason))) < 0) {
+        if (asprintf(err, "%s %s: %s", op, path, errno_text(errnum, reason, sizeof(reason))) < 0) {
                 *err = NULL;
                 return -ENOMEM;
         }
@@ -90,9 +86,10 @@ static int decode_error(char **err, int r, const char *what, const char *why) {
 /* ---- WriteFile ---------------------------------------------------------- */
 
 /* mkdir -p of @dir (absolute). Existing components, including symlinks to
- * directories, are fine, like Go's os.MkdirAll. The directories it makes
- * are recorded in @w, outermost first, for files_write_abort(). Returns 0,
- * -ENOMEM, or -errno with *err set. */
+ * directories, are fine, like Go's os.MkdirAll. The outermost directory it
+ * makes is recorded in @w (all others are inside it), for
+ * files_write_abort(), however deep the path. Returns 0, -ENOMEM, or
+ * -errno with *err set. */
 static int mkdir_parents(struct files_writer *w, const char *dir, char **err) {
         struct stat st;
         if (stat(dir, &st) == 0 && S_ISDIR(st.st_mode))
@@ -116,11 +113,8 @@ static int mkdir_parents(struct files_writer *w, const char *dir, char **err) {
                          * reported by its own name. */
                         if (e == EEXIST)
                                 e = stat(p, &st) < 0 ? errno : S_ISDIR(st.st_mode) ? 0 : ENOTDIR;
-                } else if (w->n_created < FILES_WRITER_DIRS_MAX) {
-                        w->created[w->n_created] = strdup(p);
-                        if (w->created[w->n_created])
-                                w->n_created++;
-                }
+                } else if (w->created_len == 0)
+                        w->created_len = i;
                 if (e != 0) {
                         int r = path_error(err, "mkdir", p, e);
                         return r < 0 ? r : -e;
@@ -141,6 +135,48 @@ static int mkdir_parents(struct files_writer *w, const char *dir, char **err) {
 
 void files_writer_init(struct files_writer *w) { *w = (struct files_writer) { .fd = -1 }; }
 
+/* Kernel file systems: their files can be written, nothing created. */
+static bool kernel_fs(const char *dir) {
+        struct statfs sf;
+        if (statfs(dir, &sf) < 0)
+                return false;
+        switch ((unsigned long) sf.f_type) {
+        case PROC_SUPER_MAGIC:
+        case SYSFS_MAGIC:
+        case CGROUP_SUPER_MAGIC:
+        case CGROUP2_SUPER_MAGIC:
+        case DEBUGFS_MAGIC:
+        case TRACEFS_MAGIC:
+        case SECURITYFS_MAGIC:
+                return true;
+        default:
+                return false;
+        }
+}
+
+static const char *file_kind(mode_t m) {
+        return S_ISCHR(m) ? "character device" : S_ISBLK(m) ? "block device" : S_ISFIFO(m) ? "named pipe"
+             : S_ISSOCK(m) ? "socket" : "special file";
+}
+
+/* What is at @path may be replaced: nothing, a regular file or a link.
+ * Returns 1 (an existing regular file), 0, -ENOMEM, or -errno with *err. */
+static int check_target(const char *path, char **err) {
+        struct stat st;
+        if (lstat(path, &st) < 0)
+                return 0; /* missing, or a parent's trouble: mkdir says */
+        if (S_ISREG(st.st_mode))
+                return 1;
+        if (S_ISLNK(st.st_mode))
+                return 0;
+        if (S_ISDIR(st.st_mode)) {
+                int r = path_error(err, "open", path, EISDIR);
+                return r < 0 ? r : -EISDIR;
+        }
+        int r = error_fmt(err, "open %s: not a regular file (%s): not replaced", path, file_kind(st.st_mode));
+        return r < 0 ? r : -EEXIST;
+}
+
 int files_write_begin(struct files_writer *w, const char *path, char **err) {
         if (!path || path[0] != '/')
                 return error_fmt(err, "write_file: path must be absolute: \"%s\"", path ? path : "");
@@ -153,7 +189,18 @@ int files_write_begin(struct files_writer *w, const char *path, char **err) {
         w->dir = slash == path ? strdup("/") : strndup(path, (size_t) (slash - path));
         if (!w->path || !w->dir)
                 return -ENOMEM;
-        int r = mkdir_parents(w, w->dir, err);
+        int r = check_target(path, err);
+        if (r < 0)
+                return r == -ENOMEM ? r : 0;
+        if (r == 1 && kernel_fs(w->dir)) {
+                /* No temporary file there: the file itself, as is. */
+                w->fd = open(path, O_WRONLY | O_TRUNC | O_NOCTTY | O_CLOEXEC);
+                if (w->fd < 0)
+                        return path_error(err, "open", path, errno);
+                w->in_place = true;
+                return 0;
+        }
+        r = mkdir_parents(w, w->dir, err);
         if (r == -ENOMEM || *err)
                 return r == -ENOMEM ? r : 0;
 
@@ -184,11 +231,24 @@ int files_write_commit(struct files_writer *w, uint32_t go_mode, char **err) {
         struct stat st;
         mode_t mode = go_mode == 0 ? 0644 : vsock_go_mode_to_mode_t(go_mode) & 07777;
 
+        if (w->in_place) {
+                /* Mode and owner are the kernel's; a kernel file has no
+                 * data to sync. Errors came with the writes. */
+                w->fd = safe_close(w->fd);
+                return 0;
+        }
+        /* The target may have changed since begin: check again. */
+        int r = check_target(w->path, err);
+        if (r < 0)
+                return r == -ENOMEM ? r : 0;
         /* Keep the owner of a file we replace (best effort: an unprivileged
-         * agent cannot chown). chown clears setuid bits, so it comes before
-         * fchmod. */
-        if (lstat(w->path, &st) == 0 && S_ISREG(st.st_mode))
+         * agent cannot chown), and without a mode in the request its mode.
+         * chown clears setuid bits, so it comes before fchmod. */
+        if (r == 1 && lstat(w->path, &st) == 0 && S_ISREG(st.st_mode)) {
                 (void) fchown(w->fd, st.st_uid, st.st_gid);
+                if (go_mode == 0)
+                        mode = st.st_mode & 07777;
+        }
 
         /* fchmod is not subject to the umask, so the mode is exact,
          * setuid/setgid/sticky included. */
@@ -203,9 +263,7 @@ int files_write_commit(struct files_writer *w, uint32_t go_mode, char **err) {
         free(w->tmp);
         w->tmp = NULL;
         /* The directories are the file's now. */
-        for (size_t i = 0; i < w->n_created; i++)
-                free(w->created[i]);
-        w->n_created = 0;
+        w->created_len = 0;
 
         /* Make the rename itself durable; the write already succeeded, so a
          * failure here is not reported. */
@@ -213,6 +271,26 @@ int files_write_commit(struct files_writer *w, uint32_t go_mode, char **err) {
         if (dfd >= 0)
                 (void) fsync(dfd);
         return 0;
+}
+
+/* rmdir the directories begin made, innermost first; one that gained
+ * entries meanwhile stays, and so do those around it. */
+static void remove_created(struct files_writer *w) {
+        if (w->created_len == 0 || !w->dir)
+                return;
+        _cleanup_free_ char *p = strdup(w->dir);
+        if (!p)
+                return;
+        size_t n = strlen(p);
+        while (n >= w->created_len && n > 1) {
+                p[n] = '\0';
+                (void) rmdir(p);
+                while (n > 0 && p[n - 1] != '/')
+                        n--;
+                while (n > 1 && p[n - 1] == '/')
+                        n--;
+        }
+        w->created_len = 0;
 }
 
 void files_write_abort(struct files_writer *w) {
@@ -224,17 +302,13 @@ void files_write_abort(struct files_writer *w) {
         free(w->tmp);
         w->tmp = NULL;
         /* A failed write leaves nothing behind: not even the directories
-         * it made (innermost first; one that gained entries stays). */
-        for (size_t i = w->n_created; i > 0; i--) {
-                (void) rmdir(w->created[i - 1]);
-                free(w->created[i - 1]);
-        }
-        w->n_created = 0;
+         * it made. */
+        remove_created(w);
         files_writer_clear(w);
 }
 
 void files_writer_clear(struct files_writer *w) {
-        if (w->fd >= 0 || w->tmp || w->n_created) {
+        if (w->fd >= 0 || w->tmp || w->created_len) {
                 files_write_abort(w);
                 return;
         }
@@ -455,6 +529,35 @@ static int list_files(const void *payload, size_t len, struct vsock_file_respons
         return 0;
 }
 
+/* ListFiles' reply, at most @limit bytes of JSON (the estimate in
+ * list_files() fails a huge directory early; the encoding is checked
+ * exactly): past it, an error that says so. */
+static int list_reply(const void *payload, size_t len, size_t limit, struct buf *out) {
+        _cleanup_(vsock_file_response_clear) struct vsock_file_response resp = {};
+        _cleanup_free_ char *err = NULL;
+        size_t mark = buf_size(out);
+        int r = list_files(payload, len, &resp, limit, &err);
+        if (r >= 0 && !err) {
+                r = msg_encode_file_response(&resp, out);
+                if (r >= 0 && buf_size(out) - mark <= limit)
+                        return 0;
+                (void) buf_truncate(out, mark);
+        }
+        if (r == -ENOBUFS || (r >= 0 && !err)) {
+                _cleanup_(vsock_path_request_clear) struct vsock_path_request req = {};
+                const char *why = NULL;
+                (void) vsock_path_request_decode(payload, len, &req, &why);
+                bool mib = limit % (1u << 20) == 0;
+                r = error_fmt(&err, "list_files %s: too many entries: the listing exceeds the reply limit of %zu %s",
+                              req.path ? req.path : "", mib ? limit >> 20 : limit, mib ? "MiB" : "bytes");
+        }
+        if (r < 0)
+                return r;
+        vsock_file_response_clear(&resp);
+        resp.error = TAKE_PTR(err);
+        return msg_encode_file_response(&resp, out);
+}
+
 /* ---- entry point -------------------------------------------------------- */
 
 int files_serve(uint8_t type, void *payload, size_t len, struct buf *out) {
@@ -471,9 +574,9 @@ int files_serve(uint8_t type, void *payload, size_t len, struct buf *out) {
                 if (r >= 0 && !err)
                         return 0; /* the reply is written */
                 break;
-        case VSOCK_MSG_LIST_FILES:
-                r = list_files(payload, len, &resp, buf_limit_left(out), &err);
-                break;
+        case VSOCK_MSG_LIST_FILES: {
+                return list_reply(payload, len, MIN(buf_limit_left(out), (size_t) FILES_LIST_MAX), out);
+        }
         default:
                 r = error_fmt(&err, "unsupported file operation (message type %u)", type);
         }

@@ -15,32 +15,45 @@
 
 #define FILES_READ_MAX (16u * 1024 * 1024)
 
+/* ListFiles replies stay under this much JSON (half the frame limit that
+ * hosts accept): a bigger directory gets an error instead. */
+#define FILES_LIST_MAX (32u * 1024 * 1024)
+
 /* ---- WriteFile in steps --------------------------------------------------
  * files_serve() does all of them at once; a request that arrives over time
  * (wfstream.h) runs them as the content comes in. All are blocking (worker
  * thread). Each returns 0, or -ENOMEM; a failure to report sets *err (a
  * Go-style "OP PATH: reason") and returns 0. After a failure, call
- * files_write_abort(). */
-#define FILES_WRITER_DIRS_MAX 64
-
+ * files_write_abort().
+ *
+ * An existing target must be a regular file (or a symbolic link, which is
+ * replaced, not followed): a device, FIFO, socket or directory is refused,
+ * never replaced. A regular file on a kernel file system (/proc, /sys,
+ * cgroups, ...), where no temporary file can be made, is written in place
+ * instead, its mode and owner unchanged. */
 struct files_writer {
         char *path, *dir;
         char *tmp;                      /* the temporary file until renamed */
         int fd;
-        char *created[FILES_WRITER_DIRS_MAX]; /* directories begin made */
-        size_t n_created;
+        /* The outermost directory begin made is dir[0..created_len) (0:
+         * none): every one made is that or inside it. */
+        size_t created_len;
+        bool in_place;                  /* writing the target itself */
 };
 
 void files_writer_init(struct files_writer *w);
-/* Check @path (absolute, not a directory name), make its missing parent
- * directories (as mkdir -p) and a temporary file beside it. */
+/* Check @path (absolute, not a directory name, not a special file), make
+ * its missing parent directories (as mkdir -p) and a temporary file beside
+ * it. */
 int files_write_begin(struct files_writer *w, const char *path, char **err);
 int files_write_data(struct files_writer *w, const void *data, size_t n, char **err);
-/* Give the file @go_mode (an os.FileMode; 0 means 0644) and the owner of
- * the file it replaces, sync it and rename it over the target. */
+/* Give the file @go_mode (an os.FileMode; 0: the replaced file's mode, or
+ * 0644 for a new file) and the owner of the file it replaces, sync it and
+ * rename it over the target. */
 int files_write_commit(struct files_writer *w, uint32_t go_mode, char **err);
 /* Undo: remove the temporary file and the directories begin made (those
- * still empty). Then free, as files_writer_clear(). */
+ * still empty). Then free, as files_writer_clear(). A write in place cannot
+ * be undone. */
 void files_write_abort(struct files_writer *w);
 /* Free; an unfinished write is aborted. */
 void files_writer_clear(struct files_writer *w);

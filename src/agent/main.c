@@ -21,6 +21,7 @@
 #include "agent/init.h"
 #include "agent/listener.h"
 #include "agent/loop.h"
+#include "agent/pidns.h"
 #include "agent/sandbox.h"
 #include "agent/session.h"
 #include "agent/spawn.h"
@@ -63,18 +64,25 @@ static void usage(FILE *f) {
                 "  --ready ADDR         ready-check address (default vsock:any:5002)\n"
                 "  --allow-cid CID      also serve this vsock peer CID (default only 2, the host)\n"
                 "  --allow-uid UID      also serve this unix-socket peer uid (root and the agent's\n"
-                "                       own uid are always allowed)\n"
+                "                       own uid are always allowed; the socket file is 0600, so\n"
+                "                       that user also needs access to it)\n"
                 "  --insecure-tcp       allow a TCP listen address that is not loopback (DANGEROUS)\n"
                 "  --privileged         run commands without the sandbox\n"
                 "                       (also: vsock.privileged=1 on the kernel command line)\n"
                 "  --pid-ns             run each command in its own PID namespace with its own\n"
                 "                       /proc, under a small init (also: vsock.pid_ns=1)\n"
+                "  --init               be the guest's init (PID 1): mount /proc, /sys, /dev,\n"
+                "                       reap orphans, power off when stopped; options also from\n"
+                "                       vsock.* words on the kernel command line\n"
                 "  --idle-timeout SEC   close connections without a request after SEC seconds (30)\n"
+                "  --io-timeout SEC     answer with an error a file operation, name lookup or\n"
+                "                       command start that takes longer than SEC seconds (30)\n"
                 "  --log-level LEVEL    error, warn, info (default) or debug\n"
-                "  --help               show this help\n"
+                "  -h, --help           show this help\n"
                 "  --version            show the version\n"
                 "\n"
-                "Addresses: vsock:CID:PORT, vsock::PORT, unix:/path, tcp:HOST:PORT.\n");
+                "Addresses: vsock:CID:PORT, vsock::PORT, unix:/path, tcp:HOST:PORT.\n"
+                "See vsock-agent(8).\n");
 }
 
 static int parse_u32(const char *s, uint32_t *ret) {
@@ -84,6 +92,17 @@ static int parse_u32(const char *s, uint32_t *ret) {
         if (errno || end == s || *end || v > UINT32_MAX || s[0] == '-')
                 return -EINVAL;
         *ret = (uint32_t) v;
+        return 0;
+}
+
+/* A timeout option: 1..86400 seconds into *ret_ms; says what is wrong. */
+static int parse_seconds(const char *s, const char *what, int *ret_ms) {
+        uint32_t v;
+        if (parse_u32(s, &v) < 0 || v == 0 || v > 86400) {
+                fprintf(stderr, "vsock-agent: invalid %s '%s' (seconds, 1..86400)\n", what, s);
+                return -EINVAL;
+        }
+        *ret_ms = (int) v * 1000;
         return 0;
 }
 
@@ -167,13 +186,17 @@ static void on_signal(struct watcher *w, uint32_t revents) {
 }
 
 static bool own_pid(pid_t pid, void *userdata) {
-        return agent_owns_pid(pid);
+        const struct main_state *m = userdata;
+        /* A command that exits right after its exec, before its start
+         * comes back from the worker, must not be taken for an orphan:
+         * reap none until then. */
+        return agent_owns_pid(pid) || m->agent.spawns_pending > 0;
 }
 
 static void post_pass(void *userdata) {
         struct main_state *m = userdata;
         if (m->init_mode)
-                init_reap_orphans(own_pid, NULL);
+                init_reap_orphans(own_pid, m);
         /* After a burst, hand the freed heap back: glibc keeps it (and its
          * arenas' tops) otherwise. Once per burst, not on every pass. */
         static size_t prev_sessions;
@@ -186,7 +209,7 @@ static void post_pass(void *userdata) {
 
 static int agent_main(int argc, char **argv) {
         enum { OPT_LISTEN = 256, OPT_READY, OPT_ALLOW_CID, OPT_ALLOW_UID, OPT_INSECURE_TCP, OPT_PRIVILEGED,
-               OPT_PID_NS, OPT_IDLE_TIMEOUT, OPT_LOG_LEVEL, OPT_HELP, OPT_VERSION, OPT_INIT };
+               OPT_PID_NS, OPT_IDLE_TIMEOUT, OPT_IO_TIMEOUT, OPT_LOG_LEVEL, OPT_HELP, OPT_VERSION, OPT_INIT };
         static const struct option longopts[] = {
                 { "listen", required_argument, NULL, OPT_LISTEN },
                 { "ready", required_argument, NULL, OPT_READY },
@@ -196,6 +219,7 @@ static int agent_main(int argc, char **argv) {
                 { "privileged", no_argument, NULL, OPT_PRIVILEGED },
                 { "pid-ns", no_argument, NULL, OPT_PID_NS },
                 { "idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT },
+                { "io-timeout", required_argument, NULL, OPT_IO_TIMEOUT },
                 { "log-level", required_argument, NULL, OPT_LOG_LEVEL },
                 { "help", no_argument, NULL, OPT_HELP },
                 { "version", no_argument, NULL, OPT_VERSION },
@@ -207,13 +231,14 @@ static int agent_main(int argc, char **argv) {
         struct agent *a = &m.agent;
         struct options o = { .listen = "vsock:any:5000", .ready = "vsock:any:5002" };
         a->idle_timeout_ms = 30000;
+        a->io_timeout_ms = 30000;
         a->grace_ms = 5000;
         a->linger_ms = 100;
         if (push_u32(&a->allow_cids, &a->n_allow_cids, VSOCK_CID_HOST) < 0)
                 return 1;
 
         int c;
-        while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
                 uint32_t v;
                 enum log_level lvl;
                 switch (c) {
@@ -249,12 +274,12 @@ static int agent_main(int argc, char **argv) {
                         o.pid_ns = true;
                         break;
                 case OPT_IDLE_TIMEOUT:
-                        if (parse_u32(optarg, &v) < 0 || v == 0 || v > 86400) {
-                                fprintf(stderr, "vsock-agent: invalid idle timeout '%s' (seconds, 1..86400)\n",
-                                        optarg);
+                        if (parse_seconds(optarg, "idle timeout", &a->idle_timeout_ms) < 0)
                                 return 2;
-                        }
-                        a->idle_timeout_ms = (int) v * 1000;
+                        break;
+                case OPT_IO_TIMEOUT:
+                        if (parse_seconds(optarg, "I/O timeout", &a->io_timeout_ms) < 0)
+                                return 2;
                         break;
                 case OPT_LOG_LEVEL:
                         if (log_level_parse(optarg, &lvl) < 0) {
@@ -263,6 +288,7 @@ static int agent_main(int argc, char **argv) {
                         }
                         log_set_level(lvl);
                         break;
+                case 'h':
                 case OPT_HELP:
                         usage(stdout);
                         return 0;
@@ -337,7 +363,13 @@ static int agent_main(int argc, char **argv) {
                 a->pid_ns = true;
                 log_info("pid-ns: each command runs in its own PID namespace");
         }
-        r = worker_new(a->loop, &a->worker);
+        /* File operations and name lookups; command starts apart, so that
+         * neither kind waits for the other. */
+        const struct worker_limits file_limits = { 8, 32, a->io_timeout_ms };
+        const struct worker_limits spawn_limits = { 16, 32, a->io_timeout_ms };
+        r = worker_new(a->loop, &file_limits, &a->worker);
+        if (r >= 0)
+                r = worker_new(a->loop, &spawn_limits, &a->spawner);
         if (r < 0) {
                 log_error("worker: %s", strerror(-r));
                 return 1;
@@ -391,17 +423,28 @@ static int agent_main(int argc, char **argv) {
         timer_disarm(&m.deadline);
         watcher_stop(&m.sigw);
         safe_close(m.sigfd);
-        worker_free(a->worker);
+        unsigned stuck = worker_free(a->worker) + worker_free(a->spawner);
         sandbox_free(sandbox);
         loop_free(a->loop);
         free(a->allow_cids);
         free(a->allow_uids);
         log_info("exiting");
         g_reboot = m.reboot;
+        if (stuck && !m.init_mode) {
+                /* Threads stuck in the kernel (a file system that does not
+                 * answer) are still running: no exit handlers beside them
+                 * (a leak checker would try to stop them, and cannot). */
+                fflush(stderr);
+                _exit(m.exit_code);
+        }
         return m.exit_code;
 }
 
 int main(int argc, char **argv) {
+        /* A PID namespace's init (spawn.c): a fresh copy of this binary
+         * that must do nothing else. */
+        if (pidns_init_main(argc, argv) >= 0)
+                return 0;
         /* Fixed thresholds: glibc would raise them to the largest block
          * freed (a 15 MiB file read), after which big replies come from the
          * heap and stay resident. Blocks from 1 MiB (file data, big
@@ -411,6 +454,11 @@ int main(int argc, char **argv) {
          * shrink and regrow it (brk + page faults) on every drain. */
         (void) mallopt(M_MMAP_THRESHOLD, 1024 * 1024);
         (void) mallopt(M_TRIM_THRESHOLD, 2 * 1024 * 1024);
+        /* One arena for the worker threads too: a thread's own arena keeps
+         * the top of its heap resident after a burst (malloc_trim() returns
+         * only the main arena's top), and each would add its own. The
+         * threads allocate little and briefly; big buffers are mmap'd. */
+        (void) mallopt(M_ARENA_MAX, 1);
         /* Started as PID 1 (init=/sbin/vsock-agent) means init mode. */
         bool init = getpid() == 1;
         for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)

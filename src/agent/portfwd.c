@@ -5,8 +5,8 @@
  * without NSS (resolve.h): literals and localhost at once, anything else
  * (/etc/hosts, maybe getaddrinfo) on the worker thread. */
 #include <arpa/inet.h>
-#include <ctype.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -23,11 +23,13 @@
 #include "agent/session.h"
 #include "agent/worker.h"
 #include "common/buf.h"
+#include "common/errtext.h"
 #include "common/io.h"
 #include "common/log.h"
 #include "common/macro.h"
 
 #define CONNECT_TIMEOUT_MS 15000
+#define PF_REQUEST_MAX (64u * 1024)
 
 enum pf_state { PF_RESOLVING, PF_CONNECTING, PF_PROXY, PF_DONE };
 
@@ -86,21 +88,29 @@ static void pf_reject(struct pf *pf, const char *msg) {
         pf_end(pf);
 }
 
-/* Go-style lower-case errno text ("connection refused"). */
-static void errno_text(int err, char *buf, size_t size) {
-        snprintf(buf, size, "%s", strerror(err));
-        if (buf[0] && isupper((unsigned char) buf[0]) && !isupper((unsigned char) buf[1]))
-                buf[0] = (char) tolower((unsigned char) buf[0]);
+/* A target that cannot be reached, in the Go agent's words, which hosts
+ * may parse: "connect HOST:PORT failed: " and Go's dial error. */
+static void pf_fail(struct pf *pf, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void pf_fail(struct pf *pf, const char *fmt, ...) {
+        char why[384], msg[640];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(why, sizeof why, fmt, ap);
+        va_end(ap);
+        snprintf(msg, sizeof msg, "connect %s:%u failed: %s", pf->host, pf->port, why);
+        pf_reject(pf, msg);
 }
 
 static void pf_fail_connect(struct pf *pf) {
-        char e[128], msg[512];
+        char e[128];
         errno_text(pf->last_err ? pf->last_err : ECONNREFUSED, e, sizeof e);
         bool v6 = strchr(pf->host, ':') != NULL;
-        snprintf(msg, sizeof msg, "dial tcp %s%s%s:%u: connect: %s", v6 ? "[" : "", pf->host, v6 ? "]" : "",
-                 pf->port, e);
-        pf_reject(pf, msg);
+        pf_fail(pf, "dial tcp %s%s%s:%u: connect: %s", v6 ? "[" : "", pf->host, v6 ? "]" : "", pf->port, e);
 }
+
+/* Go's words ("no such host", "i/o timeout") for a name that cannot be
+ * resolved. */
+static void pf_fail_lookup(struct pf *pf, const char *why) { pf_fail(pf, "dial tcp: lookup %s: %s", pf->host, why); }
 
 /* ---- proxying ----------------------------------------------------------- */
 
@@ -310,15 +320,29 @@ static void pf_try_next(struct pf *pf) {
 
 static void on_connect_timeout(struct timer *t) {
         struct pf *pf = container_of(t, struct pf, timer);
-        if (pf->state != PF_CONNECTING && pf->state != PF_RESOLVING)
-                return;
-        pf->last_err = ETIMEDOUT;
-        pf_fail_connect(pf);
+        if (pf->state == PF_RESOLVING)
+                pf_fail_lookup(pf, "i/o timeout");
+        else if (pf->state == PF_CONNECTING) {
+                pf->last_err = ETIMEDOUT;
+                pf_fail_connect(pf);
+        }
 }
 
 static void resolve_run(struct worker_job *j) {
         struct pf_resolve *res = container_of(j, struct pf_resolve, job);
         res->n = resolve_host(res->host, res->port, NULL, true, res->addrs, RESOLVE_MAX);
+}
+
+/* The lookup hangs (a hosts file on a file system that does not answer):
+ * answer the host now; the job frees itself when it returns. */
+static void resolve_timeout(struct worker_job *j) {
+        struct pf_resolve *res = container_of(j, struct pf_resolve, job);
+        struct pf *pf = res->pf;
+        if (!pf)
+                return;
+        res->pf = NULL;
+        pf->job = NULL;
+        pf_fail_lookup(pf, "i/o timeout");
 }
 
 static void resolve_done(struct worker_job *j) {
@@ -333,15 +357,13 @@ static void resolve_done(struct worker_job *j) {
         }
         pf->job = NULL;
         if (res->n <= 0) {
-                /* Go's words ("no such host"), for hosts that parse them. */
-                char msg[512];
                 int e = res->n < 0 ? -res->n : ENOENT;
-                snprintf(msg, sizeof msg, "dial tcp: lookup %s: %s", pf->host,
-                         e == ENOENT ? "no such host" : e == EAGAIN ? "temporary failure in name resolution"
-                                                                   : strerror(e));
+                char es[128];
                 free(res->host);
                 free(res);
-                pf_reject(pf, msg);
+                pf_fail_lookup(pf, e == ENOENT   ? "no such host"
+                                   : e == EAGAIN ? "temporary failure in name resolution"
+                                                 : errno_text(e, es, sizeof es));
                 return;
         }
         memcpy(pf->addrs, res->addrs, (size_t) res->n * sizeof res->addrs[0]);
@@ -379,8 +401,15 @@ static const struct session_ops pf_ops = {
 
 int portfwd_start(struct session *s, uint8_t type, uint8_t *payload, uint32_t len) {
         struct vsock_port_forward_request req = { 0 };
-        const char *why = NULL;
-        int rc = vsock_port_forward_request_decode(payload ? payload : (const uint8_t *) "", len, &req, &why);
+        const char *why = "request too large";
+        /* A host name has at most 253 bytes, six each when escaped: larger
+         * requests are refused unread rather than decoded on the loop (64
+         * MiB of escapes would hold it for a second). */
+        int rc = -EMSGSIZE;
+        if (len <= PF_REQUEST_MAX) {
+                why = NULL;
+                rc = vsock_port_forward_request_decode(payload ? payload : (const uint8_t *) "", len, &req, &why);
+        }
         free(payload);
 
         struct pf *pf = calloc(1, sizeof *pf);
@@ -436,12 +465,13 @@ int portfwd_start(struct session *s, uint8_t type, uint8_t *payload, uint32_t le
         res->port = pf->port;
         res->job.run = resolve_run;
         res->job.done = resolve_done;
+        res->job.timeout = resolve_timeout;
         pf->state = PF_RESOLVING;
         rc = worker_submit(pf->a->worker, &res->job);
         if (rc < 0) {
                 free(res->host);
                 free(res);
-                pf_reject(pf, "dial tcp: cannot start name resolution");
+                pf_fail_lookup(pf, rc == -EBUSY ? WORKER_BUSY_TEXT : "cannot start name resolution");
                 return 0;
         }
         pf->job = res;

@@ -81,6 +81,15 @@ static const char *const blocked_syscalls[] = {
         "add_key",
         "keyctl",
         "request_key",
+        /* io_uring performs system calls the filter never sees:
+         * IORING_OP_SOCKET makes the AF_VSOCK socket refused below, and
+         * IORING_OP_OPENAT and friends get past any rule on arguments. A
+         * large attack surface too; container runtimes deny it likewise.
+         * Programs fall back to plain calls (EPERM is also what
+         * kernel.io_uring_disabled answers). */
+        "io_uring_setup",
+        "io_uring_enter",
+        "io_uring_register",
 };
 
 /* Removed from the bounding, effective, permitted, inheritable and ambient

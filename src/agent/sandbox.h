@@ -28,7 +28,7 @@ void sandbox_free(struct sandbox *s);
  * process (SECCOMP_FILTER_FLAG_TSYNC). The agent's own effective and
  * permitted capabilities stay (init mode still mounts and reboots; neither
  * is blocked by the filter). From then on the agent itself cannot ptrace,
- * load modules or BPF, use keyrings, perf events, userfaultfd,
+ * load modules or BPF, use keyrings, perf events, userfaultfd, io_uring,
  * open_by_handle_at or kexec, and cannot open AF_VSOCK sockets. Returns 0
  * or -errno (then nothing may have been applied: treat it as fatal). In a
  * build with LeakSanitizer (which ptraces the process at exit) it does

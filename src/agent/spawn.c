@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/futex.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -22,6 +23,7 @@
 #include "agent/pidns.h"
 #include "agent/sandbox.h"
 #include "agent/user.h"
+#include "common/errtext.h"
 #include "common/io.h"
 #include "common/macro.h"
 
@@ -45,6 +47,9 @@
 #ifndef CLONE_PIDFD
 #define CLONE_PIDFD 0x00001000
 #endif
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
 #ifndef CLOSE_RANGE_UNSHARE
 #define CLOSE_RANGE_UNSHARE (1U << 1)
 #endif
@@ -55,35 +60,41 @@
 
 /* What the child reports when it fails before or at exec. */
 enum stage { STAGE_SETUP = 1, STAGE_TTY, STAGE_FDS, STAGE_SANDBOX, STAGE_USER, STAGE_CHDIR, STAGE_EXEC,
-             STAGE_PIDNS_MOUNTS, STAGE_PIDNS_PROC };
+             STAGE_PIDNS_MOUNTS, STAGE_PIDNS_PROC, STAGE_PIDNS_INIT };
 
 struct report {
         int stage;              /* 0: the child exec'd (or died without a word) */
         int err;
 };
 
-/* Shared with the child: it runs in our memory while we are suspended.
- * (The PID-namespace init gets a copy: it reports through report_fd.) */
-struct child_args {
-        const struct spawn_params *p;
-        unsigned lo;            /* fds from here up are not copied to the child */
-        int report_fd;          /* PID-namespace init: the write end of the report pipe */
-        struct report rep;      /* written by the child on failure */
+/* What one spawn uses: the child's stack (and, with pid_ns, the
+ * command's, next to its init's) and the fd slots its stdio waits in. */
+struct spawn_ctx {
+        void *stack;
+        void *stack2;           /* lazily, for pid_ns */
+        int slots[3];
+        bool persistent;        /* reserved early at low numbers, reused */
+        struct spawn_ctx *next; /* the free list */
 };
 
-/* How long the agent waits for a PID-namespace init to report. It mounts
- * /proc and starts the command, well under a millisecond; the bound only
- * keeps a wedged init from wedging the agent. */
-#define PIDNS_REPORT_TIMEOUT_MS 10000
+/* Shared with the child: it runs in our memory while we are suspended. */
+struct child_args {
+        const struct spawn_params *p;
+        const struct spawn_ctx *ctx;
+        unsigned lo;            /* fds from here up are not copied to the child */
+        struct report rep;      /* written by the child on failure */
+        /* pid_ns: the init's pipe that releases the command, and the
+         * command's tid, cleared by the kernel at its exec or exit. */
+        int go[2];
+        pid_t cmd_tid;
+        bool cmd_started;
+};
 
 #define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 CHILD_FN _Noreturn static void child_fail(struct child_args *c, int stage, int err) {
         c->rep.err = err;
         c->rep.stage = stage;
-        /* Every signal is blocked: a pipe write of 8 bytes is all or nothing. */
-        if (c->report_fd >= 0)
-                (void) !write(c->report_fd, &c->rep, sizeof c->rep);
         _exit(127);
 }
 
@@ -156,18 +167,25 @@ static int exec_search(const char *file, char *const *argv, char *const *envp) {
         return eacces ? -EACCES : last;
 }
 
-/* Module state, guarded by spawn_lock. The slots are fds kept open at low
- * numbers (dups of the placeholder while idle): the child's stdin, stdout
- * and stderr are parked there so that its unshared table can stay small. */
+/* Module state, guarded by spawn_lock: the idle contexts, the placeholder
+ * their slots hold while idle, and for pid_ns the binary each init is
+ * started from and the pipe that tells inits the agent is gone. */
 static pthread_mutex_t spawn_lock = PTHREAD_MUTEX_INITIALIZER;
 static int placeholder = -1;
-static int slots_for_child[3] = { -1, -1, -1 };
-static void *child_stack;
+static struct spawn_ctx *idle_ctx;
+static unsigned n_persistent;
+/* Written once by spawn_check_pid_ns(), single-threaded, before any spawn. */
+static int self_exe = -1;
+static int alive_r = -1, alive_w = -1;
 /* Signals ignored when we started (nohup, a background job of a
  * non-interactive shell): SIG_IGN survives exec, so every child resets
  * these on top of what the caller says it changed. Written once by
  * spawn_init(), before any child exists. */
 static uint64_t inherited_ignored; /* bit sig-1 */
+
+/* Contexts kept for reuse, with slots at low numbers: spawns rarely
+ * overlap by more (2 cores); more are made and dropped as needed. */
+#define PERSISTENT_CTX 2
 
 /* The kernel's struct sigaction (x86-64 and the generic layout). glibc's
  * sigaction() and sigset functions refuse the signals it reserves for
@@ -195,7 +213,48 @@ void spawn_init(void) {
         }
 }
 
-static int reserve_locked(void) {
+int spawn_failure_code(int err) { return err == ENOENT || err == ENOTDIR ? 127 : 126; }
+
+/* ---- contexts ------------------------------------------------------------------ */
+
+/* A stack with a guard page below: an overflow faults instead of writing
+ * into the agent's memory. NULL on failure (errno set). */
+static void *stack_new(void) {
+        long page = sysconf(_SC_PAGESIZE);
+        size_t guard = page > 0 ? (size_t) page : 4096;
+        uint8_t *m = mmap(NULL, CHILD_STACK_SIZE + guard, PROT_NONE,
+                          MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+        if (m == MAP_FAILED)
+                return NULL;
+        if (mprotect(m + guard, CHILD_STACK_SIZE, PROT_READ | PROT_WRITE) < 0) {
+                int e = errno;
+                (void) munmap(m, CHILD_STACK_SIZE + guard);
+                errno = e;
+                return NULL;
+        }
+        return m + guard;
+}
+
+static void stack_free(void *stack) {
+        if (!stack)
+                return;
+        long page = sysconf(_SC_PAGESIZE);
+        size_t guard = page > 0 ? (size_t) page : 4096;
+        (void) munmap((uint8_t *) stack - guard, CHILD_STACK_SIZE + guard);
+}
+
+static void ctx_free(struct spawn_ctx *x) {
+        if (!x)
+                return;
+        for (int i = 0; i < 3; i++)
+                safe_close(x->slots[i]);
+        stack_free(x->stack);
+        stack_free(x->stack2);
+        free(x);
+}
+
+/* spawn_lock held (the placeholder). */
+static int ctx_new_locked(bool persistent, struct spawn_ctx **ret) {
         if (placeholder < 0) {
                 /* Any fd will do; an eventfd needs no file system (init
                  * mode may not have /dev yet). */
@@ -203,27 +262,39 @@ static int reserve_locked(void) {
                 if (placeholder < 0)
                         return -errno;
         }
-        for (int i = 0; i < 3; i++)
-                if (slots_for_child[i] < 0) {
-                        slots_for_child[i] = fcntl(placeholder, F_DUPFD_CLOEXEC, 3);
-                        if (slots_for_child[i] < 0)
-                                return -errno;
-                }
-        if (!child_stack) {
-                /* With a guard page below: an overflow faults instead of
-                 * writing into the agent's memory. */
-                long page = sysconf(_SC_PAGESIZE);
-                size_t guard = page > 0 ? (size_t) page : 4096;
-                uint8_t *m = mmap(NULL, CHILD_STACK_SIZE + guard, PROT_NONE,
-                                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
-                if (m == MAP_FAILED)
-                        return -errno;
-                if (mprotect(m + guard, CHILD_STACK_SIZE, PROT_READ | PROT_WRITE) < 0) {
+        struct spawn_ctx *x = calloc(1, sizeof *x);
+        if (!x)
+                return -ENOMEM;
+        x->persistent = persistent;
+        for (int i = 0; i < 3; i++) {
+                x->slots[i] = fcntl(placeholder, F_DUPFD_CLOEXEC, 3);
+                if (x->slots[i] < 0) {
                         int r = -errno;
-                        (void) munmap(m, CHILD_STACK_SIZE + guard);
+                        for (int k = i; k < 3; k++)
+                                x->slots[k] = -1;
+                        ctx_free(x);
                         return r;
                 }
-                child_stack = m + guard;
+        }
+        x->stack = stack_new();
+        if (!x->stack) {
+                int r = -errno;
+                ctx_free(x);
+                return r;
+        }
+        *ret = x;
+        return 0;
+}
+
+static int reserve_locked(void) {
+        while (n_persistent < PERSISTENT_CTX) {
+                struct spawn_ctx *x;
+                int r = ctx_new_locked(true, &x);
+                if (r < 0)
+                        return r;
+                x->next = idle_ctx;
+                idle_ctx = x;
+                n_persistent++;
         }
         return 0;
 }
@@ -235,21 +306,83 @@ int spawn_reserve(void) {
         return r;
 }
 
-/* Leave the agent's process group for one of our own (a session of our
- * own with the terminal as controlling tty, for a TTY), with the command's
- * stdin, stdout and stderr on 0, 1 and 2. */
+static int ctx_get(struct spawn_ctx **ret) {
+        pthread_mutex_lock(&spawn_lock);
+        (void) reserve_locked(); /* retried at every spawn */
+        struct spawn_ctx *x = idle_ctx;
+        int r = 0;
+        if (x)
+                idle_ctx = x->next;
+        else
+                r = ctx_new_locked(false, &x);
+        pthread_mutex_unlock(&spawn_lock);
+        if (r < 0)
+                return r;
+        x->next = NULL;
+        *ret = x;
+        return 0;
+}
+
+/* The child has its own copies by now: park the placeholder in the slots
+ * again, which drops our extra references to its ends. */
+static void ctx_put(struct spawn_ctx *x) {
+        if (!x->persistent) {
+                ctx_free(x);
+                return;
+        }
+        pthread_mutex_lock(&spawn_lock);
+        bool broken = false;
+        for (int i = 0; i < 3; i++)
+                broken |= dup3(placeholder, x->slots[i], O_CLOEXEC) < 0;
+        if (broken) {
+                /* Made again at the next spawn. */
+                n_persistent--;
+                pthread_mutex_unlock(&spawn_lock);
+                ctx_free(x);
+                return;
+        }
+        x->next = idle_ctx;
+        idle_ctx = x;
+        pthread_mutex_unlock(&spawn_lock);
+}
+
+/* ---- cancellation ---------------------------------------------------------------- */
+
+void spawn_cancel_init(struct spawn_cancel *c) {
+        *c = (struct spawn_cancel) { .pidfd = -1 };
+        pthread_mutex_init(&c->lock, NULL);
+}
+
+void spawn_cancel_destroy(struct spawn_cancel *c) { pthread_mutex_destroy(&c->lock); }
+
+void spawn_cancel(struct spawn_cancel *c) {
+        pthread_mutex_lock(&c->lock);
+        c->cancelled = true;
+        /* The kernel wrote the pidfd before the child first ran; it stays
+         * open until the spawning thread clears active under the lock. */
+        int pidfd = __atomic_load_n(&c->pidfd, __ATOMIC_RELAXED);
+        if (c->active && pidfd >= 0)
+                (void) syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+        pthread_mutex_unlock(&c->lock);
+}
+
+/* ---- the child ---------------------------------------------------------------- */
+
+/* Leave the agent's session for one of our own (with the terminal as
+ * controlling tty, for a TTY), with the command's stdin, stdout and stderr
+ * on 0, 1 and 2. */
 CHILD_FN static void child_setup_session(struct child_args *c) {
         const struct spawn_params *p = c->p;
-        if (p->tty) {
-                if (setsid() < 0)
-                        child_fail(c, STAGE_SETUP, errno);
-        } else if (setpgid(0, 0) < 0)
+        /* A session, not just a process group: the agent's controlling
+         * terminal (if it has one) stays out of reach (/dev/tty, TIOCSTI),
+         * and SIGCONT no longer crosses between commands of other users. */
+        if (setsid() < 0)
                 child_fail(c, STAGE_SETUP, errno);
 
         /* The sources wait in the slots (all >= 3): dup2 cannot clobber
          * one that is still needed, and it clears CLOEXEC on 0..2. */
         for (int i = 0; i < 3; i++)
-                if (dup2(slots_for_child[i], i) < 0)
+                if (dup2(c->ctx->slots[i], i) < 0)
                         child_fail(c, STAGE_FDS, errno);
 
         if (p->tty) {
@@ -313,86 +446,121 @@ CHILD_FN _Noreturn static void child_exec(struct child_args *c) {
         child_fail(c, STAGE_EXEC, -r);
 }
 
+/* Our own fd table, with copies of the fds below c->lo only (the agent's
+ * stdio, a few early fds, the slots). Before Linux 5.9: a copy of the
+ * whole table. */
+CHILD_FN static void child_unshare_fds(struct child_args *c) {
+        if (syscall(SYS_close_range, c->lo, ~0U, CLOSE_RANGE_UNSHARE) < 0 && unshare(CLONE_FILES) < 0)
+                child_fail(c, STAGE_FDS, errno);
+}
+
 /* The child: clone(CLONE_VM | CLONE_VFORK | CLONE_FILES), on its own
  * stack, with every signal blocked. It shares the agent's memory and, until
  * its first call, its fd table: only raw system calls (no allocation, no
  * libc locks), and no fd change before the table is its own. */
 CHILD_FN static int child_main(void *arg) {
         struct child_args *c = arg;
-
-        /* Our own fd table, with copies of the fds below c->lo only (the
-         * agent's stdio, a few early fds, the slots). Before Linux 5.9:
-         * a copy of the whole table. */
-        if (syscall(SYS_close_range, c->lo, ~0U, CLOSE_RANGE_UNSHARE) < 0 && unshare(CLONE_FILES) < 0)
-                child_fail(c, STAGE_FDS, errno);
+        child_unshare_fds(c);
         child_setup_session(c);
         child_exec(c);
 }
 
 /* ---- PID namespace (pidns.h) ---------------------------------------------- */
 
-/* The command under a PID-namespace init: clone(CLONE_VM | CLONE_VFORK)
- * from the init, so it shares the init's memory (a copy of the agent's)
- * and its (small) fd table is a copy. */
-CHILD_FN static int command_main(void *arg) { child_exec(arg); }
+/* @v in decimal into @buf (at least 12 bytes); async-signal-safe. */
+CHILD_FN static char *fmt_int(char *buf, int v) {
+        char tmp[12];
+        unsigned u = v < 0 ? 0u - (unsigned) v : (unsigned) v;
+        int n = 0;
+        do
+                tmp[n++] = (char) ('0' + u % 10);
+        while ((u /= 10) != 0);
+        char *o = buf;
+        if (v < 0)
+                *o++ = '-';
+        while (n > 0)
+                *o++ = tmp[--n];
+        *o = '\0';
+        return buf;
+}
 
-/* PID 1 of a new PID and mount namespace: clone() without CLONE_VM, so a
- * copy-on-write copy of the agent with a copy of its fd table and every
- * signal blocked. */
-CHILD_FN static int pidns_init_main(void *arg) {
+/* Replace this process (PID 1 of the namespace) with the agent's binary in
+ * init mode, keeping only @go (may be -1) and the alive pipe. Returns only
+ * on failure, with errno set. */
+CHILD_FN static void exec_init(int go, pid_t cmd) {
+        /* close_range(CLOEXEC) marks everything at once (5.11+). */
+        if (syscall(SYS_close_range, 3U, ~0U, 4U /* CLOSE_RANGE_CLOEXEC */) < 0)
+                for (int fd = 3; fd < 1024; fd++)
+                        (void) fcntl(fd, F_SETFD, FD_CLOEXEC);
+        if ((go >= 0 && fcntl(go, F_SETFD, 0) < 0) || fcntl(alive_r, F_SETFD, 0) < 0)
+                return;
+        char go_s[12], alive_s[12], cmd_s[12];
+        char *const argv[] = { "vsock-init", PIDNS_INIT_ARG, fmt_int(go_s, go), fmt_int(alive_s, alive_r),
+                               fmt_int(cmd_s, cmd), NULL };
+        char *const envp[] = { NULL };
+        (void) syscall(SYS_execveat, self_exe, "", argv, envp, AT_EMPTY_PATH);
+}
+
+/* The command under a PID-namespace init: clone(CLONE_VM) from the init,
+ * without CLONE_VFORK (the init must exec before the command may run), so
+ * it still shares the agent's memory while the init no longer does; the
+ * agent waits for its exec through its cleared tid. Its fd table is a copy
+ * of the init's. */
+CHILD_FN static int command_main(void *arg) {
         struct child_args *c = arg;
+        (void) close(c->go[1]);
+        /* Parked until the init is ready: all signals are blocked, so only
+         * SIGKILL ends the wait early. EOF: the init died first. */
+        char b;
+        ssize_t n;
+        while ((n = read(c->go[0], &b, 1)) < 0 && errno == EINTR)
+                ;
+        (void) close(c->go[0]);
+        if (n != 1)
+                child_fail(c, STAGE_PIDNS_INIT, n < 0 ? errno : EPIPE);
+        child_exec(c);
+}
 
-        /* If the agent dies, the namespace goes with it. */
-        (void) prctl(PR_SET_PDEATHSIG, SIGKILL);
-        (void) prctl(PR_SET_NAME, "vsock-init");
+/* PID 1 of new PID and mount namespaces, first as a CLONE_VM | CLONE_VFORK
+ * child of the agent: it makes the mounts, leads the session the command
+ * will share (signals to the group reach the command), starts the command
+ * parked, and then becomes a fresh process image (the agent's binary in
+ * init mode), which releases the command and reaps. */
+CHILD_FN static int pidns_child_main(void *arg) {
+        struct child_args *c = arg;
+        const struct spawn_params *p = c->p;
+
+        child_unshare_fds(c);
         int r = pidns_private_mounts();
         if (r < 0)
                 child_fail(c, STAGE_PIDNS_MOUNTS, -r);
         r = pidns_mount_proc();
         if (r < 0)
                 child_fail(c, STAGE_PIDNS_PROC, -r);
-
-        /* The init leads the group (and session): the agent's signals to
-         * the group reach the command without forwarding. */
         child_setup_session(c);
-        /* Keep the report pipe (>= 3, see spawn_start) and 0..2; drop the
-         * copies of the agent's fds (listeners, other sessions). */
-        if (c->report_fd != 3) {
-                if (dup2(c->report_fd, 3) < 0)
-                        child_fail(c, STAGE_FDS, errno);
-                c->report_fd = 3;
-        }
-        if (syscall(SYS_close_range, 4U, ~0U, 0U) < 0)
-                for (int fd = 4; fd < 65536; fd++)
-                        (void) close(fd);
-
-        long page = sysconf(_SC_PAGESIZE);
-        size_t guard = page > 0 ? (size_t) page : 4096;
-        uint8_t *stack = mmap(NULL, CHILD_STACK_SIZE + guard, PROT_READ | PROT_WRITE,
-                              MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
-        if (stack == MAP_FAILED)
+        if (pipe2(c->go, O_CLOEXEC) < 0)
                 child_fail(c, STAGE_SETUP, errno);
-        (void) mprotect(stack, guard, PROT_NONE);
 
-        struct child_args cmd_args = { .p = c->p, .report_fd = -1 };
-        pid_t cmd = clone(command_main, stack + guard + CHILD_STACK_SIZE, CLONE_VM | CLONE_VFORK | SIGCHLD,
-                          &cmd_args);
+        uint8_t *top = (uint8_t *) c->ctx->stack2 + CHILD_STACK_SIZE;
+        pid_t cmd = clone(command_main, top, CLONE_VM | CLONE_CHILD_CLEARTID | SIGCHLD, c, NULL, NULL, &c->cmd_tid);
         if (cmd < 0)
                 child_fail(c, STAGE_SETUP, errno);
-        if (cmd_args.rep.stage != 0) {
-                (void) waitpid(cmd, NULL, __WALL);
-                child_fail(c, cmd_args.rep.stage, cmd_args.rep.err);
+        c->cmd_started = true;
+
+        /* The command has its copies: ours of its stdio would keep the
+         * agent from seeing EOF (and a TTY open). */
+        (void) close(c->go[0]);
+        for (int fd = 0; fd < 3; fd++)
+                (void) close(fd);
+        /* The init need not keep CAP_SYS_ADMIN either. */
+        if (p->sandbox && (r = sandbox_apply_child(p->sandbox)) < 0) {
+                (void) kill(cmd, SIGKILL);
+                child_fail(c, STAGE_SANDBOX, -r);
         }
-        /* The command runs. Our copies of its stdio would keep the agent
-         * from seeing EOF (and a TTY open); closing the report pipe tells
-         * the agent that it started. */
-        (void) syscall(SYS_close_range, 0U, ~0U, 0U);
-        (void) munmap(stack, CHILD_STACK_SIZE + guard);
-        /* The workload cannot ptrace us or signal us (no handlers), but
-         * it need not share a namespace with CAP_SYS_ADMIN either. */
-        if (c->p->sandbox)
-                (void) sandbox_apply_child(c->p->sandbox);
-        pidns_reap(cmd);
+        exec_init(c->go[1], cmd);
+        int e = errno;
+        (void) kill(cmd, SIGKILL);
+        child_fail(c, STAGE_PIDNS_INIT, e);
 }
 
 /* What the child was doing at @stage, for the error text. */
@@ -408,192 +576,235 @@ static const char *stage_what(int stage) {
                 return "PID namespace: make the mounts private";
         case STAGE_PIDNS_PROC:
                 return "PID namespace: mount /proc";
+        case STAGE_PIDNS_INIT:
+                return "PID namespace: start its init";
         default:
                 return "start process";
         }
 }
 
 static char *format_error(const struct spawn_params *p, const struct report *rep, int *ret_code) {
-        char *s = NULL;
-        const char *es = strerror(rep->err);
+        char *s = NULL, es[128];
         int r = -1;
-        *ret_code = 1;
+        errno_text(rep->err, es, sizeof es);
+        *ret_code = spawn_failure_code(rep->err);
         switch (rep->stage) {
         case STAGE_EXEC:
                 if (rep->err == ENOENT && p->search_path && !strchr(p->file, '/'))
                         r = asprintf(&s, "exec: \"%s\": executable file not found in $PATH", p->file);
                 else
                         r = asprintf(&s, "exec %s: %s", p->file, es);
-                *ret_code = (rep->err == ENOENT || rep->err == ENOTDIR) ? 127 : 126;
                 break;
         case STAGE_CHDIR:
                 r = asprintf(&s, "chdir %s: %s", p->cwd, es);
                 break;
         default:
+                /* Not the command's fault: never "not found". */
+                *ret_code = 126;
                 r = asprintf(&s, "%s: %s", stage_what(rep->stage), es);
                 break;
         }
         return r < 0 ? NULL : s;
 }
 
-/* clone() on the module's child stack (spawn_lock held) with every signal
- * blocked across it: no agent handler may run in the child, which
- * unblocks only right before exec. Returns the pid or -errno. */
-static pid_t clone_blocked(int (*fn)(void *), int flags, void *arg, int *ret_pidfd) {
+static int fail_with(int err, const char *what, char **ret_error, int *ret_exit_code) {
+        char es[128];
+        if (asprintf(ret_error, "%s: %s", what, errno_text(err, es, sizeof es)) < 0)
+                *ret_error = NULL;
+        *ret_exit_code = 126;
+        return -err;
+}
+
+/* clone() on @stack with every signal blocked across it: no agent handler
+ * may run in the child, which unblocks only right before exec. Returns the
+ * pid or -errno. */
+static pid_t clone_blocked(int (*fn)(void *), void *stack, int flags, void *arg, int *ret_pidfd) {
         sigset_t all, old;
         sigfillset(&all);
         (void) pthread_sigmask(SIG_SETMASK, &all, &old);
-        pid_t pid = clone(fn, (uint8_t *) child_stack + CHILD_STACK_SIZE, flags | SIGCHLD, arg, ret_pidfd);
+        pid_t pid = clone(fn, (uint8_t *) stack + CHILD_STACK_SIZE, flags | SIGCHLD, arg, ret_pidfd);
         int r = pid < 0 ? -errno : pid;
         (void) pthread_sigmask(SIG_SETMASK, &old, NULL);
 #ifdef SPAWN_ASAN
-        __asan_unpoison_memory_region(child_stack, CHILD_STACK_SIZE);
+        __asan_unpoison_memory_region(stack, CHILD_STACK_SIZE);
 #endif
         return r;
 }
 
-/* The read end non-blocking (the agent waits with a bound), both ends
- * above 2 (the init moves the write end to 3 after filling 0..2). */
-static int report_pipe(int fds[2]) {
-        if (pipe2(fds, O_CLOEXEC) < 0)
-                return -errno;
-        for (int i = 0; i < 2; i++)
-                if (fds[i] < 3) {
-                        int fd = fcntl(fds[i], F_DUPFD_CLOEXEC, 3);
-                        (void) close(fds[i]);
-                        fds[i] = fd;
-                }
-        if (fds[0] < 0 || fds[1] < 0 || fd_set_nonblock(fds[0], 1) < 0) {
-                int r = fds[0] < 0 || fds[1] < 0 ? -EMFILE : -errno;
-                fds[0] = safe_close(fds[0]);
-                fds[1] = safe_close(fds[1]);
-                return r;
+/* With pid_ns, the command runs on after its init exec'd: wait until it
+ * has exec'd or exited too (the kernel clears its tid then), before its
+ * stack and report are looked at or reused. */
+static void wait_command(struct child_args *c) {
+        for (;;) {
+                pid_t v = __atomic_load_n(&c->cmd_tid, __ATOMIC_ACQUIRE);
+                if (v == 0)
+                        break;
+                (void) syscall(SYS_futex, &c->cmd_tid, FUTEX_WAIT, v, NULL, NULL, 0);
         }
+#ifdef SPAWN_ASAN
+        __asan_unpoison_memory_region(c->ctx->stack2, CHILD_STACK_SIZE);
+#endif
+}
+
+/* Reap a child that failed or was cancelled (it exited, or was killed). */
+static void reap(int pidfd) {
+        siginfo_t si;
+        while (waitid((idtype_t) P_PIDFD, (id_t) pidfd, &si, WEXITED) < 0 && errno == EINTR)
+                ;
+}
+
+int spawn_start(const struct spawn_params *p, struct spawn_cancel *cancel, pid_t *ret_pid, int *ret_pidfd,
+                char **ret_error, int *ret_exit_code) {
+        struct spawn_ctx *ctx = NULL;
+        struct child_args c = { .p = p, .go = { -1, -1 } };
+        const int src[3] = { p->fd_in, p->fd_out, p->fd_err };
+        int pidfd = -1, r;
+
+        if (p->pid_ns && self_exe < 0)
+                return fail_with(EINVAL, "PID namespace: not prepared", ret_error, ret_exit_code);
+        r = ctx_get(&ctx);
+        for (int i = 0; i < 3 && r >= 0; i++)
+                if (dup3(src[i], ctx->slots[i], O_CLOEXEC) < 0)
+                        r = -errno;
+        if (r >= 0 && p->pid_ns && !ctx->stack2 && !(ctx->stack2 = stack_new()))
+                r = -errno;
+        if (r < 0) {
+                if (ctx)
+                        ctx_put(ctx);
+                return fail_with(-r, "start process", ret_error, ret_exit_code);
+        }
+        c.ctx = ctx;
+        for (int i = 0; i < 3; i++)
+                c.lo = MAX(c.lo, (unsigned) ctx->slots[i] + 1);
+        if (p->pid_ns) {
+                c.lo = MAX(c.lo, (unsigned) self_exe + 1);
+                c.lo = MAX(c.lo, (unsigned) alive_r + 1);
+                c.cmd_tid = -1;
+        }
+
+        int *pidfd_at = &pidfd;
+        if (cancel) {
+                pthread_mutex_lock(&cancel->lock);
+                bool go = !cancel->cancelled;
+                cancel->active = go;
+                cancel->pidfd = -1;
+                pthread_mutex_unlock(&cancel->lock);
+                if (!go) {
+                        ctx_put(ctx);
+                        return fail_with(ECANCELED, "start process", ret_error, ret_exit_code);
+                }
+                pidfd_at = &cancel->pidfd;
+        }
+        /* Returns once the child has exec'd or exited. */
+        pid_t pid = p->pid_ns ? clone_blocked(pidns_child_main, ctx->stack,
+                                              CLONE_VM | CLONE_VFORK | CLONE_FILES | CLONE_PIDFD | CLONE_NEWPID |
+                                                      CLONE_NEWNS,
+                                              &c, pidfd_at)
+                              : clone_blocked(child_main, ctx->stack, CLONE_VM | CLONE_VFORK | CLONE_FILES | CLONE_PIDFD,
+                                              &c, pidfd_at);
+        bool cancelled = false;
+        if (cancel) {
+                pthread_mutex_lock(&cancel->lock);
+                cancel->active = false;
+                pidfd = cancel->pidfd;
+                cancel->pidfd = -1;
+                cancelled = cancel->cancelled;
+                pthread_mutex_unlock(&cancel->lock);
+        }
+        if (pid >= 0 && c.cmd_started)
+                wait_command(&c);
+        ctx_put(ctx);
+
+        if (pid < 0) {
+                /* Out of fds or memory is not the namespace's fault. */
+                bool ns = p->pid_ns && pid != -EMFILE && pid != -ENFILE && pid != -ENOMEM && pid != -EAGAIN;
+                return fail_with((int) -pid, ns ? "create PID namespace" : "start process", ret_error, ret_exit_code);
+        }
+        if (cancelled || c.rep.stage != 0) {
+                /* Failed (it exits), or not wanted any more (it is killed,
+                 * whatever it started). */
+                if (cancelled)
+                        (void) syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+                reap(pidfd);
+                safe_close(pidfd);
+                if (cancelled)
+                        return fail_with(ECANCELED, "start process", ret_error, ret_exit_code);
+                *ret_error = format_error(p, &c.rep, ret_exit_code);
+                return -c.rep.err;
+        }
+        *ret_pid = pid;
+        *ret_pidfd = pidfd;
         return 0;
 }
 
-/* What the PID-namespace init says: nothing (EOF) once the command runs,
- * or its report. Returns 0 (then rep->stage says which) or -errno when it
- * said nothing sensible in time. */
-static int read_report(int fd, struct report *rep) {
-        ssize_t n = io_read_full(fd, rep, sizeof *rep, deadline_from_ms(PIDNS_REPORT_TIMEOUT_MS), -1);
-        if (n == 0) {
-                rep->stage = 0;
-                return 0;
-        }
-        if (n == (ssize_t) sizeof *rep && rep->stage != 0)
-                return 0;
-        return n < 0 ? (int) n : -EPROTO;
-}
-
-int spawn_start(const struct spawn_params *p, pid_t *ret_pid, int *ret_pidfd, char **ret_error,
-                int *ret_exit_code) {
-        struct child_args c = { .p = p, .report_fd = -1 };
-        const int src[3] = { p->fd_in, p->fd_out, p->fd_err };
-        int pidfd = -1, report[2] = { -1, -1 }, r;
-        bool clone_failed = false;
-
-        pthread_mutex_lock(&spawn_lock);
-        r = reserve_locked();
-        for (int i = 0; i < 3 && r >= 0; i++)
-                if (dup3(src[i], slots_for_child[i], O_CLOEXEC) < 0)
-                        r = -errno;
-        if (r >= 0 && p->pid_ns)
-                r = report_pipe(report);
-        pid_t pid = -1;
-        if (r >= 0) {
-                for (int i = 0; i < 3; i++)
-                        if ((unsigned) slots_for_child[i] >= c.lo)
-                                c.lo = (unsigned) slots_for_child[i] + 1;
-                if (p->pid_ns) {
-                        /* Returns at once; the init reports through the pipe. */
-                        c.report_fd = report[1];
-                        pid = clone_blocked(pidns_init_main, CLONE_NEWPID | CLONE_NEWNS | CLONE_PIDFD, &c, &pidfd);
-                } else {
-                        /* Returns once the child has exec'd or exited. */
-                        pid = clone_blocked(child_main, CLONE_VM | CLONE_VFORK | CLONE_FILES | CLONE_PIDFD, &c,
-                                            &pidfd);
-                }
-                if (pid < 0) {
-                        r = pid;
-                        clone_failed = true;
-                }
-        }
-        /* The child has its own copies by now: park the placeholder in the
-         * slots again, which drops our extra references to its ends. */
-        for (int i = 0; i < 3; i++)
-                if (slots_for_child[i] >= 0 && dup3(placeholder, slots_for_child[i], O_CLOEXEC) < 0) {
-                        (void) close(slots_for_child[i]);
-                        slots_for_child[i] = -1; /* reserved again next time */
-                }
-        pthread_mutex_unlock(&spawn_lock);
-        report[1] = safe_close(report[1]);
-
-        if (r < 0) {
-                if (asprintf(ret_error, p->pid_ns && clone_failed ? "create PID namespace: %s" : "start process: %s",
-                             strerror(-r)) < 0)
-                        *ret_error = NULL;
-                *ret_exit_code = 1;
-                safe_close(report[0]);
-                return r;
-        }
-        if (p->pid_ns) {
-                r = read_report(report[0], &c.rep);
-                safe_close(report[0]);
-                if (r < 0) {
-                        /* Wedged or broken: it and its namespace go. */
-                        (void) syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
-                        (void) waitpid(pid, NULL, 0);
-                        safe_close(pidfd);
-                        if (asprintf(ret_error, "PID namespace init: %s", strerror(-r)) < 0)
-                                *ret_error = NULL;
-                        *ret_exit_code = 1;
-                        return r;
-                }
-        }
-        if (c.rep.stage == 0) {
-                *ret_pid = pid;
-                *ret_pidfd = pidfd;
-                return 0;
-        }
-        /* The child failed and has exited: reap it here. */
-        (void) waitpid(pid, NULL, 0);
-        safe_close(pidfd);
-        *ret_error = format_error(p, &c.rep, ret_exit_code);
-        return -c.rep.err;
-}
-
-/* The probe: what every init does before the command. */
+/* The probe: what every init does before the command, then the init
+ * itself, told there is no command (it exits 0 at once). */
 CHILD_FN static int probe_main(void *arg) {
-        (void) arg;
+        struct child_args *c = arg;
         int r = pidns_private_mounts();
         if (r < 0)
-                _exit(-r & 0x7f);
+                child_fail(c, STAGE_PIDNS_MOUNTS, -r);
         r = pidns_mount_proc();
-        _exit(r < 0 ? 0x80 | (-r & 0x7f) : 0);
+        if (r < 0)
+                child_fail(c, STAGE_PIDNS_PROC, -r);
+        if (setsid() < 0)
+                child_fail(c, STAGE_SETUP, errno);
+        exec_init(-1, 0);
+        child_fail(c, STAGE_PIDNS_INIT, errno);
 }
 
 int spawn_check_pid_ns(const char **ret_what) {
-        *ret_what = "create a PID and mount namespace";
-        pthread_mutex_lock(&spawn_lock);
-        int r = reserve_locked();
-        pid_t pid = -1;
-        if (r >= 0) {
-                pid = clone_blocked(probe_main, CLONE_NEWPID | CLONE_NEWNS, NULL, NULL);
-                if (pid < 0)
-                        r = pid;
+        *ret_what = "open the agent's own binary (/proc/self/exe)";
+        if (self_exe < 0) {
+                /* O_PATH: exec needs no read access; the binary may be
+                 * replaced on disk meanwhile, the fd keeps this one. */
+                int fd = open("/proc/self/exe", O_PATH | O_CLOEXEC);
+                if (fd < 0)
+                        return -errno;
+                int alive[2];
+                if (pipe2(alive, O_CLOEXEC) < 0) {
+                        int r = -errno;
+                        safe_close(fd);
+                        *ret_what = "create a pipe";
+                        return r;
+                }
+                self_exe = fd;
+                /* Each init keeps the read end and ends when it hangs up,
+                 * that is, when the agent is gone however it ended. */
+                alive_r = alive[0];
+                alive_w = alive[1];
         }
-        pthread_mutex_unlock(&spawn_lock);
+        *ret_what = "create a PID and mount namespace";
+        struct spawn_ctx *ctx;
+        int r = ctx_get(&ctx);
         if (r < 0)
                 return r;
+        struct child_args c = { .ctx = ctx };
+        /* Without CLONE_FILES: exec_init() marks the probe's copy of the
+         * fd table, not ours. */
+        pid_t pid = clone_blocked(probe_main, ctx->stack, CLONE_VM | CLONE_VFORK | CLONE_NEWPID | CLONE_NEWNS, &c,
+                                  NULL);
+        ctx_put(ctx);
+        if (pid < 0)
+                return pid;
         int st;
-        if (waitpid(pid, &st, 0) < 0)
-                return -errno;
-        if (!WIFEXITED(st))
+        while (waitpid(pid, &st, 0) < 0)
+                if (errno != EINTR)
+                        return -errno;
+        switch (c.rep.stage) {
+        case 0:
+                if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
+                        return 0;
+                *ret_what = "run the namespace's init";
                 return -EIO;
-        int code = WEXITSTATUS(st);
-        if (code == 0)
-                return 0;
-        *ret_what = code & 0x80 ? "mount /proc" : "make the mounts private";
-        return (code & 0x7f) ? -(code & 0x7f) : -EIO;
+        case STAGE_PIDNS_MOUNTS:
+                *ret_what = "make the mounts private";
+                return -c.rep.err;
+        case STAGE_PIDNS_PROC:
+                *ret_what = "mount /proc";
+                return -c.rep.err;
+        default:
+                *ret_what = "start the namespace's init";
+                return -c.rep.err;
+        }
 }

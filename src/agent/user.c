@@ -36,6 +36,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "common/errtext.h"
 #include "common/macro.h"
 
 #define USER_GROUPS_MAX 65536u
@@ -279,9 +280,7 @@ static void lookup_note(int r, const char *path, char *note, size_t size) {
         note[0] = '\0';
         if (r < 0 && r != -ENOMEM) {
                 char reason[128];
-                const char *s = strerror_r(-r, reason, sizeof(reason));
-                snprintf(note, size, " (open %s: %c%s)", path, s[0] >= 'A' && s[0] <= 'Z' ? s[0] - 'A' + 'a' : s[0],
-                         s[0] ? s + 1 : "");
+                snprintf(note, size, " (open %s: %s)", path, errno_text(-r, reason, sizeof(reason)));
         }
 }
 

@@ -2,13 +2,15 @@
  *
  * The session hands over right after the frame header: the op takes the
  * payload as raw bytes, the parser turns the content into file bytes in
- * one of two reused 512 KiB chunks, and the worker thread writes the full
- * ones (OPEN, WRITE..., FINISH jobs, in order on the one worker). While
+ * one of two reused 512 KiB chunks, and a worker thread writes the full
+ * ones (OPEN, WRITE..., FINISH jobs, in order on one worker lane). While
  * both chunks are with the worker, input pauses: a session holds ~1 MiB
  * whatever the file's size, and the disk sets the pace. The session stays
  * in REQUEST until the last byte of the frame (its idle bound applies as
  * to any request), and a connection lost before the reply undoes the
- * write (temporary file and new directories removed).
+ * write (temporary file and new directories removed). A step that does not
+ * finish within the agent's I/O timeout is answered with an error at once;
+ * the write is undone once the step returns.
  *
  * A request of another shape is buffered whole and served as before. */
 #include <errno.h>
@@ -59,7 +61,9 @@ struct wfs {
         struct chunk chunks[N_CHUNKS];
         unsigned cur;           /* the chunk being filled */
         struct worker_job open_job, finish_job, abort_job;
+        struct worker_lane lane; /* the jobs run in order */
         unsigned in_flight;     /* jobs submitted, done() not yet run */
+        bool answered;          /* a timeout's error went out */
         bool finished;          /* FINISH submitted */
         bool abort_queued;      /* the undo job was submitted */
         atomic_bool aborted;    /* the session went away (read by the worker) */
@@ -97,9 +101,9 @@ static void maybe_destroy(struct wfs *w) {
         if (w->in_flight > 0 || w->s)
                 return;
         /* (Not while the agent exits: the worker is being taken down.) */
-        if (!w->abort_queued && !w->agent->shutting_down && (w->fw.fd >= 0 || w->fw.tmp || w->fw.n_created)) {
+        if (!w->abort_queued && !w->agent->shutting_down && (w->fw.fd >= 0 || w->fw.tmp || w->fw.created_len)) {
                 w->abort_queued = true;
-                w->abort_job = (struct worker_job) { .run = abort_run, .done = abort_done };
+                w->abort_job = (struct worker_job) { .run = abort_run, .done = abort_done, .lane = &w->lane };
                 if (worker_submit(w->agent->worker, &w->abort_job) >= 0) {
                         w->in_flight++;
                         return;
@@ -155,6 +159,27 @@ static void abort_run(struct worker_job *j) {
 
 /* ---- loop side -------------------------------------------------------------- */
 
+/* A step did not finish in time: the host hears now, the steps still to
+ * come do nothing, and the write is undone once the stuck one returns. */
+static void timed_out(struct wfs *w) {
+        atomic_store(&w->aborted, true);
+        if (!w->s || w->answered)
+                return;
+        w->answered = true;
+        char msg[160];
+        snprintf(msg, sizeof msg, "write_file: gave up after %d s: the file system does not answer",
+                 w->agent->io_timeout_ms / 1000);
+        struct buf out = BUF_INIT(0);
+        int r = fileop_reply_begin(&out);
+        if (r >= 0)
+                r = files_write_reply(&out, msg);
+        fileop_reply(w->s, &out, r);
+}
+
+static void open_timeout(struct worker_job *j) { timed_out(container_of(j, struct wfs, open_job)); }
+static void chunk_timeout(struct worker_job *j) { timed_out(container_of(j, struct chunk, job)->w); }
+static void finish_timeout(struct worker_job *j) { timed_out(container_of(j, struct wfs, finish_job)); }
+
 static size_t wfs_raw(void *op, const uint8_t *data, size_t len);
 
 static void resume_if_room(struct wfs *w) {
@@ -203,13 +228,23 @@ static void refuse(struct wfs *w, const char *why) {
         w->mode = M_DISCARD;
 }
 
+/* A step could not be queued (@r from submit()). */
+static void refuse_submit(struct wfs *w, int r) {
+        if (r == -EBUSY && !w->err) {
+                w->err = strdup("write_file: " WORKER_BUSY_TEXT);
+                w->mode = M_DISCARD;
+        }
+        refuse(w, "agent out of resources");
+}
+
 /* Hand a filled chunk to the worker. */
 static void flush_chunk(struct wfs *w) {
         struct chunk *c = &w->chunks[w->cur];
         if (c->n == 0 || w->mode != M_STREAM)
                 return;
-        if (submit(w, &c->job) < 0) {
-                refuse(w, "agent out of resources");
+        int r = submit(w, &c->job);
+        if (r < 0) {
+                refuse_submit(w, r);
                 c->n = 0;
                 return;
         }
@@ -228,10 +263,9 @@ static void head_done(struct wfs *w) {
         }
         w->path = req.path ? strdup(req.path) : strdup("");
         vsock_write_file_request_clear(&req);
-        if (!w->path || submit(w, &w->open_job) < 0) {
-                refuse(w, "agent out of resources");
-                return;
-        }
+        r = w->path ? submit(w, &w->open_job) : -ENOMEM;
+        if (r < 0)
+                refuse_submit(w, r);
 }
 
 /* The whole frame is in. */
@@ -260,9 +294,16 @@ static void frame_done(struct wfs *w) {
         if (w->mode == M_STREAM)
                 flush_chunk(w);
         session_pause_input(s, true); /* nothing else may come */
-        if (submit(w, &w->finish_job) < 0) {
+        int r = submit(w, &w->finish_job);
+        if (r < 0) {
                 log_error("session %llu: write_file: cannot queue the last step", (unsigned long long) session_id(s));
-                session_finish(s);
+                struct buf out = BUF_INIT(0);
+                int rr = fileop_reply_begin(&out);
+                if (rr >= 0)
+                        rr = files_write_reply(&out, r == -EBUSY ? "write_file: " WORKER_BUSY_TEXT
+                                                                  : "write_file: agent out of resources");
+                atomic_store(&w->aborted, true);
+                fileop_reply(s, &out, rr);
                 return;
         }
         w->finished = true;
@@ -365,10 +406,15 @@ int wfstream_start(struct session *s, uint32_t len) {
         w->mode = M_STREAM;
         wfparse_init(&w->p);
         files_writer_init(&w->fw);
-        w->open_job = (struct worker_job) { .run = open_run, .done = open_done };
-        w->finish_job = (struct worker_job) { .run = finish_run, .done = finish_done };
+        w->open_job = (struct worker_job) { .run = open_run, .done = open_done, .timeout = open_timeout,
+                                            .lane = &w->lane };
+        w->finish_job = (struct worker_job) { .run = finish_run, .done = finish_done, .timeout = finish_timeout,
+                                              .lane = &w->lane };
         for (unsigned i = 0; i < N_CHUNKS; i++)
-                w->chunks[i] = (struct chunk) { .job = { .run = write_run, .done = write_done }, .w = w };
+                w->chunks[i] = (struct chunk) {
+                        .job = { .run = write_run, .done = write_done, .timeout = chunk_timeout, .lane = &w->lane },
+                        .w = w,
+                };
         session_set_op(s, &wfs_ops, w);
         log_debug("session %llu: request WriteFile (%u bytes), streamed", (unsigned long long) session_id(s), len);
         return 0;

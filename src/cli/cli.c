@@ -1,9 +1,8 @@
 #include "cli.h"
 
 #include <errno.h>
-#include <fcntl.h>
+#include <getopt.h>
 #include <math.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,7 +12,7 @@
 #include "common/io.h"
 #include "common/macro.h"
 
-const char *cli_arg_addr = NULL;
+struct cli_options cli_opts;
 
 /* One write(2) per message: port-forward reports from several threads, and
  * whole lines must not interleave. */
@@ -76,6 +75,32 @@ int cli_usage_hint(const char *cmd) {
         return CLI_EXIT_ERROR;
 }
 
+int cli_parse_flags(const char *cmd, int argc, char **argv, const struct cli_flag *flags, size_t n,
+                    void (*usage)(FILE *f)) {
+        struct option options[10] = { { "help", no_argument, NULL, 'h' } };
+        char shortopts[12] = "h";
+        n = MIN(n, ARRAY_SIZE(options) - 2);
+        for (size_t i = 0; i < n; i++) {
+                options[i + 1] = (struct option) { flags[i].name, no_argument, NULL, flags[i].letter };
+                shortopts[i + 1] = flags[i].letter;
+        }
+        int c;
+        optind = 0;
+        while ((c = getopt_long(argc, argv, shortopts, options, NULL)) != -1) {
+                if (c == 'h') {
+                        usage(stdout);
+                        return CLI_EXIT_OK;
+                }
+                size_t i = 0;
+                while (i < n && flags[i].letter != c)
+                        i++;
+                if (i == n)
+                        return cli_usage_hint(cmd);
+                *flags[i].set = true;
+        }
+        return -1;
+}
+
 int cli_exit_code_for(int rc) {
         return vsock_err_kind(rc) == VSOCK_E_FILE_REMOTE ? CLI_EXIT_FAILURE : CLI_EXIT_ERROR;
 }
@@ -88,7 +113,7 @@ int cli_map_exit_code(int64_t code) {
 }
 
 int cli_exec_addr(const char **ret) {
-        const char *a = cli_arg_addr;
+        const char *a = cli_opts.addr;
         if (!a || !*a)
                 a = getenv(CLI_ENV_ADDR);
         if (!a || !*a) {
@@ -152,33 +177,3 @@ void cli_format_size(uint64_t n, char *buf, size_t size) {
         }
         snprintf(buf, size, "%.1f %s", v, units[u]);
 }
-
-/* ---- cancel self-pipe ---------------------------------------------------- */
-
-static int cancel_pipe[2] = { -1, -1 };
-static volatile sig_atomic_t cancel_signo = 0;
-
-static void cancel_handler(int signo) {
-        if (cancel_signo != 0)
-                _exit(128 + signo);
-        int saved = errno;
-        cancel_signo = signo;
-        unsigned char b = (unsigned char) signo;
-        (void) !write(cancel_pipe[1], &b, 1);
-        errno = saved;
-}
-
-int cli_cancel_install(const int *signals, size_t n) {
-        if (cancel_pipe[0] < 0 && pipe2(cancel_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
-                return -errno;
-        struct sigaction sa = { .sa_handler = cancel_handler };
-        sigemptyset(&sa.sa_mask);
-        for (size_t i = 0; i < n; i++)
-                if (sigaction(signals[i], &sa, NULL) < 0)
-                        return -errno;
-        return 0;
-}
-
-int cli_cancel_fd(void) { return cancel_pipe[0]; }
-
-int cli_cancel_signo(void) { return cancel_signo; }

@@ -1,11 +1,11 @@
-/* Shared bits of vsockctl: exit codes, address resolution, durations,
- * error reporting and the cancel self-pipe used by the subcommands. */
+/* Shared bits of vsockctl: exit codes, global options, durations, sizes
+ * and error reporting. */
 #pragma once
 
-#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include <vsock/vsock.h>
 
@@ -15,13 +15,27 @@
 #define CLI_EXIT_OK 0
 #define CLI_EXIT_FAILURE 1      /* the operation failed (file ops, wait-ready timeout) */
 #define CLI_EXIT_TIMEOUT 124    /* exec --timeout expired (as timeout(1)) */
+#define CLI_EXIT_CANNOT_RUN 126 /* the guest found the command but could not run it */
+#define CLI_EXIT_NOT_FOUND 127  /* the guest could not start the command */
 #define CLI_EXIT_ERROR 255      /* usage, connection or protocol error */
 
 #define CLI_ENV_ADDR "VSOCK_ADDR"
 #define CLI_ENV_READY_ADDR "VSOCK_READY_ADDR"
 
-/* Set by main() from -a/--addr; NULL when not given. */
-extern const char *cli_arg_addr;
+#define NS_PER_SEC ((int64_t) 1000000000)
+
+/* The global options (main.c). */
+struct cli_options {
+        const char *addr;               /* -a; NULL when not given */
+        int64_t connect_timeout_ns;     /* --connect-timeout; 0 = none */
+        int64_t reply_timeout_ns;       /* --reply-timeout; 0 = none */
+        const char *connect_timeout_arg;
+        const char *reply_timeout_arg;
+};
+extern struct cli_options cli_opts;
+
+#define CLI_CONNECT_TIMEOUT_DEFAULT "10s"
+#define CLI_REPLY_TIMEOUT_DEFAULT "30s"
 
 /* The agent's exec-service address: -a, else $VSOCK_ADDR. Prints an error
  * and returns -EINVAL when neither is set or the address does not parse
@@ -32,7 +46,8 @@ int cli_exec_addr(const char **ret);
  * ns, or -EINVAL (zero and negative durations are rejected too). */
 int cli_parse_duration(const char *s, int64_t *ret_ns);
 
-/* "vsockctl: " + message on stderr. */
+/* "vsockctl: " + message on stderr, in one write(2) (several threads may
+ * report at once). */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* "vsockctl: <context>: <vsock_strerror(rc)>[: <remote_error>]". @call may
@@ -55,15 +70,16 @@ int cli_map_exit_code(int64_t code);
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int cli_usage_hint(const char *cmd);
 
-/* Cancel self-pipe: cli_cancel_install() creates the pipe (CLOEXEC,
- * non-blocking) and installs a handler for @signals that writes the
- * signal's number to it the first time; a second such signal exits the
- * process at once with 128 + signo. Returns 0 or -errno. */
-int cli_cancel_install(const int *signals, size_t n);
-/* Readable once a signal came in; -1 before cli_cancel_install(). */
-int cli_cancel_fd(void);
-/* The first signal received, 0 if none. */
-int cli_cancel_signo(void);
+/* A subcommand's on/off options besides -h/--help. */
+struct cli_flag {
+        char letter;
+        const char *name;
+        bool *set;
+};
+/* Parse -h/--help (prints @usage on stdout) and @flags[0..n) (n <= 8).
+ * Returns -1 with optind at the first operand, or an exit status. */
+int cli_parse_flags(const char *cmd, int argc, char **argv, const struct cli_flag *flags, size_t n,
+                    void (*usage)(FILE *f));
 
 /* Human-readable size: "512 B", "1.5 KiB", "15.0 MiB". */
 void cli_format_size(uint64_t n, char *buf, size_t size);

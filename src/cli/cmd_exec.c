@@ -1,25 +1,36 @@
-/* vsockctl exec: run a command in the guest in one of three modes.
+/* vsockctl exec: run a command in the guest, in four steps:
  *
- *   stream (default)  ExecStream: stdout/stderr arrive live and apart; no
- *                     stdin. A signal cancels the call (the library shuts
- *                     the connection down, so the agent kills the command).
- *   pipe (-i)         ExecPipe: our stdin goes to the command, EOF
- *                     included; signals are forwarded as Signal frames.
- *   tty (-t)          ExecTTY: a remote terminal; ours is put in raw mode
- *                     and restored on every way out. Window size changes
- *                     are forwarded; ^C is just a byte.
- *
- * Signal handlers only do async-signal-safe things: write to the cancel
- * pipe, call vsock_exec_ctl_signal/_resize, restore the terminal, _exit. */
+ *   parse  options and words into struct exec_opts, and pick the mode:
+ *            stream  ExecStream: stdout/stderr arrive live and apart; our
+ *                    stdin is not read. A signal cancels the call (the
+ *                    library shuts the connection down, so the agent kills
+ *                    the command).
+ *            pipe    ExecPipe (-i, or stdin is a pipe or a file, as ssh
+ *                    forwards it): our stdin goes to the command, EOF
+ *                    included; signals are forwarded as Signal frames.
+ *            tty     ExecTTY (-t): a remote terminal; ours is put in raw
+ *                    mode and restored on every way out. Window size
+ *                    changes are forwarded; ^C is just a byte.
+ *   build  the request: a shell command line, or with --argv a vector
+ *          that every agent runs alike (client.h, "Exec requests").
+ *   run    dial, watch for a silent peer that is no agent, call.
+ *   map    the outcome to one exit status and at most one message. */
 #include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include "agent.h"
+#include "bgthread.h"
+#include "cancel.h"
 #include "cli.h"
 #include "common/io.h"
 #include "common/macro.h"
@@ -27,16 +38,47 @@
 
 enum exec_mode { MODE_STREAM, MODE_PIPE, MODE_TTY };
 
-/* State shared with the signal handler. */
-static volatile sig_atomic_t sig_mode = MODE_STREAM;
-static volatile sig_atomic_t sig_first = 0;
-static volatile sig_atomic_t sig_have_tty = 0;
-static vsock_exec_ctl *sig_ctl = NULL;
-static int sig_cancel[2] = { -1, -1 };
+/* How the Go agent reports, in pipe mode, a command it could not start:
+ * this line on stderr, then Exit 1. */
+#define GO_PIPE_START_FAILURE "failed to start command: "
 
-static bool output_broken = false;
+struct env_list {
+        struct vsock_env *v;
+        size_t n;
+};
 
-static const int exec_signals[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT };
+struct exec_opts {
+        enum exec_mode mode;
+        bool have_tty;          /* tty mode on our own terminal (not -tt) */
+        bool use_argv;
+        struct env_list env;
+        const char *workdir, *user;
+        const char *timeout_arg;
+        int64_t timeout_ns;
+        char **words;
+        int nwords;
+        const char *addr;
+};
+
+/* What came back, and what the output handler saw on the way. */
+struct exec_outcome {
+        int rc;
+        struct vsock_exec_result res;
+        struct vsock_call call;
+        bool output_broken;     /* our stdout reader went away */
+        bool no_agent;          /* the watchdog found no agent */
+        char no_agent_why[256];
+        /* Go's pipe-mode start failure, held back until Exit shows it is
+         * one (then reported in our words) or more output shows it is not. */
+        char held[1024];
+        size_t held_len;
+        bool any_output;
+        char last_err_line[512]; /* the end of stderr, to avoid repeating it */
+        size_t last_err_len;
+        atomic_bool heard;      /* the agent sent something */
+};
+
+/* ---- parse --------------------------------------------------------------------- */
 
 static void exec_usage(FILE *f) {
         fputs("Usage: vsockctl [-a ADDR] exec [OPTIONS] [--] COMMAND [ARG...]\n"
@@ -47,7 +89,10 @@ static void exec_usage(FILE *f) {
               "\n"
               "Options:\n"
               "  -i, --interactive   send our stdin to the command (pipe mode; EOF is\n"
-              "                      passed on; SIGINT/SIGTERM/SIGHUP/SIGQUIT are forwarded)\n"
+              "                      passed on; SIGINT/SIGTERM/SIGHUP/SIGQUIT are forwarded).\n"
+              "                      This is the default when stdin is a pipe or a file\n"
+              "  -n, --no-stdin      do not read stdin (stream mode: stdout and stderr stay\n"
+              "                      apart and a signal cancels the command)\n"
               "  -t, --tty           run the command on a remote terminal; the local\n"
               "                      terminal is put in raw mode. Give -t twice to force\n"
               "                      it when stdin is not a terminal. Without a COMMAND,\n"
@@ -58,85 +103,25 @@ static void exec_usage(FILE *f) {
               "  -u, --user USER     run as USER (\"uid\", \"uid:gid\" or a name)\n"
               "      --timeout DUR   stop the command after DUR (500ms, 2s, 1m, 1h or\n"
               "                      plain seconds) and exit with status 124\n"
-              "      --argv          send COMMAND and ARGs as an argument vector (no\n"
-              "                      shell in the guest; a lone COMMAND is sent quoted, as\n"
-              "                      the protocol runs an argument-less request through\n"
-              "                      the guest's shell)\n"
+              "      --argv          run COMMAND with exactly the ARGs given, no shell\n"
+              "                      word splitting or expansion (an agent that runs every\n"
+              "                      command through its shell gets them quoted)\n"
               "  -h, --help          show this help\n"
               "\n"
-              "Without -i or -t, stdout and stderr stay apart and arrive live; stdin is not\n"
-              "read, and SIGINT/SIGTERM cancel the command (a second one exits at once).\n"
+              "Without -i or -t, and with stdin a terminal or /dev/null, stdin is not read\n"
+              "and SIGINT/SIGTERM cancel the command (a second one exits at once). When\n"
+              "stdin is a pipe or a file it is forwarded, as ssh does; -n stops that (for\n"
+              "loops that read their own stdin).\n"
               "\n"
               "Exit status: the command's own status; codes outside 0..255 are reduced\n"
               "modulo 256 as a shell does (-1 gives 255; a nonzero code never gives 0);\n"
-              "124 when --timeout expired; 128+N when signal N cancelled the command;\n"
-              "255 for usage, connection and protocol errors.\n",
+              "127 when the guest could not start the command (unknown user, missing\n"
+              "working directory, no such program), 126 when it found it but could not\n"
+              "run it, with one line saying why; 124 when --timeout expired; 128+N when\n"
+              "signal N cancelled the command; 255 for usage, connection and protocol\n"
+              "errors.\n",
               f);
 }
-
-static void exec_on_signal(int signo) {
-        int saved = errno;
-
-        if (signo == SIGWINCH) {
-                uint16_t rows, cols;
-                if (sig_have_tty && sig_ctl && tty_get_size(STDIN_FILENO, &rows, &cols) >= 0)
-                        (void) vsock_exec_ctl_resize(sig_ctl, rows, cols);
-                errno = saved;
-                return;
-        }
-
-        if (sig_first != 0) {
-                /* The user insists: leave now; closing the connection on
-                 * exit makes the agent kill the command. */
-                tty_restore();
-                _exit(128 + signo);
-        }
-        sig_first = signo;
-
-        if (sig_mode == MODE_PIPE && sig_ctl) {
-                (void) vsock_exec_ctl_signal(sig_ctl, signo);
-        } else {
-                tty_restore();
-                unsigned char b = (unsigned char) signo;
-                (void) !write(sig_cancel[1], &b, 1);
-        }
-        errno = saved;
-}
-
-static int install_signals(enum exec_mode mode, bool have_tty) {
-        struct sigaction sa = { .sa_handler = exec_on_signal };
-
-        if (pipe2(sig_cancel, O_CLOEXEC | O_NONBLOCK) < 0)
-                return -errno;
-        sig_mode = mode;
-        sig_have_tty = have_tty;
-        /* Block our other signals while one is handled, so the first/second
-         * decision and the terminal restore never interleave. */
-        sigemptyset(&sa.sa_mask);
-        for (size_t i = 0; i < ARRAY_SIZE(exec_signals); i++)
-                sigaddset(&sa.sa_mask, exec_signals[i]);
-        sigaddset(&sa.sa_mask, SIGWINCH);
-        sa.sa_flags = SA_RESTART;
-        for (size_t i = 0; i < ARRAY_SIZE(exec_signals); i++)
-                if (sigaction(exec_signals[i], &sa, NULL) < 0)
-                        return -errno;
-        if (mode == MODE_TTY && have_tty && sigaction(SIGWINCH, &sa, NULL) < 0)
-                return -errno;
-        return 0;
-}
-
-static int write_output(void *userdata, enum vsock_stream_id stream, const uint8_t *data, size_t len) {
-        int fd = stream == VSOCK_STREAM_STDERR ? STDERR_FILENO : STDOUT_FILENO;
-        int r = io_write_all(fd, data, len, 0, -1);
-        if (r == -EPIPE)
-                output_broken = true;
-        return r;
-}
-
-struct env_list {
-        struct vsock_env *v;
-        size_t n;
-};
 
 static void env_list_free(struct env_list *l) {
         for (size_t i = 0; i < l->n; i++) {
@@ -178,6 +163,103 @@ static int env_list_add(struct env_list *l, const char *spec) {
         return 0;
 }
 
+/* Whether stdin holds input someone meant for the command: a pipe, a file,
+ * a socket, a device other than /dev/null, but not a terminal (ssh's rule
+ * without the terminal: typing into vsockctl is what -i and -t are for). */
+static bool stdin_has_input(void) {
+        struct stat st;
+        if (fstat(STDIN_FILENO, &st) < 0)
+                return false;
+        if (S_ISCHR(st.st_mode))
+                return !isatty(STDIN_FILENO) && st.st_rdev != makedev(1, 3);
+        return true;
+}
+
+enum { OPT_TIMEOUT = 0x100, OPT_ARGV };
+
+/* Returns -1 to go on, or an exit status. */
+static int exec_parse(int argc, char **argv, struct exec_opts *o) {
+        static const struct option options[] = {
+                { "help", no_argument, NULL, 'h' },
+                { "interactive", no_argument, NULL, 'i' },
+                { "no-stdin", no_argument, NULL, 'n' },
+                { "tty", no_argument, NULL, 't' },
+                { "env", required_argument, NULL, 'e' },
+                { "workdir", required_argument, NULL, 'w' },
+                { "user", required_argument, NULL, 'u' },
+                { "timeout", required_argument, NULL, OPT_TIMEOUT },
+                { "argv", no_argument, NULL, OPT_ARGV },
+                {}
+        };
+        bool interactive = false, no_stdin = false;
+        int tty_count = 0, c;
+
+        optind = 0;
+        /* '+': stop at the first non-option so the remote command's own
+         * options pass through untouched. */
+        while ((c = getopt_long(argc, argv, "+hinte:w:u:", options, NULL)) != -1) {
+                switch (c) {
+                case 'h':
+                        exec_usage(stdout);
+                        return CLI_EXIT_OK;
+                case 'i':
+                        interactive = true;
+                        break;
+                case 'n':
+                        no_stdin = true;
+                        break;
+                case 't':
+                        tty_count++;
+                        break;
+                case 'e':
+                        if (env_list_add(&o->env, optarg) < 0)
+                                return CLI_EXIT_ERROR;
+                        break;
+                case 'w':
+                        o->workdir = optarg;
+                        break;
+                case 'u':
+                        o->user = optarg;
+                        break;
+                case OPT_TIMEOUT:
+                        o->timeout_arg = optarg;
+                        if (cli_parse_duration(optarg, &o->timeout_ns) < 0)
+                                return cli_usage_error("exec", "invalid duration '%s' (e.g. 500ms, 2s, 1m)", optarg);
+                        break;
+                case OPT_ARGV:
+                        o->use_argv = true;
+                        break;
+                default:
+                        return cli_usage_hint("exec");
+                }
+        }
+        if (no_stdin && (interactive || tty_count > 0))
+                return cli_usage_error("exec", "-n cannot be combined with -i or -t");
+
+        if (tty_count > 0)
+                o->mode = MODE_TTY;
+        else if (interactive || (!no_stdin && stdin_has_input()))
+                o->mode = MODE_PIPE;
+        else
+                o->mode = MODE_STREAM;
+        o->nwords = argc - optind;
+        o->words = argv + optind;
+        if (o->nwords == 0 && o->mode != MODE_TTY)
+                return cli_usage_error("exec", "missing COMMAND");
+        if (o->mode == MODE_TTY) {
+                o->have_tty = isatty(STDIN_FILENO);
+                if (!o->have_tty && tty_count < 2) {
+                        cli_error("exec: -t needs a terminal on stdin (give -tt to force a remote terminal)");
+                        return CLI_EXIT_ERROR;
+                }
+        }
+        if (cli_exec_addr(&o->addr) < 0)
+                return CLI_EXIT_ERROR;
+        return -1;
+}
+
+/* ---- build --------------------------------------------------------------------- */
+
 /* ssh's rule: the words joined with single spaces, no quoting. */
 static char *join_words(char **words, int n) {
         size_t len = 1;
@@ -195,232 +277,290 @@ static char *join_words(char **words, int n) {
         return s;
 }
 
-/* 'word' with each ' written as '\'' (POSIX sh). */
-static char *shell_quote(const char *w) {
-        size_t n = 3;
-        for (const char *p = w; *p; p++)
-                n += *p == '\'' ? 4 : 1;
-        char *s = malloc(n), *q = s;
-        if (!s)
-                return NULL;
-        *q++ = '\'';
-        for (const char *p = w; *p; p++) {
-                if (*p == '\'') {
-                        memcpy(q, "'\\''", 4);
-                        q += 4;
-                } else
-                        *q++ = *p;
-        }
-        *q++ = '\'';
-        *q = '\0';
-        return s;
-}
-
-enum { OPT_TIMEOUT = 0x100, OPT_ARGV };
-
-int cmd_exec(int argc, char **argv) {
-        static const struct option options[] = {
-                { "help", no_argument, NULL, 'h' },
-                { "interactive", no_argument, NULL, 'i' },
-                { "tty", no_argument, NULL, 't' },
-                { "env", required_argument, NULL, 'e' },
-                { "workdir", required_argument, NULL, 'w' },
-                { "user", required_argument, NULL, 'u' },
-                { "timeout", required_argument, NULL, OPT_TIMEOUT },
-                { "argv", no_argument, NULL, OPT_ARGV },
-                {}
-        };
-        _cleanup_(env_list_free) struct env_list env = {};
-        const char *workdir = NULL, *user = NULL, *timeout_arg = NULL;
-        int64_t timeout_ns = 0;
-        bool interactive = false, use_argv = false;
-        int tty_count = 0, c;
-
-        optind = 0;
-        /* '+': stop at the first non-option so the remote command's own
-         * options pass through untouched. */
-        while ((c = getopt_long(argc, argv, "+hite:w:u:", options, NULL)) != -1) {
-                switch (c) {
-                case 'h':
-                        exec_usage(stdout);
-                        return CLI_EXIT_OK;
-                case 'i':
-                        interactive = true;
-                        break;
-                case 't':
-                        tty_count++;
-                        break;
-                case 'e':
-                        if (env_list_add(&env, optarg) < 0)
-                                return CLI_EXIT_ERROR;
-                        break;
-                case 'w':
-                        workdir = optarg;
-                        break;
-                case 'u':
-                        user = optarg;
-                        break;
-                case OPT_TIMEOUT:
-                        timeout_arg = optarg;
-                        if (cli_parse_duration(optarg, &timeout_ns) < 0)
-                                return cli_usage_error("exec", "invalid duration '%s' (e.g. 500ms, 2s, 1m)", optarg);
-                        break;
-                case OPT_ARGV:
-                        use_argv = true;
-                        break;
-                default:
-                        return cli_usage_hint("exec");
-                }
-        }
-
-        enum exec_mode mode = tty_count > 0 ? MODE_TTY : interactive ? MODE_PIPE : MODE_STREAM;
-        int nwords = argc - optind;
-        char **words = argv + optind;
-        if (nwords == 0 && mode != MODE_TTY)
-                return cli_usage_error("exec", "missing COMMAND");
-
-        bool have_tty = false;
-        if (mode == MODE_TTY) {
-                have_tty = isatty(STDIN_FILENO);
-                if (!have_tty && tty_count < 2) {
-                        cli_error("exec: -t needs a terminal on stdin (give -tt to force a remote terminal)");
-                        return CLI_EXIT_ERROR;
-                }
-        }
-
-        const char *addr;
-        if (cli_exec_addr(&addr) < 0)
-                return CLI_EXIT_ERROR;
-
-        _cleanup_free_ char *joined = NULL;
-        char *sh_args[2] = { (char *) "-c", NULL };
+/* The request for @o; *ret_owned holds what it points to that we made. */
+static int exec_build(const struct exec_opts *o, struct vsock_exec_request *ret, char **ret_owned) {
+        static char *shell[] = { "-i" };
         struct vsock_exec_request req = {
-                .working_dir = (char *) workdir,
-                .user = (char *) user,
-                .env = env.v,
-                .n_env = env.n,
+                .working_dir = o->workdir,
+                .user = o->user,
+                .env = o->env.v,
+                .n_env = o->env.n,
         };
-        char *interactive_args[] = { (char *) "-i" };
-        if (nwords == 0) {
-                req.command = (char *) "/bin/sh";
-                req.args = interactive_args;
+        char *owned = NULL;
+        if (o->nwords == 0) {
+                /* -t alone: an interactive shell. */
+                req.command = "/bin/sh";
+                req.args = shell;
                 req.n_args = 1;
-        } else if (use_argv && nwords == 1) {
-                /* A request without args is a shell command line to the
-                 * agent, so quote the lone word: the shell then runs
-                 * exactly that program, unsplit and unglobbed. */
-                joined = shell_quote(words[0]);
-                if (!joined) {
-                        cli_error("exec: out of memory");
-                        return CLI_EXIT_ERROR;
-                }
-                req.command = joined;
-        } else if (use_argv) {
-                req.command = words[0];
-                req.args = words + 1;
-                req.n_args = (size_t) nwords - 1;
+        } else if (o->use_argv && o->nwords == 1) {
+                /* A program without arguments and no shell: the form with
+                 * the vector in args and its quoting in command. */
+                if (vsock_shell_quote(o->words, 1, &owned) < 0)
+                        return -ENOMEM;
+                req.command = owned;
+                req.args = o->words;
+                req.n_args = 1;
+        } else if (o->use_argv) {
+                /* The library sends this in the form every agent runs alike. */
+                req.command = o->words[0];
+                req.args = o->words + 1;
+                req.n_args = (size_t) o->nwords - 1;
         } else {
-                joined = join_words(words, nwords);
-                if (!joined) {
-                        cli_error("exec: out of memory");
-                        return CLI_EXIT_ERROR;
-                }
-                sh_args[1] = joined;
-                req.command = (char *) "/bin/sh";
-                req.args = sh_args;
-                req.n_args = 2;
+                owned = join_words(o->words, o->nwords);
+                if (!owned)
+                        return -ENOMEM;
+                req.command = owned;
         }
-
-        if (mode == MODE_TTY) {
+        if (o->mode == MODE_TTY) {
                 uint16_t rows = 24, cols = 80;
                 if (tty_get_size(STDIN_FILENO, &rows, &cols) < 0)
                         (void) tty_get_size(STDOUT_FILENO, &rows, &cols);
                 req.rows = rows;
                 req.cols = cols;
         }
+        *ret = req;
+        *ret_owned = owned;
+        return 0;
+}
 
-        vsock_exec_ctl *ctl = NULL;
-        int r;
-        if (mode != MODE_STREAM) {
-                r = vsock_exec_ctl_new(&ctl);
-                if (r < 0) {
-                        cli_error_rc(r, NULL, "exec");
-                        return CLI_EXIT_ERROR;
-                }
-                sig_ctl = ctl;
+/* ---- run ----------------------------------------------------------------------- */
+
+static void remember_stderr(struct exec_outcome *out, const uint8_t *data, size_t len) {
+        /* Keep the last line (up to its newline) in a bounded buffer. */
+        for (size_t i = 0; i < len; i++) {
+                if (out->last_err_len > 0 && out->last_err_line[out->last_err_len - 1] == '\n')
+                        out->last_err_len = 0;
+                if (out->last_err_len < sizeof out->last_err_line - 1)
+                        out->last_err_line[out->last_err_len++] = (char) data[i];
         }
+        out->last_err_line[out->last_err_len] = '\0';
+}
+
+static int write_stream(struct exec_outcome *out, enum vsock_stream_id stream, const void *data, size_t len) {
+        int fd = stream == VSOCK_STREAM_STDERR ? STDERR_FILENO : STDOUT_FILENO;
+        int r = io_write_all(fd, data, len, 0, -1);
+        if (r == -EPIPE)
+                out->output_broken = true;
+        if (r >= 0 && stream == VSOCK_STREAM_STDERR)
+                remember_stderr(out, data, len);
+        return r;
+}
+
+static int flush_held(struct exec_outcome *out) {
+        if (out->held_len == 0)
+                return 0;
+        size_t n = out->held_len;
+        out->held_len = 0;
+        return write_stream(out, VSOCK_STREAM_STDERR, out->held, n);
+}
+
+static int on_output(void *userdata, enum vsock_stream_id stream, const uint8_t *data, size_t len) {
+        struct exec_outcome *out = userdata;
+        atomic_store(&out->heard, true);
+        if (!out->any_output && stream == VSOCK_STREAM_STDERR && len < sizeof out->held &&
+            len >= sizeof GO_PIPE_START_FAILURE - 1 &&
+            memcmp(data, GO_PIPE_START_FAILURE, sizeof GO_PIPE_START_FAILURE - 1) == 0) {
+                memcpy(out->held, data, len);
+                out->held_len = len;
+                out->any_output = true;
+                return 0;
+        }
+        out->any_output = true;
+        int r = flush_held(out);
+        if (r < 0)
+                return r;
+        return write_stream(out, stream, data, len);
+}
+
+/* A quiet command is fine; a quiet peer that is no agent (an HTTP server
+ * at the address) is not. After --reply-timeout without a word from the
+ * agent, ask it on a second connection whether it is one; if it is not,
+ * the call is cancelled. */
+struct watchdog {
+        struct bgthread bg;
+        const char *addr;
+        struct exec_outcome *out;
+};
+
+static void *watchdog_main(void *arg) {
+        struct watchdog *w = arg;
+        if (bgthread_sleep(&w->bg, cli_opts.reply_timeout_ns) || atomic_load(&w->out->heard))
+                return NULL;
+        char why[sizeof w->out->no_agent_why];
+        if (agent_check(w->addr, cli_opts.reply_timeout_ns, why, sizeof why) >= 0)
+                return NULL;
+        /* The call may have ended meanwhile: then its result stands. */
+        pthread_mutex_lock(&w->bg.lock);
+        if (!w->bg.stop && !atomic_load(&w->out->heard)) {
+                snprintf(w->out->no_agent_why, sizeof w->out->no_agent_why, "%s", why);
+                w->out->no_agent = true;
+                cancel_now();
+        }
+        pthread_mutex_unlock(&w->bg.lock);
+        return NULL;
+}
+
+static void watchdog_start(struct watchdog *w, const char *addr, struct exec_outcome *out) {
+        *w = (struct watchdog) { .addr = addr, .out = out };
+        if (cli_opts.reply_timeout_ns > 0)
+                (void) bgthread_start(&w->bg, watchdog_main, w);
+}
+
+static void watchdog_stop(struct watchdog *w) {
+        bgthread_stop(&w->bg);
+}
+
+static void exec_run(const struct exec_opts *o, const struct vsock_exec_request *req, struct exec_outcome *out) {
+        /* A control channel only where a signal handler posts to it:
+         * signals in pipe mode, window sizes on our own terminal. The
+         * handlers keep it for good (cancel.h), so it is never freed. */
+        vsock_exec_ctl *ctl = NULL;
+        out->call = (struct vsock_call) VSOCK_CALL_INIT;
+        if (o->mode == MODE_PIPE || (o->mode == MODE_TTY && o->have_tty)) {
+                out->rc = vsock_exec_ctl_new(&ctl);
+                if (out->rc < 0)
+                        return;
+        }
+        struct cancel_opts co = {
+                .forward = o->mode == MODE_PIPE ? ctl : NULL,
+                .resize = o->mode == MODE_TTY ? ctl : NULL,
+        };
+        out->rc = cancel_setup(&co);
+        if (out->rc < 0)
+                return;
         /* A reader that goes away (`| head`) must not kill us with the
          * terminal still raw: write errors end the call instead. */
         (void) signal(SIGPIPE, SIG_IGN);
-        r = install_signals(mode, have_tty);
-        if (r < 0) {
-                cli_error("exec: cannot set up signal handling: %s", strerror(-r));
-                return CLI_EXIT_ERROR;
-        }
 
-        struct vsock_call call = VSOCK_CALL_INIT;
-        call.cancel_fd = sig_cancel[0];
-        if (timeout_ns > 0)
-                call.deadline_ns = vsock_now_ns() + timeout_ns;
+        out->call.cancel_fd = cancel_fd();
+        if (o->timeout_ns > 0)
+                out->call.deadline_ns = vsock_now_ns() + o->timeout_ns;
+
+        vsock_conn *c = NULL;
+        out->rc = agent_dial(o->addr, VSOCK_PORT_EXEC, "exec", &c);
+        if (out->rc < 0)
+                return;
 
         struct vsock_exec_io io = VSOCK_EXEC_IO_INIT;
-        io.on_output = write_output;
+        io.on_output = on_output;
+        io.userdata = out;
         io.ctl = ctl;
-        if (mode != MODE_STREAM)
+        if (o->mode != MODE_STREAM)
                 io.stdin_fd = STDIN_FILENO;
 
-        struct vsock_exec_result res = {};
-        switch (mode) {
+        struct watchdog w;
+        watchdog_start(&w, o->addr, out);
+        switch (o->mode) {
         case MODE_STREAM:
-                r = vsock_exec_stream_at(addr, &req, &io, &call, &res);
+                out->rc = vsock_exec_stream(c, req, &io, &out->call, &out->res);
                 break;
         case MODE_PIPE:
-                r = vsock_exec_pipe_at(addr, &req, &io, &call, &res);
+                out->rc = vsock_exec_pipe(c, req, &io, &out->call, &out->res);
                 break;
         case MODE_TTY:
-                if (have_tty) {
-                        r = tty_raw_enter(STDIN_FILENO);
-                        if (r < 0) {
-                                cli_error("exec: cannot put the terminal in raw mode: %s", strerror(-r));
-                                r = CLI_EXIT_ERROR;
-                                goto out;
-                        }
+                if (o->have_tty && (out->rc = tty_raw_enter(STDIN_FILENO)) < 0) {
+                        cli_error("exec: cannot put the terminal in raw mode: %s", strerror(-out->rc));
+                        break;
                 }
-                r = vsock_exec_tty_at(addr, &req, &io, &call, &res);
+                out->rc = vsock_exec_tty(c, req, &io, &out->call, &out->res);
                 tty_restore();
                 break;
         }
+        watchdog_stop(&w);
+        (void) vsock_conn_close(c);
+}
 
-        int sig = sig_first;
+/* ---- map ----------------------------------------------------------------------- */
+
+/* 126 when the guest found the program but could not run it, else 127. */
+static int start_failure_status(int64_t code, const char *why) {
+        if (code == CLI_EXIT_CANNOT_RUN || code == CLI_EXIT_NOT_FOUND)
+                return (int) code;
+        return strcasestr(why, "permission denied") ? CLI_EXIT_CANNOT_RUN : CLI_EXIT_NOT_FOUND;
+}
+
+static void report_start_failure(const struct exec_outcome *out, const char *why, size_t len) {
+        while (len > 0 && (why[len - 1] == '\n' || why[len - 1] == '\r'))
+                len--;
+        /* The agent may have said it on stderr already. */
+        if (len > 0 && out->last_err_len >= len && memmem(out->last_err_line, out->last_err_len, why, len))
+                return;
+        cli_error("exec: cannot start the command in the guest: %.*s", (int) len, why);
+}
+
+static int exec_map(const struct exec_opts *o, struct exec_outcome *out) {
+        int r = out->rc;
         if (r < 0) {
                 enum vsock_errkind k = vsock_err_kind(r);
-                if (output_broken)
+                (void) flush_held(out);
+                if (out->output_broken)
                         /* Our reader went away (e.g. `| head`): quiet, as
                          * a shell pipeline member killed by SIGPIPE. */
-                        r = 128 + SIGPIPE;
-                else if (k == VSOCK_E_TIMEOUT && timeout_ns > 0) {
-                        cli_error("exec: timed out after %s; the command was stopped", timeout_arg);
-                        r = CLI_EXIT_TIMEOUT;
-                } else if (k == VSOCK_E_CANCELLED && sig != 0) {
-                        r = 128 + sig;
-                } else {
-                        cli_error_rc(r, &call, "exec: %s", addr);
-                        r = CLI_EXIT_ERROR;
+                        return 128 + SIGPIPE;
+                if (k == VSOCK_E_CANCELLED && cancel_signo() != 0)
+                        return 128 + cancel_signo();
+                if (agent_dial_failed(r))
+                        return CLI_EXIT_ERROR; /* agent_dial() said why */
+                if (k == VSOCK_E_TIMEOUT && o->timeout_ns > 0) {
+                        cli_error("exec: timed out after %s; the command was stopped", o->timeout_arg);
+                        return CLI_EXIT_TIMEOUT;
                 }
-                goto out;
+                if (k == VSOCK_E_CANCELLED && out->no_agent) {
+                        cli_error("exec: %s: no reply within %s, and it does not answer as an agent: %s", o->addr,
+                                  cli_opts.reply_timeout_arg, out->no_agent_why);
+                        return CLI_EXIT_ERROR;
+                }
+                if (k == VSOCK_E_ERRNO)
+                        cli_error("exec: %s", strerror(-r));
+                else
+                        agent_report(r, &out->call, "exec", o->addr);
+                return CLI_EXIT_ERROR;
         }
 
-        if (res.error && *res.error) {
-                cli_error("exec: guest: %s", res.error);
-                r = res.exit_code == 0 ? CLI_EXIT_ERROR : cli_map_exit_code(res.exit_code);
-        } else {
-                r = cli_map_exit_code(res.exit_code);
+        const struct vsock_exec_result *res = &out->res;
+        if (res->error && *res->error) {
+                /* Both agents put the reason a command did not start here
+                 * (Go's with exit code 1). */
+                report_start_failure(out, res->error, strlen(res->error));
+                return start_failure_status(res->exit_code, res->error);
         }
+        if (out->held_len > 0) {
+                if (res->exit_code == 1) {
+                        size_t skip = sizeof GO_PIPE_START_FAILURE - 1;
+                        out->held[out->held_len] = '\0';
+                        report_start_failure(out, out->held + skip, out->held_len - skip);
+                        return start_failure_status(res->exit_code, out->held + skip);
+                }
+                (void) flush_held(out);
+        }
+        return cli_map_exit_code(res->exit_code);
+}
 
-out:
+int cmd_exec(int argc, char **argv) {
+        struct exec_opts o = {};
+        int status = exec_parse(argc, argv, &o);
+        if (status >= 0) {
+                env_list_free(&o.env);
+                return status;
+        }
+        struct vsock_exec_request req;
+        _cleanup_free_ char *owned = NULL;
+        if (exec_build(&o, &req, &owned) < 0) {
+                cli_error("exec: out of memory");
+                env_list_free(&o.env);
+                return CLI_EXIT_ERROR;
+        }
+        struct exec_outcome *out = calloc(1, sizeof *out);
+        if (!out) {
+                cli_error("exec: out of memory");
+                env_list_free(&o.env);
+                return CLI_EXIT_ERROR;
+        }
+        exec_run(&o, &req, out);
+        status = exec_map(&o, out);
         tty_restore();
-        vsock_exec_result_clear(&res);
-        /* Signals stay handled until exit: the ctl is not freed, so a late
-         * handler never touches freed memory. */
-        return r;
+        vsock_exec_result_clear(&out->res);
+        free(out);
+        env_list_free(&o.env);
+        return status;
 }

@@ -1,37 +1,32 @@
-/* vsockctl cp, cat and ls: the file operations of the exec service.
+/* vsockctl cp and cat: moving files between this machine and the guest.
  *
- * Each transfer is one request carrying the whole file, so there are no
- * partial-progress numbers to show: on a terminal, cp shows a spinner with
- * the size and elapsed time while the request runs, then one summary line. */
+ * A file travels in one request (ReadFile, WriteFile); what the base
+ * protocol lacks comes from guestfs.h: the mode of a downloaded file, and
+ * whole trees (-r) as tar streams through exec. On a terminal, cp shows a
+ * spinner with the size and elapsed time while a request runs, then one
+ * summary line. */
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
-#include <inttypes.h>
-#include <pthread.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include "agent.h"
 #include "cli.h"
 #include "common/buf.h"
 #include "common/io.h"
 #include "common/macro.h"
+#include "bgthread.h"
+#include "guestfs.h"
 
-/* Guest paths are written ":/path"; ls and cat accept a bare path too. */
+extern char **environ;
+
+/* Guest paths are written ":/path"; cat accepts a bare path too. */
 static const char *guest_path(const char *arg) { return arg[0] == ':' ? arg + 1 : NULL; }
-
-static const char *base_name(const char *p) {
-        size_t n = strlen(p);
-        while (n > 1 && p[n - 1] == '/')
-                n--;
-        const char *s = p + n;
-        while (s > p && s[-1] != '/')
-                s--;
-        return s;
-}
 
 /* The largest file whose WriteFile request still fits one frame of the
  * agent's default payload limit: content travels base64-encoded (4 bytes
@@ -48,10 +43,7 @@ static void free_datap(uint8_t **p) { free(*p); }
 /* ---- progress -------------------------------------------------------------- */
 
 struct progress {
-        pthread_t thread;
-        pthread_mutex_t lock;
-        pthread_cond_t cond;
-        bool active, done;
+        struct bgthread bg;
         const char *label;
         char size[32];
         int64_t start_ns;
@@ -71,20 +63,9 @@ static void *progress_thread(void *arg) {
         static const char spinner[] = "|/-\\";
         struct progress *p = arg;
         unsigned i = 0;
-
-        pthread_mutex_lock(&p->lock);
-        while (!p->done) {
+        do
                 progress_draw(p, spinner[i++ % 4]);
-                struct timespec ts;
-                clock_gettime(CLOCK_MONOTONIC, &ts);
-                ts.tv_nsec += 100 * 1000 * 1000;
-                if (ts.tv_nsec >= 1000000000) {
-                        ts.tv_sec++;
-                        ts.tv_nsec -= 1000000000;
-                }
-                (void) pthread_cond_timedwait(&p->cond, &p->lock, &ts);
-        }
-        pthread_mutex_unlock(&p->lock);
+        while (!bgthread_sleep(&p->bg, 100 * 1000 * 1000));
         return NULL;
 }
 
@@ -96,30 +77,15 @@ static void progress_start(struct progress *p, const char *label, int64_t size) 
                 return;
         if (size >= 0)
                 cli_format_size((uint64_t) size, p->size, sizeof p->size);
-        pthread_condattr_t ca;
-        pthread_condattr_init(&ca);
-        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-        pthread_cond_init(&p->cond, &ca);
-        pthread_condattr_destroy(&ca);
-        pthread_mutex_init(&p->lock, NULL);
-        if (pthread_create(&p->thread, NULL, progress_thread, p) != 0) {
-                pthread_cond_destroy(&p->cond);
-                pthread_mutex_destroy(&p->lock);
-                return;
-        }
-        p->active = true;
+        (void) bgthread_start(&p->bg, progress_thread, p);
 }
 
 /* Stop the spinner; on success leave a summary line (with the final size,
  * or -1 to keep the one given at start), on failure just clear it. */
 static void progress_stop(struct progress *p, bool ok, int64_t size) {
-        if (!p->active)
+        if (!p->bg.running)
                 return;
-        pthread_mutex_lock(&p->lock);
-        p->done = true;
-        pthread_cond_signal(&p->cond);
-        pthread_mutex_unlock(&p->lock);
-        pthread_join(p->thread, NULL);
+        bgthread_stop(&p->bg);
         if (size >= 0)
                 cli_format_size((uint64_t) size, p->size, sizeof p->size);
         if (ok)
@@ -128,49 +94,9 @@ static void progress_stop(struct progress *p, bool ok, int64_t size) {
                 fputs("\r\033[K", stderr);
                 fflush(stderr);
         }
-        pthread_cond_destroy(&p->cond);
-        pthread_mutex_destroy(&p->lock);
-        p->active = false;
 }
 
 /* ---- guest side ------------------------------------------------------------- */
-
-/* After a failed read: if the file is simply larger than the protocol's read
- * limit, say so plainly (the agent's wording varies between agents).
- * Returns true if that was the reason and it has been reported. */
-static bool explain_too_large(const char *addr, const char *path) {
-        _cleanup_free_ char *dir = strdup(path);
-        if (!dir)
-                return false;
-        char *slash = strrchr(dir, '/');
-        const char *name;
-        if (!slash)
-                return false;
-        name = slash + 1;
-        if (slash == dir) {
-                dir[1] = '\0';
-                name = path + 1;
-        } else
-                *slash = '\0';
-        if (!*name)
-                return false;
-
-        struct vsock_call call = VSOCK_CALL_INIT;
-        call.deadline_ns = vsock_now_ns() + 10 * (int64_t) 1000000000;
-        struct vsock_file_entry *e = NULL;
-        size_t n = 0;
-        if (vsock_list_files_at(addr, dir, &call, &e, &n) < 0)
-                return false;
-        bool big = false;
-        for (size_t i = 0; i < n; i++)
-                if (strcmp(e[i].name, name) == 0 && !e[i].is_dir && e[i].size > (int64_t) VSOCK_READ_FILE_MAX)
-                        big = true;
-        vsock_file_entries_free(e, n);
-        if (big)
-                cli_error(":%s: file exceeds the protocol's %u MiB read limit", path,
-                          VSOCK_READ_FILE_MAX / (1024 * 1024));
-        return big;
-}
 
 /* The guest's own words for a failed file operation; the address and the
  * library's reason for anything else (connection, protocol). */
@@ -178,19 +104,46 @@ static void report(int rc, const struct vsock_call *call, const char *addr, cons
         if (vsock_err_kind(rc) == VSOCK_E_FILE_REMOTE && call->remote_error[0])
                 cli_error(":%s: %s", path, call->remote_error);
         else
-                cli_error_rc(rc, call, ":%s: %s", path, addr);
+                agent_report(rc, call, "cp", addr);
+}
+
+/* After a failed read: a directory or a file above the protocol's read
+ * limit is said plainly (the agents' wording differs). Returns true if
+ * that was the reason and it has been reported. */
+static bool explain_read_failure(const char *addr, const char *path) {
+        struct vsock_file_entry e = {};
+        if (guestfs_stat(addr, path, &e) < 0)
+                return false;
+        bool said = true;
+        if (e.is_dir)
+                cli_error(":%s: is a directory (use cp -r)", path);
+        else if (e.size > (int64_t) VSOCK_READ_FILE_MAX)
+                cli_error(":%s: file exceeds the protocol's %u MiB read limit", path,
+                          VSOCK_READ_FILE_MAX / (1024 * 1024));
+        else
+                said = false;
+        free(e.name);
+        return said;
 }
 
 /* Read a guest file; reports errors itself and returns an exit status. */
 static int guest_read(const char *addr, const char *path, struct progress *prog, uint8_t **ret_data,
                       size_t *ret_len) {
         struct vsock_call call = VSOCK_CALL_INIT;
-        int r = vsock_read_file_at(addr, path, &call, ret_data, ret_len);
+        vsock_conn *c = NULL;
+        int r = agent_dial(addr, VSOCK_PORT_EXEC, "cp", &c);
+        if (r >= 0) {
+                call.deadline_ns = agent_reply_deadline();
+                r = vsock_read_file(c, path, &call, ret_data, ret_len);
+                (void) vsock_conn_close(c);
+        }
         if (prog)
                 progress_stop(prog, r >= 0, r >= 0 ? (int64_t) *ret_len : -1);
         if (r >= 0)
                 return CLI_EXIT_OK;
-        if (vsock_err_kind(r) == VSOCK_E_FILE_REMOTE && explain_too_large(addr, path))
+        if (!c)
+                return CLI_EXIT_ERROR; /* agent_dial() said why */
+        if (vsock_err_kind(r) == VSOCK_E_FILE_REMOTE && explain_read_failure(addr, path))
                 return CLI_EXIT_FAILURE;
         if (vsock_err_kind(r) == VSOCK_E_FRAME_TOO_LARGE) {
                 cli_error(":%s: file exceeds the protocol's %u MiB read limit", path,
@@ -201,16 +154,52 @@ static int guest_read(const char *addr, const char *path, struct progress *prog,
         return cli_exit_code_for(r);
 }
 
+/* Write a guest file. Quiet when @quiet_eisdir and the target is a
+ * directory (returns -EISDIR then, for the caller to copy into it). */
 static int guest_write(const char *addr, const char *path, struct progress *prog, const void *data, size_t len,
-                       mode_t mode) {
+                       mode_t mode, bool quiet_eisdir) {
         struct vsock_call call = VSOCK_CALL_INIT;
-        int r = vsock_write_file_at(addr, path, data, len, mode, &call);
+        vsock_conn *c = NULL;
+        int r = agent_dial(addr, VSOCK_PORT_EXEC, "cp", &c);
+        if (r >= 0) {
+                call.deadline_ns = agent_reply_deadline();
+                r = vsock_write_file(c, path, data, len, mode, &call);
+                (void) vsock_conn_close(c);
+        }
         if (prog)
                 progress_stop(prog, r >= 0, -1);
         if (r >= 0)
                 return CLI_EXIT_OK;
+        if (!c)
+                return CLI_EXIT_ERROR;
+        if (quiet_eisdir && vsock_err_kind(r) == VSOCK_E_FILE_REMOTE && vsock_err_errno(r) == EISDIR)
+                return -EISDIR;
         report(r, &call, addr, path);
         return cli_exit_code_for(r);
+}
+
+/* Write @path, or, as cp does, @dir/@name when @path is an existing
+ * directory (without a trailing '/' we only learn that from the agent). */
+static int guest_write_or_into(const char *addr, const char *path, const char *name, struct progress *prog,
+                               const void *data, size_t len, mode_t mode) {
+        int r = guest_write(addr, path, prog, data, len, mode, true);
+        if (r != -EISDIR)
+                return r;
+        _cleanup_free_ char *into = NULL;
+        if (asprintf(&into, "%s/%s", path, name) < 0)
+                return CLI_EXIT_ERROR;
+        return guest_write(addr, into, NULL, data, len, mode, false);
+}
+
+/* The permissions a copy of guest file @path gets (cp without -p: the
+ * source's, less set-id bits; the umask applies on creation), or @fallback
+ * when the agent cannot say. */
+static mode_t guest_mode(const char *addr, const char *path, mode_t fallback) {
+        struct vsock_file_entry e = {};
+        if (guestfs_stat(addr, path, &e) < 0)
+                return fallback;
+        free(e.name);
+        return (e.mode & 07777) ? (e.mode & 0777) : fallback;
 }
 
 /* ---- local side -------------------------------------------------------------- */
@@ -236,7 +225,7 @@ static int local_read(const char *name, size_t limit, uint8_t **ret_data, size_t
                 return CLI_EXIT_FAILURE;
         }
         if (S_ISDIR(st.st_mode)) {
-                cli_error("%s: is a directory (copy files one at a time)", shown);
+                cli_error("%s: is a directory (use cp -r)", shown);
                 return CLI_EXIT_FAILURE;
         }
         char lim[32];
@@ -291,11 +280,13 @@ static int local_read(const char *name, size_t limit, uint8_t **ret_data, size_t
         return CLI_EXIT_OK;
 }
 
-static int local_write(const char *name, const uint8_t *data, size_t len) {
+/* Write a local file ("-": stdout). A new file gets @mode less the umask;
+ * an existing one keeps its own, as with cp. */
+static int local_write(const char *name, const uint8_t *data, size_t len, mode_t mode) {
         _cleanup_close_ int own = -1;
         int fd = STDOUT_FILENO;
         if (strcmp(name, "-") != 0) {
-                own = open(name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOCTTY, 0666);
+                own = open(name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOCTTY, mode);
                 if (own < 0) {
                         cli_error("%s: %m", name);
                         return CLI_EXIT_FAILURE;
@@ -312,58 +303,200 @@ static int local_write(const char *name, const uint8_t *data, size_t len) {
         return CLI_EXIT_OK;
 }
 
+static bool local_is_dir(const char *path) {
+        struct stat st;
+        return stat(path, &st) >= 0 && S_ISDIR(st.st_mode);
+}
+
+/* ---- trees (-r) --------------------------------------------------------------- */
+
+/* Start tar(1) here with stdin from @in_fd or stdout to @out_fd. */
+static int local_tar(char *const *argv, int in_fd, int out_fd, pid_t *ret_pid) {
+        posix_spawn_file_actions_t fa;
+        posix_spawn_file_actions_init(&fa);
+        if (in_fd >= 0)
+                posix_spawn_file_actions_adddup2(&fa, in_fd, STDIN_FILENO);
+        if (out_fd >= 0)
+                posix_spawn_file_actions_adddup2(&fa, out_fd, STDOUT_FILENO);
+        int r = posix_spawnp(ret_pid, argv[0], &fa, NULL, argv, environ);
+        posix_spawn_file_actions_destroy(&fa);
+        return -r;
+}
+
+static int wait_tar(pid_t pid) {
+        int st;
+        while (waitpid(pid, &st, 0) < 0)
+                if (errno != EINTR)
+                        return -errno;
+        return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+/* One tar here and one in the guest, joined by a pipe: @local_argv reads
+ * the pipe (@down) or writes it, @remote the other end of it, on guest
+ * directory @gdir. Returns an exit status; failures are reported. */
+typedef int (*guest_tar_fn)(const char *addr, const char *dir, int fd, struct vsock_call *call);
+
+static int tar_pipeline(const char *addr, char *const *local_argv, bool down, guest_tar_fn remote, const char *gdir,
+                        const char *local_dir) {
+        int p[2];
+        if (pipe2(p, O_CLOEXEC) < 0) {
+                cli_error("cp: pipe: %m");
+                return CLI_EXIT_ERROR;
+        }
+        int ours = down ? p[0] : p[1], theirs = down ? p[1] : p[0];
+        pid_t pid;
+        int r = local_tar(local_argv, down ? ours : -1, down ? -1 : ours, &pid);
+        safe_close(ours);
+        if (r < 0) {
+                safe_close(theirs);
+                cli_error("cp: cannot run tar here: %s", strerror(-r));
+                return CLI_EXIT_FAILURE;
+        }
+        struct vsock_call call = VSOCK_CALL_INIT;
+        r = remote(addr, gdir, theirs, &call);
+        safe_close(theirs);
+        int local = wait_tar(pid);
+        if (r > 0) {
+                cli_error(":%s: tar in the guest failed (status %d)", gdir, r);
+                return CLI_EXIT_FAILURE;
+        }
+        if (r < 0) {
+                if (vsock_err_kind(r) == VSOCK_E_REMOTE)
+                        cli_error(":%s: cannot run tar in the guest: %s", gdir, call.remote_error);
+                else if (!agent_dial_failed(r))
+                        agent_report(r, &call, "cp", addr);
+                return CLI_EXIT_ERROR;
+        }
+        if (local != 0) {
+                cli_error("%s: tar here failed (status %d)", local_dir, local);
+                return CLI_EXIT_FAILURE;
+        }
+        return CLI_EXIT_OK;
+}
+
+static int copy_tree_down(const char *addr, const char *gsrc, const char *dst) {
+        _cleanup_free_ char *name = guestfs_base_name(gsrc), *target = NULL;
+        if (!name)
+                return CLI_EXIT_ERROR;
+        if (local_is_dir(dst) ? asprintf(&target, "%s/%s", dst, name) < 0 : !(target = strdup(dst)))
+                return CLI_EXIT_ERROR;
+        if (mkdir(target, 0777) < 0 && !(errno == EEXIST && local_is_dir(target))) {
+                cli_error("%s: %m", target);
+                return CLI_EXIT_FAILURE;
+        }
+        char *argv[] = { "tar", "-C", target, "-xf", "-", "--no-same-owner", NULL };
+        return tar_pipeline(addr, argv, true, guestfs_tar_out, gsrc, target);
+}
+
+static int copy_tree_up(const char *addr, const char *src, const char *gdst) {
+        _cleanup_free_ char *name = guestfs_base_name(src), *target = NULL;
+        if (!name)
+                return CLI_EXIT_ERROR;
+        /* Into an existing directory, as cp -r does; else the copy's name. */
+        struct vsock_file_entry e = {};
+        bool into = gdst[strlen(gdst) - 1] == '/' || (guestfs_stat(addr, gdst, &e) >= 0 && e.is_dir);
+        free(e.name);
+        if (into ? asprintf(&target, "%s/%s", gdst, name) < 0 : !(target = strdup(gdst)))
+                return CLI_EXIT_ERROR;
+        char *argv[] = { "tar", "-C", (char *) src, "-cf", "-", ".", NULL };
+        return tar_pipeline(addr, argv, false, guestfs_tar_in, target, src);
+}
+
 /* ---- cp ------------------------------------------------------------------------- */
 
 static void cp_usage(FILE *f) {
-        fputs("Usage: vsockctl [-a ADDR] cp SRC DST\n"
+        fputs("Usage: vsockctl [-a ADDR] cp [-r] SRC DST\n"
               "\n"
-              "Copy one file between this machine and the guest. A guest path is written\n"
-              ":/path; the other side is a local path, or '-' for stdin/stdout. Both sides\n"
-              "may be guest paths (the data passes through this machine).\n"
+              "Copy a file (or with -r a directory tree) between this machine and the\n"
+              "guest. A guest path is written :/path; the other side is a local path, or\n"
+              "'-' for stdin/stdout. Both sides may be guest paths (the data passes\n"
+              "through this machine; files only).\n"
               "\n"
               "  vsockctl cp ./app.conf :/etc/app.conf      upload (keeps the permissions)\n"
               "  vsockctl cp :/var/log/app.log .            download into a directory\n"
-              "  vsockctl cp ./tool :/usr/local/bin/        a guest DST ending in '/' gets\n"
-              "                                             SRC's file name\n"
+              "  vsockctl cp ./tool :/usr/local/bin         into an existing directory, as\n"
+              "                                             cp does (a trailing '/' too)\n"
+              "  vsockctl cp -r ./site :/srv/               a tree, through tar\n"
               "\n"
-              "The protocol moves a file in one message: downloads are limited to 16 MiB\n"
-              "by the agent, uploads to what fits one frame (about 48 MiB). On a terminal\n"
-              "a spinner with the size and elapsed time is shown on stderr.\n"
+              "  -r, --recursive  copy directories: tar(1) runs here and, through exec,\n"
+              "                   in the guest (which needs /bin/sh and tar)\n"
+              "  -h, --help       show this help\n"
+              "\n"
+              "A new file gets the source's permissions less the umask, without set-id\n"
+              "bits; an existing file keeps its own. The protocol moves a file in one\n"
+              "message: downloads are limited to 16 MiB by the agent, uploads to what\n"
+              "fits one frame (about 48 MiB). On a terminal a spinner with the size and\n"
+              "elapsed time is shown on stderr.\n"
               "\n"
               "Exit status: 0 on success, 1 if a file operation failed, 255 for usage,\n"
               "connection and protocol errors.\n",
               f);
 }
 
-static int simple_opts(const char *cmd, int argc, char **argv, const char *shortopts, void (*usage)(FILE *),
-                       bool *ret_long) {
-        static const struct option options[] = {
-                { "help", no_argument, NULL, 'h' },
-                { "long", no_argument, NULL, 'l' },
-                {}
-        };
-        int c;
-        optind = 0;
-        while ((c = getopt_long(argc, argv, shortopts, options, NULL)) != -1) {
-                switch (c) {
-                case 'h':
-                        usage(stdout);
-                        return 0;
-                case 'l':
-                        if (ret_long) {
-                                *ret_long = true;
-                                break;
-                        }
-                        __attribute__((fallthrough));
-                default:
-                        return cli_usage_hint(cmd);
-                }
+static int cp_download(const char *addr, const char *src, const char *gsrc, const char *dst) {
+        _cleanup_(free_datap) uint8_t *data = NULL;
+        _cleanup_free_ char *label = NULL, *target = NULL, *name = guestfs_base_name(gsrc);
+        size_t len = 0;
+        struct progress prog;
+        if (!name || asprintf(&label, "%s -> %s", src, dst) < 0)
+                return CLI_EXIT_ERROR;
+        progress_start(&prog, label, -1);
+        int r = guest_read(addr, gsrc, &prog, &data, &len);
+        if (r != CLI_EXIT_OK)
+                return r;
+        bool to_stdout = strcmp(dst, "-") == 0;
+        if (!to_stdout && local_is_dir(dst) && asprintf(&target, "%s/%s", dst, name) < 0)
+                return CLI_EXIT_ERROR;
+        mode_t mode = to_stdout ? 0 : guest_mode(addr, gsrc, 0666);
+        return local_write(target ? target : dst, data, len, mode);
+}
+
+static int cp_guest_to_guest(const char *addr, const char *src, const char *gsrc, const char *gdst) {
+        _cleanup_(free_datap) uint8_t *data = NULL;
+        _cleanup_free_ char *target = NULL, *name = guestfs_base_name(gsrc);
+        size_t len = 0;
+        if (!name)
+                return CLI_EXIT_ERROR;
+        int r = guest_read(addr, gsrc, NULL, &data, &len);
+        if (r != CLI_EXIT_OK)
+                return r;
+        if (gdst[strlen(gdst) - 1] == '/' && asprintf(&target, "%s%s", gdst, name) < 0)
+                return CLI_EXIT_ERROR;
+        mode_t mode = guest_mode(addr, gsrc, 0);
+        return guest_write_or_into(addr, target ? target : gdst, name, NULL, data, len, mode);
+}
+
+static int cp_upload(const char *addr, const char *src, const char *gdst) {
+        _cleanup_(free_datap) uint8_t *data = NULL;
+        _cleanup_free_ char *target = NULL, *label = NULL, *name = guestfs_base_name(src);
+        size_t len = 0;
+        struct progress prog;
+        if (!name)
+                return CLI_EXIT_ERROR;
+        bool from_stdin = strcmp(src, "-") == 0;
+        if (gdst[strlen(gdst) - 1] == '/') {
+                if (from_stdin)
+                        return cli_usage_error("cp", "a guest directory needs a file name when reading stdin");
+                if (asprintf(&target, "%s%s", gdst, name) < 0)
+                        return CLI_EXIT_ERROR;
+                gdst = target;
         }
-        return -1;
+        mode_t mode = 0;
+        int r = local_read(src, write_limit(gdst), &data, &len, &mode);
+        if (r != CLI_EXIT_OK)
+                return r;
+        if (asprintf(&label, "%s -> :%s", src, gdst) < 0)
+                return CLI_EXIT_ERROR;
+        progress_start(&prog, label, (int64_t) len);
+        if (from_stdin)
+                return guest_write(addr, gdst, &prog, data, len, mode, false);
+        return guest_write_or_into(addr, gdst, name, &prog, data, len, mode);
 }
 
 int cmd_cp(int argc, char **argv) {
-        int r = simple_opts("cp", argc, argv, "+h", cp_usage, NULL);
+        bool recursive = false;
+        const struct cli_flag flags[] = { { 'r', "recursive", &recursive } };
+        int r = cli_parse_flags("cp", argc, argv, flags, ARRAY_SIZE(flags), cp_usage);
         if (r >= 0)
                 return r;
         if (argc - optind != 2)
@@ -379,45 +512,26 @@ int cmd_cp(int argc, char **argv) {
         if (cli_exec_addr(&addr) < 0)
                 return CLI_EXIT_ERROR;
 
-        _cleanup_(free_datap) uint8_t *data = NULL;
-        _cleanup_free_ char *target = NULL, *label = NULL;
-        size_t len = 0;
-        struct progress prog;
-
-        if (gsrc) {
-                if (asprintf(&label, "%s -> %s", src, dst) < 0)
-                        return CLI_EXIT_ERROR;
-                progress_start(&prog, label, -1);
-                r = guest_read(addr, gsrc, &prog, &data, &len);
-                if (r != CLI_EXIT_OK)
-                        return r;
-                if (gdst) {
-                        if (gdst[strlen(gdst) - 1] == '/' && asprintf(&target, "%s%s", gdst, base_name(gsrc)) < 0)
-                                return CLI_EXIT_ERROR;
-                        return guest_write(addr, target ? target : gdst, NULL, data, len, 0);
+        if (recursive) {
+                if (gsrc && gdst)
+                        return cli_usage_error("cp", "-r copies between this machine and the guest only");
+                if (gdst && local_is_dir(src))
+                        return copy_tree_up(addr, src, gdst);
+                struct vsock_file_entry e = {};
+                bool tree = gsrc && guestfs_stat(addr, gsrc, &e) >= 0 && (e.is_dir || S_ISLNK(e.mode));
+                free(e.name);
+                if (tree) {
+                        if (strcmp(dst, "-") == 0)
+                                return cli_usage_error("cp", "a directory cannot go to stdout");
+                        return copy_tree_down(addr, gsrc, dst);
                 }
-                struct stat st;
-                if (strcmp(dst, "-") != 0 && stat(dst, &st) >= 0 && S_ISDIR(st.st_mode) &&
-                    asprintf(&target, "%s/%s", dst, base_name(gsrc)) < 0)
-                        return CLI_EXIT_ERROR;
-                return local_write(target ? target : dst, data, len);
+                /* A file: copied as without -r. */
         }
-
-        if (gdst[strlen(gdst) - 1] == '/') {
-                if (strcmp(src, "-") == 0)
-                        return cli_usage_error("cp", "a guest directory needs a file name when reading stdin");
-                if (asprintf(&target, "%s%s", gdst, base_name(src)) < 0)
-                        return CLI_EXIT_ERROR;
-                gdst = target;
-        }
-        mode_t mode = 0;
-        r = local_read(src, write_limit(gdst), &data, &len, &mode);
-        if (r != CLI_EXIT_OK)
-                return r;
-        if (asprintf(&label, "%s -> :%s", src, gdst) < 0)
-                return CLI_EXIT_ERROR;
-        progress_start(&prog, label, (int64_t) len);
-        return guest_write(addr, gdst, &prog, data, len, mode);
+        if (gsrc && gdst)
+                return cp_guest_to_guest(addr, src, gsrc, gdst);
+        if (gsrc)
+                return cp_download(addr, src, gsrc, dst);
+        return cp_upload(addr, src, gdst);
 }
 
 /* ---- cat ------------------------------------------------------------------------- */
@@ -434,7 +548,7 @@ static void cat_usage(FILE *f) {
 }
 
 int cmd_cat(int argc, char **argv) {
-        int r = simple_opts("cat", argc, argv, "h", cat_usage, NULL);
+        int r = cli_parse_flags("cat", argc, argv, NULL, 0, cat_usage);
         if (r >= 0)
                 return r;
         if (optind >= argc)
@@ -463,93 +577,4 @@ int cmd_cat(int argc, char **argv) {
                 }
         }
         return status;
-}
-
-/* ---- ls -------------------------------------------------------------------------- */
-
-static void ls_usage(FILE *f) {
-        fputs("Usage: vsockctl [-a ADDR] ls [-l] :/DIR\n"
-              "\n"
-              "List a guest directory in the agent's order (the leading ':' may be left\n"
-              "out).\n"
-              "\n"
-              "  -l, --long   mode (as ls -l: drwxr-xr-x, lrwxrwxrwx, with s/S and t/T\n"
-              "               for setuid, setgid and sticky), size in bytes, name\n"
-              "  -h, --help   show this help\n"
-              "\n"
-              "Exit status: 0 on success, 1 if the directory could not be listed, 255\n"
-              "for usage, connection and protocol errors.\n",
-              f);
-}
-
-/* ls -l's ten-character mode string. */
-static void mode_string(mode_t m, bool is_dir, char out[11]) {
-        char t;
-        switch (m & S_IFMT) {
-        case S_IFDIR: t = 'd'; break;
-        case S_IFLNK: t = 'l'; break;
-        case S_IFIFO: t = 'p'; break;
-        case S_IFSOCK: t = 's'; break;
-        case S_IFCHR: t = 'c'; break;
-        case S_IFBLK: t = 'b'; break;
-        case S_IFREG: t = '-'; break;
-        case 0: t = is_dir ? 'd' : '-'; break;
-        default: t = '?'; break;
-        }
-        out[0] = t;
-        static const char rwx[] = "rwx";
-        for (int i = 0; i < 9; i++)
-                out[1 + i] = (m & (1u << (8 - i))) ? rwx[i % 3] : '-';
-        if (m & S_ISUID)
-                out[3] = out[3] == 'x' ? 's' : 'S';
-        if (m & S_ISGID)
-                out[6] = out[6] == 'x' ? 's' : 'S';
-        if (m & S_ISVTX)
-                out[9] = out[9] == 'x' ? 't' : 'T';
-        out[10] = '\0';
-}
-
-int cmd_ls(int argc, char **argv) {
-        bool long_fmt = false;
-        int r = simple_opts("ls", argc, argv, "hl", ls_usage, &long_fmt);
-        if (r >= 0)
-                return r;
-        if (argc - optind != 1)
-                return cli_usage_error("ls", argc - optind < 1 ? "missing DIR" : "too many arguments");
-        const char *p = guest_path(argv[optind]) ?: argv[optind];
-        if (!*p)
-                return cli_usage_error("ls", "empty guest path");
-        const char *addr;
-        if (cli_exec_addr(&addr) < 0)
-                return CLI_EXIT_ERROR;
-
-        struct vsock_call call = VSOCK_CALL_INIT;
-        struct vsock_file_entry *e = NULL;
-        size_t n = 0;
-        r = vsock_list_files_at(addr, p, &call, &e, &n);
-        if (r < 0) {
-                report(r, &call, addr, p);
-                return cli_exit_code_for(r);
-        }
-
-        int width = 1;
-        for (size_t i = 0; i < n; i++) {
-                int w = snprintf(NULL, 0, "%" PRId64, e[i].size);
-                width = MAX(width, w);
-        }
-        for (size_t i = 0; i < n; i++) {
-                if (long_fmt) {
-                        char ms[11];
-                        mode_string(e[i].mode, e[i].is_dir, ms);
-                        printf("%s %*" PRId64 " %s\n", ms, width, e[i].size, e[i].name);
-                } else
-                        printf("%s\n", e[i].name);
-        }
-        vsock_file_entries_free(e, n);
-        if (fflush(stdout) != 0 || ferror(stdout)) {
-                if (errno != EPIPE)
-                        cli_error("(stdout): %m");
-                return CLI_EXIT_FAILURE;
-        }
-        return CLI_EXIT_OK;
 }

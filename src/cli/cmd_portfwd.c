@@ -11,7 +11,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -23,12 +22,14 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "agent.h"
+#include "cancel.h"
 #include "cli.h"
 #include "common/io.h"
 #include "common/macro.h"
+#include "lib/tcp_resolve.h"
 
 #define PF_MAX_CONNECTIONS 1024
-#define PF_OPEN_TIMEOUT_NS (30 * (int64_t) 1000000000)
 #define PF_BUF_SIZE (64 * 1024)
 
 struct pf_spec {
@@ -54,8 +55,10 @@ static void pf_usage(FILE *f) {
               "Each connection is a separate forward through the agent; half-closes are\n"
               "passed on. Runs until SIGINT or SIGTERM, then exits 0.\n"
               "\n"
-              "Exit status: 0 when stopped by a signal, 255 for usage errors or if the\n"
-              "local port cannot be opened.\n",
+              "Before it listens it checks that an agent answers at the address.\n"
+              "\n"
+              "Exit status: 0 when stopped by a signal, 255 for usage errors, if no agent\n"
+              "answers or if the local port cannot be opened.\n",
               f);
 }
 
@@ -172,33 +175,29 @@ static void format_sockaddr(const struct sockaddr_storage *ss, char *buf, size_t
 }
 
 static int listen_tcp(const struct pf_spec *spec, int *ret_fd, char *shown, size_t shown_size) {
-        struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICSERV };
-        struct addrinfo *ai = NULL;
-        char port[8];
-        snprintf(port, sizeof port, "%u", spec->local_port);
-        int r = getaddrinfo(spec->bind, port, &hints, &ai);
-        if (r != 0) {
-                cli_error("port-forward: %s: %s", spec->bind, gai_strerror(r));
+        struct tcp_addr addrs[TCP_RESOLVE_MAX];
+        char hp[300];
+        format_hostport(spec->bind, spec->local_port, hp, sizeof hp);
+        int n = tcp_resolve(spec->bind, spec->local_port, true, addrs, ARRAY_SIZE(addrs));
+        if (n < 0) {
+                cli_error_rc(n, NULL, "port-forward: %s", spec->bind);
                 return -EINVAL;
         }
-        _cleanup_close_ int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        /* The first address, as ssh -L binds a name's first address. */
+        const struct sockaddr *sa = (const struct sockaddr *) &addrs[0].sa;
+        _cleanup_close_ int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd < 0) {
-                r = -errno;
-                freeaddrinfo(ai);
+                int r = -errno;
                 cli_error("port-forward: socket: %s", strerror(-r));
                 return r;
         }
         int one = 1;
         (void) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-        if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 128) < 0) {
-                r = -errno;
-                char hp[300];
-                format_hostport(spec->bind, spec->local_port, hp, sizeof hp);
-                freeaddrinfo(ai);
+        if (bind(fd, sa, addrs[0].len) < 0 || listen(fd, 128) < 0) {
+                int r = -errno;
                 cli_error("port-forward: cannot listen on %s: %s", hp, strerror(-r));
                 return r;
         }
-        freeaddrinfo(ai);
         struct sockaddr_storage ss;
         socklen_t sl = sizeof ss;
         if (getsockname(fd, (struct sockaddr *) &ss, &sl) < 0)
@@ -308,12 +307,16 @@ static void *pf_conn_thread(void *arg) {
         char target[300];
 
         format_hostport(*pc->spec->host ? pc->spec->host : "127.0.0.1", pc->spec->guest_port, target, sizeof target);
-        call.deadline_ns = vsock_now_ns() + PF_OPEN_TIMEOUT_NS;
-        int r = vsock_open_port_forward_at(pc->addr, *pc->spec->host ? pc->spec->host : NULL, pc->spec->guest_port,
-                                           &call, &c);
-        if (r < 0) {
-                cli_error_rc(r, &call, "port-forward: connection from %s to guest %s", pc->peer, target);
-        } else {
+        int r = agent_dial(pc->addr, VSOCK_PORT_EXEC, "port-forward", &c);
+        if (r >= 0) {
+                call.deadline_ns = agent_reply_deadline();
+                r = vsock_open_port_forward(c, *pc->spec->host ? pc->spec->host : NULL, pc->spec->guest_port, &call);
+                if (r < 0) {
+                        cli_error_rc(r, &call, "port-forward: connection from %s to guest %s", pc->peer, target);
+                        (void) vsock_conn_close(TAKE_PTR(c));
+                }
+        }
+        if (c) {
                 _cleanup_close_ int vfd = vsock_conn_release_fd(c);
                 if (vfd < 0 || fd_set_nonblock(pc->tcp_fd, 1) < 0 || fd_set_nonblock(vfd, 1) < 0)
                         cli_error("port-forward: connection from %s: cannot set up the proxy", pc->peer);
@@ -382,13 +385,17 @@ int cmd_port_forward(int argc, char **argv) {
         if (cli_exec_addr(&addr) < 0)
                 return CLI_EXIT_ERROR;
 
-        static const int sigs[] = { SIGINT, SIGTERM, SIGHUP };
-        int r = cli_cancel_install(sigs, ARRAY_SIZE(sigs));
+        int r = cancel_setup(NULL);
         if (r < 0) {
                 cli_error("port-forward: cannot set up signal handling: %s", strerror(-r));
                 return CLI_EXIT_ERROR;
         }
         (void) signal(SIGPIPE, SIG_IGN);
+
+        /* Serve nothing where nothing can be forwarded: every connection
+         * would be reset. */
+        if (agent_verify(addr, "port-forward") < 0)
+                return cancel_signo() ? 128 + cancel_signo() : CLI_EXIT_ERROR;
 
         _cleanup_close_ int lfd = -1;
         char shown[300], target[300];
@@ -401,7 +408,7 @@ int cmd_port_forward(int argc, char **argv) {
         for (;;) {
                 struct pollfd p[2] = {
                         { .fd = lfd, .events = POLLIN },
-                        { .fd = cli_cancel_fd(), .events = POLLIN },
+                        { .fd = cancel_fd(), .events = POLLIN },
                 };
                 if (poll(p, 2, -1) < 0) {
                         if (errno == EINTR)

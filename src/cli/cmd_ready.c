@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cancel.h"
 #include "cli.h"
 #include "common/macro.h"
 
@@ -98,8 +99,7 @@ int cmd_wait_ready(int argc, char **argv) {
         if (ready_addr(raddr_arg, &addr) < 0)
                 return CLI_EXIT_ERROR;
 
-        static const int sigs[] = { SIGINT, SIGTERM, SIGHUP };
-        int r = cli_cancel_install(sigs, ARRAY_SIZE(sigs));
+        int r = cancel_setup(NULL);
         if (r < 0) {
                 cli_error("wait-ready: cannot set up signal handling: %s", strerror(-r));
                 return CLI_EXIT_ERROR;
@@ -107,7 +107,7 @@ int cmd_wait_ready(int argc, char **argv) {
 
         struct vsock_call call = VSOCK_CALL_INIT;
         call.deadline_ns = vsock_now_ns() + timeout_ns;
-        call.cancel_fd = cli_cancel_fd();
+        call.cancel_fd = cancel_fd();
         r = vsock_wait_ready(addr, &call);
         if (r >= 0)
                 return CLI_EXIT_OK;
@@ -116,8 +116,8 @@ int cmd_wait_ready(int argc, char **argv) {
                 cli_error("wait-ready: %s: guest not ready after %s", addr, timeout_arg);
                 return CLI_EXIT_FAILURE;
         case VSOCK_E_CANCELLED:
-                if (cli_cancel_signo() != 0)
-                        return 128 + cli_cancel_signo();
+                if (cancel_signo() != 0)
+                        return 128 + cancel_signo();
                 __attribute__((fallthrough));
         default:
                 cli_error_rc(r, &call, "wait-ready: %s", addr);

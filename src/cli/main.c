@@ -24,18 +24,24 @@ static const struct subcommand subcommands[] = {
 };
 
 static void usage(FILE *f) {
-        fputs("Usage: vsockctl [-a ADDR] COMMAND [ARGS...]\n"
+        fputs("Usage: vsockctl [-a ADDR] [--connect-timeout DUR] [--reply-timeout DUR] COMMAND [ARGS...]\n"
               "\n"
               "Talk to the vsock guest agent.\n"
               "\n"
               "Options:\n"
-              "  -a, --addr ADDR  the agent's address (default: $VSOCK_ADDR):\n"
-              "                     vsock:CID[:PORT]          AF_VSOCK (port 5000)\n"
-              "                     vsock-mux:/path[:PORT]    Firecracker/Cloud Hypervisor\n"
-              "                     unix:/path                unix socket\n"
-              "                     tcp:HOST[:PORT]           TCP\n"
-              "  -h, --help       show this help\n"
-              "  -V, --version    show the version\n"
+              "  -a, --addr ADDR          the agent's address (default: $VSOCK_ADDR):\n"
+              "                             vsock:CID[:PORT]        AF_VSOCK (port 5000)\n"
+              "                             vsock-mux:/path[:PORT]  Firecracker/Cloud Hypervisor\n"
+              "                             unix:/path              unix socket\n"
+              "                             tcp:HOST[:PORT]         TCP\n"
+              "      --connect-timeout DUR  give up connecting after DUR (default "
+              CLI_CONNECT_TIMEOUT_DEFAULT "; 0: never)\n"
+              "      --reply-timeout DUR    how long a request may wait for the agent's answer\n"
+              "                           (default " CLI_REPLY_TIMEOUT_DEFAULT
+              "; 0: forever); exec checks after that long\n"
+              "                           without output that an agent answers at all\n"
+              "  -h, --help               show this help\n"
+              "  -V, --version            show the version\n"
               "\n"
               "Commands:\n",
               f);
@@ -51,21 +57,51 @@ static const struct subcommand *find_subcommand(const char *name) {
         return NULL;
 }
 
+/* A duration option; "0" turns the bound off. */
+static int parse_timeout(const char *opt, const char *arg, const char **ret_arg, int64_t *ret_ns) {
+        int64_t ns = 0;
+        if (strcmp(arg, "0") != 0 && cli_parse_duration(arg, &ns) < 0)
+                return cli_usage_error(NULL, "%s: invalid duration '%s' (e.g. 500ms, 2s, 1m; 0 for none)", opt, arg);
+        *ret_arg = arg;
+        *ret_ns = ns;
+        return 0;
+}
+
+enum { OPT_CONNECT_TIMEOUT = 0x100, OPT_REPLY_TIMEOUT };
+
 int main(int argc, char **argv) {
         static const struct option options[] = {
                 { "addr", required_argument, NULL, 'a' },
+                { "connect-timeout", required_argument, NULL, OPT_CONNECT_TIMEOUT },
+                { "reply-timeout", required_argument, NULL, OPT_REPLY_TIMEOUT },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, 'V' },
                 {}
         };
         int c;
 
+        if (parse_timeout("--connect-timeout", CLI_CONNECT_TIMEOUT_DEFAULT, &cli_opts.connect_timeout_arg,
+                          &cli_opts.connect_timeout_ns) != 0 ||
+            parse_timeout("--reply-timeout", CLI_REPLY_TIMEOUT_DEFAULT, &cli_opts.reply_timeout_arg,
+                          &cli_opts.reply_timeout_ns) != 0)
+                return CLI_EXIT_ERROR;
+
         /* '+': the first non-option is the subcommand; everything after it
          * belongs to the subcommand. */
         while ((c = getopt_long(argc, argv, "+a:hV", options, NULL)) != -1) {
                 switch (c) {
                 case 'a':
-                        cli_arg_addr = optarg;
+                        cli_opts.addr = optarg;
+                        break;
+                case OPT_CONNECT_TIMEOUT:
+                        if (parse_timeout("--connect-timeout", optarg, &cli_opts.connect_timeout_arg,
+                                          &cli_opts.connect_timeout_ns) != 0)
+                                return CLI_EXIT_ERROR;
+                        break;
+                case OPT_REPLY_TIMEOUT:
+                        if (parse_timeout("--reply-timeout", optarg, &cli_opts.reply_timeout_arg,
+                                          &cli_opts.reply_timeout_ns) != 0)
+                                return CLI_EXIT_ERROR;
                         break;
                 case 'h':
                         usage(stdout);

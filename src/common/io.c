@@ -65,6 +65,16 @@ ssize_t io_read_once(int fd, void *buf, size_t n) {
         }
 }
 
+ssize_t io_readv_once(int fd, const struct iovec *iov, int iovcnt) {
+        for (;;) {
+                ssize_t r = readv(fd, iov, iovcnt);
+                if (r >= 0)
+                        return r;
+                if (errno != EINTR)
+                        return -errno;
+        }
+}
+
 ssize_t io_writev_once(int fd, const struct iovec *iov, int iovcnt) {
         for (;;) {
                 struct msghdr mh = { .msg_iov = (struct iovec *) iov, .msg_iovlen = (size_t) iovcnt };

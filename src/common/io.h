@@ -41,6 +41,9 @@ int io_writev_all_n(int fd, struct iovec *iov, int iovcnt, int64_t deadline_ns, 
  * written, or a negative errno (-EAGAIN included). EINTR is retried. */
 ssize_t io_writev_once(int fd, const struct iovec *iov, int iovcnt);
 ssize_t io_read_once(int fd, void *buf, size_t n);
+/* One scattered read attempt. Returns bytes read (0 at EOF) or a negative
+ * errno (-EAGAIN included). EINTR is retried. */
+ssize_t io_readv_once(int fd, const struct iovec *iov, int iovcnt);
 
 /* accept4(2) with EINTR retried. Returns the new fd or a negative errno
  * (-EAGAIN when nothing is pending on a non-blocking listener). */

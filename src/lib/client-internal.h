@@ -2,6 +2,7 @@
 #pragma once
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "vsock/client.h"
@@ -38,6 +39,13 @@ int client_fail(vsock_conn *c, int rc);
 /* Dial @addr for an *_at() variant, bounded by the call's deadline and
  * cancel fd. */
 int client_dial(const char *addr, uint32_t default_port, const struct vsock_call *call, vsock_conn **ret);
+
+/* Encode an exec request the way client.h promises ("Exec requests"):
+ * a request with args is sent in the form every agent runs alike (the
+ * whole vector in args, its shell quoting in command). @tty selects the
+ * ExecTTYRequest encoding. Errors are VSOCK_E_ENCODE_EXEC_REQUEST. */
+int client_encode_exec_request(const struct vsock_exec_request *req, bool tty, uint8_t **ret_data,
+                               size_t *ret_len);
 
 /* ---- exec control pipe (exec_ctl.c) ------------------------------------ */
 

@@ -129,9 +129,9 @@ _public_ int vsock_exec(vsock_conn *c, const struct vsock_exec_request *req, str
 
         _cleanup_free_ uint8_t *payload = NULL;
         size_t len;
-        int r = vsock_exec_request_encode(req, &payload, &len);
+        int r = client_encode_exec_request(req, false, &payload, &len);
         if (r < 0)
-                return vsock_err_wrap(VSOCK_E_ENCODE_EXEC_REQUEST, r);
+                return r;
 
         int64_t t0 = now_ns();
         r = vsock_write_message(c, VSOCK_MSG_EXEC, payload, len);
@@ -564,10 +564,9 @@ static int exec_streaming(enum exec_kind kind, vsock_conn *c, const struct vsock
 
         _cleanup_free_ uint8_t *payload = NULL;
         size_t len;
-        int r = mode->tty ? vsock_exec_tty_request_encode(req, &payload, &len)
-                          : vsock_exec_request_encode(req, &payload, &len);
+        int r = client_encode_exec_request(req, mode->tty, &payload, &len);
         if (r < 0)
-                return vsock_err_wrap(VSOCK_E_ENCODE_EXEC_REQUEST, r);
+                return r;
 
         _cleanup_(exec_loop_freep) struct exec_loop *l = calloc(1, sizeof *l);
         if (!l)

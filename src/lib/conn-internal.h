@@ -44,10 +44,8 @@ struct vsock_listener {
 int conn_new(int fd, const struct vsock_addr *remote, const struct vsock_peer *peer, vsock_conn **ret);
 
 /* The per-transport halves of vsock_listen_addr() (same arguments and
- * errors; @backlog <= 0 means the default). For a program that must not
- * link name resolution: vsock_listen_addr() resolves TCP hosts with
- * getaddrinfo(), which a static binary would then carry, NSS included.
- * The agent resolves TCP listen hosts itself and calls these. */
+ * errors; @backlog <= 0 means the default). The agent resolves TCP listen
+ * hosts itself (from /etc/hosts, without NSS) and calls these. */
 int conn_listen_vsock(const struct vsock_addr *a, int backlog, vsock_listener **ret);
 int conn_listen_unix(const struct vsock_addr *a, int backlog, unsigned mode, vsock_listener **ret);
 /* Listen on TCP at @sa, one resolved address of @a (an IPv6 wildcard for
@@ -58,7 +56,7 @@ int conn_listen_tcp_sockaddr(const struct vsock_addr *a, const struct sockaddr *
 
 /* Convert between struct vsock_addr and kernel socket addresses.
  * addr_to_sockaddr handles VSOCK and UNIX/MUX paths ('@' = abstract);
- * TCP goes through getaddrinfo instead. */
+ * TCP goes through tcp_resolve() instead. */
 int addr_to_sockaddr(const struct vsock_addr *a, struct sockaddr_storage *ret, socklen_t *ret_len);
 int addr_from_sockaddr(const struct sockaddr *sa, socklen_t len, struct vsock_addr *ret);
 

@@ -4,7 +4,6 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/vm_sockets.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -20,6 +19,7 @@
 #include "common/io.h"
 #include "common/macro.h"
 #include "conn-internal.h"
+#include "tcp_resolve.h"
 #include "vsock/conn.h"
 #include "vsock/error.h"
 #include "vsock/frame.h"
@@ -30,11 +30,6 @@
  * EAGAIN instead of waiting (and poll() cannot wait for room), so we retry
  * on this period until the deadline. */
 #define UNIX_BACKLOG_RETRY_MS 10
-
-static void freep_addrinfo(struct addrinfo **p) {
-        if (*p)
-                freeaddrinfo(*p);
-}
 
 /* ---- connection objects ---------------------------------------------- */
 
@@ -291,52 +286,24 @@ static int dial_sockaddr(const struct sockaddr *sa, socklen_t len, int64_t deadl
         return 0;
 }
 
-static int gai_to_errno(int gai) {
-        switch (gai) {
-        case EAI_SYSTEM:
-                return errno ? errno : EIO;
-        case EAI_AGAIN:
-                return EAGAIN;
-        case EAI_MEMORY:
-                return ENOMEM;
-        case EAI_FAMILY:
-                return EAFNOSUPPORT;
-        case EAI_NONAME:
-#ifdef EAI_NODATA
-        case EAI_NODATA:
-#endif
-                return ENXIO; /* "no such host" */
-        default:
-                return EINVAL;
-        }
-}
-
 /* Note: name resolution itself (getaddrinfo) cannot be bounded or
  * cancelled; the deadline applies to the connects. Numeric hosts never
  * block there. */
 static int dial_tcp(const struct vsock_addr *a, int64_t deadline_ns, int cancel_fd, int *ret_fd) {
-        char port[12];
-        snprintf(port, sizeof port, "%u", a->port);
-        struct addrinfo hints = {
-                .ai_family = AF_UNSPEC,
-                .ai_socktype = SOCK_STREAM,
-                .ai_flags = AI_NUMERICSERV,
-        };
-        _cleanup_(freep_addrinfo) struct addrinfo *res = NULL;
-        errno = 0;
-        int g = getaddrinfo(a->host[0] ? a->host : NULL, port, &hints, &res);
-        if (g != 0)
-                return VSOCK_ERR(VSOCK_E_CONNECT, gai_to_errno(g));
+        struct tcp_addr addrs[TCP_RESOLVE_MAX];
+        int n = tcp_resolve(a->host, (uint16_t) a->port, false, addrs, ARRAY_SIZE(addrs));
+        if (n < 0)
+                return n;
 
         int r = VSOCK_ERR(VSOCK_E_CONNECT, ENXIO);
-        for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
-                _cleanup_close_ int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
-                                                ai->ai_protocol);
+        for (int i = 0; i < n; i++) {
+                const struct sockaddr *sa = (const struct sockaddr *) &addrs[i].sa;
+                _cleanup_close_ int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
                 if (fd < 0) {
                         r = VSOCK_ERR(VSOCK_E_CREATE_SOCKET, errno);
                         continue;
                 }
-                int c = connect_wait(fd, ai->ai_addr, ai->ai_addrlen, deadline_ns, cancel_fd);
+                int c = connect_wait(fd, sa, addrs[i].len, deadline_ns, cancel_fd);
                 if (c == -ETIMEDOUT || c == -ECANCELED)
                         return vsock_err_wrap(VSOCK_E_CONNECT, c);
                 if (c < 0) {
@@ -643,33 +610,18 @@ int conn_listen_tcp_sockaddr(const struct vsock_addr *a, const struct sockaddr *
 }
 
 static int listen_tcp(const struct vsock_addr *a, int backlog, vsock_listener **ret) {
-        char port[12];
-        snprintf(port, sizeof port, "%u", a->port);
-        struct addrinfo hints = {
-                .ai_family = AF_UNSPEC,
-                .ai_socktype = SOCK_STREAM,
-                .ai_flags = AI_PASSIVE | AI_NUMERICSERV,
-        };
-        _cleanup_(freep_addrinfo) struct addrinfo *res = NULL;
-        errno = 0;
-        int g = getaddrinfo(a->host[0] ? a->host : NULL, port, &hints, &res);
-        if (g != 0)
-                return VSOCK_ERR(VSOCK_E_BIND, gai_to_errno(g));
-
+        struct tcp_addr addrs[TCP_RESOLVE_MAX];
+        int n = tcp_resolve(a->host, (uint16_t) a->port, true, addrs, ARRAY_SIZE(addrs));
+        if (n < 0)
+                return n;
+        /* In order: for the wildcard, one dual-stack IPv6 socket (as Go
+         * listens), else IPv4. */
         int r = VSOCK_ERR(VSOCK_E_BIND, EADDRNOTAVAIL);
-        /* For the wildcard, prefer one dual-stack IPv6 socket (as Go does)
-         * and fall back to whatever else getaddrinfo offered. */
-        for (int pass = 0; pass < 2; pass++)
-                for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
-                        bool v6 = ai->ai_family == AF_INET6;
-                        if (!a->host[0] && (pass == 0) != v6)
-                                continue;
-                        if (a->host[0] && pass == 1)
-                                continue;
-                        r = conn_listen_tcp_sockaddr(a, ai->ai_addr, ai->ai_addrlen, backlog, ret);
-                        if (r >= 0 || r == -ENOMEM)
-                                return r;
-                }
+        for (int i = 0; i < n; i++) {
+                r = conn_listen_tcp_sockaddr(a, (const struct sockaddr *) &addrs[i].sa, addrs[i].len, backlog, ret);
+                if (r >= 0 || r == -ENOMEM)
+                        return r;
+        }
         return r;
 }
 

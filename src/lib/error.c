@@ -35,6 +35,7 @@ static const char *const kind_names[_VSOCK_E_MAX] = {
         [VSOCK_E_MUX_HANDSHAKE] = "hybrid vsock handshake",
         [VSOCK_E_NOT_LISTENING] = "guest not listening",
         [VSOCK_E_REMOTE] = "guest agent error",
+        [VSOCK_E_RESOLVE] = "resolve host",
 };
 
 _public_ enum vsock_errkind vsock_err_kind(int rc) {
@@ -85,6 +86,13 @@ _public_ const char *vsock_strerror(int rc) {
         const char *es = e ? strerror_r(e, ebuf, sizeof ebuf) : NULL;
         if (k == VSOCK_E_ERRNO)
                 snprintf(buf, sizeof buf, "%s", es ? es : "unknown error");
+        else if (k == VSOCK_E_RESOLVE && (e == ENXIO || e == ENOSYS))
+                /* strerror's words ("No such device or address") would
+                 * mislead here. */
+                snprintf(buf, sizeof buf, "%s: %s", kind_names[k],
+                         e == ENXIO ? "no such host"
+                                    : "host names are not supported in this statically linked program "
+                                      "(use a numeric address)");
         else if (!es || k == VSOCK_E_TIMEOUT || k == VSOCK_E_CANCELLED || k == VSOCK_E_CLOSED ||
                  k == VSOCK_E_NOT_LISTENING || k == VSOCK_E_FRAME_TOO_LARGE || k == VSOCK_E_BAD_ADDRESS ||
                  k == VSOCK_E_PROTOCOL || k == VSOCK_E_DECODE || k == VSOCK_E_PORT_FORWARD_REJECTED ||

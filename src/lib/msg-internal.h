@@ -82,6 +82,25 @@ void msg_exec_request_wipe(struct vsock_exec_request *r);
  * (Kelvin sign) to 'k'. */
 bool msg_key_matches(const char *name, const char *key, size_t len);
 
+/* A Go map[string]string: a JSON object with the keys sorted by their
+ * bytes (a later duplicate key wins), appended to @out. The extension
+ * codec (ext_codec.c) writes its maps with it too. */
+int msg_encode_env(struct buf *out, const struct vsock_env *env, size_t n);
+
+/* The members of the JSON object @obj (values strings or null, null
+ * read as "") into a vsock_env array sorted by key, for a Go
+ * map[string]string. @pe and @pn must point to an empty array; they own
+ * what is filled even when this fails midway (free with msg_env_free).
+ * Returns 0, -ENOMEM, or -EINVAL with @ret_nul set false for a value that
+ * is not a string, true for one that holds NUL. */
+struct json_t;
+int msg_env_from_json(struct json_t *obj, struct vsock_env **pe, size_t *pn, bool *ret_nul);
+
+/* The reason, as decoders report it ("unexpected end of JSON input",
+ * "JSON nested too deeply", ...), for a jansson parse error. */
+struct json_error_t;
+const char *msg_json_error_why(const struct json_error_t *e);
+
 /* Release helpers shared by the decoders and the *_clear functions. All
  * accept NULL. @wipe zeroes env values / byte contents before freeing. */
 void msg_strv_free(char **v, size_t n);

@@ -198,17 +198,23 @@ void msg_exec_request_wipe(struct vsock_exec_request *r) {
                 explicit_bzero(r->stdin_data.data, r->stdin_data.len);
 }
 
+/* Decoded strings are ours (malloc'd) even where the struct says const, so
+ * that callers may point the same fields at literals. */
+static void free_const(const void *p) {
+        free((void *) p);
+}
+
 _public_ void vsock_exec_request_clear(struct vsock_exec_request *r, bool wipe) {
         if (!r)
                 return;
         if (wipe)
                 msg_exec_request_wipe(r);
-        free(r->command);
+        free_const(r->command);
         msg_strv_free(r->args, r->n_args);
-        free(r->working_dir);
+        free_const(r->working_dir);
         msg_env_free(r->env, r->n_env, false);
         msg_bytes_free(&r->stdin_data, false);
-        free(r->user);
+        free_const(r->user);
         *r = (struct vsock_exec_request) {};
 }
 
@@ -224,14 +230,14 @@ _public_ void vsock_exec_response_clear(struct vsock_exec_response *r) {
 _public_ void vsock_port_forward_request_clear(struct vsock_port_forward_request *r) {
         if (!r)
                 return;
-        free(r->host);
+        free_const(r->host);
         *r = (struct vsock_port_forward_request) {};
 }
 
 _public_ void vsock_write_file_request_clear(struct vsock_write_file_request *r) {
         if (!r)
                 return;
-        free(r->path);
+        free_const(r->path);
         msg_bytes_free(&r->content, false);
         *r = (struct vsock_write_file_request) {};
 }
@@ -239,7 +245,7 @@ _public_ void vsock_write_file_request_clear(struct vsock_write_file_request *r)
 _public_ void vsock_path_request_clear(struct vsock_path_request *r) {
         if (!r)
                 return;
-        free(r->path);
+        free_const(r->path);
         *r = (struct vsock_path_request) {};
 }
 

@@ -389,20 +389,8 @@ static int decode_strv(const struct field *f, json_t *v, void *st, const char **
         return 0;
 }
 
-static int decode_env(const struct field *f, json_t *v, void *st, const char **why) {
-        struct vsock_env **pe = MEMBER(st, f, struct vsock_env *);
-        size_t *pn = COUNT(st, f);
-
-        msg_env_free(*pe, *pn, true);
-        *pe = NULL;
-        *pn = 0;
-        if (json_is_null(v))
-                return 0;
-        if (!json_is_object(v)) {
-                *why = f->why_type;
-                return DECODE_ERR;
-        }
-        size_t n = json_object_size(v);
+int msg_env_from_json(struct json_t *obj, struct vsock_env **pe, size_t *pn, bool *ret_nul) {
+        size_t n = json_object_size(obj);
         if (n == 0)
                 return 0;
         *pe = calloc(n, sizeof(struct vsock_env));
@@ -415,7 +403,7 @@ static int decode_env(const struct field *f, json_t *v, void *st, const char **w
         size_t i = 0;
         const char *key;
         json_t *val;
-        json_object_foreach(v, key, val) {
+        json_object_foreach(obj, key, val) {
                 struct vsock_env *e = &(*pe)[i++];
                 int r;
                 e->key = strdup(key);
@@ -426,18 +414,38 @@ static int decode_env(const struct field *f, json_t *v, void *st, const char **w
                 else if (json_is_string(val))
                         r = dup_string(val, &e->value);
                 else {
-                        *why = f->why_type;
-                        return DECODE_ERR;
+                        *ret_nul = false;
+                        return -EINVAL;
                 }
-                if (r == -EINVAL) {
-                        *why = f->why_value;
-                        return DECODE_ERR;
-                }
+                if (r == -EINVAL)
+                        *ret_nul = true;
                 if (r < 0)
                         return r;
         }
         qsort(*pe, n, sizeof(struct vsock_env), env_cmp);
         return 0;
+}
+
+static int decode_env(const struct field *f, json_t *v, void *st, const char **why) {
+        struct vsock_env **pe = MEMBER(st, f, struct vsock_env *);
+        size_t *pn = COUNT(st, f);
+        bool nul = false;
+
+        msg_env_free(*pe, *pn, true);
+        *pe = NULL;
+        *pn = 0;
+        if (json_is_null(v))
+                return 0;
+        if (!json_is_object(v)) {
+                *why = f->why_type;
+                return DECODE_ERR;
+        }
+        int r = msg_env_from_json(v, pe, pn, &nul);
+        if (r == -EINVAL) {
+                *why = nul ? f->why_value : f->why_type;
+                return DECODE_ERR;
+        }
+        return r;
 }
 
 static int fill_required(const struct field *fields, size_t n, void *st) {
@@ -643,7 +651,7 @@ static int decode_object(json_t *obj, const struct field *fields, size_t n, void
         return 0;
 }
 
-static const char *parse_error_why(const json_error_t *e) {
+const char *msg_json_error_why(const struct json_error_t *e) {
         switch (json_error_code(e)) {
         case json_error_out_of_memory:
                 return "out of memory";
@@ -754,7 +762,7 @@ static int decode_json(const void *data, size_t len, const struct field *fields,
         }
         if (!root) {
                 r = json_error_code(&e) == json_error_out_of_memory ? -ENOMEM : DECODE_ERR;
-                why = parse_error_why(&e);
+                why = msg_json_error_why(&e);
                 goto out;
         }
         if (!json_is_object(root)) {

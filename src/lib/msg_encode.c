@@ -52,7 +52,7 @@ static int env_cmp(const void *a, const void *b) {
         return x < y ? -1 : x > y;
 }
 
-static int enc_env(struct buf *out, const struct vsock_env *env, size_t n) {
+int msg_encode_env(struct buf *out, const struct vsock_env *env, size_t n) {
         _cleanup_free_ const struct vsock_env **idx = calloc(n, sizeof *idx);
         int r;
         if (!idx)
@@ -110,7 +110,7 @@ static int enc_exec(const struct vsock_exec_request *q, bool tty, struct buf *ou
         }
         if (q->n_env > 0) {
                 TRY(json_enc_raw(out, ",\"env\":"));
-                TRY(enc_env(out, q->env, q->n_env));
+                TRY(msg_encode_env(out, q->env, q->n_env));
         }
         if (tty) {
                 TRY(json_enc_raw(out, ",\"rows\":"));

@@ -13,11 +13,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include "common/io.h"
 
 static bool env_has_entry(const char *env, size_t len, const char *marker, bool prefix) {
         size_t ml = strlen(marker);
@@ -149,7 +153,9 @@ static int settled_fds(pid_t pid) {
         return cur;
 }
 
-struct agent *agent_start(const char *const *extra, int nofile) {
+/* Start the agent; with @tty_master, on a new pseudo-terminal that is its
+ * controlling terminal. */
+static struct agent *agent_start_ex(const char *const *extra, int nofile, int *tty_master) {
         struct agent *a = calloc(1, sizeof *a);
         if (!a)
                 return NULL;
@@ -175,6 +181,19 @@ struct agent *agent_start(const char *const *extra, int nofile) {
         for (; extra && *extra && n < 38; extra++)
                 argv[n++] = *extra;
         argv[n] = NULL;
+        int master = -1;
+        char slave_name[64] = "";
+        if (tty_master) {
+                master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+                if (master < 0 || grantpt(master) < 0 || unlockpt(master) < 0 ||
+                    ptsname_r(master, slave_name, sizeof slave_name) != 0) {
+                        perror("pty");
+                        if (master >= 0)
+                                close(master);
+                        free(a);
+                        return NULL;
+                }
+        }
         a->pid = fork();
         if (a->pid < 0) {
                 perror("fork");
@@ -186,6 +205,15 @@ struct agent *agent_start(const char *const *extra, int nofile) {
                         struct rlimit rl = { (rlim_t) nofile, (rlim_t) nofile };
                         if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
                                 _exit(126);
+                }
+                if (tty_master) {
+                        /* A session of its own whose terminal is the pty,
+                         * as a login shell would give it. */
+                        int fd = -1;
+                        if (setsid() < 0 || (fd = open(slave_name, O_RDWR)) < 0 || ioctl(fd, TIOCSCTTY, 0) < 0 ||
+                            dup2(fd, 0) < 0)
+                                _exit(126);
+                        close(fd);
                 }
                 execv(agent, (char *const *) argv);
                 _exit(127);
@@ -203,6 +231,8 @@ struct agent *agent_start(const char *const *extra, int nofile) {
                         fprintf(stderr, "agent did not start\n");
                         kill(a->pid, SIGKILL);
                         waitpid(a->pid, &st, 0);
+                        if (master >= 0)
+                                close(master);
                         free(a);
                         return NULL;
                 }
@@ -211,7 +241,15 @@ struct agent *agent_start(const char *const *extra, int nofile) {
         /* The ready connection is closed by the agent right away; let the
          * count settle before taking the baseline. */
         a->baseline_fds = settled_fds(a->pid);
+        if (tty_master)
+                *tty_master = master;
         return a;
+}
+
+struct agent *agent_start(const char *const *extra, int nofile) { return agent_start_ex(extra, nofile, NULL); }
+
+struct agent *agent_start_tty(const char *const *extra, int *ret_master) {
+        return agent_start_ex(extra, 0, ret_master);
 }
 
 int agent_warm_up(struct agent *a) {
@@ -539,4 +577,87 @@ void tcp_server_stop(struct tcp_server *s) {
         close(s->lfd);
         free(s->conns);
         free(s);
+}
+
+/* ---- a file system that never answers ---------------------------------------- */
+
+struct stall_fs *stall_fs_start(char *why, size_t why_size) {
+        const char *helper = getenv("FUSE_STALL");
+        if (!helper) {
+                snprintf(why, why_size, "built without libfuse3 (no fuse-stall helper)");
+                return NULL;
+        }
+        if (access("/dev/fuse", R_OK | W_OK) < 0) {
+                snprintf(why, why_size, "/dev/fuse: %s", strerror(errno));
+                return NULL;
+        }
+        struct stall_fs *f = calloc(1, sizeof *f);
+        if (!f)
+                return NULL;
+        snprintf(f->dir, sizeof f->dir, "/tmp/vsock-stall-XXXXXX");
+        int in[2] = { -1, -1 }, out[2] = { -1, -1 };
+        if (!mkdtemp(f->dir) || pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0) {
+                snprintf(why, why_size, "set-up: %s", strerror(errno));
+                goto fail;
+        }
+        f->pid = fork();
+        if (f->pid < 0)
+                goto fail;
+        if (f->pid == 0) {
+                if (dup2(in[0], 0) < 0 || dup2(out[1], 1) < 0)
+                        _exit(126);
+                execl(helper, "fuse-stall", f->dir, (char *) NULL);
+                _exit(127);
+        }
+        close(in[0]);
+        close(out[1]);
+        in[0] = out[1] = -1;
+        f->release_fd = in[1];
+        char line[16] = "";
+        ssize_t n = io_read_full(out[0], line, 6, deadline_from_ms(20000), -1);
+        close(out[0]);
+        if (n != 6 || memcmp(line, "ready\n", 6) != 0) {
+                snprintf(why, why_size, "fuse-stall could not mount on %s (its reason is on stderr)", f->dir);
+                close(f->release_fd);
+                kill(f->pid, SIGKILL);
+                waitpid(f->pid, NULL, 0);
+                rmdir(f->dir);
+                free(f);
+                return NULL;
+        }
+        return f;
+fail:
+        for (int i = 0; i < 2; i++) {
+                if (in[i] >= 0)
+                        close(in[i]);
+                if (out[i] >= 0)
+                        close(out[i]);
+        }
+        rmdir(f->dir);
+        free(f);
+        return NULL;
+}
+
+void stall_fs_release(struct stall_fs *f) {
+        if (!f)
+                return;
+        close(f->release_fd);
+        int64_t end = mono_ms() + 20000;
+        while (waitpid(f->pid, NULL, WNOHANG) == 0) {
+                if (mono_ms() > end) {
+                        /* Its death aborts the connection: that releases too. */
+                        kill(f->pid, SIGKILL);
+                        waitpid(f->pid, NULL, 0);
+                        break;
+                }
+                pause_ms(5);
+        }
+        (void) umount2(f->dir, MNT_DETACH);
+        rmdir(f->dir);
+        free(f);
+}
+
+const char *stall_fs_path(const struct stall_fs *f, const char *name, char *buf, size_t size) {
+        snprintf(buf, size, "%s/%s", f->dir, name);
+        return buf;
 }

@@ -120,3 +120,28 @@ unsigned tcp_server_open(const struct tcp_server *s);
 /* Wait (bounded) until the server has no open connection. */
 bool tcp_server_wait_idle(const struct tcp_server *s, int bound_ms);
 void tcp_server_stop(struct tcp_server *s);
+
+/* ---- a file system that never answers (fuse-stall.c) --------------------- */
+
+struct stall_fs {
+        pid_t pid;
+        int release_fd;                 /* its stdin: closing it releases */
+        char dir[64];                   /* the mount point */
+};
+
+/* Mount $FUSE_STALL on a fresh directory and wait (bounded) until it
+ * serves. NULL when that is not possible here, with the reason in @why
+ * (no fuse3 at build time, no /dev/fuse, mounting refused). */
+struct stall_fs *stall_fs_start(char *why, size_t why_size);
+/* Answer everything it holds with EIO, unmount, reap it, remove the
+ * directory. Every process stuck in it goes on. Accepts NULL. */
+void stall_fs_release(struct stall_fs *f);
+/* "@f->dir/@name" into @buf. */
+const char *stall_fs_path(const struct stall_fs *f, const char *name, char *buf, size_t size);
+
+/* ---- the agent with a controlling terminal ----------------------------------- */
+
+/* agent_start(), but the agent leads a session whose controlling terminal
+ * is a new pseudo-terminal (as when started from a shell); its master goes
+ * to *ret_master. */
+struct agent *agent_start_tty(const char *const *extra, int *ret_master);

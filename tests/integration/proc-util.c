@@ -181,3 +181,11 @@ bool text_field(const char *text, const char *key, char *val, size_t size) {
         }
         return false;
 }
+
+bool text_field_is(const char *text, const char *key, const char *want, char *got, size_t size) {
+        if (!text_field(text, key, got, size)) {
+                snprintf(got, size, "(no such line)");
+                return false;
+        }
+        return strcmp(got, want) == 0;
+}

@@ -39,3 +39,6 @@ pid_t proc_pgid(pid_t pid);
  * probe prints), without surrounding blanks or a TTY's trailing \r, into
  * @val. False when there is no such line or the value does not fit. */
 bool text_field(const char *text, const char *key, char *val, size_t size);
+/* Whether @text has the line "@key @want"; what it has instead goes to
+ * @got ("(no such line)" when none). */
+bool text_field_is(const char *text, const char *key, const char *want, char *got, size_t size);

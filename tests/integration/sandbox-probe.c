@@ -10,20 +10,37 @@
  * nothing here ever changes the system. The AF_VSOCK socket is created and
  * closed, never connected.
  *
- * Run by tests/integration/test-sandbox-agent.c through the real agent. */
+ * (The same with the argument "probe".) With other arguments, one of the
+ * other ways a workload reaches past the agent:
+ *   sandbox-probe tty            open /dev/tty and try TIOCSTI on it
+ *   sandbox-probe cont PID       SIGCONT to PID (another session's job)
+ *   sandbox-probe memsearch PID REVERSED
+ *                                read every readable mapping of PID through
+ *                                /proc/PID/mem and look for REVERSED, read
+ *                                backwards (so that the needle is not in our
+ *                                own request): "memsearch found|absent BYTES"
+ *
+ * Run by the sandbox, hostile and pid-ns suites through the real agent. */
 #include <errno.h>
+#include <fcntl.h>
+#include <linux/io_uring.h>
 #include <linux/keyctl.h>
 #include <linux/ptrace.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <unistd.h>
 
 #ifndef AF_VSOCK
@@ -78,6 +95,9 @@ static void in_child(const char *name, int (*fn)(void)) {
                 return;
         }
         if (pid == 0) {
+                /* A kernel without IA32 emulation answers int 0x80 with
+                 * SIGSEGV: the kernel's, not a sanitizer's handler. */
+                signal(SIGSEGV, SIG_DFL);
                 /* A SIGSYS kill would otherwise dump core in the cwd. */
                 struct rlimit rl = { 0, 0 };
                 (void) setrlimit(RLIMIT_CORE, &rl);
@@ -100,6 +120,110 @@ static void in_child(const char *name, int (*fn)(void)) {
 }
 #endif
 
+/* io_uring performs system calls the filter never sees: set up a ring and
+ * ask it for an AF_VSOCK socket (IORING_OP_SOCKET), closed at once, never
+ * connected. Prints io_uring_setup and io_uring_socket_vsock. */
+static void io_uring_checks(void) {
+        struct io_uring_params p = { 0 };
+        long fd = syscall(__NR_io_uring_setup, 4L, &p);
+        report("io_uring_setup", fd);
+        if (fd < 0) {
+                report("io_uring_socket_vsock", -1);
+                return;
+        }
+        size_t sq_len = p.sq_off.array + p.sq_entries * sizeof(uint32_t);
+        size_t cq_len = p.cq_off.cqes + p.cq_entries * sizeof(struct io_uring_cqe);
+        uint8_t *sq = mmap(NULL, sq_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, (int) fd, IORING_OFF_SQ_RING);
+        uint8_t *cq = mmap(NULL, cq_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, (int) fd, IORING_OFF_CQ_RING);
+        struct io_uring_sqe *sqes = mmap(NULL, p.sq_entries * sizeof *sqes, PROT_READ | PROT_WRITE,
+                                         MAP_SHARED | MAP_POPULATE, (int) fd, IORING_OFF_SQES);
+        if (sq == MAP_FAILED || cq == MAP_FAILED || sqes == MAP_FAILED) {
+                report("io_uring_socket_vsock", -1);
+                close((int) fd);
+                return;
+        }
+        memset(&sqes[0], 0, sizeof sqes[0]);
+        sqes[0].opcode = 45; /* IORING_OP_SOCKET (5.19) */
+        sqes[0].fd = AF_VSOCK;
+        sqes[0].off = SOCK_STREAM | SOCK_CLOEXEC;
+        uint32_t *tail = (uint32_t *) (sq + p.sq_off.tail), *mask = (uint32_t *) (sq + p.sq_off.ring_mask);
+        uint32_t *array = (uint32_t *) (sq + p.sq_off.array);
+        array[*tail & *mask] = 0;
+        __atomic_store_n(tail, *tail + 1, __ATOMIC_RELEASE);
+        long r = syscall(__NR_io_uring_enter, fd, 1L, 1L, (long) IORING_ENTER_GETEVENTS, NULL, 0L);
+        if (r < 0) {
+                report("io_uring_socket_vsock", r);
+        } else {
+                uint32_t head = __atomic_load_n((uint32_t *) (cq + p.cq_off.head), __ATOMIC_ACQUIRE);
+                uint32_t cmask = *(uint32_t *) (cq + p.cq_off.ring_mask);
+                struct io_uring_cqe *cqe = (struct io_uring_cqe *) (cq + p.cq_off.cqes) + (head & cmask);
+                errno = cqe->res < 0 ? -cqe->res : 0;
+                report_fd("io_uring_socket_vsock", cqe->res < 0 ? -1 : cqe->res);
+        }
+        close((int) fd);
+}
+
+/* The agent's controlling terminal must be out of reach. */
+static int tty_checks(void) {
+        long fd = open("/dev/tty", O_RDWR | O_NOCTTY | O_CLOEXEC);
+        report("devtty", fd);
+        if (fd >= 0) {
+                /* A space in the terminal's input: harmless, and proof. */
+                report("tiocsti", ioctl((int) fd, TIOCSTI, " "));
+                close((int) fd);
+        }
+        return 0;
+}
+
+static int memsearch(pid_t pid, const char *reversed) {
+        size_t n = strlen(reversed);
+        char needle[256];
+        if (n == 0 || n >= sizeof needle)
+                return 2;
+        for (size_t i = 0; i < n; i++)
+                needle[i] = reversed[n - 1 - i];
+        char path[64];
+        snprintf(path, sizeof path, "/proc/%d/maps", (int) pid);
+        FILE *maps = fopen(path, "re");
+        snprintf(path, sizeof path, "/proc/%d/mem", (int) pid);
+        int mem = open(path, O_RDONLY | O_CLOEXEC);
+        if (!maps || mem < 0) {
+                printf("memsearch %s\n", strerrorname_np(errno));
+                return 0;
+        }
+        unsigned long long total = 0;
+        bool found = false;
+        char line[512];
+        static uint8_t buf[1 << 20];
+        while (fgets(line, sizeof line, maps)) {
+                unsigned long long a, b;
+                char perms[8];
+                if (sscanf(line, "%llx-%llx %7s", &a, &b, perms) != 3 || perms[0] != 'r')
+                        continue;
+                /* A sanitizer's shadow reserves terabytes; nothing of ours
+                 * is that big. */
+                if (b - a > (1ULL << 30))
+                        continue;
+                /* Chunks that overlap by the needle's length. */
+                for (unsigned long long off = a; off < b;) {
+                        size_t want = (size_t) (b - off < sizeof buf ? b - off : sizeof buf);
+                        ssize_t k = pread(mem, buf, want, (off_t) off);
+                        if (k <= 0)
+                                break;
+                        total += (unsigned long long) k;
+                        if (memmem(buf, (size_t) k, needle, n))
+                                found = true;
+                        off += (size_t) k > n ? (size_t) k - n : (size_t) k;
+                        if ((size_t) k < want)
+                                break;
+                }
+        }
+        fclose(maps);
+        close(mem);
+        printf("memsearch %s %llu\n", found ? "found" : "absent", total);
+        return 0;
+}
+
 static void print_status(void) {
         static const char *const keys[] = { "Uid:", "NoNewPrivs:", "Seccomp:", "CapInh:", "CapPrm:",
                                             "CapEff:", "CapBnd:", "CapAmb:" };
@@ -116,9 +240,22 @@ static void print_status(void) {
         fclose(f);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
         struct iovec iov = { 0 };
         int sv[2];
+
+        if (argc == 2 && strcmp(argv[1], "tty") == 0)
+                return tty_checks();
+        if (argc == 3 && strcmp(argv[1], "cont") == 0) {
+                report("sigcont", kill((pid_t) atoi(argv[2]), SIGCONT));
+                return 0;
+        }
+        if (argc == 4 && strcmp(argv[1], "memsearch") == 0)
+                return memsearch((pid_t) atoi(argv[2]), argv[3]);
+        if (argc > 2 || (argc == 2 && strcmp(argv[1], "probe") != 0)) {
+                fprintf(stderr, "usage: sandbox-probe [probe | tty | cont PID | memsearch PID REVERSED]\n");
+                return 2;
+        }
 
         /* Not traced by us: ESRCH when allowed, whatever our privilege. */
         report("ptrace", syscall(SYS_ptrace, (long) PTRACE_PEEKUSR, (long) getppid(), 0L, 0L));
@@ -171,6 +308,8 @@ int main(void) {
         /* Unreadable type: EFAULT. */
         report("add_key", syscall(SYS_add_key, NULL, NULL, NULL, 0L, (long) KEY_SPEC_PROCESS_KEYRING));
         report("request_key", syscall(SYS_request_key, NULL, NULL, NULL, 0L));
+
+        io_uring_checks();
 
 #if defined(__x86_64__)
         in_child("i386_ptrace", nr_i386_ptrace);

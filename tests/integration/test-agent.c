@@ -53,6 +53,8 @@ static int group_setup(void **state) {
         /* 500 sessions need fds on both sides; the agent inherits this. */
         nofile_raise(8192);
         signal(SIGPIPE, SIG_IGN);
+        /* The usual umask: WriteFile's modes must not follow it. */
+        umask(022);
         A = agent_start(NULL, 0);
         return A ? 0 : -1;
 }
@@ -226,33 +228,47 @@ static void test_exit_codes(void **state) {
         result_free(&r);
 }
 
+/* A command that cannot start: 127 (not found) or 126, and one line of
+ * reason on its stderr, never an `error` field, the same in every mode,
+ * so that a host never mistakes it for the command's own failure. */
+static void expect_start_failure(const struct vsock_exec_request *req, int64_t code, const char *reason) {
+        static const uint8_t types[] = { VSOCK_MSG_EXEC, VSOCK_MSG_EXEC_STREAM, VSOCK_MSG_EXEC_PIPE,
+                                         VSOCK_MSG_EXEC_TTY };
+        char want[512];
+        snprintf(want, sizeof want, "vsock-agent: %s\n", reason);
+        for (size_t i = 0; i < sizeof types; i++) {
+                struct result r;
+                exec_simple(types[i], req, &r);
+                if (r.exit_code != code || !buf_eq(&r.err, want) || r.error || buf_size(&r.out) != 0)
+                        fail_msg("%s: exit %lld, stderr \"%.*s\", error \"%s\"; want %lld, \"%s\"",
+                                 vsock_msg_type_name(types[i]), (long long) r.exit_code, (int) buf_size(&r.err),
+                                 (const char *) buf_head(&r.err), r.error ? r.error : "", (long long) code, want);
+                result_free(&r);
+        }
+}
+
 static void test_not_found(void **state) {
-        struct result r;
-        struct vsock_exec_request req = { .command = "no-such-command-xyz", .args = (char *[]) { "a" }, .n_args = 1 };
-        exec_simple(VSOCK_MSG_EXEC, &req, &r);
-        assert_int_equal(r.exit_code, 127);
-        assert_non_null(r.error);
-        assert_non_null(strstr(r.error, "not found"));
-        result_free(&r);
-
+        char *args[] = { "a" };
+        struct vsock_exec_request req = { .command = "no-such-command-xyz", .args = args, .n_args = 1 };
+        expect_start_failure(&req, 127, "exec: \"no-such-command-xyz\": executable file not found in $PATH");
+        req.command = "/no/such/program";
+        expect_start_failure(&req, 127, "exec /no/such/program: no such file or directory");
         req.command = "/etc/passwd"; /* exists, not executable */
-        exec_simple(VSOCK_MSG_EXEC_STREAM, &req, &r);
-        assert_int_equal(r.exit_code, 126);
-        assert_non_null(r.error);
-        assert_non_null(strstr(r.error, "ermission denied"));
-        result_free(&r);
+        expect_start_failure(&req, 126, "exec /etc/passwd: permission denied");
 
-        /* Pipe mode reports the reason on stderr. */
-        req.command = "no-such-command-xyz";
-        exec_simple(VSOCK_MSG_EXEC_PIPE, &req, &r);
-        assert_int_equal(r.exit_code, 127);
-        assert_true(buf_contains(&r.err, "not found"));
-        result_free(&r);
+        req = (struct vsock_exec_request) { .command = "pwd", .working_dir = "/nonexistent-dir" };
+        expect_start_failure(&req, 127, "chdir /nonexistent-dir: no such file or directory");
+        req = (struct vsock_exec_request) { .command = "id", .user = "no-such-user-xyz" };
+        expect_start_failure(&req, 127, "unknown user \"no-such-user-xyz\"");
+        req = (struct vsock_exec_request) { .command = "id", .user = "0:no-such-group-xyz" };
+        expect_start_failure(&req, 127, "unknown group \"no-such-group-xyz\"");
 
-        /* Through the shell, the shell says it. */
+        /* Through the shell, the shell says it, with the same code. */
+        struct result r;
         sh(VSOCK_MSG_EXEC, "no-such-command-xyz", &r);
         assert_int_equal(r.exit_code, 127);
         assert_true(buf_contains(&r.err, "not found"));
+        assert_false(buf_contains(&r.err, "vsock-agent"));
         result_free(&r);
 }
 
@@ -351,20 +367,7 @@ static void test_env_cwd_user(void **state) {
         assert_true(buf_eq(&r.out, "bar baz\n/tmp\n/usr/bin:/bin\n"));
         result_free(&r);
 
-        req = (struct vsock_exec_request) { .command = "pwd", .working_dir = "/nonexistent-dir" };
-        exec_simple(VSOCK_MSG_EXEC, &req, &r);
-        assert_int_not_equal(r.exit_code, 0);
-        assert_non_null(r.error);
-        assert_non_null(strstr(r.error, "/nonexistent-dir"));
-        result_free(&r);
-
-        req = (struct vsock_exec_request) { .command = "id", .user = "no-such-user-xyz" };
-        exec_simple(VSOCK_MSG_EXEC, &req, &r);
-        assert_int_not_equal(r.exit_code, 0);
-        assert_non_null(r.error);
-        assert_non_null(strstr(r.error, "no-such-user-xyz"));
-        result_free(&r);
-
+        /* (Directories and users that do not exist: test_not_found.) */
         if (geteuid() != 0) {
                 print_message("not root: skipping the user switch\n");
                 return;
@@ -597,7 +600,8 @@ static void test_unknown_type(void **state) {
         assert_int_equal(vsock_write_message(c, VSOCK_MSG_EXEC, "{\"command\":", 11), 0);
         struct result res;
         read_all(c, &res);
-        assert_non_null(res.error);
+        assert_int_equal(res.exit_code, 126);
+        assert_true(buf_contains(&res.err, "vsock-agent: invalid exec request: "));
         result_free(&res);
         vsock_conn_close(c);
 
@@ -904,29 +908,82 @@ static void test_portfwd(void **state) {
         portfwd_echo("localhost", AF_INET); /* by name, via the worker */
 }
 
+/* One Stderr frame, exactly @text, and the connection closes. */
 static void expect_reject(const char *host, uint16_t port, const char *text) {
         vsock_conn *c = dial();
         portfwd_request(c, host, port);
         struct result r;
         read_all(c, &r);
         assert_int_equal(r.frames, 1);
-        assert_true(buf_contains(&r.err, text));
+        if (!buf_eq(&r.err, text))
+                fail_msg("rejection \"%.*s\", want \"%s\"", (int) buf_size(&r.err), (const char *) buf_head(&r.err),
+                         text);
         result_free(&r);
         vsock_conn_close(c);
 }
 
-static void test_portfwd_reject(void **state) {
-        /* A port nobody listens on: bind one, then close it. */
-        int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        struct sockaddr_in in = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-        socklen_t sl = sizeof in;
-        assert_int_equal(bind(s, (struct sockaddr *) &in, sl), 0);
-        assert_int_equal(getsockname(s, (struct sockaddr *) &in, &sl), 0);
-        uint16_t port = ntohs(in.sin_port);
+/* A loopback port nobody listens on: bind one, then close it. */
+static uint16_t closed_port(int family) {
+        int s = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_storage ss = { .ss_family = (sa_family_t) family };
+        if (family == AF_INET)
+                ((struct sockaddr_in *) &ss)->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        else
+                ((struct sockaddr_in6 *) &ss)->sin6_addr = in6addr_loopback;
+        socklen_t sl = family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
+        if (bind(s, (struct sockaddr *) &ss, sl) < 0) {
+                close(s);
+                return 0; /* no IPv6 here */
+        }
+        assert_int_equal(getsockname(s, (struct sockaddr *) &ss, &sl), 0);
         close(s);
-        expect_reject("127.0.0.1", port, "connection refused");
+        return ntohs(family == AF_INET ? ((struct sockaddr_in *) &ss)->sin_port
+                                       : ((struct sockaddr_in6 *) &ss)->sin6_port);
+}
+
+/* The Go agent's words, which Go hosts may parse. */
+static void test_portfwd_reject(void **state) {
+        char want[256];
+        uint16_t port = closed_port(AF_INET);
+        snprintf(want, sizeof want, "connect 127.0.0.1:%u failed: dial tcp 127.0.0.1:%u: connect: connection refused",
+                 port, port);
+        expect_reject("127.0.0.1", port, want);
+        expect_reject(NULL, port, want); /* the default host */
+        uint16_t port6 = closed_port(AF_INET6);
+        if (port6) {
+                snprintf(want, sizeof want, "connect ::1:%u failed: dial tcp [::1]:%u: connect: connection refused",
+                         port6, port6);
+                expect_reject("::1", port6, want);
+        }
         expect_reject(NULL, 0, "invalid remote port 0");
-        expect_reject("no-such-host.invalid", 80, "lookup no-such-host.invalid");
+        expect_reject("no-such-host.invalid", 80,
+                      "connect no-such-host.invalid:80 failed: dial tcp: lookup no-such-host.invalid: no such host");
+}
+
+/* WriteFile's modes, as the README's compatibility table says: exact (the
+ * agent's umask, 022, does not apply), and an existing file keeps its own
+ * when the request has none. */
+static void test_write_file_modes(void **state) {
+        char path[160];
+        snprintf(path, sizeof path, "%s/modes", A->dir);
+        static const struct {
+                mode_t mode, want;
+        } steps[] = { { 0777, 0777 }, { 0, 0777 }, { 0640, 0640 }, { 0, 0640 } };
+        for (size_t i = 0; i < sizeof steps / sizeof *steps; i++) {
+                struct vsock_call call = VSOCK_CALL_INIT;
+                call.deadline_ns = vsock_deadline_in(BOUND_MS);
+                vsock_conn *c = dial();
+                int r = vsock_write_file(c, path, "m", 1, steps[i].mode, &call);
+                vsock_conn_close(c);
+                if (r < 0)
+                        fail_msg("write_file mode %o: %s (%s)", steps[i].mode, vsock_strerror(r), call.remote_error);
+                struct stat st;
+                assert_int_equal(stat(path, &st), 0);
+                if ((st.st_mode & 07777) != steps[i].want)
+                        fail_msg("step %zu (mode %o): %o, want %o", i, steps[i].mode, st.st_mode & 07777,
+                                 steps[i].want);
+        }
+        unlink(path);
 }
 
 /* ---- files ------------------------------------------------------------------ */
@@ -1217,6 +1274,7 @@ int main(void) {
                 cmocka_unit_test_teardown(test_portfwd, test_teardown),
                 cmocka_unit_test_teardown(test_portfwd_reject, test_teardown),
                 cmocka_unit_test_teardown(test_files, test_teardown),
+                cmocka_unit_test_teardown(test_write_file_modes, test_teardown),
                 cmocka_unit_test_teardown(test_many_sessions, test_teardown),
                 cmocka_unit_test_teardown(test_peer_uid, test_teardown),
                 cmocka_unit_test_teardown(test_idle_timeout, test_teardown),

@@ -23,9 +23,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -271,7 +275,8 @@ static enum outcome reply_outcome(const struct reply *r) {
                 return OUT_CLOSED;
         if (r->error)
                 return OUT_ERROR;
-        if (r->got_exit && r->exit_code != 0 && buf_size(&r->err) > 0)
+        /* A request that cannot run: 126 (or 127) and the reason on stderr. */
+        if ((r->got_exit || r->got_result) && r->exit_code != 0 && buf_size(&r->err) > 0)
                 return OUT_ERROR;
         /* A rejected port forward: its reason on Stderr, no Ready. */
         if (!r->got_exit && !r->got_result && !r->got_file && !r->got_ready && buf_size(&r->err) > 0)
@@ -313,12 +318,19 @@ static vsock_conn *exec_start(uint8_t type, const struct vsock_exec_request *req
         return c;
 }
 
-/* The same, reading until the command's Exit or ExecResult. */
-static vsock_conn *exec_until_end(uint8_t type, const struct vsock_exec_request *req, struct reply *r) {
-        vsock_conn *c = exec_start(type, req, NULL, r);
+/* The same on @a, reading until the command's Exit or ExecResult. */
+static vsock_conn *exec_until_end_a(struct agent *a, uint8_t type, const struct vsock_exec_request *req,
+                                    struct reply *r) {
+        vsock_conn *c = dial_a(a);
+        assert_int_equal(send_exec_request(c, type, req), 0);
+        reply_init(r);
         while (!r->got_exit && !r->got_result)
                 assert_int_equal(reply_read_one(c, r), 0);
         return c;
+}
+
+static vsock_conn *exec_until_end(uint8_t type, const struct vsock_exec_request *req, struct reply *r) {
+        return exec_until_end_a(A, type, req, r);
 }
 
 /* Read the rest: no bad frame, Exit 0 and "got:hello" in the output. */
@@ -338,7 +350,11 @@ static void expect_got_hello(vsock_conn *c, struct reply *r) {
 static int group_setup(void **state) {
         nofile_raise(8192);
         signal(SIGPIPE, SIG_IGN);
-        A = agent_start(NULL, 0);
+        /* A generous I/O timeout: big listings take long under ASan on a
+         * busy machine (the stalled-file-system cases use agents of their
+         * own). */
+        static const char *const opts[] = { "--io-timeout", "300", NULL };
+        A = agent_start(opts, 0);
         if (!A)
                 return -1;
         /* Warm up every path once, so first-use allocations and fds (the
@@ -361,7 +377,12 @@ static int group_teardown(void **state) {
         return r;
 }
 
+static struct stall_fs *F;
+
 static int test_teardown(void **state) {
+        /* First: nothing the agents run may stay stuck in it. */
+        stall_fs_release(F);
+        F = NULL;
         if (B) {
                 /* The test failed before stopping its own agent. */
                 (void) agent_stop(B, BOUND_MS, NULL);
@@ -2285,6 +2306,801 @@ static void test_agent_sigterm(void **state) {
         }
 }
 
+/* ---- a file system that never answers --------------------------------------- */
+
+
+static struct stall_fs *stall_or_skip(void) {
+        char why[256];
+        F = stall_fs_start(why, sizeof why);
+        if (!F) {
+                print_message("skip: no stalled file system here: %s\n", why);
+                skip();
+        }
+        return F;
+}
+
+/* A batch exec sent on a new connection of @a; the reply is read later. */
+static vsock_conn *exec_send_a(struct agent *a, const struct vsock_exec_request *req) {
+        vsock_conn *c = dial_a(a);
+        assert_int_equal(send_exec_request(c, VSOCK_MSG_EXEC, req), 0);
+        return c;
+}
+
+/* Latency of a batch `true` and of the ready port on @a, which must still
+ * serve while something else hangs. */
+static void assert_serving(struct agent *a, const char *what) {
+        int64_t t0 = mono_ms();
+        int r = agent_exec_true(a, BOUND_MS);
+        int64_t t1 = mono_ms();
+        vsock_conn *c;
+        int rr = vsock_dial_str(a->ready_addr, 0, BOUND_MS, -1, &c);
+        int64_t t2 = mono_ms();
+        if (rr >= 0)
+                vsock_conn_close(c);
+        print_message("%s: concurrent `true` %lld ms, ready port %lld ms\n", what, (long long) (t1 - t0),
+                      (long long) (t2 - t1));
+        if (r < 0 || rr < 0)
+                fail_msg("%s: the agent no longer serves (exec %s, ready %s)", what, vsock_strerror(r),
+                         vsock_strerror(rr));
+}
+
+/* Read the reply to the end: the exec must have been answered "could not
+ * start" (126, the reason on stderr) within the bound. */
+static void expect_start_timeout(vsock_conn *c, const char *what) {
+        struct reply r;
+        int64_t t0 = mono_ms();
+        reply_read(c, &r);
+        vsock_conn_close(c);
+        print_message("%s: answered after %lld ms: exit %lld, %.*s", what, (long long) (mono_ms() - t0),
+                      (long long) r.exit_code, (int) buf_size(&r.err), (const char *) buf_head(&r.err));
+        if (!r.got_result || r.exit_code != 126 || !buf_contains(&r.err, "vsock-agent: the command did not start"))
+                fail_msg("%s: %s, exit %lld", what, outcome_names[reply_outcome(&r)], (long long) r.exit_code);
+        reply_clear(&r);
+}
+
+/* The thread ids of @pid, up to @max. */
+static size_t tasks_of(pid_t pid, pid_t *out, size_t max) {
+        char p[64];
+        snprintf(p, sizeof p, "/proc/%d/task", (int) pid);
+        DIR *d = opendir(p);
+        size_t n = 0;
+        struct dirent *de;
+        while (d && n < max && (de = readdir(d)))
+                if (de->d_name[0] != '.')
+                        out[n++] = (pid_t) atoi(de->d_name);
+        if (d)
+                closedir(d);
+        return n;
+}
+
+/* /proc/@pid/task/@tid/@name opened for reading, or NULL. */
+static FILE *task_file(pid_t pid, pid_t tid, const char *name) {
+        char p[128];
+        snprintf(p, sizeof p, "/proc/%d/task/%d/%s", (int) pid, (int) tid, name);
+        return fopen(p, "re");
+}
+
+/* What fd @fd of @pid is ("(closed)" if none). */
+static void fd_target(pid_t pid, int fd, char *buf, size_t size) {
+        char p[64];
+        snprintf(p, sizeof p, "/proc/%d/fd/%d", (int) pid, fd);
+        ssize_t n = readlink(p, buf, size - 1);
+        if (n < 0)
+                snprintf(buf, size, "(closed)");
+        else
+                buf[n] = '\0';
+}
+
+/* Children of @pid now (the agent's stuck vfork children), up to @max. */
+static size_t children_of(pid_t pid, pid_t *out, size_t max) {
+        pid_t tids[256];
+        size_t n = 0, nt = tasks_of(pid, tids, 256);
+        for (size_t i = 0; i < nt; i++) {
+                FILE *f = task_file(pid, tids[i], "children");
+                int c;
+                while (f && n < max && fscanf(f, "%d", &c) == 1)
+                        out[n++] = c;
+                if (f)
+                        fclose(f);
+        }
+        return n;
+}
+
+/* Wait (bounded) until @pid has at least @n children; their pids to @kids. */
+static size_t wait_children(pid_t pid, size_t n, pid_t *kids, size_t max) {
+        size_t have = 0;
+        int64_t end = mono_ms() + BOUND_MS;
+        while ((have = children_of(pid, kids, max)) < n && mono_ms() < end)
+                pause_ms(5);
+        return have;
+}
+
+/* Release the stalled file system; whatever hung in it ends. */
+static void release_and_reap(const char *name, const pid_t *kids, size_t n) {
+        stall_fs_release(F);
+        F = NULL;
+        for (size_t i = 0; i < n; i++)
+                if (!wait_pid_gone(kids[i], BOUND_MS))
+                        fail_msg("%s: process %d still there after the file system answered", name, (int) kids[i]);
+}
+
+/* An exec whose working directory, program or PATH entry is on a file
+ * system that never answers: the loop goes on (other sessions, the ready
+ * port), the host hears at the I/O timeout. With every thread that may
+ * start commands stuck, starts are refused at once, even those that
+ * waited (and the agent's own fds stay as they were). SIGTERM still ends
+ * the agent while a start hangs. Each time the file system answers at the
+ * end, and nothing stays stuck. */
+static void stalled_exec_case(const char *const *opts, const char *name) {
+        stall_or_skip();
+        struct agent *b = B = agent_start(opts, 0);
+        assert_non_null(b);
+        char wd[128], prog[128], pathv[256], bin[128];
+        stall_fs_path(F, "stall-wd", wd, sizeof wd);
+        stall_fs_path(F, "stall-bin/prog", prog, sizeof prog);
+        snprintf(pathv, sizeof pathv, "%s:/usr/bin:/bin", stall_fs_path(F, "stall-path", bin, sizeof bin));
+        struct vsock_env path_env = { "PATH", pathv };
+        char *args[] = { "x" };
+        const struct vsock_exec_request reqs[] = {
+                { .command = "true", .working_dir = wd },
+                { .command = prog, .args = args, .n_args = 1 },
+                { .command = "true", .args = args, .n_args = 1, .env = &path_env, .n_env = 1 },
+        };
+        static const char *const whats[] = { "working directory", "program", "PATH entry" };
+        vsock_conn *c[3];
+        for (int i = 0; i < 3; i++)
+                c[i] = exec_send_a(b, &reqs[i]);
+        char what[160];
+        snprintf(what, sizeof what, "%s: 3 execs stalled on a file system", name);
+        pid_t kids[64];
+        (void) wait_children(b->pid, 3, kids, 64);
+        assert_serving(b, what);
+        for (int i = 0; i < 3; i++) {
+                snprintf(what, sizeof what, "%s: %s on a stalled file system", name, whats[i]);
+                expect_start_timeout(c[i], what);
+        }
+        assert_serving(b, "after the start timeouts");
+
+        /* More than the threads that may exist (32): every host hears,
+         * some of those starts never ran at all. */
+        char fd0[256], now[256];
+        fd_target(b->pid, 0, fd0, sizeof fd0);
+        enum { FILL = 40 };
+        vsock_conn *fill[FILL];
+        for (int i = 0; i < FILL; i++)
+                fill[i] = exec_send_a(b, &reqs[0]);
+        for (int i = 0; i < FILL; i++) {
+                struct reply r;
+                reply_read(fill[i], &r);
+                vsock_conn_close(fill[i]);
+                if (!r.got_result || r.exit_code != 126 || !buf_contains(&r.err, "vsock-agent: "))
+                        fail_msg("%s: start %d of %d: %s, exit %lld", name, i, FILL, outcome_names[reply_outcome(&r)],
+                                 (long long) r.exit_code);
+                reply_clear(&r);
+        }
+        fd_target(b->pid, 0, now, sizeof now);
+        assert_string_equal(now, fd0);
+        /* A start is answered at once: refused while every starter is
+         * stuck, or run when the cancels freed one (with --pid-ns the
+         * killed namespace takes its stuck command with it). The ready
+         * port answers. */
+        struct vsock_exec_request t = { .command = "true" };
+        struct reply r;
+        int64_t t0 = mono_ms();
+        vsock_conn *busy = exec_until_end_a(b, VSOCK_MSG_EXEC, &t, &r);
+        int64_t ms = mono_ms() - t0;
+        vsock_conn_close(busy);
+        print_message("%s: %d starts stalled: a `true` answered in %lld ms: exit %lld%s%.*s", name, FILL,
+                      (long long) ms, (long long) r.exit_code, buf_size(&r.err) ? ", " : "\n",
+                      (int) buf_size(&r.err), (const char *) buf_head(&r.err));
+        assert_true(ms < PROBE_BOUND_MS);
+        if (r.exit_code != 0) {
+                assert_int_equal(r.exit_code, 126);
+                assert_true(buf_contains(&r.err, "vsock-agent: agent busy: "));
+        }
+        reply_clear(&r);
+        vsock_conn *rc;
+        assert_int_equal(vsock_dial_str(b->ready_addr, 0, BOUND_MS, -1, &rc), 0);
+        vsock_conn_close(rc);
+        size_t n_kids = children_of(b->pid, kids, 64);
+        release_and_reap(name, kids, n_kids);
+        assert_clean(b);
+        assert_serving(b, "once the file system answered");
+
+        /* SIGTERM while a start hangs. */
+        stall_or_skip();
+        stall_fs_path(F, "stall-wd", wd, sizeof wd);
+        vsock_conn *last = exec_send_a(b, &reqs[0]);
+        n_kids = wait_children(b->pid, 1, kids, 64);
+        t0 = mono_ms();
+        int st = 0;
+        B = NULL;
+        int rr = agent_stop(b, BOUND_MS, &st);
+        print_message("%s: SIGTERM with a stalled exec: exit status %d after %lld ms\n", name,
+                      WIFEXITED(st) ? WEXITSTATUS(st) : -1, (long long) (mono_ms() - t0));
+        assert_int_equal(rr, 0);
+        struct reply rp;
+        reply_read(last, &rp);
+        assert_int_not_equal(vsock_err_kind(rp.end), VSOCK_E_TIMEOUT);
+        reply_clear(&rp);
+        vsock_conn_close(last);
+        release_and_reap(name, kids, n_kids);
+}
+
+static void test_stalled_fs_exec(void **state) {
+        static const char *const opts[] = { "--io-timeout", "3", NULL };
+        stalled_exec_case(opts, "exec");
+}
+
+static void test_stalled_fs_exec_pidns(void **state) {
+        if (geteuid() != 0) {
+                print_message("skip: --pid-ns needs root\n");
+                skip();
+        }
+        static const char *const opts[] = { "--io-timeout", "3", "--pid-ns", NULL };
+        stalled_exec_case(opts, "exec --pid-ns");
+}
+
+struct timed_file_op {
+        struct agent *a;
+        uint8_t type;
+        char path[512];
+        int64_t ms;
+        struct reply r;
+};
+
+static void *timed_file_op_main(void *p) {
+        struct timed_file_op *t = p;
+        struct vsock_path_request req = { .path = t->path };
+        uint8_t *payload;
+        size_t n;
+        if (vsock_path_request_encode(&req, &payload, &n) < 0)
+                return "encode";
+        int64_t t0 = mono_ms();
+        vsock_conn *c;
+        if (agent_dial(t->a, 3 * BOUND_MS, &c) < 0)
+                return "dial";
+        (void) vsock_write_message(c, t->type, payload, n);
+        free(payload);
+        reply_read(c, &t->r);
+        vsock_conn_close(c);
+        t->ms = mono_ms() - t0;
+        return NULL;
+}
+
+static void timed_file_op_start(struct timed_file_op *t, pthread_t *th, struct agent *a, uint8_t type,
+                                const char *path) {
+        t->a = a;
+        t->type = type;
+        snprintf(t->path, sizeof t->path, "%s", path);
+        assert_int_equal(pthread_create(th, NULL, timed_file_op_main, t), 0);
+}
+
+static void timed_file_op_join(struct timed_file_op *t, pthread_t th) {
+        void *err;
+        pthread_join(th, &err);
+        if (err)
+                fail_msg("file op on %s: %s failed", t->path, (const char *) err);
+}
+
+/* Threads of @pid waiting in the FUSE file system. */
+static size_t threads_in_fuse(pid_t pid) {
+        pid_t tids[256];
+        size_t n = 0, nt = tasks_of(pid, tids, 256);
+        for (size_t i = 0; i < nt; i++) {
+                char w[64] = "";
+                FILE *f = task_file(pid, tids[i], "wchan");
+                if (f && fgets(w, sizeof w, f) && (strstr(w, "fuse") || strstr(w, "request_wait_answer")))
+                        n++;
+                if (f)
+                        fclose(f);
+        }
+        return n;
+}
+
+/* Make @n entries in @dir (hard links to one file, fast): the number,
+ * zero-padded to @width digits. */
+static void fill_dir(const char *dir, size_t n, int width) {
+        assert_true(mkdir(dir, 0755) == 0 || errno == EEXIST);
+        char first[1024], name[1024];
+        for (size_t i = 0; i < n; i++) {
+                /* A new target now and then: file systems cap links. */
+                if (i % 50000 == 0) {
+                        snprintf(first, sizeof first, "%s/.target%zu", dir, i / 50000);
+                        int fd = open(first, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+                        assert_true(fd >= 0);
+                        close(fd);
+                }
+                snprintf(name, sizeof name, "%s/f%0*zu", dir, width, i);
+                if (link(first, name) < 0 && errno != EEXIST)
+                        fail_msg("link %s: %s", name, strerror(errno));
+        }
+}
+
+static void remove_tree(const char *dir) {
+        char cmd[600];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+        assert_int_equal(system(cmd), 0);
+}
+
+/* File operations and name lookups do not queue behind each other: a
+ * small read while a read that never returns and a 200k-entry listing
+ * run; a lookup for a port forward too. A stalled operation is answered
+ * at the I/O timeout, its thread left to the kernel and replaced, within
+ * a hard cap on threads. */
+static void test_stalled_fs_files(void **state) {
+        stall_or_skip();
+        /* The figures with the default I/O timeout (30 s): a 200k-entry
+         * listing takes seconds on a busy machine. */
+        struct agent *b = B = agent_start(NULL, 0);
+        assert_non_null(b);
+        char dir200k[160], small[160], stalled[128];
+        snprintf(dir200k, sizeof dir200k, "%s/200k", b->dir);
+#ifdef UNDER_ASAN
+        /* Ten times slower: a 200k listing would overrun the timeout. */
+        fill_dir(dir200k, 20000, 6);
+#else
+        fill_dir(dir200k, 200000, 6);
+#endif
+        snprintf(small, sizeof small, "%s/small", b->dir);
+        int fd = open(small, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+        assert_int_equal(write(fd, "abc", 3), 3);
+        close(fd);
+        stall_fs_path(F, "rstall", stalled, sizeof stalled);
+
+        /* Alone first, for the record. */
+        struct timed_file_op list0 = { 0 }, read0 = { 0 };
+        pthread_t th;
+        timed_file_op_start(&list0, &th, b, VSOCK_MSG_LIST_FILES, dir200k);
+        timed_file_op_join(&list0, th);
+        timed_file_op_start(&read0, &th, b, VSOCK_MSG_READ_FILE, small);
+        timed_file_op_join(&read0, th);
+        assert_true(list0.r.got_file && !list0.r.error);
+        assert_true(read0.r.got_file && !read0.r.error);
+        print_message("alone: 200k-entry ListFiles %lld ms, 3-byte ReadFile %lld ms\n", (long long) list0.ms,
+                      (long long) read0.ms);
+        reply_clear(&list0.r);
+        reply_clear(&read0.r);
+
+        /* Together: the stalled read and the listing first. */
+        struct timed_file_op st = { 0 }, list = { 0 }, rd = { 0 };
+        pthread_t tst, tlist, trd;
+        timed_file_op_start(&st, &tst, b, VSOCK_MSG_READ_FILE, stalled);
+        int64_t end = mono_ms() + BOUND_MS;
+        while (threads_in_fuse(b->pid) < 1 && mono_ms() < end)
+                pause_ms(5);
+        timed_file_op_start(&list, &tlist, b, VSOCK_MSG_LIST_FILES, dir200k);
+        timed_file_op_start(&rd, &trd, b, VSOCK_MSG_READ_FILE, small);
+        timed_file_op_join(&rd, trd);
+        /* A name to resolve (the hosts file, on a worker): answered too. */
+        vsock_conn *c = dial_a(b);
+        struct vsock_call call = VSOCK_CALL_INIT;
+        call.deadline_ns = vsock_deadline_in(BOUND_MS);
+        int64_t t0 = mono_ms();
+        int r = vsock_open_port_forward(c, "no-such-host.invalid", 80, &call);
+        int64_t lookup_ms = mono_ms() - t0;
+        vsock_conn_close(c);
+        timed_file_op_join(&list, tlist);
+        print_message("with a stalled ReadFile and the listing: 3-byte ReadFile %lld ms, ListFiles %lld ms, "
+                      "port-forward lookup %lld ms\n",
+                      (long long) rd.ms, (long long) list.ms, (long long) lookup_ms);
+        assert_true(rd.r.got_file && !rd.r.error);
+        assert_true(rd.ms < PROBE_BOUND_MS);
+        assert_true(list.r.got_file && !list.r.error);
+        assert_true(vsock_err_kind(r) == VSOCK_E_PORT_FORWARD_REJECTED);
+        assert_string_equal(call.remote_error, "connect no-such-host.invalid:80 failed: dial tcp: lookup "
+                                               "no-such-host.invalid: no such host");
+        assert_true(lookup_ms < PROBE_BOUND_MS);
+        reply_clear(&rd.r);
+        reply_clear(&list.r);
+        remove_tree(dir200k);
+        /* SIGTERM with a file operation stuck in the kernel: the agent
+         * ends at once; the process disappears once the thread is let go
+         * (a thread in an uninterruptible wait holds the exit). */
+        int64_t t1 = mono_ms();
+        assert_int_equal(kill(b->pid, SIGTERM), 0);
+        end = mono_ms() + BOUND_MS;
+        while (proc_state(b->pid) != 'Z' && proc_state(b->pid) != 0 && mono_ms() < end)
+                pause_ms(5);
+        print_message("SIGTERM with a file operation stuck: the agent ended after %lld ms\n",
+                      (long long) (mono_ms() - t1));
+        assert_true(proc_state(b->pid) == 'Z' || proc_state(b->pid) == 0);
+        timed_file_op_join(&st, tst);
+        assert_false(st.r.got_file);
+        reply_clear(&st.r);
+        stall_fs_release(F);
+        F = NULL;
+        B = NULL;
+        assert_int_equal(agent_stop(b, BOUND_MS, NULL), 0);
+        stall_or_skip();
+        stall_fs_path(F, "rstall", stalled, sizeof stalled);
+
+        /* With a 3 s I/O timeout: the stalled read is answered then. */
+        static const char *const opts[] = { "--io-timeout", "3", NULL };
+        b = B = agent_start(opts, 0);
+        assert_non_null(b);
+        snprintf(small, sizeof small, "%s/small", b->dir);
+        fd = open(small, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+        assert_int_equal(write(fd, "abc", 3), 3);
+        close(fd);
+        timed_file_op_start(&st, &tst, b, VSOCK_MSG_READ_FILE, stalled);
+        timed_file_op_join(&st, tst);
+        print_message("a stalled ReadFile answered after %lld ms: %s\n", (long long) st.ms,
+                      st.r.error ? st.r.error : "(no error)");
+        assert_true(st.r.got_file);
+        assert_string_equal(st.r.error, "read_file: gave up after 3 s: the file system does not answer");
+        reply_clear(&st.r);
+
+        /* More stalled operations than may run at once: each is answered
+         * at its timeout, the threads stuck in the kernel are replaced, and
+         * a fresh operation is still served. Then more than the hard cap:
+         * every host still hears, no more threads than the cap hang, and a
+         * fresh operation is told the agent is busy. */
+        enum { THREADS_MAX = 32, ROUND = 20, ROUNDS_MAX = 8 };
+        static struct timed_file_op many[ROUND];
+        pthread_t tm[ROUND];
+        static const char *const stalls[] = { "rstall", "ostall", "gstall", "dstall", "stall-lookup" };
+        bool saturated = false;
+        for (int round = 0; round < ROUNDS_MAX && !saturated; round++) {
+                for (int i = 0; i < ROUND; i++) {
+                        char p[128];
+                        const char *name = stalls[i % 5];
+                        memset(&many[i], 0, sizeof many[i]);
+                        timed_file_op_start(&many[i], &tm[i], b,
+                                            strcmp(name, "dstall") == 0 ? VSOCK_MSG_LIST_FILES : VSOCK_MSG_READ_FILE,
+                                            stall_fs_path(F, name, p, sizeof p));
+                }
+                size_t most = 0;
+                int busy = 0;
+                for (int i = 0; i < ROUND; i++) {
+                        timed_file_op_join(&many[i], tm[i]);
+                        size_t now = threads_in_fuse(b->pid);
+                        most = now > most ? now : most;
+                        const char *e = many[i].r.error;
+                        if (!many[i].r.got_file || !e || (!strstr(e, "gave up after 3 s") && !strstr(e, "agent busy")))
+                                fail_msg("stalled op %d on %s: %s", i, many[i].path,
+                                         e ? e : outcome_names[reply_outcome(&many[i].r)]);
+                        busy += strstr(e, "agent busy") != NULL;
+                        reply_clear(&many[i].r);
+                }
+                timed_file_op_start(&rd, &trd, b, VSOCK_MSG_READ_FILE, small);
+                timed_file_op_join(&rd, trd);
+                print_message("%d more stalled operations: all answered (%d told busy); at most %zu threads in the "
+                              "file system (cap %d); a fresh ReadFile after them: %lld ms, %s\n",
+                              ROUND, busy, most, THREADS_MAX, (long long) rd.ms, rd.r.error ? rd.r.error : "ok");
+                assert_true(most <= THREADS_MAX);
+                assert_true(rd.r.got_file);
+                assert_true(rd.ms < PROBE_BOUND_MS);
+                if (rd.r.error) {
+                        /* Every thread the pool may have is stuck. */
+                        assert_true(round > 0);
+                        assert_string_equal(rd.r.error, "read_file: agent busy: its worker threads are stuck in a "
+                                                        "file system that does not answer");
+                        saturated = true;
+                }
+                reply_clear(&rd.r);
+                assert_serving(b, "with the file-op threads stuck");
+        }
+        assert_true(saturated);
+
+        /* Released: the stuck threads return and the agent is as before. */
+        stall_fs_release(F);
+        F = NULL;
+        end = mono_ms() + BOUND_MS;
+        while (threads_in_fuse(b->pid) > 0 && mono_ms() < end)
+                pause_ms(5);
+        assert_int_equal(threads_in_fuse(b->pid), 0);
+        assert_clean(b);
+        timed_file_op_start(&rd, &trd, b, VSOCK_MSG_READ_FILE, small);
+        timed_file_op_join(&rd, trd);
+        assert_true(rd.r.got_file && !rd.r.error);
+        reply_clear(&rd.r);
+        B = NULL;
+        assert_int_equal(agent_stop(b, BOUND_MS, NULL), 0);
+}
+
+/* ---- workloads reaching past the agent ---------------------------------------- */
+
+/* $PROBE @args... as a batch exec on @a (as @user, or the agent's). */
+static char *probe_out(struct agent *a, const char *user, const char *args) {
+        char *cmd;
+        assert_true(asprintf(&cmd, "%s %s", getenv("PROBE"), args) > 0);
+        struct vsock_env env[] = { { "ASAN_OPTIONS", "detect_leaks=0" } };
+        struct vsock_exec_request req = { .command = cmd, .user = (char *) user, .env = env, .n_env = 1 };
+        struct reply r;
+        vsock_conn *c = exec_until_end_a(a, VSOCK_MSG_EXEC, &req, &r);
+        vsock_conn_close(c);
+        free(cmd);
+        if (r.exit_code != 0)
+                fail_msg("probe %s: exit %lld: %.*s", args, (long long) r.exit_code, (int) buf_size(&r.err),
+                         (const char *) buf_head(&r.err));
+        char *out = strndup((const char *) buf_head(&r.out), buf_size(&r.out));
+        reply_clear(&r);
+        return out;
+}
+
+static void expect_line(const char *out, const char *key, const char *want) {
+        char v[128];
+        if (!text_field_is(out, key, want, v, sizeof v))
+                fail_msg("%s: got \"%s\", want \"%s\"; probe output:\n%s", key, v, want, out);
+}
+
+/* io_uring would create the AF_VSOCK socket the filter refuses. */
+static void test_io_uring_denied(void **state) {
+        if (!getenv("PROBE"))
+                fail_msg("PROBE is not set");
+        char *out = probe_out(A, NULL, "");
+        expect_line(out, "io_uring_setup", "EPERM");
+        expect_line(out, "io_uring_socket_vsock", "EPERM");
+        expect_line(out, "socket_vsock", "EPERM");
+        free(out);
+}
+
+/* An agent started from a terminal: no command gets at it (/dev/tty,
+ * TIOCSTI), and a command of one user cannot continue another session's
+ * stopped job. */
+static void test_no_controlling_terminal(void **state) {
+        if (geteuid() != 0) {
+                print_message("skip: commands as another user need root\n");
+                skip();
+        }
+        int master;
+        struct agent *b = B = agent_start_tty(NULL, &master);
+        assert_non_null(b);
+        char *out = probe_out(b, "65534", "tty");
+        print_message("probe as nobody under an agent with a terminal:\n%s", out);
+        expect_line(out, "devtty", "ENXIO");
+        free(out);
+        out = probe_out(b, NULL, "tty");
+        expect_line(out, "devtty", "ENXIO");
+        free(out);
+
+        /* A root job, stopped; a nobody command tries to continue it. */
+        struct marker mk;
+        marker_new(&mk, MARKER_KEY);
+        char *sleep_args[] = { "1000" };
+        struct vsock_exec_request req = { .command = "sleep", .args = sleep_args, .n_args = 1, .env = &mk.env,
+                                          .n_env = 1 };
+        vsock_conn *job = exec_send_a(b, &req);
+        wait_marker_count(&mk, 1);
+        pid_t pid;
+        assert_int_equal(marker_find(mk.entry, &pid, 1), 1);
+        assert_int_equal(kill(pid, SIGSTOP), 0);
+        int64_t end = mono_ms() + BOUND_MS;
+        while (proc_state(pid) != 'T' && mono_ms() < end)
+                pause_ms(5);
+        assert_int_equal(proc_state(pid), 'T');
+        char args[64];
+        snprintf(args, sizeof args, "cont %d", (int) pid);
+        out = probe_out(b, "65534", args);
+        expect_line(out, "sigcont", "EPERM");
+        free(out);
+        assert_int_equal(proc_state(pid), 'T');
+        vsock_conn_close(job);
+        assert_marker_gone(&mk, 3 * GRACE_MS, "the stopped job");
+        /* The terminal's hangup would SIGHUP the agent: stop it first. */
+        B = NULL;
+        assert_int_equal(agent_stop(b, BOUND_MS, NULL), 0);
+        close(master);
+}
+
+/* --pid-ns: the namespace's init holds none of the agent's memory: a
+ * secret of another session's request is not in it for a root workload
+ * to read through /proc/1/mem. */
+static void test_pidns_init_memory(void **state) {
+        if (geteuid() != 0) {
+                print_message("skip: --pid-ns needs root\n");
+                skip();
+        }
+        static const char *const opts[] = { "--pid-ns", NULL };
+        struct agent *b = B = agent_start(opts, 0);
+        assert_non_null(b);
+        char secret[48], reversed[48];
+        uint8_t rnd[16];
+        assert_int_equal(getrandom(rnd, sizeof rnd, 0), (ssize_t) sizeof rnd);
+        int k = snprintf(secret, sizeof secret, "SeCrEt");
+        for (size_t i = 0; i < sizeof rnd; i++)
+                k += snprintf(secret + k, sizeof secret - (size_t) k, "%02x", rnd[i]);
+        for (int i = 0; i < k; i++)
+                reversed[i] = secret[k - 1 - i];
+        reversed[k] = '\0';
+        /* A session that keeps running with the secret in its request,
+         * late in it (a short request after it overwrites less). */
+        char pad[400];
+        memset(pad, 'p', sizeof pad - 1);
+        pad[sizeof pad - 1] = '\0';
+        struct marker mk;
+        marker_new(&mk, MARKER_KEY);
+        struct vsock_env env[] = { { "A_PADDING", pad }, { "B_SECRET", secret }, mk.env };
+        struct vsock_exec_request req = { .command = "sleep 1000", .env = env, .n_env = 3 };
+        vsock_conn *holder = dial_a(b);
+        assert_int_equal(send_exec_request(holder, VSOCK_MSG_EXEC_PIPE, &req), 0);
+        wait_marker_count(&mk, 1);
+        char args[128];
+        snprintf(args, sizeof args, "memsearch 1 %s", reversed);
+        char *out = probe_out(b, NULL, args);
+        print_message("the init's memory as a root workload reads it: %s", out);
+        char v[64];
+        assert_true(text_field(out, "memsearch", v, sizeof v));
+        if (strncmp(v, "absent ", 7) != 0 || strtoull(v + 7, NULL, 10) == 0)
+                fail_msg("memsearch: %s", v);
+        free(out);
+        vsock_conn_close(holder);
+        assert_marker_gone(&mk, 3 * GRACE_MS, "the secret holder");
+        B = NULL;
+        assert_int_equal(agent_stop(b, BOUND_MS, NULL), 0);
+}
+
+/* ---- heavy requests ------------------------------------------------------------ */
+
+struct big_request {
+        const struct buf *b;
+        struct reply r;
+        int64_t done_ms;        /* when its reply was complete */
+};
+
+static void *big_request_main(void *p) {
+        struct big_request *t = p;
+        vsock_conn *c = dial();
+        (void) vsock_conn_write(c, buf_head(t->b), buf_size(t->b));
+        /* The agent has it all once our send queue is empty. */
+        int fd = vsock_conn_fd(c), q = 1;
+        int64_t end = mono_ms() + BOUND_MS;
+        while (ioctl(fd, SIOCOUTQ, &q) == 0 && q > 0 && mono_ms() < end)
+                pause_ms(1);
+        t->done_ms = -1;
+        reply_read(c, &t->r);
+        t->done_ms = mono_ms();
+        vsock_conn_close(c);
+        return NULL;
+}
+
+/* 64 MiB of \u00e9 escapes: decoding takes a second of CPU. It happens on
+ * a worker: a `true` sent after the whole request is in is answered long
+ * before the request is. */
+static void test_escape_heavy_request(void **state) {
+        struct buf b = BUF_INIT(0);
+        size_t n = (REQUEST_MAX - 64) / 6;
+        uint8_t h[VSOCK_FRAME_HEADER_SIZE] = { 0 };
+        assert_int_equal(buf_append(&b, h, sizeof h), 0);
+        assert_int_equal(buf_append_str(&b, "{\"command\":\""), 0);
+        uint8_t *tail;
+        assert_int_equal(buf_reserve(&b, n * 6, &tail), 0);
+        for (size_t i = 0; i < n; i++)
+                memcpy(tail + 6 * i, "\\u00e9", 6);
+        buf_commit(&b, n * 6);
+        assert_int_equal(buf_append_str(&b, "\"}"), 0);
+        vsock_frame_header(buf_head(&b), VSOCK_MSG_EXEC, (uint32_t) (buf_size(&b) - sizeof h));
+        struct big_request t = { .b = &b };
+        t.r = (struct reply) { .out = BUF_INIT(0), .err = BUF_INIT(0) };
+        pthread_t th;
+        assert_int_equal(pthread_create(&th, NULL, big_request_main, &t), 0);
+        /* Wait until the agent holds the whole request (the thread's send
+         * queue drained), then ask. */
+        int64_t end = mono_ms() + BOUND_MS;
+        vsock_conn *probe = NULL;
+        for (;;) {
+                assert_true(mono_ms() < end);
+                if (__atomic_load_n(&t.done_ms, __ATOMIC_ACQUIRE) != 0)
+                        break;
+                pause_ms(1);
+        }
+        int64_t t0 = mono_ms();
+        int r = agent_exec_true(A, BOUND_MS);
+        int64_t probe_done = mono_ms();
+        (void) probe;
+        pthread_join(th, NULL);
+        print_message("64 MiB of escapes: concurrent `true` %lld ms; the big request answered %lld ms after the "
+                      "probe started: %s, exit %lld\n",
+                      (long long) (probe_done - t0), (long long) (t.done_ms - t0),
+                      outcome_names[reply_outcome(&t.r)], (long long) t.r.exit_code);
+        assert_int_equal(r, 0);
+        /* The loop was free: `true` came back before the request's reply. */
+        assert_true(probe_done <= t.done_ms);
+        assert_int_equal(reply_outcome(&t.r), OUT_ERROR);
+        reply_clear(&t.r);
+        buf_free(&b);
+}
+
+/* ---- files ----------------------------------------------------------------------- */
+
+static void write_file_expect(struct agent *a, const char *path, const char *want_error) {
+        struct vsock_call call = VSOCK_CALL_INIT;
+        call.deadline_ns = vsock_deadline_in(BOUND_MS);
+        vsock_conn *c = dial_a(a);
+        int r = vsock_write_file(c, path, "hostile", 7, 0644, &call);
+        vsock_conn_close(c);
+        if (!want_error) {
+                if (r < 0)
+                        fail_msg("write %s: %s (%s)", path, vsock_strerror(r), call.remote_error);
+                return;
+        }
+        if (r >= 0 || strcmp(call.remote_error, want_error) != 0)
+                fail_msg("write %s: \"%s\", want \"%s\"", path, r >= 0 ? "(no error)" : call.remote_error, want_error);
+}
+
+/* WriteFile never replaces a special file; a /proc file is written in
+ * place. */
+static void test_write_special_files(void **state) {
+        char fifo[160], dev[160], want[400];
+        snprintf(fifo, sizeof fifo, "%s/fifo", A->dir);
+        snprintf(dev, sizeof dev, "%s/null", A->dir);
+        assert_int_equal(mkfifo(fifo, 0600), 0);
+        snprintf(want, sizeof want, "open %s: not a regular file (named pipe): not replaced", fifo);
+        write_file_expect(A, fifo, want);
+        struct stat st;
+        assert_int_equal(lstat(fifo, &st), 0);
+        assert_true(S_ISFIFO(st.st_mode));
+        unlink(fifo);
+        if (mknod(dev, S_IFCHR | 0666, makedev(1, 3)) == 0) {
+                snprintf(want, sizeof want, "open %s: not a regular file (character device): not replaced", dev);
+                write_file_expect(A, dev, want);
+                assert_int_equal(lstat(dev, &st), 0);
+                assert_true(S_ISCHR(st.st_mode));
+                unlink(dev);
+        } else
+                print_message("no character device case: mknod: %s\n", strerror(errno));
+        snprintf(want, sizeof want, "open %s: is a directory", A->dir);
+        write_file_expect(A, A->dir, want);
+
+        /* The agent's own name, through /proc, and back. */
+        char comm[64], name[64] = "";
+        snprintf(comm, sizeof comm, "/proc/%d/comm", (int) A->pid);
+        write_file_expect(A, comm, NULL);
+        FILE *f = fopen(comm, "re");
+        assert_non_null(f);
+        assert_non_null(fgets(name, sizeof name, f));
+        fclose(f);
+        assert_string_equal(name, "hostile\n");
+        struct vsock_call call = VSOCK_CALL_INIT;
+        call.deadline_ns = vsock_deadline_in(BOUND_MS);
+        vsock_conn *c = dial();
+        assert_int_equal(vsock_write_file(c, comm, "vsock-agent", 11, 0, &call), 0);
+        vsock_conn_close(c);
+}
+
+/* A streamed write refused after it made 100 directories leaves none; a
+ * listing over the reply limit is an error that says so. */
+static void test_write_dirs_and_list_cap(void **state) {
+        struct buf path = BUF_INIT(0);
+        char top[160];
+        snprintf(top, sizeof top, "%s/deep", A->dir);
+        assert_int_equal(buf_append_str(&path, top), 0);
+        for (int i = 0; i < 100; i++)
+                assert_int_equal(buf_append_str(&path, "/d"), 0);
+        assert_int_equal(buf_append_str(&path, "/file"), 0);
+        assert_int_equal(buf_append_byte(&path, 0), 0);
+        size_t len;
+        char *p = wf_payload((const char *) buf_head(&path), 1u << 20, 512u * 1024, "}", &len);
+        struct reply r;
+        enum outcome o = exchange(VSOCK_MSG_WRITE_FILE, p, len, &r);
+        print_message("streamed write with junk under 100 new directories: %s: %s\n", outcome_names[o],
+                      r.error ? r.error : "");
+        assert_int_equal(o, OUT_ERROR);
+        reply_clear(&r);
+        free(p);
+        buf_free(&path);
+        assert_gone(top, "directories made for a refused write");
+
+        char dir[160];
+        snprintf(dir, sizeof dir, "%s/wide", A->dir);
+        /* 250-byte names: about 300 bytes of JSON each, 125k of them. */
+        fill_dir(dir, 125000, 249);
+        struct timed_file_op t = { 0 };
+        pthread_t th;
+        timed_file_op_start(&t, &th, A, VSOCK_MSG_LIST_FILES, dir);
+        timed_file_op_join(&t, th);
+        char want[300];
+        snprintf(want, sizeof want, "list_files %s: too many entries: the listing exceeds the reply limit of 32 MiB",
+                 dir);
+        print_message("listing of 125k long names: %lld ms: %s\n", (long long) t.ms, t.r.error ? t.r.error : "");
+        assert_true(t.r.got_file);
+        assert_non_null(t.r.error);
+        assert_string_equal(t.r.error, want);
+        reply_clear(&t.r);
+        remove_tree(dir);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_teardown(test_frame_lengths, test_teardown),
@@ -2312,6 +3128,15 @@ int main(void) {
                 cmocka_unit_test_teardown(test_sigterm_ignored, test_teardown),
                 cmocka_unit_test_teardown(test_daemon, test_teardown),
                 cmocka_unit_test_teardown(test_agent_sigterm, test_teardown),
+                cmocka_unit_test_teardown(test_stalled_fs_exec, test_teardown),
+                cmocka_unit_test_teardown(test_stalled_fs_exec_pidns, test_teardown),
+                cmocka_unit_test_teardown(test_stalled_fs_files, test_teardown),
+                cmocka_unit_test_teardown(test_io_uring_denied, test_teardown),
+                cmocka_unit_test_teardown(test_no_controlling_terminal, test_teardown),
+                cmocka_unit_test_teardown(test_pidns_init_memory, test_teardown),
+                cmocka_unit_test_teardown(test_escape_heavy_request, test_teardown),
+                cmocka_unit_test_teardown(test_write_special_files, test_teardown),
+                cmocka_unit_test_teardown(test_write_dirs_and_list_cap, test_teardown),
         };
         /* HOSTILE_ONLY / HOSTILE_SKIP=test_name (a glob) select a subset. */
         if (getenv("HOSTILE_ONLY"))

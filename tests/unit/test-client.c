@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -160,6 +161,48 @@ static void decode_request(const char *vector, struct vsock_exec_request *req) {
         free(p);
 }
 
+/* The frame the library sends for a vector's request: the vector itself,
+ * unless it has args in the older form (program in command), which go out
+ * as the whole vector in args and its shell quoting in command (client.h,
+ * "Exec requests"); test_exec_args_for_both_agents pins those bytes. */
+static const char *request_hex(const char *vector) {
+        static __thread char hex[8192];
+        struct vsock_exec_request req = {};
+        decode_request(vector, &req);
+        if (req.n_args == 0) {
+                vsock_exec_request_clear(&req, false);
+                return vhex(vector);
+        }
+        uint8_t *frame;
+        ssize_t fn = hex_decode(vhex(vector), &frame);
+        assert_true(fn >= 5);
+        char **argv = calloc(req.n_args + 1, sizeof *argv);
+        assert_non_null(argv);
+        argv[0] = (char *) req.command;
+        memcpy(argv + 1, req.args, req.n_args * sizeof *argv);
+        char *line = NULL;
+        assert_int_equal(vsock_shell_quote(argv, req.n_args + 1, &line), 0);
+        struct vsock_exec_request wire = req;
+        wire.command = line;
+        wire.args = argv;
+        wire.n_args = req.n_args + 1;
+        uint8_t *payload;
+        size_t len;
+        assert_int_equal(frame[0] == VSOCK_MSG_EXEC_TTY ? vsock_exec_tty_request_encode(&wire, &payload, &len)
+                                                        : vsock_exec_request_encode(&wire, &payload, &len),
+                         0);
+        assert_true(2 * (len + 5) < sizeof hex);
+        snprintf(hex, sizeof hex, "%02x%08zx", frame[0], len);
+        for (size_t i = 0; i < len; i++)
+                snprintf(hex + 10 + 2 * i, 3, "%02x", payload[i]);
+        free(payload);
+        free(line);
+        free(argv);
+        free(frame);
+        vsock_exec_request_clear(&req, false);
+        return hex;
+}
+
 /* ---- exact request bytes ----------------------------------------------------- */
 
 static void test_requests_match_vectors(void **state) {
@@ -187,7 +230,7 @@ static void test_requests_match_vectors(void **state) {
 
                 bool interactive = type == VSOCK_MSG_EXEC_PIPE || type == VSOCK_MSG_EXEC_TTY;
                 struct plan p = {
-                        .expect_hex = vhex(name),
+                        .expect_hex = request_hex(name),
                         .expect_stdin_eof = interactive,
                         .reply_hex = interactive ? vhex("frame_exit_1") : vhex("execresp_host_zero"),
                 };
@@ -230,7 +273,7 @@ static void test_requests_match_vectors(void **state) {
 static void test_exec_batch_full(void **state) {
         struct vsock_exec_request req = {};
         decode_request("exec_host_all_fields", &req);
-        struct plan p = { .expect_hex = vhex("exec_host_all_fields"), .reply_hex = vhex("execresp_host_all") };
+        struct plan p = { .expect_hex = request_hex("exec_host_all_fields"), .reply_hex = vhex("execresp_host_all") };
         struct fake_agent fa;
         vsock_conn *c;
         assert_int_equal(fake_agent_start_pair(&fa, script_plan, &p, &c), 0);
@@ -248,6 +291,78 @@ static void test_exec_batch_full(void **state) {
         vsock_exec_result_clear(&res);
         vsock_exec_result_clear(&res);
         vsock_exec_request_clear(&req, true);
+}
+
+/* Requests that run the same program on an agent that honours args (ours)
+ * and on one that ignores them (Go's, which runs `sh -c command`). */
+struct wire_case {
+        uint8_t type;
+        const char *want; /* the request's JSON */
+};
+
+static void script_expect_json(struct fake_agent *fa) {
+        const struct wire_case *w = fa->arg;
+        if (!fa_expect_frame(fa, w->type, w->want, strlen(w->want)))
+                return;
+        if (w->type == VSOCK_MSG_EXEC_PIPE || w->type == VSOCK_MSG_EXEC_TTY) {
+                if (!fa_expect_frame(fa, VSOCK_MSG_STDIN, NULL, 0))
+                        return;
+                fa_send_hex(fa, vhex("frame_exit_0"));
+        } else
+                fa_send_hex(fa, vhex("execresp_host_zero"));
+}
+
+static void test_exec_args_for_both_agents(void **state) {
+        char *args[] = { "[%s]", "it's", "" };
+        char *lone[] = { "ls" };
+        static const char older[] =
+                "{\"command\":\"'printf' '[%s]' 'it'\\\\''s' ''\",\"args\":[\"printf\",\"[%s]\",\"it's\",\"\"]}";
+        static const char older_tty[] =
+                "{\"command\":\"'printf' '[%s]' 'it'\\\\''s' ''\",\"args\":[\"printf\",\"[%s]\",\"it's\",\"\"],"
+                "\"rows\":24,\"cols\":80}";
+        const struct {
+                struct vsock_exec_request req;
+                struct wire_case wire[4];
+        } cases[] = {
+                /* Program and arguments: the whole vector in args, its
+                 * quoting in command. */
+                { { .command = "printf", .args = args, .n_args = 3, .rows = 24, .cols = 80 },
+                  { { VSOCK_MSG_EXEC, older }, { VSOCK_MSG_EXEC_STREAM, older }, { VSOCK_MSG_EXEC_PIPE, older },
+                    { VSOCK_MSG_EXEC_TTY, older_tty } } },
+                /* Already in that form: as it is (a program without
+                 * arguments, and no shell where args are honoured). */
+                { { .command = "'ls'", .args = lone, .n_args = 1 },
+                  { { VSOCK_MSG_EXEC, "{\"command\":\"'ls'\",\"args\":[\"ls\"]}" } } },
+                /* A shell command line: command alone. */
+                { { .command = "echo $HOME" }, { { VSOCK_MSG_EXEC_STREAM, "{\"command\":\"echo $HOME\"}" } } },
+        };
+        for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+                for (size_t k = 0; k < 4 && cases[i].wire[k].want; k++) {
+                        const struct wire_case *w = &cases[i].wire[k];
+                        struct fake_agent fa;
+                        vsock_conn *c;
+                        assert_int_equal(fake_agent_start_pair(&fa, script_expect_json, (void *) w, &c), 0);
+                        struct vsock_exec_result res = {};
+                        int r;
+                        switch (w->type) {
+                        case VSOCK_MSG_EXEC:
+                                r = vsock_exec(c, &cases[i].req, NULL, &res);
+                                break;
+                        case VSOCK_MSG_EXEC_STREAM:
+                                r = vsock_exec_stream(c, &cases[i].req, NULL, NULL, &res);
+                                break;
+                        case VSOCK_MSG_EXEC_PIPE:
+                                r = vsock_exec_pipe(c, &cases[i].req, NULL, NULL, &res);
+                                break;
+                        default:
+                                r = vsock_exec_tty(c, &cases[i].req, NULL, NULL, &res);
+                                break;
+                        }
+                        vsock_conn_close(c);
+                        AGENT_OK(&fa);
+                        assert_int_equal(r, 0);
+                        vsock_exec_result_clear(&res);
+                }
 }
 
 /* Both agents' ExecResponse shapes: null or "" output, "" error. */
@@ -810,7 +925,7 @@ static ssize_t stdin_once(void *userdata, void *buf, size_t n) {
 
 static void script_tty(struct fake_agent *fa) {
         vsock_exec_ctl *ctl = fa->arg;
-        if (!fa_expect_frame_hex(fa, vhex("tty_host_all_fields")) ||
+        if (!fa_expect_frame_hex(fa, request_hex("tty_host_all_fields")) ||
             !fa_expect_frame_hex(fa, vhex("frame_stdin_data")) || !fa_expect_frame_hex(fa, vhex("frame_stdin_eof")))
                 return;
         if (vsock_exec_ctl_resize(ctl, 24, 80) < 0 || vsock_exec_ctl_signal(ctl, SIGINT) < 0)
@@ -1371,11 +1486,192 @@ static void test_ctl_args(void **state) {
         vsock_exec_ctl_free(NULL);
 }
 
+
+/* ---- against the Go reference agent's behaviour (go-agent-fake) ------------------ */
+
+static pid_t go_pid = -1;
+static char go_addr[160];
+
+static int go_start(void **state) {
+        const char *exe = getenv("GO_AGENT_FAKE");
+        if (!exe)
+                return 0; /* the tests skip */
+        char path[128];
+        snprintf(path, sizeof path, "%s/go-exec.sock", tmpdir);
+        snprintf(go_addr, sizeof go_addr, "unix:%s", path);
+        go_pid = fork();
+        if (go_pid < 0)
+                return -1;
+        if (go_pid == 0) {
+                execl(exe, exe, "--listen", go_addr, (char *) NULL);
+                _exit(127);
+        }
+        /* Until it accepts (bounded). */
+        struct vsock_call call = VSOCK_CALL_INIT;
+        call.deadline_ns = vsock_now_ns() + HANG_BOUND_NS;
+        char ready[170];
+        snprintf(ready, sizeof ready, "%s", go_addr);
+        return vsock_wait_ready(ready, &call) < 0 ? -1 : 0;
+}
+
+static int go_stop(void **state) {
+        if (go_pid > 0) {
+                kill(go_pid, SIGTERM);
+                waitpid(go_pid, NULL, 0);
+        }
+        return 0;
+}
+
+#define GO_REQUIRED()                          \
+        do {                                   \
+                if (go_pid <= 0)               \
+                        skip();                \
+        } while (0)
+
+struct collect_out {
+        char out[4096];
+        size_t n;
+};
+
+static int collect_stdout(void *userdata, enum vsock_stream_id stream, const uint8_t *data, size_t len) {
+        struct collect_out *c = userdata;
+        if (stream == VSOCK_STREAM_STDOUT && c->n + len < sizeof c->out) {
+                memcpy(c->out + c->n, data, len);
+                c->n += len;
+                c->out[c->n] = '\0';
+        }
+        return 0;
+}
+
+/* A program and its arguments run as such on an agent that ignores args,
+ * in every mode: the whole point of the request's form. */
+static void test_go_agent_runs_argv(void **state) {
+        GO_REQUIRED();
+        char *args[] = { "[%s]", "a b", "$HOME", "*", "it's", "" };
+        struct vsock_exec_request req = { .command = "printf", .args = args, .n_args = 6 };
+        static const char want[] = "[a b][$HOME][*][it's][]";
+        for (int mode = 0; mode < 4; mode++) {
+                struct collect_out col = {};
+                struct vsock_exec_io io = VSOCK_EXEC_IO_INIT;
+                io.on_output = collect_stdout;
+                io.userdata = &col;
+                struct vsock_call call = VSOCK_CALL_INIT;
+                call.deadline_ns = vsock_now_ns() + HANG_BOUND_NS;
+                struct vsock_exec_result res = {};
+                int r;
+                switch (mode) {
+                case 0:
+                        r = vsock_exec_at(go_addr, &req, &call, &res);
+                        if (r >= 0 && res.stdout_len < sizeof col.out) {
+                                memcpy(col.out, res.stdout_data, res.stdout_len);
+                                col.out[res.stdout_len] = '\0';
+                        }
+                        break;
+                case 1:
+                        r = vsock_exec_stream_at(go_addr, &req, &io, &call, &res);
+                        break;
+                case 2:
+                        r = vsock_exec_pipe_at(go_addr, &req, &io, &call, &res);
+                        break;
+                default:
+                        r = vsock_exec_tty_at(go_addr, &req, &io, &call, &res);
+                        break;
+                }
+                if (r < 0)
+                        fail_msg("mode %d: %s (%s)", mode, vsock_strerror(r), call.remote_error);
+                assert_int_equal(res.exit_code, 0);
+                assert_string_equal(col.out, want);
+                vsock_exec_result_clear(&res);
+        }
+}
+
+/* Start failures as the Go agent reports them: the error text with exit
+ * code 1 in batch and stream mode. */
+static void test_go_agent_start_failure(void **state) {
+        GO_REQUIRED();
+        struct vsock_exec_request req = { .command = "true", .working_dir = "/nonexistent-dir-xyz" };
+        struct vsock_exec_result res = {};
+        assert_int_equal(vsock_exec_at(go_addr, &req, NULL, &res), 0);
+        assert_int_equal(res.exit_code, 1);
+        /* Go names what it failed to start: its launcher, not the directory. */
+        assert_string_equal(res.error, "fork/exec /proc/self/exe: no such file or directory");
+        vsock_exec_result_clear(&res);
+        assert_int_equal(vsock_exec_stream_at(go_addr, &req, NULL, NULL, &res), 0);
+        assert_int_equal(res.exit_code, 1);
+        assert_non_null(res.error);
+        vsock_exec_result_clear(&res);
+}
+
+static void test_go_agent_files(void **state) {
+        GO_REQUIRED();
+        char dir[160], path[200];
+        snprintf(dir, sizeof dir, "%s/go-files", tmpdir);
+        snprintf(path, sizeof path, "%s/sub/f.bin", dir);
+        static const uint8_t data[] = { 0, 1, 2, 0xff, '<', '&', '\n' };
+        assert_int_equal(vsock_write_file_at(go_addr, path, data, sizeof data, 0640, NULL), 0);
+        uint8_t *got = NULL;
+        size_t n = 0;
+        assert_int_equal(vsock_read_file_at(go_addr, path, NULL, &got, &n), 0);
+        assert_int_equal(n, sizeof data);
+        assert_memory_equal(got, data, n);
+        free(got);
+        /* Empty content is omitted from Go's FileResponse. */
+        snprintf(path, sizeof path, "%s/sub/empty", dir);
+        assert_int_equal(vsock_write_file_at(go_addr, path, "", 0, 0, NULL), 0);
+        assert_int_equal(vsock_read_file_at(go_addr, path, NULL, &got, &n), 0);
+        assert_int_equal(n, 0);
+        assert_null(got);
+
+        char sub[180];
+        snprintf(sub, sizeof sub, "%s/sub", dir);
+        struct vsock_file_entry *e = NULL;
+        assert_int_equal(vsock_list_files_at(go_addr, sub, NULL, &e, &n), 0);
+        assert_int_equal(n, 2);
+        assert_string_equal(e[0].name, "empty");
+        assert_string_equal(e[1].name, "f.bin");
+        assert_int_equal(e[1].mode, S_IFREG | 0640);
+        assert_int_equal(e[1].size, sizeof data);
+        vsock_file_entries_free(e, n);
+        assert_int_equal(vsock_list_files_at(go_addr, dir, NULL, &e, &n), 0);
+        assert_int_equal(n, 1);
+        assert_true(e[0].is_dir);
+        assert_int_equal(e[0].mode & S_IFMT, S_IFDIR);
+        vsock_file_entries_free(e, n);
+
+        /* Go's error texts keep their errno for the caller. */
+        struct vsock_call call = VSOCK_CALL_INIT;
+        snprintf(path, sizeof path, "%s/absent", dir);
+        int r = vsock_read_file_at(go_addr, path, &call, &got, &n);
+        assert_kind(r, VSOCK_E_FILE_REMOTE);
+        assert_int_equal(vsock_err_errno(r), ENOENT);
+        r = vsock_list_files_at(go_addr, path, &call, &e, &n);
+        assert_int_equal(vsock_err_errno(r), ENOENT);
+        snprintf(path, sizeof path, "%s/sub/empty", dir);
+        r = vsock_list_files_at(go_addr, path, &call, &e, &n);
+        assert_int_equal(vsock_err_errno(r), ENOTDIR);
+        r = vsock_write_file_at(go_addr, sub, "x", 1, 0, &call);
+        assert_int_equal(vsock_err_errno(r), EISDIR);
+}
+
+static void test_go_agent_port_forward(void **state) {
+        GO_REQUIRED();
+        struct vsock_call call = VSOCK_CALL_INIT;
+        vsock_conn *c = NULL;
+        int r = vsock_open_port_forward_at(go_addr, NULL, 0, &call, &c);
+        assert_kind(r, VSOCK_E_PORT_FORWARD_REJECTED);
+        assert_string_equal(call.remote_error, "invalid remote port 0");
+        r = vsock_open_port_forward_at(go_addr, "127.0.0.1", 1, &call, &c);
+        assert_kind(r, VSOCK_E_PORT_FORWARD_REJECTED);
+        assert_string_equal(call.remote_error,
+                            "connect 127.0.0.1:1 failed: dial tcp 127.0.0.1:1: connect: connection refused");
+}
+
 int main(void) {
         signal(SIGPIPE, SIG_IGN);
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_requests_match_vectors),
                 cmocka_unit_test(test_exec_batch_full),
+                cmocka_unit_test(test_exec_args_for_both_agents),
                 cmocka_unit_test(test_exec_batch_response_shapes),
                 cmocka_unit_test(test_bad_replies),
                 cmocka_unit_test(test_stream_wrong_final),
@@ -1411,7 +1707,14 @@ int main(void) {
         r = make_tmpdir(NULL);
         if (r < 0)
                 return 1;
+        const struct CMUnitTest go_tests[] = {
+                cmocka_unit_test(test_go_agent_runs_argv),
+                cmocka_unit_test(test_go_agent_start_failure),
+                cmocka_unit_test(test_go_agent_files),
+                cmocka_unit_test(test_go_agent_port_forward),
+        };
         int failed = cmocka_run_group_tests(tests, NULL, NULL);
+        failed += cmocka_run_group_tests_name("go_agent", go_tests, go_start, go_stop);
         remove_tmpdir(NULL);
         free_vectors(NULL);
         return failed;

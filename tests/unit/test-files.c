@@ -13,6 +13,7 @@
 #include <sys/mount.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -254,6 +255,11 @@ static void test_modes(void **state) {
         check_mode("msticky", VSOCK_GO_MODE_STICKY | 0777, 01777);
         /* Rewriting applies the new mode exactly, also removing bits. */
         check_mode("msuid", 0640, 0640);
+        /* Without a mode, a file that exists keeps its own. */
+        check_mode("mkept", 0750, 0750);
+        check_mode("mkept", 0, 0750);
+        check_mode("mkept", VSOCK_GO_MODE_SETUID | 0750, 04750);
+        check_mode("mkept", 0, 04750);
 }
 
 static void test_nested_dirs(void **state) {
@@ -302,7 +308,7 @@ static void test_write_errors(void **state) {
         char *d = path_in("adir");
         assert_int_equal(mkdir(d, 0755), 0);
         do_write(d, "x", 1, 0644, &resp);
-        assert_true(asprintf(&want, "rename %s: is a directory", d) > 0);
+        assert_true(asprintf(&want, "open %s: is a directory", d) > 0);
         expect_error(&resp, want);
         vsock_file_response_clear(&resp);
         free(want);
@@ -564,7 +570,16 @@ static void test_output_cap(void **state) {
         req.path = d;
         assert_int_equal(vsock_path_request_encode(&req, &payload, &n), 0);
         out = BUF_INIT(1000);
-        assert_int_equal(files_serve(VSOCK_MSG_LIST_FILES, payload, n, &out), -ENOBUFS);
+        assert_int_equal(files_serve(VSOCK_MSG_LIST_FILES, payload, n, &out), 0);
+        struct vsock_file_response resp = {};
+        assert_int_equal(vsock_file_response_decode(buf_head(&out), buf_size(&out), &resp, NULL), 0);
+        char *want;
+        assert_true(asprintf(&want,
+                             "list_files %s: too many entries: the listing exceeds the reply limit of 1000 bytes",
+                             d) > 0);
+        expect_error(&resp, want);
+        free(want);
+        vsock_file_response_clear(&resp);
         buf_free(&out);
         out = BUF_INIT(1u << 20);
         assert_int_equal(files_serve(VSOCK_MSG_LIST_FILES, payload, n, &out), 0);
@@ -572,6 +587,103 @@ static void test_output_cap(void **state) {
         buf_free(&out);
         free(payload);
         free(d);
+}
+
+/* Whatever is in the way that is not a regular file (or a link) stays as
+ * it is: the write is refused. */
+static void test_special_targets(void **state) {
+        char *fifo = path_in("fifo"), *sock = path_in("sock"), *dev = path_in("null-device");
+        assert_int_equal(mkfifo(fifo, 0600), 0);
+        assert_int_equal(mknod(sock, S_IFSOCK | 0600, 0), 0);
+        bool have_dev = mknod(dev, S_IFCHR | 0666, makedev(1, 3)) == 0; /* root only */
+        struct {
+                const char *path, *kind;
+                mode_t type;
+        } cases[] = {
+                { fifo, "named pipe", S_IFIFO },
+                { sock, "socket", S_IFSOCK },
+                { dev, "character device", S_IFCHR },
+        };
+        for (size_t i = 0; i < 3; i++) {
+                if (cases[i].type == S_IFCHR && !have_dev) {
+                        print_message("no character device case: mknod needs root\n");
+                        continue;
+                }
+                struct vsock_file_response resp = {};
+                do_write(cases[i].path, "x", 1, 0644, &resp);
+                char *want;
+                assert_true(asprintf(&want, "open %s: not a regular file (%s): not replaced", cases[i].path,
+                                     cases[i].kind) > 0);
+                expect_error(&resp, want);
+                free(want);
+                vsock_file_response_clear(&resp);
+                struct stat st;
+                assert_int_equal(lstat(cases[i].path, &st), 0);
+                assert_int_equal(st.st_mode & S_IFMT, cases[i].type);
+        }
+        assert_no_temp(dir);
+        free(fifo);
+        free(sock);
+        free(dev);
+}
+
+/* A kernel file is written in place (no temporary file can exist there):
+ * this process's own name. */
+static void test_kernel_file_in_place(void **state) {
+        char comm[32] = "", now[32] = "";
+        int fd = open("/proc/self/comm", O_RDONLY | O_CLOEXEC);
+        assert_true(fd >= 0);
+        assert_true(read(fd, comm, sizeof comm - 1) > 0);
+        close(fd);
+        write_ok("/proc/self/comm", "files-in-place", 14, 0644);
+        fd = open("/proc/self/comm", O_RDONLY | O_CLOEXEC);
+        assert_true(read(fd, now, sizeof now - 1) > 0);
+        close(fd);
+        assert_string_equal(now, "files-in-place\n");
+        write_ok("/proc/self/comm", comm, strlen(comm) - 1, 0); /* put it back */
+        /* And the kernel's refusal is the error. */
+        struct vsock_file_response resp = {};
+        do_write("/proc/self/oom_score_adj", "not a number", 12, 0, &resp);
+        expect_error(&resp, "write /proc/self/oom_score_adj: invalid argument");
+        vsock_file_response_clear(&resp);
+}
+
+/* A write that fails leaves none of the directories it made, however
+ * many. */
+static void test_deep_dirs_removed(void **state) {
+        struct buf p = BUF_INIT(0);
+        assert_int_equal(buf_append_str(&p, dir), 0);
+        assert_int_equal(buf_append_str(&p, "/deep"), 0);
+        for (int i = 0; i < 100; i++)
+                assert_int_equal(buf_append_str(&p, "/d"), 0);
+        assert_int_equal(buf_append_str(&p, "/file"), 0);
+        assert_int_equal(buf_append_byte(&p, 0), 0);
+        struct files_writer w;
+        files_writer_init(&w);
+        char *err = NULL;
+        assert_int_equal(files_write_begin(&w, (const char *) buf_head(&p), &err), 0);
+        assert_null(err);
+        assert_int_equal(files_write_data(&w, "x", 1, &err), 0);
+        files_write_abort(&w);
+        char *top = path_in("deep");
+        assert_int_equal(access(top, F_OK), -1);
+        assert_int_equal(errno, ENOENT);
+        free(top);
+
+        /* One that gained an entry meanwhile stays, with those around it. */
+        files_writer_init(&w);
+        assert_int_equal(files_write_begin(&w, (const char *) buf_head(&p), &err), 0);
+        char *keep = path_in("deep/d/d/keep");
+        int fd = open(keep, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+        assert_true(fd >= 0);
+        close(fd);
+        files_write_abort(&w);
+        assert_int_equal(access(keep, F_OK), 0);
+        char *inner = path_in("deep/d/d/d");
+        assert_int_equal(access(inner, F_OK), -1);
+        free(inner);
+        free(keep);
+        buf_free(&p);
 }
 
 static void test_full_disk(void **state) {
@@ -647,6 +759,9 @@ int main(void) {
                 cmocka_unit_test(test_list_empty_and_errors),
                 cmocka_unit_test(test_malformed),
                 cmocka_unit_test(test_output_cap),
+                cmocka_unit_test(test_special_targets),
+                cmocka_unit_test(test_kernel_file_in_place),
+                cmocka_unit_test(test_deep_dirs_removed),
                 cmocka_unit_test(test_full_disk),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
