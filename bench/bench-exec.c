@@ -268,8 +268,7 @@ static double xfer_stream_bare(struct bench *b, const struct agent *a) {
                                 if (hgot < sizeof h)
                                         break;
                                 hgot = 0;
-                                type = h[0];
-                                left = (uint32_t) h[1] << 24 | (uint32_t) h[2] << 16 | (uint32_t) h[3] << 8 | h[4];
+                                (void) vsock_frame_header_parse(h, UINT32_MAX, &type, &left);
                                 in_payload = true;
                                 rlen = 0;
                         }

@@ -33,7 +33,9 @@ for line in open(vectors):
         for piece in (0, 3, 63):
             put("wfparse", f'{v["name"]}-{piece}', bytes([piece]) + payload)
     if v.get("frame_hex"):
+        # fuzz-frame: a mode byte (chunk size, limit, headers reported), then frames.
         put("frame", v["name"], bytes([4]) + bytes.fromhex(v["frame_hex"]) * 2)
+        put("frame", v["name"] + "-headers", bytes([0x84]) + bytes.fromhex(v["frame_hex"]) * 2)
 for i, a in enumerate(["vsock:3:5000", "vsock::5000", "vsock:any:1", "vsock:host:5002",
                        "vsock-mux:/run/fc.sock:5000", "unix:/tmp/a.sock", "tcp:127.0.0.1:80",
                        "tcp:[::1]:8080", "tcp:localhost:22", "vsock:hypervisor", "unix:@abstract"]):

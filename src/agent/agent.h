@@ -10,6 +10,7 @@
 #include "agent/loop.h"
 
 struct session;
+struct session_handler;
 struct sandbox;
 struct worker;
 
@@ -45,6 +46,9 @@ struct agent {
         uint64_t next_session_id;
         struct session *sessions;       /* all live sessions (list) */
         size_t n_sessions;
+        /* What each request type starts, indexed by message type (see
+         * session.h); NULL: the agent's own table. */
+        const struct session_handler *handlers;
 };
 
 /* Whether @pid is a process this agent started and has not reaped yet

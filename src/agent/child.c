@@ -19,6 +19,7 @@
 struct child {
         struct watcher w;
         struct timer kill_timer;
+        struct defer free_later;        /* reaped after its owner let go */
         pid_t pid;
         int pidfd;
         bool tty_session;
@@ -53,13 +54,14 @@ static void child_unlink(struct child *c) {
 }
 
 static void child_destroy(struct child *c) {
+        defer_cancel(&c->free_later);
         timer_disarm(&c->kill_timer);
         watcher_stop(&c->w);
         c->pidfd = safe_close(c->pidfd);
         free(c);
 }
 
-static void child_deferred_free(void *p) { child_destroy(p); }
+static void child_deferred_free(struct defer *d) { child_destroy(container_of(d, struct child, free_later)); }
 
 static void on_pidfd(struct watcher *w, uint32_t revents) {
         struct child *c = container_of(w, struct child, w);
@@ -82,7 +84,7 @@ static void on_pidfd(struct watcher *w, uint32_t revents) {
         int code = si.si_code == CLD_EXITED ? si.si_status : 128 + si.si_status;
         log_debug("child %d exited: %d", (int) c->pid, code);
         if (c->released) {
-                (void) loop_defer(c->w.loop, child_deferred_free, c);
+                loop_defer(&c->free_later);
                 return;
         }
         if (c->cb)
@@ -113,6 +115,7 @@ int child_new(struct loop *l, pid_t pid, int pidfd, bool tty_session, int grace_
         c->userdata = userdata;
         watcher_init(&c->w, l, pidfd, on_pidfd);
         timer_init(&c->kill_timer, l, on_kill_timer);
+        defer_init(&c->free_later, l, child_deferred_free);
         c->next = children;
         if (children)
                 children->prev = c;

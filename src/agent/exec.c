@@ -196,7 +196,7 @@ static ssize_t src_read_once(struct exec_src *src) {
                                 return r;
                         n = io_read_once(src->w.fd, p, room);
                         if (n > 0)
-                                buf_commit(&src->collect, (size_t) n);
+                                (void) buf_commit(&src->collect, (size_t) n);
                 } else {
                         static uint8_t sink[AGENT_READ_CHUNK];
                         n = io_read_once(src->w.fd, sink, sizeof sink);
@@ -308,11 +308,11 @@ static void sink_flush(struct exec_sink *k) {
                         }
                         break;
                 }
-                buf_consume(&k->q, (size_t) n);
+                (void) buf_consume(&k->q, (size_t) n);
         }
         if (k->open) {
                 (void) watcher_set(&k->w, 0);
-                if (k->q.cap > 64 * 1024)
+                if (buf_capacity(&k->q) > 64 * 1024)
                         buf_wipe_free(&k->q);
                 if (k->eof_wanted)
                         sink_close(k);
@@ -416,6 +416,17 @@ static void exec_cancel(struct exec *e, bool lost) {
 
 /* ---- session callbacks ------------------------------------------------ */
 
+/* The host's input ended (an empty Stdin frame, or a half-close): for a
+ * pipe, close the child's stdin once what is queued is written; a terminal
+ * has no EOF of its own (the host sends ^D), so its command runs on. */
+static void stdin_eof(struct exec *e) {
+        if (e->mode != MODE_PIPE)
+                return;
+        e->in.eof_wanted = true;
+        if (buf_empty(&e->in.q))
+                sink_close(&e->in);
+}
+
 static int exec_frame(void *op, uint8_t type, const uint8_t *data, uint32_t len) {
         struct exec *e = op;
         switch (type) {
@@ -423,13 +434,7 @@ static int exec_frame(void *op, uint8_t type, const uint8_t *data, uint32_t len)
                 if (!e->info->stdin_frames)
                         break;
                 if (len == 0) {
-                        /* EOF: for a pipe, close the child's stdin; a
-                         * terminal has no EOF of its own (the host sends ^D). */
-                        if (e->mode == MODE_PIPE) {
-                                e->in.eof_wanted = true;
-                                if (buf_empty(&e->in.q))
-                                        sink_close(&e->in);
-                        }
+                        stdin_eof(e);
                         return 0;
                 }
                 sink_push(e, data, len);
@@ -482,7 +487,8 @@ static int exec_frame(void *op, uint8_t type, const uint8_t *data, uint32_t len)
         return 0;
 }
 
-static void exec_input_eof(void *op) { exec_cancel(op, false); }
+/* A half-close is not a disconnect: the host still reads the result. */
+static void exec_input_eof(void *op) { stdin_eof(op); }
 static void exec_conn_lost(void *op) { exec_cancel(op, true); }
 
 static void exec_drained(void *op) {

@@ -405,14 +405,14 @@ static int read_file(const void *payload, size_t len, struct buf *out, char **er
         while (r >= 0 && !eof) {
                 ssize_t k = io_read_once(fd, piece + have, READ_PIECE - have);
                 if (k < 0) {
-                        out->len = out->off + mark;
+                        (void) buf_truncate(out, mark);
                         return path_error(err, "read", path, (int) -k);
                 }
                 eof = k == 0;
                 have += (size_t) k;
                 total += (size_t) k;
                 if (total > FILES_READ_MAX) {
-                        out->len = out->off + mark;
+                        (void) buf_truncate(out, mark);
                         return error_fmt(err, "read_file exceeds %u bytes: %s", FILES_READ_MAX, path);
                 }
                 /* Whole triplets now; a remainder waits for more, or EOF. */
@@ -426,12 +426,12 @@ static int read_file(const void *payload, size_t len, struct buf *out, char **er
         if (r >= 0)
                 r = buf_append_str(out, "\"}");
         if (r < 0) {
-                out->len = out->off + mark;
+                (void) buf_truncate(out, mark);
                 return r;
         }
         if (total == 0) {
                 /* Go omits an empty content. */
-                out->len = out->off + mark;
+                (void) buf_truncate(out, mark);
                 return buf_append_str(out, "{}");
         }
         return 0;
@@ -541,7 +541,7 @@ static int list_reply(const void *payload, size_t len, size_t limit, struct buf 
                 r = msg_encode_file_response(&resp, out);
                 if (r >= 0 && buf_size(out) - mark <= limit)
                         return 0;
-                out->len = out->off + mark;
+                (void) buf_truncate(out, mark);
         }
         if (r == -ENOBUFS || (r >= 0 && !err)) {
                 _cleanup_(vsock_path_request_clear) struct vsock_path_request req = {};
@@ -575,8 +575,7 @@ int files_serve(uint8_t type, void *payload, size_t len, struct buf *out) {
                         return 0; /* the reply is written */
                 break;
         case VSOCK_MSG_LIST_FILES: {
-                size_t room = out->max ? out->max - MIN(out->max, buf_size(out)) : SIZE_MAX;
-                return list_reply(payload, len, MIN(room, (size_t) FILES_LIST_MAX), out);
+                return list_reply(payload, len, MIN(buf_limit_left(out), (size_t) FILES_LIST_MAX), out);
         }
         default:
                 r = error_fmt(&err, "unsupported file operation (message type %u)", type);

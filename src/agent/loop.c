@@ -10,18 +10,12 @@
 
 #define MAX_EVENTS 64
 
-struct deferred {
-        defer_fn fn;
-        void *userdata;
-};
-
 struct loop {
         int epfd;
         bool quit;
         struct timer **heap;
         size_t n_heap, cap_heap;
-        struct deferred *defer;
-        size_t n_defer, cap_defer;
+        struct defer *defer_head, *defer_tail;     /* FIFO of queued calls */
         void (*post_pass)(void *userdata);
         void *post_pass_userdata;
         /* The batch being dispatched, so watcher_stop() can drop events
@@ -49,7 +43,6 @@ void loop_free(struct loop *l) {
                 return;
         safe_close(l->epfd);
         free(l->heap);
-        free(l->defer);
         free(l);
 }
 
@@ -169,17 +162,38 @@ int timer_arm(struct timer *t, int64_t deadline_ns) {
 
 int timer_arm_in_ms(struct timer *t, int64_t ms) { return timer_arm(t, now_ns() + ms * 1000000); }
 
-int loop_defer(struct loop *l, defer_fn fn, void *userdata) {
-        if (l->n_defer == l->cap_defer) {
-                size_t ncap = l->cap_defer ? l->cap_defer * 2 : 32;
-                struct deferred *n = realloc(l->defer, ncap * sizeof *n);
-                if (!n)
-                        return -ENOMEM;
-                l->defer = n;
-                l->cap_defer = ncap;
-        }
-        l->defer[l->n_defer++] = (struct deferred) { fn, userdata };
-        return 0;
+void defer_init(struct defer *d, struct loop *l, defer_fn cb) {
+        *d = (struct defer) { .cb = cb, .loop = l };
+}
+
+void loop_defer(struct defer *d) {
+        struct loop *l = d->loop;
+        if (d->queued)
+                return;
+        d->queued = true;
+        d->next = NULL;
+        d->prev = l->defer_tail;
+        if (l->defer_tail)
+                l->defer_tail->next = d;
+        else
+                l->defer_head = d;
+        l->defer_tail = d;
+}
+
+void defer_cancel(struct defer *d) {
+        struct loop *l = d->loop;
+        if (!d->queued)
+                return;
+        if (d->prev)
+                d->prev->next = d->next;
+        else
+                l->defer_head = d->next;
+        if (d->next)
+                d->next->prev = d->prev;
+        else
+                l->defer_tail = d->prev;
+        d->prev = d->next = NULL;
+        d->queued = false;
 }
 
 void loop_set_post_pass(struct loop *l, void (*fn)(void *userdata), void *userdata) {
@@ -190,7 +204,7 @@ void loop_set_post_pass(struct loop *l, void (*fn)(void *userdata), void *userda
 void loop_quit(struct loop *l) { l->quit = true; }
 
 static int next_timeout_ms(struct loop *l) {
-        if (l->n_defer > 0)
+        if (l->defer_head)
                 return 0;
         if (l->n_heap == 0)
                 return -1;
@@ -214,10 +228,13 @@ static void run_timers(struct loop *l) {
 }
 
 static void run_deferred(struct loop *l) {
-        /* Deferred calls may defer more; those run in this same drain. */
-        for (size_t i = 0; i < l->n_defer; i++)
-                l->defer[i].fn(l->defer[i].userdata);
-        l->n_defer = 0;
+        /* Deferred calls may defer more (themselves included: a call is
+         * unqueued before it runs); those run in this same drain. */
+        struct defer *d;
+        while ((d = l->defer_head)) {
+                defer_cancel(d);
+                d->cb(d);
+        }
 }
 
 int loop_run(struct loop *l) {

@@ -2,7 +2,11 @@
  * that own them (reached through epoll_event.data.ptr), timers kept in a
  * min-heap and served through epoll_wait's timeout, and deferred calls run
  * after each dispatch pass so that nothing is freed while an event for it
- * may still be pending in the current batch. Single-threaded. */
+ * may still be pending in the current batch. Single-threaded.
+ *
+ * Watchers, timers and deferred calls are all embedded in their owners:
+ * arming a watcher or deferring a call never allocates, so neither can
+ * fail for want of memory (timers grow one heap array). */
 #pragma once
 
 #include <stdbool.h>
@@ -12,10 +16,11 @@
 struct loop;
 struct watcher;
 struct timer;
+struct defer;
 
 typedef void (*watcher_fn)(struct watcher *w, uint32_t revents);
 typedef void (*timer_fn)(struct timer *t);
-typedef void (*defer_fn)(void *userdata);
+typedef void (*defer_fn)(struct defer *d);
 
 /* Embed in the owning object; recover it with container_of. */
 struct watcher {
@@ -30,6 +35,16 @@ struct timer {
         int64_t deadline_ns;    /* CLOCK_MONOTONIC */
         timer_fn cb;
         size_t heap_idx;        /* SIZE_MAX while not armed */
+        struct loop *loop;
+};
+
+/* A call to run after the current dispatch pass: embed one per kind of
+ * deferred work in the object it concerns (an intrusive list node, so that
+ * deferring needs no memory and cannot fail). */
+struct defer {
+        defer_fn cb;
+        struct defer *prev, *next;      /* in the loop's queue while queued */
+        bool queued;
         struct loop *loop;
 };
 
@@ -60,8 +75,15 @@ int timer_arm_in_ms(struct timer *t, int64_t ms);
 void timer_disarm(struct timer *t);
 static inline bool timer_armed(const struct timer *t) { return t->heap_idx != (size_t) -1; }
 
-/* Run @fn(@userdata) after the current dispatch pass. */
-int loop_defer(struct loop *l, defer_fn fn, void *userdata);
+/* Bind @d to @l and @cb, not queued. */
+void defer_init(struct defer *d, struct loop *l, defer_fn cb);
+/* Run d->cb(d) after the current dispatch pass (in the order queued; a
+ * call queued by a deferred call runs in the same drain). Queueing an
+ * already queued @d does nothing: the one run serves both. Cannot fail. */
+void loop_defer(struct defer *d);
+/* Unqueue @d if queued (call before freeing its owner). Idempotent. */
+void defer_cancel(struct defer *d);
+static inline bool defer_queued(const struct defer *d) { return d->queued; }
 
 /* Called after every pass (after deferred calls): init mode reaps orphans
  * there. */

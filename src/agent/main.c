@@ -375,6 +375,8 @@ static int agent_main(int argc, char **argv) {
                 return 1;
         }
 
+        /* The exec port listens before the ready port: a host that sees
+         * "ready" connects to exec at once (upstream's newer hosts do). */
         const char *why = NULL;
         r = listener_new(a, o.listen, false, &m.exec_listener, &why);
         if (r < 0) {

@@ -133,10 +133,10 @@ static void pf_flush_target(struct pf *pf) {
                         pf_end(pf);
                         return;
                 }
-                buf_consume(&pf->to_target, (size_t) n);
+                (void) buf_consume(&pf->to_target, (size_t) n);
         }
         pf->target_blocked = false;
-        if (pf->to_target.cap > 64 * 1024)
+        if (buf_capacity(&pf->to_target) > 64 * 1024)
                 buf_free(&pf->to_target);
         if (pf->host_eof && !pf->target_shut) {
                 pf->target_shut = true;

@@ -29,86 +29,291 @@
 /* A drained queue keeps at most this much memory. */
 #define SESSION_KEEP_BUF (16u * 1024)
 
-enum session_state {
-        SESSION_REQUEST,
-        SESSION_ACTIVE,
-        SESSION_FLUSH,
-        SESSION_LINGER,
-        SESSION_CLOSED,
-};
-
 struct session {
         struct watcher w;
-        struct timer timer;             /* idle (REQUEST) or linger (LINGER) */
+        struct timer timer;             /* idle bound (a request) or linger (closing) */
+        struct defer work;              /* after the pass: free, tell, resume input */
         struct agent *agent;
         uint64_t id;
         int fd;
-        enum session_state state;
+        enum session_in in;
+        enum session_out out;
         vsock_decoder *dec;
-        struct buf in;                  /* host bytes not yet taken (rare) */
-        struct buf out;                 /* send queue */
+        struct buf pending;             /* host bytes read, not yet taken */
+        struct buf queue;               /* to the host */
+        /* The operation, what started it, and the one that finished in
+         * this pass (freed after it, as nothing may be freed while an
+         * event for it may still be pending). */
+        const struct session_handler *handler;
         const struct session_ops *ops;
         void *op;
-        bool raw;
-        bool in_paused;
-        bool in_eof;                    /* read returned 0 */
-        bool hup_ignored;               /* paused with our side shut: HUP is just EOF */
-        bool eof_delivered;
-        bool out_blocked;               /* waiting for EPOLLOUT */
-        bool out_high;                  /* queue went above the high mark */
-        bool dead;                      /* connection unusable */
-        bool shut_wr_wanted, shut_wr_done;
-        bool free_queued;
-        unsigned pending;               /* deferred calls holding @s */
+        const struct session_ops *retired_ops;
+        void *retired_op;
+        /* Flow control: the operation paused input; the queue went above
+         * the high-water mark and has not yet fallen below the low one. */
+        bool hold;
+        bool high;
+        uint8_t *frame_tail;            /* session_frame_begin's reservation */
         size_t encode_mark;             /* queue size at session_encode_begin */
         uint8_t encode_type;
         struct session *prev, *next;
+};
+
+static const struct session_handler agent_handlers[SESSION_HANDLER_TYPES] = {
+        [VSOCK_MSG_EXEC] = { .start = exec_start, .reply = true },
+        [VSOCK_MSG_EXEC_STREAM] = { .start = exec_start, .reply = true },
+        [VSOCK_MSG_EXEC_PIPE] = { .start = exec_start },
+        [VSOCK_MSG_EXEC_TTY] = { .start = exec_start },
+        [VSOCK_MSG_PORT_FORWARD] = { .start = portfwd_start },
+        [VSOCK_MSG_WRITE_FILE] = { .start = fileop_start, .start_streamed = wfstream_start,
+                                   .streamed_min = SESSION_STREAM_MIN, .reply = true },
+        [VSOCK_MSG_READ_FILE] = { .start = fileop_start, .reply = true },
+        [VSOCK_MSG_LIST_FILES] = { .start = fileop_start, .reply = true },
 };
 
 /* One read buffer for all sessions: the loop is single-threaded, and
  * idle sessions then hold no input memory. */
 static uint8_t read_buf[AGENT_READ_CHUNK];
 
-static void session_process(struct session *s, const uint8_t *data, size_t len);
+static void session_changed(struct session *s);
 static void session_flush(struct session *s);
 
 uint64_t session_id(const struct session *s) { return s->id; }
 struct agent *session_agent(const struct session *s) { return s->agent; }
-bool session_can_send(const struct session *s) { return !s->dead && s->fd >= 0; }
-bool session_queue_empty(const struct session *s) { return buf_empty(&s->out); }
+enum session_in session_input_state(const struct session *s) { return s->in; }
+enum session_out session_output_state(const struct session *s) { return s->out; }
+bool session_queue_empty(const struct session *s) { return buf_empty(&s->queue); }
+bool session_queue_high(struct session *s) { return s->high; }
 
-/* Interest follows state in this one place. */
-static void session_update_events(struct session *s) {
-        if (s->fd < 0)
-                return;
+static unsigned long long sid(const struct session *s) { return (unsigned long long) s->id; }
+
+/* ---- derived predicates ------------------------------------------------ */
+
+/* Between operations, reading a request (or waiting for one). */
+static bool between_ops(const struct session *s) { return !s->ops && s->out == SESSION_OUT_OPEN; }
+
+/* No operation and nothing more to say: waiting for the connection to end. */
+static bool closing(const struct session *s) { return !s->ops && s->out != SESSION_OUT_OPEN; }
+
+/* A request taken over at its header, still arriving. */
+static bool request_arriving(const struct session *s) {
+        size_t left = vsock_decoder_pass_left(s->dec);
+        return s->ops && left > 0 && left != SIZE_MAX;
+}
+
+static bool input_final(const struct session *s) { return s->in == SESSION_IN_DONE || s->in == SESSION_IN_CLOSED; }
+
+static bool output_final(const struct session *s) {
+        return s->out == SESSION_OUT_SHUT || s->out == SESSION_OUT_CLOSED;
+}
+
+/* Both directions ended and nothing is attached: free after the pass. */
+static bool complete(const struct session *s) {
+        return !s->ops && !s->retired_ops && input_final(s) && output_final(s);
+}
+
+/* Whether host bytes (and then the EOF) are taken now: the one place that
+ * decides it. */
+static bool input_wanted(const struct session *s) {
+        if (s->in != SESSION_IN_OPEN && s->in != SESSION_IN_EOF)
+                return false;
+        if (s->retired_ops)
+                return false; /* the last operation goes first, after the pass */
+        if (!s->ops) {
+                /* A request, unless the host is not reading its replies;
+                 * closing, the rest is read (and dropped) to the host's EOF
+                 * once our side is shut. */
+                return s->out == SESSION_OUT_OPEN ? !s->high : s->out == SESSION_OUT_SHUT;
+        }
+        if (s->hold)
+                return false;
+        if (vsock_decoder_pass_left(s->dec) > 0)
+                return true; /* a request body, or a raw stream */
+        /* A request/response operation takes nothing after its request:
+         * what follows is the next request, read once it is done. */
+        return !s->handler->reply;
+}
+
+/* While our write side is open, a hang-up means the host is gone. Once it
+ * is shut, a hang-up may be only the host's half-close (both directions
+ * shut) still behind unread input. */
+static bool hangup_is_loss(const struct session *s) {
+        return s->out == SESSION_OUT_OPEN || s->out == SESSION_OUT_DRAIN;
+}
+
+/* Interest follows the states and the queue, in this one place. */
+static void update_interest(struct session *s) {
         uint32_t ev = 0;
-        bool reading = s->state == SESSION_LINGER ||
-                       ((s->state == SESSION_REQUEST || s->state == SESSION_ACTIVE) && !s->in_paused);
-        if (reading && !s->in_eof && !s->dead)
+        if (input_wanted(s) && s->in == SESSION_IN_OPEN && buf_empty(&s->pending))
                 ev |= EPOLLIN;
-        if (s->out_blocked && !s->dead)
+        if (!buf_empty(&s->queue) && hangup_is_loss(s))
                 ev |= EPOLLOUT;
-        /* Paused input still has to see the host hang up (EPOLLHUP/ERR come
+        /* Not reading still has to see the host hang up (EPOLLHUP/ERR come
          * with an empty mask), or a command that never reads stdin would
          * outlive it. */
-        bool paused = (s->state == SESSION_REQUEST || s->state == SESSION_ACTIVE) && s->in_paused &&
-                      !s->in_eof && !s->dead && !s->hup_ignored;
-        int r = paused ? watcher_set_keep(&s->w, ev) : watcher_set(&s->w, ev);
+        int r = hangup_is_loss(s) ? watcher_set_keep(&s->w, ev) : watcher_set(&s->w, ev);
         if (r < 0)
-                log_warn("session %llu: epoll: %s", (unsigned long long) s->id, strerror(-r));
+                log_warn("session %llu: epoll: %s", sid(s), strerror(-r));
+}
+
+/* ---- the two state machines -------------------------------------------- */
+
+static const char *const in_names[] = { "open", "eof", "done", "closed" };
+static const char *const out_names[] = { "open", "drain", "shut", "lost", "closed" };
+
+/* Whether a transition of the @dir machine (state names @names) goes
+ * ahead: not to the same state, and only along an allowed edge (a refused
+ * one is a bug, logged). */
+static bool transition_ok(const struct session *s, const char *dir, const char *const *names, int from, int to,
+                          bool allowed) {
+        if (from == to)
+                return false;
+        if (!allowed) {
+                log_error("session %llu: %s %s -> %s refused", sid(s), dir, names[from], names[to]);
+                return false;
+        }
+        log_debug("session %llu: %s %s -> %s", sid(s), dir, names[from], names[to]);
+        return true;
+}
+
+/* Input: OPEN -> EOF -> DONE; OPEN, EOF, DONE -> CLOSED. */
+static void in_to(struct session *s, enum session_in to) {
+        static const bool allowed[4][4] = {
+                [SESSION_IN_OPEN] = { [SESSION_IN_EOF] = true, [SESSION_IN_CLOSED] = true },
+                [SESSION_IN_EOF] = { [SESSION_IN_DONE] = true, [SESSION_IN_CLOSED] = true },
+                [SESSION_IN_DONE] = { [SESSION_IN_CLOSED] = true },
+        };
+        if (!transition_ok(s, "input", in_names, s->in, to, allowed[s->in][to]))
+                return;
+        s->in = to;
+        if (to == SESSION_IN_CLOSED)
+                buf_wipe_free(&s->pending);
+        if (to == SESSION_IN_CLOSED && closing(s))
+                timer_disarm(&s->timer);
+        session_changed(s);
+}
+
+/* Output: OPEN -> DRAIN -> SHUT; OPEN, DRAIN, SHUT -> LOST -> CLOSED; and
+ * any -> CLOSED. */
+static void out_to(struct session *s, enum session_out to) {
+        static const bool allowed[5][5] = {
+                [SESSION_OUT_OPEN] = { [SESSION_OUT_DRAIN] = true, [SESSION_OUT_LOST] = true,
+                                       [SESSION_OUT_CLOSED] = true },
+                [SESSION_OUT_DRAIN] = { [SESSION_OUT_SHUT] = true, [SESSION_OUT_LOST] = true,
+                                        [SESSION_OUT_CLOSED] = true },
+                [SESSION_OUT_SHUT] = { [SESSION_OUT_LOST] = true, [SESSION_OUT_CLOSED] = true },
+                [SESSION_OUT_LOST] = { [SESSION_OUT_CLOSED] = true },
+        };
+        if (!transition_ok(s, "output", out_names, s->out, to, allowed[s->out][to]))
+                return;
+        s->out = to;
+        switch (to) {
+        case SESSION_OUT_DRAIN:
+                if (buf_empty(&s->queue)) {
+                        out_to(s, SESSION_OUT_SHUT);
+                        return;
+                }
+                break;
+        case SESSION_OUT_SHUT:
+                if (shutdown(s->fd, SHUT_WR) < 0 && errno != ENOTCONN) {
+                        int e = errno;
+                        log_debug("session %llu: shutdown: %s", sid(s), strerror(e));
+                        out_to(s, s->ops ? SESSION_OUT_LOST : SESSION_OUT_CLOSED);
+                        return;
+                }
+                break;
+        case SESSION_OUT_LOST:
+        case SESSION_OUT_CLOSED:
+                buf_free(&s->queue);
+                break;
+        case SESSION_OUT_OPEN:
+                break;
+        }
+        session_changed(s);
+}
+
+/* ---- lifecycle ---------------------------------------------------------- */
+
+/* The operation let go of (finished or dropped): freed after the pass. */
+static void retire_op(struct session *s) {
+        if (s->retired_ops) {
+                /* Two in one pass cannot happen (no request is read while
+                 * one waits); free the older one rather than leak it. */
+                log_error("session %llu: two operations retired in one pass", sid(s));
+                if (s->retired_ops->free)
+                        s->retired_ops->free(s->retired_op);
+        }
+        s->retired_ops = s->ops;
+        s->retired_op = s->op;
+        s->ops = NULL;
+        s->op = NULL;
+        s->hold = false;
+        loop_defer(&s->work);
+}
+
+/* Close at once: nothing more is read or sent, nobody is told (the
+ * operation, if any, is dropped). */
+static void session_close(struct session *s) {
+        if (s->ops)
+                retire_op(s);
+        in_to(s, SESSION_IN_CLOSED);
+        out_to(s, SESSION_OUT_CLOSED);
+}
+
+/* The connection failed or the host hung up: drop what is queued and tell
+ * the operation after the current call. */
+static void session_lost(struct session *s, int err) {
+        if (s->out == SESSION_OUT_LOST || s->out == SESSION_OUT_CLOSED)
+                return;
+        log_debug("session %llu: connection lost: %s", sid(s), strerror(-err));
+        in_to(s, SESSION_IN_CLOSED);
+        out_to(s, s->ops ? SESSION_OUT_LOST : SESSION_OUT_CLOSED);
+}
+
+/* After any transition: the linger bound while closing, the interest,
+ * and deferred work (telling, freeing) when there is some. */
+static void session_changed(struct session *s) {
+        if (closing(s) && s->out == SESSION_OUT_SHUT && s->in == SESSION_IN_OPEN && !timer_armed(&s->timer)) {
+                /* The host normally closes as soon as it has the result;
+                 * the timer bounds how long a silent host keeps the fd. */
+                if (s->agent->shutting_down || timer_arm_in_ms(&s->timer, SESSION_LINGER_MS) < 0) {
+                        in_to(s, SESSION_IN_CLOSED);
+                        return;
+                }
+        }
+        if (complete(s))
+                timer_disarm(&s->timer);
+        /* Input that waited is handed over after the pass too; whoever
+         * takes it either consumes some or pauses, so this cannot spin. */
+        bool input_waits = (!buf_empty(&s->pending) || s->in == SESSION_IN_EOF) && input_wanted(s);
+        if (s->retired_ops || s->out == SESSION_OUT_LOST || complete(s) || input_waits)
+                loop_defer(&s->work);
+        update_interest(s);
+}
+
+static void on_timer(struct timer *t) {
+        struct session *s = container_of(t, struct session, timer);
+        if (between_ops(s) || request_arriving(s)) {
+                log_warn("session %llu: no request within %d ms, closing", sid(s), s->agent->idle_timeout_ms);
+                session_close(s);
+        } else if (closing(s))
+                in_to(s, SESSION_IN_CLOSED); /* the host's EOF never came */
 }
 
 static void session_free(struct session *s) {
+        defer_cancel(&s->work);
         timer_disarm(&s->timer);
         watcher_stop(&s->w);
         s->fd = safe_close(s->fd);
+        if (s->retired_ops && s->retired_ops->free)
+                s->retired_ops->free(s->retired_op);
         if (s->ops && s->ops->free)
                 s->ops->free(s->op);
-        s->ops = NULL;
-        s->op = NULL;
+        s->ops = s->retired_ops = NULL;
+        s->op = s->retired_op = NULL;
         vsock_decoder_free(s->dec);
-        buf_wipe_free(&s->in);
-        buf_free(&s->out);
+        buf_wipe_free(&s->pending);
+        buf_free(&s->queue);
         struct agent *a = s->agent;
         if (s->prev)
                 s->prev->next = s->next;
@@ -117,135 +322,49 @@ static void session_free(struct session *s) {
         if (s->next)
                 s->next->prev = s->prev;
         a->n_sessions--;
-        log_debug("session %llu: freed", (unsigned long long) s->id);
+        log_debug("session %llu: freed", sid(s));
         free(s);
 }
 
-static void session_free_deferred(void *p) {
-        struct session *s = p;
-        if (s->pending > 0) {
-                /* A deferred call still refers to @s: go after it. */
-                (void) loop_defer(s->agent->loop, session_free_deferred, s);
-                return;
-        }
-        session_free(s);
-}
+/* ---- the send queue ------------------------------------------------------ */
 
-/* Close the connection. The session is freed after the pass. */
-static void session_close(struct session *s) {
-        if (s->state == SESSION_CLOSED)
-                return;
-        s->state = SESSION_CLOSED;
-        timer_disarm(&s->timer);
-        watcher_stop(&s->w);
-        s->fd = safe_close(s->fd);
-        buf_free(&s->out);
-        if (!s->free_queued) {
-                s->free_queued = true;
-                if (loop_defer(s->agent->loop, session_free_deferred, s) < 0)
-                        log_error("session %llu: cannot queue free; leaking", (unsigned long long) s->id);
-        }
-}
-
-static void notify_lost(void *p) {
-        struct session *s = p;
-        s->pending--;
-        if (s->state == SESSION_ACTIVE && s->ops && s->ops->conn_lost)
-                s->ops->conn_lost(s->op);
-}
-
-/* The connection failed: drop what is queued, stop watching it, and tell
- * the operation outside of whatever call we are in. */
-static void session_mark_dead(struct session *s, int err) {
-        if (s->dead)
-                return;
-        s->dead = true;
-        log_debug("session %llu: connection lost: %s", (unsigned long long) s->id, strerror(-err));
-        buf_free(&s->out);
-        s->out_blocked = false;
-        watcher_stop(&s->w);
-        switch (s->state) {
-        case SESSION_ACTIVE:
-                if (loop_defer(s->agent->loop, notify_lost, s) >= 0)
-                        s->pending++;
-                break;
-        case SESSION_REQUEST:
-        case SESSION_FLUSH:
-        case SESSION_LINGER:
-                session_close(s);
-                break;
-        case SESSION_CLOSED:
-                break;
-        }
-}
-
-static void on_timer(struct timer *t) {
-        struct session *s = container_of(t, struct session, timer);
-        if (s->state == SESSION_REQUEST)
-                log_warn("session %llu: no request within %d ms, closing", (unsigned long long) s->id,
-                         s->agent->idle_timeout_ms);
-        else if (s->state != SESSION_LINGER)
-                return;
-        session_close(s);
-}
-
-static void begin_linger(struct session *s) {
-        s->state = SESSION_LINGER;
-        if (!s->shut_wr_done && shutdown(s->fd, SHUT_WR) < 0 && errno != ENOTCONN)
-                log_debug("session %llu: shutdown: %m", (unsigned long long) s->id);
-        s->shut_wr_done = true;
-        /* The host normally closes as soon as it has the result; the timer
-         * bounds how long a silent host can keep the fd. */
-        if (s->in_eof || s->agent->shutting_down || timer_arm_in_ms(&s->timer, SESSION_LINGER_MS) < 0) {
-                session_close(s);
-                return;
-        }
-        session_update_events(s);
+/* Every frame queued ends here: written at once if nothing was waiting
+ * (@before: the queue's size before it), else it waits for EPOLLOUT and
+ * the queue may go high. */
+static void queue_pushed(struct session *s, size_t before) {
+        if (before == 0)
+                session_flush(s);
+        else if (buf_size(&s->queue) >= AGENT_QUEUE_HIGH)
+                s->high = true;
 }
 
 static void session_flush(struct session *s) {
-        while (!buf_empty(&s->out) && !s->dead) {
-                struct iovec iov = { .iov_base = buf_head(&s->out), .iov_len = buf_size(&s->out) };
+        while (!buf_empty(&s->queue)) {
+                struct iovec iov = { .iov_base = buf_head(&s->queue), .iov_len = buf_size(&s->queue) };
                 ssize_t n = io_writev_once(s->fd, &iov, 1);
                 if (n == -EAGAIN) {
                         /* Only a blocked queue can be "high": the drained
                          * callback then follows from EPOLLOUT. */
-                        if (buf_size(&s->out) >= AGENT_QUEUE_HIGH)
-                                s->out_high = true;
-                        if (!s->out_blocked) {
-                                s->out_blocked = true;
-                                session_update_events(s);
-                        }
+                        if (buf_size(&s->queue) >= AGENT_QUEUE_HIGH)
+                                s->high = true;
+                        update_interest(s);
                         return;
                 }
                 if (n < 0) {
-                        session_mark_dead(s, (int) n);
+                        session_lost(s, (int) n);
                         return;
                 }
-                buf_consume(&s->out, (size_t) n);
+                (void) buf_consume(&s->queue, (size_t) n);
         }
-        if (s->dead)
-                return;
-        if (s->out.cap > SESSION_KEEP_BUF)
-                buf_free(&s->out);
-        if (s->out_blocked) {
-                s->out_blocked = false;
-                session_update_events(s);
-        }
-        if (s->state == SESSION_FLUSH)
-                begin_linger(s);
-        else if (s->shut_wr_wanted && !s->shut_wr_done) {
-                s->shut_wr_done = true;
-                if (shutdown(s->fd, SHUT_WR) < 0)
-                        session_mark_dead(s, -errno);
-        }
+        if (buf_capacity(&s->queue) > SESSION_KEEP_BUF)
+                buf_free(&s->queue);
+        if (s->out == SESSION_OUT_DRAIN)
+                out_to(s, SESSION_OUT_SHUT);
+        else
+                update_interest(s);
 }
 
-static int queue_check(struct session *s) {
-        if (s->dead || s->fd < 0 || s->state == SESSION_LINGER || s->state == SESSION_CLOSED)
-                return -EPIPE;
-        return 0;
-}
+static int queue_check(const struct session *s) { return s->out == SESSION_OUT_OPEN ? 0 : -EPIPE; }
 
 int session_frame_begin(struct session *s, uint8_t type, size_t max, uint8_t **ret_payload) {
         int r = queue_check(s);
@@ -254,24 +373,29 @@ int session_frame_begin(struct session *s, uint8_t type, size_t max, uint8_t **r
         if (max > UINT32_MAX)
                 return -EMSGSIZE;
         uint8_t *t;
-        r = buf_reserve(&s->out, VSOCK_FRAME_HEADER_SIZE + max, &t);
+        r = buf_reserve(&s->queue, VSOCK_FRAME_HEADER_SIZE + max, &t);
         if (r < 0)
                 return r;
         t[0] = type;
+        s->frame_tail = t;
         *ret_payload = t + VSOCK_FRAME_HEADER_SIZE;
         return 0;
 }
 
-void session_frame_end(struct session *s, size_t n) {
-        if (n == 0)
+/* Commit the frame session_frame_begin reserved, with @n payload bytes. */
+static void frame_commit(struct session *s, size_t n) {
+        size_t before = buf_size(&s->queue);
+        vsock_frame_header(s->frame_tail, s->frame_tail[0], (uint32_t) n);
+        if (buf_commit(&s->queue, VSOCK_FRAME_HEADER_SIZE + n) < 0) {
+                log_error("session %llu: frame of %zu bytes past its reservation", sid(s), n);
                 return;
-        uint8_t *t = s->out.data + s->out.len;
-        vsock_frame_header(t, t[0], (uint32_t) n);
-        buf_commit(&s->out, VSOCK_FRAME_HEADER_SIZE + n);
-        if (!s->out_blocked)
-                session_flush(s);
-        else if (buf_size(&s->out) >= AGENT_QUEUE_HIGH)
-                s->out_high = true;
+        }
+        queue_pushed(s, before);
+}
+
+void session_frame_end(struct session *s, size_t n) {
+        if (n > 0)
+                frame_commit(s, n);
 }
 
 int session_send(struct session *s, uint8_t type, const void *data, size_t len) {
@@ -281,17 +405,10 @@ int session_send(struct session *s, uint8_t type, const void *data, size_t len) 
                 return 0; /* gone: the operation learns it via conn_lost */
         if (r < 0)
                 return r;
-        if (len == 0) {
-                /* An empty frame is still a frame (Ready, Stdin EOF). */
-                uint8_t *t = s->out.data + s->out.len;
-                vsock_frame_header(t, type, 0);
-                buf_commit(&s->out, VSOCK_FRAME_HEADER_SIZE);
-                if (!s->out_blocked)
-                        session_flush(s);
-                return 0;
-        }
-        memcpy(p, data, len);
-        session_frame_end(s, len);
+        if (len > 0)
+                memcpy(p, data, len);
+        /* An empty frame is still a frame (Ready, Stdin EOF). */
+        frame_commit(s, len);
         return 0;
 }
 
@@ -303,277 +420,235 @@ int session_send_take(struct session *s, uint8_t type, struct buf *frame) {
                 return r == -EPIPE ? 0 : r < 0 ? r : n < VSOCK_FRAME_HEADER_SIZE ? -EINVAL : -EMSGSIZE;
         }
         vsock_frame_header(buf_head(frame), type, (uint32_t) (n - VSOCK_FRAME_HEADER_SIZE));
-        if (buf_empty(&s->out)) {
-                buf_free(&s->out);
-                s->out = *frame;
-                s->out.max = 0;
-                *frame = BUF_INIT(0);
-        } else {
-                r = buf_append(&s->out, buf_head(frame), n);
-                buf_free(frame);
-                if (r < 0)
-                        return r;
-        }
-        if (!s->out_blocked)
-                session_flush(s);
-        else if (buf_size(&s->out) >= AGENT_QUEUE_HIGH)
-                s->out_high = true;
+        size_t before = buf_size(&s->queue);
+        if (before == 0)
+                r = buf_move(&s->queue, frame); /* the queue has no cap: cannot fail */
+        else
+                r = buf_append(&s->queue, buf_head(frame), n);
+        buf_free(frame);
+        if (r < 0)
+                return r;
+        queue_pushed(s, before);
         return 0;
 }
 
 struct buf *session_encode_begin(struct session *s, uint8_t type) {
         if (queue_check(s) < 0)
                 return NULL;
-        s->encode_mark = buf_size(&s->out);
+        s->encode_mark = buf_size(&s->queue);
         s->encode_type = type;
         /* Placeholder header; patched in session_encode_end. */
         static const uint8_t zero[VSOCK_FRAME_HEADER_SIZE];
-        if (buf_append(&s->out, zero, sizeof zero) < 0)
+        if (buf_append(&s->queue, zero, sizeof zero) < 0)
                 return NULL;
-        return &s->out;
+        return &s->queue;
 }
 
 void session_encode_end(struct session *s, int r) {
         /* Offsets are relative to the head: a reserve may have moved it. */
-        size_t total = buf_size(&s->out) - s->encode_mark;
+        size_t total = buf_size(&s->queue) - s->encode_mark;
         if (r < 0 || total - VSOCK_FRAME_HEADER_SIZE > UINT32_MAX) {
-                s->out.len = s->out.off + s->encode_mark;
+                (void) buf_truncate(&s->queue, s->encode_mark);
                 return;
         }
-        vsock_frame_header(buf_head(&s->out) + s->encode_mark, s->encode_type,
+        vsock_frame_header(buf_head(&s->queue) + s->encode_mark, s->encode_type,
                            (uint32_t) (total - VSOCK_FRAME_HEADER_SIZE));
-        if (!s->out_blocked)
-                session_flush(s);
-        else if (buf_size(&s->out) >= AGENT_QUEUE_HIGH)
-                s->out_high = true;
+        queue_pushed(s, s->encode_mark);
 }
 
 int session_raw_begin(struct session *s, size_t max, uint8_t **ret_data) {
         int r = queue_check(s);
         if (r < 0)
                 return r;
-        return buf_reserve(&s->out, max, ret_data);
+        return buf_reserve(&s->queue, max, ret_data);
 }
 
 void session_raw_end(struct session *s, size_t n) {
         if (n == 0)
                 return;
-        buf_commit(&s->out, n);
-        if (!s->out_blocked)
-                session_flush(s);
-        else if (buf_size(&s->out) >= AGENT_QUEUE_HIGH)
-                s->out_high = true;
-}
-
-bool session_queue_high(struct session *s) { return s->out_high; }
-
-static void kick(void *p) {
-        struct session *s = p;
-        s->pending--;
-        if ((s->state != SESSION_ACTIVE && s->state != SESSION_REQUEST) || s->in_paused)
+        size_t before = buf_size(&s->queue);
+        if (buf_commit(&s->queue, n) < 0) {
+                log_error("session %llu: %zu raw bytes past their reservation", sid(s), n);
                 return;
-        if (!buf_empty(&s->in)) {
-                /* Process a copy: the op may leave some of it again. */
-                struct buf old = s->in;
-                s->in = BUF_INIT(0);
-                session_process(s, buf_head(&old), buf_size(&old));
-                buf_wipe_free(&old);
-        } else if (s->in_eof && !s->eof_delivered)
-                session_process(s, NULL, 0);
-        session_update_events(s);
-}
-
-void session_pause_input(struct session *s, bool pause) {
-        if (s->in_paused == pause)
-                return;
-        s->in_paused = pause;
-        if (!pause && (!buf_empty(&s->in) || (s->in_eof && !s->eof_delivered))) {
-                /* Leftover input is handed over after this call returns. */
-                if (loop_defer(s->agent->loop, kick, s) >= 0)
-                        s->pending++;
         }
-        session_update_events(s);
+        queue_pushed(s, before);
 }
 
-void session_set_raw(struct session *s) { s->raw = true; }
-
-void session_shutdown_write(struct session *s) {
-        s->shut_wr_wanted = true;
-        if (!s->dead && s->fd >= 0 && buf_empty(&s->out) && !s->shut_wr_done) {
-                s->shut_wr_done = true;
-                if (shutdown(s->fd, SHUT_WR) < 0 && errno != ENOTCONN)
-                        session_mark_dead(s, -errno);
+/* EPOLLOUT: write on, and tell the operation when the queue fell below
+ * the low mark, or emptied after having been blocked (port forwarding
+ * waits for that). */
+static void session_writable(struct session *s) {
+        bool was_blocked = !buf_empty(&s->queue);
+        session_flush(s);
+        if (s->out == SESSION_OUT_LOST || s->out == SESSION_OUT_CLOSED)
+                return;
+        bool low = s->high && buf_size(&s->queue) < AGENT_QUEUE_LOW;
+        bool emptied = was_blocked && buf_empty(&s->queue);
+        if (low || emptied) {
+                s->high = false;
+                if (s->ops && s->ops->drained)
+                        s->ops->drained(s->op);
         }
 }
 
-void session_set_op(struct session *s, const struct session_ops *ops, void *op) {
-        s->ops = ops;
-        s->op = op;
+/* ---- requests -------------------------------------------------------------- */
+
+static const struct session_handler *handler_for(const struct session *s, uint8_t type) {
+        const struct session_handler *table = s->agent->handlers ? s->agent->handlers : agent_handlers;
+        if (type >= SESSION_HANDLER_TYPES || !table[type].start)
+                return NULL;
+        return &table[type];
 }
 
-void session_finish(struct session *s) {
-        if (s->state != SESSION_ACTIVE && s->state != SESSION_REQUEST)
-                return;
-        if (s->dead || s->fd < 0) {
-                session_close(s);
-                return;
-        }
-        s->state = SESSION_FLUSH;
-        s->in_paused = false;
-        buf_wipe_free(&s->in);
-        if (buf_empty(&s->out))
-                begin_linger(s);
-        else
-                session_update_events(s);
-}
-
-void session_request_done(struct session *s) {
+/* A complete request: start what it asks for. The one dispatch point. */
+static void session_dispatch(struct session *s, uint8_t type, uint8_t *payload, uint32_t len) {
         timer_disarm(&s->timer);
-        s->state = SESSION_ACTIVE;
-}
-
-static void dispatch_request(struct session *s, uint8_t type, uint8_t *payload, uint32_t len) {
-        session_request_done(s);
         const char *name = vsock_msg_type_name(type);
-        log_debug("session %llu: request %s (%u bytes)", (unsigned long long) s->id, name ? name : "?", len);
-        int r;
-        switch (type) {
-        case VSOCK_MSG_EXEC:
-        case VSOCK_MSG_EXEC_STREAM:
-        case VSOCK_MSG_EXEC_PIPE:
-        case VSOCK_MSG_EXEC_TTY:
-                r = exec_start(s, type, payload, len);
-                break;
-        case VSOCK_MSG_PORT_FORWARD:
-                r = portfwd_start(s, type, payload, len);
-                break;
-        case VSOCK_MSG_WRITE_FILE:
-        case VSOCK_MSG_READ_FILE:
-        case VSOCK_MSG_LIST_FILES:
-                r = fileop_start(s, type, payload, len);
-                break;
-        default:
-                log_warn("session %llu: unexpected first message type %u (%s), closing",
-                         (unsigned long long) s->id, type, name ? name : "unknown");
+        log_debug("session %llu: request %s (%u bytes)", sid(s), name ? name : "?", len);
+        const struct session_handler *h = handler_for(s, type);
+        if (!h) {
+                log_warn("session %llu: unexpected first message type %u (%s), closing", sid(s), type,
+                         name ? name : "unknown");
                 if (payload)
                         explicit_bzero(payload, len);
                 free(payload);
-                r = -EBADMSG;
-                break;
+                session_close(s);
+                return;
         }
+        s->handler = h;
+        int r = h->start(s, type, payload, len);
         if (r < 0) {
-                if (r != -EBADMSG)
-                        log_warn("session %llu: %s failed: %s", (unsigned long long) s->id,
-                                 name ? name : "?", strerror(-r));
+                log_warn("session %llu: %s failed: %s", sid(s), name ? name : "?", strerror(-r));
                 session_close(s);
         }
 }
 
-/* The decoder holds a complete frame: the request starts the operation,
- * later frames go to it. Returns false when the session stopped reading
- * for good (closed or dead). */
-static bool session_frame_ready(struct session *s) {
+/* A request announced at its header: big ones of a streamed type are taken
+ * over now, their payload then passing through as raw input. */
+static void request_header(struct session *s, uint8_t type, uint32_t len) {
+        const struct session_handler *h = handler_for(s, type);
+        if (!h || !h->start_streamed || len < h->streamed_min)
+                return; /* collected whole */
+        s->handler = h;
+        if (vsock_decoder_pass(s->dec) < 0 || h->start_streamed(s, len) < 0)
+                session_close(s);
+}
+
+/* A frame that is too large, or a protocol error from the operation. */
+static void frame_error(struct session *s, int err) {
+        if (between_ops(s)) {
+                log_warn("session %llu: frame too large, closing", sid(s));
+                session_close(s);
+        } else
+                session_lost(s, err);
+}
+
+/* ---- input --------------------------------------------------------------- */
+
+/* A complete frame: the request, or one for the operation. */
+static void frame_ready(struct session *s) {
         uint8_t type;
         const uint8_t *payload;
-        uint32_t plen;
-        vsock_decoder_frame(s->dec, &type, &payload, &plen);
-        if (s->state == SESSION_REQUEST) {
-                uint8_t *p = vsock_decoder_take_payload(s->dec);
-                vsock_decoder_free(s->dec);
-                s->dec = NULL;
-                if (vsock_decoder_new(SESSION_MAX_PAYLOAD_AFTER, &s->dec) < 0) {
-                        free(p);
-                        session_close(s);
-                        return false;
-                }
-                dispatch_request(s, type, p, plen);
-                return true;
+        uint32_t len;
+        vsock_decoder_frame(s->dec, &type, &payload, &len);
+        if (!s->ops) {
+                session_dispatch(s, type, vsock_decoder_take_payload(s->dec), len);
+                return;
         }
-        int fr = s->ops && s->ops->frame ? s->ops->frame(s->op, type, payload, plen) : 0;
+        int r = s->ops->frame ? s->ops->frame(s->op, type, payload, len) : 0;
         vsock_decoder_reset(s->dec);
-        if (fr < 0) {
-                log_warn("session %llu: protocol error on message type %u: %s", (unsigned long long) s->id, type,
-                         strerror(-fr));
-                session_mark_dead(s, fr);
-                return false;
+        if (r < 0) {
+                log_warn("session %llu: protocol error on message type %u: %s", sid(s), type, strerror(-r));
+                frame_error(s, r);
         }
-        return true;
 }
 
-/* A big WriteFile goes to disk as it arrives instead of being buffered
- * whole (wfstream.c): taken over at its header, if the header is here in
- * one piece (it nearly always is; otherwise the request is buffered, which
- * serves it all the same). Returns true when the header was taken. */
-static bool stream_request(struct session *s, const uint8_t *hdr) {
-        uint32_t len = (uint32_t) hdr[1] << 24 | (uint32_t) hdr[2] << 16 | (uint32_t) hdr[3] << 8 | hdr[4];
-        if (hdr[0] != VSOCK_MSG_WRITE_FILE || len < SESSION_STREAM_MIN || len > SESSION_MAX_PAYLOAD)
-                return false;
-        if (wfstream_start(s, len) < 0)
-                session_close(s); /* the caller's loop ends on it */
-        return true;
-}
-
-/* Feed host bytes to the decoder or the raw consumer until they are used
- * up, input is paused, or the session left the states that read. Bytes
- * left over are kept in s->in. */
-static void session_process(struct session *s, const uint8_t *data, size_t len) {
-        while (len > 0 && !s->in_paused && !s->dead &&
-               (s->state == SESSION_REQUEST || s->state == SESSION_ACTIVE)) {
-                if (s->raw) {
-                        size_t used = s->ops && s->ops->raw ? s->ops->raw(s->op, data, len) : len;
-                        if (used > len)
-                                used = len;
-                        data += used;
-                        len -= used;
-                        if (used == 0 && !s->in_paused)
-                                break; /* op took nothing and did not pause: keep the rest */
-                        continue;
-                }
-                if (s->state == SESSION_REQUEST && len >= VSOCK_FRAME_HEADER_SIZE && !vsock_decoder_partial(s->dec) &&
-                    stream_request(s, data)) {
-                        data += VSOCK_FRAME_HEADER_SIZE;
-                        len -= VSOCK_FRAME_HEADER_SIZE;
-                        continue;
+/* Feed host bytes to the decoder and on to the request reader or the
+ * operation while they are wanted; the rest waits in s->pending. */
+static void session_feed(struct session *s, const uint8_t *data, size_t len) {
+        while (len > 0 && input_wanted(s)) {
+                if (closing(s)) {
+                        len = 0; /* late input after the result is dropped */
+                        break;
                 }
                 size_t used = 0;
                 int r = vsock_decoder_feed(s->dec, data, len, &used);
                 data += used;
                 len -= used;
-                if (r < 0) {
-                        log_warn("session %llu: frame too large, closing", (unsigned long long) s->id);
-                        if (s->state == SESSION_REQUEST)
-                                session_close(s);
-                        else
-                                session_mark_dead(s, -EMSGSIZE);
-                        return;
-                }
-                if (r == 0)
-                        continue;
-                if (!session_frame_ready(s))
-                        return;
+                if (r == VSOCK_DECODER_PASS) {
+                        size_t k = MIN(len, vsock_decoder_pass_left(s->dec));
+                        size_t took = s->ops && s->ops->raw ? s->ops->raw(s->op, data, k) : k;
+                        took = MIN(took, k);
+                        (void) vsock_decoder_passed(s->dec, took);
+                        data += took;
+                        len -= took;
+                        if (took == 0 && !s->hold) {
+                                /* Taking nothing without pausing would
+                                 * hand the same bytes over forever. */
+                                log_error("session %llu: %s took no input and did not pause", sid(s),
+                                          s->ops ? s->ops->name : "?");
+                                s->hold = true;
+                        }
+                } else if (r == VSOCK_DECODER_HEADER) {
+                        uint8_t type;
+                        uint32_t flen;
+                        (void) vsock_decoder_header(s->dec, &type, &flen);
+                        if (!s->ops)
+                                request_header(s, type, flen);
+                        else if (flen > SESSION_MAX_PAYLOAD_AFTER)
+                                frame_error(s, -EMSGSIZE);
+                } else if (r == VSOCK_DECODER_FRAME)
+                        frame_ready(s);
+                else if (r < 0)
+                        frame_error(s, r);
         }
-        if (len > 0 && !s->dead && (s->state == SESSION_REQUEST || s->state == SESSION_ACTIVE)) {
-                if (buf_append(&s->in, data, len) < 0)
-                        session_mark_dead(s, -ENOMEM);
+        if (len > 0 && (s->in == SESSION_IN_OPEN || s->in == SESSION_IN_EOF) && buf_append(&s->pending, data, len) < 0)
+                session_lost(s, -ENOMEM);
+}
+
+/* The host's EOF, once everything before it was taken. */
+static void deliver_eof(struct session *s) {
+        if (s->in != SESSION_IN_EOF || !buf_empty(&s->pending) || !input_wanted(s))
+                return;
+        if (between_ops(s) && vsock_decoder_partial(s->dec)) {
+                log_warn("session %llu: truncated request", sid(s));
+                session_close(s);
                 return;
         }
-        if (s->in_eof && !s->eof_delivered && buf_empty(&s->in) && !s->in_paused) {
-                s->eof_delivered = true;
-                if (s->state == SESSION_REQUEST) {
-                        if (vsock_decoder_partial(s->dec))
-                                log_warn("session %llu: truncated request", (unsigned long long) s->id);
-                        session_close(s);
-                } else if (s->state == SESSION_ACTIVE && s->ops && s->ops->input_eof)
-                        s->ops->input_eof(s->op);
+        if (s->ops && vsock_decoder_partial(s->dec)) {
+                /* Cut off inside a frame: nothing can make sense of it. */
+                session_lost(s, -EPIPE);
+                return;
         }
+        in_to(s, SESSION_IN_DONE);
+        if (s->ops) {
+                if (s->ops->input_eof)
+                        s->ops->input_eof(s->op);
+        } else if (s->out == SESSION_OUT_OPEN) {
+                /* Between requests: the host is done; so are we once the
+                 * queue is written. */
+                timer_disarm(&s->timer);
+                out_to(s, SESSION_OUT_DRAIN);
+        }
+}
+
+/* Bytes kept earlier, then the EOF, as far as they are wanted now. */
+static void take_pending(struct session *s) {
+        if (!buf_empty(&s->pending) && input_wanted(s)) {
+                /* Feed a copy: what is left over goes back to s->pending. */
+                struct buf old = s->pending;
+                s->pending = BUF_INIT(0);
+                session_feed(s, buf_head(&old), buf_size(&old));
+                buf_wipe_free(&old);
+        }
+        deliver_eof(s);
 }
 
 /* Where to read a large payload's remaining bytes directly (one copy
  * fewer than through read_buf): only when a whole chunk or more is
  * missing, so small frames still arrive many to a read. */
 static uint8_t *direct_tail(struct session *s, size_t *ret_room) {
-        if (s->raw || !s->dec || !buf_empty(&s->in) ||
-            (s->state != SESSION_REQUEST && s->state != SESSION_ACTIVE))
+        if (!buf_empty(&s->pending) || closing(s))
                 return NULL;
         uint8_t *t = vsock_decoder_payload_tail(s->dec, ret_room);
         return t && *ret_room >= AGENT_READ_CHUNK ? t : NULL;
@@ -586,87 +661,122 @@ static void session_read(struct session *s) {
         if (n == -EAGAIN)
                 return;
         if (n < 0) {
-                session_mark_dead(s, (int) n);
+                session_lost(s, (int) n);
                 return;
         }
-        if (s->state == SESSION_LINGER) {
-                if (n == 0)
-                        session_close(s);
-                return; /* late input after the result is discarded */
+        if (n == 0) {
+                in_to(s, SESSION_IN_EOF);
+                deliver_eof(s);
+                return;
         }
-        if (n == 0)
-                s->in_eof = true;
-        if (tail && n > 0) {
+        if (tail) {
                 /* At most the room was read: nothing of a next frame. */
                 if (vsock_decoder_payload_commit(s->dec, (size_t) n) == 1)
-                        (void) session_frame_ready(s);
-        } else if (!buf_empty(&s->in)) {
-                if (buf_append(&s->in, read_buf, (size_t) n) < 0) {
-                        session_mark_dead(s, -ENOMEM);
-                        return;
-                }
-                struct buf old = s->in;
-                s->in = BUF_INIT(0);
-                session_process(s, buf_head(&old), buf_size(&old));
-                buf_wipe_free(&old);
+                        frame_ready(s);
         } else
-                session_process(s, read_buf, (size_t) n);
-        session_update_events(s);
+                session_feed(s, read_buf, (size_t) n);
 }
 
 static void on_conn(struct watcher *w, uint32_t revents) {
         struct session *s = container_of(w, struct session, w);
-        bool was_blocked = s->out_blocked;
+        if (revents & EPOLLERR) {
+                int err = 0;
+                socklen_t sl = sizeof err;
+                (void) getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &sl);
+                session_lost(s, -(err ? err : EPIPE));
+                return;
+        }
+        if ((revents & EPOLLHUP) && hangup_is_loss(s)) {
+                /* A full close (or reset), not a half-close: the host is
+                 * gone, and nothing it sent before matters any more. */
+                session_lost(s, -EPIPE);
+                return;
+        }
         if (revents & EPOLLOUT)
-                session_flush(s);
-        if (s->state == SESSION_CLOSED)
-                return;
-        if (revents & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
-                if ((revents & EPOLLIN) || (revents & EPOLLHUP)) {
-                        if (!s->in_eof && !s->in_paused)
-                                session_read(s);
-                }
-                if (s->state == SESSION_CLOSED || s->dead)
-                        return;
-                if (revents & EPOLLERR) {
-                        int err = 0;
-                        socklen_t sl = sizeof err;
-                        (void) getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &sl);
-                        session_mark_dead(s, -(err ? err : EPIPE));
-                        return;
-                }
-                if ((revents & EPOLLHUP) && s->in_paused && !s->out_blocked) {
-                        /* With our write side shut, a hang-up may only be
-                         * the host's EOF, still behind the unread input:
-                         * stop watching until the input resumes. Otherwise
-                         * the host is gone. */
-                        if (s->shut_wr_done) {
-                                s->hup_ignored = true;
-                                session_update_events(s);
-                        } else
-                                session_mark_dead(s, -EPIPE);
-                        return;
-                }
-                if ((revents & EPOLLHUP) && s->out_blocked) {
-                        /* Hung up with output pending: it cannot be sent.
-                         * (Without pending output the interest mask drops
-                         * to input only, and a read sees the EOF.) */
-                        session_mark_dead(s, -EPIPE);
-                        return;
-                }
-        }
-        if (s->dead)
-                return;
-        /* Tell the op when the queue fell below the low mark, or emptied
-         * after having been blocked (port forwarding waits for that). */
-        bool low = s->out_high && buf_size(&s->out) < AGENT_QUEUE_LOW;
-        bool emptied = was_blocked && buf_empty(&s->out);
-        if (low || emptied) {
-                s->out_high = false;
-                if (s->state == SESSION_ACTIVE && s->ops && s->ops->drained)
-                        s->ops->drained(s->op);
-        }
+                session_writable(s);
+        if ((revents & (EPOLLIN | EPOLLHUP)) && input_wanted(s) && s->in == SESSION_IN_OPEN &&
+            buf_empty(&s->pending))
+                session_read(s);
+        session_changed(s);
 }
+
+/* After the pass: free the finished operation, tell a live one that its
+ * connection is gone, hand over input that waited, free a complete
+ * session. */
+static void session_work(struct defer *d) {
+        struct session *s = container_of(d, struct session, work);
+        if (s->retired_ops) {
+                const struct session_ops *ops = TAKE_PTR(s->retired_ops);
+                if (ops->free)
+                        ops->free(TAKE_PTR(s->retired_op));
+        }
+        if (s->out == SESSION_OUT_LOST) {
+                out_to(s, SESSION_OUT_CLOSED);
+                if (s->ops && s->ops->conn_lost)
+                        s->ops->conn_lost(s->op);
+                else if (s->ops)
+                        retire_op(s); /* nothing to tell: dropped with the connection */
+        }
+        take_pending(s);
+        if (complete(s)) {
+                session_free(s);
+                return;
+        }
+        session_changed(s);
+}
+
+/* ---- the operation's calls -------------------------------------------------- */
+
+void session_set_op(struct session *s, const struct session_ops *ops, void *op) {
+        s->ops = ops;
+        s->op = op;
+}
+
+void session_pause_input(struct session *s, bool pause) {
+        if (s->hold == pause)
+                return;
+        s->hold = pause;
+        session_changed(s); /* input left over is handed over after this call */
+}
+
+void session_set_raw(struct session *s) {
+        if (request_arriving(s))
+                return; /* a request taken over at its header already passes through */
+        if (vsock_decoder_set_raw(s->dec) < 0)
+                log_error("session %llu: raw mode inside a frame", sid(s));
+}
+
+void session_shutdown_write(struct session *s) {
+        if (s->out == SESSION_OUT_OPEN)
+                out_to(s, SESSION_OUT_DRAIN);
+}
+
+void session_request_done(struct session *s) { timer_disarm(&s->timer); }
+
+void session_finish(struct session *s) {
+        if (!s->ops)
+                return;
+        /* Reused only at a clean frame boundary with both directions whole:
+         * what follows is the next request. */
+        bool reuse = s->handler && s->handler->reply && s->out == SESSION_OUT_OPEN &&
+                     (s->in == SESSION_IN_OPEN || s->in == SESSION_IN_EOF) && !vsock_decoder_partial(s->dec) &&
+                     !s->agent->shutting_down;
+        retire_op(s);
+        if (reuse) {
+                log_debug("session %llu: ready for the next request", sid(s));
+                if (timer_arm_in_ms(&s->timer, s->agent->idle_timeout_ms) < 0) {
+                        session_close(s);
+                        return;
+                }
+        } else {
+                buf_wipe_free(&s->pending);
+                if (s->out == SESSION_OUT_OPEN)
+                        out_to(s, SESSION_OUT_DRAIN);
+        }
+        session_changed(s);
+}
+
+/* ---- the agent's calls -------------------------------------------------------- */
 
 int session_new(struct agent *a, int fd, const struct vsock_peer *peer, struct session **ret) {
         struct session *s = calloc(1, sizeof *s);
@@ -677,16 +787,18 @@ int session_new(struct agent *a, int fd, const struct vsock_peer *peer, struct s
         s->agent = a;
         s->fd = fd;
         s->id = ++a->next_session_id;
-        s->out = BUF_INIT(0);
-        s->in = BUF_INIT(0);
+        s->queue = BUF_INIT(0);
+        s->pending = BUF_INIT(0);
         int r = vsock_decoder_new(SESSION_MAX_PAYLOAD, &s->dec);
         if (r < 0) {
                 safe_close(fd);
                 free(s);
                 return r;
         }
+        vsock_decoder_report_headers(s->dec, true);
         watcher_init(&s->w, a->loop, fd, on_conn);
         timer_init(&s->timer, a->loop, on_timer);
+        defer_init(&s->work, a->loop, session_work);
         s->next = a->sessions;
         if (a->sessions)
                 a->sessions->prev = s;
@@ -694,13 +806,13 @@ int session_new(struct agent *a, int fd, const struct vsock_peer *peer, struct s
         a->n_sessions++;
         r = timer_arm_in_ms(&s->timer, a->idle_timeout_ms);
         if (r >= 0)
-                r = watcher_set(&s->w, EPOLLIN);
+                r = watcher_set_keep(&s->w, EPOLLIN);
         if (r < 0) {
                 session_free(s);
                 return r;
         }
         if (peer)
-                log_debug("session %llu: accepted (cid %u uid %d pid %d)", (unsigned long long) s->id, peer->cid,
+                log_debug("session %llu: accepted (cid %u uid %d pid %d)", sid(s), peer->cid,
                           peer->has_cred ? (int) peer->uid : -1, peer->has_cred ? (int) peer->pid : -1);
         *ret = s;
         return 0;
@@ -708,19 +820,18 @@ int session_new(struct agent *a, int fd, const struct vsock_peer *peer, struct s
 
 void session_shutdown_all(struct agent *a) {
         for (struct session *s = a->sessions; s; s = s->next) {
-                switch (s->state) {
-                case SESSION_REQUEST:
-                case SESSION_LINGER:
-                        session_close(s);
-                        break;
-                case SESSION_ACTIVE:
-                        if (s->ops && s->ops->shutdown)
+                if (s->ops) {
+                        if (s->ops->shutdown)
                                 s->ops->shutdown(s->op);
-                        break;
-                case SESSION_FLUSH:
-                case SESSION_CLOSED:
-                        break;
-                }
+                } else if (between_ops(s) && buf_empty(&s->queue))
+                        session_close(s);
+                else if (between_ops(s)) {
+                        /* A reply still being written: finish it first. */
+                        timer_disarm(&s->timer);
+                        in_to(s, SESSION_IN_CLOSED);
+                        out_to(s, SESSION_OUT_DRAIN);
+                } else if (closing(s) && s->out == SESSION_OUT_SHUT)
+                        in_to(s, SESSION_IN_CLOSED);
         }
 }
 

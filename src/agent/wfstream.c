@@ -416,7 +416,6 @@ int wfstream_start(struct session *s, uint32_t len) {
                         .w = w,
                 };
         session_set_op(s, &wfs_ops, w);
-        session_set_raw(s);
         log_debug("session %llu: request WriteFile (%u bytes), streamed", (unsigned long long) session_id(s), len);
         return 0;
 }

@@ -264,7 +264,7 @@ static int local_read(const char *name, size_t limit, uint8_t **ret_data, size_t
                 }
                 if (n == 0)
                         break;
-                buf_commit(&b, (size_t) n);
+                (void) buf_commit(&b, (size_t) n);
         }
         if (buf_size(&b) > limit) {
                 cli_error("%s: file too large to send (one write request holds at most %s)", shown, lim);

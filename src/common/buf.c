@@ -1,3 +1,4 @@
+#define BUF_IMPLEMENTATION
 #include "buf.h"
 
 #include <errno.h>
@@ -7,6 +8,7 @@
 int buf_reserve(struct buf *b, size_t extra, uint8_t **ret_tail) {
         size_t used = b->len - b->off;
         size_t max = b->max ? b->max : SIZE_MAX;
+        b->room = 0;
         if (extra > max || used > max - extra)
                 return -ENOBUFS;
         if (b->cap - b->len < extra) {
@@ -30,15 +32,23 @@ int buf_reserve(struct buf *b, size_t extra, uint8_t **ret_tail) {
                         b->cap = ncap;
                 }
         }
+        b->room = extra;
         if (ret_tail)
                 *ret_tail = b->data + b->len;
         return 0;
 }
 
-void buf_commit(struct buf *b, size_t n) { b->len += n; }
+int buf_commit(struct buf *b, size_t n) {
+        if (n > b->room)
+                return -EINVAL;
+        b->room -= n;
+        b->len += n;
+        return 0;
+}
 
 int buf_append(struct buf *b, const void *data, size_t n) {
         uint8_t *t;
+        b->room = 0;
         if (n == 0)
                 return 0;
         int r = buf_reserve(b, n, &t);
@@ -46,11 +56,13 @@ int buf_append(struct buf *b, const void *data, size_t n) {
                 return r;
         memcpy(t, data, n);
         b->len += n;
+        b->room = 0;
         return 0;
 }
 
 int buf_append_byte(struct buf *b, uint8_t c) {
         if (b->len < b->cap && (!b->max || b->len - b->off < b->max)) {
+                b->room = 0;
                 b->data[b->len++] = c;
                 return 0;
         }
@@ -59,15 +71,41 @@ int buf_append_byte(struct buf *b, uint8_t c) {
 
 int buf_append_str(struct buf *b, const char *s) { return buf_append(b, s, strlen(s)); }
 
-void buf_consume(struct buf *b, size_t n) {
-        if (n >= b->len - b->off) {
+int buf_consume(struct buf *b, size_t n) {
+        if (n > b->len - b->off)
+                return -EINVAL;
+        b->room = 0;
+        if (n == b->len - b->off) {
                 b->off = b->len = 0;
-                return;
+                return 0;
         }
         b->off += n;
+        return 0;
 }
 
-void buf_reset(struct buf *b) { b->off = b->len = 0; }
+int buf_truncate(struct buf *b, size_t size) {
+        if (size > b->len - b->off)
+                return -EINVAL;
+        b->room = 0;
+        b->len = b->off + size;
+        return 0;
+}
+
+void buf_reset(struct buf *b) { b->off = b->len = b->room = 0; }
+
+int buf_move(struct buf *dst, struct buf *src) {
+        if (dst == src)
+                return 0;
+        if (dst->max && src->len - src->off > dst->max)
+                return -ENOBUFS;
+        size_t max = dst->max;
+        free(dst->data);
+        *dst = *src;
+        dst->max = max;
+        dst->room = 0;
+        *src = buf_init(src->max);
+        return 0;
+}
 
 int buf_steal(struct buf *b, uint8_t **ret_data, size_t *ret_len) {
         size_t n = buf_size(b);
@@ -86,14 +124,14 @@ int buf_steal(struct buf *b, uint8_t **ret_data, size_t *ret_len) {
         *ret_data = b->data;
         *ret_len = n;
         b->data = NULL;
-        b->off = b->len = b->cap = 0;
+        b->off = b->len = b->cap = b->room = 0;
         return 0;
 }
 
 void buf_free(struct buf *b) {
         free(b->data);
         b->data = NULL;
-        b->off = b->len = b->cap = 0;
+        b->off = b->len = b->cap = b->room = 0;
 }
 
 void buf_wipe_free(struct buf *b) {

@@ -175,8 +175,7 @@ int base64_encode_append(struct buf *out, const void *data, size_t n) {
                 p[3] = '=';
                 p += 4;
         }
-        buf_commit(out, (size_t) (p - t));
-        return 0;
+        return buf_commit(out, (size_t) (p - t));
 }
 
 static size_t skip_newlines(const uint8_t *s, size_t i, size_t len) {

@@ -239,22 +239,17 @@ struct exec_loop {
         bool done;       /* the final frame arrived */
         int64_t exit_code;
         char *error;
-        /* Frame parsing: output payloads go to the caller straight from
-         * rbuf, in as many pieces as they arrive in; only the final frame
-         * (small) is collected in @frame. */
-        uint8_t hdr[VSOCK_FRAME_HEADER_SIZE];
-        size_t hdr_got;
-        bool in_frame;   /* header read, @frame_left payload bytes to come */
-        uint8_t frame_type;
-        uint32_t frame_left;
-        struct buf frame;
+        /* Output payloads pass through to the caller straight from rbuf,
+         * in as many pieces as they arrive in; only the final frame
+         * (small) is collected by the decoder. */
+        vsock_decoder *dec;
         uint8_t rbuf[READ_CHUNK];
 };
 
 static void exec_loop_free(struct exec_loop *l) {
         if (!l)
                 return;
-        buf_free(&l->frame);
+        vsock_decoder_free(l->dec);
         buf_wipe_free(&l->outq); /* may hold stdin: secrets */
         free(l->error);
         free(l);
@@ -282,8 +277,7 @@ static int queue_frame(struct exec_loop *l, uint8_t type, const void *data, size
         vsock_frame_header(tail, type, (uint32_t) len);
         if (len > 0)
                 memcpy(tail + VSOCK_FRAME_HEADER_SIZE, data, len);
-        buf_commit(&l->outq, VSOCK_FRAME_HEADER_SIZE + len);
-        return 0;
+        return buf_commit(&l->outq, VSOCK_FRAME_HEADER_SIZE + len);
 }
 
 /* Write what the socket takes now; the rest waits for POLLOUT. */
@@ -302,7 +296,7 @@ static void flush(struct exec_loop *l) {
                         buf_reset(&l->outq);
                         return;
                 }
-                buf_consume(&l->outq, (size_t) n);
+                (void) buf_consume(&l->outq, (size_t) n);
         }
 }
 
@@ -324,7 +318,9 @@ static int read_input(struct exec_loop *l) {
         if ((size_t) n > STDIN_CHUNK)
                 return -EINVAL; /* a read_stdin callback overran its buffer size */
         vsock_frame_header(tail, VSOCK_MSG_STDIN, (uint32_t) n);
-        buf_commit(&l->outq, VSOCK_FRAME_HEADER_SIZE + (size_t) n);
+        r = buf_commit(&l->outq, VSOCK_FRAME_HEADER_SIZE + (size_t) n);
+        if (r < 0)
+                return r;
         if (n == 0)
                 l->want_input = false;
         return 0;
@@ -397,47 +393,41 @@ static int handle_final(struct exec_loop *l, uint8_t act, const uint8_t *data, u
         return 0;
 }
 
-/* A header is complete: check it before anything of its payload. */
+/* A header is complete: check it before anything of its payload. Output
+ * passes through; the final frame is collected. */
 static int begin_frame(struct exec_loop *l) {
-        uint8_t type = l->hdr[0];
-        uint32_t len = (uint32_t) l->hdr[1] << 24 | (uint32_t) l->hdr[2] << 16 | (uint32_t) l->hdr[3] << 8 |
-                       (uint32_t) l->hdr[4];
-        l->hdr_got = 0;
-        if (len > l->max_payload) {
-                client_diag(l->call, "agent announced a frame above the %u-byte limit", VSOCK_MAX_PAYLOAD_DEFAULT);
-                return VSOCK_ERR(VSOCK_E_FRAME_TOO_LARGE, EMSGSIZE);
-        }
-        if (frame_action(l, type) == ACT_UNEXPECTED)
+        uint8_t type;
+        (void) vsock_decoder_header(l->dec, &type, NULL);
+        uint8_t act = frame_action(l, type);
+        if (act == ACT_UNEXPECTED)
                 return client_unexpected_frame(l->call, type, l->mode->final_name);
-        l->frame_type = type;
-        l->frame_left = len;
-        l->in_frame = true;
-        buf_reset(&l->frame);
+        if (act == ACT_STDOUT || act == ACT_STDERR)
+                return vsock_decoder_pass(l->dec);
         return 0;
 }
 
-/* Take up to @n payload bytes of the current frame. */
-static int frame_payload(struct exec_loop *l, const uint8_t *p, size_t n) {
-        uint8_t act = frame_action(l, l->frame_type);
-        size_t k = MIN(n, (size_t) l->frame_left);
-        int r = 0;
-        if (act == ACT_STDOUT || act == ACT_STDERR)
-                r = deliver(l, act == ACT_STDOUT ? VSOCK_STREAM_STDOUT : VSOCK_STREAM_STDERR, p, k);
-        else if (k > 0)
-                r = buf_append(&l->frame, p, k);
+/* The next @n bytes at @p belong to an output frame passing through. */
+static int pass_output(struct exec_loop *l, const uint8_t *p, size_t n) {
+        uint8_t type;
+        (void) vsock_decoder_header(l->dec, &type, NULL);
+        int r = deliver(l, frame_action(l, type) == ACT_STDOUT ? VSOCK_STREAM_STDOUT : VSOCK_STREAM_STDERR, p, n);
         if (r < 0)
                 return r;
-        l->frame_left -= (uint32_t) k;
-        if (l->frame_left > 0)
-                return (int) k;
-        l->in_frame = false;
-        if (act == ACT_RESULT || act == ACT_EXIT) {
-                r = handle_final(l, act, buf_head(&l->frame), (uint32_t) buf_size(&l->frame));
-                buf_free(&l->frame);
-                if (r < 0)
-                        return r;
-        }
-        return (int) k;
+        return vsock_decoder_passed(l->dec, n) < 0 ? -EINVAL : 0;
+}
+
+/* A whole frame: a final one, or an empty one (never reported as a header). */
+static int end_frame(struct exec_loop *l) {
+        uint8_t type;
+        const uint8_t *data;
+        uint32_t len;
+        vsock_decoder_frame(l->dec, &type, &data, &len);
+        uint8_t act = frame_action(l, type);
+        if (act == ACT_UNEXPECTED)
+                return client_unexpected_frame(l->call, type, l->mode->final_name);
+        if (act == ACT_STDOUT || act == ACT_STDERR)
+                return 0;
+        return handle_final(l, act, data, len);
 }
 
 /* One read per wakeup, parsed in place: a slow or partial frame never
@@ -453,7 +443,7 @@ static int read_conn(struct exec_loop *l) {
         if (n < 0)
                 return vsock_err_wrap(VSOCK_E_READ_RESPONSE_HEADER, (int) n);
         if (n == 0) {
-                if (l->in_frame || l->hdr_got > 0) {
+                if (vsock_decoder_partial(l->dec)) {
                         /* EPROTO, as frame.c reports a truncated frame. */
                         client_diag(l->call, "agent closed the connection in the middle of a frame");
                         return VSOCK_ERR(VSOCK_E_READ_RESPONSE_DATA, EPROTO);
@@ -464,24 +454,25 @@ static int read_conn(struct exec_loop *l) {
 
         const uint8_t *p = l->rbuf;
         size_t left = (size_t) n;
-        while (!l->done && (left > 0 || (l->in_frame && l->frame_left == 0))) {
-                if (!l->in_frame) {
-                        size_t k = MIN(left, sizeof l->hdr - l->hdr_got);
-                        memcpy(l->hdr + l->hdr_got, p, k);
-                        l->hdr_got += k;
+        while (!l->done && left > 0) {
+                size_t used = 0;
+                int r = vsock_decoder_feed(l->dec, p, left, &used);
+                p += used;
+                left -= used;
+                if (r == VSOCK_DECODER_HEADER)
+                        r = begin_frame(l);
+                else if (r == VSOCK_DECODER_PASS) {
+                        size_t k = MIN(left, vsock_decoder_pass_left(l->dec));
+                        r = pass_output(l, p, k);
                         p += k;
                         left -= k;
-                        if (l->hdr_got < sizeof l->hdr)
-                                break;
-                        int r = begin_frame(l);
-                        if (r < 0)
-                                return r;
-                }
-                int k = frame_payload(l, p, left);
-                if (k < 0)
-                        return k;
-                p += k;
-                left -= (size_t) k;
+                } else if (r == VSOCK_DECODER_FRAME)
+                        r = end_frame(l);
+                else if (vsock_err_kind(r) == VSOCK_E_FRAME_TOO_LARGE)
+                        client_diag(l->call, "agent announced a frame above the %u-byte limit",
+                                    VSOCK_MAX_PAYLOAD_DEFAULT);
+                if (r < 0)
+                        return r;
         }
         return 0;
 }
@@ -589,7 +580,10 @@ static int exec_streaming(enum exec_kind kind, vsock_conn *c, const struct vsock
         l->outq = BUF_INIT(OUTQ_MAX);
         l->want_input = mode->interactive && (io->stdin_fd >= 0 || io->read_stdin);
         l->max_payload = vsock_conn_max_payload(c);
-        l->frame = BUF_INIT(l->max_payload);
+        r = vsock_decoder_new(l->max_payload, &l->dec);
+        if (r < 0)
+                return r;
+        vsock_decoder_report_headers(l->dec, true);
 
         int64_t t0 = now_ns();
         r = vsock_write_message(c, mode->request_type, payload, len);

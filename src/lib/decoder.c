@@ -1,4 +1,5 @@
-/* Incremental frame decoder for event loops: bytes in, whole frames out. */
+/* Incremental frame decoder for event loops: bytes in, whole frames out,
+ * or payloads passed through to the caller as they arrive. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,26 +9,20 @@
 #include "vsock/error.h"
 #include "vsock/frame.h"
 
-/* len + 1 (for the NUL) must not wrap on 32-bit size_t. */
-static inline bool fits_size(uint32_t len) {
-#if SIZE_MAX > UINT32_MAX
-        (void) len;
-        return true;
-#else
-        return len < SIZE_MAX;
-#endif
-}
-
 enum decoder_state {
         DEC_HEADER,     /* collecting the 5 header bytes */
+        DEC_CHOOSE,     /* header reported: collect unless passed through */
         DEC_PAYLOAD,    /* collecting @len payload bytes into @payload */
+        DEC_PASS,       /* @len - @got payload bytes still pass through */
         DEC_DONE,       /* a frame is complete; the next feed starts over */
+        DEC_RAW,        /* no framing: every byte passes through */
         DEC_BROKEN,     /* oversize header seen: the stream is out of sync */
 };
 
 struct vsock_decoder {
         enum decoder_state state;
         uint32_t max_payload;
+        bool report_headers;
         uint8_t hdr[VSOCK_FRAME_HEADER_SIZE];
         size_t hdr_got;
         uint8_t type;
@@ -51,8 +46,11 @@ _public_ void vsock_decoder_reset(vsock_decoder *d) {
         if (!d)
                 return;
         free(d->payload);
-        uint32_t max = d->max_payload;
-        *d = (struct vsock_decoder) { .max_payload = max };
+        *d = (struct vsock_decoder) {
+                .state = d->state == DEC_RAW ? DEC_RAW : DEC_HEADER,
+                .max_payload = d->max_payload,
+                .report_headers = d->report_headers,
+        };
 }
 
 _public_ void vsock_decoder_free(vsock_decoder *d) {
@@ -60,6 +58,26 @@ _public_ void vsock_decoder_free(vsock_decoder *d) {
                 return;
         free(d->payload);
         free(d);
+}
+
+_public_ void vsock_decoder_report_headers(vsock_decoder *d, bool on) {
+        if (d)
+                d->report_headers = on;
+}
+
+/* The header is complete and checked: allocate the payload, exactly once
+ * and at the announced size (no regrowth). */
+static int begin_collect(vsock_decoder *d) {
+        if (d->len == 0) {
+                d->state = DEC_DONE;
+                return VSOCK_DECODER_FRAME;
+        }
+        d->payload = malloc((size_t) d->len + 1);
+        if (!d->payload)
+                return -ENOMEM; /* the caller may retry the same feed */
+        huge_advise(d->payload, (size_t) d->len + 1);
+        d->state = DEC_PAYLOAD;
+        return 0;
 }
 
 _public_ int vsock_decoder_feed(vsock_decoder *d, const void *data, size_t n, size_t *ret_used) {
@@ -74,9 +92,18 @@ _public_ int vsock_decoder_feed(vsock_decoder *d, const void *data, size_t n, si
         }
         if (d->state == DEC_DONE)
                 vsock_decoder_reset(d);
-        if (d->state == DEC_BROKEN) {
+        switch (d->state) {
+        case DEC_BROKEN:
                 r = VSOCK_ERR(VSOCK_E_FRAME_TOO_LARGE, EMSGSIZE);
                 goto out;
+        case DEC_RAW:
+                r = VSOCK_DECODER_PASS;
+                goto out;
+        case DEC_PASS:
+                r = VSOCK_DECODER_PASS;
+                goto out;
+        default:
+                break;
         }
         if (n == 0)
                 goto out;
@@ -88,31 +115,28 @@ _public_ int vsock_decoder_feed(vsock_decoder *d, const void *data, size_t n, si
                 used += k;
                 if (d->hdr_got < sizeof d->hdr)
                         goto out;
-
-                d->type = d->hdr[0];
-                d->len = (uint32_t) d->hdr[1] << 24 | (uint32_t) d->hdr[2] << 16 | (uint32_t) d->hdr[3] << 8 |
-                         (uint32_t) d->hdr[4];
-                /* Peer-controlled: check before allocating anything. */
-                if (d->len > d->max_payload || !fits_size(d->len)) {
+                /* Peer-controlled: checked before allocating anything. */
+                r = vsock_frame_header_parse(d->hdr, d->max_payload, &d->type, &d->len);
+                if (r < 0) {
                         d->state = DEC_BROKEN;
-                        r = VSOCK_ERR(VSOCK_E_FRAME_TOO_LARGE, EMSGSIZE);
                         goto out;
                 }
-                if (d->len == 0) {
-                        d->state = DEC_DONE;
-                        r = 1;
+                /* An empty payload has nothing to pass through: such a
+                 * frame comes out whole at once, never as a header. */
+                if (d->report_headers && d->len > 0) {
+                        d->state = DEC_CHOOSE;
+                        r = VSOCK_DECODER_HEADER;
                         goto out;
                 }
-                /* Exactly once, at the announced size: no regrowth. */
-                d->payload = malloc((size_t) d->len + 1);
-                if (!d->payload) {
-                        /* Nothing consumed into a frame we cannot hold; the
-                         * header stays, so the caller may retry the rest. */
-                        r = -ENOMEM;
+                d->state = DEC_CHOOSE;
+        }
+
+        if (d->state == DEC_CHOOSE) {
+                /* Not passed through: collected. On ENOMEM nothing of the
+                 * payload was consumed, so the caller may retry the rest. */
+                r = begin_collect(d);
+                if (r != 0)
                         goto out;
-                }
-                huge_advise(d->payload, (size_t) d->len + 1);
-                d->state = DEC_PAYLOAD;
         }
 
         if (d->state == DEC_PAYLOAD) {
@@ -123,7 +147,7 @@ _public_ int vsock_decoder_feed(vsock_decoder *d, const void *data, size_t n, si
                 if (d->got == d->len) {
                         d->payload[d->len] = 0;
                         d->state = DEC_DONE;
-                        r = 1;
+                        r = VSOCK_DECODER_FRAME;
                 }
         }
 
@@ -131,6 +155,51 @@ out:
         if (ret_used)
                 *ret_used = used;
         return r;
+}
+
+_public_ int vsock_decoder_header(const vsock_decoder *d, uint8_t *ret_type, uint32_t *ret_len) {
+        if (!d || (d->state != DEC_CHOOSE && d->state != DEC_PAYLOAD && d->state != DEC_PASS &&
+                   d->state != DEC_DONE))
+                return -EINVAL;
+        if (ret_type)
+                *ret_type = d->type;
+        if (ret_len)
+                *ret_len = d->len;
+        return 0;
+}
+
+_public_ int vsock_decoder_pass(vsock_decoder *d) {
+        if (!d || d->state != DEC_CHOOSE)
+                return -EINVAL;
+        d->state = DEC_PASS; /* len > 0: empty payloads are never reported */
+        return 0;
+}
+
+_public_ int vsock_decoder_set_raw(vsock_decoder *d) {
+        if (!d || (d->state != DEC_HEADER && d->state != DEC_DONE && d->state != DEC_RAW) ||
+            (d->state == DEC_HEADER && d->hdr_got > 0))
+                return -EINVAL;
+        vsock_decoder_reset(d);
+        d->state = DEC_RAW;
+        return 0;
+}
+
+_public_ size_t vsock_decoder_pass_left(const vsock_decoder *d) {
+        if (d && d->state == DEC_RAW)
+                return SIZE_MAX;
+        return d && d->state == DEC_PASS ? (size_t) (d->len - d->got) : 0;
+}
+
+_public_ int vsock_decoder_passed(vsock_decoder *d, size_t n) {
+        if (d && d->state == DEC_RAW)
+                return 0;
+        if (!d || d->state != DEC_PASS || n > (size_t) (d->len - d->got))
+                return -EINVAL;
+        d->got += (uint32_t) n;
+        if (d->got < d->len)
+                return 0;
+        vsock_decoder_reset(d);
+        return 1;
 }
 
 _public_ uint8_t *vsock_decoder_payload_tail(vsock_decoder *d, size_t *ret_room) {
@@ -171,5 +240,14 @@ _public_ uint8_t *vsock_decoder_take_payload(vsock_decoder *d) {
 _public_ bool vsock_decoder_partial(const vsock_decoder *d) {
         if (!d)
                 return false;
-        return (d->state == DEC_HEADER && d->hdr_got > 0) || d->state == DEC_PAYLOAD;
+        switch (d->state) {
+        case DEC_HEADER:
+                return d->hdr_got > 0;
+        case DEC_CHOOSE:
+        case DEC_PAYLOAD:
+        case DEC_PASS:
+                return true;
+        default:
+                return false;
+        }
 }

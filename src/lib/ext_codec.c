@@ -238,10 +238,8 @@ int ext_encode(const struct ext_shape *shape, const void *msg, struct buf *out) 
                 return -EINVAL;
         size_t mark = buf_size(out);
         int r = enc_object(shape, msg, out);
-        if (r < 0)
-                /* All or nothing. The buffer moves data only at its front,
-                 * so its size is a stable mark to cut back to. */
-                out->len = out->off + mark;
+        if (r < 0) /* all or nothing */
+                (void) buf_truncate(out, mark);
         return r;
 }
 

@@ -13,16 +13,6 @@
 #include "vsock/frame.h"
 
 
-/* len + 1 (for the NUL) must not wrap on 32-bit size_t. */
-static inline bool fits_size(uint32_t len) {
-#if SIZE_MAX > UINT32_MAX
-        (void) len;
-        return true;
-#else
-        return len < SIZE_MAX;
-#endif
-}
-
 /* iovecs kept on the stack; longer gathers are copied to the heap. */
 #define IOV_STACK 16
 
@@ -34,8 +24,17 @@ _public_ void vsock_frame_header(uint8_t hdr[VSOCK_FRAME_HEADER_SIZE], uint8_t t
         hdr[4] = (uint8_t) len;
 }
 
-static uint32_t header_len(const uint8_t hdr[VSOCK_FRAME_HEADER_SIZE]) {
-        return (uint32_t) hdr[1] << 24 | (uint32_t) hdr[2] << 16 | (uint32_t) hdr[3] << 8 | (uint32_t) hdr[4];
+_public_ int vsock_frame_header_parse(const uint8_t hdr[VSOCK_FRAME_HEADER_SIZE], uint32_t max_payload,
+                                     uint8_t *ret_type, uint32_t *ret_len) {
+        uint32_t len = (uint32_t) hdr[1] << 24 | (uint32_t) hdr[2] << 16 | (uint32_t) hdr[3] << 8 | (uint32_t) hdr[4];
+        /* len + 1 (for the NUL readers add) must not wrap a 32-bit size_t. */
+        if (len > max_payload || (SIZE_MAX <= UINT32_MAX && len == UINT32_MAX))
+                return VSOCK_ERR(VSOCK_E_FRAME_TOO_LARGE, EMSGSIZE);
+        if (ret_type)
+                *ret_type = hdr[0];
+        if (ret_len)
+                *ret_len = len;
+        return 0;
 }
 
 /* @iov[0] is reserved for the header and filled here. */
@@ -145,10 +144,11 @@ _public_ int vsock_write_messagev(vsock_conn *c, uint8_t type, const struct iove
         return write_frame(c, type, v, iovcnt + 1, len);
 }
 
-/* Reads and checks a header. Truncation errnos: EPIPE when the peer closed
- * cleanly before the first byte (the "connection closed" case callers look
- * for), EPROTO when it closed inside the header (a truncated frame). */
-static int read_header(vsock_conn *c, uint8_t *ret_type, uint32_t *ret_len) {
+/* Reads and checks a header against @max. Truncation errnos: EPIPE when
+ * the peer closed cleanly before the first byte (the "connection closed"
+ * case callers look for), EPROTO when it closed inside the header (a
+ * truncated frame). */
+static int read_header(vsock_conn *c, uint32_t max, uint8_t *ret_type, uint32_t *ret_len) {
         uint8_t hdr[VSOCK_FRAME_HEADER_SIZE];
         ssize_t r = io_read_full(c->fd, hdr, sizeof hdr, c->read_deadline_ns, c->cancel_fd);
         if (r < 0)
@@ -157,9 +157,7 @@ static int read_header(vsock_conn *c, uint8_t *ret_type, uint32_t *ret_len) {
                 return VSOCK_ERR(VSOCK_E_READ_RESPONSE_HEADER, EPIPE);
         if (r < (ssize_t) sizeof hdr)
                 return VSOCK_ERR(VSOCK_E_READ_RESPONSE_HEADER, EPROTO);
-        *ret_type = hdr[0];
-        *ret_len = header_len(hdr);
-        return 0;
+        return vsock_frame_header_parse(hdr, max, ret_type, ret_len);
 }
 
 /* EOF inside the payload is a truncated frame: EPROTO, as in the header. */
@@ -175,12 +173,10 @@ static int read_payload(vsock_conn *c, void *buf, uint32_t len) {
 static int read_message_locked(vsock_conn *c, uint8_t *ret_type, uint8_t **ret_data, uint32_t *ret_len) {
         uint8_t type = 0;
         uint32_t len = 0;
-        int r = read_header(c, &type, &len);
+        /* The length comes from the peer: checked before allocating. */
+        int r = read_header(c, c->max_payload, &type, &len);
         if (r < 0)
                 return r;
-        /* The length comes from the peer: check it before allocating. */
-        if (len > c->max_payload || !fits_size(len))
-                return VSOCK_ERR(VSOCK_E_FRAME_TOO_LARGE, EMSGSIZE);
 
         _cleanup_free_ uint8_t *data = NULL;
         if (len > 0) {
@@ -210,11 +206,9 @@ _public_ int vsock_read_message(vsock_conn *c, uint8_t *ret_type, uint8_t **ret_
 static int read_message_into_locked(vsock_conn *c, uint8_t *ret_type, void *buf, size_t size, uint32_t *ret_len) {
         uint8_t type = 0;
         uint32_t len = 0;
-        int r = read_header(c, &type, &len);
+        int r = read_header(c, size > UINT32_MAX ? UINT32_MAX : (uint32_t) size, &type, &len);
         if (r < 0)
                 return r;
-        if (len > size)
-                return VSOCK_ERR(VSOCK_E_FRAME_TOO_LARGE, EMSGSIZE);
         if (len > 0) {
                 r = read_payload(c, buf, len);
                 if (r < 0)

@@ -11,8 +11,8 @@
 
 /* Every encoder keeps the size of @out on entry and truncates back to it on
  * failure, so a caller never sees half a message. buf_reserve may move the
- * data to the front of the allocation, which keeps [off, len) intact, so
- * the relative size is the stable mark. */
+ * data to the front of the allocation, so the size (not a pointer) is the
+ * stable mark. */
 #define TRY(expr)                        \
         do {                             \
                 r = (expr);              \
@@ -21,7 +21,7 @@
         } while (0)
 
 static void rollback(struct buf *out, size_t mark) {
-        out->len = out->off + mark;
+        (void) buf_truncate(out, mark); /* mark <= size: appends only grow it */
 }
 
 static bool str_empty(const char *s) {

@@ -26,6 +26,7 @@
 
 static void on_io(struct watcher *w, uint32_t revents);
 static void on_timer(struct timer *t);
+static void conn_free_deferred(struct defer *d);
 
 int vconn_new(struct vsockdev *d, int fd, uint32_t local, uint32_t peer, bool host_initiated, struct vconn **ret) {
         struct vconn *c = calloc(1, sizeof *c);
@@ -34,6 +35,7 @@ int vconn_new(struct vsockdev *d, int fd, uint32_t local, uint32_t peer, bool ho
                 return -ENOMEM;
         }
         c->dev = d;
+        defer_init(&c->free_later, d->loop, conn_free_deferred);
         c->local_port = local;
         c->peer_port = peer;
         c->cr.buf_alloc = d->cfg.buf_alloc;
@@ -56,7 +58,7 @@ int vconn_new(struct vsockdev *d, int fd, uint32_t local, uint32_t peer, bool ho
         return 0;
 }
 
-static void conn_free_deferred(void *userdata) { free(userdata); }
+static void conn_free_deferred(struct defer *d) { free(container_of(d, struct vconn, free_later)); }
 
 /* Unlink and close now, free after the dispatch pass (an event for it may
  * still be in the current batch, and callers up the stack check ->dead). */
@@ -72,8 +74,8 @@ static void conn_free(struct vconn *c) {
         buf_free(&c->out);
         if (c->dev->freeing)
                 free(c);
-        else if (loop_defer(c->dev->loop, conn_free_deferred, c) < 0)
-                log_warn("vsock %u:%u: out of memory; leaking a connection", c->local_port, c->peer_port);
+        else
+                loop_defer(&c->free_later);
 }
 
 void vconn_drop(struct vconn *c) { conn_free(c); }

@@ -33,6 +33,7 @@ struct vconn {
         struct vsockdev *dev;
         struct watcher w;               /* the host socket */
         struct timer timer;             /* connect, close or RST delivery bound */
+        struct defer free_later;        /* the free after the dispatch pass */
         uint32_t local_port;            /* the host side's vsock port */
         uint32_t peer_port;             /* the guest's */
         enum vconn_state state;
@@ -92,7 +93,7 @@ struct vsockdev {
         uint32_t last_port;             /* last host-side port handed out */
         bool broken_logged;
         bool was_running;               /* for logging the driver's comings and goings */
-        bool flush_queued;              /* a deferred pump and notify is pending */
+        struct defer flush;             /* a pump and notify after the pass */
         bool freeing;                   /* vsockdev_free: no more deferring */
         struct timer tx_more;           /* tx work left over from a full budget */
 };

@@ -36,6 +36,7 @@ void vsockdev_config_default(struct vsockdev_config *cfg) {
 }
 
 static void on_tx_more(struct timer *t);
+static void on_flush(struct defer *df);
 
 int vsockdev_new(struct loop *l, const struct vsockdev_config *cfg, struct vsockdev **ret) {
         struct vsockdev *d = calloc(1, sizeof *d);
@@ -45,6 +46,7 @@ int vsockdev_new(struct loop *l, const struct vsockdev_config *cfg, struct vsock
         d->cfg = *cfg;
         dlist_init(&d->rxq);
         timer_init(&d->tx_more, l, on_tx_more);
+        defer_init(&d->flush, l, on_flush);
         d->last_port = HYBRID_PORT_FIRST - 1;
         *ret = d;
         return 0;
@@ -69,6 +71,7 @@ void vsockdev_free(struct vsockdev *d) {
                 return;
         vsockdev_close_all(d);
         timer_disarm(&d->tx_more);
+        defer_cancel(&d->flush);
         free(d);
 }
 
@@ -152,9 +155,8 @@ static void pump_rx(struct vsockdev *d);
 static void process_tx(struct vsockdev *d);
 
 /* Interrupts and rx turns, once per loop pass. */
-static void on_flush(void *userdata) {
-        struct vsockdev *d = userdata;
-        d->flush_queued = false;
+static void on_flush(struct defer *df) {
+        struct vsockdev *d = container_of(df, struct vsockdev, flush);
         pump_rx(d);
         if (d->rx)
                 vring_flush_call(d->rx);
@@ -163,10 +165,7 @@ static void on_flush(void *userdata) {
 }
 
 static void flush_soon(struct vsockdev *d) {
-        if (d->flush_queued)
-                return;
-        if (loop_defer(d->loop, on_flush, d) == 0)
-                d->flush_queued = true;
+        loop_defer(&d->flush);
 }
 
 void dev_want_rx(struct vsockdev *d, struct vconn *c) {

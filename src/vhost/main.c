@@ -83,13 +83,10 @@ static int parse_u64(const char *s, uint64_t *ret) {
 
 /* ---- the vhost-user socket ------------------------------------------------ */
 
-static void session_free_deferred(void *userdata) { vu_free(userdata); }
-
 static void on_session_closed(struct vu *v, void *userdata) {
         struct main_state *m = userdata;
         m->session = NULL;
-        if (loop_defer(m->loop, session_free_deferred, v) < 0)
-                log_warn("out of memory: a session's memory is leaked");
+        vu_free_later(v);
         if (m->fd_connected)
                 loop_quit(m->loop);
         else

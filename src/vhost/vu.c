@@ -34,6 +34,7 @@ struct vu {
         uint64_t features;              /* acknowledged by SET_FEATURES */
         uint64_t protocol;              /* acknowledged by SET_PROTOCOL_FEATURES */
         bool closed;
+        struct defer free_later;        /* vu_free_later() */
         vu_closed_fn on_closed;
         void *userdata;
 };
@@ -104,7 +105,15 @@ void vu_free(struct vu *v) {
                 return;
         if (!v->closed)
                 release(v);
+        defer_cancel(&v->free_later);
         free(v);
+}
+
+static void on_free_later(struct defer *d) { vu_free(container_of(d, struct vu, free_later)); }
+
+void vu_free_later(struct vu *v) {
+        if (v)
+                loop_defer(&v->free_later);
 }
 
 /* ---- replies ------------------------------------------------------------- */
@@ -450,6 +459,7 @@ int vu_new(struct loop *l, struct vsockdev *dev, int fd, vu_closed_fn on_closed,
         }
         v->loop = l;
         v->dev = dev;
+        defer_init(&v->free_later, l, on_free_later);
         v->on_closed = on_closed;
         v->userdata = userdata;
         v->out = BUF_INIT(VU_OUT_MAX);

@@ -21,6 +21,8 @@ typedef void (*vu_closed_fn)(struct vu *v, void *userdata);
 int vu_new(struct loop *l, struct vsockdev *dev, int fd, vu_closed_fn on_closed, void *userdata, struct vu **ret);
 /* Detach from the device, unmap the guest memory, close every fd. NULL is fine. */
 void vu_free(struct vu *v);
+/* Free @v after the current dispatch pass (from its own callbacks). */
+void vu_free_later(struct vu *v);
 
 /* What we offer (exposed for tests). */
 uint64_t vu_features(void);

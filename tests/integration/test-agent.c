@@ -14,6 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/inotify.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -96,10 +98,11 @@ static void result_free(struct result *r) {
         free(r->error);
 }
 
-/* Read frames until EOF; the exit frame must be the last one. */
-static void read_all(vsock_conn *c, struct result *res) {
+/* Read one exchange's frames up to its result (Exit or ExecResult, or
+ * the agent closing). */
+static void read_result(vsock_conn *c, struct result *res) {
         *res = (struct result) { .out = BUF_INIT(0), .err = BUF_INIT(0), .exit_code = -1000 };
-        for (;;) {
+        while (!res->got_exit) {
                 uint8_t t;
                 uint8_t *d;
                 uint32_t n;
@@ -108,7 +111,6 @@ static void read_all(vsock_conn *c, struct result *res) {
                         assert_int_equal(vsock_err_errno(r), EPIPE); /* clean EOF only */
                         break;
                 }
-                assert_false(res->got_exit); /* nothing after the result */
                 res->frames++;
                 switch (t) {
                 case VSOCK_MSG_STDOUT:
@@ -143,6 +145,31 @@ static void read_all(vsock_conn *c, struct result *res) {
                 }
                 free(d);
         }
+}
+
+/* The agent closes: a clean EOF, no frame, and not our bound. */
+static void expect_eof(vsock_conn *c) {
+        uint8_t t;
+        uint8_t *d;
+        uint32_t n;
+        int r = vsock_read_message(c, &t, &d, &n);
+        if (r >= 0)
+                fail_msg("a frame of type %u where EOF was expected", t);
+        assert_int_equal(vsock_err_errno(r), EPIPE);
+}
+
+/* Read frames until EOF; the result must be the last one. A connection
+ * that could take another request after the result (batch, stream) is
+ * closed by the agent once the host half-closes. */
+static void read_all(vsock_conn *c, struct result *res) {
+        read_result(c, res);
+        if (!res->got_exit)
+                return;
+        /* (ENOTCONN: the host had half-closed already, and over TCP the
+         * agent's close may have ended the connection.) */
+        int sr = vsock_conn_shutdown_write(c);
+        assert_true(sr == 0 || vsock_err_errno(sr) == ENOTCONN);
+        expect_eof(c);
 }
 
 static void exec_simple(uint8_t type, const struct vsock_exec_request *req, struct result *res) {
@@ -496,9 +523,9 @@ static void test_tty_signal(void **state) {
 
 /* ---- cancellation ---------------------------------------------------------- */
 
-/* Start @cmd (which prints its pid first), read the pid, hang up. */
-static pid_t start_and_hang_up(uint8_t type, const char *cmd) {
-        vsock_conn *c = dial();
+/* Start @cmd on @a (it prints its pid first), read the pid, hang up. */
+static pid_t start_and_hang_up_a(const struct agent *a, uint8_t type, const char *cmd) {
+        vsock_conn *c = dial_agent(a);
         struct vsock_exec_request req = { .command = (char *) cmd, .rows = 24, .cols = 80 };
         send_request(c, type, &req);
         struct buf acc = BUF_INIT(0);
@@ -510,6 +537,8 @@ static pid_t start_and_hang_up(uint8_t type, const char *cmd) {
         vsock_conn_close(c);
         return pid;
 }
+
+static pid_t start_and_hang_up(uint8_t type, const char *cmd) { return start_and_hang_up_a(A, type, cmd); }
 
 static void test_cancel_disconnect(void **state) {
         uint8_t types[] = { VSOCK_MSG_EXEC_STREAM, VSOCK_MSG_EXEC_PIPE, VSOCK_MSG_EXEC_TTY };
@@ -582,18 +611,232 @@ static void test_unknown_type(void **state) {
         result_free(&res);
 }
 
-static void test_second_request(void **state) {
+/* A connection serves requests one after another, as upstream's newer
+ * agent does for hosts that pool connections: batch and stream exec and
+ * file operations. Each one's result ends it; a request sent before the
+ * previous result waits for it. A pipe (like a TTY or a port forward) owns
+ * the connection's byte stream: after it, the agent closes. */
+static void test_sequential_requests(void **state) {
         vsock_conn *c = dial();
         struct vsock_exec_request req = { .command = "echo one" };
         send_request(c, VSOCK_MSG_EXEC, &req);
-        req.command = "echo two";
-        send_request(c, VSOCK_MSG_EXEC, &req);
+        req.command = "echo two >&2; exit 3";
+        send_request(c, VSOCK_MSG_EXEC_STREAM, &req); /* before the first result */
         struct result r;
-        read_all(c, &r);
+        read_result(c, &r);
+        assert_true(r.got_exit);
         assert_int_equal(r.frames, 1);
         assert_true(buf_eq(&r.out, "one\n"));
         result_free(&r);
+        read_result(c, &r);
+        assert_int_equal(r.exit_code, 3);
+        assert_true(buf_eq(&r.err, "two\n"));
+        result_free(&r);
+
+        /* File operations, the last two sent before the first reply. */
+        char path[160];
+        snprintf(path, sizeof path, "%s/seq.txt", A->dir);
+        uint8_t *p;
+        size_t n;
+        struct vsock_write_file_request wr = { .path = path, .content = { (uint8_t *) "seq", 3, true }, .mode = 0600 };
+        assert_int_equal(vsock_write_file_request_encode(&wr, &p, &n), 0);
+        assert_int_equal(vsock_write_message(c, VSOCK_MSG_WRITE_FILE, p, n), 0);
+        free(p);
+        struct vsock_path_request pr = { .path = path };
+        assert_int_equal(vsock_path_request_encode(&pr, &p, &n), 0);
+        assert_int_equal(vsock_write_message(c, VSOCK_MSG_READ_FILE, p, n), 0);
+        free(p);
+        pr.path = A->dir;
+        assert_int_equal(vsock_path_request_encode(&pr, &p, &n), 0);
+        assert_int_equal(vsock_write_message(c, VSOCK_MSG_LIST_FILES, p, n), 0);
+        free(p);
+        for (int i = 0; i < 3; i++) {
+                uint8_t t;
+                uint8_t *d;
+                uint32_t len;
+                assert_int_equal(vsock_read_message(c, &t, &d, &len), 0);
+                assert_int_equal(t, VSOCK_MSG_FILE_RESULT);
+                struct vsock_file_response fr = { 0 };
+                assert_int_equal(vsock_file_response_decode(d, len, &fr, NULL), 0);
+                free(d);
+                if (fr.error && fr.error[0])
+                        fail_msg("file operation %d: %s", i, fr.error);
+                if (i == 1) {
+                        assert_int_equal(fr.content.len, 3);
+                        assert_memory_equal(fr.content.data, "seq", 3);
+                }
+                if (i == 2) {
+                        bool found = false;
+                        for (size_t k = 0; k < fr.n_files; k++)
+                                found = found || (strcmp(fr.files[k].name, "seq.txt") == 0 && fr.files[k].size == 3);
+                        assert_true(found);
+                }
+                vsock_file_response_clear(&fr);
+        }
+        unlink(path);
+
+        /* The library's calls on the same connection. */
+        for (int i = 0; i < 2; i++) {
+                struct vsock_exec_result er = { 0 };
+                req.command = "echo lib";
+                assert_int_equal(vsock_exec(c, &req, NULL, &er), 0);
+                assert_int_equal(er.exit_code, 0);
+                assert_int_equal(er.stdout_len, 4);
+                assert_memory_equal(er.stdout_data, "lib\n", 4);
+                vsock_exec_result_clear(&er);
+        }
+
+        /* A pipe last: served, then the agent closes on its own. */
+        req.command = "cat";
+        send_request(c, VSOCK_MSG_EXEC_PIPE, &req);
+        assert_int_equal(vsock_write_message(c, VSOCK_MSG_STDIN, "three\n", 6), 0);
+        assert_int_equal(vsock_write_message(c, VSOCK_MSG_STDIN, NULL, 0), 0);
+        read_result(c, &r);
+        assert_int_equal(r.exit_code, 0);
+        assert_true(buf_eq(&r.out, "three\n"));
+        result_free(&r);
+        expect_eof(c);
         vsock_conn_close(c);
+}
+
+/* The idle bound applies between requests too: a connection kept after a
+ * result is closed by the agent when no next request comes. */
+static void test_idle_between_requests(void **state) {
+        const char *extra[] = { "--idle-timeout", "1", NULL };
+        struct agent *b = start_agent(extra, 0);
+        vsock_conn *c = dial_agent(b);
+        struct vsock_exec_request req = { .command = "true" };
+        send_request(c, VSOCK_MSG_EXEC, &req);
+        struct result r;
+        read_result(c, &r);
+        assert_int_equal(r.exit_code, 0);
+        result_free(&r);
+        expect_eof(c); /* closed by the agent, not our bound */
+        vsock_conn_close(c);
+        assert_clean(b);
+        stop_agent(b);
+}
+
+/* The host sends its request, then half-closes: it still gets the whole
+ * result, in every mode, and then the agent closes. A pipe's stdin ends
+ * there; a terminal's command runs on. */
+static void half_close_all(const struct agent *a) {
+        uint8_t types[] = { VSOCK_MSG_EXEC, VSOCK_MSG_EXEC_STREAM };
+        for (size_t i = 0; i < sizeof types; i++) {
+                vsock_conn *c = dial_agent(a);
+                struct vsock_exec_request req = { .command = "sleep 0.2; echo done; echo err >&2; exit 5" };
+                send_request(c, types[i], &req);
+                assert_int_equal(vsock_conn_shutdown_write(c), 0);
+                struct result r;
+                read_all(c, &r);
+                assert_int_equal(r.exit_code, 5);
+                assert_true(buf_eq(&r.out, "done\n"));
+                assert_true(buf_eq(&r.err, "err\n"));
+                result_free(&r);
+                vsock_conn_close(c);
+        }
+        vsock_conn *c = dial_agent(a);
+        struct vsock_exec_request req = { .command = "cat; echo end" };
+        send_request(c, VSOCK_MSG_EXEC_PIPE, &req);
+        assert_int_equal(vsock_write_message(c, VSOCK_MSG_STDIN, "abc\n", 4), 0);
+        assert_int_equal(vsock_conn_shutdown_write(c), 0);
+        struct result r;
+        read_all(c, &r);
+        assert_int_equal(r.exit_code, 0);
+        assert_true(buf_eq(&r.out, "abc\nend\n"));
+        result_free(&r);
+        vsock_conn_close(c);
+
+        c = dial_agent(a);
+        req = (struct vsock_exec_request) { .command = "sleep 0.2; echo done", .rows = 24, .cols = 80 };
+        send_request(c, VSOCK_MSG_EXEC_TTY, &req);
+        assert_int_equal(vsock_conn_shutdown_write(c), 0);
+        read_all(c, &r);
+        assert_int_equal(r.exit_code, 0);
+        assert_true(buf_contains(&r.out, "done"));
+        result_free(&r);
+        vsock_conn_close(c);
+}
+
+static uint16_t free_tcp_port(void) {
+        int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_in in = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        socklen_t sl = sizeof in;
+        assert_int_equal(bind(s, (struct sockaddr *) &in, sl), 0);
+        assert_int_equal(getsockname(s, (struct sockaddr *) &in, &sl), 0);
+        close(s);
+        return ntohs(in.sin_port);
+}
+
+static void test_half_close(void **state) {
+        half_close_all(A); /* unix: a full close is a hang-up, a half-close is not */
+
+        /* TCP: FIN is the same for both; a full close is only seen when a
+         * write is answered with a reset. */
+        char listen[64];
+        snprintf(listen, sizeof listen, "tcp:127.0.0.1:%u", free_tcp_port());
+        const char *extra[] = { "--listen", listen, NULL };
+        struct agent *b = start_agent(extra, 0);
+        snprintf(b->exec_addr, sizeof b->exec_addr, "%s", listen);
+        half_close_all(b);
+        /* A full close during output: the next writes fail, and the
+         * command is cancelled. */
+        pid_t pid = start_and_hang_up_a(b, VSOCK_MSG_EXEC_STREAM,
+                                        "printf '%d started\\n' $$; while :; do echo x; sleep 0.01; done");
+        assert_true(wait_pid_gone(pid, 8000));
+        assert_clean(b);
+        stop_agent(b);
+}
+
+/* The exec port listens before the ready port, so a host that sees
+ * "ready" can connect to exec at once: the socket files (renamed into
+ * place once listening) appear in that order. */
+static void test_bind_order(void **state) {
+        struct agent *a = calloc(1, sizeof *a);
+        assert_non_null(a);
+        snprintf(a->dir, sizeof a->dir, "/tmp/vsock-order-XXXXXX");
+        assert_non_null(mkdtemp(a->dir));
+        snprintf(a->exec_addr, sizeof a->exec_addr, "unix:%s/exec.sock", a->dir);
+        snprintf(a->ready_addr, sizeof a->ready_addr, "unix:%s/ready.sock", a->dir);
+        int in = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+        assert_true(in >= 0);
+        assert_true(inotify_add_watch(in, a->dir, IN_CREATE | IN_MOVED_TO) >= 0);
+        const char *agent = getenv("AGENT");
+        assert_non_null(agent);
+        a->pid = fork();
+        assert_true(a->pid >= 0);
+        if (a->pid == 0) {
+                execl(agent, agent, "--listen", a->exec_addr, "--ready", a->ready_addr, "--log-level=error",
+                      (char *) NULL);
+                _exit(127);
+        }
+        bool exec_seen = false, ready_seen = false, exec_first = false;
+        int64_t end = mono_ms() + BOUND_MS;
+        while (!ready_seen) {
+                assert_true(mono_ms() < end);
+                struct pollfd p = { .fd = in, .events = POLLIN };
+                (void) poll(&p, 1, 100);
+                char ev[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+                ssize_t n = read(in, ev, sizeof ev);
+                for (ssize_t off = 0; n > 0 && off < n;) {
+                        const struct inotify_event *e = (const struct inotify_event *) (ev + off);
+                        if (e->len && strcmp(e->name, "exec.sock") == 0)
+                                exec_seen = true;
+                        if (e->len && strcmp(e->name, "ready.sock") == 0) {
+                                ready_seen = true;
+                                exec_first = exec_seen;
+                        }
+                        off += (ssize_t) (sizeof *e + e->len);
+                }
+        }
+        close(in);
+        assert_true(exec_first);
+        /* Ready answers; exec, right after, serves. */
+        vsock_conn *c;
+        assert_int_equal(vsock_dial_str(a->ready_addr, 0, BOUND_MS, -1, &c), 0);
+        vsock_conn_close(c);
+        assert_int_equal(agent_exec_true(a, BOUND_MS), 0);
+        stop_agent(a);
 }
 
 /* ---- port forwarding ------------------------------------------------------- */
@@ -755,7 +998,9 @@ static void file_call(uint8_t type, const uint8_t *req, size_t len, struct vsock
         assert_int_equal(t, VSOCK_MSG_FILE_RESULT);
         assert_int_equal(vsock_file_response_decode(d, n, ret, NULL), 0);
         free(d);
-        assert_true(vsock_read_message(c, &t, &d, &n) < 0); /* then EOF */
+        /* Nothing follows: the host's half-close ends the connection. */
+        assert_int_equal(vsock_conn_shutdown_write(c), 0);
+        expect_eof(c);
         vsock_conn_close(c);
 }
 
@@ -924,15 +1169,14 @@ static void test_backpressure(void **state) {
         send_request(c, VSOCK_MSG_EXEC_STREAM, &req);
         pause_ms(300); /* let the agent hit the high-water mark */
         size_t got = 0;
-        for (;;) {
+        for (bool done = false; !done;) {
                 uint8_t t;
                 uint8_t *d;
                 uint32_t n;
-                int r = vsock_read_message(c, &t, &d, &n);
-                if (r < 0)
-                        break;
+                assert_int_equal(vsock_read_message(c, &t, &d, &n), 0);
                 if (t == VSOCK_MSG_STDOUT)
                         got += n;
+                done = t == VSOCK_MSG_EXEC_RESULT;
                 free(d);
         }
         assert_int_equal(got, total);
@@ -1023,7 +1267,10 @@ int main(void) {
                 cmocka_unit_test_teardown(test_cancel_disconnect, test_teardown),
                 cmocka_unit_test_teardown(test_cancel_sigkill, test_teardown),
                 cmocka_unit_test_teardown(test_unknown_type, test_teardown),
-                cmocka_unit_test_teardown(test_second_request, test_teardown),
+                cmocka_unit_test_teardown(test_sequential_requests, test_teardown),
+                cmocka_unit_test_teardown(test_idle_between_requests, test_teardown),
+                cmocka_unit_test_teardown(test_half_close, test_teardown),
+                cmocka_unit_test_teardown(test_bind_order, test_teardown),
                 cmocka_unit_test_teardown(test_portfwd, test_teardown),
                 cmocka_unit_test_teardown(test_portfwd_reject, test_teardown),
                 cmocka_unit_test_teardown(test_files, test_teardown),

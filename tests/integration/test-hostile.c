@@ -250,10 +250,17 @@ static int reply_read_one(vsock_conn *c, struct reply *r) {
         return 0;
 }
 
+/* Read until the agent closes. A result (ExecResult, FileResult) leaves
+ * the connection open for another request: having none, the host
+ * half-closes then, and the agent closes. */
 static void reply_read(vsock_conn *c, struct reply *r) {
         *r = (struct reply) { .out = BUF_INIT(0), .err = BUF_INIT(0), .exit_code = -1000 };
+        bool shut = false;
         while (reply_read_one(c, r) >= 0)
-                ;
+                if (!shut && (r->got_result || r->got_file)) {
+                        (void) vsock_conn_shutdown_write(c);
+                        shut = true;
+                }
 }
 
 enum outcome { OUT_CLOSED, OUT_OK, OUT_ERROR, OUT_TIMEOUT, OUT_BAD };
@@ -447,7 +454,7 @@ static void test_frame_lengths(void **state) {
         /* After the request the limit is lower: an oversize Stdin frame is
          * a lost connection, and the command is terminated. */
         static const uint32_t after[] = { AFTER_MAX + 1, 0xFFFFFFFFu };
-        static const uint8_t modes[] = { VSOCK_MSG_EXEC_PIPE, VSOCK_MSG_EXEC_TTY, VSOCK_MSG_EXEC };
+        static const uint8_t modes[] = { VSOCK_MSG_EXEC_PIPE, VSOCK_MSG_EXEC_TTY };
         for (size_t m = 0; m < sizeof modes; m++)
                 for (size_t i = 0; i < 2; i++) {
                         struct marker mk;
@@ -466,6 +473,27 @@ static void test_frame_lengths(void **state) {
                         reply_clear(&r);
                         assert_marker_gone(&mk, 3 * GRACE_MS, "oversize Stdin frame");
                 }
+        /* A request/response operation reads nothing after its request: the
+         * frame waits for the result, then is the next request, under the
+         * request's limit: above it, refused (the connection closes
+         * without a reply). */
+        static const uint32_t next[] = { REQUEST_MAX + 1, 0xFFFFFFFFu };
+        for (size_t i = 0; i < 2; i++) {
+                vsock_conn *c = dial();
+                struct vsock_exec_request req = { .command = "sleep 0.2; echo done" };
+                assert_int_equal(send_exec_request(c, VSOCK_MSG_EXEC, &req), 0);
+                (void) send_header(c, VSOCK_MSG_STDIN, next[i]);
+                struct reply r;
+                reply_init(&r);
+                while (reply_read_one(c, &r) >= 0)
+                        ;
+                vsock_conn_close(c);
+                assert_int_equal(r.frames, 1);
+                assert_true(r.got_result);
+                assert_true(buf_contains(&r.out, "done"));
+                assert_int_not_equal(vsock_err_kind(r.end), VSOCK_E_TIMEOUT);
+                reply_clear(&r);
+        }
 }
 
 /* ---- truncated frames ----------------------------------------------------------- */
@@ -1336,23 +1364,46 @@ static void test_frames_after_end(void **state) {
 
 /* ---- a second request on the same connection -------------------------------------- */
 
+/* Read frames until one exchange's result (Exit, ExecResult, FileResult)
+ * or the end; returns false at the end. */
+static bool read_exchange(vsock_conn *c, struct reply *r) {
+        reply_init(r);
+        while (!r->got_exit && !r->got_result && !r->got_file)
+                if (reply_read_one(c, r) < 0)
+                        return false;
+        return true;
+}
+
 static void test_second_request(void **state) {
-        /* After the first completed: nothing more is served. */
+        /* After the first completed: batch and stream serve the next one;
+         * pipe and TTY own the connection, so nothing more is served. */
         for (size_t m = 0; m < sizeof exec_modes; m++) {
+                bool reply = exec_modes[m] == VSOCK_MSG_EXEC || exec_modes[m] == VSOCK_MSG_EXEC_STREAM;
                 struct vsock_exec_request req = { .command = "echo one", .rows = 24, .cols = 80 };
                 struct reply r;
                 vsock_conn *c = exec_until_end(exec_modes[m], &req, &r);
+                reply_clear(&r);
                 req.command = "echo two";
                 (void) send_exec_request(c, exec_modes[m], &req);
-                while (reply_read_one(c, &r) >= 0)
-                        ;
+                bool got = read_exchange(c, &r);
                 assert_false(r.bad);
-                assert_false(buf_contains(&r.out, "two"));
+                assert_int_equal(got, reply);
+                assert_int_equal(buf_contains(&r.out, "two"), reply);
+                if (got) {
+                        /* Nothing more to ask: the host's half-close ends it. */
+                        reply_clear(&r);
+                        assert_int_equal(vsock_conn_shutdown_write(c), 0);
+                        reply_read(c, &r);
+                        assert_int_equal(r.frames, 0);
+                }
                 assert_int_not_equal(vsock_err_kind(r.end), VSOCK_E_TIMEOUT);
                 reply_clear(&r);
                 vsock_conn_close(c);
         }
-        /* While the first runs: ignored; exactly one result. */
+        /* While the first runs: a pipe or TTY ignores request frames (one
+         * result); batch and stream read nothing after their request, so
+         * the requests wait and are served in order once it is done, up to
+         * the first that owns the connection (the pipe). */
         for (size_t m = 0; m < sizeof exec_modes; m++) {
                 bool interactive = exec_modes[m] == VSOCK_MSG_EXEC_PIPE || exec_modes[m] == VSOCK_MSG_EXEC_TTY;
                 struct vsock_exec_request req = {
@@ -1368,16 +1419,37 @@ static void test_second_request(void **state) {
                         assert_int_equal(send_exec_request(c, exec_modes[k], &two), 0);
                 if (interactive)
                         assert_int_equal(vsock_write_message(c, VSOCK_MSG_STDIN, "x\r\n", 3), 0);
-                while (reply_read_one(c, &r) >= 0)
-                        ;
-                assert_false(r.bad);
-                assert_int_equal(r.got_exit + r.got_result, 1);
-                assert_int_equal(r.exit_code, 0);
-                assert_false(buf_contains(&r.out, "two"));
+                if (interactive) {
+                        while (reply_read_one(c, &r) >= 0)
+                                ;
+                        assert_false(r.bad);
+                        assert_int_equal(r.got_exit + r.got_result, 1);
+                        assert_int_equal(r.exit_code, 0);
+                        assert_false(buf_contains(&r.out, "two"));
+                } else {
+                        while (!r.got_result)
+                                assert_int_equal(reply_read_one(c, &r), 0);
+                        assert_int_equal(r.exit_code, 0);
+                        assert_false(buf_contains(&r.out, "two"));
+                        for (int k = 0; k < 3; k++) { /* batch, stream, then the pipe */
+                                reply_clear(&r);
+                                assert_true(read_exchange(c, &r));
+                                assert_false(r.bad);
+                                assert_int_equal(r.exit_code, 0);
+                                assert_true(buf_contains(&r.out, "two"));
+                        }
+                        reply_clear(&r);
+                        reply_init(&r);
+                        assert_int_equal(vsock_conn_shutdown_write(c), 0);
+                        while (reply_read_one(c, &r) >= 0) /* the TTY request is not served */
+                                ;
+                        assert_int_equal(r.frames, 0);
+                        assert_int_not_equal(vsock_err_kind(r.end), VSOCK_E_TIMEOUT);
+                }
                 reply_clear(&r);
                 vsock_conn_close(c);
         }
-        /* A file operation followed by another: one FileResult. */
+        /* File operations one after another: a FileResult each. */
         char p[160], js[256];
         snprintf(p, sizeof p, "%s/second", A->dir);
         int n = snprintf(js, sizeof js, "{\"path\":\"%s\",\"content\":\"QUJD\",\"mode\":420}", p);
@@ -1385,12 +1457,17 @@ static void test_second_request(void **state) {
         assert_int_equal(vsock_write_message(c, VSOCK_MSG_WRITE_FILE, js, (size_t) n), 0);
         n = snprintf(js, sizeof js, "{\"path\":\"%s\"}", p);
         assert_int_equal(vsock_write_message(c, VSOCK_MSG_READ_FILE, js, (size_t) n), 0);
+        n = snprintf(js, sizeof js, "{\"path\":\"%s\"}", A->dir);
         assert_int_equal(vsock_write_message(c, VSOCK_MSG_LIST_FILES, js, (size_t) n), 0);
+        assert_int_equal(vsock_conn_shutdown_write(c), 0);
         struct reply r;
-        reply_read(c, &r);
-        assert_int_equal(r.frames, 1);
+        reply_init(&r);
+        while (reply_read_one(c, &r) >= 0)
+                ;
+        assert_int_equal(r.frames, 3);
         assert_true(r.got_file);
         assert_null(r.error);
+        assert_int_not_equal(vsock_err_kind(r.end), VSOCK_E_TIMEOUT);
         reply_clear(&r);
         vsock_conn_close(c);
         unlink(p);
@@ -1668,17 +1745,15 @@ static void test_disconnect_exec(void **state) {
                         snprintf(what, sizeof what, "%s: gone during stdin", mode_name(type));
                         assert_marker_gone(&mk, 3 * GRACE_MS, what);
 
-                        /* Half-closed: the host sent EOF on the connection
-                         * (not an empty Stdin frame) and waits. */
+                        /* Half-closed (EOF on the connection, not an empty
+                         * Stdin frame), then gone: a half-close is not a
+                         * disconnect (test-agent shows the command runs on),
+                         * the full close after it is. */
                         marker_new(&mk, MARKER_KEY);
                         c = start_marked(type, "sleep 1000 & sleep 1000 & wait", &mk, 3);
                         assert_int_equal(vsock_conn_shutdown_write(c), 0);
-                        struct reply r;
-                        reply_read(c, &r);
-                        assert_int_not_equal(vsock_err_kind(r.end), VSOCK_E_TIMEOUT);
-                        reply_clear(&r);
                         vsock_conn_close(c);
-                        snprintf(what, sizeof what, "%s: half-closed", mode_name(type));
+                        snprintf(what, sizeof what, "%s: half-closed, then gone", mode_name(type));
                         assert_marker_gone(&mk, 3 * GRACE_MS, what);
                 }
                 if (type == VSOCK_MSG_EXEC_TTY) {

@@ -87,7 +87,7 @@ static int64_t run(const struct agent *a, const char *cmd, struct buf *out) {
         return code;
 }
 
-static const char *text(const struct buf *b) { return (const char *) b->data; }
+static const char *text(const struct buf *b) { return (const char *) buf_head(b); }
 
 /* Streaming modes: collect output; when @trigger shows up, act once. */
 struct session_io {
@@ -105,7 +105,7 @@ static int on_output(void *userdata, enum vsock_stream_id stream, const uint8_t 
         (void) stream;
         if (buf_append(&s->out, data, len) < 0)
                 return -ENOMEM;
-        if (s->trigger && !s->fired && memmem(s->out.data, s->out.len, s->trigger, strlen(s->trigger))) {
+        if (s->trigger && !s->fired && memmem(buf_head(&s->out), buf_size(&s->out), s->trigger, strlen(s->trigger))) {
                 s->fired = true;
                 if (s->signo && vsock_exec_ctl_signal(s->ctl, s->signo) < 0)
                         return -EIO;
@@ -121,7 +121,7 @@ enum mode { MODE_BATCH, MODE_STREAM, MODE_PIPE, MODE_TTY };
 static int64_t run_mode(const struct agent *a, enum mode mode, const char *cmd, struct session_io *s) {
         if (mode == MODE_BATCH) {
                 int64_t code = run(a, cmd, &s->out);
-                s->out.len--; /* the NUL */
+                assert_int_equal(buf_truncate(&s->out, buf_size(&s->out) - 1), 0); /* the NUL */
                 return code;
         }
         int in[2];
@@ -265,7 +265,7 @@ static void expect_after_ready(enum mode mode, const char *cmd, int signo, const
         assert_true(s.fired);
         assert_int_equal(got, code);
         if (out)
-                assert_non_null(memmem(s.out.data, s.out.len, out, strlen(out)));
+                assert_non_null(memmem(buf_head(&s.out), buf_size(&s.out), out, strlen(out)));
         buf_free(&s.out);
 }
 

@@ -11,6 +11,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <vsock/frame.h>
+
 void fa_fail(struct fake_agent *fa, const char *fmt, ...) {
         if (fa->failure[0])
                 return; /* keep the first: later ones are consequences */
@@ -76,9 +78,9 @@ bool fa_read_frame(struct fake_agent *fa, uint8_t *ret_type, uint8_t **ret_paylo
                 fa_fail(fa, "agent: EOF (%zu header bytes) while expecting a frame", got);
                 return false;
         }
-        uint32_t len = (uint32_t) hdr[1] << 24 | (uint32_t) hdr[2] << 16 | (uint32_t) hdr[3] << 8 | hdr[4];
-        if (len > 64u * 1024 * 1024) {
-                fa_fail(fa, "agent: client sent a frame of %u bytes", len);
+        uint32_t len;
+        if (vsock_frame_header_parse(hdr, 64u * 1024 * 1024, NULL, &len) < 0) {
+                fa_fail(fa, "agent: client sent a frame above 64 MiB");
                 return false;
         }
         uint8_t *p = malloc(len + 1u);

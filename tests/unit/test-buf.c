@@ -1,3 +1,6 @@
+/* The capped buffer: its API through the accessors only (the fields are
+ * private to buf.c), and every misuse refused with -EINVAL or -ENOBUFS,
+ * leaving the contents as they were. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,47 +13,67 @@
 
 #include "common/buf.h"
 
+static void assert_holds(const struct buf *b, const char *s) {
+        assert_int_equal(buf_size(b), strlen(s));
+        if (*s)
+                assert_memory_equal(buf_head(b), s, strlen(s));
+}
+
 static void test_append_consume(void **state) {
         struct buf b = BUF_INIT(0);
         assert_int_equal(buf_append(&b, "hello", 5), 0);
         assert_int_equal(buf_append_byte(&b, ' '), 0);
         assert_int_equal(buf_append_str(&b, "world"), 0);
-        assert_int_equal(buf_size(&b), 11);
-        assert_memory_equal(buf_head(&b), "hello world", 11);
-        buf_consume(&b, 6);
-        assert_int_equal(buf_size(&b), 5);
-        assert_memory_equal(buf_head(&b), "world", 5);
-        buf_consume(&b, 100);
+        assert_holds(&b, "hello world");
+        assert_int_equal(buf_consume(&b, 6), 0);
+        assert_holds(&b, "world");
+        /* Over-consuming is an error, not a silent clamp. */
+        assert_int_equal(buf_consume(&b, 100), -EINVAL);
+        assert_int_equal(buf_consume(&b, 6), -EINVAL);
+        assert_holds(&b, "world");
+        assert_int_equal(buf_consume(&b, 5), 0);
         assert_true(buf_empty(&b));
+        assert_int_equal(buf_consume(&b, 0), 0);
+        assert_int_equal(buf_consume(&b, 1), -EINVAL);
         buf_free(&b);
         buf_free(&b); /* idempotent */
 }
 
 static void test_cap_enforced_before_alloc(void **state) {
         struct buf b = BUF_INIT(16);
+        assert_int_equal(buf_limit_left(&b), 16);
         assert_int_equal(buf_append(&b, "0123456789abcdef", 16), 0);
+        assert_int_equal(buf_limit_left(&b), 0);
         assert_int_equal(buf_append_byte(&b, 'x'), -ENOBUFS);
-        buf_consume(&b, 8);
+        assert_int_equal(buf_consume(&b, 8), 0);
         /* Consumed space counts as free again. */
+        assert_int_equal(buf_limit_left(&b), 8);
         assert_int_equal(buf_append(&b, "01234567", 8), 0);
         assert_int_equal(buf_append(&b, "x", 1), -ENOBUFS);
         uint8_t *t;
         assert_int_equal(buf_reserve(&b, SIZE_MAX, &t), -ENOBUFS);
-        assert_true(b.cap <= 16);
+        assert_true(buf_capacity(&b) <= 16);
+        assert_holds(&b, "89abcdef01234567");
         buf_free(&b);
+
+        struct buf u = BUF_INIT(0);
+        assert_int_equal(buf_limit_left(&u), SIZE_MAX);
+        assert_int_equal(buf_append(&u, "ab", 2), 0);
+        assert_int_equal(buf_limit_left(&u), SIZE_MAX - 2);
+        buf_free(&u);
 }
 
 static void test_steal_nul_terminated(void **state) {
         struct buf b = BUF_INIT(0);
         assert_int_equal(buf_append(&b, "abc\0def", 7), 0);
-        buf_consume(&b, 1);
+        assert_int_equal(buf_consume(&b, 1), 0);
         uint8_t *d;
         size_t n;
         assert_int_equal(buf_steal(&b, &d, &n), 0);
         assert_int_equal(n, 6);
         assert_memory_equal(d, "bc\0def", 7);
         assert_true(buf_empty(&b));
-        assert_null(b.data);
+        assert_int_equal(buf_capacity(&b), 0);
         free(d);
         assert_int_equal(buf_steal(&b, &d, &n), 0);
         assert_int_equal(n, 0);
@@ -63,11 +86,108 @@ static void test_reserve_commit(void **state) {
         uint8_t *t;
         assert_int_equal(buf_reserve(&b, 100000, &t), 0);
         memset(t, 'z', 100000);
-        buf_commit(&b, 100000);
+        assert_int_equal(buf_commit(&b, 100000), 0);
         assert_int_equal(buf_size(&b), 100000);
         assert_int_equal(buf_head(&b)[99999], 'z');
         buf_wipe_free(&b);
-        assert_null(b.data);
+        assert_int_equal(buf_capacity(&b), 0);
+        assert_true(buf_empty(&b));
+}
+
+/* A reservation may be committed in steps, never past what was reserved,
+ * and any other mutation ends it. */
+static void test_commit_misuse(void **state) {
+        struct buf b = BUF_INIT(0);
+        uint8_t *t;
+        /* Nothing reserved yet. */
+        assert_int_equal(buf_commit(&b, 1), -EINVAL);
+        assert_true(buf_empty(&b));
+
+        assert_int_equal(buf_reserve(&b, 4, &t), 0);
+        memcpy(t, "abcd", 4);
+        assert_int_equal(buf_commit(&b, 5), -EINVAL); /* past the reservation */
+        assert_true(buf_empty(&b));
+        assert_int_equal(buf_commit(&b, 1), 0);
+        assert_int_equal(buf_commit(&b, 3), 0);
+        assert_holds(&b, "abcd");
+        assert_int_equal(buf_commit(&b, 1), -EINVAL); /* used up */
+        assert_holds(&b, "abcd");
+
+        /* The allocation may be bigger than asked: still only @extra. */
+        assert_int_equal(buf_reserve(&b, 2, &t), 0);
+        assert_true(buf_capacity(&b) - buf_size(&b) > 2);
+        assert_int_equal(buf_commit(&b, 3), -EINVAL);
+
+        /* Append, consume, truncate, reset end a reservation. */
+        assert_int_equal(buf_reserve(&b, 8, NULL), 0);
+        assert_int_equal(buf_append_byte(&b, 'e'), 0);
+        assert_int_equal(buf_commit(&b, 1), -EINVAL);
+        assert_int_equal(buf_reserve(&b, 8, NULL), 0);
+        assert_int_equal(buf_append(&b, "f", 1), 0);
+        assert_int_equal(buf_commit(&b, 1), -EINVAL);
+        assert_int_equal(buf_reserve(&b, 8, NULL), 0);
+        assert_int_equal(buf_consume(&b, 1), 0);
+        assert_int_equal(buf_commit(&b, 1), -EINVAL);
+        assert_int_equal(buf_reserve(&b, 8, NULL), 0);
+        assert_int_equal(buf_truncate(&b, buf_size(&b)), 0);
+        assert_int_equal(buf_commit(&b, 1), -EINVAL);
+        assert_holds(&b, "bcdef");
+        assert_int_equal(buf_reserve(&b, 8, NULL), 0);
+        buf_reset(&b);
+        assert_int_equal(buf_commit(&b, 1), -EINVAL);
+        assert_true(buf_empty(&b));
+
+        /* A refused reservation leaves nothing to commit either. */
+        struct buf c = BUF_INIT(4);
+        assert_int_equal(buf_reserve(&c, 4, NULL), 0);
+        assert_int_equal(buf_reserve(&c, 5, NULL), -ENOBUFS);
+        assert_int_equal(buf_commit(&c, 1), -EINVAL);
+        buf_free(&c);
+        buf_free(&b);
+}
+
+/* Back to a mark, as an encoder does when a frame is dropped. */
+static void test_truncate(void **state) {
+        struct buf b = BUF_INIT(0);
+        assert_int_equal(buf_append_str(&b, "xxhead"), 0);
+        assert_int_equal(buf_consume(&b, 2), 0); /* marks count from the head */
+        size_t mark = buf_size(&b);
+        assert_int_equal(buf_append_str(&b, "-dropped"), 0);
+        assert_int_equal(buf_truncate(&b, mark), 0);
+        assert_holds(&b, "head");
+        assert_int_equal(buf_truncate(&b, 5), -EINVAL); /* past the contents */
+        assert_holds(&b, "head");
+        assert_int_equal(buf_truncate(&b, 0), 0);
+        assert_true(buf_empty(&b));
+        buf_free(&b);
+}
+
+/* A buffer handed over whole: no copy, the destination's cap kept. */
+static void test_move(void **state) {
+        struct buf src = BUF_INIT(1000), dst = BUF_INIT(0);
+        assert_int_equal(buf_append_str(&dst, "old"), 0);
+        assert_int_equal(buf_append_str(&src, "..payload"), 0);
+        assert_int_equal(buf_consume(&src, 2), 0);
+        const uint8_t *storage = buf_head(&src);
+        assert_int_equal(buf_move(&dst, &src), 0);
+        assert_ptr_equal(buf_head(&dst), storage);
+        assert_holds(&dst, "payload");
+        assert_int_equal(buf_limit_left(&dst), SIZE_MAX - 7); /* still uncapped */
+        assert_true(buf_empty(&src));
+        assert_int_equal(buf_capacity(&src), 0);
+        assert_int_equal(buf_limit_left(&src), 1000); /* src keeps its cap */
+        assert_int_equal(buf_move(&dst, &dst), 0);
+        assert_holds(&dst, "payload");
+
+        /* Contents above the destination's cap: refused, nothing moved. */
+        struct buf small = BUF_INIT(4);
+        assert_int_equal(buf_append_str(&small, "ab"), 0);
+        assert_int_equal(buf_move(&small, &dst), -ENOBUFS);
+        assert_holds(&small, "ab");
+        assert_holds(&dst, "payload");
+        buf_free(&small);
+        buf_free(&dst);
+        buf_free(&src);
 }
 
 int main(void) {
@@ -76,6 +196,9 @@ int main(void) {
                 cmocka_unit_test(test_cap_enforced_before_alloc),
                 cmocka_unit_test(test_steal_nul_terminated),
                 cmocka_unit_test(test_reserve_commit),
+                cmocka_unit_test(test_commit_misuse),
+                cmocka_unit_test(test_truncate),
+                cmocka_unit_test(test_move),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

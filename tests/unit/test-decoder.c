@@ -13,36 +13,10 @@
 
 #include <cmocka.h>
 
+#include "alloc-count.h"
+#include "common/macro.h"
 #include "vsock/error.h"
 #include "vsock/frame.h"
-
-void *__real_malloc(size_t n);
-void *__real_calloc(size_t n, size_t m);
-void *__real_realloc(void *p, size_t n);
-void *__wrap_malloc(size_t n);
-void *__wrap_calloc(size_t n, size_t m);
-void *__wrap_realloc(void *p, size_t n);
-
-static atomic_size_t alloc_calls;
-static atomic_size_t alloc_last;
-
-void *__wrap_malloc(size_t n) {
-        atomic_fetch_add(&alloc_calls, 1);
-        atomic_store(&alloc_last, n);
-        return __real_malloc(n);
-}
-
-void *__wrap_calloc(size_t n, size_t m) {
-        atomic_fetch_add(&alloc_calls, 1);
-        atomic_store(&alloc_last, n * m);
-        return __real_calloc(n, m);
-}
-
-void *__wrap_realloc(void *p, size_t n) {
-        atomic_fetch_add(&alloc_calls, 1);
-        atomic_store(&alloc_last, n);
-        return __real_realloc(p, n);
-}
 
 static size_t put_frame(uint8_t *out, uint8_t type, const void *data, uint32_t len) {
         vsock_frame_header(out, type, len);
@@ -430,6 +404,159 @@ static void test_golden_frames(void **state) {
         vsock_decoder_free(d);
 }
 
+/* The one header parser: type and length, the limit checked there. */
+static void test_header_parse(void **state) {
+        uint8_t h[VSOCK_FRAME_HEADER_SIZE];
+        uint8_t type = 0;
+        uint32_t len = 0;
+        vsock_frame_header(h, 11, 0x01020304);
+        assert_int_equal(vsock_frame_header_parse(h, 0x01020304, &type, &len), 0);
+        assert_int_equal(type, 11);
+        assert_int_equal(len, 0x01020304);
+        type = 0;
+        len = 7;
+        int r = vsock_frame_header_parse(h, 0x01020303, &type, &len);
+        assert_int_equal(vsock_err_kind(r), VSOCK_E_FRAME_TOO_LARGE);
+        assert_int_equal(vsock_err_errno(r), EMSGSIZE);
+        assert_int_equal(type, 0); /* nothing set on failure */
+        assert_int_equal(len, 7);
+        vsock_frame_header(h, 255, 0);
+        assert_int_equal(vsock_frame_header_parse(h, 0, &type, &len), 0);
+        assert_int_equal(type, 255);
+        assert_int_equal(len, 0);
+#if SIZE_MAX > UINT32_MAX
+        /* (With a 32-bit size_t, len + 1 would wrap: refused there.) */
+        vsock_frame_header(h, 1, UINT32_MAX);
+        assert_int_equal(vsock_frame_header_parse(h, UINT32_MAX, NULL, &len), 0);
+        assert_int_equal(len, UINT32_MAX);
+#endif
+}
+
+/* Headers reported: a collected frame, then one passed through in pieces
+ * (nothing allocated for it), an empty one (never reported as a header),
+ * and the misuses refused. */
+static void test_pass_through(void **state) {
+        vsock_decoder *d;
+        assert_int_equal(vsock_decoder_new(1 << 24, &d), 0);
+        vsock_decoder_report_headers(d, true);
+        uint8_t *stream = malloc(3 * 5 + 100 + (1 << 20));
+        assert_non_null(stream);
+        size_t n = put_frame(stream, 14, "collected", 9);
+        uint8_t *big = malloc(1 << 20);
+        assert_non_null(big);
+        for (size_t i = 0; i < (1 << 20); i++)
+                big[i] = (uint8_t) (i * 13);
+        n += put_frame(stream + n, 3, big, 1 << 20);
+        n += put_frame(stream + n, 7, NULL, 0);
+
+        uint8_t type;
+        uint32_t len;
+        size_t used, off = 0;
+        assert_int_equal(vsock_decoder_header(d, &type, &len), -EINVAL); /* between frames */
+        assert_int_equal(vsock_decoder_pass(d), -EINVAL);
+        assert_int_equal(vsock_decoder_passed(d, 0), -EINVAL);
+        assert_int_equal(vsock_decoder_pass_left(d), 0);
+
+        /* Collected: the header first, then the frame. */
+        size_t allocs = alloc_calls;
+        assert_int_equal(vsock_decoder_feed(d, stream, n, &used), VSOCK_DECODER_HEADER);
+        assert_int_equal(used, 5);
+        assert_int_equal(alloc_calls, allocs); /* nothing allocated at the header */
+        assert_true(vsock_decoder_partial(d));
+        assert_int_equal(vsock_decoder_header(d, &type, &len), 0);
+        assert_int_equal(type, 14);
+        assert_int_equal(len, 9);
+        off += used;
+        assert_int_equal(vsock_decoder_feed(d, stream + off, n - off, &used), VSOCK_DECODER_FRAME);
+        off += used;
+        const uint8_t *p;
+        vsock_decoder_frame(d, &type, &p, &len);
+        assert_int_equal(len, 9);
+        assert_memory_equal(p, "collected", 9);
+        assert_int_equal(vsock_decoder_pass(d), -EINVAL); /* too late */
+
+        /* Passed through: 1 MiB in uneven pieces, no allocation. */
+        assert_int_equal(vsock_decoder_feed(d, stream + off, n - off, &used), VSOCK_DECODER_HEADER);
+        off += used;
+        allocs = alloc_calls;
+        assert_int_equal(vsock_decoder_pass(d), 0);
+        assert_int_equal(vsock_decoder_set_raw(d), -EINVAL); /* inside a frame */
+        size_t got = 0;
+        while (vsock_decoder_pass_left(d) > 0) {
+                assert_int_equal(vsock_decoder_feed(d, stream + off, n - off, &used), VSOCK_DECODER_PASS);
+                assert_int_equal(used, 0);
+                assert_true(vsock_decoder_partial(d));
+                size_t left = vsock_decoder_pass_left(d);
+                assert_int_equal(left, (1u << 20) - got);
+                assert_int_equal(vsock_decoder_passed(d, left + 1), -EINVAL);
+                size_t k = MIN(left, 4093 + got % 7);
+                assert_memory_equal(stream + off, big + got, k);
+                int r = vsock_decoder_passed(d, k);
+                assert_int_equal(r, k == left ? 1 : 0);
+                off += k;
+                got += k;
+        }
+        assert_int_equal(got, 1u << 20);
+        assert_int_equal(alloc_calls, allocs);
+        assert_false(vsock_decoder_partial(d));
+        assert_int_equal(vsock_decoder_header(d, &type, &len), -EINVAL);
+        assert_int_equal(vsock_decoder_passed(d, 0), -EINVAL);
+
+        /* Empty: whole at once, never a header to choose about. */
+        assert_int_equal(vsock_decoder_feed(d, stream + off, n - off, &used), VSOCK_DECODER_FRAME);
+        vsock_decoder_frame(d, &type, &p, &len);
+        assert_int_equal(type, 7);
+        assert_int_equal(len, 0);
+        off += used;
+        assert_int_equal(off, n);
+        free(big);
+        free(stream);
+        vsock_decoder_free(d);
+}
+
+/* Raw mode: no framing any more, for good (a reset keeps it, and the
+ * header reporting too). */
+static void test_raw(void **state) {
+        vsock_decoder *d;
+        assert_int_equal(vsock_decoder_new(64, &d), 0);
+        vsock_decoder_report_headers(d, true);
+        uint8_t stream[32];
+        size_t n = put_frame(stream, 13, "{}", 2);
+        size_t used;
+        assert_int_equal(vsock_decoder_feed(d, stream, 3, &used), 0);
+        assert_int_equal(vsock_decoder_set_raw(d), -EINVAL); /* half a header */
+        assert_int_equal(vsock_decoder_feed(d, stream + 3, n - 3, &used), VSOCK_DECODER_HEADER);
+        assert_int_equal(vsock_decoder_feed(d, stream + n - 2, 2, &used), VSOCK_DECODER_FRAME);
+        assert_int_equal(vsock_decoder_set_raw(d), 0);
+        /* An oversize header is just bytes now. */
+        vsock_frame_header(stream, 3, UINT32_MAX);
+        for (int i = 0; i < 3; i++) {
+                assert_int_equal(vsock_decoder_feed(d, stream, 5, &used), VSOCK_DECODER_PASS);
+                assert_int_equal(used, 0);
+                assert_int_equal(vsock_decoder_pass_left(d), SIZE_MAX);
+                assert_int_equal(vsock_decoder_passed(d, 5), 0);
+                assert_false(vsock_decoder_partial(d));
+                assert_int_equal(vsock_decoder_header(d, NULL, NULL), -EINVAL);
+                vsock_decoder_reset(d);
+        }
+        assert_int_equal(vsock_decoder_set_raw(d), 0); /* idempotent */
+        vsock_decoder_free(d);
+
+        /* Reset keeps the header reporting. */
+        assert_int_equal(vsock_decoder_new(64, &d), 0);
+        vsock_decoder_report_headers(d, true);
+        vsock_decoder_reset(d);
+        n = put_frame(stream, 4, "ab", 2);
+        assert_int_equal(vsock_decoder_feed(d, stream, n, &used), VSOCK_DECODER_HEADER);
+        /* A header above the limit is refused before it is reported. */
+        vsock_decoder_free(d);
+        assert_int_equal(vsock_decoder_new(1, &d), 0);
+        vsock_decoder_report_headers(d, true);
+        int r = vsock_decoder_feed(d, stream, n, &used);
+        assert_int_equal(vsock_err_kind(r), VSOCK_E_FRAME_TOO_LARGE);
+        vsock_decoder_free(d);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_byte_by_byte),
@@ -440,6 +567,9 @@ int main(void) {
                 cmocka_unit_test(test_take_and_reset),
                 cmocka_unit_test(test_golden_frames),
                 cmocka_unit_test(test_direct_payload),
+                cmocka_unit_test(test_header_parse),
+                cmocka_unit_test(test_pass_through),
+                cmocka_unit_test(test_raw),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

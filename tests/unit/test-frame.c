@@ -19,43 +19,12 @@
 
 #include <cmocka.h>
 
+#include "alloc-count.h"
 #include "vsock/conn.h"
 #include "vsock/error.h"
 #include "vsock/frame.h"
 
 /* ---- allocation counter ------------------------------------------------ */
-
-void *__real_malloc(size_t n);
-void *__real_calloc(size_t n, size_t m);
-void *__real_realloc(void *p, size_t n);
-void *__wrap_malloc(size_t n);
-void *__wrap_calloc(size_t n, size_t m);
-void *__wrap_realloc(void *p, size_t n);
-
-static atomic_size_t alloc_calls;
-static atomic_size_t alloc_max;
-
-static void note_alloc(size_t n) {
-        atomic_fetch_add(&alloc_calls, 1);
-        size_t m = atomic_load(&alloc_max);
-        while (n > m && !atomic_compare_exchange_weak(&alloc_max, &m, n))
-                ;
-}
-
-void *__wrap_malloc(size_t n) {
-        note_alloc(n);
-        return __real_malloc(n);
-}
-
-void *__wrap_calloc(size_t n, size_t m) {
-        note_alloc(n * m);
-        return __real_calloc(n, m);
-}
-
-void *__wrap_realloc(void *p, size_t n) {
-        note_alloc(n);
-        return __real_realloc(p, n);
-}
 
 static void alloc_reset(void) {
         atomic_store(&alloc_calls, 0);

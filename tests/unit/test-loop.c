@@ -1,4 +1,5 @@
-/* The agent's event loop: timer order, disarm, deferred calls, watcher
+/* The agent's event loop: timer order, disarm, deferred calls (order,
+ * cancel, and no allocation: the link wraps the allocator), watcher
  * interest (an empty mask really silences a hung-up fd) and stopping a
  * watcher whose event is already in the current batch. */
 #include <errno.h>
@@ -15,6 +16,7 @@
 #include <cmocka.h>
 
 #include "agent/loop.h"
+#include "alloc-count.h"
 #include "common/io.h"
 #include "common/macro.h"
 
@@ -154,29 +156,94 @@ static void test_empty_mask_silences_hangup(void **state) {
 static int deferred_runs;
 static bool in_callback;
 
-static void deferred(void *userdata) {
+struct deferrer {
+        struct timer t;
+        struct defer d;
+};
+
+static void deferred(struct defer *d) {
         assert_false(in_callback);
         deferred_runs++;
         if (deferred_runs == 1)
-                assert_int_equal(loop_defer(userdata, deferred, userdata), 0); /* runs in the same drain */
+                loop_defer(d); /* runs again in the same drain */
         else
-                loop_quit(userdata);
+                loop_quit(d->loop);
 }
 
 static void on_defer_timer(struct timer *t) {
+        struct deferrer *x = container_of(t, struct deferrer, t);
         in_callback = true;
-        assert_int_equal(loop_defer(t->loop, deferred, t->loop), 0);
+        loop_defer(&x->d);
+        loop_defer(&x->d); /* already queued: one run serves both */
         in_callback = false;
 }
 
 static void test_defer(void **state) {
         struct loop *l;
         assert_int_equal(loop_new(&l), 0);
-        struct timer t;
-        timer_init(&t, l, on_defer_timer);
-        assert_int_equal(timer_arm_in_ms(&t, 0), 0);
+        struct deferrer x;
+        timer_init(&x.t, l, on_defer_timer);
+        defer_init(&x.d, l, deferred);
+        assert_false(defer_queued(&x.d));
+        assert_int_equal(timer_arm_in_ms(&x.t, 0), 0);
         assert_int_equal(loop_run(l), 0);
         assert_int_equal(deferred_runs, 2);
+        assert_false(defer_queued(&x.d));
+        loop_free(l);
+}
+
+/* FIFO order, cancel from the middle and the ends, and no allocation:
+ * deferring cannot fail for want of memory. */
+struct node {
+        struct defer d;
+        int id;
+        int *order;
+        int *n;
+};
+
+static void on_node(struct defer *d) {
+        struct node *x = container_of(d, struct node, d);
+        x->order[(*x->n)++] = x->id;
+}
+
+static void on_stop(struct defer *d) { loop_quit(d->loop); }
+
+static void test_defer_order_cancel(void **state) {
+        struct loop *l;
+        assert_int_equal(loop_new(&l), 0);
+        int order[8], n = 0;
+        struct node x[6];
+        for (int i = 0; i < 6; i++) {
+                x[i] = (struct node) { .id = i, .order = order, .n = &n };
+                defer_init(&x[i].d, l, on_node);
+        }
+        struct defer stop;
+        defer_init(&stop, l, on_stop);
+        size_t before = alloc_calls;
+        for (int i = 0; i < 6; i++)
+                loop_defer(&x[i].d);
+        loop_defer(&stop);
+        defer_cancel(&x[0].d); /* head */
+        defer_cancel(&x[3].d); /* middle */
+        defer_cancel(&x[3].d); /* idempotent */
+        defer_cancel(&x[5].d); /* just before the tail */
+        loop_defer(&x[5].d);   /* re-queued: now after stop, still this drain */
+        assert_int_equal(alloc_calls, before);
+        assert_int_equal(loop_run(l), 0);
+        int want[] = { 1, 2, 4, 5 };
+        assert_int_equal(n, 4);
+        assert_memory_equal(order, want, sizeof want);
+        for (int i = 0; i < 6; i++)
+                assert_false(defer_queued(&x[i].d));
+        /* A cancelled tail leaves a queue that still works. */
+        n = 0;
+        loop_defer(&x[1].d);
+        loop_defer(&x[2].d);
+        defer_cancel(&x[2].d);
+        loop_defer(&stop);
+        assert_int_equal(loop_run(l), 0);
+        assert_int_equal(n, 1);
+        assert_int_equal(order[0], 1);
         loop_free(l);
 }
 
@@ -187,6 +254,7 @@ int main(void) {
                 cmocka_unit_test(test_stop_drops_fetched_event),
                 cmocka_unit_test(test_empty_mask_silences_hangup),
                 cmocka_unit_test(test_defer),
+                cmocka_unit_test(test_defer_order_cancel),
         };
         return cmocka_run_group_tests_name("loop", tests, NULL, NULL);
 }

@@ -27,6 +27,7 @@
 #include "lib/json_enc.h"
 #include "lib/msg-internal.h"
 #include "vsock/error.h"
+#include "vsock/frame.h"
 #include "vsock/msg.h"
 
 #define DECODE_ERR VSOCK_ERR(VSOCK_E_DECODE, EINVAL)
@@ -580,9 +581,10 @@ static void test_frames(void **state) {
                 }
                 /* type, big-endian length, payload. */
                 assert_int_equal(v->frame_len, 5 + v->payload_len);
-                assert_int_equal(v->frame[0], v->msg_type);
-                uint32_t len = (uint32_t) v->frame[1] << 24 | (uint32_t) v->frame[2] << 16 |
-                               (uint32_t) v->frame[3] << 8 | v->frame[4];
+                uint8_t type;
+                uint32_t len;
+                assert_int_equal(vsock_frame_header_parse(v->frame, UINT32_MAX, &type, &len), 0);
+                assert_int_equal(type, v->msg_type);
                 assert_int_equal(len, v->payload_len);
                 if (v->payload_len)
                         assert_memory_equal(v->frame + 5, v->payload, v->payload_len);

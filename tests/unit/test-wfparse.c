@@ -78,7 +78,7 @@ static void streamed(const uint8_t *text, size_t len, size_t max_piece, struct r
                 size_t nout = 0;
                 ssize_t used = wfparse_feed(&p, text + off, n, t, &nout);
                 assert_true(used >= 0);
-                buf_commit(&r->content, nout);
+                assert_int_equal(buf_commit(&r->content, nout), 0);
                 off += (size_t) used;
                 if (p.state == WFPARSE_NOT_STREAMABLE) {
                         assert_int_equal(buf_size(&r->content), 0);
