@@ -394,10 +394,11 @@ static void send_batch_result(struct exec *e) {
         struct buf *q = session_encode_begin(e->s, VSOCK_MSG_EXEC_RESULT);
         if (!q)
                 return;
-        size_t had_out = buf_size(&o->collect);
+        size_t had_out = buf_size(&o->collect), had_err = buf_size(&er->collect);
         bool cut = fit_output(q, &o->collect, &er->collect);
         bool out_cut = o->truncated || o->budget_cut || buf_size(&o->collect) < had_out;
-        const char *which = out_cut ? "stdout" : "stderr";
+        bool err_cut = er->truncated || er->budget_cut || buf_size(&er->collect) < had_err;
+        const char *which = out_cut && err_cut ? "stdout and stderr" : out_cut ? "stdout" : "stderr";
         char msg[192] = "";
         if (cut || o->budget_cut || er->budget_cut)
                 snprintf(msg, sizeof msg, "output truncated: %s (%zu MiB) on %s", AGENT_BUDGET_TEXT,
