@@ -157,14 +157,13 @@ static void encode_result(struct session *s, struct buf *q, int code, const stru
                 log_error("session %llu: encode result: %s", (unsigned long long) session_id(s), strerror(-r));
 }
 
-/* ExecResult: with output (batch), or without (stream). */
-static void send_exec_result(struct session *s, int code, struct buf *out, struct buf *err, const char *error) {
+/* ExecResult: with a few bytes of output (a start failure's reason, never
+ * cut: it is only counted), or without (stream). */
+static void send_exec_result(struct session *s, int code, const struct buf *out, const struct buf *err,
+                             const char *error) {
         struct buf *q = session_encode_begin(s, VSOCK_MSG_EXEC_RESULT);
-        if (!q)
-                return;
-        if (out)
-                (void) fit_output(q, out, err);
-        encode_result(s, q, code, out, err, error);
+        if (q)
+                encode_result(s, q, code, out, err, error);
 }
 
 static void send_exit(struct session *s, int code) {
@@ -225,27 +224,27 @@ static ssize_t src_read_once(struct exec_src *src) {
         ssize_t n;
         if (e->info->collect) {
                 size_t room = MIN((size_t) AGENT_READ_CHUNK, BATCH_OUTPUT_MAX - buf_size(&src->collect));
-                int r = buf_size(&src->collect) < BATCH_OUTPUT_MAX && !src->budget_cut ? -EAGAIN : -ENOBUFS;
-                /* Room for the bytes, and for their encoding in the reply
-                 * (taken with the reply): what the budget refuses is
-                 * dropped. */
-                if (r == -EAGAIN && budget_left(&e->a->budget) < encoded_len(room) + room)
-                        r = -ENOBUFS;
-                if (r == -EAGAIN)
+                int r = -ENOBUFS;
+                /* Room for the bytes and, roughly, for their encoding in
+                 * the reply (taken exactly when it is built): what the
+                 * budget refuses is dropped. */
+                if (room > 0 && !src->budget_cut && budget_left(&e->a->budget) >= encoded_len(room) + room)
                         r = buf_reserve(&src->collect, room, &p);
                 if (r < 0 && r != -ENOBUFS)
                         return r;
-                if (r == -ENOBUFS && buf_size(&src->collect) < BATCH_OUTPUT_MAX)
-                        src->budget_cut = true;
                 if (r >= 0) {
                         n = io_read_once(src->w.fd, p, room);
                         if (n > 0)
                                 (void) buf_commit(&src->collect, (size_t) n);
                 } else {
+                        /* Dropped; once a byte was, nothing more is kept
+                         * (the output would have a hole). */
                         static uint8_t sink[AGENT_READ_CHUNK];
                         n = io_read_once(src->w.fd, sink, sizeof sink);
-                        if (n > 0)
+                        if (n > 0) {
                                 src->truncated = true;
+                                src->budget_cut |= room > 0;
+                        }
                 }
         } else {
                 int r = session_frame_begin(e->s, src->type, AGENT_READ_CHUNK, &p);
