@@ -31,7 +31,7 @@ run: build
 	scripts/demo.sh $(BUILD)
 
 bench: build
-	$(BUILD)/bench/vsock-bench --agent $(BUILD)/src/agent/vsock-agent $(BENCH_ARGS)
+	FUSE_STALL=$(BUILD)/tests/integration/fuse-stall $(BUILD)/bench/vsock-bench --agent $(BUILD)/src/agent/vsock-agent $(BENCH_ARGS)
 
 soak: build
 	scripts/soak.sh $(BUILD)

@@ -45,6 +45,9 @@ struct bench {
         int loaded_iters;
         int ready_starts;
         int big_reads;
+        int attack_probes;      /* `true` runs per attack */
+        int list_entries;       /* the big directory's */
+        size_t escape_bytes;    /* the escape-heavy request's size */
 };
 
 /* ---- vsock-bench.c ------------------------------------------------------ */
@@ -86,6 +89,7 @@ void fig_files(struct bench *b);               /* 3 */
 void fig_port_forward(struct bench *b);        /* 5 */
 void fig_agent(struct bench *b);               /* 6 */
 void fig_hash(struct bench *b);                /* bench-hash.c: SHA-256 */
+void fig_attacks(struct bench *b);             /* 7, bench-attack.c: issue 12's attacks */
 
 /* ---- bench-exec.c, shared with bench-io.c ---------------------------------- */
 /* One batch `true` on @a, end to end (dial included): ns, or < 0. */

@@ -381,7 +381,8 @@ static void usage(FILE *f) {
                    "Measures the agent against same-machine floors and prints a table.\n"
                    "  --quick        reduced sizes and counts; exit 0 whatever the figures\n"
                    "  --json FILE    also write the table as JSON\n"
-                   "  --only GROUPS  comma-separated: exec,throughput,files,sessions,portfwd,agent,hash\n"
+                   "  --only GROUPS  comma-separated: exec,throughput,files,sessions,portfwd,agent,hash,\n"
+                   "                 attack\n"
                    "  --keep         keep the temporary directory\n");
 }
 
@@ -431,6 +432,9 @@ int main(int argc, char **argv) {
                 b.xfer_reps = 1;
                 b.file_reps = 2;
                 b.sessions = 100;
+                b.attack_probes = 5;
+                b.list_entries = 20000;
+                b.escape_bytes = 8u << 20;
                 b.loaded_iters = 20;
                 b.ready_starts = 3;
                 b.big_reads = 20;
@@ -440,6 +444,9 @@ int main(int argc, char **argv) {
                 b.xfer_reps = 3;
                 b.file_reps = 10;
                 b.sessions = 1000;
+                b.attack_probes = 20;
+                b.list_entries = 200000;
+                b.escape_bytes = 64u << 20;
                 b.loaded_iters = 200;
                 b.ready_starts = 20;
                 b.big_reads = 20;
@@ -470,7 +477,7 @@ int main(int argc, char **argv) {
         } groups[] = {
                 { "exec", fig_exec_latency },     { "throughput", fig_throughput }, { "files", fig_files },
                 { "sessions", fig_sessions },     { "portfwd", fig_port_forward },  { "agent", fig_agent },
-                { "hash", fig_hash },
+                { "hash", fig_hash },             { "attack", fig_attacks },
         };
         for (size_t i = 0; i < sizeof groups / sizeof groups[0]; i++) {
                 if (!bench_wants(&b, groups[i].name))

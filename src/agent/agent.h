@@ -8,6 +8,7 @@
 #include <sys/types.h>
 
 #include "agent/loop.h"
+#include "common/budget.h"
 
 struct session;
 struct session_handler;
@@ -18,6 +19,11 @@ struct worker;
 #define AGENT_QUEUE_HIGH (256u * 1024)  /* stop reading sources above this */
 #define AGENT_QUEUE_LOW (64u * 1024)    /* resume below this */
 #define AGENT_READ_CHUNK (64u * 1024)   /* one read from a source */
+/* --memory-budget's default: what replies and requests held for hosts
+ * may take, all sessions together. */
+#define AGENT_BUDGET_DEFAULT_MIB 64u
+/* Text of the error replies a budget refusal causes. */
+#define AGENT_BUDGET_TEXT "agent memory budget exhausted"
 
 struct agent {
         struct loop *loop;
@@ -27,6 +33,7 @@ struct agent {
         struct worker *spawner;         /* starting commands */
         int idle_timeout_ms;            /* no complete request by then: close */
         int io_timeout_ms;              /* a worker job that takes longer is given up */
+        int send_timeout_ms;            /* a queue that moves for none of it: lost */
         int grace_ms;                   /* SIGTERM -> SIGKILL */
         int linger_ms;                  /* output drain after the main process exits */
         /* Who may use the exec service. */
@@ -44,6 +51,9 @@ struct agent {
         unsigned spawns_pending;
         bool shutting_down;
         uint64_t next_session_id;
+        /* Memory held for hosts: send queues, replies being built,
+         * batch output, requests arriving (--memory-budget). */
+        struct budget budget;
         struct session *sessions;       /* all live sessions (list) */
         size_t n_sessions;
         /* What each request type starts, indexed by message type (see

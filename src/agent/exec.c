@@ -35,8 +35,11 @@
 #include "common/macro.h"
 #include "lib/msg-internal.h"
 
-/* Batch mode keeps each stream's output for the reply; beyond this it is
- * dropped and the reply says so. */
+/* Batch mode keeps each stream's output for the reply; beyond this, or
+ * beyond what the agent's memory budget allows (output collected and its
+ * encoding in the reply together), it is dropped and the reply says so:
+ * the protocol has no way to make a batch command wait for the host, and
+ * a command blocked on a full pipe would hold its memory all the same. */
 #define BATCH_OUTPUT_MAX (16u * 1024 * 1024)
 /* The final drain after the linger reads at most this per source. */
 #define FINAL_DRAIN_MAX (1u * 1024 * 1024)
@@ -65,8 +68,9 @@ struct exec_src {
         struct exec *e;
         uint8_t type;           /* VSOCK_MSG_STDOUT / VSOCK_MSG_STDERR */
         bool open;
-        struct buf collect;     /* batch */
+        struct buf collect;     /* batch: counted in the budget, strictly */
         bool truncated;
+        bool budget_cut;        /* truncated by the memory budget */
 };
 
 struct exec_sink {
@@ -90,6 +94,7 @@ struct exec_job {
         struct spawn_cancel cancel;
         int rc;
         struct launch_result res;
+        size_t charge;                  /* the payload's, in a->budget */
 };
 
 struct exec {
@@ -120,52 +125,81 @@ static void exec_cancel(struct exec *e, bool lost);
 
 /* ---- replies ------------------------------------------------------------ */
 
-/* ExecResult: with the collected output (batch), or without (stream). */
-static void send_exec_result(struct exec *e, int code, const struct buf *out, const struct buf *err,
-                             const char *error) {
+/* Base64 of @n bytes in JSON. */
+static size_t encoded_len(size_t n) { return (n + 2) / 3 * 4; }
+
+/* Take the encoding's room for the collected @out and @err from the
+ * memory budget (into the queue @q, before a byte is written); past it,
+ * output is cut, the larger stream halved until it fits. True if cut. */
+static bool fit_output(struct buf *q, struct buf *out, struct buf *err) {
+        bool cut = false;
+        for (;;) {
+                size_t need = encoded_len(buf_size(out)) + encoded_len(buf_size(err)) + 1024;
+                if (buf_precharge(q, need) >= 0 || (buf_empty(out) && buf_empty(err)))
+                        return cut;
+                struct buf *big = buf_size(out) >= buf_size(err) ? out : err;
+                (void) buf_truncate(big, buf_size(big) / 2);
+                cut = true;
+        }
+}
+
+/* Encode an ExecResult into @q (from session_encode_begin) and queue it. */
+static void encode_result(struct session *s, struct buf *q, int code, const struct buf *out, const struct buf *err,
+                          const char *error) {
         struct vsock_exec_response resp = { .exit_code = code, .error = (char *) error };
         if (out) {
                 resp.stdout_data = (struct vsock_bytes) { buf_head(out), buf_size(out), true };
                 resp.stderr_data = (struct vsock_bytes) { buf_head(err), buf_size(err), true };
         }
-        struct buf *q = session_encode_begin(e->s, VSOCK_MSG_EXEC_RESULT);
-        if (!q)
-                return;
         int r = msg_encode_exec_response_agent(&resp, q);
-        session_encode_end(e->s, r);
+        session_encode_end(s, r);
         if (r < 0)
-                log_error("session %llu: encode result: %s", (unsigned long long) session_id(e->s), strerror(-r));
+                log_error("session %llu: encode result: %s", (unsigned long long) session_id(s), strerror(-r));
 }
 
-static void send_exit(struct exec *e, int code) {
+/* ExecResult: with a few bytes of output (a start failure's reason, never
+ * cut: it is only counted), or without (stream). */
+static void send_exec_result(struct session *s, int code, const struct buf *out, const struct buf *err,
+                             const char *error) {
+        struct buf *q = session_encode_begin(s, VSOCK_MSG_EXEC_RESULT);
+        if (q)
+                encode_result(s, q, code, out, err, error);
+}
+
+static void send_exit(struct session *s, int code) {
         uint8_t b[4];
         vsock_exit_encode(code, b);
-        (void) session_send(e->s, VSOCK_MSG_EXIT, b, sizeof b);
+        (void) session_send(s, VSOCK_MSG_EXIT, b, sizeof b);
 }
 
-/* The command could not start: @code (127 or 126) and one line of reason
- * on its stderr, in every mode alike, so a host tells it from the
- * command's own failure. Ends the session. */
-static void exec_fail(struct exec *e, int code, const char *reason) {
-        log_info("session %llu: %s: %s", (unsigned long long) session_id(e->s), e->info->name, reason);
+/* What a command that could not start gets: @code (127 or 126) and one
+ * line of reason on its stderr, in every mode alike, so a host tells it
+ * from the command's own failure. */
+static void fail_reply(struct session *s, const struct mode_info *info, int code, const char *reason) {
+        log_info("session %llu: %s: %s", (unsigned long long) session_id(s), info->name, reason);
         _cleanup_free_ char *line = NULL;
         int n = asprintf(&line, "vsock-agent: %s\n", reason);
         if (n < 0)
                 line = NULL;
-        if (e->info->collect) {
+        if (info->collect) {
                 struct buf out = BUF_INIT(0), err = BUF_INIT(0);
                 if (line)
                         (void) buf_append(&err, line, (size_t) n);
-                send_exec_result(e, code, &out, &err, NULL);
+                send_exec_result(s, code, &out, &err, NULL);
                 buf_free(&err);
         } else {
                 if (line)
-                        (void) session_send(e->s, VSOCK_MSG_STDERR, line, (size_t) n);
-                if (e->info->exit_frame)
-                        send_exit(e, code);
+                        (void) session_send(s, VSOCK_MSG_STDERR, line, (size_t) n);
+                if (info->exit_frame)
+                        send_exit(s, code);
                 else
-                        send_exec_result(e, code, NULL, NULL, NULL);
+                        send_exec_result(s, code, NULL, NULL, NULL);
         }
+}
+
+/* The command could not start. Ends the session. */
+static void exec_fail(struct exec *e, int code, const char *reason) {
+        fail_reply(e->s, e->info, code, reason);
         e->done = true;
         session_finish(e->s);
 }
@@ -189,19 +223,28 @@ static ssize_t src_read_once(struct exec_src *src) {
         uint8_t *p;
         ssize_t n;
         if (e->info->collect) {
-                if (buf_size(&src->collect) < BATCH_OUTPUT_MAX) {
-                        size_t room = MIN((size_t) AGENT_READ_CHUNK, BATCH_OUTPUT_MAX - buf_size(&src->collect));
-                        int r = buf_reserve(&src->collect, room, &p);
-                        if (r < 0)
-                                return r;
+                size_t room = MIN((size_t) AGENT_READ_CHUNK, BATCH_OUTPUT_MAX - buf_size(&src->collect));
+                int r = -ENOBUFS;
+                /* Room for the bytes and, roughly, for their encoding in
+                 * the reply (taken exactly when it is built): what the
+                 * budget refuses is dropped. */
+                if (room > 0 && !src->budget_cut && budget_left(&e->a->budget) >= encoded_len(room) + room)
+                        r = buf_reserve(&src->collect, room, &p);
+                if (r < 0 && r != -ENOBUFS)
+                        return r;
+                if (r >= 0) {
                         n = io_read_once(src->w.fd, p, room);
                         if (n > 0)
                                 (void) buf_commit(&src->collect, (size_t) n);
                 } else {
+                        /* Dropped; once a byte was, nothing more is kept
+                         * (the output would have a hole). */
                         static uint8_t sink[AGENT_READ_CHUNK];
                         n = io_read_once(src->w.fd, sink, sizeof sink);
-                        if (n > 0)
+                        if (n > 0) {
                                 src->truncated = true;
+                                src->budget_cut |= room > 0;
+                        }
                 }
         } else {
                 int r = session_frame_begin(e->s, src->type, AGENT_READ_CHUNK, &p);
@@ -344,6 +387,26 @@ static void sink_push(struct exec *e, const uint8_t *data, size_t len) {
 
 /* ---- lifecycle -------------------------------------------------------- */
 
+/* The ExecResult of a batch command, saying what was cut and why. */
+static void send_batch_result(struct exec *e) {
+        struct exec_src *o = &e->out[0], *er = &e->out[1];
+        struct buf *q = session_encode_begin(e->s, VSOCK_MSG_EXEC_RESULT);
+        if (!q)
+                return;
+        size_t had_out = buf_size(&o->collect), had_err = buf_size(&er->collect);
+        bool cut = fit_output(q, &o->collect, &er->collect);
+        bool out_cut = o->truncated || o->budget_cut || buf_size(&o->collect) < had_out;
+        bool err_cut = er->truncated || er->budget_cut || buf_size(&er->collect) < had_err;
+        const char *which = out_cut && err_cut ? "stdout and stderr" : out_cut ? "stdout" : "stderr";
+        char msg[192] = "";
+        if (cut || o->budget_cut || er->budget_cut)
+                snprintf(msg, sizeof msg, "output truncated: %s (%zu MiB) on %s", AGENT_BUDGET_TEXT,
+                         budget_limit(&e->a->budget) >> 20, which);
+        else if (o->truncated || er->truncated)
+                snprintf(msg, sizeof msg, "output truncated: more than %u bytes on %s", BATCH_OUTPUT_MAX, which);
+        encode_result(e->s, q, e->exit_code, &o->collect, &er->collect, msg);
+}
+
 static void exec_check_done(struct exec *e) {
         if (e->done || !e->reaped)
                 return;
@@ -358,17 +421,11 @@ static void exec_check_done(struct exec *e) {
         log_debug("session %llu: %s done, exit code %d", (unsigned long long) session_id(e->s), e->info->name,
                   e->exit_code);
         if (e->info->exit_frame)
-                send_exit(e, e->exit_code);
-        else {
-                char msg[128] = "";
-                if (e->out[0].truncated || e->out[1].truncated)
-                        snprintf(msg, sizeof msg, "output truncated: more than %u bytes on %s", BATCH_OUTPUT_MAX,
-                                 e->out[0].truncated ? "stdout" : "stderr");
-                if (e->info->collect)
-                        send_exec_result(e, e->exit_code, &e->out[0].collect, &e->out[1].collect, msg);
-                else
-                        send_exec_result(e, e->exit_code, NULL, NULL, msg);
-        }
+                send_exit(e->s, e->exit_code);
+        else if (e->info->collect)
+                send_batch_result(e);
+        else
+                send_exec_result(e->s, e->exit_code, NULL, NULL, "");
         buf_free(&e->out[0].collect);
         buf_free(&e->out[1].collect);
         session_finish(e->s);
@@ -549,6 +606,7 @@ static void src_init(struct exec *e, struct exec_src *src, uint8_t type, int fd)
         src->e = e;
         src->type = type;
         src->collect = BUF_INIT(0);
+        buf_set_budget(&src->collect, &e->a->budget, true);
         watcher_init(&src->w, e->a->loop, fd, on_src);
         src->open = fd >= 0;
 }
@@ -559,6 +617,7 @@ static void job_free(struct exec_job *j) {
         if (j->payload)
                 explicit_bzero(j->payload, j->len);
         free(j->payload);
+        (void) budget_release(&j->a->budget, j->charge);
         launch_result_clear(&j->res);
         spawn_cancel_destroy(&j->cancel);
         free(j);
@@ -568,6 +627,10 @@ static void job_free(struct exec_job *j) {
 static void job_run(struct worker_job *wj) {
         struct exec_job *j = container_of(wj, struct exec_job, job);
         j->rc = launch_run(TAKE_PTR(j->payload), j->len, j->mode, &j->cfg, &j->cancel, &j->res);
+        /* The request is freed; its stdin, if any, is counted with the
+         * exec's queue from here on. */
+        (void) budget_release(&j->a->budget, j->charge);
+        j->charge = 0;
 }
 
 /* The command runs: wire it to the session, hand over what came for it
@@ -660,6 +723,15 @@ static void job_timeout(struct worker_job *wj) {
         exec_fail(e, 126, why);
 }
 
+static enum exec_mode mode_of(uint8_t type) {
+        return type == VSOCK_MSG_EXEC          ? MODE_BATCH
+               : type == VSOCK_MSG_EXEC_STREAM ? MODE_STREAM
+               : type == VSOCK_MSG_EXEC_PIPE   ? MODE_PIPE
+                                               : MODE_TTY;
+}
+
+void exec_refuse(struct session *s, uint8_t type, const char *why) { fail_reply(s, &modes[mode_of(type)], 126, why); }
+
 int exec_start(struct session *s, uint8_t type, uint8_t *payload, uint32_t len) {
         struct exec *e = calloc(1, sizeof *e);
         struct exec_job *j = calloc(1, sizeof *j);
@@ -674,12 +746,10 @@ int exec_start(struct session *s, uint8_t type, uint8_t *payload, uint32_t len) 
         e->s = s;
         e->a = session_agent(s);
         e->master = -1;
-        e->mode = type == VSOCK_MSG_EXEC          ? MODE_BATCH
-                  : type == VSOCK_MSG_EXEC_STREAM ? MODE_STREAM
-                  : type == VSOCK_MSG_EXEC_PIPE   ? MODE_PIPE
-                                                  : MODE_TTY;
+        e->mode = mode_of(type);
         e->info = &modes[e->mode];
         e->in.q = BUF_INIT(0);
+        buf_set_budget(&e->in.q, &e->a->budget, false);
         e->in.e = e;
         watcher_init(&e->in.w, e->a->loop, -1, on_sink);
         src_init(e, &e->out[0], VSOCK_MSG_STDOUT, -1);
@@ -701,6 +771,7 @@ int exec_start(struct session *s, uint8_t type, uint8_t *payload, uint32_t len) 
                 /* Until it ran: no process, and nothing to close (not fd 0). */
                 .rc = -ECANCELED,
                 .res = LAUNCH_RESULT_INIT,
+                .charge = session_request_charge_take(s),
         };
         spawn_cancel_init(&j->cancel);
         int r = worker_submit(e->a->spawner, &j->job);

@@ -29,7 +29,9 @@ struct fileop {
         uint8_t type;
         uint8_t *payload;
         uint32_t len;
-        struct buf out;
+        struct buf out;                 /* counted in the budget, strictly */
+        size_t charge;                  /* the request payload's */
+        struct budget *budget;
         int rc;
         bool running;
         bool answered;                  /* the timeout's error went out */
@@ -37,6 +39,7 @@ struct fileop {
 
 static void fileop_destroy(struct fileop *f) {
         free(f->payload);
+        (void) budget_release(f->budget, f->charge);
         buf_free(&f->out);
         free(f);
 }
@@ -60,6 +63,8 @@ void fileop_reply(struct session *s, struct buf *out, int rc) {
         session_finish(s);
 }
 
+static void reply_error(struct session *s, uint8_t type, const char *why);
+
 static void fileop_run(struct worker_job *j) {
         struct fileop *f = container_of(j, struct fileop, job);
         f->rc = fileop_reply_begin(&f->out);
@@ -70,6 +75,8 @@ static void fileop_run(struct worker_job *j) {
         /* The request (up to 64 MiB for a write) is done with. */
         free(f->payload);
         f->payload = NULL;
+        (void) budget_release(f->budget, f->charge);
+        f->charge = 0;
 }
 
 static void fileop_done(struct worker_job *j) {
@@ -83,7 +90,15 @@ static void fileop_done(struct worker_job *j) {
                 return; /* the session frees us */
         if (j->cancelled)
                 session_finish(f->s);
-        else
+        else if (f->rc == -ENOBUFS) {
+                /* The reply did not fit the memory budget (the only cap
+                 * a read can reach: its size limit is checked first). */
+                char why[128];
+                snprintf(why, sizeof why, "%s (%zu MiB): the reply does not fit, try again later", AGENT_BUDGET_TEXT,
+                         budget_limit(f->budget) >> 20);
+                buf_free(&f->out);
+                reply_error(f->s, f->type, why);
+        } else
                 fileop_reply(f->s, &f->out, f->rc);
 }
 
@@ -91,17 +106,30 @@ static const char *op_name(uint8_t type) {
         return type == VSOCK_MSG_WRITE_FILE ? "write_file" : type == VSOCK_MSG_READ_FILE ? "read_file" : "list_files";
 }
 
-/* An error reply of its own (the worker may still own f->out), then the
- * session finishes. */
-static void reply_error(struct session *s, uint8_t type, const char *why) {
+/* An error reply of its own (the worker may still own f->out). */
+static void send_error(struct session *s, uint8_t type, const char *why) {
         char msg[256];
         snprintf(msg, sizeof msg, "%s: %s", op_name(type), why);
         struct buf out = BUF_INIT(0);
         int r = fileop_reply_begin(&out);
         if (r >= 0)
                 r = files_write_reply(&out, msg);
-        fileop_reply(s, &out, r);
+        if (r < 0) {
+                buf_free(&out);
+                return;
+        }
+        r = session_send_take(s, VSOCK_MSG_FILE_RESULT, &out);
+        if (r < 0)
+                log_error("session %llu: file operation reply: %s", (unsigned long long) session_id(s), strerror(-r));
 }
+
+/* Same, then the session finishes. */
+static void reply_error(struct session *s, uint8_t type, const char *why) {
+        send_error(s, type, why);
+        session_finish(s);
+}
+
+void fileop_refuse(struct session *s, uint8_t type, const char *why) { send_error(s, type, why); }
 
 static void fileop_timeout(struct worker_job *j) {
         struct fileop *f = container_of(j, struct fileop, job);
@@ -150,6 +178,9 @@ int fileop_start(struct session *s, uint8_t type, uint8_t *payload, uint32_t len
         f->payload = payload;
         f->len = len;
         f->out = BUF_INIT(FILEOP_OUT_MAX);
+        f->budget = &session_agent(s)->budget;
+        buf_set_budget(&f->out, f->budget, true);
+        f->charge = session_request_charge_take(s);
         f->job.run = fileop_run;
         f->job.done = fileop_done;
         f->job.timeout = fileop_timeout;

@@ -77,6 +77,10 @@ static void usage(FILE *f) {
                 "  --idle-timeout SEC   close connections without a request after SEC seconds (30)\n"
                 "  --io-timeout SEC     answer with an error a file operation, name lookup or\n"
                 "                       command start that takes longer than SEC seconds (30)\n"
+                "  --memory-budget MIB  memory for replies and requests held for hosts, all\n"
+                "                       sessions together (64); past it: an error reply\n"
+                "  --send-timeout SEC   drop a connection whose host read nothing of what is\n"
+                "                       waiting for it for SEC seconds (30)\n"
                 "  --log-level LEVEL    error, warn, info (default) or debug\n"
                 "  -h, --help           show this help\n"
                 "  --version            show the version\n"
@@ -209,7 +213,7 @@ static void post_pass(void *userdata) {
 
 static int agent_main(int argc, char **argv) {
         enum { OPT_LISTEN = 256, OPT_READY, OPT_ALLOW_CID, OPT_ALLOW_UID, OPT_INSECURE_TCP, OPT_PRIVILEGED,
-               OPT_PID_NS, OPT_IDLE_TIMEOUT, OPT_IO_TIMEOUT, OPT_LOG_LEVEL, OPT_HELP, OPT_VERSION, OPT_INIT };
+               OPT_PID_NS, OPT_IDLE_TIMEOUT, OPT_IO_TIMEOUT, OPT_MEMORY_BUDGET, OPT_SEND_TIMEOUT, OPT_LOG_LEVEL, OPT_HELP, OPT_VERSION, OPT_INIT };
         static const struct option longopts[] = {
                 { "listen", required_argument, NULL, OPT_LISTEN },
                 { "ready", required_argument, NULL, OPT_READY },
@@ -220,6 +224,8 @@ static int agent_main(int argc, char **argv) {
                 { "pid-ns", no_argument, NULL, OPT_PID_NS },
                 { "idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT },
                 { "io-timeout", required_argument, NULL, OPT_IO_TIMEOUT },
+                { "memory-budget", required_argument, NULL, OPT_MEMORY_BUDGET },
+                { "send-timeout", required_argument, NULL, OPT_SEND_TIMEOUT },
                 { "log-level", required_argument, NULL, OPT_LOG_LEVEL },
                 { "help", no_argument, NULL, OPT_HELP },
                 { "version", no_argument, NULL, OPT_VERSION },
@@ -232,6 +238,8 @@ static int agent_main(int argc, char **argv) {
         struct options o = { .listen = "vsock:any:5000", .ready = "vsock:any:5002" };
         a->idle_timeout_ms = 30000;
         a->io_timeout_ms = 30000;
+        a->send_timeout_ms = 30000;
+        budget_init(&a->budget, (size_t) AGENT_BUDGET_DEFAULT_MIB << 20);
         a->grace_ms = 5000;
         a->linger_ms = 100;
         if (push_u32(&a->allow_cids, &a->n_allow_cids, VSOCK_CID_HOST) < 0)
@@ -279,6 +287,19 @@ static int agent_main(int argc, char **argv) {
                         break;
                 case OPT_IO_TIMEOUT:
                         if (parse_seconds(optarg, "I/O timeout", &a->io_timeout_ms) < 0)
+                                return 2;
+                        break;
+                case OPT_MEMORY_BUDGET:
+                        /* Below 4 MiB hardly a reply fits; past 1 TiB is a typo. */
+                        if (parse_u32(optarg, &v) < 0 || v < 4 || v > (1u << 20)) {
+                                fprintf(stderr, "vsock-agent: invalid memory budget '%s' (MiB, 4..1048576)\n",
+                                        optarg);
+                                return 2;
+                        }
+                        budget_init(&a->budget, (size_t) v << 20);
+                        break;
+                case OPT_SEND_TIMEOUT:
+                        if (parse_seconds(optarg, "send timeout", &a->send_timeout_ms) < 0)
                                 return 2;
                         break;
                 case OPT_LOG_LEVEL:

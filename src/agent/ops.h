@@ -12,6 +12,11 @@ struct session;
 int exec_start(struct session *s, uint8_t type, uint8_t *payload, uint32_t len);
 int portfwd_start(struct session *s, uint8_t type, uint8_t *payload, uint32_t len);
 int fileop_start(struct session *s, uint8_t type, uint8_t *payload, uint32_t len);
+/* A request that is not served (@why): queue the reply its type gets on
+ * failure (exec: exit 126 and "vsock-agent: @why" on stderr; files: a
+ * FileResult error), without attaching an operation. */
+void exec_refuse(struct session *s, uint8_t type, const char *why);
+void fileop_refuse(struct session *s, uint8_t type, const char *why);
 /* A FileResult in the making: room for the frame header at the start of
  * @out (session_send_take fills it), the JSON after it. */
 int fileop_reply_begin(struct buf *out);

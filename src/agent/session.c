@@ -1,6 +1,7 @@
 #include "agent/session.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -28,10 +29,16 @@
 #define SESSION_LINGER_MS 2000
 /* A drained queue keeps at most this much memory. */
 #define SESSION_KEEP_BUF (16u * 1024)
+/* Frames up to this size are counted in the memory budget but never
+ * refused: a request this small is served even when the budget is
+ * exhausted (so the agent stays usable), and one session can hold at
+ * most one such frame. Bigger ones need a reservation first. */
+#define SESSION_SMALL_FRAME AGENT_READ_CHUNK
 
 struct session {
         struct watcher w;
         struct timer timer;             /* idle bound (a request) or linger (closing) */
+        struct timer send_timer;        /* the queue made no progress for send_timeout_ms */
         struct defer work;              /* after the pass: free, tell, resume input */
         struct agent *agent;
         uint64_t id;
@@ -56,19 +63,24 @@ struct session {
         uint8_t *frame_tail;            /* session_frame_begin's reservation */
         size_t encode_mark;             /* queue size at session_encode_begin */
         uint8_t encode_type;
+        /* What the frame being collected holds in the budget (its payload
+         * is allocated at its header), and the request's, until an
+         * operation takes it over or it is released after the start. */
+        size_t frame_charge;
+        size_t request_charge;
         struct session *prev, *next;
 };
 
 static const struct session_handler agent_handlers[SESSION_HANDLER_TYPES] = {
-        [VSOCK_MSG_EXEC] = { .start = exec_start, .reply = true },
-        [VSOCK_MSG_EXEC_STREAM] = { .start = exec_start, .reply = true },
-        [VSOCK_MSG_EXEC_PIPE] = { .start = exec_start },
-        [VSOCK_MSG_EXEC_TTY] = { .start = exec_start },
+        [VSOCK_MSG_EXEC] = { .start = exec_start, .refuse = exec_refuse, .reply = true },
+        [VSOCK_MSG_EXEC_STREAM] = { .start = exec_start, .refuse = exec_refuse, .reply = true },
+        [VSOCK_MSG_EXEC_PIPE] = { .start = exec_start, .refuse = exec_refuse },
+        [VSOCK_MSG_EXEC_TTY] = { .start = exec_start, .refuse = exec_refuse },
         [VSOCK_MSG_PORT_FORWARD] = { .start = portfwd_start },
         [VSOCK_MSG_WRITE_FILE] = { .start = fileop_start, .start_streamed = wfstream_start,
-                                   .streamed_min = SESSION_STREAM_MIN, .reply = true },
-        [VSOCK_MSG_READ_FILE] = { .start = fileop_start, .reply = true },
-        [VSOCK_MSG_LIST_FILES] = { .start = fileop_start, .reply = true },
+                                   .streamed_min = SESSION_STREAM_MIN, .refuse = fileop_refuse, .reply = true },
+        [VSOCK_MSG_READ_FILE] = { .start = fileop_start, .refuse = fileop_refuse, .reply = true },
+        [VSOCK_MSG_LIST_FILES] = { .start = fileop_start, .refuse = fileop_refuse, .reply = true },
 };
 
 /* One read buffer for all sessions: the loop is single-threaded, and
@@ -225,6 +237,7 @@ static void out_to(struct session *s, enum session_out to) {
         case SESSION_OUT_LOST:
         case SESSION_OUT_CLOSED:
                 buf_free(&s->queue);
+                timer_disarm(&s->send_timer);
                 break;
         case SESSION_OUT_OPEN:
                 break;
@@ -303,6 +316,7 @@ static void on_timer(struct timer *t) {
 static void session_free(struct session *s) {
         defer_cancel(&s->work);
         timer_disarm(&s->timer);
+        timer_disarm(&s->send_timer);
         watcher_stop(&s->w);
         s->fd = safe_close(s->fd);
         if (s->retired_ops && s->retired_ops->free)
@@ -315,6 +329,7 @@ static void session_free(struct session *s) {
         buf_wipe_free(&s->pending);
         buf_free(&s->queue);
         struct agent *a = s->agent;
+        (void) budget_release(&a->budget, s->frame_charge + s->request_charge);
         if (s->prev)
                 s->prev->next = s->next;
         else if (a->sessions == s)
@@ -331,22 +346,50 @@ static void session_free(struct session *s) {
 /* Every frame queued ends here: written at once if nothing was waiting
  * (@before: the queue's size before it), else it waits for EPOLLOUT and
  * the queue may go high. */
+/* A blocked queue is "high" at the high-water mark, or at any size while
+ * the memory budget is nearly gone: sources then wait for the host to
+ * read (streams keep at most a chunk each in the queue). */
+static bool queue_too_full(const struct session *s) {
+        size_t n = buf_size(&s->queue);
+        return n >= AGENT_QUEUE_HIGH || (n > 0 && budget_left(&s->agent->budget) < AGENT_QUEUE_HIGH);
+}
+
 static void queue_pushed(struct session *s, size_t before) {
         if (before == 0)
                 session_flush(s);
-        else if (buf_size(&s->queue) >= AGENT_QUEUE_HIGH)
+        else if (queue_too_full(s))
                 s->high = true;
 }
 
+/* The send timeout: armed while the queue waits for the host, moved on
+ * whenever some of it was written. */
+static void send_timer_update(struct session *s, bool progress) {
+        if (s->agent->send_timeout_ms <= 0 || (timer_armed(&s->send_timer) && !progress))
+                return;
+        if (timer_arm_in_ms(&s->send_timer, s->agent->send_timeout_ms) < 0)
+                log_warn("session %llu: cannot arm the send timeout", sid(s));
+}
+
+/* The host read nothing of what waits for it for send_timeout_ms: as good
+ * as gone (its command is cancelled as on a disconnect, the queue freed). */
+static void on_send_timer(struct timer *t) {
+        struct session *s = container_of(t, struct session, send_timer);
+        log_warn("session %llu: the host read nothing of %zu queued bytes for %d ms, dropping the connection",
+                 sid(s), buf_size(&s->queue), s->agent->send_timeout_ms);
+        session_lost(s, -ETIMEDOUT);
+}
+
 static void session_flush(struct session *s) {
+        bool progress = false;
         while (!buf_empty(&s->queue)) {
                 struct iovec iov = { .iov_base = buf_head(&s->queue), .iov_len = buf_size(&s->queue) };
                 ssize_t n = io_writev_once(s->fd, &iov, 1);
                 if (n == -EAGAIN) {
                         /* Only a blocked queue can be "high": the drained
                          * callback then follows from EPOLLOUT. */
-                        if (buf_size(&s->queue) >= AGENT_QUEUE_HIGH)
+                        if (queue_too_full(s))
                                 s->high = true;
+                        send_timer_update(s, progress);
                         update_interest(s);
                         return;
                 }
@@ -355,7 +398,9 @@ static void session_flush(struct session *s) {
                         return;
                 }
                 (void) buf_consume(&s->queue, (size_t) n);
+                progress = n > 0;
         }
+        timer_disarm(&s->send_timer);
         if (buf_capacity(&s->queue) > SESSION_KEEP_BUF)
                 buf_free(&s->queue);
         if (s->out == SESSION_OUT_DRAIN)
@@ -523,12 +568,50 @@ static void session_dispatch(struct session *s, uint8_t type, uint8_t *payload, 
         }
 }
 
+/* A frame of @len bytes is about to be collected (the decoder allocates
+ * it next): count it, or refuse a big one the budget has no room for. */
+static int frame_reserve(struct session *s, uint32_t len) {
+        if (len <= SESSION_SMALL_FRAME)
+                budget_charge(&s->agent->budget, len);
+        else if (budget_reserve(&s->agent->budget, len) < 0)
+                return -ENOBUFS;
+        s->frame_charge = len;
+        return 0;
+}
+
+static void frame_release(struct session *s) {
+        (void) budget_release(&s->agent->budget, s->frame_charge);
+        s->frame_charge = 0;
+}
+
+/* A request the budget has no room for: an error reply (from the
+ * handler's refuse), and the connection closes; the rest of the request
+ * is read and dropped meanwhile (bounded by the linger). */
+static void request_refuse(struct session *s, const struct session_handler *h, uint8_t type, uint32_t len) {
+        char why[192];
+        snprintf(why, sizeof why, "%s (%zu MiB): a request of %u bytes does not fit", AGENT_BUDGET_TEXT,
+                 budget_limit(&s->agent->budget) >> 20, len);
+        log_warn("session %llu: %s", sid(s), why);
+        if (!h || !h->refuse) {
+                session_close(s);
+                return;
+        }
+        h->refuse(s, type, why);
+        timer_disarm(&s->timer);
+        if (s->out == SESSION_OUT_OPEN)
+                out_to(s, SESSION_OUT_DRAIN);
+}
+
 /* A request announced at its header: big ones of a streamed type are taken
- * over now, their payload then passing through as raw input. */
+ * over now, their payload then passing through as raw input; the others
+ * are collected whole if the memory budget has room. */
 static void request_header(struct session *s, uint8_t type, uint32_t len) {
         const struct session_handler *h = handler_for(s, type);
-        if (!h || !h->start_streamed || len < h->streamed_min)
-                return; /* collected whole */
+        if (!h || !h->start_streamed || len < h->streamed_min) {
+                if (frame_reserve(s, len) < 0)
+                        request_refuse(s, h, type, len);
+                return;
+        }
         s->handler = h;
         if (vsock_decoder_pass(s->dec) < 0 || h->start_streamed(s, len) < 0)
                 session_close(s);
@@ -552,11 +635,17 @@ static void frame_ready(struct session *s) {
         uint32_t len;
         vsock_decoder_frame(s->dec, &type, &payload, &len);
         if (!s->ops) {
+                /* The request's charge goes with its payload: to the
+                 * operation if it takes it over, else it ends here. */
+                s->request_charge = s->frame_charge;
+                s->frame_charge = 0;
                 session_dispatch(s, type, vsock_decoder_take_payload(s->dec), len);
+                (void) budget_release(&s->agent->budget, session_request_charge_take(s));
                 return;
         }
         int r = s->ops->frame ? s->ops->frame(s->op, type, payload, len) : 0;
         vsock_decoder_reset(s->dec);
+        frame_release(s);
         if (r < 0) {
                 log_warn("session %llu: protocol error on message type %u: %s", sid(s), type, strerror(-r));
                 frame_error(s, r);
@@ -597,6 +686,12 @@ static void session_feed(struct session *s, const uint8_t *data, size_t len) {
                                 request_header(s, type, flen);
                         else if (flen > SESSION_MAX_PAYLOAD_AFTER)
                                 frame_error(s, -EMSGSIZE);
+                        else if (frame_reserve(s, flen) < 0) {
+                                log_warn("session %llu: %s (%zu MiB): a frame of %u bytes does not fit, "
+                                         "dropping the connection", sid(s), AGENT_BUDGET_TEXT,
+                                         budget_limit(&s->agent->budget) >> 20, flen);
+                                frame_error(s, -ENOBUFS);
+                        }
                 } else if (r == VSOCK_DECODER_FRAME)
                         frame_ready(s);
                 else if (r < 0)
@@ -638,6 +733,7 @@ static void take_pending(struct session *s) {
                 /* Feed a copy: what is left over goes back to s->pending. */
                 struct buf old = s->pending;
                 s->pending = BUF_INIT(0);
+                buf_set_budget(&s->pending, &s->agent->budget, false);
                 session_feed(s, buf_head(&old), buf_size(&old));
                 buf_wipe_free(&old);
         }
@@ -753,6 +849,12 @@ void session_shutdown_write(struct session *s) {
 
 void session_request_done(struct session *s) { timer_disarm(&s->timer); }
 
+size_t session_request_charge_take(struct session *s) {
+        size_t n = s->request_charge;
+        s->request_charge = 0;
+        return n;
+}
+
 void session_finish(struct session *s) {
         if (!s->ops)
                 return;
@@ -789,6 +891,8 @@ int session_new(struct agent *a, int fd, const struct vsock_peer *peer, struct s
         s->id = ++a->next_session_id;
         s->queue = BUF_INIT(0);
         s->pending = BUF_INIT(0);
+        buf_set_budget(&s->queue, &a->budget, false);
+        buf_set_budget(&s->pending, &a->budget, false);
         int r = vsock_decoder_new(SESSION_MAX_PAYLOAD, &s->dec);
         if (r < 0) {
                 safe_close(fd);
@@ -798,6 +902,7 @@ int session_new(struct agent *a, int fd, const struct vsock_peer *peer, struct s
         vsock_decoder_report_headers(s->dec, true);
         watcher_init(&s->w, a->loop, fd, on_conn);
         timer_init(&s->timer, a->loop, on_timer);
+        timer_init(&s->send_timer, a->loop, on_send_timer);
         defer_init(&s->work, a->loop, session_work);
         s->next = a->sessions;
         if (a->sessions)

@@ -88,6 +88,11 @@ struct session_handler {
          * session_request_done() marks its last byte. */
         int (*start_streamed)(struct session *s, uint32_t len);
         uint32_t streamed_min;
+        /* A request of this type is not served (the memory budget has no
+         * room for it; @why says so): queue an error reply the host
+         * understands, attach nothing. The session then closes. NULL:
+         * it just closes. */
+        void (*refuse)(struct session *s, uint8_t type, const char *why);
         /* Request/response: no input after the request; once finished,
          * the connection reads the next request. */
         bool reply;
@@ -153,6 +158,11 @@ void session_shutdown_write(struct session *s);
 void session_finish(struct session *s);
 /* A request taken over at its header is complete: stop its idle bound. */
 void session_request_done(struct session *s);
+/* From a start function: take over what the request's payload holds in
+ * the agent's memory budget (budget_release() it when the payload is
+ * freed); otherwise the session releases it when the start returns.
+ * Returns the bytes (0 for a request taken over at its header). */
+size_t session_request_charge_take(struct session *s);
 
 /* Agent shutdown: close idle sessions, tell operations to wind down. */
 void session_shutdown_all(struct agent *a);

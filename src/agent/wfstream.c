@@ -77,6 +77,7 @@ struct wfs {
         uint32_t mode_bits;     /* from the tail, for FINISH */
         struct buf reply;
         int rc;
+        size_t charge;          /* held in the agent's memory budget */
 };
 
 static void wfs_destroy(struct wfs *w) {
@@ -89,6 +90,7 @@ static void wfs_destroy(struct wfs *w) {
         free(w->werr);
         free(w->path);
         buf_free(&w->reply);
+        (void) budget_release(&w->agent->budget, w->charge);
         free(w);
 }
 
@@ -228,6 +230,14 @@ static void refuse(struct wfs *w, const char *why) {
         w->mode = M_DISCARD;
 }
 
+/* The memory budget has no room for what the request needs. */
+static void refuse_budget(struct wfs *w) {
+        if (!w->err && asprintf(&w->err, "write_file: %s (%zu MiB)", AGENT_BUDGET_TEXT,
+                                budget_limit(&w->agent->budget) >> 20) < 0)
+                w->err = NULL;
+        w->mode = M_DISCARD;
+}
+
 /* A step could not be queued (@r from submit()). */
 static void refuse_submit(struct wfs *w, int r) {
         if (r == -EBUSY && !w->err) {
@@ -312,7 +322,13 @@ static void frame_done(struct wfs *w) {
 /* M_BUFFER: keep everything, as the session's decoder would have. */
 static int to_buffer(struct wfs *w, const uint8_t *data, size_t n) {
         if (!w->buffer) {
-                w->buffer = malloc(w->len ? w->len : 1);
+                /* In place of the chunks. */
+                size_t need = w->len ? w->len : 1;
+                if (budget_reserve(&w->agent->budget, need) < 0)
+                        return -ENOBUFS;
+                (void) budget_release(&w->agent->budget, w->charge);
+                w->charge = need;
+                w->buffer = malloc(need);
                 if (!w->buffer)
                         return -ENOMEM;
                 if (buf_size(&w->p.head) > 0)
@@ -329,7 +345,10 @@ static size_t wfs_raw(void *op, const uint8_t *data, size_t len) {
         while (taken < len && w->got < w->len) {
                 size_t n = MIN(len - taken, (size_t) (w->len - w->got));
                 if (w->mode == M_BUFFER) {
-                        if (to_buffer(w, data + taken, n) < 0) {
+                        int r = to_buffer(w, data + taken, n);
+                        if (r == -ENOBUFS)
+                                refuse_budget(w);
+                        if (r < 0) {
                                 refuse(w, "out of memory");
                                 continue;
                         }
@@ -415,6 +434,11 @@ int wfstream_start(struct session *s, uint32_t len) {
                         .job = { .run = write_run, .done = write_done, .timeout = chunk_timeout, .lane = &w->lane },
                         .w = w,
                 };
+        /* The two chunks, whatever the file's size. */
+        if (budget_reserve(&w->agent->budget, N_CHUNKS * CHUNK_SIZE) == 0)
+                w->charge = N_CHUNKS * CHUNK_SIZE;
+        else
+                refuse_budget(w);
         session_set_op(s, &wfs_ops, w);
         log_debug("session %llu: request WriteFile (%u bytes), streamed", (unsigned long long) session_id(s), len);
         return 0;

@@ -1,9 +1,75 @@
 #define BUF_IMPLEMENTATION
 #include "buf.h"
 
+#include "budget.h"
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* Budget charges go in steps of this (fewer atomic operations), never
+ * past the allocation. */
+#define CHARGE_STEP (64u * 1024)
+
+/* The charge that covers the first @end bytes of an allocation of @cap. */
+static size_t charge_for(size_t end, size_t cap) {
+        size_t c = end > SIZE_MAX - CHARGE_STEP ? end : (end + CHARGE_STEP - 1) / CHARGE_STEP * CHARGE_STEP;
+        return c < cap ? c : cap;
+}
+
+/* Count up to @end bytes of an allocation of @cap (strictly: the budget
+ * may refuse). */
+static int charge_to(struct buf *b, size_t end, size_t cap, bool strict) {
+        if (!b->budget) {
+                b->charged = cap;
+                return 0;
+        }
+        if (end <= b->charged)
+                return 0;
+        size_t want = charge_for(end, cap);
+        if (strict) {
+                int r = budget_reserve(b->budget, want - b->charged);
+                if (r < 0)
+                        return r;
+        } else
+                budget_charge(b->budget, want - b->charged);
+        b->charged = want;
+        return 0;
+}
+
+static void uncharge(struct buf *b) {
+        if (b->budget)
+                (void) budget_release(b->budget, b->charged);
+        b->charged = 0;
+}
+
+void buf_set_budget(struct buf *b, struct budget *budget, bool strict) {
+        uncharge(b);
+        b->budget = budget;
+        b->strict = strict;
+        if (budget)
+                budget_charge(budget, b->cap);
+        b->charged = b->cap;
+}
+
+int buf_precharge(struct buf *b, size_t extra) {
+        size_t used = b->len - b->off;
+        if (!b->budget)
+                return 0;
+        if (extra > SIZE_MAX - used - CHARGE_STEP)
+                return -ENOBUFS;
+        size_t end = used + extra;
+        if (end <= b->charged)
+                return 0;
+        /* Not bounded by the allocation: it has not grown yet. */
+        int r = budget_reserve(b->budget, end - b->charged);
+        if (r < 0)
+                return r;
+        b->charged = end;
+        return 0;
+}
+
+size_t buf_charged(const struct buf *b) { return b->budget ? b->charged : 0; }
 
 int buf_reserve(struct buf *b, size_t extra, uint8_t **ret_tail) {
         size_t used = b->len - b->off;
@@ -11,26 +77,36 @@ int buf_reserve(struct buf *b, size_t extra, uint8_t **ret_tail) {
         b->room = 0;
         if (extra > max || used > max - extra)
                 return -ENOBUFS;
-        if (b->cap - b->len < extra) {
+        if (b->cap - b->len < extra && b->off > 0) {
                 /* Reclaim consumed space first; it is cheaper than growing. */
-                if (b->off > 0) {
-                        memmove(b->data, b->data + b->off, used);
-                        b->len = used;
-                        b->off = 0;
+                memmove(b->data, b->data + b->off, used);
+                b->len = used;
+                b->off = 0;
+        }
+        size_t ncap = b->cap;
+        if (b->cap - b->len < extra) {
+                size_t want = used + extra;
+                ncap = b->cap ? b->cap : 256;
+                while (ncap < want)
+                        ncap = ncap > SIZE_MAX / 2 ? want : ncap * 2;
+                if (ncap > max)
+                        ncap = max < want ? want : max;
+        }
+        /* Counted before it is allocated: a refusal allocates nothing. A
+         * charge made past an allocation that then fails is kept until
+         * the buffer is freed (harmless: it only over-counts). */
+        int r = charge_to(b, b->len + extra, ncap, b->strict);
+        if (r < 0)
+                return r;
+        if (ncap != b->cap) {
+                uint8_t *n = realloc(b->data, ncap + 1);
+                if (!n) {
+                        if (!b->budget)
+                                b->charged = b->cap;
+                        return -ENOMEM;
                 }
-                if (b->cap - b->len < extra) {
-                        size_t want = used + extra;
-                        size_t ncap = b->cap ? b->cap : 256;
-                        while (ncap < want)
-                                ncap = ncap > SIZE_MAX / 2 ? want : ncap * 2;
-                        if (ncap > max)
-                                ncap = max < want ? want : max;
-                        uint8_t *n = realloc(b->data, ncap + 1);
-                        if (!n)
-                                return -ENOMEM;
-                        b->data = n;
-                        b->cap = ncap;
-                }
+                b->data = n;
+                b->cap = ncap;
         }
         b->room = extra;
         if (ret_tail)
@@ -61,7 +137,8 @@ int buf_append(struct buf *b, const void *data, size_t n) {
 }
 
 int buf_append_byte(struct buf *b, uint8_t c) {
-        if (b->len < b->cap && (!b->max || b->len - b->off < b->max)) {
+        /* Within the charge (the whole allocation without a budget). */
+        if (b->len < b->cap && b->len < b->charged && (!b->max || b->len - b->off < b->max)) {
                 b->room = 0;
                 b->data[b->len++] = c;
                 return 0;
@@ -98,12 +175,26 @@ int buf_move(struct buf *dst, struct buf *src) {
                 return 0;
         if (dst->max && src->len - src->off > dst->max)
                 return -ENOBUFS;
-        size_t max = dst->max;
-        free(dst->data);
+        buf_free(dst);
+        struct buf keep = *dst;
+        struct budget *src_budget = src->budget;
+        bool src_strict = src->strict;
+        /* What the storage counts for: its charge, or all of it when it
+         * had no budget. */
+        size_t charged = src_budget ? src->charged : src->cap;
+        if (src_budget != keep.budget) {
+                (void) budget_release(src_budget, charged);
+                budget_charge(keep.budget, charged);
+        }
         *dst = *src;
-        dst->max = max;
+        dst->max = keep.max;
+        dst->budget = keep.budget;
+        dst->strict = keep.strict;
+        dst->charged = keep.budget ? charged : dst->cap;
         dst->room = 0;
         *src = buf_init(src->max);
+        src->budget = src_budget;
+        src->strict = src_strict;
         return 0;
 }
 
@@ -123,12 +214,14 @@ int buf_steal(struct buf *b, uint8_t **ret_data, size_t *ret_len) {
         b->data[n] = 0; /* cap + 1 bytes are always allocated */
         *ret_data = b->data;
         *ret_len = n;
+        uncharge(b);
         b->data = NULL;
         b->off = b->len = b->cap = b->room = 0;
         return 0;
 }
 
 void buf_free(struct buf *b) {
+        uncharge(b);
         free(b->data);
         b->data = NULL;
         b->off = b->len = b->cap = b->room = 0;

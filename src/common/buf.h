@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct budget;
+
 #ifdef BUF_IMPLEMENTATION
 #define BUF_PRIVATE_
 #else
@@ -27,6 +29,12 @@ struct buf {
         size_t cap BUF_PRIVATE_;        /* allocated (plus one byte for a NUL) */
         size_t max BUF_PRIVATE_;        /* hard cap on the contents; 0 = none */
         size_t room BUF_PRIVATE_;       /* reserved and not yet committed */
+        /* With a budget: the first @charged bytes of the allocation are
+         * counted in it (those ever written, in 64 KiB steps: what is
+         * resident). Without one, @charged is just @cap. */
+        struct budget *budget BUF_PRIVATE_;
+        size_t charged BUF_PRIVATE_;
+        bool strict BUF_PRIVATE_;       /* refuse growth the budget refuses */
 };
 
 #pragma GCC diagnostic push
@@ -50,6 +58,19 @@ static inline size_t buf_limit_left(const struct buf *b) {
 
 #pragma GCC diagnostic pop
 
+/* Count this buffer's memory in @budget from now on (NULL: stop
+ * counting). @strict: growth the budget refuses fails with -ENOBUFS
+ * (nothing allocated, contents unchanged); otherwise it is charged
+ * whatever the limit. Memory already allocated is charged as it is. The
+ * budget must outlive the buffer's storage. */
+void buf_set_budget(struct buf *b, struct budget *budget, bool strict);
+/* Take from the budget now, strictly even for a non-strict buffer, what
+ * @extra more bytes will need, so that they can then be written without
+ * counting again. 0, or -ENOBUFS (nothing taken, nothing changed). */
+int buf_precharge(struct buf *b, size_t extra);
+/* Bytes this buffer holds in its budget. */
+size_t buf_charged(const struct buf *b);
+
 /* Make room for @extra more bytes; *ret_tail (may be NULL) is where they
  * go. Then buf_commit() up to @extra of them, in one or more calls; any
  * other mutation ends the reservation. */
@@ -69,13 +90,16 @@ int buf_truncate(struct buf *b, size_t size);
 /* Forget the contents but keep the allocation. */
 void buf_reset(struct buf *b);
 /* Make @dst hold what @src holds, taking @src's storage (no copy); @dst's
- * old storage is freed and its cap stays. @src is left empty with its own
+ * old storage is freed and its cap and budget stay; the storage's charge
+ * moves along (into @dst's budget, whatever its strictness). @src is left empty with its own
  * cap. -ENOBUFS (nothing changed) if the contents exceed @dst's cap. */
 int buf_move(struct buf *dst, struct buf *src);
 /* Hand the data out as a malloc'd block (NUL-terminated for convenience;
- * the NUL is not counted in *ret_len). The buffer is left empty. */
+ * the NUL is not counted in *ret_len). The buffer is left empty; the
+ * block is no longer counted in its budget. */
 int buf_steal(struct buf *b, uint8_t **ret_data, size_t *ret_len);
-/* Free the storage. Safe on a zeroed or already-freed buffer. */
+/* Free the storage (and give its charge back). Safe on a zeroed or
+ * already-freed buffer. */
 void buf_free(struct buf *b);
 /* Like buf_free, but wipes the whole allocation first (secrets). */
 void buf_wipe_free(struct buf *b);

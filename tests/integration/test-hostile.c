@@ -57,6 +57,7 @@
 #define REQUEST_MAX VSOCK_MAX_PAYLOAD_DEFAULT
 #define AFTER_MAX (16u * 1024 * 1024)
 #define MARKER_KEY "VSOCK_HOSTILE"
+#define FILES_READ_MAX_TEST (16u * 1024 * 1024) /* the agent's ReadFile limit */
 
 static struct agent *A;                 /* the group's agent */
 static struct agent *B;                 /* a test's own agent, stopped at teardown */
@@ -3101,6 +3102,221 @@ static void test_write_dirs_and_list_cap(void **state) {
         remove_tree(dir);
 }
 
+/* ---- the memory budget: hosts that never read ---------------------------------- */
+
+#define ATTACKERS 24
+#define ATTACK_BUDGET_MIB 64
+/* What the agent may hold beyond its budget: code, stacks, per-session
+ * state, malloc's slack, huge-page rounding. */
+#define BUDGET_OVERHEAD_KB (32L * 1024)
+#define ATTACK_SEND_TIMEOUT_S 4
+
+/* Whether the agent has answered on @c: its reply's first bytes are in
+ * the socket (peeked: nothing is read). The peeked text goes to @text. */
+static bool answered(vsock_conn *c, char *text, size_t size) {
+        ssize_t n = recv(vsock_conn_fd(c), text, size - 1, MSG_PEEK | MSG_DONTWAIT);
+        text[n > 0 ? n : 0] = '\0';
+        return n >= (ssize_t) VSOCK_FRAME_HEADER_SIZE;
+}
+
+/* Whether the agent closed @c (it dropped the connection). */
+static bool dropped(vsock_conn *c) {
+        struct pollfd p = { .fd = vsock_conn_fd(c), .events = POLLIN | POLLRDHUP };
+        return poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR));
+}
+
+/* The replies' beginnings (FileResult JSON, or ExecResult JSON) say
+ * whether the budget refused or cut: count those. */
+static unsigned count_refused(vsock_conn **c, size_t n) {
+        unsigned k = 0;
+        for (size_t i = 0; i < n; i++) {
+                char t[512];
+                if (answered(c[i], t, sizeof t) && memmem(t, sizeof t, "budget exhausted", 16))
+                        k++;
+        }
+        return k;
+}
+
+/* Until every attacker has its answer in its socket (bounded). */
+static void wait_all_answered(vsock_conn **c, size_t n) {
+        int64_t end = mono_ms() + 3 * BOUND_MS;
+        for (size_t i = 0; i < n; i++) {
+                char t[16];
+                while (!answered(c[i], t, sizeof t)) {
+                        if (mono_ms() > end)
+                                fail_msg("attacker %zu: no answer", i);
+                        pause_ms(10);
+                }
+        }
+}
+
+/* `true` @n times while the attack holds: every one answers (within the
+ * hang bound); the median and the slowest are printed. */
+static void probe_true(struct agent *a, const char *what) {
+        int64_t ms[5];
+        for (int i = 0; i < 5; i++) {
+                int64_t t0 = mono_ms();
+                int r = agent_exec_true(a, BOUND_MS);
+                ms[i] = mono_ms() - t0;
+                if (r < 0)
+                        fail_msg("%s: concurrent `true`: %s", what, vsock_strerror(r));
+        }
+        for (int i = 1; i < 5; i++)
+                for (int j = i; j > 0 && ms[j] < ms[j - 1]; j--) {
+                        int64_t t = ms[j];
+                        ms[j] = ms[j - 1];
+                        ms[j - 1] = t;
+                }
+        print_message("%s: concurrent `true` median %lld ms, max %lld ms\n", what, (long long) ms[2],
+                      (long long) ms[4]);
+}
+
+static void assert_rss_under_budget(struct agent *a, long base_kb, const char *what) {
+        long rss = proc_rss_kb(a->pid);
+        print_message("%s: agent RSS %ld kB (baseline %ld kB, budget %d MiB)\n", what, rss, base_kb,
+                      ATTACK_BUDGET_MIB);
+#ifndef UNDER_ASAN
+        if (rss < 0 || rss > base_kb + ATTACK_BUDGET_MIB * 1024L + BUDGET_OVERHEAD_KB)
+                fail_msg("%s: agent RSS %ld kB, baseline %ld kB, budget %d MiB", what, rss, base_kb,
+                         ATTACK_BUDGET_MIB);
+#endif
+}
+
+/* Wait (bounded) until the agent's RSS is back within the usual slack of
+ * its baseline: what the attack made it hold is given back. */
+static void wait_rss_back(struct agent *a, long base_kb, int bound_ms, const char *what) {
+        int64_t t0 = mono_ms();
+        long rss = proc_rss_kb(a->pid);
+#ifdef UNDER_ASAN
+        (void) bound_ms; /* RSS says nothing under ASan */
+#else
+        int64_t end = t0 + bound_ms;
+        while (rss < 0 || rss > base_kb + RSS_SLACK_KB) {
+                if (mono_ms() > end)
+                        fail_msg("%s: agent RSS %ld kB, baseline %ld kB", what, rss, base_kb);
+                pause_ms(20);
+                rss = proc_rss_kb(a->pid);
+        }
+#endif
+        print_message("%s: RSS %ld kB after %lld ms\n", what, rss, (long long) (mono_ms() - t0));
+}
+
+static struct agent *budget_agent(long *ret_base_kb) {
+        static const char *const opts[] = { "--memory-budget", "64", "--send-timeout", "4", NULL };
+        _Static_assert(ATTACK_BUDGET_MIB == 64 && ATTACK_SEND_TIMEOUT_S == 4, "the options above");
+        struct agent *b = B = agent_start(opts, 0);
+        assert_non_null(b);
+        assert_int_equal(agent_warm_up(b), 0);
+        *ret_base_kb = proc_rss_kb(b->pid);
+        return b;
+}
+
+/* 24 hosts ask for a 16 MiB file each and never read: the agent holds at
+ * most its budget (the others get "agent memory budget exhausted"), keeps
+ * serving, and drops the stalled hosts after the send timeout, which
+ * frees their memory; then a full read works again. */
+static void test_budget_readfile(void **state) {
+        long base_kb;
+        struct agent *b = budget_agent(&base_kb);
+        char path[160], req[256];
+        snprintf(path, sizeof path, "%s/big", b->dir);
+        int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        assert_true(fd >= 0);
+        assert_int_equal(ftruncate(fd, FILES_READ_MAX_TEST), 0);
+        close(fd);
+        int n = snprintf(req, sizeof req, "{\"path\":\"%s\"}", path);
+        vsock_conn *c[ATTACKERS];
+        int64_t t0 = mono_ms();
+        for (int i = 0; i < ATTACKERS; i++) {
+                c[i] = dial_a(b);
+                assert_int_equal(vsock_write_message(c[i], VSOCK_MSG_READ_FILE, req, (size_t) n), 0);
+        }
+        wait_all_answered(c, ATTACKERS);
+        print_message("%d ReadFiles of 16 MiB answered in %lld ms, %u refused by the budget\n", ATTACKERS,
+                      (long long) (mono_ms() - t0), count_refused(c, ATTACKERS));
+        assert_true(count_refused(c, ATTACKERS) >= ATTACKERS - ATTACK_BUDGET_MIB / 16);
+        assert_rss_under_budget(b, base_kb, "24 stalled ReadFiles");
+        probe_true(b, "24 stalled ReadFiles");
+        /* The stalled hosts are dropped after the send timeout. */
+        int64_t end = mono_ms() + ATTACK_SEND_TIMEOUT_S * 1000 + 3 * BOUND_MS;
+        for (int i = 0; i < ATTACKERS; i++) {
+                while (!dropped(c[i])) {
+                        if (mono_ms() > end)
+                                fail_msg("attacker %d: still connected", i);
+                        pause_ms(20);
+                }
+        }
+        wait_rss_back(b, base_kb, BOUND_MS, "stalled ReadFiles dropped");
+        for (int i = 0; i < ATTACKERS; i++)
+                vsock_conn_close(c[i]);
+        /* A host that reads gets the whole file again. */
+        struct vsock_call call = VSOCK_CALL_INIT;
+        call.deadline_ns = vsock_deadline_in(BOUND_MS);
+        uint8_t *data = NULL;
+        size_t len = 0;
+        int r = vsock_read_file_at(b->exec_addr, path, &call, &data, &len);
+        if (r < 0)
+                fail_msg("read after the attack: %s (%s)", vsock_strerror(r), call.remote_error);
+        assert_int_equal(len, FILES_READ_MAX_TEST);
+        free(data);
+        unlink(path);
+        assert_clean(b);
+        assert_int_equal(agent_stop(b, BOUND_MS, NULL), 0);
+        B = NULL;
+}
+
+/* 24 hosts run a batch command with 16 MiB of output each and never
+ * read: output past the budget is cut (the reply says so), the agent holds
+ * at most its budget and keeps serving; once the hosts go away, the memory
+ * is given back. */
+static void test_budget_batch_output(void **state) {
+        long base_kb;
+        struct agent *b = budget_agent(&base_kb);
+        struct marker mk;
+        marker_new(&mk, MARKER_KEY);
+        char *args[] = { "-c", "16777216", "/dev/zero" };
+        struct vsock_exec_request req = { .command = "head", .args = args, .n_args = 3, .env = &mk.env, .n_env = 1 };
+        vsock_conn *c[ATTACKERS];
+        int64_t t0 = mono_ms();
+        for (int i = 0; i < ATTACKERS; i++) {
+                c[i] = dial_a(b);
+                assert_int_equal(send_exec_request(c[i], VSOCK_MSG_EXEC, &req), 0);
+        }
+        wait_all_answered(c, ATTACKERS);
+        long rss_kb = proc_rss_kb(b->pid);
+        print_message("%d batch commands of 16 MiB output answered in %lld ms, agent RSS %ld kB\n", ATTACKERS,
+                      (long long) (mono_ms() - t0), rss_kb);
+        assert_rss_under_budget(b, base_kb, "24 stalled batch results");
+        probe_true(b, "24 stalled batch results");
+        /* Each reply says whether it was cut: read half of them. */
+        unsigned cut = 0, whole = 0;
+        for (int i = 0; i < ATTACKERS / 2; i++) {
+                struct reply r;
+                reply_init(&r);
+                while (!r.got_result && reply_read_one(c[i], &r) == 0)
+                        ;
+                assert_true(r.got_result);
+                assert_int_equal(r.exit_code, 0);
+                if (r.error && strstr(r.error, "output truncated: agent memory budget exhausted (64 MiB)"))
+                        cut++;
+                else if (!r.error && buf_size(&r.out) == 16777216)
+                        whole++;
+                else
+                        fail_msg("attacker %d: %zu bytes, error \"%s\"", i, buf_size(&r.out), r.error ? r.error : "");
+                reply_clear(&r);
+        }
+        print_message("%u results cut by the budget, %u whole\n", cut, whole);
+        assert_true(cut >= ATTACKERS / 2 - 2);
+        /* The others go away without reading. */
+        for (int i = 0; i < ATTACKERS; i++)
+                vsock_conn_close(c[i]);
+        wait_rss_back(b, base_kb, BOUND_MS, "batch attackers gone");
+        probe_true(b, "after the batch attack");
+        assert_clean(b);
+        assert_int_equal(agent_stop(b, BOUND_MS, NULL), 0);
+        B = NULL;
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_teardown(test_frame_lengths, test_teardown),
@@ -3137,6 +3353,8 @@ int main(void) {
                 cmocka_unit_test_teardown(test_escape_heavy_request, test_teardown),
                 cmocka_unit_test_teardown(test_write_special_files, test_teardown),
                 cmocka_unit_test_teardown(test_write_dirs_and_list_cap, test_teardown),
+                cmocka_unit_test_teardown(test_budget_readfile, test_teardown),
+                cmocka_unit_test_teardown(test_budget_batch_output, test_teardown),
         };
         /* HOSTILE_ONLY / HOSTILE_SKIP=test_name (a glob) select a subset. */
         if (getenv("HOSTILE_ONLY"))

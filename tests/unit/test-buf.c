@@ -11,6 +11,7 @@
 
 #include <cmocka.h>
 
+#include "common/budget.h"
 #include "common/buf.h"
 
 static void assert_holds(const struct buf *b, const char *s) {
@@ -190,6 +191,101 @@ static void test_move(void **state) {
         buf_free(&src);
 }
 
+/* A strict buffer grows only as far as its budget allows; what it writes
+ * is counted (in steps, never past the allocation) and given back when
+ * it is freed. */
+static void test_budget_strict(void **state) {
+        struct budget bg;
+        budget_init(&bg, 320 * 1024);
+        struct buf b = BUF_INIT(0);
+        buf_set_budget(&b, &bg, true);
+        assert_int_equal(buf_append(&b, "abc", 3), 0);
+        assert_true(budget_used(&bg) >= 3 && budget_used(&bg) <= 64 * 1024);
+        assert_int_equal(buf_charged(&b), budget_used(&bg));
+        uint8_t *t;
+        assert_int_equal(buf_reserve(&b, 200 * 1024, &t), 0);
+        assert_true(budget_used(&bg) >= 200 * 1024 + 3);
+        /* Past the budget: refused, contents unchanged, nothing more taken. */
+        size_t before = budget_used(&bg);
+        assert_int_equal(buf_reserve(&b, 400 * 1024, &t), -ENOBUFS);
+        assert_int_equal(budget_used(&bg), before);
+        assert_holds(&b, "abc");
+        /* Byte by byte, too. */
+        size_t n = 0;
+        int r;
+        while ((r = buf_append_byte(&b, 'x')) == 0)
+                n++;
+        assert_int_equal(r, -ENOBUFS);
+        assert_true(budget_used(&bg) <= 320 * 1024);
+        assert_int_equal(buf_size(&b), 3 + n);
+        buf_free(&b);
+        assert_int_equal(budget_used(&bg), 0);
+}
+
+/* A non-strict buffer is counted past the limit; a precharge is strict. */
+static void test_budget_charge(void **state) {
+        struct budget bg;
+        budget_init(&bg, 64 * 1024);
+        struct buf q = BUF_INIT(0);
+        buf_set_budget(&q, &bg, false);
+        uint8_t *t;
+        assert_int_equal(buf_reserve(&q, 100 * 1024, &t), 0);
+        assert_int_equal(buf_commit(&q, 100 * 1024), 0);
+        assert_true(budget_used(&bg) >= 100 * 1024);
+        assert_int_equal(buf_precharge(&q, 64 * 1024), -ENOBUFS);
+        buf_free(&q);
+        assert_int_equal(budget_used(&bg), 0);
+        /* A precharge takes now what the writes then use. */
+        assert_int_equal(buf_precharge(&q, 40 * 1024), 0);
+        size_t pre = budget_used(&bg);
+        assert_true(pre >= 40 * 1024);
+        assert_int_equal(buf_reserve(&q, 40 * 1024, &t), 0);
+        assert_int_equal(buf_commit(&q, 40 * 1024), 0);
+        assert_int_equal(budget_used(&bg), pre);
+        assert_int_equal(buf_precharge(&q, 40 * 1024), -ENOBUFS);
+        buf_free(&q);
+        assert_int_equal(budget_used(&bg), 0);
+}
+
+/* A move carries the storage's charge along, also into another budget;
+ * a steal takes it out of the count. */
+static void test_budget_move_steal(void **state) {
+        struct budget b1, b2;
+        budget_init(&b1, 0);
+        budget_init(&b2, 0);
+        struct buf src = BUF_INIT(0), dst = BUF_INIT(0), plain = BUF_INIT(0);
+        buf_set_budget(&src, &b1, true);
+        buf_set_budget(&dst, &b1, false);
+        assert_int_equal(buf_append(&dst, "old", 3), 0);
+        assert_int_equal(buf_append(&src, "payload", 7), 0);
+        size_t src_charge = buf_charged(&src);
+        assert_int_equal(buf_move(&dst, &src), 0);
+        assert_holds(&dst, "payload");
+        assert_int_equal(buf_charged(&dst), src_charge);
+        assert_int_equal(buf_charged(&src), 0);
+        assert_int_equal(budget_used(&b1), src_charge);
+        /* Into another budget. */
+        struct buf other = BUF_INIT(0);
+        buf_set_budget(&other, &b2, false);
+        assert_int_equal(buf_move(&other, &dst), 0);
+        assert_int_equal(budget_used(&b1), 0);
+        assert_int_equal(budget_used(&b2), src_charge);
+        /* Into none, and from none into a budget. */
+        assert_int_equal(buf_move(&plain, &other), 0);
+        assert_int_equal(budget_used(&b2), 0);
+        assert_int_equal(buf_move(&src, &plain), 0);
+        assert_true(budget_used(&b1) > 0);
+        assert_holds(&src, "payload");
+        uint8_t *data;
+        size_t len;
+        assert_int_equal(buf_steal(&src, &data, &len), 0);
+        assert_int_equal(budget_used(&b1), 0);
+        free(data);
+        buf_free(&dst);
+        buf_free(&other);
+        buf_free(&plain);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_append_consume),
@@ -199,6 +295,9 @@ int main(void) {
                 cmocka_unit_test(test_commit_misuse),
                 cmocka_unit_test(test_truncate),
                 cmocka_unit_test(test_move),
+                cmocka_unit_test(test_budget_strict),
+                cmocka_unit_test(test_budget_charge),
+                cmocka_unit_test(test_budget_move_steal),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

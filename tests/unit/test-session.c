@@ -179,8 +179,16 @@ static int fake_start_streamed(struct session *s, uint32_t len) {
         return 0;
 }
 
+static unsigned refused;
+
+static void fake_refuse(struct session *s, uint8_t type, const char *why) {
+        refused++;
+        assert_non_null(strstr(why, AGENT_BUDGET_TEXT));
+        assert_int_equal(session_send(s, VSOCK_MSG_EXEC_RESULT, "{\"refused\":1}", 13), 0);
+}
+
 static const struct session_handler fake_handlers[SESSION_HANDLER_TYPES] = {
-        [T_REPLY] = { .start = fake_start, .reply = true },
+        [T_REPLY] = { .start = fake_start, .refuse = fake_refuse, .reply = true },
         [T_PIPE] = { .start = fake_start },
         [T_RAW] = { .start = fake_start },
         [T_STREAMED] = { .start = fake_start, .start_streamed = fake_start_streamed, .streamed_min = 16,
@@ -245,6 +253,7 @@ static int setup(void **state) {
         assert_int_equal(session_new(&A, sv[0], NULL, &S), 0);
         n_fakes = 0;
         freed = 0;
+        refused = 0;
         return 0;
 }
 
@@ -271,6 +280,26 @@ static void host_send(uint8_t type, const void *data, size_t len) {
 }
 
 static void host_send_str(uint8_t type, const char *s) { host_send(type, s, strlen(s)); }
+
+/* Send a frame bigger than the socket takes at once, running the loop
+ * while it waits. */
+static void run_pass(void);
+static void host_send_big(uint8_t type, const void *data, size_t len) {
+        uint8_t hdr[VSOCK_FRAME_HEADER_SIZE];
+        vsock_frame_header(hdr, type, (uint32_t) len);
+        assert_int_equal(io_write_all(H, hdr, sizeof hdr, 0, -1), 0);
+        int64_t end = now_ns() + (int64_t) BOUND_MS * 1000000;
+        for (size_t done = 0; done < len;) {
+                assert_true(now_ns() < end);
+                ssize_t n = send(H, (const uint8_t *) data + done, len - done, MSG_DONTWAIT | MSG_NOSIGNAL);
+                if (n < 0) {
+                        assert_int_equal(errno, EAGAIN);
+                        run_pass();
+                        continue;
+                }
+                done += (size_t) n;
+        }
+}
 
 /* The next frame from the agent (bounded); its payload into @ret (may be NULL). */
 static uint8_t host_read(struct buf *ret) {
@@ -756,6 +785,107 @@ static void test_dropped_without_conn_lost(void **state) {
 }
 
 /* Agent shutdown: operations are told; an idle connection closes. */
+/* ---- the send timeout and the memory budget ------------------------------------ */
+
+/* A host that reads nothing of a blocked queue for send_timeout_ms is
+ * lost (the operation told, the queue freed); one that reads slowly but
+ * steadily is not. */
+static void test_send_timeout(void **state) {
+        A.send_timeout_ms = 1000;
+        budget_init(&A.budget, 0); /* counted only */
+        pipe_with_blocked_queue();
+        uint8_t *more = calloc(1, 2 * BIG_FRAME);
+        assert_non_null(more);
+        assert_int_equal(session_send(S, VSOCK_MSG_STDOUT, more, 2 * BIG_FRAME), 0);
+        free(more);
+        assert_true(budget_used(&A.budget) >= 2 * BIG_FRAME);
+        /* Steady progress, 32 KiB every 50 ms (the kernel wakes the
+         * writer each ~100 KiB), over two timeouts: still served. */
+        int64_t t0 = now_ns();
+        for (size_t got = 0; got < 5 * BIG_FRAME / 2;) {
+                int64_t next = now_ns() + 50 * 1000000;
+                while (now_ns() < next)
+                        run_pass();
+                host_take(32768);
+                got += 32768;
+        }
+        print_message("read half the queue in %lld ms\n", (long long) ((now_ns() - t0) / 1000000));
+        assert_int_equal(op()->lost, 0);
+        assert_int_equal(session_output_state(S), SESSION_OUT_OPEN);
+        /* Then nothing: dropped, as on a disconnect. */
+        run_until(op_lost);
+        assert_int_equal(session_output_state(S), SESSION_OUT_CLOSED);
+        assert_int_equal(session_input_state(S), SESSION_IN_CLOSED);
+        assert_true(session_queue_empty(S));
+        assert_int_equal(budget_used(&A.budget), 0);
+        session_finish(S);
+        run_until(no_sessions);
+        A.send_timeout_ms = 0;
+}
+
+/* Without a send timeout, a blocked queue waits. */
+static void test_no_send_timeout(void **state) {
+        A.send_timeout_ms = 0;
+        pipe_with_blocked_queue();
+        for (int i = 0; i < 30; i++)
+                run_pass();
+        assert_int_equal(op()->lost, 0);
+        assert_int_equal(session_output_state(S), SESSION_OUT_OPEN);
+}
+
+static bool op_refused(void) { return refused > 0; }
+
+/* A request bigger than the budget has room for is refused at its header
+ * (the handler's error reply, nothing allocated for its body), and the
+ * connection closes; small ones are served whatever the budget. */
+static void test_budget_refuses_request(void **state) {
+        budget_init(&A.budget, 1u << 20);
+        uint8_t hdr[VSOCK_FRAME_HEADER_SIZE];
+        vsock_frame_header(hdr, T_REPLY, 2u << 20);
+        assert_int_equal(io_write_all(H, hdr, sizeof hdr, 0, -1), 0);
+        assert_int_equal(io_write_all(H, "{\"command\":\"", 12, 0, -1), 0);
+        run_until(op_refused);
+        assert_int_equal(n_fakes, 0);
+        assert_true(budget_used(&A.budget) < 64u * 1024);
+        struct buf b = BUF_INIT(0);
+        assert_int_equal(host_read(&b), VSOCK_MSG_EXEC_RESULT);
+        assert_int_equal(buf_size(&b), 13);
+        buf_free(&b);
+        assert_int_equal(session_output_state(S), SESSION_OUT_SHUT);
+        assert_int_equal(shutdown(H, SHUT_WR), 0);
+        run_until(no_sessions);
+        assert_true(host_eof());
+        assert_int_equal(budget_used(&A.budget), 0);
+        budget_init(&A.budget, 0);
+}
+
+/* What fits is charged while it is held and released after: a request
+ * collected whole, and a frame after the request. A frame after the
+ * request that does not fit loses the connection. */
+static void test_budget_frames(void **state) {
+        budget_init(&A.budget, 1u << 20);
+        char *big = malloc(512u * 1024);
+        assert_non_null(big);
+        memset(big, 'x', 512u * 1024);
+        host_send_big(T_PIPE, big, 512u * 1024);
+        run_until(have_op);
+        assert_int_equal(budget_used(&A.budget), 0);
+        host_send_big(VSOCK_MSG_STDIN, big, 512u * 1024);
+        want_in = 512u * 1024;
+        run_until(op_got_want);
+        assert_int_equal(budget_used(&A.budget), 0);
+        /* 2 MiB of Stdin: past the budget. */
+        uint8_t hdr[VSOCK_FRAME_HEADER_SIZE];
+        vsock_frame_header(hdr, VSOCK_MSG_STDIN, 2u << 20);
+        assert_int_equal(io_write_all(H, hdr, sizeof hdr, 0, -1), 0);
+        run_until(op_lost);
+        session_finish(S);
+        run_until(no_sessions);
+        assert_int_equal(budget_used(&A.budget), 0);
+        free(big);
+        budget_init(&A.budget, 0);
+}
+
 static void test_agent_shutdown(void **state) {
         host_send_str(T_PIPE, "pipe");
         run_until(have_op);
@@ -791,6 +921,10 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_unknown_first, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_dropped_without_conn_lost, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_agent_shutdown, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_send_timeout, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_no_send_timeout, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_budget_refuses_request, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_budget_frames, setup, teardown),
         };
         return cmocka_run_group_tests_name("session", tests, NULL, NULL);
 }
