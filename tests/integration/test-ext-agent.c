@@ -325,6 +325,325 @@ static void test_lib_pipelined_unsupported(void **state) {
         vsock_conn_close(c);
 }
 
+/* ---- file-system operations ------------------------------------------------------- */
+
+static struct vsock_call call_bounded(void) {
+        struct vsock_call call = VSOCK_CALL_INIT;
+        call.deadline_ns = vsock_now_ns() + (int64_t) BOUND_MS * 1000000;
+        return call;
+}
+
+/* vsock_fs on @c that must succeed. */
+static void fs_ok(vsock_conn *c, const struct vsock_fs_request *req, struct vsock_fs_result *ret) {
+        struct vsock_call call = call_bounded();
+        struct vsock_fs_result res = {};
+        int r = vsock_fs(c, req, &call, &res);
+        if (r < 0)
+                fail_msg("fs %d %s: %s (%s)", req->op, req->path, vsock_strerror(r), call.remote_error);
+        if (ret)
+                *ret = res;
+        else
+                vsock_fs_result_clear(&res);
+}
+
+/* vsock_fs on @c that must fail with the guest's @err, the message naming
+ * @word (if not NULL). The connection goes on serving. */
+static void fs_err(vsock_conn *c, const struct vsock_fs_request *req, int err, const char *word) {
+        struct vsock_call call = call_bounded();
+        struct vsock_fs_result res = {};
+        int r = vsock_fs(c, req, &call, &res);
+        if (r != VSOCK_ERR(VSOCK_E_REMOTE, err))
+                fail_msg("fs %d %s: %s (%s) instead of %s", req->op, req->path, r < 0 ? vsock_strerror(r) : "success",
+                         call.remote_error, strerror(err));
+        if (word && !strstr(call.remote_error, word))
+                fail_msg("message \"%s\" without \"%s\"", call.remote_error, word);
+}
+
+static struct vsock_stat stat_ok(vsock_conn *c, const char *path, bool follow) {
+        struct vsock_call call = call_bounded();
+        struct vsock_stat st = {};
+        int r = vsock_stat(c, path, follow, &call, &st);
+        if (r < 0)
+                fail_msg("stat %s: %s (%s)", path, vsock_strerror(r), call.remote_error);
+        return st;
+}
+
+static void make_tmpdir(char *buf, size_t size) {
+        snprintf(buf, size, "/tmp/ext-fs-XXXXXX");
+        assert_non_null(mkdtemp(buf));
+}
+
+static void put_file(const char *path, const char *text) {
+        FILE *f = fopen(path, "we");
+        assert_non_null(f);
+        fputs(text, f);
+        assert_int_equal(fclose(f), 0);
+}
+
+static void rm_rf(const char *dir) {
+        char cmd[600];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+        assert_int_equal(system(cmd), 0);
+}
+
+static bool exists(const char *path) {
+        struct stat st;
+        return lstat(path, &st) == 0;
+}
+
+static void test_fs_mkdir_stat_chmod(void **state) {
+        (void) state;
+        char d[64], p[256];
+        make_tmpdir(d, sizeof d);
+        vsock_conn *c = dial(); /* every request on this one connection */
+
+        /* mkdir -p with a mode, exactly (no umask); without -p an existing
+         * directory is EEXIST, with -p success. */
+        snprintf(p, sizeof p, "%s/a/b/c", d);
+        struct vsock_fs_request req = VSOCK_FS_REQUEST_INIT(VSOCK_FS_MKDIR, p);
+        req.mode = 0750;
+        req.parents = true;
+        struct vsock_fs_result res;
+        fs_ok(c, &req, &res);
+        assert_true(res.has_stat);
+        assert_int_equal(res.stat.mode, S_IFDIR | 0750);
+        assert_string_equal(res.stat.name, "c");
+        vsock_fs_result_clear(&res);
+        fs_ok(c, &req, NULL);
+        req.parents = false;
+        fs_err(c, &req, EEXIST, "mkdir");
+        snprintf(p, sizeof p, "%s/x/y", d);
+        fs_err(c, &req, ENOENT, p);
+        /* Default mode 0755. */
+        snprintf(p, sizeof p, "%s/m", d);
+        req = (struct vsock_fs_request) VSOCK_FS_REQUEST_INIT(VSOCK_FS_MKDIR, p);
+        fs_ok(c, &req, &res);
+        assert_int_equal(res.stat.mode, S_IFDIR | 0755);
+        vsock_fs_result_clear(&res);
+
+        /* stat: size, type, owner and its name from /etc/passwd. */
+        snprintf(p, sizeof p, "%s/f", d);
+        put_file(p, "hello\n");
+        struct vsock_stat st = stat_ok(c, p, true);
+        assert_int_equal(st.size, 6);
+        assert_true(S_ISREG(st.mode));
+        assert_int_equal(st.uid, getuid());
+        if (getuid() == 0) {
+                assert_string_equal(st.user, "root");
+                assert_string_equal(st.group, "root");
+        }
+        assert_int_equal(st.nlink, 1);
+        assert_string_equal(st.name, "f");
+        assert_true(st.mtime_ns > INT64_C(1600000000) * 1000000000);
+        vsock_stat_clear(&st);
+        /* A trailing slash and the root. */
+        st = stat_ok(c, "/", true);
+        assert_string_equal(st.name, "/");
+        assert_true(S_ISDIR(st.mode));
+        vsock_stat_clear(&st);
+
+        /* chmod with the special bits; a mode is required. */
+        req = (struct vsock_fs_request) VSOCK_FS_REQUEST_INIT(VSOCK_FS_CHMOD, p);
+        req.mode = 04751;
+        fs_ok(c, &req, &res);
+        assert_int_equal(res.stat.mode, S_IFREG | 04751);
+        vsock_fs_result_clear(&res);
+        req.mode = -1;
+        fs_err(c, &req, EINVAL, "mode");
+
+        /* utimes: mtime set (before 1970 too), atime left alone. */
+        struct stat before;
+        assert_int_equal(stat(p, &before), 0);
+        req = (struct vsock_fs_request) VSOCK_FS_REQUEST_INIT(VSOCK_FS_UTIMES, p);
+        req.mtime_ns = INT64_C(1234567890) * 1000000000 + 5;
+        fs_ok(c, &req, &res);
+        assert_int_equal(res.stat.mtime_ns, req.mtime_ns);
+        assert_int_equal(res.stat.atime_ns, (int64_t) before.st_atim.tv_sec * 1000000000 + before.st_atim.tv_nsec);
+        vsock_fs_result_clear(&res);
+        req.mtime_ns = -1500000000; /* 1969-12-31T23:59:58.5 */
+        fs_ok(c, &req, &res);
+        assert_int_equal(res.stat.mtime_ns, -1500000000);
+        vsock_fs_result_clear(&res);
+
+        /* Relative paths and unknown ops are refused; missing paths are ENOENT. */
+        req = (struct vsock_fs_request) VSOCK_FS_REQUEST_INIT(VSOCK_FS_STAT, "tmp");
+        fs_err(c, &req, EINVAL, "absolute");
+        snprintf(p, sizeof p, "%s/none", d);
+        req.path = p;
+        fs_err(c, &req, ENOENT, "stat");
+        vsock_conn_close(c);
+        rm_rf(d);
+}
+
+static void test_fs_links_owner_rename(void **state) {
+        (void) state;
+        char d[64], p[256], q[256];
+        make_tmpdir(d, sizeof d);
+        vsock_conn *c = dial();
+        snprintf(p, sizeof p, "%s/f", d);
+        put_file(p, "x");
+
+        /* symlink, readlink, lstat with the target, stat through it. */
+        snprintf(q, sizeof q, "%s/l", d);
+        struct vsock_fs_request req = VSOCK_FS_REQUEST_INIT(VSOCK_FS_SYMLINK, q);
+        req.target = "f";
+        struct vsock_fs_result res;
+        fs_ok(c, &req, &res);
+        assert_true(S_ISLNK(res.stat.mode));
+        assert_string_equal(res.stat.target, "f");
+        assert_string_equal(res.stat.name, "l");
+        vsock_fs_result_clear(&res);
+        fs_err(c, &req, EEXIST, "symlink");
+        req = (struct vsock_fs_request) VSOCK_FS_REQUEST_INIT(VSOCK_FS_READLINK, q);
+        fs_ok(c, &req, &res);
+        assert_string_equal(res.target, "f");
+        assert_false(res.has_stat);
+        vsock_fs_result_clear(&res);
+        req.path = p;
+        fs_err(c, &req, EINVAL, "readlink");
+        struct vsock_stat st = stat_ok(c, q, true);
+        assert_true(S_ISREG(st.mode));
+        assert_null(st.target);
+        vsock_stat_clear(&st);
+        st = stat_ok(c, q, false);
+        assert_true(S_ISLNK(st.mode));
+        assert_string_equal(st.target, "f");
+        vsock_stat_clear(&st);
+
+        /* chown never follows the link: the link changes, the file not. */
+        if (getuid() == 0) {
+                req = (struct vsock_fs_request) VSOCK_FS_REQUEST_INIT(VSOCK_FS_CHOWN, q);
+                req.uid = 4321;
+                fs_ok(c, &req, &res);
+                assert_int_equal(res.stat.uid, 4321);
+                assert_true(S_ISLNK(res.stat.mode));
+                assert_null(res.stat.user); /* no name for that id */
+                vsock_fs_result_clear(&res);
+                struct stat fst, lst;
+                assert_int_equal(stat(p, &fst), 0);
+                assert_int_equal(lstat(q, &lst), 0);
+                assert_int_equal(fst.st_uid, 0);
+                assert_int_equal(lst.st_uid, 4321);
+                assert_int_equal(lst.st_gid, 0); /* gid absent: unchanged */
+                req.path = p;
+                req.uid = -1;
+                req.gid = 0; /* zero travels */
+                fs_ok(c, &req, NULL);
+        }
+        req = (struct vsock_fs_request) VSOCK_FS_REQUEST_INIT(VSOCK_FS_CHOWN, p);
+        req.uid = UINT32_MAX; /* (uid_t) -1 is not an id */
+        struct vsock_call call = call_bounded();
+        assert_int_equal(vsock_fs(c, &req, &call, NULL), -EINVAL);
+
+        /* rename: done, the target absolute; EXDEV across file systems. */
+        snprintf(q, sizeof q, "%s/g", d);
+        req = (struct vsock_fs_request) VSOCK_FS_REQUEST_INIT(VSOCK_FS_RENAME, p);
+        req.target = q;
+        fs_ok(c, &req, &res);
+        assert_false(res.has_stat);
+        vsock_fs_result_clear(&res);
+        assert_false(exists(p));
+        assert_true(exists(q));
+        fs_err(c, &req, ENOENT, "rename");
+        req.path = q;
+        req.target = "g2";
+        fs_err(c, &req, EINVAL, "absolute");
+        struct stat shm, tmp;
+        if (stat("/dev/shm", &shm) == 0 && stat(d, &tmp) == 0 && shm.st_dev != tmp.st_dev) {
+                req.target = "/dev/shm/ext-fs-rename-test";
+                fs_err(c, &req, EXDEV, "rename");
+        }
+        vsock_conn_close(c);
+        rm_rf(d);
+}
+
+static void test_fs_remove(void **state) {
+        (void) state;
+        char d[64], p[256], q[256], out[64];
+        make_tmpdir(d, sizeof d);
+        make_tmpdir(out, sizeof out);
+        vsock_conn *c = dial();
+        /* A tree with a symlink to a directory outside it, and one to a file. */
+        snprintf(p, sizeof p, "%s/t/a/b", d);
+        struct vsock_fs_request req = VSOCK_FS_REQUEST_INIT(VSOCK_FS_MKDIR, p);
+        req.parents = true;
+        fs_ok(c, &req, NULL);
+        snprintf(p, sizeof p, "%s/t/a/b/f", d);
+        put_file(p, "1");
+        snprintf(p, sizeof p, "%s/keep", out);
+        put_file(p, "keep");
+        snprintf(q, sizeof q, "%s/t/a/out", d);
+        assert_int_equal(symlink(out, q), 0);
+        snprintf(q, sizeof q, "%s/t/keep-link", d);
+        assert_int_equal(symlink(p, q), 0);
+
+        /* Not recursive: a non-empty directory stays. */
+        snprintf(p, sizeof p, "%s/t", d);
+        req = (struct vsock_fs_request) VSOCK_FS_REQUEST_INIT(VSOCK_FS_REMOVE, p);
+        fs_err(c, &req, ENOTEMPTY, "remove");
+        /* Recursive: gone, and nothing behind the links touched. */
+        req.recursive = true;
+        fs_ok(c, &req, NULL);
+        assert_false(exists(p));
+        snprintf(q, sizeof q, "%s/keep", out);
+        assert_true(exists(q));
+        /* Missing: ENOENT, or success with force. */
+        fs_err(c, &req, ENOENT, "remove");
+        req.force = true;
+        fs_ok(c, &req, NULL);
+        /* A symlink to a directory is removed as a link. */
+        snprintf(p, sizeof p, "%s/dirlink", d);
+        assert_int_equal(symlink(out, p), 0);
+        req = (struct vsock_fs_request) VSOCK_FS_REQUEST_INIT(VSOCK_FS_REMOVE, p);
+        req.recursive = true;
+        fs_ok(c, &req, NULL);
+        assert_false(exists(p));
+        assert_true(exists(q));
+        /* A file, an empty directory. */
+        req = (struct vsock_fs_request) VSOCK_FS_REQUEST_INIT(VSOCK_FS_REMOVE, q);
+        fs_ok(c, &req, NULL);
+        req.path = out;
+        fs_ok(c, &req, NULL);
+        assert_false(exists(out));
+        /* The root, however spelt: refused. */
+        static const char *const roots[] = { "/", "//", "/.", "/tmp/.." };
+        for (size_t i = 0; i < sizeof roots / sizeof roots[0]; i++) {
+                req = (struct vsock_fs_request) VSOCK_FS_REQUEST_INIT(VSOCK_FS_REMOVE, roots[i]);
+                req.recursive = true;
+                req.force = true;
+                fs_err(c, &req, EPERM, "root");
+        }
+        vsock_conn_close(c);
+        rm_rf(d);
+}
+
+/* A mount point inside the tree is not entered (needs root for a tmpfs). */
+static void test_fs_remove_one_file_system(void **state) {
+        (void) state;
+        if (getuid() != 0)
+                skip();
+        char d[64], p[256], cmd[512];
+        make_tmpdir(d, sizeof d);
+        snprintf(p, sizeof p, "%s/mnt", d);
+        assert_int_equal(mkdir(p, 0755), 0);
+        snprintf(cmd, sizeof cmd, "mount -t tmpfs none '%s' 2>/dev/null", p);
+        if (system(cmd) != 0) {
+                rm_rf(d);
+                skip();
+        }
+        snprintf(p, sizeof p, "%s/mnt/precious", d);
+        put_file(p, "x");
+        vsock_conn *c = dial();
+        struct vsock_fs_request req = VSOCK_FS_REQUEST_INIT(VSOCK_FS_REMOVE, d);
+        req.recursive = true;
+        fs_err(c, &req, EXDEV, "mnt");
+        assert_true(exists(p));
+        vsock_conn_close(c);
+        snprintf(cmd, sizeof cmd, "umount '%s/mnt'", d);
+        assert_int_equal(system(cmd), 0);
+        rm_rf(d);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_teardown(test_hello_reply, test_teardown),
@@ -333,6 +652,10 @@ int main(void) {
                 cmocka_unit_test_teardown(test_hello_hostile, test_teardown),
                 cmocka_unit_test_teardown(test_lib_hello, test_teardown),
                 cmocka_unit_test_teardown(test_lib_pipelined_unsupported, test_teardown),
+                cmocka_unit_test_teardown(test_fs_mkdir_stat_chmod, test_teardown),
+                cmocka_unit_test_teardown(test_fs_links_owner_rename, test_teardown),
+                cmocka_unit_test_teardown(test_fs_remove, test_teardown),
+                cmocka_unit_test_teardown(test_fs_remove_one_file_system, test_teardown),
         };
         return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
