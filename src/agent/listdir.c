@@ -1,8 +1,10 @@
 /* ListDir (PROTOCOL.md 2.4): a directory one page at a time, on a worker
  * job. The agent keeps nothing between pages: the cursor names the
- * directory (device and inode) and the kernel's position cookie after the
- * page's last entry, so a cursor for a replaced directory is ESTALE and a
- * forged one can only list the directory it names, from some position. */
+ * directory (device, inode and birth time: a directory made anew may get
+ * the inode number of the one it replaces) and the kernel's position
+ * cookie after the page's last entry, so a cursor for a replaced directory
+ * is ESTALE and a forged one can only list the directory it names, from
+ * some position. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -12,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "agent/ext.h"
@@ -27,20 +30,35 @@
 
 struct cursor {
         uint64_t dev, ino;
+        uint64_t birth;                 /* ns; 0 where the file system keeps none */
         int64_t off;
 };
 
 static void cursor_format(const struct cursor *c, char *buf, size_t size) {
-        snprintf(buf, size, "1.%" PRIx64 ".%" PRIx64 ".%" PRIx64, c->dev, c->ino, (uint64_t) c->off);
+        snprintf(buf, size, "1.%" PRIx64 ".%" PRIx64 ".%" PRIx64 ".%" PRIx64, c->dev, c->ino, c->birth,
+                 (uint64_t) c->off);
+}
+
+/* The identity a cursor carries, of the open directory @fd. */
+static int dir_identity(int fd, struct cursor *ret) {
+        struct statx sx;
+        if (statx(fd, "", AT_EMPTY_PATH, STATX_INO | STATX_BTIME, &sx) < 0)
+                return -errno;
+        ret->dev = (uint64_t) makedev(sx.stx_dev_major, sx.stx_dev_minor);
+        ret->ino = sx.stx_ino;
+        ret->birth = (sx.stx_mask & STATX_BTIME)
+                             ? (uint64_t) sx.stx_btime.tv_sec * 1000000000 + sx.stx_btime.tv_nsec
+                             : 0;
+        return 0;
 }
 
 /* Strictly the form cursor_format writes. */
 static int cursor_parse(const char *s, struct cursor *ret) {
-        uint64_t v[3];
+        uint64_t v[4];
         if (strncmp(s, "1.", 2) != 0)
                 return -EINVAL;
         s += 2;
-        for (int i = 0; i < 3; i++) {
+        for (int i = 0; i < 4; i++) {
                 if (i > 0 && *s++ != '.')
                         return -EINVAL;
                 int n = 0;
@@ -55,9 +73,9 @@ static int cursor_parse(const char *s, struct cursor *ret) {
                         return -EINVAL;
                 v[i] = x;
         }
-        if (*s || v[2] > INT64_MAX)
+        if (*s || v[3] > INT64_MAX)
                 return -EINVAL;
-        *ret = (struct cursor) { .dev = v[0], .ino = v[1], .off = (int64_t) v[2] };
+        *ret = (struct cursor) { .dev = v[0], .ino = v[1], .birth = v[2], .off = (int64_t) v[3] };
         return 0;
 }
 
@@ -137,13 +155,8 @@ static void list_one(const char *path, const struct user_names *names, struct pa
                 send_page(p, ret, path);
 }
 
-static void list_page(int fd, const char *path, int64_t from, uint32_t limit, const struct user_names *names,
-                      struct page *p, struct ext_reply *ret) {
-        struct stat dst;
-        if (fstat(fd, &dst) < 0) {
-                ext_reply_fail(ret, NULL, errno, "list %s: %s", path, strerror(errno));
-                return;
-        }
+static void list_page(int fd, const char *path, const struct cursor *id, int64_t from, uint32_t limit,
+                      const struct user_names *names, struct page *p, struct ext_reply *ret) {
         if (from != 0 && lseek(fd, from, SEEK_SET) < 0) {
                 ext_reply_fail(ret, NULL, errno, "list %s: bad cursor: %s", path, strerror(errno));
                 return;
@@ -195,7 +208,8 @@ static void list_page(int fd, const char *path, int64_t from, uint32_t limit, co
         }
         char next[96];
         if (more) {
-                struct cursor c = { .dev = (uint64_t) dst.st_dev, .ino = (uint64_t) dst.st_ino, .off = pos };
+                struct cursor c = *id;
+                c.off = pos;
                 cursor_format(&c, next, sizeof next);
                 p->rep.next = next;
         }
@@ -226,16 +240,16 @@ static void list_work(const uint8_t *payload, uint32_t len, struct ext_reply *re
         else {
                 (void) user_names_load(NULL, NULL, &names); /* no names without memory */
                 fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-                struct stat st;
-                if (fd < 0 && errno == ENOTDIR && !req.cursor)
+                struct cursor id = {};
+                int e = fd < 0 ? errno : -dir_identity(fd, &id);
+                if (e == ENOTDIR && !req.cursor)
                         list_one(path, names, &p, ret);
-                else if (fd < 0)
-                        ext_reply_fail(ret, NULL, errno, "list %s: %s", path, strerror(errno));
-                else if (req.cursor && (fstat(fd, &st) < 0 || (uint64_t) st.st_dev != cur.dev ||
-                                        (uint64_t) st.st_ino != cur.ino))
+                else if (e)
+                        ext_reply_fail(ret, NULL, e, "list %s: %s", path, strerror(e));
+                else if (req.cursor && (id.dev != cur.dev || id.ino != cur.ino || id.birth != cur.birth))
                         ext_reply_fail(ret, "ESTALE", ESTALE, "list %s: the directory changed since the cursor", path);
                 else
-                        list_page(fd, path, cur.off, limit, names, &p, ret);
+                        list_page(fd, path, &id, cur.off, limit, names, &p, ret);
         }
         safe_close(fd);
         user_names_free(names);

@@ -643,6 +643,190 @@ static void test_fs_remove_one_file_system(void **state) {
         assert_int_equal(system(cmd), 0);
         rm_rf(d);
 }
+/* ---- paged listing ---------------------------------------------------------------- */
+
+struct collected {
+        size_t pages, n;
+        size_t max_page;
+        char **names;
+        size_t cap;
+        bool saw_link_target;
+        bool saw_dot;
+};
+
+static int collect_page(void *userdata, const struct vsock_stat *e, size_t n) {
+        struct collected *c = userdata;
+        c->pages++;
+        if (n > c->max_page)
+                c->max_page = n;
+        for (size_t i = 0; i < n; i++) {
+                if (c->n == c->cap) {
+                        c->cap = c->cap ? c->cap * 2 : 256;
+                        c->names = realloc(c->names, c->cap * sizeof *c->names);
+                        assert_non_null(c->names);
+                }
+                c->names[c->n++] = strdup(e[i].name);
+                if (strcmp(e[i].name, "link") == 0 && S_ISLNK(e[i].mode) && e[i].target &&
+                    strcmp(e[i].target, "file-0") == 0)
+                        c->saw_link_target = true;
+                if (strcmp(e[i].name, ".") == 0 || strcmp(e[i].name, "..") == 0)
+                        c->saw_dot = true;
+        }
+        return 0;
+}
+
+static void collected_free(struct collected *c) {
+        for (size_t i = 0; i < c->n; i++)
+                free(c->names[i]);
+        free(c->names);
+        *c = (struct collected) {};
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *) a, *(char *const *) b); }
+
+static void list_ok(const char *path, int page_size, struct collected *ret) {
+        struct vsock_call call = call_bounded();
+        *ret = (struct collected) {};
+        int r = vsock_list_dir_at(A->exec_addr, path, page_size, collect_page, ret, &call);
+        if (r < 0)
+                fail_msg("list %s: %s (%s)", path, vsock_strerror(r), call.remote_error);
+}
+
+static void test_list_dir_pages(void **state) {
+        (void) state;
+        char d[64], p[256];
+        make_tmpdir(d, sizeof d);
+        for (int i = 0; i < 1000; i++) {
+                snprintf(p, sizeof p, "%s/file-%d", d, i);
+                put_file(p, "");
+        }
+        snprintf(p, sizeof p, "%s/link", d);
+        assert_int_equal(symlink("file-0", p), 0);
+        snprintf(p, sizeof p, "%s/sub", d);
+        assert_int_equal(mkdir(p, 0700), 0);
+
+        /* 1002 entries, 100 a page: 11 pages, every entry exactly once. */
+        struct collected col;
+        list_ok(d, 100, &col);
+        assert_int_equal(col.n, 1002);
+        assert_int_equal(col.pages, 11);
+        assert_int_equal(col.max_page, 100);
+        assert_true(col.saw_link_target);
+        assert_false(col.saw_dot);
+        qsort(col.names, col.n, sizeof *col.names, cmp_str);
+        for (size_t i = 1; i < col.n; i++)
+                assert_true(strcmp(col.names[i - 1], col.names[i]) != 0);
+        collected_free(&col);
+        /* Default page: all at once. */
+        list_ok(d, 0, &col);
+        assert_int_equal(col.n, 1002);
+        assert_int_equal(col.pages, 1);
+        collected_free(&col);
+        /* A file lists as itself. */
+        snprintf(p, sizeof p, "%s/file-7", d);
+        list_ok(p, 0, &col);
+        assert_int_equal(col.n, 1);
+        assert_string_equal(col.names[0], "file-7");
+        collected_free(&col);
+        /* An empty directory: one empty page. */
+        snprintf(p, sizeof p, "%s/sub", d);
+        list_ok(p, 0, &col);
+        assert_int_equal(col.n, 0);
+        assert_int_equal(col.pages, 1);
+        collected_free(&col);
+        /* Missing: ENOENT. */
+        struct vsock_call call = call_bounded();
+        snprintf(p, sizeof p, "%s/none", d);
+        int r = vsock_list_dir_at(A->exec_addr, p, 0, collect_page, &col, &call);
+        assert_int_equal(r, VSOCK_ERR(VSOCK_E_REMOTE, ENOENT));
+        rm_rf(d);
+}
+
+/* One raw ListDir on @c: the reply (or the Error's code). */
+static int list_raw(vsock_conn *c, const char *path, const char *cursor, int limit, struct ext_list_reply *ret) {
+        struct vsock_call call = call_bounded();
+        struct ext_list_dir req = { .path = (char *) path, .cursor = (char *) cursor, .limit = limit };
+        int r = client_ext_send_msg(c, VSOCK_FEATURE_LIST, EXT_MSG_LIST_DIR, &ext_list_dir_shape, &req, &call);
+        if (r < 0)
+                return r;
+        return client_ext_reply(c, &call, EXT_MSG_LIST_REPLY, &ext_list_reply_shape, ret);
+}
+
+static void test_list_dir_cursor(void **state) {
+        (void) state;
+        char d[64], p[256];
+        make_tmpdir(d, sizeof d);
+        for (int i = 0; i < 10; i++) {
+                snprintf(p, sizeof p, "%s/f%d", d, i);
+                put_file(p, "");
+        }
+        vsock_conn *c = dial();
+        struct ext_list_reply rep;
+        assert_int_equal(list_raw(c, d, NULL, 3, &rep), 0);
+        assert_int_equal(rep.n_entries, 3);
+        assert_non_null(rep.next);
+        char *cursor = strdup(rep.next);
+        ext_list_reply_clear(&rep);
+        /* Page two with the cursor. */
+        assert_int_equal(list_raw(c, d, cursor, 3, &rep), 0);
+        assert_int_equal(rep.n_entries, 3);
+        ext_list_reply_clear(&rep);
+        /* Forged or mangled cursors: EINVAL; the limit is capped, not refused;
+         * negative limits are. */
+        static const char *const bad[] = { "", "x", "1.", "1.1.1", "1.g.1.1.1", "2.1.1.1.1", "1.1.1.1.-1",
+                                           "1.1.1.1", "1.1.1.1.1.1", "1.11111111111111111.1.1.1", "1.1.1.1.8000000000000000" };
+        for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+                assert_int_equal(list_raw(c, d, bad[i], 3, &rep), bad[i][0] ? VSOCK_ERR(VSOCK_E_REMOTE, EINVAL) : 0);
+        ext_list_reply_clear(&rep); /* "" is no cursor: a first page */
+        assert_int_equal(list_raw(c, d, NULL, -1, &rep), VSOCK_ERR(VSOCK_E_REMOTE, EINVAL));
+        assert_int_equal(list_raw(c, d, NULL, 1 << 30, &rep), 0);
+        assert_int_equal(rep.n_entries, 10);
+        assert_null(rep.next);
+        ext_list_reply_clear(&rep);
+        /* The directory replaced: the cursor is stale. */
+        rm_rf(d);
+        assert_int_equal(mkdir(d, 0700), 0);
+        assert_int_equal(list_raw(c, d, cursor, 3, &rep), VSOCK_ERR(VSOCK_E_REMOTE, ESTALE));
+        /* A cursor for another directory is stale too. */
+        assert_int_equal(list_raw(c, "/", cursor, 3, &rep), VSOCK_ERR(VSOCK_E_REMOTE, ESTALE));
+        free(cursor);
+        vsock_conn_close(c);
+        rm_rf(d);
+}
+
+/* Long symlink targets make a page hit the byte bound before the count:
+ * the page ends early, within limits.list_reply_max, and the next page
+ * carries on where it ended. */
+static void test_list_dir_byte_bound(void **state) {
+        (void) state;
+        char d[64], p[256];
+        make_tmpdir(d, sizeof d);
+        static char target[4001];
+        memset(target, 't', sizeof target - 1);
+        for (int i = 0; i < 1200; i++) {
+                snprintf(p, sizeof p, "%s/l%d", d, i);
+                assert_int_equal(symlink(target, p), 0);
+        }
+        vsock_conn *c = dial();
+        struct ext_list_reply rep;
+        assert_int_equal(list_raw(c, d, NULL, 0, &rep), 0);
+        size_t first = rep.n_entries;
+        assert_true(first > 100 && first < 1200);
+        assert_non_null(rep.next);
+        struct buf b = BUF_INIT(0);
+        assert_int_equal(ext_list_reply_encode(&rep, &b), 0);
+        assert_true(buf_size(&b) <= 4u << 20);
+        buf_free(&b);
+        char *cursor = strdup(rep.next);
+        ext_list_reply_clear(&rep);
+        assert_int_equal(list_raw(c, d, cursor, 0, &rep), 0);
+        assert_int_equal(first + rep.n_entries, 1200);
+        assert_null(rep.next);
+        ext_list_reply_clear(&rep);
+        free(cursor);
+        vsock_conn_close(c);
+        rm_rf(d);
+}
 
 int main(void) {
         const struct CMUnitTest tests[] = {
@@ -656,6 +840,9 @@ int main(void) {
                 cmocka_unit_test_teardown(test_fs_links_owner_rename, test_teardown),
                 cmocka_unit_test_teardown(test_fs_remove, test_teardown),
                 cmocka_unit_test_teardown(test_fs_remove_one_file_system, test_teardown),
+                cmocka_unit_test_teardown(test_list_dir_pages, test_teardown),
+                cmocka_unit_test_teardown(test_list_dir_cursor, test_teardown),
+                cmocka_unit_test_teardown(test_list_dir_byte_bound, test_teardown),
         };
         return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
