@@ -22,6 +22,7 @@
 #include <vsock/vsock.h>
 
 #include "agent-harness.h"
+#include "common/macro.h"
 #include "lib/client-internal.h"
 #include "lib/ext_msg.h"
 
@@ -827,6 +828,113 @@ static void test_list_dir_byte_bound(void **state) {
         vsock_conn_close(c);
         rm_rf(d);
 }
+/* ---- hostile requests and a stalled file system ------------------------------------ */
+
+/* Malformed FsRequest and ListDir payloads get Error EINVAL (or ENOSYS for
+ * an unknown op), and the connection goes on serving. */
+static void test_fs_hostile(void **state) {
+        (void) state;
+        vsock_conn *c = dial();
+        struct vsock_call call = call_bounded();
+        static const struct {
+                uint8_t type;
+                const char *json;
+                int want;
+        } cases[] = {
+                { EXT_MSG_FS_REQUEST, "", EINVAL },
+                { EXT_MSG_FS_REQUEST, "{", EINVAL },
+                { EXT_MSG_FS_REQUEST, "[]", EINVAL },
+                { EXT_MSG_FS_REQUEST, "{\"op\":\"stat\"}", EINVAL },
+                { EXT_MSG_FS_REQUEST, "{\"op\":1,\"path\":\"/\"}", EINVAL },
+                { EXT_MSG_FS_REQUEST, "{\"op\":\"stat\",\"path\":\"/\\u0000x\"}", EINVAL },
+                { EXT_MSG_FS_REQUEST, "{\"op\":\"chmod\",\"path\":\"/\",\"mode\":-1}", EINVAL },
+                { EXT_MSG_FS_REQUEST, "{\"op\":\"chown\",\"path\":\"/nonexistent-x\",\"uid\":4294967295}", EINVAL },
+                { EXT_MSG_FS_REQUEST, "{\"op\":\"format\",\"path\":\"/\"}", ENOSYS },
+                { EXT_MSG_FS_REQUEST, "{\"op\":\"stat\",\"path\":\"\"}", EINVAL },
+                { EXT_MSG_LIST_DIR, "{\"path\":7}", EINVAL },
+                { EXT_MSG_LIST_DIR, "{\"path\":\"rel\"}", EINVAL },
+                { EXT_MSG_LIST_DIR, "{\"path\":\"/\",\"limit\":99999999999}", EINVAL },
+        };
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+                int r = client_ext_send(c, 0, cases[i].type, cases[i].json, strlen(cases[i].json), &call);
+                assert_int_equal(r, 0);
+                uint8_t t;
+                uint8_t *d = NULL;
+                uint32_t n;
+                r = client_ext_read(c, &call, &t, &d, &n);
+                int want = cases[i].want == ENOSYS ? VSOCK_ERR(VSOCK_E_UNSUPPORTED, ENOSYS)
+                                                   : VSOCK_ERR(VSOCK_E_REMOTE, cases[i].want);
+                if (r != want)
+                        fail_msg("%s: %s (%s)", cases[i].json, r < 0 ? vsock_strerror(r) : "a reply",
+                                 call.remote_error);
+                free(d);
+        }
+        /* A path longer than the kernel takes: ENAMETOOLONG, not a crash. */
+        size_t len = 200000;
+        char *p = malloc(len + 1);
+        assert_non_null(p);
+        memset(p, 'a', len);
+        p[0] = '/';
+        p[len] = '\0';
+        struct vsock_fs_request req = VSOCK_FS_REQUEST_INIT(VSOCK_FS_MKDIR, p);
+        req.parents = true;
+        fs_err(c, &req, ENAMETOOLONG, NULL);
+        free(p);
+        exec_true_on(c);
+        vsock_conn_close(c);
+}
+
+/* The stalled file system and its agent, released in the teardown even
+ * when the test fails half-way. */
+static struct stall_fs *F;
+static struct agent *B;
+
+static int stalled_teardown(void **state) {
+        stall_fs_release(TAKE_PTR(F));
+        int r = 0;
+        if (B)
+                r = agent_stop(TAKE_PTR(B), BOUND_MS, NULL);
+        return r < 0 ? r : test_teardown(state);
+}
+
+/* A stat in a file system that never answers is given up at --io-timeout
+ * with Error ETIMEDOUT; meanwhile the agent answers others at once. */
+static void test_fs_stalled(void **state) {
+        (void) state;
+        char why[256];
+        F = stall_fs_start(why, sizeof why);
+        if (!F) {
+                print_message("skip: no stalled file system here: %s\n", why);
+                skip();
+        }
+        static const char *const opts[] = { "--io-timeout", "2", NULL };
+        B = agent_start(opts, 0);
+        assert_non_null(B);
+        char p[256];
+        stall_fs_path(F, "stall-x", p, sizeof p);
+        vsock_conn *c = NULL;
+        assert_int_equal(agent_dial(B, BOUND_MS, &c), 0);
+        struct vsock_call call = call_bounded();
+        /* Sent, not awaited yet. */
+        struct ext_fs_request wire = { .op = "stat", .path = p, .mode = EXT_UNSET_MODE, .uid = EXT_UNSET_ID,
+                                       .gid = EXT_UNSET_ID, .atime_ns = EXT_UNSET_TIME, .mtime_ns = EXT_UNSET_TIME };
+        assert_int_equal(client_ext_send_msg(c, VSOCK_FEATURE_FS, EXT_MSG_FS_REQUEST, &ext_fs_request_shape, &wire,
+                                             &call),
+                         0);
+        /* The loop is free: a Hello on another connection is answered. */
+        struct vsock_caps caps = VSOCK_CAPS_INIT;
+        int64_t t0 = vsock_now_ns();
+        assert_int_equal(vsock_hello_at(B->exec_addr, &call, &caps), 0);
+        assert_true(vsock_now_ns() - t0 < INT64_C(1000) * 1000000);
+        struct ext_fs_reply rep;
+        int r = client_ext_reply(c, &call, EXT_MSG_FS_REPLY, &ext_fs_reply_shape, &rep);
+        if (r != VSOCK_ERR(VSOCK_E_REMOTE, ETIMEDOUT))
+                fail_msg("%s (%s) instead of ETIMEDOUT", vsock_strerror(r), call.remote_error);
+        assert_non_null(strstr(call.remote_error, "does not answer"));
+        /* Still serving on that connection too. */
+        exec_true_on(c);
+        vsock_conn_close(c);
+}
 
 int main(void) {
         const struct CMUnitTest tests[] = {
@@ -843,6 +951,8 @@ int main(void) {
                 cmocka_unit_test_teardown(test_list_dir_pages, test_teardown),
                 cmocka_unit_test_teardown(test_list_dir_cursor, test_teardown),
                 cmocka_unit_test_teardown(test_list_dir_byte_bound, test_teardown),
+                cmocka_unit_test_teardown(test_fs_hostile, test_teardown),
+                cmocka_unit_test_teardown(test_fs_stalled, stalled_teardown),
         };
         return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
