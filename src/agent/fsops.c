@@ -411,7 +411,7 @@ static void fs_work(const uint8_t *payload, uint32_t len, struct ext_reply *ret)
         const char *why = NULL;
         int r = ext_fs_request_decode(payload, len, &req, &why);
         if (r < 0) {
-                ext_reply_fail(ret, "EINVAL", EINVAL, "FsRequest: %s", why ? why : strerror(-r));
+                ext_reply_fail(ret, "EPROTO", EPROTO, "FsRequest: %s", why ? why : strerror(-r));
                 return;
         }
         struct fs_call c = { .req = &req, .reply = ret };

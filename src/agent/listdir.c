@@ -222,7 +222,7 @@ static void list_work(const uint8_t *payload, uint32_t len, struct ext_reply *re
         const char *why = NULL;
         int r = ext_list_dir_decode(payload, len, &req, &why);
         if (r < 0) {
-                ext_reply_fail(ret, "EINVAL", EINVAL, "ListDir: %s", why ? why : strerror(-r));
+                ext_reply_fail(ret, "EPROTO", EPROTO, "ListDir: %s", why ? why : strerror(-r));
                 return;
         }
         const char *path = req.path;

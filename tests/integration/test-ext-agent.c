@@ -830,45 +830,54 @@ static void test_list_dir_byte_bound(void **state) {
 }
 /* ---- hostile requests and a stalled file system ------------------------------------ */
 
-/* Malformed FsRequest and ListDir payloads get Error EINVAL (or ENOSYS for
- * an unknown op), and the connection goes on serving. */
+/* FsRequest and ListDir payloads that do not decode get Error EPROTO and
+ * the connection closes (PROTOCOL.md 2.10); ones that decode but make no
+ * sense get EINVAL (or ENOSYS for an unknown op) and the connection goes
+ * on serving. */
 static void test_fs_hostile(void **state) {
         (void) state;
-        vsock_conn *c = dial();
         struct vsock_call call = call_bounded();
         static const struct {
                 uint8_t type;
                 const char *json;
                 int want;
         } cases[] = {
-                { EXT_MSG_FS_REQUEST, "", EINVAL },
-                { EXT_MSG_FS_REQUEST, "{", EINVAL },
-                { EXT_MSG_FS_REQUEST, "[]", EINVAL },
+                { EXT_MSG_FS_REQUEST, "", EPROTO },
+                { EXT_MSG_FS_REQUEST, "{", EPROTO },
+                { EXT_MSG_FS_REQUEST, "[]", EPROTO },
+                { EXT_MSG_FS_REQUEST, "{\"op\":1,\"path\":\"/\"}", EPROTO },
+                { EXT_MSG_FS_REQUEST, "{\"op\":\"stat\",\"path\":\"/\\u0000x\"}", EPROTO },
+                { EXT_MSG_FS_REQUEST, "{\"op\":\"chmod\",\"path\":\"/\",\"mode\":-1}", EPROTO },
                 { EXT_MSG_FS_REQUEST, "{\"op\":\"stat\"}", EINVAL },
-                { EXT_MSG_FS_REQUEST, "{\"op\":1,\"path\":\"/\"}", EINVAL },
-                { EXT_MSG_FS_REQUEST, "{\"op\":\"stat\",\"path\":\"/\\u0000x\"}", EINVAL },
-                { EXT_MSG_FS_REQUEST, "{\"op\":\"chmod\",\"path\":\"/\",\"mode\":-1}", EINVAL },
+                { EXT_MSG_FS_REQUEST, "{\"op\":\"stat\",\"path\":\"\"}", EINVAL },
                 { EXT_MSG_FS_REQUEST, "{\"op\":\"chown\",\"path\":\"/nonexistent-x\",\"uid\":4294967295}", EINVAL },
                 { EXT_MSG_FS_REQUEST, "{\"op\":\"format\",\"path\":\"/\"}", ENOSYS },
-                { EXT_MSG_FS_REQUEST, "{\"op\":\"stat\",\"path\":\"\"}", EINVAL },
-                { EXT_MSG_LIST_DIR, "{\"path\":7}", EINVAL },
+                { EXT_MSG_LIST_DIR, "{\"path\":7}", EPROTO },
+                { EXT_MSG_LIST_DIR, "{\"path\":\"/\",\"limit\":99999999999}", EPROTO },
                 { EXT_MSG_LIST_DIR, "{\"path\":\"rel\"}", EINVAL },
-                { EXT_MSG_LIST_DIR, "{\"path\":\"/\",\"limit\":99999999999}", EINVAL },
         };
         for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+                vsock_conn *c = dial();
                 int r = client_ext_send(c, 0, cases[i].type, cases[i].json, strlen(cases[i].json), &call);
                 assert_int_equal(r, 0);
                 uint8_t t;
                 uint8_t *d = NULL;
                 uint32_t n;
                 r = client_ext_read(c, &call, &t, &d, &n);
-                int want = cases[i].want == ENOSYS ? VSOCK_ERR(VSOCK_E_UNSUPPORTED, ENOSYS)
-                                                   : VSOCK_ERR(VSOCK_E_REMOTE, cases[i].want);
+                int want = cases[i].want == ENOSYS   ? VSOCK_ERR(VSOCK_E_UNSUPPORTED, ENOSYS)
+                           : cases[i].want == EPROTO ? VSOCK_ERR(VSOCK_E_PROTOCOL, EPROTO)
+                                                     : VSOCK_ERR(VSOCK_E_REMOTE, cases[i].want);
                 if (r != want)
                         fail_msg("%s: %s (%s)", cases[i].json, r < 0 ? vsock_strerror(r) : "a reply",
                                  call.remote_error);
                 free(d);
+                if (cases[i].want == EPROTO)
+                        expect_closed(c);
+                else
+                        exec_true_on(c);
+                vsock_conn_close(c);
         }
+        vsock_conn *c = dial();
         /* A path longer than the kernel takes: ENAMETOOLONG, not a crash. */
         size_t len = 200000;
         char *p = malloc(len + 1);
