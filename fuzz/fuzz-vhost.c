@@ -53,7 +53,7 @@ static void one_pass(void) {
 
 /* Until no deferred work refers to the device (it is freed next). */
 static void settle(struct vsockdev *d) {
-        for (int i = 0; d->flush_queued || timer_armed(&d->tx_more); i++) {
+        for (int i = 0; defer_queued(&d->flush) || timer_armed(&d->tx_more); i++) {
                 if (i == 64)
                         abort(); /* work that never ends: a finding */
                 one_pass();
