@@ -12,6 +12,8 @@
 
 #include <stdint.h>
 
+#include "common/buf.h"
+
 struct agent;
 struct session;
 
@@ -76,8 +78,6 @@ const char *ext_errno_name(int err);
  * (or its Error) is sent and the request finished. A job still running at
  * the agent's --io-timeout is answered with Error ETIMEDOUT (the file
  * system does not answer) and left to the kernel. */
-
-#include "common/buf.h"
 
 struct ext_reply {
         /* Success: the frame's type and its payload, which @work appends
