@@ -32,6 +32,9 @@
 #define SESSION_LINGER_MS 2000
 /* A drained queue keeps at most this much memory. */
 #define SESSION_KEEP_BUF (16u * 1024)
+/* How often a half-closed AF_VSOCK connection is asked whether the host
+ * closed it since: the transport raises no event for that. */
+#define SESSION_PROBE_MS 1000
 /* Frames up to this size are counted in the memory budget but never
  * refused: a request this small is served even when the budget is
  * exhausted (so the agent stays usable), and one session can hold at
@@ -42,12 +45,14 @@ struct session {
         struct watcher w;
         struct timer timer;             /* idle bound (a request) or linger (closing) */
         struct timer send_timer;        /* the queue made no progress for send_timeout_ms */
+        struct timer probe_timer;       /* half-closed vsock: did the host close since? */
         struct defer work;              /* after the pass: free, tell, resume input */
         struct agent *agent;
         uint64_t id;
         int fd;
         enum session_in in;
         enum session_out out;
+        bool vsock;                     /* AF_VSOCK: a later full close raises no event */
         vsock_decoder *dec;
         struct buf pending;             /* host bytes read, not yet taken */
         struct buf queue;               /* to the host */
@@ -354,6 +359,7 @@ static void session_free(struct session *s) {
         defer_cancel(&s->work);
         timer_disarm(&s->timer);
         timer_disarm(&s->send_timer);
+        timer_disarm(&s->probe_timer);
         watcher_stop(&s->w);
         s->fd = safe_close(s->fd);
         if (s->retired_ops && s->retired_ops->free)
@@ -829,6 +835,27 @@ static uint8_t *direct_tail(struct session *s, size_t *ret_room) {
         return t && *ret_room >= AGENT_READ_CHUNK ? t : NULL;
 }
 
+/* Whether the host closed both ways (or reset) rather than half-closed;
+ * only while our write side is open, or our own shutdown would answer. */
+static bool peer_gone(const struct session *s) { return hangup_is_loss(s) && io_peer_gone(s->fd); }
+
+/* A half-closed vsock connection whose operation still runs: the host's
+ * later close raises no epoll event (the kernel only marks the socket), so
+ * it is asked once a second; an idle socket costs one syscall each time. */
+static void on_probe_timer(struct timer *t) {
+        struct session *s = container_of(t, struct session, probe_timer);
+        if (s->in == SESSION_IN_CLOSED || !hangup_is_loss(s))
+                return;
+        if (peer_gone(s)) {
+                log_debug("session %llu: the host closed its half-closed connection", sid(s));
+                session_lost(s, -EPIPE);
+                session_changed(s);
+                return;
+        }
+        if (timer_arm_in_ms(&s->probe_timer, SESSION_PROBE_MS) < 0)
+                log_warn("session %llu: cannot arm the close probe", sid(s));
+}
+
 static void session_read(struct session *s) {
         size_t room = 0;
         uint8_t *tail = direct_tail(s, &room);
@@ -840,7 +867,16 @@ static void session_read(struct session *s) {
                 return;
         }
         if (n == 0) {
+                if (peer_gone(s)) {
+                        /* A full close, not a half-close: AF_VSOCK says so
+                         * with EOF alone (no EPOLLHUP), and the host's
+                         * command must not outlive it. */
+                        session_lost(s, -EPIPE);
+                        return;
+                }
                 in_to(s, SESSION_IN_EOF);
+                if (s->vsock && timer_arm_in_ms(&s->probe_timer, SESSION_PROBE_MS) < 0)
+                        log_warn("session %llu: cannot arm the close probe", sid(s));
                 deliver_eof(s);
                 return;
         }
@@ -987,6 +1023,8 @@ int session_new(struct agent *a, int fd, const struct vsock_peer *peer, struct s
         watcher_init(&s->w, a->loop, fd, on_conn);
         timer_init(&s->timer, a->loop, on_timer);
         timer_init(&s->send_timer, a->loop, on_send_timer);
+        timer_init(&s->probe_timer, a->loop, on_probe_timer);
+        s->vsock = peer && peer->transport == VSOCK_TRANSPORT_VSOCK;
         defer_init(&s->work, a->loop, session_work);
         s->next = a->sessions;
         if (a->sessions)

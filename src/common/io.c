@@ -9,6 +9,14 @@
 
 #include "macro.h"
 
+bool io_peer_gone(int fd) {
+        ssize_t r;
+        do
+                r = send(fd, "", 0, MSG_DONTWAIT | MSG_NOSIGNAL);
+        while (r < 0 && errno == EINTR);
+        return r < 0 && (errno == EPIPE || errno == ENOTCONN || errno == ECONNRESET);
+}
+
 int64_t now_ns(void) {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);

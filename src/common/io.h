@@ -2,6 +2,7 @@
  * handled. Event-loop code must not use these: EAGAIN goes back to the loop. */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -44,6 +45,14 @@ ssize_t io_read_once(int fd, void *buf, size_t n);
 /* One scattered read attempt. Returns bytes read (0 at EOF) or a negative
  * errno (-EAGAIN included). EINTR is retried. */
 ssize_t io_readv_once(int fd, const struct iovec *iov, int iovcnt);
+
+/* Whether the peer of the connected socket @fd closed both directions (or
+ * reset), as opposed to a half-close, without sending or reading a byte: a
+ * zero-length send fails with EPIPE/ENOTCONN/ECONNRESET on AF_VSOCK and
+ * unix stream sockets once the peer can no longer receive, and succeeds
+ * after its shutdown(SHUT_WR). TCP cannot tell until data is sent (a FIN
+ * is a FIN): false there. Only meaningful while our write side is open. */
+bool io_peer_gone(int fd);
 
 /* accept4(2) with EINTR retried. Returns the new fd or a negative errno
  * (-EAGAIN when nothing is pending on a non-blocking listener). */

@@ -21,6 +21,7 @@
 
 #include <cmocka.h>
 
+#include "common/io.h"
 #include "vsock/conn.h"
 #include "vsock/error.h"
 #include "vsock/frame.h"
@@ -554,6 +555,38 @@ static void test_tcp_localhost_name(void **state) {
         vsock_listener_close(l);
 }
 
+/* ---- a half-close told from a full close ------------------------------- */
+
+static void test_peer_gone_unix(void **state) {
+        int sv[2];
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+        assert_false(io_peer_gone(sv[0]));
+        assert_int_equal(shutdown(sv[1], SHUT_WR), 0);
+        assert_false(io_peer_gone(sv[0])); /* a half-close: still a reader */
+        close(sv[1]);
+        assert_true(io_peer_gone(sv[0]));
+        close(sv[0]);
+}
+
+static void test_peer_gone_tcp(void **state) {
+        struct vsock_addr a = { .transport = VSOCK_TRANSPORT_TCP };
+        strcpy(a.host, "127.0.0.1");
+        vsock_listener *l;
+        assert_int_equal(vsock_listen_addr(&a, 0, 0, &l), 0);
+        a.port = vsock_listener_addr(l)->port;
+        vsock_conn *c, *srv;
+        assert_int_equal(vsock_dial_addr(&a, 5000, -1, &c), 0);
+        assert_int_equal(vsock_accept(l, 5000, &srv), 0);
+        assert_int_equal(vsock_conn_shutdown_write(c), 0);
+        assert_false(io_peer_gone(vsock_conn_fd(srv)));
+        /* TCP's close is a FIN like a half-close: documented as unknowable
+         * without sending data. */
+        vsock_conn_close(c);
+        assert_false(io_peer_gone(vsock_conn_fd(srv)));
+        vsock_conn_close(srv);
+        vsock_listener_close(l);
+}
+
 /* ---- listen_addr contract ---------------------------------------------- */
 
 static void test_listen_mux_refused(void **state) {
@@ -632,6 +665,8 @@ int main(void) {
                 cmocka_unit_test(test_tcp_ipv4),
                 cmocka_unit_test(test_tcp_ipv6),
                 cmocka_unit_test(test_tcp_localhost_name),
+                cmocka_unit_test(test_peer_gone_unix),
+                cmocka_unit_test(test_peer_gone_tcp),
                 cmocka_unit_test(test_listen_mux_refused),
                 cmocka_unit_test(test_vsock_local_cid),
                 cmocka_unit_test(test_vsock_listen),
