@@ -12,6 +12,7 @@
 #include <vsock/msg.h>
 
 #include "agent/ops.h"
+#include "lib/ext_msg.h"
 #include "common/buf.h"
 #include "common/io.h"
 #include "common/log.h"
@@ -59,6 +60,12 @@ struct session {
         struct session *prev, *next;
 };
 
+/* Never called: the dispatch drops frames of a .drop handler. */
+static int session_drop_frame(struct session *s, uint8_t type, uint8_t *payload, uint32_t len) {
+        free(payload);
+        return -EPROTO;
+}
+
 static const struct session_handler agent_handlers[SESSION_HANDLER_TYPES] = {
         [VSOCK_MSG_EXEC] = { .start = exec_start, .reply = true },
         [VSOCK_MSG_EXEC_STREAM] = { .start = exec_start, .reply = true },
@@ -69,6 +76,9 @@ static const struct session_handler agent_handlers[SESSION_HANDLER_TYPES] = {
                                    .streamed_min = SESSION_STREAM_MIN, .reply = true },
         [VSOCK_MSG_READ_FILE] = { .start = fileop_start, .reply = true },
         [VSOCK_MSG_LIST_FILES] = { .start = fileop_start, .reply = true },
+        [EXT_MSG_CREDIT] = { .start = session_drop_frame, .drop = true },
+        [EXT_MSG_FILE_GET] = { .start = fileget_start, .reply = true, .frames = true },
+        [EXT_MSG_FILE_PUT] = { .start = fileput_start, .reply = true, .frames = true },
 };
 
 /* One read buffer for all sessions: the loop is single-threaded, and
@@ -131,7 +141,7 @@ static bool input_wanted(const struct session *s) {
                 return true; /* a request body, or a raw stream */
         /* A request/response operation takes nothing after its request:
          * what follows is the next request, read once it is done. */
-        return !s->handler->reply;
+        return !s->handler->reply || s->handler->frames;
 }
 
 /* While our write side is open, a hang-up means the host is gone. Once it
@@ -502,10 +512,14 @@ static const struct session_handler *handler_for(const struct session *s, uint8_
 
 /* A complete request: start what it asks for. The one dispatch point. */
 static void session_dispatch(struct session *s, uint8_t type, uint8_t *payload, uint32_t len) {
+        const struct session_handler *h = handler_for(s, type);
+        if (h && h->drop) {
+                free(payload);
+                return;
+        }
         timer_disarm(&s->timer);
         const char *name = vsock_msg_type_name(type);
         log_debug("session %llu: request %s (%u bytes)", sid(s), name ? name : "?", len);
-        const struct session_handler *h = handler_for(s, type);
         if (!h) {
                 log_warn("session %llu: unexpected first message type %u (%s), closing", sid(s), type,
                          name ? name : "unknown");
@@ -597,6 +611,8 @@ static void session_feed(struct session *s, const uint8_t *data, size_t len) {
                                 request_header(s, type, flen);
                         else if (flen > SESSION_MAX_PAYLOAD_AFTER)
                                 frame_error(s, -EMSGSIZE);
+                        else if (s->ops->header && (r = s->ops->header(s->op, type, flen)) < 0)
+                                frame_error(s, r);
                 } else if (r == VSOCK_DECODER_FRAME)
                         frame_ready(s);
                 else if (r < 0)

@@ -31,6 +31,11 @@ int client_read_reply(vsock_conn *c, struct vsock_call *call, uint8_t *ret_type,
  * with the type named in the diagnostics. */
 int client_unexpected_frame(struct vsock_call *call, uint8_t type, const char *waiting_for);
 
+/* An extension Error frame (PROTOCOL.md 2.3): VSOCK_E_REMOTE with the
+ * agent's errno (or the one its code names: ECHECKSUM is EBADMSG, ELIMIT
+ * E2BIG), its message in call->remote_error. */
+int client_ext_error(struct vsock_call *call, const void *data, size_t len);
+
 /* Finish a failed operation: the connection is spent, so shut it down in
  * both directions (the agent sees the disconnect and kills what it runs).
  * Returns @rc. */

@@ -1,0 +1,414 @@
+/* Streaming files (PROTOCOL.md 2.5): vsock_file_get and vsock_file_put,
+ * blocking, on one connection, with the credit rules of flow.c. The
+ * receiver (a download) grants credit back as it writes the bytes out;
+ * the sender (an upload) reads its source only as far as its credit, and
+ * looks for the agent's frames (Credit, an Error) between Data frames
+ * without blocking, so a failed upload stops at once. */
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "client-internal.h"
+#include "common/io.h"
+#include "common/macro.h"
+#include "common/sha256.h"
+#include "ext_msg.h"
+#include "flow.h"
+#include "vsock/error.h"
+#include "vsock/frame.h"
+
+/* The window a download grants: the agent's window_max. */
+#define GET_WINDOW (2u * 1024 * 1024)
+/* Largest JSON frame of a stream (StreamStart, Done, Error). */
+#define JSON_FRAME_MAX (64u * 1024)
+
+static int errno_from_code(const char *code) {
+        static const struct {
+                const char *code;
+                int err;
+        } ours[] = { { "ECHECKSUM", EBADMSG }, { "ELIMIT", E2BIG }, { "EPROTO", EPROTO }, { "ENOSYS", ENOSYS } };
+        for (size_t i = 0; i < ARRAY_SIZE(ours); i++)
+                if (strcmp(code, ours[i].code) == 0)
+                        return ours[i].err;
+        for (int e = 1; e < 134; e++) {
+                const char *n = strerrorname_np(e);
+                if (n && strcmp(n, code) == 0)
+                        return e;
+        }
+        return EIO;
+}
+
+int client_ext_error(struct vsock_call *call, const void *data, size_t len) {
+        struct ext_error e;
+        const char *why = NULL;
+        int r = ext_error_decode(data, len, &e, &why);
+        if (r < 0) {
+                client_diag(call, "Error frame: %s", why ? why : "malformed");
+                return VSOCK_ERR(VSOCK_E_DECODE, EPROTO);
+        }
+        client_diag(call, "%s", e.message);
+        int err = e.err > 0 && e.err < 0xffff ? e.err : errno_from_code(e.code);
+        if (strcmp(e.code, "ECHECKSUM") == 0)
+                err = EBADMSG;
+        ext_error_clear(&e);
+        return VSOCK_ERR(VSOCK_E_REMOTE, err);
+}
+
+/* Read one frame of a stream into @buf (@size bytes). */
+static int read_frame(vsock_conn *c, struct vsock_call *call, uint8_t *ret_type, uint8_t *buf, size_t size,
+                      uint32_t *ret_len) {
+        int r = vsock_read_message_into(c, ret_type, buf, size, ret_len);
+        if (r >= 0)
+                return 0;
+        if (vsock_err_kind(r) == VSOCK_E_READ_RESPONSE_HEADER && vsock_err_errno(r) == EPIPE) {
+                client_diag(call, "agent closed the connection in the middle of the stream");
+                return VSOCK_ERR(VSOCK_E_CLOSED, EPIPE);
+        }
+        return r;
+}
+
+static int send_json(vsock_conn *c, uint8_t type, const struct ext_shape *shape, const void *msg) {
+        struct buf out = BUF_INIT(0);
+        int r = ext_encode(shape, msg, &out);
+        if (r >= 0)
+                r = vsock_write_message(c, type, buf_head(&out), buf_size(&out));
+        buf_free(&out);
+        return r;
+}
+
+/* Hash the first @n bytes of @fd into @sha. */
+static int hash_fd_prefix(int fd, uint64_t n, uint8_t *tmp, size_t size, struct sha256 *sha) {
+        for (uint64_t off = 0; off < n;) {
+                ssize_t k = pread(fd, tmp, (size_t) MIN((uint64_t) size, n - off), (off_t) off);
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k < 0)
+                        return -errno;
+                if (k == 0)
+                        return -EINVAL; /* fewer bytes than claimed */
+                sha256_update(sha, tmp, (size_t) k);
+                off += (uint64_t) k;
+        }
+        return 0;
+}
+
+static void stat_from_ext(const struct ext_stat *s, struct vsock_file_stat *ret) {
+        *ret = (struct vsock_file_stat) {
+                .size = (uint64_t) s->size,
+                .mode = (mode_t) s->mode,
+                .uid = s->uid,
+                .gid = s->gid,
+                .mtime_ns = s->mtime_ns,
+                .atime_ns = s->atime_ns,
+        };
+}
+
+/* A JSON frame the stream expects: @want, or an Error (its code). */
+static int expect_json(struct vsock_call *call, uint8_t type, const uint8_t *data, uint32_t len, uint8_t want,
+                       const struct ext_shape *shape, void *ret, const char *name) {
+        if (type == EXT_MSG_ERROR)
+                return client_ext_error(call, data, len);
+        if (type != want)
+                return client_unexpected_frame(call, type, name);
+        const char *why = NULL;
+        int r = ext_decode(shape, data, len, ret, &why);
+        if (r < 0) {
+                client_diag(call, "%s: %s", name, why ? why : "malformed");
+                return VSOCK_ERR(VSOCK_E_DECODE, EPROTO);
+        }
+        return 0;
+}
+
+/* The stream's end: Done against what we counted and hashed. */
+static int check_done(struct vsock_call *call, const struct ext_done *d, uint64_t size, struct sha256 *sha,
+                      char hex[SHA256_HEX_SIZE]) {
+        uint8_t digest[SHA256_DIGEST_SIZE];
+        sha256_final(sha, digest);
+        sha256_to_hex(digest, hex);
+        if (d->size < 0 || (uint64_t) d->size != size || !d->sha256 || strcmp(d->sha256, hex) != 0) {
+                client_diag(call, "checksum mismatch: the agent reports %lld bytes with SHA-256 %s, we have %llu with %s",
+                            (long long) d->size, d->sha256 ? d->sha256 : "", (unsigned long long) size, hex);
+                return VSOCK_ERR(VSOCK_E_PROTOCOL, EBADMSG);
+        }
+        return 0;
+}
+
+/* ---- download ------------------------------------------------------------ */
+
+static int get_stream(vsock_conn *c, const struct vsock_file_get_opts *o, struct vsock_call *call, uint8_t *buf,
+                      struct sha256 *sha, struct vsock_file_get_result *res) {
+        struct flow_recv fl;
+        (void) flow_recv_init(&fl, GET_WINDOW, VSOCK_XFER_DATA_MAX);
+        uint64_t total = res->stat.size > o->offset ? res->stat.size - o->offset : 0;
+        if (o->length > 0 && o->length < total)
+                total = o->length;
+        for (;;) {
+                uint8_t type;
+                uint32_t n;
+                int r = read_frame(c, call, &type, buf, VSOCK_XFER_DATA_MAX, &n);
+                if (r < 0)
+                        return r;
+                if (type == EXT_MSG_ERROR)
+                        return client_ext_error(call, buf, n);
+                if (type != EXT_MSG_DATA)
+                        return client_unexpected_frame(call, type, "Data");
+                if (flow_recv_data(&fl, n) < 0) {
+                        client_diag(call, "the agent sent %u bytes past its credit", n);
+                        return VSOCK_ERR(VSOCK_E_PROTOCOL, EPROTO);
+                }
+                if (n == 0)
+                        break;
+                r = o->fd >= 0 ? io_write_all(o->fd, buf, n, 0, -1) : o->sink(o->userdata, buf, n);
+                if (r < 0)
+                        return r;
+                sha256_update(sha, buf, n);
+                res->received += n;
+                if (o->progress)
+                        o->progress(o->userdata, res->received, total);
+                uint32_t grant = flow_recv_consumed(&fl, n);
+                if (grant > 0) {
+                        uint8_t p[EXT_CREDIT_SIZE];
+                        ext_credit_encode(grant, p);
+                        r = vsock_write_message(c, EXT_MSG_CREDIT, p, sizeof p);
+                        if (r < 0)
+                                return r;
+                }
+        }
+        uint8_t type;
+        uint32_t n;
+        int r = read_frame(c, call, &type, buf, VSOCK_XFER_DATA_MAX, &n);
+        if (r < 0)
+                return r;
+        struct ext_done d;
+        r = expect_json(call, type, buf, n, EXT_MSG_DONE, &ext_done_shape, &d, "Done");
+        if (r < 0)
+                return r;
+        /* Done's size counts the bytes sent; the digest covers the prefix too. */
+        r = check_done(call, &d, res->received, sha, res->sha256);
+        ext_done_clear(&d);
+        return r;
+}
+
+int vsock_file_get(vsock_conn *c, const char *path, const struct vsock_file_get_opts *o, struct vsock_call *call,
+                   struct vsock_file_get_result *ret) {
+        struct vsock_call fallback;
+        call = client_call_resolve(call, &fallback);
+        if (!c || !path || !o || !ret || (o->fd < 0 && !o->sink) || (o->offset > 0 && o->fd < 0) ||
+            o->offset > INT64_MAX || o->length > INT64_MAX)
+                return -EINVAL;
+        client_call_apply(c, call);
+        _cleanup_free_ uint8_t *buf = malloc(VSOCK_XFER_DATA_MAX);
+        if (!buf)
+                return -ENOMEM;
+        struct sha256 sha;
+        sha256_init(&sha);
+        int r = 0;
+        if (o->offset > 0) {
+                r = hash_fd_prefix(o->fd, o->offset, buf, VSOCK_XFER_DATA_MAX, &sha);
+                if (r >= 0 && lseek(o->fd, (off_t) o->offset, SEEK_SET) < 0)
+                        r = -errno;
+                if (r < 0)
+                        return r;
+        }
+        struct ext_file_get req = {
+                .path = (char *) path,
+                .offset = (int64_t) o->offset,
+                .length = (int64_t) o->length,
+                .window = GET_WINDOW,
+        };
+        r = send_json(c, EXT_MSG_FILE_GET, &ext_file_get_shape, &req);
+        if (r < 0)
+                return client_fail(c, r);
+
+        uint8_t type;
+        uint32_t n;
+        r = read_frame(c, call, &type, buf, JSON_FRAME_MAX, &n);
+        if (r < 0)
+                return client_fail(c, r);
+        struct ext_stream_start ss;
+        r = expect_json(call, type, buf, n, EXT_MSG_STREAM_START, &ext_stream_start_shape, &ss, "StreamStart");
+        if (r < 0)
+                /* An Error before the stream leaves the connection usable. */
+                return type == EXT_MSG_ERROR && vsock_err_errno(r) != EPROTO ? r : client_fail(c, r);
+        struct vsock_file_get_result res = {};
+        stat_from_ext(&ss.stat, &res.stat);
+        ext_stream_start_clear(&ss);
+        r = get_stream(c, o, call, buf, &sha, &res);
+        if (r < 0)
+                return client_fail(c, r);
+        *ret = res;
+        return 0;
+}
+
+/* ---- upload ---------------------------------------------------------------- */
+
+/* Read up to @n bytes of the source at @pos. */
+static ssize_t put_read(const struct vsock_file_put_opts *o, void *buf, size_t n, uint64_t pos) {
+        if (o->fd < 0)
+                return o->source(o->userdata, buf, n);
+        for (;;) {
+                ssize_t k = pread(o->fd, buf, n, (off_t) pos);
+                if (k >= 0 || errno != EINTR)
+                        return k < 0 ? -errno : k;
+        }
+}
+
+/* The agent's frames while sending: Credit adds to @fl; an Error ends the
+ * upload. With @block, wait for one; else only take what is there. */
+static int put_poll(vsock_conn *c, struct vsock_call *call, struct flow_send *fl, uint8_t *buf, bool block) {
+        for (;;) {
+                if (!block) {
+                        struct pollfd p = { .fd = vsock_conn_fd(c), .events = POLLIN };
+                        if (poll(&p, 1, 0) <= 0)
+                                return 0;
+                }
+                uint8_t type;
+                uint32_t n;
+                int r = read_frame(c, call, &type, buf, JSON_FRAME_MAX, &n);
+                if (r < 0)
+                        return r;
+                if (type == EXT_MSG_ERROR)
+                        return client_ext_error(call, buf, n);
+                if (type != EXT_MSG_CREDIT)
+                        return client_unexpected_frame(call, type, "Credit");
+                uint32_t grant;
+                const char *why = NULL;
+                r = ext_credit_decode(buf, n, &grant, &why);
+                if (r >= 0)
+                        r = flow_send_credit(fl, grant);
+                if (r < 0) {
+                        client_diag(call, "Credit: %s", why ? why : "past the window");
+                        return VSOCK_ERR(VSOCK_E_PROTOCOL, EPROTO);
+                }
+                block = false;
+        }
+}
+
+/* A write failed: the agent may have said why before it closed. */
+static int put_write_failed(vsock_conn *c, struct vsock_call *call, struct flow_send *fl, uint8_t *buf, int r) {
+        int why = put_poll(c, call, fl, buf, false);
+        return why < 0 && vsock_err_kind(why) == VSOCK_E_REMOTE ? why : r;
+}
+
+static int put_stream(vsock_conn *c, const struct vsock_file_put_opts *o, struct vsock_call *call, uint8_t *buf,
+                      const struct ext_stream_start *ss, struct vsock_file_put_result *res) {
+        struct sha256 sha;
+        sha256_init(&sha);
+        uint64_t pos = 0, offset = (uint64_t) ss->offset;
+        /* The agent's digest covers the whole file: hash what it kept. */
+        while (pos < offset) {
+                ssize_t k = put_read(o, buf, (size_t) MIN((uint64_t) VSOCK_XFER_DATA_MAX, offset - pos), pos);
+                if (k < 0)
+                        return (int) k;
+                if (k == 0) {
+                        client_diag(call, "the agent holds %llu bytes of this upload, the source has only %llu",
+                                    (unsigned long long) offset, (unsigned long long) pos);
+                        return -EINVAL;
+                }
+                sha256_update(&sha, buf, (size_t) k);
+                pos += (uint64_t) k;
+        }
+        struct flow_send fl;
+        if (ss->window == 0 || flow_send_init(&fl, ss->window, ss->window, VSOCK_XFER_DATA_MAX) < 0) {
+                client_diag(call, "StreamStart without a window");
+                return VSOCK_ERR(VSOCK_E_PROTOCOL, EPROTO);
+        }
+        uint64_t total = o->size >= 0 ? (uint64_t) o->size : 0;
+        for (;;) {
+                int r = put_poll(c, call, &fl, buf, flow_send_room(&fl) == 0);
+                if (r < 0)
+                        return r;
+                size_t room = flow_send_room(&fl);
+                ssize_t k = put_read(o, buf, room, pos);
+                if (k < 0)
+                        return (int) k;
+                r = vsock_write_message(c, EXT_MSG_DATA, buf, (size_t) k);
+                if (r < 0)
+                        return put_write_failed(c, call, &fl, buf, r);
+                (void) flow_send_sent(&fl, (size_t) k);
+                if (k == 0)
+                        break;
+                sha256_update(&sha, buf, (size_t) k);
+                pos += (uint64_t) k;
+                if (o->progress)
+                        o->progress(o->userdata, pos, total);
+        }
+        uint8_t digest[SHA256_DIGEST_SIZE];
+        sha256_final(&sha, digest);
+        sha256_to_hex(digest, res->sha256);
+        struct ext_done mine = { .size = (int64_t) pos, .sha256 = res->sha256 };
+        int r = send_json(c, EXT_MSG_DONE, &ext_done_shape, &mine);
+        if (r < 0)
+                return put_write_failed(c, call, &fl, buf, r);
+        for (;;) {
+                uint8_t type;
+                uint32_t n;
+                r = read_frame(c, call, &type, buf, JSON_FRAME_MAX, &n);
+                if (r < 0)
+                        return r;
+                if (type == EXT_MSG_CREDIT)
+                        continue; /* late credit for the last bytes */
+                struct ext_done d;
+                r = expect_json(call, type, buf, n, EXT_MSG_DONE, &ext_done_shape, &d, "Done");
+                if (r < 0)
+                        return r;
+                bool same = d.size == (int64_t) pos && d.sha256 && strcmp(d.sha256, res->sha256) == 0;
+                ext_done_clear(&d);
+                if (!same) {
+                        client_diag(call, "the agent's Done does not match what was sent");
+                        return VSOCK_ERR(VSOCK_E_PROTOCOL, EBADMSG);
+                }
+                res->offset = offset;
+                res->size = pos;
+                return 0;
+        }
+}
+
+int vsock_file_put(vsock_conn *c, const char *path, const struct vsock_file_put_opts *o, struct vsock_call *call,
+                   struct vsock_file_put_result *ret) {
+        struct vsock_call fallback;
+        call = client_call_resolve(call, &fallback);
+        if (!c || !path || !o || !ret || (o->fd < 0 && !o->source) || (o->resume && !o->upload_id) ||
+            o->mode > 07777)
+                return -EINVAL;
+        client_call_apply(c, call);
+        struct vsock_file_put_opts opts = *o;
+        struct stat st;
+        if (opts.size < 0 && opts.fd >= 0 && fstat(opts.fd, &st) == 0 && S_ISREG(st.st_mode))
+                opts.size = st.st_size;
+        _cleanup_free_ uint8_t *buf = malloc(VSOCK_XFER_DATA_MAX);
+        if (!buf)
+                return -ENOMEM;
+        struct ext_file_put req = {
+                .path = (char *) path,
+                .mode = opts.mode < 0 ? EXT_UNSET_MODE : (uint32_t) opts.mode,
+                .uid = opts.uid < 0 ? EXT_UNSET_ID : opts.uid,
+                .gid = opts.gid < 0 ? EXT_UNSET_ID : opts.gid,
+                .mtime_ns = opts.mtime_ns,
+                .size = opts.size < 0 ? EXT_UNSET_SIZE : opts.size,
+                .upload_id = (char *) opts.upload_id,
+                .resume = opts.resume,
+        };
+        int r = send_json(c, EXT_MSG_FILE_PUT, &ext_file_put_shape, &req);
+        if (r < 0)
+                return client_fail(c, r);
+        uint8_t type;
+        uint32_t n;
+        r = read_frame(c, call, &type, buf, JSON_FRAME_MAX, &n);
+        if (r < 0)
+                return client_fail(c, r);
+        struct ext_stream_start ss;
+        r = expect_json(call, type, buf, n, EXT_MSG_STREAM_START, &ext_stream_start_shape, &ss, "StreamStart");
+        if (r < 0)
+                return type == EXT_MSG_ERROR && vsock_err_errno(r) != EPROTO ? r : client_fail(c, r);
+        struct vsock_file_put_result res = {};
+        r = ss.offset < 0 ? VSOCK_ERR(VSOCK_E_PROTOCOL, EPROTO) : put_stream(c, &opts, call, buf, &ss, &res);
+        ext_stream_start_clear(&ss);
+        if (r < 0)
+                return client_fail(c, r);
+        *ret = res;
+        return 0;
+}
