@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "agent/ext.h"
 #include "agent/loop.h"
 
 struct session;
@@ -49,6 +50,8 @@ struct agent {
         /* What each request type starts, indexed by message type (see
          * session.h); NULL: the agent's own table. */
         const struct session_handler *handlers;
+        /* The guest kernel's boot id, read once at start (HelloReply). */
+        char boot_id[EXT_BOOT_ID_SIZE];
 };
 
 /* Whether @pid is a process this agent started and has not reaped yet

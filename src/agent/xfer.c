@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "agent/ext.h"
 #include "agent/session.h"
 #include "common/log.h"
 #include "common/macro.h"
@@ -16,19 +17,11 @@ void xfer_fail(struct session *s, bool fatal, const char *code, int err, const c
         va_start(ap, fmt);
         (void) vsnprintf(msg, sizeof msg, fmt, ap);
         va_end(ap);
-        const char *name = code ? code : strerrorname_np(err);
-        struct ext_error e = {
-                .code = (char *) (name ? name : "EIO"),
-                .err = code ? 0 : err,
-                .message = msg,
-        };
-        log_debug("session %llu: error %s: %s", (unsigned long long) session_id(s), e.code, msg);
-        struct buf *out = session_encode_begin(s, EXT_MSG_ERROR);
-        if (out)
-                session_encode_end(s, ext_error_encode(&e, out));
-        if (fatal)
-                session_shutdown_write(s);
-        session_finish(s);
+        (void) ext_error_send(s, code, code ? 0 : err, NULL, "%s", msg);
+        if (fatal || (code && strcmp(code, "EPROTO") == 0))
+                session_finish_close(s);
+        else
+                session_finish(s);
 }
 
 int xfer_stat_fill(const struct stat *st, const char *path, struct ext_stat *ret) {
@@ -71,4 +64,11 @@ int xfer_send_done(struct session *s, uint64_t size, struct sha256 *sha, int64_t
         sha256_to_hex(digest, hex);
         struct ext_done d = { .size = (int64_t) size, .sha256 = hex, .entries = entries, .skipped = skipped };
         return xfer_send_json(s, EXT_MSG_DONE, done_encode, &d);
+}
+
+int xfer_stray_start(struct session *s, uint8_t type, uint8_t *payload, uint32_t len) {
+        free(payload);
+        ext_error_finish(s, "EPROTO", 0, NULL, "%s frame of %u bytes outside a stream",
+                         type == EXT_MSG_DATA ? "Data" : "Done", len);
+        return 0;
 }

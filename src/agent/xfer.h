@@ -11,22 +11,22 @@
 #include <stdint.h>
 #include <sys/stat.h>
 
+#include "agent/ext.h"
 #include "lib/ext_msg.h"
 #include "common/sha256.h"
 
 struct session;
 
-/* PROTOCOL.md 2.9. */
-#define XFER_DATA_MAX (256u * 1024)             /* largest Data payload, both ways */
-#define XFER_WINDOW_MAX (2u * 1024 * 1024)      /* largest window a host may grant */
-#define XFER_PUT_WINDOW (1u * 1024 * 1024)      /* the agent's own upload window */
-#define XFER_PARTIAL_KEEP_S 3600u               /* a resumable upload's partial file */
+/* PROTOCOL.md 2.9 (ext.h announces them). */
+#define XFER_DATA_MAX EXT_LIMIT_DATA_MAX                /* largest Data payload, both ways */
+#define XFER_WINDOW_MAX EXT_LIMIT_WINDOW_MAX            /* largest window a host may grant */
+#define XFER_PUT_WINDOW (1u * 1024 * 1024)              /* the agent's own upload window */
+#define XFER_PARTIAL_KEEP_S EXT_LIMIT_PARTIAL_KEEP_S    /* a resumable upload's partial file */
 
-/* Queue an Error frame: code = the errno's name (or @code when not NULL:
- * "ECHECKSUM", "ELIMIT", "EPROTO"), errno = @err when @code is NULL,
- * message from @fmt. With @fatal the connection ends after it (queue
- * drained, write side shut); else the connection reads the next request.
- * Either way the operation is finished (session_finish). */
+/* Queue an Error frame (ext_error_send(): @code, or the errno name of
+ * @err) and finish the operation. With @fatal, or code EPROTO, the
+ * connection ends after it (session_finish_close); else it reads the next
+ * request. */
 void xfer_fail(struct session *s, bool fatal, const char *code, int err, const char *fmt, ...)
         __attribute__((format(printf, 5, 6)));
 
@@ -40,3 +40,7 @@ int xfer_send_done(struct session *s, uint64_t size, struct sha256 *sha, int64_t
 
 /* Queue a JSON extension frame of @type encoded by @encode from @msg. */
 int xfer_send_json(struct session *s, uint8_t type, int (*encode)(const void *msg, struct buf *out), const void *msg);
+
+/* Data or Done where a request belongs (no stream is open): Error EPROTO,
+ * and the connection closes. A session handler (.start). */
+int xfer_stray_start(struct session *s, uint8_t type, uint8_t *payload, uint32_t len);

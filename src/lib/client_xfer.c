@@ -22,40 +22,12 @@
 
 /* The window a download grants: the agent's window_max. */
 #define GET_WINDOW (2u * 1024 * 1024)
+/* What this host takes at most, whatever an agent announces. */
+#define VSOCK_XFER_DATA_MAX_HOST (1u * 1024 * 1024)
+#define GET_WINDOW_HOST (16u * 1024 * 1024)
+#define BUF_SIZE VSOCK_XFER_DATA_MAX_HOST
 /* Largest JSON frame of a stream (StreamStart, Done, Error). */
 #define JSON_FRAME_MAX (64u * 1024)
-
-static int errno_from_code(const char *code) {
-        static const struct {
-                const char *code;
-                int err;
-        } ours[] = { { "ECHECKSUM", EBADMSG }, { "ELIMIT", E2BIG }, { "EPROTO", EPROTO }, { "ENOSYS", ENOSYS } };
-        for (size_t i = 0; i < ARRAY_SIZE(ours); i++)
-                if (strcmp(code, ours[i].code) == 0)
-                        return ours[i].err;
-        for (int e = 1; e < 134; e++) {
-                const char *n = strerrorname_np(e);
-                if (n && strcmp(n, code) == 0)
-                        return e;
-        }
-        return EIO;
-}
-
-int client_ext_error(struct vsock_call *call, const void *data, size_t len) {
-        struct ext_error e;
-        const char *why = NULL;
-        int r = ext_error_decode(data, len, &e, &why);
-        if (r < 0) {
-                client_diag(call, "Error frame: %s", why ? why : "malformed");
-                return VSOCK_ERR(VSOCK_E_DECODE, EPROTO);
-        }
-        client_diag(call, "%s", e.message);
-        int err = e.err > 0 && e.err < 0xffff ? e.err : errno_from_code(e.code);
-        if (strcmp(e.code, "ECHECKSUM") == 0)
-                err = EBADMSG;
-        ext_error_clear(&e);
-        return VSOCK_ERR(VSOCK_E_REMOTE, err);
-}
 
 /* Read one frame of a stream into @buf (@size bytes). */
 static int read_frame(vsock_conn *c, struct vsock_call *call, uint8_t *ret_type, uint8_t *buf, size_t size,
@@ -68,6 +40,16 @@ static int read_frame(vsock_conn *c, struct vsock_call *call, uint8_t *ret_type,
                 return VSOCK_ERR(VSOCK_E_CLOSED, EPIPE);
         }
         return r;
+}
+
+/* The agent's limits for this stream: its Data payloads and the window
+ * it takes (our defaults when the connection has no caps). */
+static void stream_limits(const vsock_conn *c, uint32_t *ret_data_max, uint32_t *ret_window) {
+        const struct vsock_caps *caps = client_ext_caps(c);
+        uint32_t dm = caps && caps->limits.data_max ? caps->limits.data_max : VSOCK_XFER_DATA_MAX;
+        uint32_t w = caps && caps->limits.window_max ? caps->limits.window_max : GET_WINDOW;
+        *ret_data_max = MIN(dm, VSOCK_XFER_DATA_MAX_HOST);
+        *ret_window = MIN(w, GET_WINDOW_HOST);
 }
 
 static int send_json(vsock_conn *c, uint8_t type, const struct ext_shape *shape, const void *msg) {
@@ -131,7 +113,7 @@ static int check_done(struct vsock_call *call, const struct ext_done *d, uint64_
         if (d->size < 0 || (uint64_t) d->size != size || !d->sha256 || strcmp(d->sha256, hex) != 0) {
                 client_diag(call, "checksum mismatch: the agent reports %lld bytes with SHA-256 %s, we have %llu with %s",
                             (long long) d->size, d->sha256 ? d->sha256 : "", (unsigned long long) size, hex);
-                return VSOCK_ERR(VSOCK_E_PROTOCOL, EBADMSG);
+                return VSOCK_ERR(VSOCK_E_CHECKSUM, EBADMSG);
         }
         return 0;
 }
@@ -139,16 +121,18 @@ static int check_done(struct vsock_call *call, const struct ext_done *d, uint64_
 /* ---- download ------------------------------------------------------------ */
 
 static int get_stream(vsock_conn *c, const struct vsock_file_get_opts *o, struct vsock_call *call, uint8_t *buf,
-                      struct sha256 *sha, struct vsock_file_get_result *res) {
+                      uint32_t window, struct sha256 *sha, struct vsock_file_get_result *res) {
+        uint32_t data_max, unused;
+        stream_limits(c, &data_max, &unused);
         struct flow_recv fl;
-        (void) flow_recv_init(&fl, GET_WINDOW, VSOCK_XFER_DATA_MAX);
+        (void) flow_recv_init(&fl, window, data_max);
         uint64_t total = res->stat.size > o->offset ? res->stat.size - o->offset : 0;
         if (o->length > 0 && o->length < total)
                 total = o->length;
         for (;;) {
                 uint8_t type;
                 uint32_t n;
-                int r = read_frame(c, call, &type, buf, VSOCK_XFER_DATA_MAX, &n);
+                int r = read_frame(c, call, &type, buf, BUF_SIZE, &n);
                 if (r < 0)
                         return r;
                 if (type == EXT_MSG_ERROR)
@@ -179,7 +163,7 @@ static int get_stream(vsock_conn *c, const struct vsock_file_get_opts *o, struct
         }
         uint8_t type;
         uint32_t n;
-        int r = read_frame(c, call, &type, buf, VSOCK_XFER_DATA_MAX, &n);
+        int r = read_frame(c, call, &type, buf, JSON_FRAME_MAX, &n);
         if (r < 0)
                 return r;
         struct ext_done d;
@@ -200,26 +184,29 @@ int vsock_file_get(vsock_conn *c, const char *path, const struct vsock_file_get_
             o->offset > INT64_MAX || o->length > INT64_MAX)
                 return -EINVAL;
         client_call_apply(c, call);
-        _cleanup_free_ uint8_t *buf = malloc(VSOCK_XFER_DATA_MAX);
+        _cleanup_free_ uint8_t *buf = malloc(BUF_SIZE);
         if (!buf)
                 return -ENOMEM;
         struct sha256 sha;
         sha256_init(&sha);
         int r = 0;
         if (o->offset > 0) {
-                r = hash_fd_prefix(o->fd, o->offset, buf, VSOCK_XFER_DATA_MAX, &sha);
+                r = hash_fd_prefix(o->fd, o->offset, buf, BUF_SIZE, &sha);
                 if (r >= 0 && lseek(o->fd, (off_t) o->offset, SEEK_SET) < 0)
                         r = -errno;
                 if (r < 0)
                         return r;
         }
+        /* Before Hello the agent's window_max is not known: ours. */
+        uint32_t data_max, window;
+        stream_limits(c, &data_max, &window);
         struct ext_file_get req = {
                 .path = (char *) path,
                 .offset = (int64_t) o->offset,
                 .length = (int64_t) o->length,
-                .window = GET_WINDOW,
+                .window = window,
         };
-        r = send_json(c, EXT_MSG_FILE_GET, &ext_file_get_shape, &req);
+        r = client_ext_send_msg(c, VSOCK_FEATURE_FILE_GET, EXT_MSG_FILE_GET, &ext_file_get_shape, &req, call);
         if (r < 0)
                 return client_fail(c, r);
 
@@ -232,11 +219,11 @@ int vsock_file_get(vsock_conn *c, const char *path, const struct vsock_file_get_
         r = expect_json(call, type, buf, n, EXT_MSG_STREAM_START, &ext_stream_start_shape, &ss, "StreamStart");
         if (r < 0)
                 /* An Error before the stream leaves the connection usable. */
-                return type == EXT_MSG_ERROR && vsock_err_errno(r) != EPROTO ? r : client_fail(c, r);
+                return type == EXT_MSG_ERROR && vsock_err_kind(r) != VSOCK_E_PROTOCOL ? r : client_fail(c, r);
         struct vsock_file_get_result res = {};
         stat_from_ext(&ss.stat, &res.stat);
         ext_stream_start_clear(&ss);
-        r = get_stream(c, o, call, buf, &sha, &res);
+        r = get_stream(c, o, call, buf, window, &sha, &res);
         if (r < 0)
                 return client_fail(c, r);
         *ret = res;
@@ -300,7 +287,7 @@ static int put_stream(vsock_conn *c, const struct vsock_file_put_opts *o, struct
         uint64_t pos = 0, offset = (uint64_t) ss->offset;
         /* The agent's digest covers the whole file: hash what it kept. */
         while (pos < offset) {
-                ssize_t k = put_read(o, buf, (size_t) MIN((uint64_t) VSOCK_XFER_DATA_MAX, offset - pos), pos);
+                ssize_t k = put_read(o, buf, (size_t) MIN((uint64_t) BUF_SIZE, offset - pos), pos);
                 if (k < 0)
                         return (int) k;
                 if (k == 0) {
@@ -311,8 +298,10 @@ static int put_stream(vsock_conn *c, const struct vsock_file_put_opts *o, struct
                 sha256_update(&sha, buf, (size_t) k);
                 pos += (uint64_t) k;
         }
+        uint32_t data_max, unused;
+        stream_limits(c, &data_max, &unused);
         struct flow_send fl;
-        if (ss->window == 0 || flow_send_init(&fl, ss->window, ss->window, VSOCK_XFER_DATA_MAX) < 0) {
+        if (ss->window == 0 || flow_send_init(&fl, ss->window, ss->window, data_max) < 0) {
                 client_diag(call, "StreamStart without a window");
                 return VSOCK_ERR(VSOCK_E_PROTOCOL, EPROTO);
         }
@@ -359,7 +348,7 @@ static int put_stream(vsock_conn *c, const struct vsock_file_put_opts *o, struct
                 ext_done_clear(&d);
                 if (!same) {
                         client_diag(call, "the agent's Done does not match what was sent");
-                        return VSOCK_ERR(VSOCK_E_PROTOCOL, EBADMSG);
+                        return VSOCK_ERR(VSOCK_E_CHECKSUM, EBADMSG);
                 }
                 res->offset = offset;
                 res->size = pos;
@@ -379,7 +368,7 @@ int vsock_file_put(vsock_conn *c, const char *path, const struct vsock_file_put_
         struct stat st;
         if (opts.size < 0 && opts.fd >= 0 && fstat(opts.fd, &st) == 0 && S_ISREG(st.st_mode))
                 opts.size = st.st_size;
-        _cleanup_free_ uint8_t *buf = malloc(VSOCK_XFER_DATA_MAX);
+        _cleanup_free_ uint8_t *buf = malloc(BUF_SIZE);
         if (!buf)
                 return -ENOMEM;
         struct ext_file_put req = {
@@ -392,7 +381,7 @@ int vsock_file_put(vsock_conn *c, const char *path, const struct vsock_file_put_
                 .upload_id = (char *) opts.upload_id,
                 .resume = opts.resume,
         };
-        int r = send_json(c, EXT_MSG_FILE_PUT, &ext_file_put_shape, &req);
+        int r = client_ext_send_msg(c, VSOCK_FEATURE_FILE_PUT, EXT_MSG_FILE_PUT, &ext_file_put_shape, &req, call);
         if (r < 0)
                 return client_fail(c, r);
         uint8_t type;
@@ -403,7 +392,7 @@ int vsock_file_put(vsock_conn *c, const char *path, const struct vsock_file_put_
         struct ext_stream_start ss;
         r = expect_json(call, type, buf, n, EXT_MSG_STREAM_START, &ext_stream_start_shape, &ss, "StreamStart");
         if (r < 0)
-                return type == EXT_MSG_ERROR && vsock_err_errno(r) != EPROTO ? r : client_fail(c, r);
+                return type == EXT_MSG_ERROR && vsock_err_kind(r) != VSOCK_E_PROTOCOL ? r : client_fail(c, r);
         struct vsock_file_put_result res = {};
         r = ss.offset < 0 ? VSOCK_ERR(VSOCK_E_PROTOCOL, EPROTO) : put_stream(c, &opts, call, buf, &ss, &res);
         ext_stream_start_clear(&ss);
