@@ -341,6 +341,10 @@ struct vsock_file_get_opts {
         uint64_t offset;
         uint64_t length;        /* 0: to the end of the file */
         vsock_xfer_progress_fn progress;
+        /* > 0: whenever a frame arrives or leaves, the call's deadline
+         * moves to now + this (a bound on the agent's silence, not on the
+         * transfer); the call's own deadline bounds the request. */
+        int64_t idle_timeout_ns;
 };
 #define VSOCK_FILE_GET_OPTS_INIT { .fd = -1 }
 
@@ -374,6 +378,7 @@ struct vsock_file_put_opts {
         const char *upload_id;
         bool resume;
         vsock_xfer_progress_fn progress;
+        int64_t idle_timeout_ns;        /* as in vsock_file_get_opts */
 };
 #define VSOCK_FILE_PUT_OPTS_INIT                                                                      \
         { .fd = -1, .size = -1, .mode = -1, .uid = -1, .gid = -1, .mtime_ns = INT64_MIN }

@@ -29,12 +29,22 @@
 /* Largest JSON frame of a stream (StreamStart, Done, Error). */
 #define JSON_FRAME_MAX (64u * 1024)
 
+/* A frame moved: with an idle bound, the deadline moves with it. */
+static void touch(vsock_conn *c, struct vsock_call *call, int64_t idle_ns) {
+        if (idle_ns <= 0)
+                return;
+        call->deadline_ns = vsock_now_ns() + idle_ns;
+        client_call_apply(c, call);
+}
+
 /* Read one frame of a stream into @buf (@size bytes). */
-static int read_frame(vsock_conn *c, struct vsock_call *call, uint8_t *ret_type, uint8_t *buf, size_t size,
-                      uint32_t *ret_len) {
+static int read_frame(vsock_conn *c, struct vsock_call *call, int64_t idle_ns, uint8_t *ret_type, uint8_t *buf,
+                      size_t size, uint32_t *ret_len) {
         int r = vsock_read_message_into(c, ret_type, buf, size, ret_len);
-        if (r >= 0)
+        if (r >= 0) {
+                touch(c, call, idle_ns);
                 return 0;
+        }
         if (vsock_err_kind(r) == VSOCK_E_READ_RESPONSE_HEADER && vsock_err_errno(r) == EPIPE) {
                 client_diag(call, "agent closed the connection in the middle of the stream");
                 return VSOCK_ERR(VSOCK_E_CLOSED, EPIPE);
@@ -132,7 +142,7 @@ static int get_stream(vsock_conn *c, const struct vsock_file_get_opts *o, struct
         for (;;) {
                 uint8_t type;
                 uint32_t n;
-                int r = read_frame(c, call, &type, buf, BUF_SIZE, &n);
+                int r = read_frame(c, call, o->idle_timeout_ns, &type, buf, BUF_SIZE, &n);
                 if (r < 0)
                         return r;
                 if (type == EXT_MSG_ERROR)
@@ -156,6 +166,7 @@ static int get_stream(vsock_conn *c, const struct vsock_file_get_opts *o, struct
                 if (grant > 0) {
                         uint8_t p[EXT_CREDIT_SIZE];
                         ext_credit_encode(grant, p);
+                        touch(c, call, o->idle_timeout_ns);
                         r = vsock_write_message(c, EXT_MSG_CREDIT, p, sizeof p);
                         if (r < 0)
                                 return r;
@@ -163,7 +174,7 @@ static int get_stream(vsock_conn *c, const struct vsock_file_get_opts *o, struct
         }
         uint8_t type;
         uint32_t n;
-        int r = read_frame(c, call, &type, buf, JSON_FRAME_MAX, &n);
+        int r = read_frame(c, call, o->idle_timeout_ns, &type, buf, JSON_FRAME_MAX, &n);
         if (r < 0)
                 return r;
         struct ext_done d;
@@ -212,7 +223,7 @@ int vsock_file_get(vsock_conn *c, const char *path, const struct vsock_file_get_
 
         uint8_t type;
         uint32_t n;
-        r = read_frame(c, call, &type, buf, JSON_FRAME_MAX, &n);
+        r = read_frame(c, call, o->idle_timeout_ns, &type, buf, JSON_FRAME_MAX, &n);
         if (r < 0)
                 return client_fail(c, r);
         struct ext_stream_start ss;
@@ -245,7 +256,8 @@ static ssize_t put_read(const struct vsock_file_put_opts *o, void *buf, size_t n
 
 /* The agent's frames while sending: Credit adds to @fl; an Error ends the
  * upload. With @block, wait for one; else only take what is there. */
-static int put_poll(vsock_conn *c, struct vsock_call *call, struct flow_send *fl, uint8_t *buf, bool block) {
+static int put_poll(vsock_conn *c, struct vsock_call *call, int64_t idle_ns, struct flow_send *fl, uint8_t *buf,
+                    bool block) {
         for (;;) {
                 if (!block) {
                         struct pollfd p = { .fd = vsock_conn_fd(c), .events = POLLIN };
@@ -254,7 +266,7 @@ static int put_poll(vsock_conn *c, struct vsock_call *call, struct flow_send *fl
                 }
                 uint8_t type;
                 uint32_t n;
-                int r = read_frame(c, call, &type, buf, JSON_FRAME_MAX, &n);
+                int r = read_frame(c, call, idle_ns, &type, buf, JSON_FRAME_MAX, &n);
                 if (r < 0)
                         return r;
                 if (type == EXT_MSG_ERROR)
@@ -276,7 +288,7 @@ static int put_poll(vsock_conn *c, struct vsock_call *call, struct flow_send *fl
 
 /* A write failed: the agent may have said why before it closed. */
 static int put_write_failed(vsock_conn *c, struct vsock_call *call, struct flow_send *fl, uint8_t *buf, int r) {
-        int why = put_poll(c, call, fl, buf, false);
+        int why = put_poll(c, call, 0, fl, buf, false);
         return why < 0 && vsock_err_kind(why) == VSOCK_E_REMOTE ? why : r;
 }
 
@@ -307,13 +319,14 @@ static int put_stream(vsock_conn *c, const struct vsock_file_put_opts *o, struct
         }
         uint64_t total = o->size >= 0 ? (uint64_t) o->size : 0;
         for (;;) {
-                int r = put_poll(c, call, &fl, buf, flow_send_room(&fl) == 0);
+                int r = put_poll(c, call, o->idle_timeout_ns, &fl, buf, flow_send_room(&fl) == 0);
                 if (r < 0)
                         return r;
                 size_t room = flow_send_room(&fl);
                 ssize_t k = put_read(o, buf, room, pos);
                 if (k < 0)
                         return (int) k;
+                touch(c, call, o->idle_timeout_ns);
                 r = vsock_write_message(c, EXT_MSG_DATA, buf, (size_t) k);
                 if (r < 0)
                         return put_write_failed(c, call, &fl, buf, r);
@@ -335,7 +348,7 @@ static int put_stream(vsock_conn *c, const struct vsock_file_put_opts *o, struct
         for (;;) {
                 uint8_t type;
                 uint32_t n;
-                r = read_frame(c, call, &type, buf, JSON_FRAME_MAX, &n);
+                r = read_frame(c, call, o->idle_timeout_ns, &type, buf, JSON_FRAME_MAX, &n);
                 if (r < 0)
                         return r;
                 if (type == EXT_MSG_CREDIT)
@@ -386,7 +399,7 @@ int vsock_file_put(vsock_conn *c, const char *path, const struct vsock_file_put_
                 return client_fail(c, r);
         uint8_t type;
         uint32_t n;
-        r = read_frame(c, call, &type, buf, JSON_FRAME_MAX, &n);
+        r = read_frame(c, call, o->idle_timeout_ns, &type, buf, JSON_FRAME_MAX, &n);
         if (r < 0)
                 return client_fail(c, r);
         struct ext_stream_start ss;
