@@ -394,6 +394,41 @@ struct vsock_file_put_result {
 int vsock_file_put(vsock_conn *c, const char *path, const struct vsock_file_put_opts *o, struct vsock_call *call,
                    struct vsock_file_put_result *ret);
 
+/* ---- directory trees as tar streams (extensions tar-get, tar-put: 2.6) ----
+ *
+ * A pax/ustar archive in Data frames, with the same flow control and
+ * SHA-256 check as the file streams; names start with the last element of
+ * the guest path (`tar -C dirname -c basename`). Errors as above. */
+
+struct vsock_tar_opts {
+        /* Get: the archive goes to @fd, or with fd < 0 to @sink. Put: it is
+         * read from @fd (sequentially), or with fd < 0 from @source. */
+        int fd;
+        int (*sink)(void *userdata, const void *data, size_t n);
+        ssize_t (*source)(void *userdata, void *buf, size_t n);
+        void *userdata;
+        bool preserve_owner;    /* put: apply the archive's uid/gid (else the agent's) */
+        vsock_xfer_progress_fn progress;
+        int64_t idle_timeout_ns; /* as in vsock_file_get_opts */
+};
+#define VSOCK_TAR_OPTS_INIT { .fd = -1 }
+
+struct vsock_tar_result {
+        uint64_t size;          /* archive bytes */
+        uint64_t entries;       /* entries archived / extracted */
+        uint64_t skipped;       /* sockets, devices, FIFOs (and, get: entries that changed while read) */
+        char sha256[65];
+};
+
+/* Archive guest @path (recursively, not crossing file systems). */
+int vsock_tar_get(vsock_conn *c, const char *path, const struct vsock_tar_opts *o, struct vsock_call *call,
+                  struct vsock_tar_result *ret);
+/* Extract an archive into guest directory @path (made with its parents):
+ * no entry escapes it (relative names without "..", no symlink followed);
+ * entries extracted before a failure stay. */
+int vsock_tar_put(vsock_conn *c, const char *path, const struct vsock_tar_opts *o, struct vsock_call *call,
+                  struct vsock_tar_result *ret);
+
 /* ---- readiness ----------------------------------------------------------- */
 
 /* Connect to @addr (default port 5002) until a connection is accepted or

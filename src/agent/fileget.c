@@ -1,5 +1,8 @@
-/* FileGet (PROTOCOL.md 2.5): a regular file to the host as a Data stream,
- * within the host's credit, with Done{size, sha256}.
+/* Downloads: FileGet (PROTOCOL.md 2.5), a regular file to the host as a
+ * Data stream within the host's credit, with Done{size, sha256}; and
+ * TarGet (2.6), the same for a tree archived on the fly by tar_walk
+ * (tar_fs.h), with entries and skipped in Done. Both are one engine: only
+ * where the bytes come from differs (pread, or tar_walk_read).
  *
  * The file is read on worker jobs into two chunks of XFER_DATA_MAX bytes,
  * which also hash what they read (the worker's time, not the loop's); the
@@ -25,6 +28,7 @@
 #include "common/log.h"
 #include "common/macro.h"
 #include "lib/flow.h"
+#include "lib/tar_fs.h"
 
 #define N_CHUNKS 2
 #define CHUNK_SIZE XFER_DATA_MAX
@@ -44,7 +48,8 @@ struct chunk {
 struct fget {
         struct session *s;      /* NULL once the session let go */
         struct agent *agent;
-        struct ext_file_get req;
+        struct ext_file_get req;        /* TarGet: path and window only */
+        bool tar;
         struct flow_send flow;
         struct worker_lane lane;
         struct worker_job open_job, prefix_job;
@@ -56,6 +61,7 @@ struct fget {
         atomic_bool aborted;    /* read by the worker */
         /* Worker side (the lane orders the jobs). */
         int fd;
+        struct tar_walk *walk;  /* TarGet */
         struct stat st;
         int err;                /* errno of the failed step, 0 */
         const char *err_what;
@@ -71,6 +77,7 @@ static void fget_destroy(struct fget *g) {
                 free(g->chunks[i].data);
         ext_file_get_clear(&g->req);
         g->fd = safe_close(g->fd);
+        tar_walk_free(g->walk);
         free(g);
 }
 
@@ -88,8 +95,34 @@ static int submit(struct fget *g, struct worker_job *j) {
 
 /* ---- worker side ------------------------------------------------------------ */
 
+/* TarGet: the walk of the path's last element, beneath its parent. */
+static void tar_open(struct fget *g) {
+        const char *slash = strrchr(g->req.path, '/');
+        _cleanup_free_ char *dir = slash == g->req.path ? strdup("/") : strndup(g->req.path, (size_t) (slash - g->req.path));
+        const char *name = slash[1] ? slash + 1 : ".";
+        g->err_what = "open";
+        _cleanup_close_ int dfd = dir ? open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+        if (dfd < 0) {
+                g->err = dir ? errno : ENOMEM;
+                return;
+        }
+        if (fstatat(dfd, name, &g->st, AT_SYMLINK_NOFOLLOW) < 0) {
+                g->err = errno;
+                g->err_what = "stat";
+                return;
+        }
+        int r = tar_walk_new(dfd, name, strcmp(name, ".") == 0 ? "." : name, NULL, NULL, &g->walk);
+        if (r < 0)
+                g->err = -r;
+        g->left = UINT64_MAX;
+}
+
 static void open_run(struct worker_job *j) {
         struct fget *g = container_of(j, struct fget, open_job);
+        if (g->tar) {
+                tar_open(g);
+                return;
+        }
         /* O_NONBLOCK: a FIFO must not block the open; it is refused below. */
         g->fd = open(g->req.path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
         if (g->fd < 0) {
@@ -157,10 +190,10 @@ static void read_run(struct worker_job *j) {
                 return;
         }
         size_t want = (size_t) MIN(g->left, (uint64_t) CHUNK_SIZE);
-        ssize_t k = read_at(g->fd, c->data, want, g->pos);
+        ssize_t k = g->tar ? tar_walk_read(g->walk, c->data, want) : read_at(g->fd, c->data, want, g->pos);
         if (k < 0) {
                 g->err = (int) -k;
-                g->err_what = "read";
+                g->err_what = g->tar ? "archive" : "read";
                 return;
         }
         sha256_update(&g->sha, c->data, (size_t) k);
@@ -178,7 +211,11 @@ static void read_run(struct worker_job *j) {
 static void fail_errno(struct fget *g, int err, const char *what) {
         g->ended = true;
         atomic_store(&g->aborted, true);
-        xfer_fail(g->s, g->started, NULL, err, "%s %s: %s", what, g->req.path, strerror(err));
+        const char *detail = g->walk ? tar_walk_error(g->walk) : NULL;
+        if (detail && detail[0])
+                xfer_fail(g->s, g->started, NULL, err, "tar_get %s: %s", g->req.path, detail);
+        else
+                xfer_fail(g->s, g->started, NULL, err, "%s %s: %s", what, g->req.path, strerror(err));
 }
 
 static void pump(struct fget *g);
@@ -308,8 +345,12 @@ static void pump(struct fget *g) {
                         g->ended = true;
                         (void) flow_send_sent(&g->flow, 0);
                         int r = session_send(g->s, EXT_MSG_DATA, NULL, 0);
+                        struct tar_walk_stats ts = {};
+                        if (g->walk)
+                                tar_walk_stats(g->walk, &ts);
                         if (r >= 0)
-                                r = xfer_send_done(g->s, g->flow.sent, &g->sha, 0, 0);
+                                r = xfer_send_done(g->s, g->flow.sent, &g->sha, (int64_t) ts.entries,
+                                                   (int64_t) (ts.skipped + ts.changed));
                         if (r < 0) {
                                 xfer_fail(g->s, true, NULL, -r, "file_get %s: out of memory", g->req.path);
                                 return;
@@ -379,8 +420,18 @@ static const struct session_ops fget_ops = {
         .free = fget_free,
 };
 
+/* TarGet's request, as the FileGet it amounts to. */
+static int tar_get_decode(const uint8_t *payload, uint32_t len, struct ext_file_get *ret, const char **why) {
+        struct ext_tar_get t;
+        int r = ext_tar_get_decode(payload, len, &t, why);
+        if (r < 0)
+                return r;
+        *ret = (struct ext_file_get) { .path = TAKE_PTR(t.path), .window = t.window };
+        ext_tar_get_clear(&t);
+        return 0;
+}
+
 int fileget_start(struct session *s, uint8_t type, uint8_t *payload, uint32_t len) {
-        (void) type;
         struct fget *g = calloc(1, sizeof *g);
         if (!g) {
                 free(payload);
@@ -391,7 +442,8 @@ int fileget_start(struct session *s, uint8_t type, uint8_t *payload, uint32_t le
         g->fd = -1;
         sha256_init(&g->sha);
         const char *why = NULL;
-        int r = ext_file_get_decode(payload, len, &g->req, &why);
+        g->tar = type == EXT_MSG_TAR_GET;
+        int r = g->tar ? tar_get_decode(payload, len, &g->req, &why) : ext_file_get_decode(payload, len, &g->req, &why);
         free(payload);
         /* Attached first: every answer below ends it with session_finish. */
         session_set_op(s, &fget_ops, g);

@@ -1,6 +1,10 @@
-/* FilePut (PROTOCOL.md 2.5): a host's Data stream into a temporary file
- * beside the target, renamed over it once the host's Done matches the
- * agent's own size and SHA-256 of the whole file.
+/* Uploads: FilePut (PROTOCOL.md 2.5), a host's Data stream into a
+ * temporary file beside the target, renamed over it once the host's Done
+ * matches the agent's own size and SHA-256 of the whole file; and TarPut
+ * (2.6), the same stream extracted as it arrives beneath a directory by
+ * the safe extractor (tar_fs.h), the digest checked at the end (a tree is
+ * not replaced atomically: what was extracted stays). One engine: only
+ * where the bytes go differs.
  *
  * The loop copies arriving Data into one of two chunks of PUT_CHUNK bytes;
  * a full chunk goes to a worker job that writes and hashes it, and its
@@ -17,6 +21,7 @@
  * other failure removes the temporary file and the directories made for
  * it. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -33,6 +38,7 @@
 #include "common/log.h"
 #include "common/macro.h"
 #include "lib/flow.h"
+#include "lib/tar_fs.h"
 
 #define N_CHUNKS 2
 #define PUT_CHUNK (XFER_PUT_WINDOW / N_CHUNKS)
@@ -73,6 +79,10 @@ struct fput {
         bool keep;              /* the cleanup keeps the partial */
         atomic_bool aborted;
         char *partial;          /* the partial's name (resumable), or NULL */
+        bool tar;               /* TarPut */
+        bool preserve_owner;
+        struct tar_extract *x;  /* TarPut: the extractor, beneath root_fd */
+        int root_fd;
         /* The host's Done. */
         int64_t host_size;
         char host_sha[SHA256_HEX_SIZE];
@@ -94,6 +104,8 @@ static void fput_destroy(struct fput *f) {
                 free(f->chunks[i].data);
         ext_file_put_clear(&f->req);
         files_writer_clear(&f->fw); /* undoes what is left (not when kept) */
+        tar_extract_free(f->x);
+        f->root_fd = safe_close(f->root_fd);
         free(f->werr);
         free(f->partial);
         free(f);
@@ -114,7 +126,7 @@ static void cleanup_done(struct worker_job *j);
 static void maybe_destroy(struct fput *f) {
         if (f->s || f->in_flight > 0)
                 return;
-        if (!f->cleanup_queued && !f->agent->shutting_down && (f->fw.fd >= 0 || f->fw.tmp || f->fw.created_len)) {
+        if (!f->cleanup_queued && !f->agent->shutting_down && (f->fw.fd >= 0 || f->fw.tmp || f->fw.created_len || f->x)) {
                 f->cleanup_queued = true;
                 /* A resumable upload cut off while its bytes were arriving
                  * keeps them; anything that failed or was refused leaves
@@ -142,8 +154,31 @@ static void set_werr(struct fput *f, int e, const char *code, const char *fmt, .
 
 /* ---- worker side ------------------------------------------------------------ */
 
+/* TarPut: the directory (made with its parents) and its extractor. */
+static void tar_open(struct fput *f) {
+        char *err = NULL;
+        int r = files_mkdirs(&f->fw, f->req.path, &err);
+        if (r < 0 || err) {
+                set_werr(f, r < 0 ? -r : EIO, NULL, "%s", err ? err : "out of memory");
+                free(err);
+                return;
+        }
+        f->root_fd = open(f->req.path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (f->root_fd < 0) {
+                set_werr(f, errno, NULL, "tar_put %s: %s", f->req.path, strerror(errno));
+                return;
+        }
+        r = tar_extract_new(f->root_fd, f->preserve_owner ? TAR_X_OWNER : 0, &f->x);
+        if (r < 0)
+                set_werr(f, -r, NULL, "tar_put %s: %s", f->req.path, strerror(-r));
+}
+
 static void open_run(struct worker_job *j) {
         struct fput *f = container_of(j, struct fput, open_job);
+        if (f->tar) {
+                tar_open(f);
+                return;
+        }
         struct files_write_opts o = {
                 .partial = f->partial,
                 .resume = f->req.resume,
@@ -196,6 +231,16 @@ static void write_run(struct worker_job *j) {
         struct fput *f = c->f;
         if (f->werr || f->werrno || atomic_load(&f->aborted))
                 return;
+        if (f->tar) {
+                int r = tar_extract_write(f->x, c->data, c->n);
+                if (r < 0) {
+                        set_werr(f, -r, NULL, "tar_put %s: %s", f->req.path, tar_extract_error(f->x));
+                        return;
+                }
+                sha256_update(&f->sha, c->data, c->n);
+                f->written += c->n;
+                return;
+        }
         char *err = NULL;
         int r = files_write_data(&f->fw, c->data, c->n, &err);
         if (r < 0 || err) {
@@ -224,6 +269,14 @@ static void finish_run(struct worker_job *j) {
                          f->host_sha, size_ok ? "" : " (not the announced size)");
                 return;
         }
+        if (f->tar) {
+                int r = tar_extract_finish(f->x);
+                if (r < 0)
+                        set_werr(f, -r, NULL, "tar_put %s: %s", f->req.path, tar_extract_error(f->x));
+                else
+                        f->committed = true;
+                return;
+        }
         struct files_attrs a = {
                 .mode = f->req.mode == EXT_UNSET_MODE ? 0644 : (mode_t) (f->req.mode & 07777),
                 .uid = f->req.uid,
@@ -247,6 +300,9 @@ static void finish_run(struct worker_job *j) {
 
 static void cleanup_run(struct worker_job *j) {
         struct fput *f = container_of(j, struct fput, cleanup_job);
+        tar_extract_free(TAKE_PTR(f->x));
+        f->root_fd = safe_close(f->root_fd);
+        f->fw.created_len = 0; /* a tree's directories stay with what was extracted */
         if (f->keep)
                 files_write_keep(&f->fw);
         else
@@ -356,7 +412,15 @@ static void finish_done(struct worker_job *j) {
         struct fput *f = container_of(j, struct fput, finish_job);
         if (!step_done(f, j))
                 return;
-        struct ext_done d = { .size = (int64_t) f->written, .sha256 = f->sha_hex };
+        struct tar_extract_stats ts = {};
+        if (f->x)
+                tar_extract_stats(f->x, &ts);
+        struct ext_done d = {
+                .size = (int64_t) f->written,
+                .sha256 = f->sha_hex,
+                .entries = (int64_t) ts.entries,
+                .skipped = (int64_t) ts.skipped,
+        };
         f->state = PUT_ENDED;
         if (xfer_send_json(f->s, EXT_MSG_DONE, done_encode, &d) < 0) {
                 xfer_fail(f->s, true, NULL, ENOMEM, "file_put: out of memory");
@@ -528,8 +592,20 @@ static int request_check(struct fput *f, char *msg, size_t size) {
         return 0;
 }
 
+/* TarPut's request, as the FilePut it amounts to. */
+static int tar_put_decode(struct fput *f, const uint8_t *payload, uint32_t len, const char **why) {
+        struct ext_tar_put t;
+        int r = ext_tar_put_decode(payload, len, &t, why);
+        if (r < 0)
+                return r;
+        ext_file_put_init(&f->req);
+        f->req.path = TAKE_PTR(t.path);
+        f->preserve_owner = t.preserve_owner;
+        ext_tar_put_clear(&t);
+        return 0;
+}
+
 int fileput_start(struct session *s, uint8_t type, uint8_t *payload, uint32_t len) {
-        (void) type;
         struct fput *f = calloc(1, sizeof *f);
         if (!f) {
                 free(payload);
@@ -538,9 +614,11 @@ int fileput_start(struct session *s, uint8_t type, uint8_t *payload, uint32_t le
         f->s = s;
         f->agent = session_agent(s);
         files_writer_init(&f->fw);
+        f->root_fd = -1;
         sha256_init(&f->sha);
         const char *why = NULL;
-        int r = ext_file_put_decode(payload, len, &f->req, &why);
+        f->tar = type == EXT_MSG_TAR_PUT;
+        int r = f->tar ? tar_put_decode(f, payload, len, &why) : ext_file_put_decode(payload, len, &f->req, &why);
         free(payload);
         session_set_op(s, &fput_ops, f);
         char msg[256];

@@ -134,6 +134,17 @@ static int mkdir_parents(struct files_writer *w, const char *dir, char **err) {
         return 0;
 }
 
+int files_mkdirs(struct files_writer *w, const char *dir, char **err) {
+        if (!dir || dir[0] != '/')
+                return w->error = EINVAL, error_fmt(err, "mkdir: path must be absolute: \"%s\"", dir ? dir : "");
+        if (!w->dir && !(w->dir = strdup(dir)))
+                return -ENOMEM;
+        int r = mkdir_parents(w, dir, err);
+        if (r < 0 && r != -ENOMEM)
+                w->error = -r;
+        return r == -ENOMEM ? r : 0;
+}
+
 void files_writer_init(struct files_writer *w) { *w = (struct files_writer) { .fd = -1 }; }
 
 /* Kernel file systems: their files can be written, nothing created. */

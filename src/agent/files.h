@@ -63,6 +63,10 @@ struct files_write_opts {
  * file is open for appending at its end (its size: fstat(w->fd)). */
 int files_write_begin_opts(struct files_writer *w, const char *path, const struct files_write_opts *o, char **err);
 int files_write_data(struct files_writer *w, const void *data, size_t n, char **err);
+/* mkdir -p of @dir (absolute), as for a file's parents (TarPut's root).
+ * The directories made are recorded in @w (its dir is set to @dir when
+ * unset), for files_write_abort(). */
+int files_mkdirs(struct files_writer *w, const char *dir, char **err);
 /* Give the file @go_mode (an os.FileMode; 0: the replaced file's mode, or
  * 0644 for a new file) and the owner of the file it replaces, sync it and
  * rename it over the target. */

@@ -90,6 +90,8 @@ static const struct session_handler agent_handlers[SESSION_HANDLER_TYPES] = {
         [EXT_MSG_DONE] = { .start = xfer_stray_start, .reply = true },
         [EXT_MSG_FILE_GET] = { .start = fileget_start, .reply = true, .frames = true, .feature = "file-get" },
         [EXT_MSG_FILE_PUT] = { .start = fileput_start, .reply = true, .frames = true, .feature = "file-put" },
+        [EXT_MSG_TAR_GET] = { .start = fileget_start, .reply = true, .frames = true, .feature = "tar-get" },
+        [EXT_MSG_TAR_PUT] = { .start = fileput_start, .reply = true, .frames = true, .feature = "tar-put" },
 };
 
 /* An extension type this agent does not serve, on a connection that began

@@ -130,8 +130,19 @@ static int check_done(struct vsock_call *call, const struct ext_done *d, uint64_
 
 /* ---- download ------------------------------------------------------------ */
 
+struct done_counts;
+static int get_op(vsock_conn *c, unsigned feature, uint8_t type_req, const struct ext_shape *shape, const void *req,
+                  uint32_t window, const struct vsock_file_get_opts *o, struct vsock_call *call, uint8_t *buf,
+                  struct sha256 *sha, struct vsock_file_get_result *ret, struct done_counts *counts);
+
+/* A tree's Done says how many entries it carried and skipped. */
+struct done_counts {
+        uint64_t entries, skipped;
+};
+
 static int get_stream(vsock_conn *c, const struct vsock_file_get_opts *o, struct vsock_call *call, uint8_t *buf,
-                      uint32_t window, struct sha256 *sha, struct vsock_file_get_result *res) {
+                      uint32_t window, struct sha256 *sha, struct vsock_file_get_result *res,
+                      struct done_counts *counts) {
         uint32_t data_max, unused;
         stream_limits(c, &data_max, &unused);
         struct flow_recv fl;
@@ -183,6 +194,7 @@ static int get_stream(vsock_conn *c, const struct vsock_file_get_opts *o, struct
                 return r;
         /* Done's size counts the bytes sent; the digest covers the prefix too. */
         r = check_done(call, &d, res->received, sha, res->sha256);
+        *counts = (struct done_counts) { (uint64_t) MAX(d.entries, 0), (uint64_t) MAX(d.skipped, 0) };
         ext_done_clear(&d);
         return r;
 }
@@ -217,7 +229,17 @@ int vsock_file_get(vsock_conn *c, const char *path, const struct vsock_file_get_
                 .length = (int64_t) o->length,
                 .window = window,
         };
-        r = client_ext_send_msg(c, VSOCK_FEATURE_FILE_GET, EXT_MSG_FILE_GET, &ext_file_get_shape, &req, call);
+        struct done_counts counts;
+        return get_op(c, VSOCK_FEATURE_FILE_GET, EXT_MSG_FILE_GET, &ext_file_get_shape, &req, window, o, call, buf,
+                      &sha, ret, &counts);
+}
+
+/* A download's request (@type, from @req of @shape) and its stream; the
+ * result goes to @ret only on success. */
+static int get_op(vsock_conn *c, unsigned feature, uint8_t type_req, const struct ext_shape *shape, const void *req,
+                  uint32_t window, const struct vsock_file_get_opts *o, struct vsock_call *call, uint8_t *buf,
+                  struct sha256 *sha, struct vsock_file_get_result *ret, struct done_counts *counts) {
+        int r = client_ext_send_msg(c, feature, type_req, shape, req, call);
         if (r < 0)
                 return client_fail(c, r);
 
@@ -234,14 +256,64 @@ int vsock_file_get(vsock_conn *c, const char *path, const struct vsock_file_get_
         struct vsock_file_get_result res = {};
         stat_from_ext(&ss.stat, &res.stat);
         ext_stream_start_clear(&ss);
-        r = get_stream(c, o, call, buf, window, &sha, &res);
+        r = get_stream(c, o, call, buf, window, sha, &res, counts);
         if (r < 0)
                 return client_fail(c, r);
         *ret = res;
         return 0;
 }
 
+int vsock_tar_get(vsock_conn *c, const char *path, const struct vsock_tar_opts *o, struct vsock_call *call,
+                  struct vsock_tar_result *ret) {
+        struct vsock_call fallback;
+        call = client_call_resolve(call, &fallback);
+        if (!c || !path || !o || !ret || (o->fd < 0 && !o->sink))
+                return -EINVAL;
+        client_call_apply(c, call);
+        _cleanup_free_ uint8_t *buf = malloc(BUF_SIZE);
+        if (!buf)
+                return -ENOMEM;
+        struct sha256 sha;
+        sha256_init(&sha);
+        uint32_t data_max, window;
+        stream_limits(c, &data_max, &window);
+        struct ext_tar_get req = { .path = (char *) path, .window = window };
+        struct vsock_file_get_opts fo = {
+                .fd = o->fd,
+                .sink = o->sink,
+                .userdata = o->userdata,
+                .progress = o->progress,
+                .idle_timeout_ns = o->idle_timeout_ns,
+        };
+        struct vsock_file_get_result res;
+        struct done_counts counts;
+        int r = get_op(c, VSOCK_FEATURE_TAR_GET, EXT_MSG_TAR_GET, &ext_tar_get_shape, &req, window, &fo, call, buf,
+                       &sha, &res, &counts);
+        if (r < 0)
+                return r;
+        *ret = (struct vsock_tar_result) { .size = res.received, .entries = counts.entries, .skipped = counts.skipped };
+        memcpy(ret->sha256, res.sha256, sizeof ret->sha256);
+        return 0;
+}
+
 /* ---- upload ---------------------------------------------------------------- */
+
+static int put_op(vsock_conn *c, unsigned feature, uint8_t type_req, const struct ext_shape *shape, const void *req,
+                  const struct vsock_file_put_opts *o, struct vsock_call *call, uint8_t *buf,
+                  struct vsock_file_put_result *ret, struct done_counts *counts);
+
+/* An fd read as a stream (a pipe, a socket, a file from its offset). */
+static ssize_t fd_source(void *userdata, void *buf, size_t n) {
+        int fd = *(int *) userdata;
+        for (;;) {
+                ssize_t k = io_read_once(fd, buf, n);
+                if (k != -EAGAIN)
+                        return k;
+                int r = io_wait(fd, POLLIN, 0, -1);
+                if (r < 0)
+                        return r;
+        }
+}
 
 /* Read up to @n bytes of the source at @pos. */
 static ssize_t put_read(const struct vsock_file_put_opts *o, void *buf, size_t n, uint64_t pos) {
@@ -293,7 +365,7 @@ static int put_write_failed(vsock_conn *c, struct vsock_call *call, struct flow_
 }
 
 static int put_stream(vsock_conn *c, const struct vsock_file_put_opts *o, struct vsock_call *call, uint8_t *buf,
-                      const struct ext_stream_start *ss, struct vsock_file_put_result *res) {
+                      const struct ext_stream_start *ss, struct vsock_file_put_result *res, struct done_counts *counts) {
         struct sha256 sha;
         sha256_init(&sha);
         uint64_t pos = 0, offset = (uint64_t) ss->offset;
@@ -358,6 +430,7 @@ static int put_stream(vsock_conn *c, const struct vsock_file_put_opts *o, struct
                 if (r < 0)
                         return r;
                 bool same = d.size == (int64_t) pos && d.sha256 && strcmp(d.sha256, res->sha256) == 0;
+                *counts = (struct done_counts) { (uint64_t) MAX(d.entries, 0), (uint64_t) MAX(d.skipped, 0) };
                 ext_done_clear(&d);
                 if (!same) {
                         client_diag(call, "the agent's Done does not match what was sent");
@@ -394,7 +467,17 @@ int vsock_file_put(vsock_conn *c, const char *path, const struct vsock_file_put_
                 .upload_id = (char *) opts.upload_id,
                 .resume = opts.resume,
         };
-        int r = client_ext_send_msg(c, VSOCK_FEATURE_FILE_PUT, EXT_MSG_FILE_PUT, &ext_file_put_shape, &req, call);
+        struct done_counts counts;
+        return put_op(c, VSOCK_FEATURE_FILE_PUT, EXT_MSG_FILE_PUT, &ext_file_put_shape, &req, &opts, call, buf, ret,
+                      &counts);
+}
+
+/* An upload's request (@type, from @req of @shape) and its stream; the
+ * result goes to @ret only on success. */
+static int put_op(vsock_conn *c, unsigned feature, uint8_t type_req, const struct ext_shape *shape, const void *req,
+                  const struct vsock_file_put_opts *o, struct vsock_call *call, uint8_t *buf,
+                  struct vsock_file_put_result *ret, struct done_counts *counts) {
+        int r = client_ext_send_msg(c, feature, type_req, shape, req, call);
         if (r < 0)
                 return client_fail(c, r);
         uint8_t type;
@@ -407,10 +490,38 @@ int vsock_file_put(vsock_conn *c, const char *path, const struct vsock_file_put_
         if (r < 0)
                 return type == EXT_MSG_ERROR && vsock_err_kind(r) != VSOCK_E_PROTOCOL ? r : client_fail(c, r);
         struct vsock_file_put_result res = {};
-        r = ss.offset < 0 ? VSOCK_ERR(VSOCK_E_PROTOCOL, EPROTO) : put_stream(c, &opts, call, buf, &ss, &res);
+        r = ss.offset < 0 ? VSOCK_ERR(VSOCK_E_PROTOCOL, EPROTO) : put_stream(c, o, call, buf, &ss, &res, counts);
         ext_stream_start_clear(&ss);
         if (r < 0)
                 return client_fail(c, r);
         *ret = res;
+        return 0;
+}
+
+int vsock_tar_put(vsock_conn *c, const char *path, const struct vsock_tar_opts *o, struct vsock_call *call,
+                  struct vsock_tar_result *ret) {
+        struct vsock_call fallback;
+        call = client_call_resolve(call, &fallback);
+        if (!c || !path || !o || !ret || (o->fd < 0 && !o->source))
+                return -EINVAL;
+        client_call_apply(c, call);
+        _cleanup_free_ uint8_t *buf = malloc(BUF_SIZE);
+        if (!buf)
+                return -ENOMEM;
+        struct ext_tar_put req = { .path = (char *) path, .preserve_owner = o->preserve_owner };
+        /* A tar stream is read sequentially: a source, or the fd as one. */
+        int fd = o->fd;
+        struct vsock_file_put_opts po = VSOCK_FILE_PUT_OPTS_INIT;
+        po.source = o->fd >= 0 ? fd_source : o->source;
+        po.userdata = o->fd >= 0 ? (void *) &fd : o->userdata;
+        po.progress = o->progress;
+        po.idle_timeout_ns = o->idle_timeout_ns;
+        struct vsock_file_put_result res;
+        struct done_counts counts;
+        int r = put_op(c, VSOCK_FEATURE_TAR_PUT, EXT_MSG_TAR_PUT, &ext_tar_put_shape, &req, &po, call, buf, &res, &counts);
+        if (r < 0)
+                return r;
+        *ret = (struct vsock_tar_result) { .size = res.size, .entries = counts.entries, .skipped = counts.skipped };
+        memcpy(ret->sha256, res.sha256, sizeof ret->sha256);
         return 0;
 }

@@ -732,6 +732,165 @@ static void test_hostile_put(void **state) {
         assert_int_equal(access(dst, F_OK), -1);
 }
 
+/* ---- trees --------------------------------------------------------------------------------- */
+
+static void sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void sh(const char *fmt, ...) {
+        char cmd[1024];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(cmd, sizeof cmd, fmt, ap);
+        va_end(ap);
+        if (system(cmd) != 0)
+                fail_msg("failed: %s", cmd);
+}
+
+static void test_tar_roundtrip(void **state) {
+        (void) state;
+        sh("set -e; cd %s; mkdir -p tree/sub/deep; printf abc > tree/a; head -c 1000000 /dev/urandom > tree/sub/big; "
+           "ln -s ../a tree/sub/link; chmod 0751 tree/sub; touch -d @1000000000 tree/a; mkfifo tree/fifo; "
+           "ln tree/a tree/hard", Dir);
+        char src[160], arc[160];
+        path_in(src, sizeof src, "tree");
+        int fd = tmpfd();
+        vsock_conn *c = xdial();
+        struct vsock_tar_opts o = VSOCK_TAR_OPTS_INIT;
+        o.fd = fd;
+        struct vsock_tar_result res;
+        struct vsock_call call = VSOCK_CALL_INIT;
+        int r = vsock_tar_get(c, src, &o, &call, &res);
+        if (r < 0)
+                fail_msg("tar_get: %s (%s)", vsock_strerror(r), call.remote_error);
+        assert_int_equal(res.entries, 7); /* tree, a, sub, deep, big, link, hard */
+        assert_int_equal(res.skipped, 1); /* the FIFO */
+        struct stat st;
+        assert_int_equal(fstat(fd, &st), 0);
+        assert_int_equal(res.size, st.st_size);
+        char hex[SHA256_HEX_SIZE];
+        file_sha(fd, hex);
+        assert_string_equal(hex, res.sha256);
+
+        /* And back into another directory, on the same connection. */
+        lseek(fd, 0, SEEK_SET);
+        path_in(arc, sizeof arc, "tree-copy/inner");
+        r = vsock_tar_put(c, arc, &o, &call, &res);
+        if (r < 0)
+                fail_msg("tar_put: %s (%s)", vsock_strerror(r), call.remote_error);
+        assert_int_equal(res.entries, 7);
+        sh("cd %s && rm tree/fifo && diff -r --no-dereference tree tree-copy/inner/tree", Dir);
+        path_in(arc, sizeof arc, "tree-copy/inner/tree/sub");
+        assert_int_equal(lstat(arc, &st), 0);
+        assert_int_equal(st.st_mode & 07777, 0751);
+        path_in(arc, sizeof arc, "tree-copy/inner/tree/a");
+        assert_int_equal(lstat(arc, &st), 0);
+        assert_int_equal(st.st_mtim.tv_sec, 1000000000);
+        assert_int_equal(st.st_nlink, 2);
+        close(fd);
+        vsock_conn_close(c);
+}
+
+/* One ustar header block for @name (a regular file of @size bytes, or a
+ * symlink to @link), with its checksum. */
+static void ustar(uint8_t h[512], const char *name, char type, size_t size, const char *link) {
+        memset(h, 0, 512);
+        snprintf((char *) h, 100, "%s", name);
+        memcpy(h + 100, "0000644", 8);
+        memcpy(h + 108, "0000000", 8);
+        memcpy(h + 116, "0000000", 8);
+        snprintf((char *) h + 124, 12, "%011zo", size);
+        memcpy(h + 136, "00000000000", 12);
+        h[156] = (uint8_t) type;
+        if (link)
+                snprintf((char *) h + 157, 100, "%s", link);
+        memcpy(h + 257, "ustar", 6);
+        memcpy(h + 263, "00", 2);
+        memset(h + 148, ' ', 8);
+        unsigned sum = 0;
+        for (int i = 0; i < 512; i++)
+                sum += h[i];
+        snprintf((char *) h + 148, 8, "%06o", sum);
+}
+
+static int put_archive(const char *dir, const uint8_t *a, size_t n, struct vsock_call *call) {
+        struct mem_source m = { a, n, 0 };
+        vsock_conn *c = xdial();
+        struct vsock_tar_opts o = VSOCK_TAR_OPTS_INIT;
+        o.source = mem_read;
+        o.userdata = &m;
+        struct vsock_tar_result res;
+        int r = vsock_tar_put(c, dir, &o, call, &res);
+        vsock_conn_close(c);
+        return r;
+}
+
+static void test_tar_put_escapes(void **state) {
+        (void) state;
+        char dir[160], p[200];
+        path_in(dir, sizeof dir, "jail");
+        uint8_t a[512 * 5] = {};
+        struct vsock_call call = VSOCK_CALL_INIT;
+
+        /* "../escaped": refused, nothing outside. */
+        ustar(a, "../escaped", '0', 3, NULL);
+        memcpy(a + 512, "bad", 3);
+        int r = put_archive(dir, a, sizeof a, &call);
+        assert_true(r < 0);
+        assert_int_equal(vsock_err_kind(r), VSOCK_E_REMOTE);
+        path_in(p, sizeof p, "escaped");
+        assert_int_equal(access(p, F_OK), -1);
+
+        /* An absolute name: refused. */
+        ustar(a, "/tmp/abs-escape", '0', 3, NULL);
+        r = put_archive(dir, a, sizeof a, &call);
+        assert_true(r < 0);
+
+        /* A symlink pointing out, then a file through it: ELOOP, nothing
+         * written outside. */
+        memset(a, 0, sizeof a);
+        ustar(a, "out", '2', 0, Dir);
+        ustar(a + 512, "out/through", '0', 3, NULL);
+        memcpy(a + 1024, "bad", 3);
+        r = put_archive(dir, a, sizeof a, &call);
+        assert_true(r < 0);
+        assert_int_equal(vsock_err_errno(r), ELOOP);
+        path_in(p, sizeof p, "through");
+        assert_int_equal(access(p, F_OK), -1);
+
+        /* A hard link to a file outside the tree. */
+        memset(a, 0, sizeof a);
+        ustar(a, "hl", '1', 0, "../get-0");
+        r = put_archive(dir, a, sizeof a, &call);
+        assert_true(r < 0);
+
+        /* A truncated archive. */
+        memset(a, 0, sizeof a);
+        ustar(a, "trunc", '0', 5000, NULL);
+        r = put_archive(dir, a, 1024, &call);
+        assert_true(r < 0);
+        /* Paths must be absolute. */
+        r = put_archive("relative", a, 1024, &call);
+        assert_int_equal(vsock_err_errno(r), EINVAL);
+}
+
+static void test_tar_get_errors(void **state) {
+        (void) state;
+        char p[160];
+        vsock_conn *c = xdial();
+        int fd = tmpfd();
+        struct vsock_tar_opts o = VSOCK_TAR_OPTS_INIT;
+        o.fd = fd;
+        struct vsock_tar_result res;
+        struct vsock_call call = VSOCK_CALL_INIT;
+        int r = vsock_tar_get(c, path_in(p, sizeof p, "no-such-tree"), &o, &call, &res);
+        assert_int_equal(vsock_err_errno(r), ENOENT);
+        /* A single file is an archive of one entry. */
+        make_file(path_in(p, sizeof p, "lonely"), 100, 1);
+        assert_int_equal(vsock_tar_get(c, p, &o, &call, &res), 0);
+        assert_int_equal(res.entries, 1);
+        close(fd);
+        vsock_conn_close(c);
+}
+
 /* ---- memory ------------------------------------------------------------------------------- */
 
 /* The agent's memory per transfer stays bounded whatever the size: its
@@ -793,6 +952,9 @@ int main(void) {
                 cmocka_unit_test_teardown(test_put_errors, test_teardown),
                 cmocka_unit_test_teardown(test_hostile_get_credit, test_teardown),
                 cmocka_unit_test_teardown(test_hostile_put, test_teardown),
+                cmocka_unit_test_teardown(test_tar_roundtrip, test_teardown),
+                cmocka_unit_test_teardown(test_tar_put_escapes, test_teardown),
+                cmocka_unit_test_teardown(test_tar_get_errors, test_teardown),
                 cmocka_unit_test_teardown(test_memory, test_teardown),
         };
         return cmocka_run_group_tests(tests, group_setup, group_teardown);
