@@ -23,6 +23,7 @@
 #include "common/io.h"
 #include "common/macro.h"
 #include "common/sha256.h"
+#include "lib/tar_fs.h"
 #include "bgthread.h"
 #include "guestfs.h"
 
@@ -609,10 +610,18 @@ static int tar_pipeline(const char *addr, char *const *local_argv, bool down, gu
         return CLI_EXIT_OK;
 }
 
-static int copy_tree_down(const char *addr, const char *gsrc, const char *dst) {
+static int stream_copy_tree_down(const char *addr, const char *gsrc, const char *dst, const char *name,
+                                 const struct cp_opts *o);
+static int stream_copy_tree_up(const char *addr, const char *src, const char *gdir, const char *arcname,
+                               const struct cp_opts *o);
+
+static int copy_tree_down(const char *addr, const char *gsrc, const char *dst, const struct cp_opts *o) {
         _cleanup_free_ char *name = guestfs_base_name(gsrc), *target = NULL;
         if (!name)
                 return CLI_EXIT_ERROR;
+        int sr = stream_copy_tree_down(addr, gsrc, dst, name, o);
+        if (sr != CP_BASE_ONLY)
+                return sr;
         if (local_is_dir(dst) ? asprintf(&target, "%s/%s", dst, name) < 0 : !(target = strdup(dst)))
                 return CLI_EXIT_ERROR;
         if (mkdir(target, 0777) < 0 && !(errno == EEXIST && local_is_dir(target))) {
@@ -623,7 +632,7 @@ static int copy_tree_down(const char *addr, const char *gsrc, const char *dst) {
         return tar_pipeline(addr, argv, true, guestfs_tar_out, gsrc, target);
 }
 
-static int copy_tree_up(const char *addr, const char *src, const char *gdst) {
+static int copy_tree_up(const char *addr, const char *src, const char *gdst, const struct cp_opts *o) {
         _cleanup_free_ char *name = guestfs_base_name(src), *target = NULL;
         if (!name)
                 return CLI_EXIT_ERROR;
@@ -631,10 +640,146 @@ static int copy_tree_up(const char *addr, const char *src, const char *gdst) {
         struct vsock_file_entry e = {};
         bool into = gdst[strlen(gdst) - 1] == '/' || (guestfs_stat(addr, gdst, &e) >= 0 && e.is_dir);
         free(e.name);
+        _cleanup_free_ char *gparent = into ? strdup(gdst) : guestfs_dir_name(gdst);
+        _cleanup_free_ char *arcname = into ? strdup(name) : guestfs_base_name(gdst);
+        if (!gparent || !arcname)
+                return CLI_EXIT_ERROR;
+        int sr = stream_copy_tree_up(addr, src, gparent, arcname, o);
+        if (sr != CP_BASE_ONLY)
+                return sr;
         if (into ? asprintf(&target, "%s/%s", gdst, name) < 0 : !(target = strdup(gdst)))
                 return CLI_EXIT_ERROR;
         char *argv[] = { "tar", "-C", (char *) src, "-cf", "-", ".", NULL };
         return tar_pipeline(addr, argv, false, guestfs_tar_in, target, src);
+}
+
+/* ---- trees on the streaming path (tar-get, tar-put) ------------------------------ */
+
+static int extract_sink(void *userdata, const void *data, size_t n) { return tar_extract_write(userdata, data, n); }
+
+/* Archive stream of guest tree @gsrc into local directory @root: its
+ * entries start with the tree's name. Returns an exit status or
+ * CP_BASE_ONLY. */
+static int stream_tree_down(const char *addr, const char *gsrc, const char *root, const struct cp_opts *o) {
+        if (known_without(addr, VSOCK_FEATURE_TAR_GET))
+                return CP_BASE_ONLY;
+        _cleanup_close_ int rfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (rfd < 0) {
+                cli_error("%s: %m", root);
+                return CLI_EXIT_FAILURE;
+        }
+        struct tar_extract *x = NULL;
+        int r = tar_extract_new(rfd, o->preserve ? TAR_X_OWNER : 0, &x);
+        if (r < 0) {
+                cli_error("%s: %s", root, strerror(-r));
+                return CLI_EXIT_FAILURE;
+        }
+        struct vsock_tar_opts to = VSOCK_TAR_OPTS_INIT;
+        to.sink = extract_sink;
+        to.userdata = x;
+        to.idle_timeout_ns = cli_opts.reply_timeout_ns;
+        struct vsock_tar_result res;
+        struct vsock_call call = VSOCK_CALL_INIT;
+        vsock_conn *c = NULL;
+        r = agent_dial(addr, VSOCK_PORT_EXEC, "cp", &c);
+        if (r >= 0) {
+                call.deadline_ns = agent_reply_deadline();
+                r = vsock_tar_get(c, gsrc, &to, &call, &res);
+                (void) vsock_conn_close(c);
+        }
+        int f = r >= 0 ? tar_extract_finish(x) : 0;
+        int status = CLI_EXIT_OK;
+        if (r < 0 && vsock_err_kind(r) == VSOCK_E_UNSUPPORTED)
+                status = CP_BASE_ONLY;
+        else if (r < 0 && !c)
+                status = CLI_EXIT_ERROR;
+        else if (r < 0 && vsock_err_kind(r) == VSOCK_E_ERRNO && tar_extract_error(x)[0]) {
+                cli_error("%s: %s", root, tar_extract_error(x));
+                status = CLI_EXIT_FAILURE;
+        } else if (r < 0)
+                status = stream_report(r, &call, addr, gsrc);
+        else if (f < 0) {
+                cli_error("%s: %s", root, tar_extract_error(x));
+                status = CLI_EXIT_FAILURE;
+        }
+        tar_extract_free(x);
+        return status;
+}
+
+/* cp -r :GUEST DST: into DST/NAME when DST is a directory, else as DST
+ * (extracted beside it first, then renamed). */
+static int stream_copy_tree_down(const char *addr, const char *gsrc, const char *dst, const char *name,
+                                 const struct cp_opts *o) {
+        if (local_is_dir(dst))
+                return stream_tree_down(addr, gsrc, dst, o);
+        _cleanup_free_ char *dir = guestfs_dir_name(dst), *tmp = NULL, *from = NULL;
+        if (!dir || asprintf(&tmp, "%s/.vsockctl-tree-XXXXXX", dir) < 0)
+                return CLI_EXIT_ERROR;
+        if (!mkdtemp(tmp)) {
+                cli_error("%s: %m", dir);
+                return CLI_EXIT_FAILURE;
+        }
+        int r = stream_tree_down(addr, gsrc, tmp, o);
+        if (r == CLI_EXIT_OK && (asprintf(&from, "%s/%s", tmp, name) < 0 || rename(from, dst) < 0)) {
+                cli_error("%s: %m", dst);
+                r = CLI_EXIT_FAILURE;
+        }
+        if (r != CLI_EXIT_OK) {
+                /* What arrived goes (the directory is ours). */
+                char *argv[] = { "rm", "-rf", tmp, NULL };
+                pid_t pid;
+                if (local_tar(argv, -1, -1, &pid) >= 0)
+                        (void) wait_tar(pid);
+        } else
+                (void) rmdir(tmp);
+        return r;
+}
+
+static ssize_t walk_source(void *userdata, void *buf, size_t n) { return tar_walk_read(userdata, buf, n); }
+
+/* cp -r SRC :GUEST: the local tree as an archive whose entries start with
+ * @arcname, extracted into guest directory @gdir. Returns an exit status
+ * or CP_BASE_ONLY. */
+static int stream_copy_tree_up(const char *addr, const char *src, const char *gdir, const char *arcname,
+                               const struct cp_opts *o) {
+        if (known_without(addr, VSOCK_FEATURE_TAR_PUT))
+                return CP_BASE_ONLY;
+        _cleanup_free_ char *sdir = guestfs_dir_name(src), *sname = guestfs_base_name(src);
+        if (!sdir || !sname)
+                return CLI_EXIT_ERROR;
+        _cleanup_close_ int dfd = open(sdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        struct tar_walk *w = NULL;
+        int r = dfd < 0 ? -errno : tar_walk_new(dfd, sname, arcname, NULL, NULL, &w);
+        if (r < 0) {
+                cli_error("%s: %s", src, strerror(-r));
+                return CLI_EXIT_FAILURE;
+        }
+        struct vsock_tar_opts to = VSOCK_TAR_OPTS_INIT;
+        to.source = walk_source;
+        to.userdata = w;
+        to.preserve_owner = o->preserve;
+        to.idle_timeout_ns = cli_opts.reply_timeout_ns;
+        struct vsock_tar_result res;
+        struct vsock_call call = VSOCK_CALL_INIT;
+        vsock_conn *c = NULL;
+        r = agent_dial(addr, VSOCK_PORT_EXEC, "cp", &c);
+        if (r >= 0) {
+                call.deadline_ns = agent_reply_deadline();
+                r = vsock_tar_put(c, gdir, &to, &call, &res);
+                (void) vsock_conn_close(c);
+        }
+        int status = CLI_EXIT_OK;
+        if (r < 0 && vsock_err_kind(r) == VSOCK_E_UNSUPPORTED)
+                status = CP_BASE_ONLY;
+        else if (r < 0 && !c)
+                status = CLI_EXIT_ERROR;
+        else if (r < 0 && vsock_err_kind(r) == VSOCK_E_ERRNO && tar_walk_error(w)[0]) {
+                cli_error("%s: %s", src, tar_walk_error(w));
+                status = CLI_EXIT_FAILURE;
+        } else if (r < 0)
+                status = stream_report(r, &call, addr, gdir);
+        tar_walk_free(w);
+        return status;
 }
 
 /* ---- cp ------------------------------------------------------------------------- */
@@ -777,14 +922,14 @@ int cmd_cp(int argc, char **argv) {
                 if (gsrc && gdst)
                         return cli_usage_error("cp", "-r copies between this machine and the guest only");
                 if (gdst && local_is_dir(src))
-                        return copy_tree_up(addr, src, gdst);
+                        return copy_tree_up(addr, src, gdst, &o);
                 struct vsock_file_entry e = {};
                 bool tree = gsrc && guestfs_stat(addr, gsrc, &e) >= 0 && (e.is_dir || S_ISLNK(e.mode));
                 free(e.name);
                 if (tree) {
                         if (strcmp(dst, "-") == 0)
                                 return cli_usage_error("cp", "a directory cannot go to stdout");
-                        return copy_tree_down(addr, gsrc, dst);
+                        return copy_tree_down(addr, gsrc, dst, &o);
                 }
                 /* A file: copied as without -r. */
         }

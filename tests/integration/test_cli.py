@@ -1528,6 +1528,26 @@ class TestFileCopies(Base):
         self.assertStatus(vsockctl("cp", "-r", src, ":" + self.path("gdir")), 0)
         self.assertEqual(self.tree(self.path("gdir", "local-tree")), self.tree(src))
 
+    @unittest.skipIf(GO, "tar-get, tar-put")
+    def test_cp_r_streams_without_tar(self):
+        # No tar(1) here: only the TarGet/TarPut path can do it.
+        src = self.path("t-src")
+        self.make_tree(src)
+        os.utime(os.path.join(src, "a.txt"), ns=(10**18, 1_111_111_111_222_333_444))
+        env = clean_env()
+        env["PATH"] = "/nonexistent"
+        self.assertStatus(vsockctl("cp", "-r", "-p", src, ":" + self.path("t-up"), env=env), 0)
+        self.assertEqual(self.tree(self.path("t-up")), self.tree(src))
+        self.assertEqual(os.stat(self.path("t-up", "a.txt")).st_mtime_ns, 1_111_111_111_222_333_444)
+        self.assertStatus(vsockctl("cp", "-r", "-p", ":" + self.path("t-up"), self.path("t-down"), env=env), 0)
+        self.assertEqual(self.tree(self.path("t-down")), self.tree(src))
+        self.assertEqual(os.stat(self.path("t-down", "a.txt")).st_mtime_ns, 1_111_111_111_222_333_444)
+        self.assertEqual([n for n in os.listdir(self.d) if n.startswith(".vsockctl")], [])
+        # A missing guest tree: the guest's words, nothing left here.
+        res = vsockctl("cp", "-r", ":" + self.path("t-none"), self.path("t-none-here"), env=env)
+        self.assertNotEqual(res.returncode, 0)
+        self.assertFalse(os.path.exists(self.path("t-none-here")))
+
     def test_cp_r_of_a_file_copies_it(self):
         f = self.write("plain", b"p")
         self.assertStatus(vsockctl("cp", "-r", ":" + f, self.path("plain2")), 0)
