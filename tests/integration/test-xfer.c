@@ -939,6 +939,110 @@ static void test_memory(void **state) {
         unlink(dst);
 }
 
+
+/* ---- large files (the xfer-big suite: XFER_BIG=1) ------------------------------------------ */
+
+static int sink_none(void *userdata, const void *data, size_t n) {
+        (void) data;
+        *(uint64_t *) userdata += n;
+        return 0;
+}
+
+/* Room for @need bytes in Dir, or the test is skipped with the reason. */
+static bool room_for(uint64_t need) {
+        struct statvfs v;
+        if (statvfs(Dir, &v) < 0)
+                return false;
+        uint64_t free_b = (uint64_t) v.f_bavail * v.f_frsize;
+        if (free_b < need) {
+                print_message("skipped: %s has %llu MiB free, the test needs %llu MiB\n", Dir,
+                              (unsigned long long) (free_b >> 20), (unsigned long long) (need >> 20));
+                return false;
+        }
+        return true;
+}
+
+/* Download @path to nowhere and upload it to @dst, checking digests and
+ * the agent's peak memory (< 2 MiB over the transfer). */
+static void big_roundtrip(const char *path, const char *dst, uint64_t size) {
+        char want[SHA256_HEX_SIZE], got[SHA256_HEX_SIZE];
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        assert_true(fd >= 0);
+        file_sha(fd, want);
+        long base = proc_hwm_kb(A->pid);
+        int64_t t0 = mono_ms();
+        vsock_conn *c = xdial();
+        uint64_t seen = 0;
+        struct vsock_file_get_opts go = VSOCK_FILE_GET_OPTS_INIT;
+        go.sink = sink_none;
+        go.userdata = &seen;
+        struct vsock_file_get_result gr;
+        struct vsock_call call = VSOCK_CALL_INIT;
+        int r = vsock_file_get(c, path, &go, &call, &gr);
+        if (r < 0)
+                fail_msg("file_get: %s (%s)", vsock_strerror(r), call.remote_error);
+        assert_int_equal(seen, size);
+        assert_string_equal(gr.sha256, want);
+        int64_t t1 = mono_ms();
+        struct vsock_file_put_opts po = VSOCK_FILE_PUT_OPTS_INIT;
+        po.fd = fd;
+        struct vsock_file_put_result pr;
+        r = vsock_file_put(c, dst, &po, &call, &pr);
+        if (r < 0)
+                fail_msg("file_put: %s (%s)", vsock_strerror(r), call.remote_error);
+        int64_t t2 = mono_ms();
+        vsock_conn_close(c);
+        assert_int_equal(pr.size, size);
+        assert_string_equal(pr.sha256, want);
+        path_sha(dst, got);
+        assert_string_equal(got, want);
+        long peak = proc_hwm_kb(A->pid);
+        print_message("%llu MiB: get %lld ms, put %lld ms; agent peak RSS %ld -> %ld KiB\n",
+                      (unsigned long long) (size >> 20), (long long) (t1 - t0), (long long) (t2 - t1), base, peak);
+        assert_true(peak - base < 2048);
+        close(fd);
+        unlink(dst);
+}
+
+static void test_big_sparse(void **state) {
+        (void) state;
+        uint64_t size = UINT64_C(4608) << 20; /* 4.5 GiB: past every 32-bit boundary */
+        if (!room_for(size + (UINT64_C(512) << 20)))
+                skip();
+        char p[160], d[160];
+        path_in(p, sizeof p, "sparse");
+        path_in(d, sizeof d, "sparse-copy");
+        int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        assert_true(fd >= 0);
+        /* Some bytes at the far end and around 4 GiB, holes elsewhere. */
+        assert_int_equal(pwrite(fd, "4GiB", 4, (off_t) (UINT64_C(1) << 32) - 2), 4);
+        assert_int_equal(pwrite(fd, "end", 3, (off_t) size - 3), 3);
+        close(fd);
+        big_roundtrip(p, d, size);
+        unlink(p);
+}
+
+static void test_big_real(void **state) {
+        (void) state;
+        uint64_t size = UINT64_C(1) << 30;
+        if (!room_for(2 * size + (UINT64_C(512) << 20)))
+                skip();
+        char p[160], d[160];
+        path_in(p, sizeof p, "real");
+        path_in(d, sizeof d, "real-copy");
+        int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        assert_true(fd >= 0);
+        uint8_t *buf = malloc(1 << 20);
+        for (uint64_t off = 0; off < size; off += 1 << 20) {
+                fill(buf, 1 << 20, off, 77);
+                assert_int_equal(write(fd, buf, 1 << 20), 1 << 20);
+        }
+        free(buf);
+        close(fd);
+        big_roundtrip(p, d, size);
+        unlink(p);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_teardown(test_get, test_teardown),
@@ -957,5 +1061,11 @@ int main(void) {
                 cmocka_unit_test_teardown(test_tar_get_errors, test_teardown),
                 cmocka_unit_test_teardown(test_memory, test_teardown),
         };
+        const struct CMUnitTest big_tests[] = {
+                cmocka_unit_test_teardown(test_big_sparse, test_teardown),
+                cmocka_unit_test_teardown(test_big_real, test_teardown),
+        };
+        if (getenv("XFER_BIG"))
+                return cmocka_run_group_tests(big_tests, group_setup, group_teardown);
         return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
