@@ -86,6 +86,7 @@ void fig_files(struct bench *b);               /* 3 */
 void fig_port_forward(struct bench *b);        /* 5 */
 void fig_agent(struct bench *b);               /* 6 */
 void fig_hash(struct bench *b);                /* bench-hash.c: SHA-256 */
+void fig_xfer(struct bench *b);                /* bench-xfer.c: FileGet/FilePut */
 
 /* ---- bench-exec.c, shared with bench-io.c ---------------------------------- */
 /* One batch `true` on @a, end to end (dial included): ns, or < 0. */

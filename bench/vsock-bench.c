@@ -381,7 +381,7 @@ static void usage(FILE *f) {
                    "Measures the agent against same-machine floors and prints a table.\n"
                    "  --quick        reduced sizes and counts; exit 0 whatever the figures\n"
                    "  --json FILE    also write the table as JSON\n"
-                   "  --only GROUPS  comma-separated: exec,throughput,files,sessions,portfwd,agent,hash\n"
+                   "  --only GROUPS  comma-separated: exec,throughput,files,sessions,portfwd,agent,hash,xfer\n"
                    "  --keep         keep the temporary directory\n");
 }
 
@@ -470,7 +470,7 @@ int main(int argc, char **argv) {
         } groups[] = {
                 { "exec", fig_exec_latency },     { "throughput", fig_throughput }, { "files", fig_files },
                 { "sessions", fig_sessions },     { "portfwd", fig_port_forward },  { "agent", fig_agent },
-                { "hash", fig_hash },
+                { "hash", fig_hash },             { "xfer", fig_xfer },
         };
         for (size_t i = 0; i < sizeof groups / sizeof groups[0]; i++) {
                 if (!bench_wants(&b, groups[i].name))
