@@ -236,17 +236,36 @@ static void stream_begin(struct fget *g) {
 
 static int stream_start_encode(const void *m, struct buf *out) { return ext_stream_start_encode(m, out); }
 
-static void open_done(struct worker_job *j) {
-        struct fget *g = container_of(j, struct fget, open_job);
+/* A step came back: false when the download is over (freed if the session
+ * let go) or failed (answered). */
+static bool step_done(struct fget *g, struct worker_job *j, const char *what) {
         g->in_flight--;
         if (!g->s || g->ended) {
                 maybe_destroy(g);
-                return;
+                return false;
         }
         if (j->cancelled || g->err) {
-                fail_errno(g, g->err ? g->err : ECANCELED, g->err ? g->err_what : "open");
+                fail_errno(g, g->err ? g->err : ECANCELED, g->err ? g->err_what : what);
+                return false;
+        }
+        return true;
+}
+
+/* Hash the next piece of a resumed download's prefix, or start sending. */
+static void prefix_next(struct fget *g) {
+        if (g->prefix >= (uint64_t) g->req.offset) {
+                stream_begin(g);
                 return;
         }
+        int r = submit(g, &g->prefix_job);
+        if (r < 0)
+                fail_errno(g, r == -EBUSY ? EAGAIN : -r, "hash the prefix of");
+}
+
+static void open_done(struct worker_job *j) {
+        struct fget *g = container_of(j, struct fget, open_job);
+        if (!step_done(g, j, "open"))
+                return;
         struct ext_stream_start ss = { .has_stat = true, .offset = g->req.offset };
         int r = xfer_stat_fill(&g->st, g->req.path, &ss.stat);
         if (r >= 0) {
@@ -258,49 +277,20 @@ static void open_done(struct worker_job *j) {
                 return;
         }
         g->started = true;
-        if (g->req.offset > 0) {
-                r = submit(g, &g->prefix_job);
-                if (r < 0)
-                        fail_errno(g, r == -EBUSY ? EAGAIN : -r, "hash the prefix of");
-                return;
-        }
-        stream_begin(g);
+        prefix_next(g);
 }
 
 static void prefix_done(struct worker_job *j) {
         struct fget *g = container_of(j, struct fget, prefix_job);
-        g->in_flight--;
-        if (!g->s || g->ended) {
-                maybe_destroy(g);
-                return;
-        }
-        if (j->cancelled || g->err) {
-                fail_errno(g, g->err ? g->err : ECANCELED, g->err ? g->err_what : "read");
-                return;
-        }
-        if (g->prefix < (uint64_t) g->req.offset) {
-                int r = submit(g, &g->prefix_job);
-                if (r < 0)
-                        fail_errno(g, r == -EBUSY ? EAGAIN : -r, "hash the prefix of");
-                return;
-        }
-        stream_begin(g);
+        if (step_done(g, j, "read"))
+                prefix_next(g);
 }
 
 static void read_done(struct worker_job *j) {
         struct chunk *c = container_of(j, struct chunk, job);
-        struct fget *g = c->g;
-        g->in_flight--;
         c->busy = false;
-        if (!g->s || g->ended) {
-                maybe_destroy(g);
-                return;
-        }
-        if (j->cancelled || g->err) {
-                fail_errno(g, g->err ? g->err : ECANCELED, g->err ? g->err_what : "read");
-                return;
-        }
-        pump(g);
+        if (step_done(c->g, j, "read"))
+                pump(c->g);
 }
 
 static void job_timeout(struct fget *g) {

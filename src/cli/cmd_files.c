@@ -655,6 +655,23 @@ static int copy_tree_up(const char *addr, const char *src, const char *gdst, con
 
 /* ---- trees on the streaming path (tar-get, tar-put) ------------------------------ */
 
+/* A tree's transfer ended with @r: its exit status (or CP_BASE_ONLY),
+ * with the local side's error (@local_err, about @local) when it was ours. */
+static int tree_status(int r, bool dialed, const struct vsock_call *call, const char *addr, const char *gpath,
+                       const char *local, const char *local_err) {
+        if (r >= 0)
+                return CLI_EXIT_OK;
+        if (vsock_err_kind(r) == VSOCK_E_UNSUPPORTED)
+                return CP_BASE_ONLY;
+        if (!dialed)
+                return CLI_EXIT_ERROR;
+        if (vsock_err_kind(r) == VSOCK_E_ERRNO && local_err[0]) {
+                cli_error("%s: %s", local, local_err);
+                return CLI_EXIT_FAILURE;
+        }
+        return stream_report(r, call, addr, gpath);
+}
+
 static int extract_sink(void *userdata, const void *data, size_t n) { return tar_extract_write(userdata, data, n); }
 
 /* Archive stream of guest tree @gsrc into local directory @root: its
@@ -688,17 +705,8 @@ static int stream_tree_down(const char *addr, const char *gsrc, const char *root
                 (void) vsock_conn_close(c);
         }
         int f = r >= 0 ? tar_extract_finish(x) : 0;
-        int status = CLI_EXIT_OK;
-        if (r < 0 && vsock_err_kind(r) == VSOCK_E_UNSUPPORTED)
-                status = CP_BASE_ONLY;
-        else if (r < 0 && !c)
-                status = CLI_EXIT_ERROR;
-        else if (r < 0 && vsock_err_kind(r) == VSOCK_E_ERRNO && tar_extract_error(x)[0]) {
-                cli_error("%s: %s", root, tar_extract_error(x));
-                status = CLI_EXIT_FAILURE;
-        } else if (r < 0)
-                status = stream_report(r, &call, addr, gsrc);
-        else if (f < 0) {
+        int status = tree_status(r, c != NULL, &call, addr, gsrc, root, tar_extract_error(x));
+        if (status == CLI_EXIT_OK && f < 0) {
                 cli_error("%s: %s", root, tar_extract_error(x));
                 status = CLI_EXIT_FAILURE;
         }
@@ -768,16 +776,7 @@ static int stream_copy_tree_up(const char *addr, const char *src, const char *gd
                 r = vsock_tar_put(c, gdir, &to, &call, &res);
                 (void) vsock_conn_close(c);
         }
-        int status = CLI_EXIT_OK;
-        if (r < 0 && vsock_err_kind(r) == VSOCK_E_UNSUPPORTED)
-                status = CP_BASE_ONLY;
-        else if (r < 0 && !c)
-                status = CLI_EXIT_ERROR;
-        else if (r < 0 && vsock_err_kind(r) == VSOCK_E_ERRNO && tar_walk_error(w)[0]) {
-                cli_error("%s: %s", src, tar_walk_error(w));
-                status = CLI_EXIT_FAILURE;
-        } else if (r < 0)
-                status = stream_report(r, &call, addr, gdir);
+        int status = tree_status(r, c != NULL, &call, addr, gdir, src, tar_walk_error(w));
         tar_walk_free(w);
         return status;
 }

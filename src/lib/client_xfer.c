@@ -128,6 +128,26 @@ static int check_done(struct vsock_call *call, const struct ext_done *d, uint64_
         return 0;
 }
 
+/* Send a stream's request and read its StreamStart into @ret. Failures
+ * shut @c down, except an Error before the stream (the connection then
+ * reads the next request). */
+static int stream_open(vsock_conn *c, unsigned feature, uint8_t type_req, const struct ext_shape *shape,
+                       const void *req, struct vsock_call *call, int64_t idle_ns, uint8_t *buf,
+                       struct ext_stream_start *ret) {
+        int r = client_ext_send_msg(c, feature, type_req, shape, req, call);
+        if (r < 0)
+                return client_fail(c, r);
+        uint8_t type;
+        uint32_t n;
+        r = read_frame(c, call, idle_ns, &type, buf, JSON_FRAME_MAX, &n);
+        if (r < 0)
+                return client_fail(c, r);
+        r = expect_json(call, type, buf, n, EXT_MSG_STREAM_START, &ext_stream_start_shape, ret, "StreamStart");
+        if (r < 0)
+                return type == EXT_MSG_ERROR && vsock_err_kind(r) != VSOCK_E_PROTOCOL ? r : client_fail(c, r);
+        return 0;
+}
+
 /* ---- download ------------------------------------------------------------ */
 
 struct done_counts;
@@ -239,20 +259,10 @@ int vsock_file_get(vsock_conn *c, const char *path, const struct vsock_file_get_
 static int get_op(vsock_conn *c, unsigned feature, uint8_t type_req, const struct ext_shape *shape, const void *req,
                   uint32_t window, const struct vsock_file_get_opts *o, struct vsock_call *call, uint8_t *buf,
                   struct sha256 *sha, struct vsock_file_get_result *ret, struct done_counts *counts) {
-        int r = client_ext_send_msg(c, feature, type_req, shape, req, call);
-        if (r < 0)
-                return client_fail(c, r);
-
-        uint8_t type;
-        uint32_t n;
-        r = read_frame(c, call, o->idle_timeout_ns, &type, buf, JSON_FRAME_MAX, &n);
-        if (r < 0)
-                return client_fail(c, r);
         struct ext_stream_start ss;
-        r = expect_json(call, type, buf, n, EXT_MSG_STREAM_START, &ext_stream_start_shape, &ss, "StreamStart");
+        int r = stream_open(c, feature, type_req, shape, req, call, o->idle_timeout_ns, buf, &ss);
         if (r < 0)
-                /* An Error before the stream leaves the connection usable. */
-                return type == EXT_MSG_ERROR && vsock_err_kind(r) != VSOCK_E_PROTOCOL ? r : client_fail(c, r);
+                return r;
         struct vsock_file_get_result res = {};
         stat_from_ext(&ss.stat, &res.stat);
         ext_stream_start_clear(&ss);
@@ -477,18 +487,10 @@ int vsock_file_put(vsock_conn *c, const char *path, const struct vsock_file_put_
 static int put_op(vsock_conn *c, unsigned feature, uint8_t type_req, const struct ext_shape *shape, const void *req,
                   const struct vsock_file_put_opts *o, struct vsock_call *call, uint8_t *buf,
                   struct vsock_file_put_result *ret, struct done_counts *counts) {
-        int r = client_ext_send_msg(c, feature, type_req, shape, req, call);
-        if (r < 0)
-                return client_fail(c, r);
-        uint8_t type;
-        uint32_t n;
-        r = read_frame(c, call, o->idle_timeout_ns, &type, buf, JSON_FRAME_MAX, &n);
-        if (r < 0)
-                return client_fail(c, r);
         struct ext_stream_start ss;
-        r = expect_json(call, type, buf, n, EXT_MSG_STREAM_START, &ext_stream_start_shape, &ss, "StreamStart");
+        int r = stream_open(c, feature, type_req, shape, req, call, o->idle_timeout_ns, buf, &ss);
         if (r < 0)
-                return type == EXT_MSG_ERROR && vsock_err_kind(r) != VSOCK_E_PROTOCOL ? r : client_fail(c, r);
+                return r;
         struct vsock_file_put_result res = {};
         r = ss.offset < 0 ? VSOCK_ERR(VSOCK_E_PROTOCOL, EPROTO) : put_stream(c, o, call, buf, &ss, &res, counts);
         ext_stream_start_clear(&ss);
