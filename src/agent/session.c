@@ -12,6 +12,7 @@
 #include <vsock/msg.h>
 
 #include "agent/ext.h"
+#include "agent/fsops.h"
 #include "agent/ops.h"
 #include "agent/xfer.h"
 #include "lib/ext_msg.h"
@@ -85,6 +86,8 @@ static const struct session_handler agent_handlers[SESSION_HANDLER_TYPES] = {
         /* Extensions (PROTOCOL.md Part 2): one line per type, with the
          * feature HelloReply advertises for it. */
         [EXT_MSG_HELLO] = { .start = hello_start, .reply = true, .max_len = EXT_HELLO_MAX },
+        [EXT_MSG_FS_REQUEST] = { .start = fsops_start, .reply = true, .feature = "fs" },
+        [EXT_MSG_LIST_DIR] = { .start = listdir_start, .reply = true, .feature = "list" },
         [EXT_MSG_DATA] = { .start = xfer_stray_start, .reply = true },
         [EXT_MSG_CREDIT] = { .start = session_drop_frame, .drop = true },
         [EXT_MSG_DONE] = { .start = xfer_stray_start, .reply = true },

@@ -19,6 +19,11 @@ static const struct subcommand subcommands[] = {
         { "cp", cmd_cp, "copy a file to or from the guest (:/path)" },
         { "cat", cmd_cat, "write guest files to stdout" },
         { "ls", cmd_ls, "list a guest directory" },
+        { "stat", cmd_stat, "show the status of guest files" },
+        { "mkdir", cmd_mkdir, "create guest directories" },
+        { "rm", cmd_rm, "remove guest files and directories" },
+        { "mv", cmd_mv, "rename a guest file or directory" },
+        { "chmod", cmd_chmod, "set the permission bits of guest files" },
         { "port-forward", cmd_port_forward, "forward a local TCP port to the guest (like ssh -L)" },
         { "wait-ready", cmd_wait_ready, "wait until the guest reports ready" },
 };
