@@ -90,6 +90,7 @@ void fig_port_forward(struct bench *b);        /* 5 */
 void fig_agent(struct bench *b);               /* 6 */
 void fig_hash(struct bench *b);                /* bench-hash.c: SHA-256 */
 void fig_attacks(struct bench *b);             /* 7, bench-attack.c: issue 12's attacks */
+void fig_xfer(struct bench *b);                /* bench-xfer.c: FileGet/FilePut */
 
 /* ---- bench-exec.c, shared with bench-io.c ---------------------------------- */
 /* One batch `true` on @a, end to end (dial included): ns, or < 0. */

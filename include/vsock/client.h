@@ -384,6 +384,134 @@ int vsock_list_dir(vsock_conn *c, const char *path, int page_size, vsock_list_fn
 int vsock_list_dir_at(const char *addr, const char *path, int page_size, vsock_list_fn on_page, void *userdata,
                       struct vsock_call *call);
 
+/* ---- streaming files (extensions file-get, file-put: PROTOCOL.md 2.5) ------
+ *
+ * Files of any size in Data frames with flow control, a SHA-256 over the
+ * whole file checked at the end on both sides, resumable after a broken
+ * connection. @c must be a connection to an agent that serves the
+ * feature, after Hello (the *_at() variants negotiate, and fall back to
+ * ReadFile/WriteFile for files the base protocol can carry). The
+ * connection is reusable after success; after a failure it is spent.
+ *
+ * Failures: an Error from the agent is VSOCK_E_REMOTE with the agent's
+ * errno (ECHECKSUM: EBADMSG, ELIMIT: E2BIG, EPROTO: EPROTO) and its message
+ * in call->remote_error; a digest or size that does not match what
+ * arrived is VSOCK_E_PROTOCOL with EBADMSG; a callback's negative errno
+ * is returned as is. */
+
+/* Largest Data payload of our agent (limits.data_max). */
+#define VSOCK_XFER_DATA_MAX (256u * 1024)
+
+/* Progress: @done of @total bytes (total 0: unknown), after each piece. */
+typedef void (*vsock_xfer_progress_fn)(void *userdata, uint64_t done, uint64_t total);
+
+/* A file's metadata as the agent's Stat object gives it. */
+struct vsock_file_stat {
+        uint64_t size;
+        mode_t mode;            /* st_mode: type and permission bits */
+        uint32_t uid, gid;
+        int64_t mtime_ns, atime_ns;
+};
+
+struct vsock_file_get_opts {
+        /* The bytes go to @fd (written at its offset = file offset), or,
+         * with fd < 0, to @sink (0 or a negative errno to stop). */
+        int fd;
+        int (*sink)(void *userdata, const void *data, size_t n);
+        void *userdata;
+        /* Resume: the first @offset bytes are already in @fd (they are
+         * read back to verify the digest); needs fd >= 0. */
+        uint64_t offset;
+        uint64_t length;        /* 0: to the end of the file */
+        vsock_xfer_progress_fn progress;
+        /* > 0: whenever a frame arrives or leaves, the call's deadline
+         * moves to now + this (a bound on the agent's silence, not on the
+         * transfer); the call's own deadline bounds the request. */
+        int64_t idle_timeout_ns;
+};
+#define VSOCK_FILE_GET_OPTS_INIT { .fd = -1 }
+
+struct vsock_file_get_result {
+        struct vsock_file_stat stat;    /* as the agent opened it */
+        uint64_t received;              /* bytes this call received */
+        char sha256[65];                /* of bytes 0 .. offset + received, hex */
+};
+
+/* Download @path. On success the result is filled in; on failure the
+ * bytes received so far are in @fd (resume with opts.offset = what is
+ * there, after checking that stat.mtime_ns and stat.size are unchanged). */
+int vsock_file_get(vsock_conn *c, const char *path, const struct vsock_file_get_opts *o, struct vsock_call *call,
+                   struct vsock_file_get_result *ret);
+
+struct vsock_file_put_opts {
+        /* The bytes come from @fd (read with pread from the offset the
+         * agent asks for), or, with fd < 0, from @source (bytes read, 0 at
+         * the end, or a negative errno). */
+        int fd;
+        ssize_t (*source)(void *userdata, void *buf, size_t n);
+        void *userdata;
+        int64_t size;           /* -1: unknown (from @fd: its size) */
+        int64_t mode;           /* permission bits, -1: 0644 */
+        int64_t uid, gid;       /* -1: the agent's */
+        int64_t mtime_ns;       /* INT64_MIN: now */
+        /* Resumable: 16-64 characters of [0-9A-Za-z_-], unique per upload.
+         * With @resume, an upload of that id that broke is continued (a
+         * @source is then read from its start, the bytes the agent already
+         * has only hashed). */
+        const char *upload_id;
+        bool resume;
+        vsock_xfer_progress_fn progress;
+        int64_t idle_timeout_ns;        /* as in vsock_file_get_opts */
+};
+#define VSOCK_FILE_PUT_OPTS_INIT                                                                      \
+        { .fd = -1, .size = -1, .mode = -1, .uid = -1, .gid = -1, .mtime_ns = INT64_MIN }
+
+struct vsock_file_put_result {
+        uint64_t offset;        /* where this call started (a resumed upload's bytes kept) */
+        uint64_t size;          /* the file's size */
+        char sha256[65];
+};
+
+/* Upload to @path: replaced atomically once the agent verified the
+ * digest (nothing is replaced otherwise). */
+int vsock_file_put(vsock_conn *c, const char *path, const struct vsock_file_put_opts *o, struct vsock_call *call,
+                   struct vsock_file_put_result *ret);
+
+/* ---- directory trees as tar streams (extensions tar-get, tar-put: 2.6) ----
+ *
+ * A pax/ustar archive in Data frames, with the same flow control and
+ * SHA-256 check as the file streams; names start with the last element of
+ * the guest path (`tar -C dirname -c basename`). Errors as above. */
+
+struct vsock_tar_opts {
+        /* Get: the archive goes to @fd, or with fd < 0 to @sink. Put: it is
+         * read from @fd (sequentially), or with fd < 0 from @source. */
+        int fd;
+        int (*sink)(void *userdata, const void *data, size_t n);
+        ssize_t (*source)(void *userdata, void *buf, size_t n);
+        void *userdata;
+        bool preserve_owner;    /* put: apply the archive's uid/gid (else the agent's) */
+        vsock_xfer_progress_fn progress;
+        int64_t idle_timeout_ns; /* as in vsock_file_get_opts */
+};
+#define VSOCK_TAR_OPTS_INIT { .fd = -1 }
+
+struct vsock_tar_result {
+        uint64_t size;          /* archive bytes */
+        uint64_t entries;       /* entries archived / extracted */
+        uint64_t skipped;       /* sockets, devices, FIFOs (and, get: entries that changed while read) */
+        char sha256[65];
+};
+
+/* Archive guest @path (recursively, not crossing file systems). */
+int vsock_tar_get(vsock_conn *c, const char *path, const struct vsock_tar_opts *o, struct vsock_call *call,
+                  struct vsock_tar_result *ret);
+/* Extract an archive into guest directory @path (made with its parents):
+ * no entry escapes it (relative names without "..", no symlink followed);
+ * entries extracted before a failure stay. */
+int vsock_tar_put(vsock_conn *c, const char *path, const struct vsock_tar_opts *o, struct vsock_call *call,
+                  struct vsock_tar_result *ret);
+
 /* ---- readiness ----------------------------------------------------------- */
 
 /* Connect to @addr (default port 5002) until a connection is accepted or

@@ -42,6 +42,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/errtext.h"
@@ -133,6 +134,17 @@ static int mkdir_parents(struct files_writer *w, const char *dir, char **err) {
         return 0;
 }
 
+int files_mkdirs(struct files_writer *w, const char *dir, char **err) {
+        if (!dir || dir[0] != '/')
+                return w->error = EINVAL, error_fmt(err, "mkdir: path must be absolute: \"%s\"", dir ? dir : "");
+        if (!w->dir && !(w->dir = strdup(dir)))
+                return -ENOMEM;
+        int r = mkdir_parents(w, dir, err);
+        if (r < 0 && r != -ENOMEM)
+                w->error = -r;
+        return r == -ENOMEM ? r : 0;
+}
+
 void files_writer_init(struct files_writer *w) { *w = (struct files_writer) { .fd = -1 }; }
 
 /* Kernel file systems: their files can be written, nothing created. */
@@ -178,11 +190,46 @@ static int check_target(const char *path, char **err) {
 }
 
 int files_write_begin(struct files_writer *w, const char *path, char **err) {
+        return files_write_begin_opts(w, path, NULL, err);
+}
+
+/* Open (or continue) the named temporary file @o->partial in the target's
+ * directory @w->dir. */
+static int open_partial(struct files_writer *w, const struct files_write_opts *o, char **err) {
+        if (asprintf(&w->tmp, "%s/%s", strcmp(w->dir, "/") == 0 ? "" : w->dir, o->partial) < 0) {
+                w->tmp = NULL;
+                return -ENOMEM;
+        }
+        int flags = O_RDWR | O_CREAT | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC | (o->resume ? 0 : O_TRUNC);
+        w->fd = open(w->tmp, flags, 0600);
+        struct stat st;
+        if (w->fd >= 0 && fstat(w->fd, &st) < 0)
+                w->fd = safe_close(w->fd);
+        if (w->fd >= 0 && !S_ISREG(st.st_mode)) {
+                w->fd = safe_close(w->fd);
+                errno = EINVAL;
+        }
+        if (w->fd < 0) {
+                int e = errno;
+                free(w->tmp); /* not ours to remove */
+                w->tmp = NULL;
+                return w->error = e, path_error(err, "open", w->path, e);
+        }
+        /* Stale: older than the caller's bound, it starts again. */
+        if (o->resume && o->keep_s > 0 && st.st_mtim.tv_sec + (time_t) o->keep_s < time(NULL) &&
+            ftruncate(w->fd, 0) < 0)
+                return w->error = errno, path_error(err, "truncate", w->tmp, w->error);
+        if (lseek(w->fd, 0, SEEK_END) < 0)
+                return w->error = errno, path_error(err, "seek", w->tmp, w->error);
+        return 0;
+}
+
+int files_write_begin_opts(struct files_writer *w, const char *path, const struct files_write_opts *o, char **err) {
         if (!path || path[0] != '/')
-                return error_fmt(err, "write_file: path must be absolute: \"%s\"", path ? path : "");
+                return w->error = EINVAL, error_fmt(err, "write_file: path must be absolute: \"%s\"", path ? path : "");
         size_t plen = strlen(path);
         if (path[plen - 1] == '/')
-                return path_error(err, "open", path, EISDIR);
+                return w->error = EISDIR, path_error(err, "open", path, EISDIR);
 
         w->path = strdup(path);
         const char *slash = strrchr(path, '/');
@@ -191,18 +238,22 @@ int files_write_begin(struct files_writer *w, const char *path, char **err) {
                 return -ENOMEM;
         int r = check_target(path, err);
         if (r < 0)
-                return r == -ENOMEM ? r : 0;
+                return w->error = -r, r == -ENOMEM ? r : 0;
         if (r == 1 && kernel_fs(w->dir)) {
+                if (o && o->no_in_place)
+                        return w->error = EINVAL, error_fmt(err, "open %s: a kernel file system: no temporary file can be made", path);
                 /* No temporary file there: the file itself, as is. */
                 w->fd = open(path, O_WRONLY | O_TRUNC | O_NOCTTY | O_CLOEXEC);
                 if (w->fd < 0)
-                        return path_error(err, "open", path, errno);
+                        return w->error = errno, path_error(err, "open", path, w->error);
                 w->in_place = true;
                 return 0;
         }
         r = mkdir_parents(w, w->dir, err);
         if (r == -ENOMEM || *err)
-                return r == -ENOMEM ? r : 0;
+                return w->error = -r, r == -ENOMEM ? r : 0;
+        if (o && o->partial)
+                return open_partial(w, o, err);
 
         if (asprintf(&w->tmp, "%s/.vsock-agent-write-XXXXXX", slash == path ? "" : w->dir) < 0) {
                 w->tmp = NULL;
@@ -215,7 +266,7 @@ int files_write_begin(struct files_writer *w, const char *path, char **err) {
                 int e = errno;
                 free(w->tmp); /* nothing was created */
                 w->tmp = NULL;
-                return path_error(err, "open", path, e);
+                return w->error = e, path_error(err, "open", path, e);
         }
         return 0;
 }
@@ -224,12 +275,25 @@ int files_write_data(struct files_writer *w, const void *data, size_t n, char **
         if (n == 0)
                 return 0;
         int r = io_write_all(w->fd, data, n, 0, -1);
+        if (r < 0)
+                w->error = -r;
         return r < 0 ? path_error(err, "write", w->path, -r) : 0;
 }
 
 int files_write_commit(struct files_writer *w, uint32_t go_mode, char **err) {
+        struct files_attrs a = {
+                .mode = go_mode == 0 ? 0644 : vsock_go_mode_to_mode_t(go_mode) & 07777,
+                .keep_mode = go_mode == 0,
+                .keep_owner = true,
+                .uid = -1,
+                .gid = -1,
+        };
+        return files_write_commit_attrs(w, &a, err);
+}
+
+int files_write_commit_attrs(struct files_writer *w, const struct files_attrs *a, char **err) {
         struct stat st;
-        mode_t mode = go_mode == 0 ? 0644 : vsock_go_mode_to_mode_t(go_mode) & 07777;
+        mode_t mode = a->mode & 07777;
 
         if (w->in_place) {
                 /* Mode and owner are the kernel's; a kernel file has no
@@ -240,26 +304,35 @@ int files_write_commit(struct files_writer *w, uint32_t go_mode, char **err) {
         /* The target may have changed since begin: check again. */
         int r = check_target(w->path, err);
         if (r < 0)
-                return r == -ENOMEM ? r : 0;
+                return w->error = -r, r == -ENOMEM ? r : 0;
         /* Keep the owner of a file we replace (best effort: an unprivileged
          * agent cannot chown), and without a mode in the request its mode.
          * chown clears setuid bits, so it comes before fchmod. */
-        if (r == 1 && lstat(w->path, &st) == 0 && S_ISREG(st.st_mode)) {
-                (void) fchown(w->fd, st.st_uid, st.st_gid);
-                if (go_mode == 0)
+        if (r == 1 && (a->keep_owner || a->keep_mode) && lstat(w->path, &st) == 0 && S_ISREG(st.st_mode)) {
+                if (a->keep_owner)
+                        (void) fchown(w->fd, st.st_uid, st.st_gid);
+                if (a->keep_mode)
                         mode = st.st_mode & 07777;
         }
+        if ((a->uid >= 0 || a->gid >= 0) && fchown(w->fd, a->uid >= 0 ? (uid_t) a->uid : (uid_t) -1,
+                                                   a->gid >= 0 ? (gid_t) a->gid : (gid_t) -1) < 0)
+                return w->error = errno, path_error(err, "chown", w->path, w->error);
 
         /* fchmod is not subject to the umask, so the mode is exact,
          * setuid/setgid/sticky included. */
         if (fchmod(w->fd, mode) < 0)
-                return path_error(err, "chmod", w->path, errno);
+                return w->error = errno, path_error(err, "chmod", w->path, w->error);
+        if (a->has_mtime) {
+                const struct timespec ts[2] = { { .tv_nsec = UTIME_NOW }, a->mtime };
+                if (futimens(w->fd, ts) < 0)
+                        return w->error = errno, path_error(err, "utimes", w->path, w->error);
+        }
         if (fsync(w->fd) < 0)
-                return path_error(err, "sync", w->path, errno);
+                return w->error = errno, path_error(err, "sync", w->path, w->error);
         w->fd = safe_close(w->fd);
 
         if (rename(w->tmp, w->path) < 0)
-                return path_error(err, "rename", w->path, errno);
+                return w->error = errno, path_error(err, "rename", w->path, w->error);
         free(w->tmp);
         w->tmp = NULL;
         /* The directories are the file's now. */
@@ -271,6 +344,16 @@ int files_write_commit(struct files_writer *w, uint32_t go_mode, char **err) {
         if (dfd >= 0)
                 (void) fsync(dfd);
         return 0;
+}
+
+void files_write_keep(struct files_writer *w) {
+        if (w->fd >= 0)
+                (void) fsync(w->fd);
+        w->fd = safe_close(w->fd);
+        free(w->tmp);
+        w->tmp = NULL;
+        w->created_len = 0;
+        files_writer_clear(w);
 }
 
 /* rmdir the directories begin made, innermost first; one that gained

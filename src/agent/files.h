@@ -8,7 +8,10 @@
  * run it on a worker thread so a slow disk never stalls the event loop. */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
+#include <time.h>
 #include <stdint.h>
 
 #include "common/buf.h"
@@ -39,6 +42,7 @@ struct files_writer {
          * none): every one made is that or inside it. */
         size_t created_len;
         bool in_place;                  /* writing the target itself */
+        int error;                      /* the errno behind the last *err, for callers that report it */
 };
 
 void files_writer_init(struct files_writer *w);
@@ -46,11 +50,40 @@ void files_writer_init(struct files_writer *w);
  * its missing parent directories (as mkdir -p) and a temporary file beside
  * it. */
 int files_write_begin(struct files_writer *w, const char *path, char **err);
+/* Options of files_write_begin_opts() (FilePut, fileput.c). */
+struct files_write_opts {
+        /* The temporary file's name in the target's directory (a resumable
+         * upload's partial), instead of a unique one. */
+        const char *partial;
+        bool resume;            /* continue an existing @partial (else truncate it) */
+        unsigned keep_s;        /* a @partial older than this starts again (0: any age) */
+        bool no_in_place;       /* refuse to write a kernel file system's file in place */
+};
+/* files_write_begin() with options (@o may be NULL). With @o->partial the
+ * file is open for appending at its end (its size: fstat(w->fd)). */
+int files_write_begin_opts(struct files_writer *w, const char *path, const struct files_write_opts *o, char **err);
 int files_write_data(struct files_writer *w, const void *data, size_t n, char **err);
+/* mkdir -p of @dir (absolute), as for a file's parents (TarPut's root).
+ * The directories made are recorded in @w (its dir is set to @dir when
+ * unset), for files_write_abort(). */
+int files_mkdirs(struct files_writer *w, const char *dir, char **err);
 /* Give the file @go_mode (an os.FileMode; 0: the replaced file's mode, or
  * 0644 for a new file) and the owner of the file it replaces, sync it and
  * rename it over the target. */
 int files_write_commit(struct files_writer *w, uint32_t go_mode, char **err);
+/* What files_write_commit_attrs() gives the file. */
+struct files_attrs {
+        mode_t mode;            /* permission and setuid/setgid/sticky bits */
+        bool keep_mode;         /* the replaced regular file's mode instead, if any */
+        bool keep_owner;        /* the replaced regular file's owner (best effort) */
+        int64_t uid, gid;       /* >= 0: chown to it (failure is an error) */
+        bool has_mtime;
+        struct timespec mtime;
+};
+int files_write_commit_attrs(struct files_writer *w, const struct files_attrs *a, char **err);
+/* A resumable upload's connection broke: sync and keep the temporary file
+ * (and the directories made for it), then free as files_writer_clear(). */
+void files_write_keep(struct files_writer *w);
 /* Undo: remove the temporary file and the directories begin made (those
  * still empty). Then free, as files_writer_clear(). A write in place cannot
  * be undone. */

@@ -28,3 +28,8 @@ void fileop_reply(struct session *s, struct buf *out, int rc);
  * bytes: the payload arrives as raw input and goes to disk as it comes
  * (wfstream.c). The session calls it in REQUEST state. */
 int wfstream_start(struct session *s, uint32_t len);
+
+/* Streaming files (PROTOCOL.md 2.5): FileGet (fileget.c), FilePut
+ * (fileput.c). Their handlers read frames after the request. */
+int fileget_start(struct session *s, uint8_t type, uint8_t *payload, uint32_t len);
+int fileput_start(struct session *s, uint8_t type, uint8_t *payload, uint32_t len);

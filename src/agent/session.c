@@ -15,6 +15,8 @@
 #include "agent/ext.h"
 #include "agent/fsops.h"
 #include "agent/ops.h"
+#include "agent/xfer.h"
+#include "lib/ext_msg.h"
 #include "common/buf.h"
 #include "common/io.h"
 #include "common/log.h"
@@ -82,6 +84,12 @@ struct session {
         struct session *prev, *next;
 };
 
+/* Never called: the dispatch drops frames of a .drop handler. */
+static int session_drop_frame(struct session *s, uint8_t type, uint8_t *payload, uint32_t len) {
+        free(payload);
+        return -EPROTO;
+}
+
 static const struct session_handler agent_handlers[SESSION_HANDLER_TYPES] = {
         [VSOCK_MSG_EXEC] = { .start = exec_start, .refuse = exec_refuse, .reply = true },
         [VSOCK_MSG_EXEC_STREAM] = { .start = exec_start, .refuse = exec_refuse, .reply = true },
@@ -97,6 +105,13 @@ static const struct session_handler agent_handlers[SESSION_HANDLER_TYPES] = {
         [EXT_MSG_HELLO] = { .start = hello_start, .reply = true, .max_len = EXT_HELLO_MAX },
         [EXT_MSG_FS_REQUEST] = { .start = fsops_start, .reply = true, .feature = "fs" },
         [EXT_MSG_LIST_DIR] = { .start = listdir_start, .reply = true, .feature = "list" },
+        [EXT_MSG_DATA] = { .start = xfer_stray_start, .reply = true },
+        [EXT_MSG_CREDIT] = { .start = session_drop_frame, .drop = true },
+        [EXT_MSG_DONE] = { .start = xfer_stray_start, .reply = true },
+        [EXT_MSG_FILE_GET] = { .start = fileget_start, .reply = true, .frames = true, .feature = "file-get" },
+        [EXT_MSG_FILE_PUT] = { .start = fileput_start, .reply = true, .frames = true, .feature = "file-put" },
+        [EXT_MSG_TAR_GET] = { .start = fileget_start, .reply = true, .frames = true, .feature = "tar-get" },
+        [EXT_MSG_TAR_PUT] = { .start = fileput_start, .reply = true, .frames = true, .feature = "tar-put" },
 };
 
 /* An extension type this agent does not serve, on a connection that began
@@ -175,7 +190,7 @@ static bool input_wanted(const struct session *s) {
                 return true; /* a request body, or a raw stream */
         /* A request/response operation takes nothing after its request:
          * what follows is the next request, read once it is done. */
-        return !s->handler->reply;
+        return !s->handler->reply || s->handler->frames;
 }
 
 /* While our write side is open, a hang-up means the host is gone. Once it
@@ -609,12 +624,16 @@ static uint32_t request_max(const struct session_handler *h, uint8_t type) {
 
 /* A complete request: start what it asks for. The one dispatch point. */
 static void session_dispatch(struct session *s, uint8_t type, uint8_t *payload, uint32_t len) {
+        const struct session_handler *h = handler_for(s, type);
+        if (h && h->drop && s->ext) {
+                free(payload);
+                return;
+        }
         timer_disarm(&s->timer);
         const char *name = vsock_msg_type_name(type);
         log_debug("session %llu: request %s (%u bytes)", sid(s), name ? name : "?", len);
         if (!name)
                 name = ext_msg_type_name(type);
-        const struct session_handler *h = handler_for(s, type);
         const char *refusal = ext_refusal(s, type);
         if (!h || refusal) {
                 log_warn("session %llu: %s %u (%s), closing", sid(s),
@@ -771,6 +790,8 @@ static void session_feed(struct session *s, const uint8_t *data, size_t len) {
                                 request_header(s, type, flen);
                         else if (flen > SESSION_MAX_PAYLOAD_AFTER)
                                 frame_error(s, -EMSGSIZE);
+                        else if (s->ops->header && (r = s->ops->header(s->op, type, flen)) < 0)
+                                frame_error(s, r);
                         else if (frame_reserve(s, flen) < 0) {
                                 log_warn("session %llu: %s (%zu MiB): a frame of %u bytes does not fit, "
                                          "dropping the connection", sid(s), AGENT_BUDGET_TEXT,

@@ -53,6 +53,12 @@ struct session_ops {
         /* A frame after the request. Returns 0, or < 0 to log a protocol
          * error and treat the connection as lost. */
         int (*frame)(void *op, uint8_t type, const uint8_t *data, uint32_t len);
+        /* Optional: a frame after the request is announced (@len payload
+         * bytes), before any of it is collected. Returns 0 to collect it
+         * for frame(), or < 0 as frame() does. A stream refuses an
+         * oversized Data here, so a hostile length costs no memory; the op
+         * may also finish itself here (the frame is then dropped). */
+        int (*header)(void *op, uint8_t type, uint32_t len);
         /* Raw input (a request taken over at its header, or after
          * session_set_raw): bytes from the host. Returns how many were
          * taken; on a short count the rest is kept and the op must pause
@@ -96,6 +102,14 @@ struct session_handler {
         /* Request/response: no input after the request; once finished,
          * the connection reads the next request. */
         bool reply;
+        /* With @reply: the operation still reads frames after its request
+         * (a stream's Data and Credit), and once finished the connection
+         * reads the next request. */
+        bool frames;
+        /* Not a request: a frame that may still be in flight from an
+         * operation that ended (a stream's last Credit). Dropped between
+         * requests, without extending the idle bound. */
+        bool drop;
         /* Extension types (64..127): the feature HelloReply advertises for
          * it (ext.h); one name may serve several types. */
         const char *feature;

@@ -31,6 +31,11 @@ int client_read_reply(vsock_conn *c, struct vsock_call *call, uint8_t *ret_type,
  * with the type named in the diagnostics. */
 int client_unexpected_frame(struct vsock_call *call, uint8_t type, const char *waiting_for);
 
+/* The code of an extension Error frame's payload, as client_ext_read()
+ * maps it (client_hello.c), its message in call->remote_error; a payload
+ * that does not decode gives the decoder's code. */
+int client_ext_error(struct vsock_call *call, const void *data, size_t len);
+
 /* Finish a failed operation: the connection is spent, so shut it down in
  * both directions (the agent sees the disconnect and kills what it runs).
  * Returns @rc. */

@@ -211,6 +211,20 @@ static int error_code(const struct ext_error *e) {
         return VSOCK_ERR(VSOCK_E_REMOTE, err ? err : EIO);
 }
 
+int client_ext_error(struct vsock_call *call, const void *data, size_t len) {
+        struct ext_error e;
+        const char *why = NULL;
+        int r = ext_error_decode(data, len, &e, &why);
+        if (r < 0) {
+                client_diag(call, "Error: %s", why ? why : "malformed");
+                return r;
+        }
+        client_diag(call, "%s", e.message);
+        r = error_code(&e);
+        ext_error_clear(&e);
+        return r;
+}
+
 static int ext_read(vsock_conn *c, struct vsock_call *call, uint8_t *ret_type, uint8_t **ret_data, uint32_t *ret_len,
                     bool *ret_error_frame) {
         uint8_t type;
@@ -226,19 +240,10 @@ static int ext_read(vsock_conn *c, struct vsock_call *call, uint8_t *ret_type, u
                 *ret_len = len;
                 return 0;
         }
-        struct ext_error e;
-        const char *why = NULL;
-        r = ext_error_decode(data, len, &e, &why);
+        r = client_ext_error(call, data, len);
         free(data);
-        if (r < 0) {
-                client_diag(call, "Error: %s", why ? why : "malformed");
-                return r;
-        }
-        client_diag(call, "%s", e.message);
-        r = error_code(&e);
-        ext_error_clear(&e);
-        *ret_error_frame = true;
-        return r;
+        *ret_error_frame = r != -ENOMEM && vsock_err_kind(r) != VSOCK_E_DECODE; /* else undecodable */
+        return r < 0 ? r : -EPROTO; /* (an Error is always a failure) */
 }
 
 int client_ext_read(vsock_conn *c, struct vsock_call *call, uint8_t *ret_type, uint8_t **ret_data,

@@ -23,6 +23,7 @@ is bounded so a hang fails fast; nothing asserts on time.
 import errno
 import fcntl
 import hashlib
+import filecmp
 import os
 import re
 import select
@@ -805,6 +806,7 @@ class TestFiles(Base):
         self.assertStatus(res, 1)
         self.assertIn("No such file or directory", res.stderr.decode())
 
+    @unittest.skipUnless(GO, "a base agent's limit (ours streams any size)")
     def test_cp_guest_file_over_read_limit(self):
         big = self.path("big")
         with open(big, "wb") as f:
@@ -813,6 +815,7 @@ class TestFiles(Base):
         self.assertStatus(res, 1)
         self.assertIn("vsockctl: :%s: file exceeds the protocol's 16 MiB read limit" % big, res.stderr.decode())
 
+    @unittest.skipUnless(GO, "a base agent's limit (ours streams any size)")
     def test_cp_local_file_too_large(self):
         big = self.path("huge")
         with open(big, "wb") as f:
@@ -821,6 +824,66 @@ class TestFiles(Base):
         self.assertStatus(res, 1)
         self.assertIn("file too large to send", res.stderr.decode())
         self.assertFalse(os.path.exists(self.path("dst")))
+
+    @unittest.skipIf(GO, "streaming files (file-get, file-put)")
+    def test_cp_streams_any_size(self):
+        # Past both base limits (16 MiB down, ~48 MiB up), sparse.
+        big = self.path("big")
+        with open(big, "wb") as f:
+            f.truncate(70 * 1024 * 1024)
+            f.seek(123456789 % (70 * 1024 * 1024))
+            f.write(b"marker")
+        self.assertStatus(vsockctl("cp", big, ":" + self.path("up")), 0)
+        self.assertTrue(filecmp.cmp(big, self.path("up"), shallow=False))
+        self.assertStatus(vsockctl("cp", ":" + self.path("up"), self.path("down")), 0)
+        self.assertTrue(filecmp.cmp(big, self.path("down"), shallow=False))
+        self.assertEqual([n for n in os.listdir(self.d) if "vsock" in n], [])
+
+    @unittest.skipIf(GO, "streaming files (file-get, file-put)")
+    def test_cp_preserve(self):
+        src = self.write("p-src", b"keep me", 0o4751)
+        os.utime(src, ns=(1_000_000_000, 1_234_567_890_123_456_789))
+        self.assertStatus(vsockctl("cp", "-p", src, ":" + self.path("p-up")), 0)
+        st = os.stat(self.path("p-up"))
+        self.assertEqual(stat.S_IMODE(st.st_mode), 0o4751)
+        self.assertEqual(st.st_mtime_ns, 1_234_567_890_123_456_789)
+        self.assertStatus(vsockctl("cp", "-p", ":" + self.path("p-up"), self.path("p-down")), 0)
+        st = os.stat(self.path("p-down"))
+        self.assertEqual(stat.S_IMODE(st.st_mode), 0o4751)
+        self.assertEqual(st.st_mtime_ns, 1_234_567_890_123_456_789)
+        # Without -p: no set-id bits, the umask applies, the time is now.
+        self.assertStatus(vsockctl("cp", ":" + self.path("p-up"), self.path("plain")), 0)
+        st = os.stat(self.path("plain"))
+        self.assertEqual(stat.S_IMODE(st.st_mode), 0o751 & ~0o022)
+        self.assertNotEqual(st.st_mtime_ns, 1_234_567_890_123_456_789)
+
+    @unittest.skipIf(GO, "streaming files (file-get, file-put)")
+    def test_cp_resume_download(self):
+        data = os.urandom(3 * 1024 * 1024)
+        g = self.write("r-src", data)
+        # What a broken download left: the first MiB in the partial.
+        self.write(".r-dst.vsockctl-part", data[:1024 * 1024])
+        self.assertStatus(vsockctl("cp", "-c", ":" + g, self.path("r-dst")), 0)
+        self.assertEqual(self.read(self.path("r-dst")), data)
+        self.assertFalse(os.path.exists(self.path(".r-dst.vsockctl-part")))
+        # A partial that is not a prefix of the file: the digest says so,
+        # nothing is replaced.
+        self.write(".r-dst.vsockctl-part", b"X" * 1000)
+        res = vsockctl("cp", "-c", ":" + g, self.path("r-dst"))
+        self.assertStatus(res, 1)
+        self.assertIn("checksum mismatch", res.stderr.decode())
+        self.assertEqual(self.read(self.path("r-dst")), data)
+
+    @unittest.skipIf(GO, "streaming files (file-get, file-put)")
+    def test_cp_stream_errors(self):
+        res = vsockctl("cp", ":" + self.d, self.path("x"))
+        self.assertStatus(res, 1)
+        self.assertIn("is a directory (use cp -r)", res.stderr.decode())
+        self.assertFalse(os.path.exists(self.path("x")))
+        self.assertFalse(os.path.exists(self.path(".x.vsockctl-part")))
+        res = vsockctl("cp", ":" + self.path("nope"), self.path("y"))
+        self.assertStatus(res, 1)
+        self.assertIn("No such file or directory", res.stderr.decode())
 
     def test_cat(self):
         a = self.write("a.txt", b"first\n")
@@ -1600,6 +1663,26 @@ class TestFileCopies(Base):
         os.mkdir(self.path("gdir"))
         self.assertStatus(vsockctl("cp", "-r", src, ":" + self.path("gdir")), 0)
         self.assertEqual(self.tree(self.path("gdir", "local-tree")), self.tree(src))
+
+    @unittest.skipIf(GO, "tar-get, tar-put")
+    def test_cp_r_streams_without_tar(self):
+        # No tar(1) here: only the TarGet/TarPut path can do it.
+        src = self.path("t-src")
+        self.make_tree(src)
+        os.utime(os.path.join(src, "a.txt"), ns=(10**18, 1_111_111_111_222_333_444))
+        env = clean_env()
+        env["PATH"] = "/nonexistent"
+        self.assertStatus(vsockctl("cp", "-r", "-p", src, ":" + self.path("t-up"), env=env), 0)
+        self.assertEqual(self.tree(self.path("t-up")), self.tree(src))
+        self.assertEqual(os.stat(self.path("t-up", "a.txt")).st_mtime_ns, 1_111_111_111_222_333_444)
+        self.assertStatus(vsockctl("cp", "-r", "-p", ":" + self.path("t-up"), self.path("t-down"), env=env), 0)
+        self.assertEqual(self.tree(self.path("t-down")), self.tree(src))
+        self.assertEqual(os.stat(self.path("t-down", "a.txt")).st_mtime_ns, 1_111_111_111_222_333_444)
+        self.assertEqual([n for n in os.listdir(self.d) if n.startswith(".vsockctl")], [])
+        # A missing guest tree: the guest's words, nothing left here.
+        res = vsockctl("cp", "-r", ":" + self.path("t-none"), self.path("t-none-here"), env=env)
+        self.assertNotEqual(res.returncode, 0)
+        self.assertFalse(os.path.exists(self.path("t-none-here")))
 
     def test_cp_r_of_a_file_copies_it(self):
         f = self.write("plain", b"p")
