@@ -55,6 +55,7 @@ struct session {
         enum session_in in;
         enum session_out out;
         bool vsock;                     /* AF_VSOCK: a later full close raises no event */
+        bool rdhup_seen;                /* the host shut its side while we were not reading */
         vsock_decoder *dec;
         struct buf pending;             /* host bytes read, not yet taken */
         struct buf queue;               /* to the host */
@@ -207,6 +208,11 @@ static void update_interest(struct session *s) {
                 ev |= EPOLLIN;
         if (!buf_empty(&s->queue) && hangup_is_loss(s))
                 ev |= EPOLLOUT;
+        /* Not reading, the host's close shows as RDHUP alone on AF_VSOCK
+         * and TCP (EPOLLHUP is unix's); once seen it stays set, so it is
+         * watched only until then. */
+        if (!input_wanted(s) && hangup_is_loss(s) && s->in == SESSION_IN_OPEN && !s->rdhup_seen)
+                ev |= EPOLLRDHUP;
         /* Not reading still has to see the host hang up (EPOLLHUP/ERR come
          * with an empty mask), or a command that never reads stdin would
          * outlive it. */
@@ -860,6 +866,11 @@ static uint8_t *direct_tail(struct session *s, size_t *ret_room) {
  * only while our write side is open, or our own shutdown would answer. */
 static bool peer_gone(const struct session *s) { return hangup_is_loss(s) && io_peer_gone(s->fd); }
 
+static void arm_probe(struct session *s) {
+        if (s->vsock && timer_arm_in_ms(&s->probe_timer, SESSION_PROBE_MS) < 0)
+                log_warn("session %llu: cannot arm the close probe", sid(s));
+}
+
 /* A half-closed vsock connection whose operation still runs: the host's
  * later close raises no epoll event (the kernel only marks the socket), so
  * it is asked once a second; an idle socket costs one syscall each time. */
@@ -873,8 +884,7 @@ static void on_probe_timer(struct timer *t) {
                 session_changed(s);
                 return;
         }
-        if (timer_arm_in_ms(&s->probe_timer, SESSION_PROBE_MS) < 0)
-                log_warn("session %llu: cannot arm the close probe", sid(s));
+        arm_probe(s);
 }
 
 static void session_read(struct session *s) {
@@ -896,8 +906,7 @@ static void session_read(struct session *s) {
                         return;
                 }
                 in_to(s, SESSION_IN_EOF);
-                if (s->vsock && timer_arm_in_ms(&s->probe_timer, SESSION_PROBE_MS) < 0)
-                        log_warn("session %llu: cannot arm the close probe", sid(s));
+                arm_probe(s);
                 deliver_eof(s);
                 return;
         }
@@ -923,6 +932,16 @@ static void on_conn(struct watcher *w, uint32_t revents) {
                  * gone, and nothing it sent before matters any more. */
                 session_lost(s, -EPIPE);
                 return;
+        }
+        if ((revents & EPOLLRDHUP) && !input_wanted(s) && hangup_is_loss(s) && !s->rdhup_seen) {
+                /* A close or a half-close while the operation runs; a
+                 * half-close is a stream's business once it reads. */
+                s->rdhup_seen = true;
+                if (peer_gone(s)) {
+                        session_lost(s, -EPIPE);
+                        return;
+                }
+                arm_probe(s);
         }
         if (revents & EPOLLOUT)
                 session_writable(s);
