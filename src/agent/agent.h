@@ -9,6 +9,7 @@
 
 #include "agent/loop.h"
 
+struct procs;
 struct session;
 struct session_handler;
 struct sandbox;
@@ -49,6 +50,8 @@ struct agent {
         /* What each request type starts, indexed by message type (see
          * session.h); NULL: the agent's own table. */
         const struct session_handler *handlers;
+        /* Detached processes (procs.h); NULL: not served. */
+        struct procs *procs;
 };
 
 /* Whether @pid is a process this agent started and has not reaped yet

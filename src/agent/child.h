@@ -23,6 +23,9 @@ int child_new(struct loop *l, pid_t pid, int pidfd, bool tty_session, int grace_
 
 pid_t child_pid(const struct child *c);
 bool child_reaped(const struct child *c);
+/* Once reaped: the signal that killed it, 0 when it exited (an exit code
+ * of 128+N alone cannot tell `exit 137` from SIGKILL). */
+int child_exit_signal(const struct child *c);
 
 /* Deliver @signo to the child's process group (no-op once reaped). */
 int child_signal_group(struct child *c, int signo);

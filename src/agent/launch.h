@@ -60,6 +60,13 @@ struct launch_result {
 int launch_run(uint8_t *payload, size_t len, struct launch_mode mode, const struct launch_config *cfg,
                struct spawn_cancel *cancel, struct launch_result *ret);
 
+struct vsock_exec_request;
+/* The same for a request already decoded (a ProcStart's command fields):
+ * @q is not consumed, except that its stdin_data moves to *ret when it is
+ * handed over (non-frame modes). */
+int launch_request(struct vsock_exec_request *q, struct launch_mode mode, const struct launch_config *cfg,
+                   struct spawn_cancel *cancel, struct launch_result *ret);
+
 /* Close the fds, wipe and free the rest; the process is left alone.
  * Idempotent. */
 void launch_result_clear(struct launch_result *r);

@@ -12,6 +12,8 @@ struct session;
 int exec_start(struct session *s, uint8_t type, uint8_t *payload, uint32_t len);
 int portfwd_start(struct session *s, uint8_t type, uint8_t *payload, uint32_t len);
 int fileop_start(struct session *s, uint8_t type, uint8_t *payload, uint32_t len);
+/* ProcStart, ProcList, ProcAttach, ProcControl, ProcWait (procop.c). */
+int procop_start(struct session *s, uint8_t type, uint8_t *payload, uint32_t len);
 /* A FileResult in the making: room for the frame header at the start of
  * @out (session_send_take fills it), the JSON after it. */
 int fileop_reply_begin(struct buf *out);
