@@ -84,6 +84,23 @@ int cli_parse_flags(const char *cmd, int argc, char **argv, const struct cli_fla
 /* Human-readable size: "512 B", "1.5 KiB", "15.0 MiB". */
 void cli_format_size(uint64_t n, char *buf, size_t size);
 
+/* Shared by exec and run (cmd_exec.c). */
+struct env_list {
+        struct vsock_env *v;
+        size_t n;
+};
+/* Add "K=V", or "K" with its local value (skipped when unset); errors are
+ * reported as @cmd's. */
+int env_list_add(struct env_list *l, const char *spec, const char *cmd);
+void env_list_free(struct env_list *l);
+/* Whether stdin holds input meant for the command (a pipe or file, not a
+ * terminal or /dev/null). */
+bool stdin_has_input(void);
+/* Set @req's command (and args) from the words: joined into a shell
+ * command line, or with @use_argv run as given; none: /bin/sh -i.
+ * *ret_owned holds what was allocated (free it after the call). */
+int exec_command(char **words, int nwords, bool use_argv, struct vsock_exec_request *req, char **ret_owned);
+
 /* Subcommands: argv[0] is the subcommand's name. Each returns an exit
  * status. */
 int cmd_exec(int argc, char **argv);
@@ -92,3 +109,10 @@ int cmd_cat(int argc, char **argv);
 int cmd_ls(int argc, char **argv);
 int cmd_port_forward(int argc, char **argv);
 int cmd_wait_ready(int argc, char **argv);
+/* Detached processes (cmd_proc.c). */
+int cmd_run(int argc, char **argv);
+int cmd_ps(int argc, char **argv);
+int cmd_attach(int argc, char **argv);
+int cmd_logs(int argc, char **argv);
+int cmd_kill(int argc, char **argv);
+int cmd_wait(int argc, char **argv);

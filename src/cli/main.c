@@ -21,6 +21,12 @@ static const struct subcommand subcommands[] = {
         { "ls", cmd_ls, "list a guest directory" },
         { "port-forward", cmd_port_forward, "forward a local TCP port to the guest (like ssh -L)" },
         { "wait-ready", cmd_wait_ready, "wait until the guest reports ready" },
+        { "run", cmd_run, "start a detached command in the guest (-d): it outlives vsockctl" },
+        { "ps", cmd_ps, "list the guest's detached processes" },
+        { "attach", cmd_attach, "follow a detached process's output, with stdin and terminal" },
+        { "logs", cmd_logs, "write a detached process's kept output (-f: follow)" },
+        { "kill", cmd_kill, "signal a detached process" },
+        { "wait", cmd_wait, "wait for a detached process and exit with its status" },
 };
 
 static void usage(FILE *f) {
