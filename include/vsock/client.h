@@ -212,6 +212,95 @@ int vsock_read_file_at(const char *addr, const char *path, struct vsock_call *ca
 int vsock_list_files_at(const char *addr, const char *path, struct vsock_call *call,
                         struct vsock_file_entry **ret, size_t *ret_n);
 
+/* ---- extensions: negotiation (PROTOCOL.md 2.2) ---------------------------- */
+
+/* Our agent serves extensions beyond the base protocol; the Go reference
+ * agent does not. Which ones, is negotiated: the host sends Hello as the
+ * first frame of a connection, our agent answers HelloReply, a base agent
+ * closes the connection. Extension calls (vsock_stat(), vsock_list_dir(),
+ * ...) send Hello themselves, back to back with their request (no extra
+ * round trip), unless the connection negotiated already; against an agent
+ * without the feature they fail with VSOCK_E_UNSUPPORTED and "agent does
+ * not support FEATURE" in call->remote_error. The base calls above never
+ * send Hello: their bytes are the seed's.
+ *
+ * Every negotiation's outcome is cached per agent address (the canonical
+ * form of vsock_addr_format(), taken from the connection's remote
+ * address): the agent's HelloReply, or "base only" for 10 minutes. The
+ * cache is process-wide, thread-safe and bounded (least recently used
+ * entries go first); vsock_caps_lookup() lets a caller that can do a job
+ * either way (ListDir or ListFiles) choose without a round trip. */
+
+enum vsock_feature {
+        VSOCK_FEATURE_REUSE = 1u << 0,          /* "reuse": sequential requests on one connection */
+        VSOCK_FEATURE_FS = 1u << 1,             /* "fs": stat, mkdir, remove, rename, chmod, ... */
+        VSOCK_FEATURE_LIST = 1u << 2,           /* "list": paged listing with owners and targets */
+        VSOCK_FEATURE_FILE_GET = 1u << 3,       /* "file-get": streaming download */
+        VSOCK_FEATURE_FILE_PUT = 1u << 4,       /* "file-put": streaming upload */
+        VSOCK_FEATURE_TAR_GET = 1u << 5,        /* "tar-get" */
+        VSOCK_FEATURE_TAR_PUT = 1u << 6,        /* "tar-put" */
+        VSOCK_FEATURE_PROC = 1u << 7,           /* "proc": processes that outlive a connection */
+        VSOCK_FEATURE_FWD_CONNECT = 1u << 8,    /* "fwd-connect" */
+        VSOCK_FEATURE_FWD_LISTEN = 1u << 9,     /* "fwd-listen" */
+};
+
+/* The protocol name of one feature bit ("file-get"); NULL for anything
+ * but exactly one known bit. */
+const char *vsock_feature_name(unsigned feature);
+/* The bit of a feature name, 0 for a name this library does not know. */
+unsigned vsock_feature_from_name(const char *name);
+
+/* The agent's limits (PROTOCOL.md 2.9). */
+struct vsock_limits {
+        uint32_t max_payload;           /* frames after a request */
+        uint32_t data_max;              /* one Data frame's payload */
+        uint32_t window_max;            /* credit window a host may grant */
+        int32_t list_page_max;          /* entries per ListReply */
+        uint32_t list_reply_max;        /* bytes per ListReply */
+        int32_t procs_max;
+        uint32_t ring_default, ring_max;
+        uint64_t ring_total_max;
+        uint32_t proc_keep_s;
+        uint32_t partial_keep_s;
+        int32_t fwd_listeners_max, fwd_pending_max;
+        uint32_t fwd_attach_s;
+};
+
+/* What a HelloReply said. Size-checked: set @size to the size of the
+ * struct the caller was compiled with (VSOCK_CAPS_INIT does); a library
+ * with a bigger struct fills only that much. */
+struct vsock_caps {
+        size_t size;                    /* in: sizeof(struct vsock_caps) */
+        int version;                    /* extension version agreed (>= 1) */
+        unsigned features;              /* VSOCK_FEATURE_* the agent serves */
+        char features_text[256];        /* the agent's list as sent, comma-separated
+                                         * (unknown names too; truncated to fit) */
+        char agent[64];                 /* "vsock-agent 0.1.0" (truncated to fit) */
+        char boot_id[64];               /* changes when the guest reboots */
+        struct vsock_limits limits;
+};
+#define VSOCK_CAPS_INIT { .size = sizeof(struct vsock_caps) }
+
+/* Negotiate on @c, which must be fresh (no request sent yet): send Hello,
+ * wait for HelloReply, fill @ret (may be NULL) and update the cache. @c
+ * then takes extension calls without another Hello, and, when the agent
+ * has VSOCK_FEATURE_REUSE, base calls too (one after another). A base
+ * agent: VSOCK_E_UNSUPPORTED ("agent does not support extensions"), @c is
+ * spent, and "base only" is cached. Calling it again on a negotiated @c
+ * returns the caps without I/O. */
+int vsock_hello(vsock_conn *c, struct vsock_call *call, struct vsock_caps *ret);
+/* Dial @addr (default port 5000), negotiate, close. Always asks the agent
+ * (and refreshes the cache); vsock_caps_lookup() asks only the cache. */
+int vsock_hello_at(const char *addr, struct vsock_call *call, struct vsock_caps *ret);
+
+/* The cache's word on @addr: 0 and @ret filled (may be NULL) for a cached
+ * HelloReply; VSOCK_E_UNSUPPORTED for "base only" cached less than 10
+ * minutes ago; -ENOENT when nothing (fresh) is known; VSOCK_E_BAD_ADDRESS.
+ * Never does I/O. */
+int vsock_caps_lookup(const char *addr, struct vsock_caps *ret);
+/* Drop @addr's entry (NULL: every entry), e.g. after replacing the VM. */
+void vsock_caps_forget(const char *addr);
+
 /* ---- extensions: detached processes (PROTOCOL.md 2.7) ----------------------- */
 
 /* Processes that outlive their connection: started detached, listed,

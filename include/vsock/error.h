@@ -52,6 +52,12 @@ enum vsock_errkind {
         VSOCK_E_RESOLVE,                /* a TCP host name did not resolve (ENXIO: no
                                          * such host; ENOSYS: names unsupported in
                                          * this statically linked program) */
+        /* Extensions (PROTOCOL.md Part 2) */
+        VSOCK_E_UNSUPPORTED,            /* the agent does not serve the feature (a base
+                                         * agent, or one without it): errno ENOTSUP, or
+                                         * ENOSYS when the agent answered so */
+        VSOCK_E_LIMIT,                  /* an agent limit was reached (Error ELIMIT) */
+        VSOCK_E_CHECKSUM,               /* a stream's size or SHA-256 did not match */
         _VSOCK_E_MAX
 };
 

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "agent/ext.h"
 #include "agent/loop.h"
 
 struct procs;
@@ -50,6 +51,8 @@ struct agent {
         /* What each request type starts, indexed by message type (see
          * session.h); NULL: the agent's own table. */
         const struct session_handler *handlers;
+        /* The guest kernel's boot id, read once at start (HelloReply). */
+        char boot_id[EXT_BOOT_ID_SIZE];
         /* Detached processes (procs.h); NULL: not served. */
         struct procs *procs;
 };

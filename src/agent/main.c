@@ -336,6 +336,8 @@ static int agent_main(int argc, char **argv) {
                 return 1;
         }
 
+        ext_boot_id_load(a->boot_id);
+
         int r = loop_new(&a->loop);
         if (r < 0) {
                 log_error("epoll: %s", strerror(-r));

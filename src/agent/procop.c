@@ -19,6 +19,7 @@
 #include <vsock/msg.h>
 
 #include "agent/agent.h"
+#include "agent/ext.h"
 #include "agent/ops.h"
 #include "agent/procrun.h"
 #include "agent/procs.h"
@@ -33,7 +34,7 @@
  * data_max bytes (base64 in JSON). */
 #define PROCOP_REQUEST_MAX (1u << 20)
 /* ProcControl stdin data, and one ProcOutput's bytes (limits.data_max). */
-#define PROCOP_DATA_MAX (256u * 1024)
+#define PROCOP_DATA_MAX EXT_LIMIT_DATA_MAX
 /* ProcWait timeout_ms at most: a day. */
 #define PROCOP_WAIT_MAX_MS (INT64_C(24) * 3600 * 1000)
 
@@ -54,33 +55,10 @@ struct procop {
         bool follow, input;
         bool input_held;                /* paused: the process's stdin queue is full */
         bool done;
+        bool close;                     /* the host broke the protocol: close after the reply */
 };
 
 /* ---- replies ---------------------------------------------------------------------- */
-
-/* An Error frame, the request's terminal one. */
-static void send_error(struct procop *o, const char *code, int err, const char *fmt, ...)
-        __attribute__((format(printf, 4, 5)));
-static void send_error(struct procop *o, const char *code, int err, const char *fmt, ...) {
-        char msg[512];
-        va_list ap;
-        va_start(ap, fmt);
-        (void) vsnprintf(msg, sizeof msg, fmt, ap);
-        va_end(ap);
-        struct ext_error e = { .code = (char *) code, .err = err, .message = msg,
-                               .op = (char *) ext_msg_type_name(o->type) };
-        struct buf *q = session_encode_begin(o->s, EXT_MSG_ERROR);
-        if (q)
-                session_encode_end(o->s, ext_error_encode(&e, q));
-}
-
-/* The name PROTOCOL.md 2.10 gives an errno (or a limit). */
-static const char *code_name(int err) {
-        if (err == PROCS_ELIMIT)
-                return "ELIMIT";
-        const char *n = strerrorname_np(err);
-        return n ? n : "EIO";
-}
 
 static void finish(struct procop *o) {
         if (o->done)
@@ -92,9 +70,14 @@ static void finish(struct procop *o) {
                 o->input_held = false;
                 session_pause_input(o->s, false);
         }
-        session_finish(o->s);
+        if (o->close)
+                session_finish_close(o->s);
+        else
+                session_finish(o->s);
 }
 
+/* The request's terminal Error (PROTOCOL.md 2.10): the errno's name, or
+ * ELIMIT. */
 static void fail(struct procop *o, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void fail(struct procop *o, int err, const char *fmt, ...) {
         char msg[400];
@@ -102,15 +85,17 @@ static void fail(struct procop *o, int err, const char *fmt, ...) {
         va_start(ap, fmt);
         (void) vsnprintf(msg, sizeof msg, fmt, ap);
         va_end(ap);
-        send_error(o, code_name(err), err == PROCS_ELIMIT ? 0 : err, "%s", msg);
+        bool limit = err == PROCS_ELIMIT;
+        (void) ext_error_send(o->s, limit ? "ELIMIT" : NULL, limit ? 0 : err, ext_msg_type_name(o->type), "%s", msg);
         finish(o);
 }
 
 /* A request that breaks the protocol: Error EPROTO, then the connection
  * closes. */
 static void fail_proto(struct procop *o, const char *why) {
-        send_error(o, "EPROTO", EPROTO, "invalid %s: %s", ext_msg_type_name(o->type), why);
-        session_shutdown_write(o->s);
+        (void) ext_error_send(o->s, "EPROTO", EPROTO, ext_msg_type_name(o->type), "invalid %s: %s",
+                              ext_msg_type_name(o->type), why);
+        o->close = true;
         finish(o);
 }
 

@@ -16,6 +16,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "agent/ext.h"
 #include "agent/loop.h"
 #include "agent/outring.h"
 
@@ -34,12 +35,13 @@ struct procs_limits {
         uint32_t keep_s;         /* retention after exit: default and maximum */
 };
 
+/* What HelloReply announces (ext.h). */
 #define PROCS_LIMITS_DEFAULT                                                                               \
-        ((struct procs_limits) { .procs_max = 64,                                                          \
-                                 .ring_default = 1u << 20,                                                 \
-                                 .ring_max = 16u << 20,                                                    \
-                                 .ring_total_max = UINT64_C(64) << 20,                                     \
-                                 .keep_s = 600 })
+        ((struct procs_limits) { .procs_max = EXT_LIMIT_PROCS_MAX,                                         \
+                                 .ring_default = EXT_LIMIT_RING_DEFAULT,                                   \
+                                 .ring_max = EXT_LIMIT_RING_MAX,                                           \
+                                 .ring_total_max = EXT_LIMIT_RING_TOTAL_MAX,                               \
+                                 .keep_s = EXT_LIMIT_PROC_KEEP_S })
 
 enum proc_state {
         PROC_STARTING, /* its launch job runs */

@@ -11,11 +11,13 @@
 #include <vsock/frame.h>
 #include <vsock/msg.h>
 
+#include "agent/ext.h"
 #include "agent/ops.h"
 #include "common/buf.h"
 #include "common/io.h"
 #include "common/log.h"
 #include "common/macro.h"
+#include "lib/ext_msg.h"
 
 /* Largest request the agent accepts: it may carry a big stdin. */
 #define SESSION_MAX_PAYLOAD VSOCK_MAX_PAYLOAD_DEFAULT
@@ -56,6 +58,9 @@ struct session {
         uint8_t *frame_tail;            /* session_frame_begin's reservation */
         size_t encode_mark;             /* queue size at session_encode_begin */
         uint8_t encode_type;
+        bool ext;                       /* began with Hello: extensions allowed */
+        bool starting;                  /* inside a handler's start() */
+        uint64_t requests;              /* requests dispatched so far */
         struct session *prev, *next;
 };
 
@@ -69,7 +74,29 @@ static const struct session_handler agent_handlers[SESSION_HANDLER_TYPES] = {
                                    .streamed_min = SESSION_STREAM_MIN, .reply = true },
         [VSOCK_MSG_READ_FILE] = { .start = fileop_start, .reply = true },
         [VSOCK_MSG_LIST_FILES] = { .start = fileop_start, .reply = true },
+        /* Extensions (PROTOCOL.md Part 2): one line per type, with the
+         * feature HelloReply advertises for it. */
+        [EXT_MSG_HELLO] = { .start = hello_start, .reply = true, .max_len = EXT_HELLO_MAX },
+        /* Detached processes (procop.c). An attach takes Stdin, Signal and
+         * Resize frames, so it is the connection's last request. */
+        [EXT_MSG_PROC_START] = { .start = procop_start, .reply = true, .feature = "proc",
+                                 .max_len = EXT_LIMIT_MAX_PAYLOAD },
+        [EXT_MSG_PROC_LIST] = { .start = procop_start, .reply = true, .feature = "proc" },
+        [EXT_MSG_PROC_ATTACH] = { .start = procop_start, .feature = "proc" },
+        [EXT_MSG_PROC_CONTROL] = { .start = procop_start, .reply = true, .feature = "proc" },
+        [EXT_MSG_PROC_WAIT] = { .start = procop_start, .reply = true, .feature = "proc" },
 };
+
+/* An extension type this agent does not serve, on a connection that began
+ * with Hello: Error ENOSYS, and the connection goes on. */
+static int ext_unknown_start(struct session *s, uint8_t type, uint8_t *payload, uint32_t len) {
+        (void) len;
+        free(payload); /* no secret: nothing was decoded */
+        ext_error_finish(s, "ENOSYS", ENOSYS, NULL, "request type %u is not served by this agent", type);
+        return 0;
+}
+
+static const struct session_handler ext_unknown_handler = { .start = ext_unknown_start, .reply = true };
 
 /* One read buffer for all sessions: the loop is single-threaded, and
  * idle sessions then hold no input memory. */
@@ -79,6 +106,11 @@ static void session_changed(struct session *s);
 static void session_flush(struct session *s);
 
 uint64_t session_id(const struct session *s) { return s->id; }
+bool session_ext(const struct session *s) { return s->ext; }
+void session_set_ext(struct session *s) { s->ext = true; }
+const struct session_handler *session_handlers(const struct agent *a) {
+        return a->handlers ? a->handlers : agent_handlers;
+}
 struct agent *session_agent(const struct session *s) { return s->agent; }
 enum session_in session_input_state(const struct session *s) { return s->in; }
 enum session_out session_output_state(const struct session *s) { return s->out; }
@@ -258,6 +290,16 @@ static void session_close(struct session *s) {
                 retire_op(s);
         in_to(s, SESSION_IN_CLOSED);
         out_to(s, SESSION_OUT_CLOSED);
+}
+
+/* Nothing more is read: the queue drains, the write side shuts, and the
+ * connection closes at the host's EOF (bounded). */
+static void abandon_input(struct session *s) {
+        timer_disarm(&s->timer);
+        buf_wipe_free(&s->pending);
+        if (s->out == SESSION_OUT_OPEN)
+                out_to(s, SESSION_OUT_DRAIN);
+        session_changed(s);
 }
 
 /* The connection failed or the host hung up: drop what is queued and tell
@@ -493,11 +535,30 @@ static void session_writable(struct session *s) {
 
 /* ---- requests -------------------------------------------------------------- */
 
+static bool is_ext_type(uint8_t type) { return type >= EXT_MSG_FIRST && type <= EXT_MSG_LAST; }
+
 static const struct session_handler *handler_for(const struct session *s, uint8_t type) {
-        const struct session_handler *table = s->agent->handlers ? s->agent->handlers : agent_handlers;
-        if (type >= SESSION_HANDLER_TYPES || !table[type].start)
+        const struct session_handler *table = session_handlers(s->agent);
+        if (type < SESSION_HANDLER_TYPES && table[type].start)
+                return &table[type];
+        return is_ext_type(type) && s->ext ? &ext_unknown_handler : NULL;
+}
+
+/* Extension requests only on a connection that began with Hello, and
+ * Hello only as its first frame (PROTOCOL.md 2.2): otherwise the agent
+ * closes, as a base agent would. NULL when @type may start here. */
+static const char *ext_refusal(const struct session *s, uint8_t type) {
+        if (!is_ext_type(type))
                 return NULL;
-        return &table[type];
+        if (type == EXT_MSG_HELLO)
+                return s->requests > 0 ? "Hello after the first request" : NULL;
+        return s->ext ? NULL : "extension request without Hello";
+}
+
+static uint32_t request_max(const struct session_handler *h, uint8_t type) {
+        if (h && h->max_len)
+                return h->max_len;
+        return is_ext_type(type) ? EXT_REQUEST_MAX : SESSION_MAX_PAYLOAD;
 }
 
 /* A complete request: start what it asks for. The one dispatch point. */
@@ -505,10 +566,13 @@ static void session_dispatch(struct session *s, uint8_t type, uint8_t *payload, 
         timer_disarm(&s->timer);
         const char *name = vsock_msg_type_name(type);
         log_debug("session %llu: request %s (%u bytes)", sid(s), name ? name : "?", len);
+        if (!name)
+                name = ext_msg_type_name(type);
         const struct session_handler *h = handler_for(s, type);
-        if (!h) {
-                log_warn("session %llu: unexpected first message type %u (%s), closing", sid(s), type,
-                         name ? name : "unknown");
+        const char *refusal = ext_refusal(s, type);
+        if (!h || refusal) {
+                log_warn("session %llu: %s %u (%s), closing", sid(s),
+                         refusal ? refusal : "unexpected first message type", type, name ? name : "unknown");
                 if (payload)
                         explicit_bzero(payload, len);
                 free(payload);
@@ -516,7 +580,10 @@ static void session_dispatch(struct session *s, uint8_t type, uint8_t *payload, 
                 return;
         }
         s->handler = h;
+        s->requests++;
+        s->starting = true;
         int r = h->start(s, type, payload, len);
+        s->starting = false;
         if (r < 0) {
                 log_warn("session %llu: %s failed: %s", sid(s), name ? name : "?", strerror(-r));
                 session_close(s);
@@ -527,6 +594,23 @@ static void session_dispatch(struct session *s, uint8_t type, uint8_t *payload, 
  * over now, their payload then passing through as raw input. */
 static void request_header(struct session *s, uint8_t type, uint32_t len) {
         const struct session_handler *h = handler_for(s, type);
+        const char *refusal = ext_refusal(s, type);
+        if (refusal) {
+                log_warn("session %llu: %s (type %u), closing", sid(s), refusal, type);
+                session_close(s);
+                return;
+        }
+        if (len > request_max(h, type)) {
+                log_warn("session %llu: request type %u of %u bytes, over its limit, closing", sid(s), type, len);
+                if (s->ext) {
+                        /* The host may still read why; nothing more is read. */
+                        (void) ext_error_send(s, "ELIMIT", 0, NULL, "request of %u bytes exceeds the limit of %u",
+                                              len, request_max(h, type));
+                        abandon_input(s);
+                } else
+                        session_close(s);
+                return;
+        }
         if (!h || !h->start_streamed || len < h->streamed_min)
                 return; /* collected whole */
         s->handler = h;
@@ -753,15 +837,18 @@ void session_shutdown_write(struct session *s) {
 
 void session_request_done(struct session *s) { timer_disarm(&s->timer); }
 
-void session_finish(struct session *s) {
-        if (!s->ops)
+static void finish(struct session *s, bool may_reuse) {
+        /* Without an operation only from inside start() (a synchronous
+         * reply); otherwise it was finished already. */
+        if (!s->ops && !s->starting)
                 return;
         /* Reused only at a clean frame boundary with both directions whole:
          * what follows is the next request. */
-        bool reuse = s->handler && s->handler->reply && s->out == SESSION_OUT_OPEN &&
+        bool reuse = may_reuse && s->handler && s->handler->reply && s->out == SESSION_OUT_OPEN &&
                      (s->in == SESSION_IN_OPEN || s->in == SESSION_IN_EOF) && !vsock_decoder_partial(s->dec) &&
                      !s->agent->shutting_down;
-        retire_op(s);
+        if (s->ops)
+                retire_op(s);
         if (reuse) {
                 log_debug("session %llu: ready for the next request", sid(s));
                 if (timer_arm_in_ms(&s->timer, s->agent->idle_timeout_ms) < 0) {
@@ -769,12 +856,14 @@ void session_finish(struct session *s) {
                         return;
                 }
         } else {
-                buf_wipe_free(&s->pending);
-                if (s->out == SESSION_OUT_OPEN)
-                        out_to(s, SESSION_OUT_DRAIN);
+                abandon_input(s);
+                return;
         }
         session_changed(s);
 }
+
+void session_finish(struct session *s) { finish(s, true); }
+void session_finish_close(struct session *s) { finish(s, false); }
 
 /* ---- the agent's calls -------------------------------------------------------- */
 

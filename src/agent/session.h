@@ -91,10 +91,21 @@ struct session_handler {
         /* Request/response: no input after the request; once finished,
          * the connection reads the next request. */
         bool reply;
+        /* Extension types (64..127): the feature HelloReply advertises for
+         * it (ext.h); one name may serve several types. */
+        const char *feature;
+        /* Largest request payload; 0: the session's default (64 MiB for
+         * base types, EXT_REQUEST_MAX for extension types). A bigger one
+         * is refused at its header, before anything is allocated. */
+        uint32_t max_len;
 };
 
-/* agent->handlers is indexed by message type, below this. */
-#define SESSION_HANDLER_TYPES 32
+/* agent->handlers is indexed by message type, below this: the base types
+ * and the extension types 64..127 (PROTOCOL.md 2.1). */
+#define SESSION_HANDLER_TYPES 128
+
+/* The handler table in force (the agent's, or agent->handlers). */
+const struct session_handler *session_handlers(const struct agent *a);
 
 /* Take @fd (also on failure) and start serving it. */
 int session_new(struct agent *a, int fd, const struct vsock_peer *peer, struct session **ret);
@@ -103,6 +114,11 @@ int session_new(struct agent *a, int fd, const struct vsock_peer *peer, struct s
 void session_set_op(struct session *s, const struct session_ops *ops, void *op);
 
 uint64_t session_id(const struct session *s);
+/* Whether the connection began with Hello: extension requests (and Error
+ * frames) are allowed on it. */
+bool session_ext(const struct session *s);
+/* The Hello handler's: extensions on for the rest of the connection. */
+void session_set_ext(struct session *s);
 struct agent *session_agent(const struct session *s);
 enum session_in session_input_state(const struct session *s);
 enum session_out session_output_state(const struct session *s);
@@ -151,6 +167,10 @@ void session_shutdown_write(struct session *s);
  * next request; otherwise the queue drains, the write side shuts, and the
  * connection closes at the host's EOF. */
 void session_finish(struct session *s);
+/* session_finish(), but the connection never reads another request: it
+ * closes once the queue is written (after a protocol error). Also from a
+ * handler's start() that answered without attaching an operation. */
+void session_finish_close(struct session *s);
 /* A request taken over at its header is complete: stop its idle bound. */
 void session_request_done(struct session *s);
 

@@ -35,18 +35,21 @@ static void parse_ref(const char *arg, uint64_t *ret_id, const char **ret_tag) {
         }
 }
 
-/* Dial and set up cancellation; returns 0, or an exit status (reported). */
+/* Set up cancellation (unless @co is NO_CANCEL: done already) and dial;
+ * returns 0, or an exit status (reported). */
+#define NO_CANCEL ((const struct cancel_opts *) 1)
 static int proc_dial(const char *cmd, const struct cancel_opts *co, const char **ret_addr, vsock_conn **ret) {
         if (cli_exec_addr(ret_addr) < 0)
                 return CLI_EXIT_ERROR;
-        int r = cancel_setup(co);
-        if (r < 0) {
-                cli_error("%s: cannot set up signal handling: %s", cmd, strerror(-r));
-                return CLI_EXIT_ERROR;
+        if (co != NO_CANCEL) {
+                int r = cancel_setup(co);
+                if (r < 0) {
+                        cli_error("%s: cannot set up signal handling: %s", cmd, strerror(-r));
+                        return CLI_EXIT_ERROR;
+                }
         }
         (void) signal(SIGPIPE, SIG_IGN);
-        r = agent_dial(*ret_addr, VSOCK_PORT_EXEC, cmd, ret);
-        return r < 0 ? CLI_EXIT_ERROR : 0;
+        return agent_dial(*ret_addr, VSOCK_PORT_EXEC, cmd, ret) < 0 ? CLI_EXIT_ERROR : 0;
 }
 
 /* A failed call: quiet after a signal, else one line. */
@@ -437,7 +440,8 @@ int cmd_attach(int argc, char **argv) {
                 parse_ref(argv[optind], &id, &tag);
                 const char *addr;
                 vsock_conn *conn = NULL;
-                status = proc_dial("attach", NULL, &addr, &conn);
+                /* Before cancel_setup, which follow_run() makes for the mode. */
+                status = proc_dial("attach", NO_CANCEL, &addr, &conn);
                 if (status != 0)
                         return status;
                 struct vsock_call call = request_call();

@@ -48,6 +48,52 @@ int client_dial(const char *addr, uint32_t default_port, const struct vsock_call
 int client_encode_exec_request(const struct vsock_exec_request *req, bool tty, uint8_t **ret_data,
                                size_t *ret_len);
 
+/* ---- extensions (client_hello.c, caps.c) ------------------------------- */
+
+struct ext_shape;
+
+/* Send the request @type (@payload, @len) of an extension operation that
+ * needs @feature (a VSOCK_FEATURE_* bit; 0: none) on @c. On a connection
+ * that has not negotiated yet, Hello goes first, back to back with the
+ * request, and the HelloReply is read here (the agent answers in order):
+ * a close before it means a base agent (cached as such). Either way, an
+ * agent without @feature gives VSOCK_E_UNSUPPORTED with "agent does not
+ * support FEATURE" in call->remote_error, and @c is spent. On success the
+ * request's reply is next on @c. The call's deadline and cancel fd are
+ * applied to @c. */
+int client_ext_send(vsock_conn *c, unsigned feature, uint8_t type, const void *payload, size_t len,
+                    struct vsock_call *call);
+/* The same with the request encoded from @msg (a struct of @shape). */
+int client_ext_send_msg(vsock_conn *c, unsigned feature, uint8_t type, const struct ext_shape *shape, const void *msg,
+                        struct vsock_call *call);
+/* The next frame of an extension operation (client_read_reply()), with
+ * an Error frame turned into its code: VSOCK_E_REMOTE with the errno for
+ * errno names, VSOCK_E_LIMIT (ELIMIT), VSOCK_E_CHECKSUM (ECHECKSUM),
+ * VSOCK_E_UNSUPPORTED (ENOSYS), VSOCK_E_PROTOCOL (EPROTO), and the
+ * agent's message in call->remote_error. Nothing is shut down here. */
+int client_ext_read(vsock_conn *c, struct vsock_call *call, uint8_t *ret_type, uint8_t **ret_data, uint32_t *ret_len);
+/* Read a terminal reply that must be of @type and decode it with @shape
+ * into @ret (ext_decode's contract). On any failure @c is shut down
+ * (client_fail) unless the failure was an Error frame, after which the
+ * agent reads the next request. */
+int client_ext_reply(vsock_conn *c, struct vsock_call *call, uint8_t type, const struct ext_shape *shape, void *ret);
+/* The caps negotiated on @c; NULL before Hello. */
+const struct vsock_caps *client_ext_caps(const vsock_conn *c);
+/* Dial @addr (default port 5000) for an extension operation. */
+int client_ext_dial(const char *addr, const struct vsock_call *call, vsock_conn **ret);
+
+/* The process-wide cache (caps.c). Keys are canonical address strings. */
+#define CAPS_KEY_MAX 160
+#define CAPS_BASE_ONLY_TTL_NS (INT64_C(600) * 1000000000)
+/* The key of @c's remote address; -ENAMETOOLONG / -EINVAL when it has none. */
+int caps_key_conn(const vsock_conn *c, char key[CAPS_KEY_MAX]);
+/* Record a HelloReply (@caps) or, with NULL, "base only" for @key. */
+void caps_cache_put(const char *key, const struct vsock_caps *caps);
+/* Copy as much of @from as @to->size says the caller's struct holds. */
+void caps_copy_out(const struct vsock_caps *from, struct vsock_caps *to);
+/* Tests: the clock the cache ages entries by (NULL: CLOCK_MONOTONIC). */
+void caps_cache_set_clock(int64_t (*now)(void));
+
 /* ---- attach to a detached process (client_exec.c, client_proc.c) ------ */
 
 /* The output phase of a ProcAttach, after its ProcInfo. */

@@ -12,6 +12,8 @@
 #include "vsock/addr.h"
 #include "vsock/conn.h"
 
+struct vsock_caps;
+
 struct vsock_conn {
         int fd;
         int cancel_fd;                  /* not owned; -1 = none */
@@ -29,6 +31,9 @@ struct vsock_conn {
          * frame's header and payload are read by one caller. */
         pthread_mutex_t write_lock;
         pthread_mutex_t read_lock;
+        /* What Hello negotiated on this connection (client_hello.c);
+         * NULL before. Owned. */
+        struct vsock_caps *caps;
 };
 
 struct vsock_listener {

@@ -88,6 +88,7 @@ int conn_new(int fd, const struct vsock_addr *remote, const struct vsock_peer *p
 static void conn_free(vsock_conn *c) {
         (void) pthread_mutex_destroy(&c->write_lock);
         (void) pthread_mutex_destroy(&c->read_lock);
+        free(c->caps);
         free(c);
 }
 

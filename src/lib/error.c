@@ -36,6 +36,9 @@ static const char *const kind_names[_VSOCK_E_MAX] = {
         [VSOCK_E_NOT_LISTENING] = "guest not listening",
         [VSOCK_E_REMOTE] = "guest agent error",
         [VSOCK_E_RESOLVE] = "resolve host",
+        [VSOCK_E_UNSUPPORTED] = "not supported by the agent",
+        [VSOCK_E_LIMIT] = "agent limit reached",
+        [VSOCK_E_CHECKSUM] = "checksum mismatch",
 };
 
 _public_ enum vsock_errkind vsock_err_kind(int rc) {
@@ -97,7 +100,8 @@ _public_ const char *vsock_strerror(int rc) {
                  k == VSOCK_E_NOT_LISTENING || k == VSOCK_E_FRAME_TOO_LARGE || k == VSOCK_E_BAD_ADDRESS ||
                  k == VSOCK_E_PROTOCOL || k == VSOCK_E_DECODE || k == VSOCK_E_PORT_FORWARD_REJECTED ||
                  k == VSOCK_E_FILE_REMOTE || k == VSOCK_E_REMOTE || k == VSOCK_E_UNEXPECTED_PORT_FORWARD_MSG ||
-                 k == VSOCK_E_MUX_HANDSHAKE)
+                 k == VSOCK_E_MUX_HANDSHAKE || k == VSOCK_E_UNSUPPORTED || k == VSOCK_E_LIMIT ||
+                 k == VSOCK_E_CHECKSUM)
                 /* These kinds say it all; the errno is a classification. */
                 snprintf(buf, sizeof buf, "%s", kind_names[k]);
         else

@@ -1653,6 +1653,27 @@ static void test_go_agent_files(void **state) {
         assert_int_equal(vsock_err_errno(r), EISDIR);
 }
 
+/* Negotiation against a base agent: it closes at Hello, which the library
+ * reports as "no extensions" and caches as "base only"; base requests
+ * carry on as before. */
+static void test_go_agent_no_extensions(void **state) {
+        GO_REQUIRED();
+        vsock_caps_forget(NULL);
+        struct vsock_call call = VSOCK_CALL_INIT;
+        call.deadline_ns = vsock_now_ns() + HANG_BOUND_NS;
+        struct vsock_caps caps = VSOCK_CAPS_INIT;
+        int r = vsock_hello_at(go_addr, &call, &caps);
+        assert_int_equal(vsock_err_kind(r), VSOCK_E_UNSUPPORTED);
+        assert_string_equal(call.remote_error, "agent does not support extensions");
+        assert_int_equal(vsock_err_kind(vsock_caps_lookup(go_addr, NULL)), VSOCK_E_UNSUPPORTED);
+        struct vsock_exec_request req = { .command = "true" };
+        struct vsock_exec_result res = {};
+        assert_int_equal(vsock_exec_at(go_addr, &req, &call, &res), 0);
+        assert_int_equal(res.exit_code, 0);
+        vsock_exec_result_clear(&res);
+        vsock_caps_forget(NULL);
+}
+
 static void test_go_agent_port_forward(void **state) {
         GO_REQUIRED();
         struct vsock_call call = VSOCK_CALL_INIT;
@@ -1712,6 +1733,7 @@ int main(void) {
                 cmocka_unit_test(test_go_agent_start_failure),
                 cmocka_unit_test(test_go_agent_files),
                 cmocka_unit_test(test_go_agent_port_forward),
+                cmocka_unit_test(test_go_agent_no_extensions),
         };
         int failed = cmocka_run_group_tests(tests, NULL, NULL);
         failed += cmocka_run_group_tests_name("go_agent", go_tests, go_start, go_stop);
