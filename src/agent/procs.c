@@ -165,19 +165,26 @@ struct proc *procs_find(struct procs *m, uint64_t id, const char *tag) {
         return NULL;
 }
 
+/* The command as ProcInfo shows it: at most PROCS_COMMAND_MAX bytes of
+ * command and args together (cut, later args dropped), so that a
+ * ProcListReply of procs_max records stays small whatever was started. */
 static int copy_spec(struct proc *p, const struct proc_spec *spec) {
-        p->command = strdup(spec->command ? spec->command : "");
+        const char *cmd = spec->command ? spec->command : "";
+        size_t budget = PROCS_COMMAND_MAX;
+        p->command = strndup(cmd, budget);
         p->tag = spec->tag ? strdup(spec->tag) : NULL;
         if (!p->command || (spec->tag && !p->tag))
                 return -ENOMEM;
+        budget -= strlen(p->command);
         if (spec->n_args > 0) {
                 p->args = calloc(spec->n_args, sizeof *p->args);
                 if (!p->args)
                         return -ENOMEM;
-                for (size_t i = 0; i < spec->n_args; i++) {
-                        p->args[i] = strdup(spec->args[i]);
+                for (size_t i = 0; i < spec->n_args && budget > 0; i++) {
+                        p->args[i] = strndup(spec->args[i], budget);
                         if (!p->args[i])
                                 return -ENOMEM;
+                        budget -= strlen(p->args[i]);
                         p->n_args = i + 1;
                 }
         }

@@ -49,6 +49,9 @@ enum proc_state {
         PROC_EXITED,   /* reaped and its output complete */
 };
 
+/* ProcInfo's command and args together, bytes at most (procs_add cuts). */
+#define PROCS_COMMAND_MAX 4096
+
 struct procs;
 struct proc;
 

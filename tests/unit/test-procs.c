@@ -125,6 +125,32 @@ static void test_offsets_and_gaps(void **state) {
         procs_free(m);
 }
 
+static void test_command_is_cut(void **state) {
+        struct procs *m;
+        struct procs_limits lim = small_limits();
+        assert_int_equal(procs_new(L, &lim, &m), 0);
+        char *big = malloc(10000);
+        memset(big, 'a', 9999);
+        big[9999] = '\0';
+        char *args[] = { "x", big, "y" };
+        struct proc_spec spec = { .command = "cmd", .args = args, .n_args = 3 };
+        struct proc *p;
+        const char *why;
+        assert_int_equal(procs_add(m, &spec, &p, &why), 0);
+        struct ext_proc_info info;
+        proc_info(p, &info);
+        assert_string_equal(info.command, "cmd");
+        assert_int_equal(info.n_args, 2);
+        assert_string_equal(info.args[0], "x");
+        assert_int_equal(strlen(info.command) + strlen(info.args[0]) + strlen(info.args[1]), PROCS_COMMAND_MAX);
+        spec = (struct proc_spec) { .command = big };
+        assert_int_equal(procs_add(m, &spec, &p, &why), 0);
+        proc_info(p, &info);
+        assert_int_equal(strlen(info.command), PROCS_COMMAND_MAX);
+        free(big);
+        procs_free(m);
+}
+
 static void test_count_limit_evicts_exited(void **state) {
         struct procs *m;
         struct procs_limits lim = small_limits();
@@ -289,6 +315,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_ids_and_tags, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_offsets_and_gaps, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_command_is_cut, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_count_limit_evicts_exited, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_ring_limits, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_retention_and_followers, setup, teardown),
