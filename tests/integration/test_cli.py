@@ -237,7 +237,8 @@ class Base(unittest.TestCase):
 # ---- usage and errors -------------------------------------------------------
 
 class TestUsage(Base):
-    SUBCOMMANDS = ["exec", "cp", "cat", "ls", "port-forward", "wait-ready"]
+    SUBCOMMANDS = ["exec", "cp", "cat", "ls", "port-forward", "wait-ready",
+                   "run", "ps", "attach", "logs", "kill", "wait"]
 
     def test_version(self):
         res = vsockctl("--version", addr=False)
@@ -932,6 +933,112 @@ class TestFiles(Base):
 
 
 # ---- port-forward -----------------------------------------------------------
+
+# ---- detached processes (run -d, ps, attach, logs, kill, wait) ---------------
+
+class TestProcs(Base):
+    """Processes that outlive vsockctl (PROTOCOL.md 2.7). The Go agent has
+    no extensions: there the commands fail with one clear line."""
+
+    def run_d(self, *args):
+        res = vsockctl("run", "-d", *args)
+        self.assertStatus(res, 0)
+        return res.stdout.decode().strip()
+
+    @unittest.skipUnless(GO, "the Go agent's answer")
+    def test_go_agent_has_no_detached_processes(self):
+        res = vsockctl("run", "-d", "--", "true")
+        self.assertStatus(res, 255)
+        self.assertIn("does not support proc", res.stderr.decode())
+        res = vsockctl("ps")
+        self.assertStatus(res, 255)
+
+    @unittest.skipIf(GO, "needs our agent")
+    def test_run_ps_logs_wait(self):
+        tag = "cli-%d" % os.getpid()
+        pid = self.run_d("--tag", tag, "--", "echo hi; echo err >&2; exit 4")
+        self.assertTrue(pid.isdigit(), pid)
+        res = vsockctl("wait", tag)
+        self.assertStatus(res, 4)
+        res = vsockctl("logs", pid)
+        self.assertStatus(res, 0)
+        self.assertEqual(res.stdout, b"hi\n")
+        self.assertEqual(res.stderr, b"err\n")
+        res = vsockctl("ps", tag)
+        self.assertStatus(res, 0)
+        lines = res.stdout.decode().splitlines()
+        self.assertEqual(len(lines), 2, lines)
+        self.assertIn("exit 4", lines[1])
+        self.assertIn("echo hi", lines[1])
+        self.assertTrue(lines[1].split()[0] == pid)
+        # The tag is taken while the record is kept.
+        res = vsockctl("run", "-d", "--tag", tag, "--", "true")
+        self.assertStatus(res, 255)
+        self.assertIn("tag in use", res.stderr.decode())
+
+    @unittest.skipIf(GO, "needs our agent")
+    def test_attach_forwards_piped_stdin(self):
+        pid = self.run_d("-i", "--", "tr a-z A-Z")
+        res = vsockctl("attach", pid, input=b"hello\n")
+        self.assertStatus(res, 0)
+        self.assertEqual(res.stdout, b"HELLO\n")
+
+    @unittest.skipIf(GO, "needs our agent")
+    def test_kill_and_wait(self):
+        pid = self.run_d("--", "sleep 60")
+        self.assertStatus(vsockctl("kill", "-s", "KILL", pid), 0)
+        self.assertStatus(vsockctl("wait", pid), 128 + 9)
+        res = vsockctl("kill", pid)
+        self.assertStatus(res, 255)
+        self.assertIn("not running", res.stderr.decode())
+        self.assertStatus(vsockctl("kill", "-s", "NOSUCH", pid), 255)
+
+    @unittest.skipIf(GO, "needs our agent")
+    def test_wait_timeout_leaves_it_running(self):
+        pid = self.run_d("--", "sleep 60")
+        self.addCleanup(vsockctl, "kill", "-s", "KILL", pid)
+        res = vsockctl("wait", "--timeout", "100ms", pid)
+        self.assertStatus(res, 124)
+        res = vsockctl("ps")
+        self.assertRegex(res.stdout.decode(), r"(?m)^%s\s+-\s+\d+\s+running" % pid)
+
+    @unittest.skipIf(GO, "needs our agent")
+    def test_logs_follow_detaches_on_sigint(self):
+        pid = self.run_d("--", "while :; do echo tick; sleep 0.05; done")
+        self.addCleanup(vsockctl, "kill", "-s", "KILL", pid)
+        p = start_vsockctl("logs", "-f", pid, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE)
+        self.assertEqual(read_line(p.stdout), "tick\n")
+        p.send_signal(signal.SIGINT)
+        self.assertEqual(p.wait(SHORT), 130)
+        p.stdout.close()
+        p.stderr.close()
+        res = vsockctl("ps")
+        self.assertRegex(res.stdout.decode(), r"(?m)^%s\s+-\s+\d+\s+running" % pid)
+
+    @unittest.skipIf(GO, "needs our agent")
+    def test_start_failure_and_unknown(self):
+        pid = self.run_d("-w", self.path("missing"), "--", "true")
+        self.assertStatus(vsockctl("wait", pid), 127)
+        res = vsockctl("logs", pid)
+        self.assertIn(b"vsock-agent:", res.stderr)
+        res = vsockctl("wait", "no-such-tag")
+        self.assertStatus(res, 255)
+        self.assertIn("no process tagged", res.stderr.decode())
+        self.assertStatus(vsockctl("run", "--", "true"), 255)
+
+    @unittest.skipIf(GO, "needs our agent")
+    def test_attach_terminal(self):
+        pid = self.run_d("-t", "--", "read x; echo got $x; stty size")
+        s = PtySession(["attach", pid], rows=31, cols=77)
+        self.addCleanup(s.close)
+        s.write(b"abc\r")
+        s.read_until(rb"got abc")
+        s.read_until(rb"31 77")
+        self.assertEqual(s.wait(), 0)
+        # Our terminal is as it was.
+        self.assertEqual(s.attrs(), s.before)
+
 
 class Server:
     """A TCP listener on loopback (or a unix socket at @path) that hands
