@@ -411,6 +411,46 @@ int vsock_proc_control(vsock_conn *c, uint64_t id, const char *tag, const struct
 int vsock_proc_wait(vsock_conn *c, uint64_t id, const char *tag, int64_t timeout_ms, struct vsock_call *call,
                     struct vsock_proc_end *ret);
 
+/* ---- extensions: forwarding (PROTOCOL.md 2.8) ------------------------------ */
+
+/* FwdConnect: like vsock_open_port_forward(), to the guest's TCP @host
+ * (NULL: 127.0.0.1) and @port, or with @unix_path (then host and port
+ * must be NULL and 0) to a guest unix stream socket. On success @c is a
+ * raw byte stream to the target. A target that cannot be reached is
+ * VSOCK_E_REMOTE with its errno (ECONNREFUSED, ENOENT, ETIMEDOUT, ...) and
+ * the agent's words in call->remote_error; VSOCK_E_UNSUPPORTED without
+ * VSOCK_FEATURE_FWD_CONNECT. */
+int vsock_fwd_connect(vsock_conn *c, const char *host, uint16_t port, const char *unix_path,
+                      struct vsock_call *call);
+
+/* Guest -> host forwarding (like ssh -R). vsock_fwd_listen() makes the
+ * agent listen on @listen ("tcp:HOST:PORT", PORT 0 for any free one, or
+ * "unix:/path") for as long as @c stays open; the bound address goes to
+ * @ret_address (may be NULL). Then vsock_fwd_next_event() reports each
+ * guest connection the agent accepted ("accepted", with an id and the
+ * peer) or gave up on ("expired": not attached within limits.fwd_attach_s);
+ * for each accepted one, open a new connection and vsock_fwd_attach() it
+ * with the id: it is then a raw byte stream to the guest's client, to be
+ * spliced to a target of the caller's choosing. Closing @c stops
+ * listening (and drops accepted connections not yet attached). Errors:
+ * VSOCK_E_REMOTE with EADDRINUSE, EACCES, ... for the listen; ENOENT for
+ * an id that is unknown, used or expired; VSOCK_E_LIMIT (listeners or
+ * pending connections); VSOCK_E_UNSUPPORTED without
+ * VSOCK_FEATURE_FWD_LISTEN. */
+int vsock_fwd_listen(vsock_conn *c, const char *listen, int backlog, struct vsock_call *call, char *ret_address,
+                     size_t address_size);
+
+struct vsock_fwd_event {
+        char event[16];         /* "accepted" or "expired" */
+        uint64_t id;
+        char peer[128];         /* the guest client's address, when known */
+};
+/* The next event on a listening @c; waits (call's deadline and cancel fd
+ * apply). VSOCK_E_CLOSED when the agent closed the control connection. */
+int vsock_fwd_next_event(vsock_conn *c, struct vsock_call *call, struct vsock_fwd_event *ret);
+/* Attach the fresh connection @c to accepted guest connection @id. */
+int vsock_fwd_attach(vsock_conn *c, uint64_t id, struct vsock_call *call);
+
 /* ---- readiness ----------------------------------------------------------- */
 
 /* Connect to @addr (default port 5002) until a connection is accepted or

@@ -11,6 +11,15 @@ struct session;
 
 int exec_start(struct session *s, uint8_t type, uint8_t *payload, uint32_t len);
 int portfwd_start(struct session *s, uint8_t type, uint8_t *payload, uint32_t len);
+/* FwdConnect (PROTOCOL.md 2.8): PortForward with unix targets and Error
+ * frames. */
+int fwdconnect_start(struct session *s, uint8_t type, uint8_t *payload, uint32_t len);
+/* Reply Ready and proxy the connected socket @fd (taken, also on failure)
+ * for the rest of the session (FwdAttach). */
+int portfwd_proxy_take(struct session *s, int fd);
+/* FwdListen and FwdAttach (fwdlisten.c): guest -> host forwarding. */
+int fwdlisten_start(struct session *s, uint8_t type, uint8_t *payload, uint32_t len);
+int fwdattach_start(struct session *s, uint8_t type, uint8_t *payload, uint32_t len);
 int fileop_start(struct session *s, uint8_t type, uint8_t *payload, uint32_t len);
 /* ProcStart, ProcList, ProcAttach, ProcControl, ProcWait (procop.c). */
 int procop_start(struct session *s, uint8_t type, uint8_t *payload, uint32_t len);

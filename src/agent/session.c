@@ -85,6 +85,10 @@ static const struct session_handler agent_handlers[SESSION_HANDLER_TYPES] = {
         [EXT_MSG_PROC_ATTACH] = { .start = procop_start, .feature = "proc" },
         [EXT_MSG_PROC_CONTROL] = { .start = procop_start, .reply = true, .feature = "proc" },
         [EXT_MSG_PROC_WAIT] = { .start = procop_start, .reply = true, .feature = "proc" },
+        /* Forwarding (portfwd.c): raw bytes after Ready. */
+        [EXT_MSG_FWD_CONNECT] = { .start = fwdconnect_start, .feature = "fwd-connect" },
+        [EXT_MSG_FWD_LISTEN] = { .start = fwdlisten_start, .feature = "fwd-listen" },
+        [EXT_MSG_FWD_ATTACH] = { .start = fwdattach_start, .feature = "fwd-listen" },
 };
 
 /* An extension type this agent does not serve, on a connection that began

@@ -109,6 +109,14 @@ int cmd_cat(int argc, char **argv);
 int cmd_ls(int argc, char **argv);
 int cmd_port_forward(int argc, char **argv);
 int cmd_wait_ready(int argc, char **argv);
+/* Port forwarding (cmd_portfwd.c; -R in cmd_rfwd.c). */
+/* Copy between two connected sockets both ways, half-closes passed on,
+ * until both directions ended. Returns 0 or -errno. */
+int cli_proxy(int a_fd, int b_fd);
+/* Run @fn(@arg) on a detached thread that takes no signals. 0 or -errno. */
+int cli_spawn_detached(void *(*fn)(void *arg), void *arg);
+/* port-forward -R SPEC. Returns an exit status. */
+int port_forward_remote(const char *spec);
 /* Detached processes (cmd_proc.c). */
 int cmd_run(int argc, char **argv);
 int cmd_ps(int argc, char **argv);
