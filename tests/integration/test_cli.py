@@ -1393,6 +1393,119 @@ class TestTimeouts(Base):
         self.assertStatus(vsockctl("--reply-timeout", "0", "exec", "-n", "true"), 0)
 
 
+class TestPortForwardExtensions(Base):
+    """port-forward to a guest unix socket (FwdConnect) and -R, guest to
+    host (FwdListen/FwdAttach): our agent's extensions."""
+
+    def setUp(self):
+        super().setUp()
+        self.echo = EchoServer()
+        self.addCleanup(self.echo.close)
+
+    def start(self, *args, pattern):
+        p = start_vsockctl("port-forward", *args, stdin=subprocess.DEVNULL,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+        def stop():
+            if p.poll() is None:
+                p.kill()
+                p.wait(BOUND)
+            p.stderr.close()
+        self.addCleanup(stop)
+        line = read_line(p.stderr)
+        m = re.match(pattern, line)
+        self.assertIsNotNone(m, line)
+        return p, m
+
+    @unittest.skipIf(GO, "needs our agent")
+    def test_local_to_guest_unix_socket(self):
+        path = self.path("guest.sock")
+        echo = EchoServer(path=path)
+        self.addCleanup(echo.close)
+        p, m = self.start("0:unix:" + path, pattern=r"^Forwarding 127\.0\.0\.1:(\d+) -> guest unix:(\S+)\n$")
+        self.assertEqual(m.group(2), path)
+        port = int(m.group(1))
+        data = os.urandom(300000)
+        self.assertEqual(exchange(port, data), data)
+        p.send_signal(signal.SIGINT)
+        self.assertEqual(p.wait(BOUND), 0)
+
+    @unittest.skipIf(GO, "needs our agent")
+    def test_remote_tcp(self):
+        p, m = self.start("-R", "0:127.0.0.1:%d" % self.echo.port,
+                          pattern=r"^Forwarding guest tcp:127\.0\.0\.1:(\d+) -> 127\.0\.0\.1:(\d+)\n$")
+        gport = int(m.group(1))
+        results = {}
+
+        def client(i):
+            data = (b"guest client %d " % i) * 2000
+            results[i] = exchange(gport, data) == data
+
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(BOUND)
+        self.assertEqual(results, {i: True for i in range(4)})
+        p.send_signal(signal.SIGTERM)
+        self.assertEqual(p.wait(BOUND), 0)
+        # The guest stops listening with it.
+        wait_until(lambda: socket.socket().connect_ex(("127.0.0.1", gport)) != 0, SHORT, "guest port closed")
+
+    @unittest.skipIf(GO, "needs our agent")
+    def test_remote_unix(self):
+        path = self.path("listen.sock")
+        p, m = self.start("-R", "unix:%s:127.0.0.1:%d" % (path, self.echo.port),
+                          pattern=r"^Forwarding guest unix:(\S+) -> 127\.0\.0\.1:\d+\n$")
+        self.assertEqual(m.group(1), path)
+        self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600)
+        s = socket.socket(socket.AF_UNIX)
+        s.settimeout(BOUND)
+        s.connect(path)
+        s.sendall(b"over unix")
+        s.shutdown(socket.SHUT_WR)
+        got = b""
+        while True:
+            d = s.recv(100)
+            if not d:
+                break
+            got += d
+        s.close()
+        self.assertEqual(got, b"over unix")
+        p.send_signal(signal.SIGINT)
+        self.assertEqual(p.wait(BOUND), 0)
+        wait_until(lambda: not os.path.exists(path), SHORT, "guest socket file removed")
+
+    @unittest.skipIf(GO, "needs our agent")
+    def test_remote_unreachable_target_closes_guest_client(self):
+        closed = socket.socket()
+        closed.bind(("127.0.0.1", 0))
+        dead = closed.getsockname()[1]
+        closed.close()
+        p, m = self.start("-R", "0:127.0.0.1:%d" % dead,
+                          pattern=r"^Forwarding guest tcp:127\.0\.0\.1:(\d+) -> ")
+        s = socket.create_connection(("127.0.0.1", int(m.group(1))), timeout=BOUND)
+        try:
+            self.assertEqual(s.recv(10), b"")  # ended at once (EOF or reset), not after the expiry
+        except ConnectionResetError:
+            pass
+        s.close()
+        self.assertIn("cannot reach", read_line(p.stderr))
+
+    def test_bad_remote_specs(self):
+        for spec in ["80", "80:host", "x:127.0.0.1:80", "unix:rel:127.0.0.1:80", "80:127.0.0.1:0"]:
+            with self.subTest(spec=spec):
+                res = vsockctl("port-forward", "-R", spec)
+                self.assertStatus(res, 255)
+                self.assertIn("invalid spec", res.stderr.decode())
+
+    @unittest.skipUnless(GO, "the Go agent's answer")
+    def test_go_agent_has_no_extensions(self):
+        res = vsockctl("port-forward", "-R", "0:127.0.0.1:%d" % self.echo.port)
+        self.assertStatus(res, 255)
+        self.assertIn("does not support fwd-listen", res.stderr.decode())
+
+
 class TestPortForwardChecksAgent(Base):
     def test_no_agent(self):
         res = vsockctl("port-forward", "0:80", addr="unix:" + self.path("none.sock"), timeout=BOUND)
