@@ -67,6 +67,7 @@ struct fwd_listener {
         struct fwd_bind *bind;
         char *unix_path;        /* to remove when done */
         size_t n_pending;
+        bool counted;           /* one of the agent's fwd_listeners_max */
         bool listening, done;
         struct fwd_listener *prev, *next;
 };
@@ -192,9 +193,10 @@ static void listener_end(struct fwd_listener *l) {
                 if (p->l == l)
                         pending_free(p);
         }
-        if (l->listening) {
+        l->listening = false;
+        if (l->counted) {
                 n_listeners--;
-                l->listening = false;
+                l->counted = false;
         }
         if (l->unix_path) {
                 struct fwd_bind *u = calloc(1, sizeof *u);
@@ -292,7 +294,6 @@ static void bind_done(struct worker_job *j) {
                 l->unix_path = strdup(((const struct sockaddr_un *) &b->sa)->sun_path);
         watcher_init(&l->w, l->a->loop, b->fd, on_accept);
         l->listening = true;
-        n_listeners++;
         log_info("session %llu: forwarding from guest %s", (unsigned long long) session_id(l->s), b->address);
         send_event(l, "listening", b->address, 0, NULL);
         free(b);
@@ -330,7 +331,7 @@ static void listener_free(void *op) {
                         if (p->l == l)
                                 pending_free(p);
                 }
-                if (l->listening)
+                if (l->counted)
                         n_listeners--;
         }
         free(l->unix_path);
@@ -436,6 +437,9 @@ int fwdlisten_start(struct session *s, uint8_t type, uint8_t *payload, uint32_t 
                 fail(l, "ELIMIT", 0, "too many listeners (limits.fwd_listeners_max)");
                 return 0;
         }
+        /* Counted from now on: binds under way count too. */
+        n_listeners++;
+        l->counted = true;
         b->l = l;
         b->fd = -EAGAIN;
         b->job = (struct worker_job) { .run = bind_run, .done = bind_done };
