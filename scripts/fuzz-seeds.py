@@ -126,6 +126,11 @@ ext = {
 for t, text in ext.items():
     raw = text.encode().decode("unicode_escape").encode("latin-1") if t in (68, 85, 86) else text.encode()
     put("ext", f"type{t}", bytes([t - 64]) + raw)
+# Hostile ones the agent must refuse: Hellos it closes on, a forged cursor.
+for i, (t, text) in enumerate([(64, '{"version":-1}'), (64, '{"version":2147483648}'),
+                               (64, '{"version":1,"features":[' + '"x",' * 500 + '"y"]}'),
+                               (72, '{"path":"/","cursor":"1.ffffffffffffffff.1.0.7fffffffffffffff","limit":-1}')]):
+    put("ext", f"hostile{i}", bytes([t - 64]) + text.encode())
 
 # fuzz-tar: a piece-size byte, then a small archive in each format Python
 # writes (pax, GNU, ustar): files, a directory, links, long names.

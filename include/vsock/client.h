@@ -301,6 +301,89 @@ int vsock_caps_lookup(const char *addr, struct vsock_caps *ret);
 /* Drop @addr's entry (NULL: every entry), e.g. after replacing the VM. */
 void vsock_caps_forget(const char *addr);
 
+/* ---- extensions: file-system operations (PROTOCOL.md 2.4) ------------------ */
+
+/* What the agent's lstat/stat says about one file. Strings are malloc'd;
+ * user/group are NULL when the guest's /etc/passwd or /etc/group has no
+ * name for the id, target is a symlink's target (lstat only) or NULL. */
+struct vsock_stat {
+        char *name;                     /* the last path element */
+        int64_t size;
+        mode_t mode;                    /* st_mode: type and permission bits */
+        uint32_t uid, gid;
+        char *user, *group;
+        uint64_t nlink, ino, dev, rdev;
+        int64_t mtime_ns, atime_ns, ctime_ns;   /* ns since the epoch */
+        char *target;
+};
+/* Free the strings and zero @st. NULL is fine. */
+void vsock_stat_clear(struct vsock_stat *st);
+
+enum vsock_fs_op {
+        VSOCK_FS_STAT,          /* reply: stat (follows a final symlink) */
+        VSOCK_FS_LSTAT,         /* reply: stat (does not; has the target) */
+        VSOCK_FS_MKDIR,         /* mode (default 0755), parents (mkdir -p); reply: stat */
+        VSOCK_FS_REMOVE,        /* a file, symlink or empty directory; recursive: a tree, never
+                                 * following symlinks nor crossing into another file system
+                                 * (`/` is refused); force: a missing path is success */
+        VSOCK_FS_RENAME,        /* path -> target (same file system) */
+        VSOCK_FS_CHMOD,         /* mode (required); reply: stat */
+        VSOCK_FS_CHOWN,         /* uid and/or gid (-1: unchanged), never following a final
+                                 * symlink; reply: stat of the object changed */
+        VSOCK_FS_SYMLINK,       /* create symlink path -> target; reply: its lstat */
+        VSOCK_FS_READLINK,      /* reply: target */
+        VSOCK_FS_UTIMES,        /* atime_ns/mtime_ns (VSOCK_TIME_OMIT: unchanged); reply: stat */
+};
+
+#define VSOCK_TIME_OMIT INT64_MIN
+
+struct vsock_fs_request {
+        enum vsock_fs_op op;
+        const char *path;               /* absolute guest path */
+        const char *target;             /* rename: the new path; symlink: the link's contents */
+        int32_t mode;                   /* permission bits incl. setuid/setgid/sticky; -1: default */
+        int64_t uid, gid;               /* -1: unchanged */
+        int64_t atime_ns, mtime_ns;     /* VSOCK_TIME_OMIT: unchanged */
+        bool parents, recursive, force;
+};
+#define VSOCK_FS_REQUEST_INIT(op_, path_)                                                                  \
+        { .op = (op_), .path = (path_), .mode = -1, .uid = -1, .gid = -1, .atime_ns = VSOCK_TIME_OMIT,     \
+          .mtime_ns = VSOCK_TIME_OMIT }
+
+struct vsock_fs_result {
+        bool has_stat;
+        struct vsock_stat stat;
+        char *target;                   /* readlink */
+};
+void vsock_fs_result_clear(struct vsock_fs_result *r);
+
+/* One FsRequest on @c (feature "fs"; Hello is pipelined on a fresh @c).
+ * The agent's failures are VSOCK_E_REMOTE with the guest's errno (ENOENT,
+ * EACCES, ENOTEMPTY, EXDEV, ...) and its message ("stat /x: No such file
+ * or directory") in call->remote_error; @c then takes the next request.
+ * A base agent: VSOCK_E_UNSUPPORTED, "agent does not support fs". @ret
+ * (may be NULL) is set only on success. */
+int vsock_fs(vsock_conn *c, const struct vsock_fs_request *req, struct vsock_call *call, struct vsock_fs_result *ret);
+int vsock_fs_at(const char *addr, const struct vsock_fs_request *req, struct vsock_call *call,
+                struct vsock_fs_result *ret);
+
+/* Shorthands: stat (@follow) or lstat of @path into @ret. */
+int vsock_stat(vsock_conn *c, const char *path, bool follow, struct vsock_call *call, struct vsock_stat *ret);
+int vsock_stat_at(const char *addr, const char *path, bool follow, struct vsock_call *call, struct vsock_stat *ret);
+
+/* A directory page by page (feature "list"; several ListDir requests on
+ * one connection). @page_size: entries per page, 0 for the agent's
+ * maximum. @on_page gets each page's entries (lstat'ed, with owner names
+ * and symlink targets, in the directory's order; valid during the call
+ * only) and returns 0 to go on or a negative code to stop with it. A path
+ * that is not a directory lists as one page with its own entry. A
+ * directory replaced between pages: VSOCK_E_REMOTE with ESTALE. */
+typedef int (*vsock_list_fn)(void *userdata, const struct vsock_stat *entries, size_t n);
+int vsock_list_dir(vsock_conn *c, const char *path, int page_size, vsock_list_fn on_page, void *userdata,
+                   struct vsock_call *call);
+int vsock_list_dir_at(const char *addr, const char *path, int page_size, vsock_list_fn on_page, void *userdata,
+                      struct vsock_call *call);
+
 /* ---- extensions: detached processes (PROTOCOL.md 2.7) ----------------------- */
 
 /* Processes that outlive their connection: started detached, listed,

@@ -72,6 +72,7 @@ const char *ext_errno_name(int err) {
         return name ? name : "EIO";
 }
 
+__attribute__((format(printf, 5, 0)))
 static int error_vsend(struct session *s, const char *code, int err, const char *op, const char *fmt, va_list ap) {
         if (err < 0)
                 err = -err;

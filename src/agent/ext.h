@@ -68,3 +68,37 @@ void ext_error_finish(struct session *s, const char *code, int err, const char *
 
 /* The errno name of @err ("ENOENT"), "EIO" for one without a name. */
 const char *ext_errno_name(int err);
+
+/* ---- one request, one reply, the work on a worker thread (extjob.c) -------
+ * For extension requests answered by a single frame after blocking work
+ * (every file-system operation): the payload is handed to @work on a
+ * worker job, which fills a struct ext_reply; back on the loop the reply
+ * (or its Error) is sent and the request finished. A job still running at
+ * the agent's --io-timeout is answered with Error ETIMEDOUT (the file
+ * system does not answer) and left to the kernel. */
+
+#include "common/buf.h"
+
+struct ext_reply {
+        /* Success: the frame's type and its payload, which @work appends
+         * after the room for the frame header already in it. */
+        uint8_t type;
+        struct buf frame;
+        /* Failure (ext_reply_fail): type 0 and these. */
+        const char *code;       /* NULL: the errno name of @err */
+        int err;
+        char message[512];
+};
+
+/* Record a failure: @err an errno (either sign), @code as for
+ * ext_error_send (NULL: errno name). Any reply built so far is dropped. */
+void ext_reply_fail(struct ext_reply *r, const char *code, int err, const char *fmt, ...)
+        __attribute__((format(printf, 4, 5)));
+
+/* Blocking work on a pool thread: decode @payload (@len bytes, not NUL
+ * terminated; owned by the job) and fill @ret. */
+typedef void (*ext_work_fn)(const uint8_t *payload, uint32_t len, struct ext_reply *ret);
+
+/* The start() of such a request: takes @payload, submits the job, and
+ * attaches it to @s. @name names the operation in logs and messages. */
+int ext_job_start(struct session *s, const char *name, uint8_t *payload, uint32_t len, ext_work_fn work);

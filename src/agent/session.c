@@ -12,6 +12,7 @@
 #include <vsock/msg.h>
 
 #include "agent/ext.h"
+#include "agent/fsops.h"
 #include "agent/ops.h"
 #include "common/buf.h"
 #include "common/io.h"
@@ -77,6 +78,8 @@ static const struct session_handler agent_handlers[SESSION_HANDLER_TYPES] = {
         /* Extensions (PROTOCOL.md Part 2): one line per type, with the
          * feature HelloReply advertises for it. */
         [EXT_MSG_HELLO] = { .start = hello_start, .reply = true, .max_len = EXT_HELLO_MAX },
+        [EXT_MSG_FS_REQUEST] = { .start = fsops_start, .reply = true, .feature = "fs" },
+        [EXT_MSG_LIST_DIR] = { .start = listdir_start, .reply = true, .feature = "list" },
         /* Detached processes (procop.c). An attach takes Stdin, Signal and
          * Resize frames, so it is the connection's last request. */
         [EXT_MSG_PROC_START] = { .start = procop_start, .reply = true, .feature = "proc",

@@ -422,3 +422,132 @@ int user_switch_child(const struct user_spec *u) {
                 return -errno;
         return 0;
 }
+
+/* ---- names of ids ----------------------------------------------------------- */
+
+struct id_name {
+        uint32_t id;
+        uint32_t seq; /* file order: the first entry of an id wins */
+        char *name;
+};
+
+struct id_table {
+        struct id_name *v;
+        size_t n;
+};
+
+struct user_names {
+        struct id_table users, groups;
+};
+
+static int id_name_cmp(const void *a, const void *b) {
+        const struct id_name *x = a, *y = b;
+        if (x->id != y->id)
+                return x->id < y->id ? -1 : 1;
+        return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+static void id_table_clear(struct id_table *t) {
+        for (size_t i = 0; i < t->n; i++)
+                free(t->v[i].name);
+        free(t->v);
+        *t = (struct id_table) {};
+}
+
+/* Read @path's entries (passwd: @group false) into @t, sorted by id with
+ * one entry per id. */
+static int id_table_load(const char *path, bool group, struct id_table *t) {
+        _cleanup_(fclosep) FILE *f = fopen(path, "re");
+        _cleanup_free_ char *line = NULL;
+        size_t size = 0, cap = 0;
+        int r;
+        if (!f)
+                return 0; /* no file, no names */
+        while (t->n < USER_NAMES_MAX && (r = next_line(f, &line, &size)) > 0) {
+                uint32_t id;
+                const char *name;
+                if (group) {
+                        struct gr_entry e;
+                        if (!parse_group_line(line, &e))
+                                continue;
+                        id = e.gid;
+                        name = e.name;
+                } else {
+                        struct pw_entry e;
+                        if (!parse_passwd_line(line, &e))
+                                continue;
+                        id = e.uid;
+                        name = e.name;
+                }
+                if (t->n == cap) {
+                        size_t ncap = cap ? cap * 2 : 64;
+                        struct id_name *nv = reallocarray(t->v, ncap, sizeof *nv);
+                        if (!nv)
+                                return -ENOMEM;
+                        t->v = nv;
+                        cap = ncap;
+                }
+                char *copy = strdup(name);
+                if (!copy)
+                        return -ENOMEM;
+                t->v[t->n] = (struct id_name) { .id = id, .seq = (uint32_t) t->n, .name = copy };
+                t->n++;
+        }
+        if (t->n == 0)
+                return 0;
+        qsort(t->v, t->n, sizeof *t->v, id_name_cmp);
+        size_t k = 0;
+        for (size_t i = 0; i < t->n; i++) {
+                if (k > 0 && t->v[k - 1].id == t->v[i].id)
+                        free(t->v[i].name);
+                else
+                        t->v[k++] = t->v[i];
+        }
+        t->n = k;
+        return 0;
+}
+
+int user_names_load(const char *passwd_path, const char *group_path, struct user_names **ret) {
+        struct user_names *n = calloc(1, sizeof *n);
+        if (!n)
+                return -ENOMEM;
+        int r = id_table_load(passwd_path ? passwd_path : "/etc/passwd", false, &n->users);
+        if (r >= 0)
+                r = id_table_load(group_path ? group_path : "/etc/group", true, &n->groups);
+        if (r < 0) {
+                user_names_free(n);
+                return r;
+        }
+        *ret = n;
+        return 0;
+}
+
+static const char *id_table_find(const struct id_table *t, uint32_t id) {
+        size_t lo = 0, hi = t->n;
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                if (t->v[mid].id == id)
+                        return t->v[mid].name;
+                if (t->v[mid].id < id)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        return NULL;
+}
+
+const char *user_names_user(const struct user_names *n, uint32_t uid) {
+        return n ? id_table_find(&n->users, uid) : NULL;
+}
+
+const char *user_names_group(const struct user_names *n, uint32_t gid) {
+        return n ? id_table_find(&n->groups, gid) : NULL;
+}
+
+void user_names_free(struct user_names *n) {
+        if (!n)
+                return;
+        id_table_clear(&n->users);
+        id_table_clear(&n->groups);
+        free(n);
+}

@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 struct user_spec {
@@ -33,3 +34,23 @@ void user_spec_clear(struct user_spec *u);
  * in a CLONE_VM child of a threaded process). Returns 0 or -errno.
  * Async-signal-safe. */
 int user_switch_child(const struct user_spec *u);
+
+/* ---- names of ids, for listings ------------------------------------------
+ * /etc/passwd and /etc/group read once into two sorted tables (the first
+ * entry of an id wins, as getpwuid() would find it), so that a page of
+ * thousands of entries costs two file reads. Missing or unreadable files
+ * mean no names, not an error. At most USER_NAMES_MAX ids of each kind
+ * are kept. Blocking (worker threads). */
+#define USER_NAMES_MAX 65536u
+
+struct user_names;
+
+/* @passwd_path/@group_path: NULL for /etc/passwd and /etc/group.
+ * Returns 0 or -ENOMEM. */
+int user_names_load(const char *passwd_path, const char *group_path, struct user_names **ret);
+/* The name of @uid / @gid, NULL when there is none. Valid until
+ * user_names_free(). */
+const char *user_names_user(const struct user_names *n, uint32_t uid);
+const char *user_names_group(const struct user_names *n, uint32_t gid);
+/* Accepts NULL. */
+void user_names_free(struct user_names *n);

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/io.h"
@@ -176,4 +177,30 @@ void cli_format_size(uint64_t n, char *buf, size_t size) {
                 u++;
         }
         snprintf(buf, size, "%.1f %s", v, units[u]);
+}
+
+void cli_mode_string(mode_t m, bool is_dir, char out[11]) {
+        char t;
+        switch (m & S_IFMT) {
+        case S_IFDIR: t = 'd'; break;
+        case S_IFLNK: t = 'l'; break;
+        case S_IFIFO: t = 'p'; break;
+        case S_IFSOCK: t = 's'; break;
+        case S_IFCHR: t = 'c'; break;
+        case S_IFBLK: t = 'b'; break;
+        case S_IFREG: t = '-'; break;
+        case 0: t = is_dir ? 'd' : '-'; break;
+        default: t = '?'; break;
+        }
+        out[0] = t;
+        static const char rwx[] = "rwx";
+        for (int i = 0; i < 9; i++)
+                out[1 + i] = (m & (1u << (8 - i))) ? rwx[i % 3] : '-';
+        if (m & S_ISUID)
+                out[3] = out[3] == 'x' ? 's' : 'S';
+        if (m & S_ISGID)
+                out[6] = out[6] == 'x' ? 's' : 'S';
+        if (m & S_ISVTX)
+                out[9] = out[9] == 'x' ? 't' : 'T';
+        out[10] = '\0';
 }

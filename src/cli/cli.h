@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/types.h>
 
 #include <vsock/vsock.h>
 
@@ -81,6 +82,11 @@ struct cli_flag {
 int cli_parse_flags(const char *cmd, int argc, char **argv, const struct cli_flag *flags, size_t n,
                     void (*usage)(FILE *f));
 
+/* ls -l's ten-character mode string of @m ("drwxr-xr-x", with s/S and t/T
+ * for setuid, setgid and sticky); a mode without type bits is a directory
+ * when @is_dir. */
+void cli_mode_string(mode_t m, bool is_dir, char out[11]);
+
 /* Human-readable size: "512 B", "1.5 KiB", "15.0 MiB". */
 void cli_format_size(uint64_t n, char *buf, size_t size);
 
@@ -109,6 +115,12 @@ int cmd_cat(int argc, char **argv);
 int cmd_ls(int argc, char **argv);
 int cmd_port_forward(int argc, char **argv);
 int cmd_wait_ready(int argc, char **argv);
+/* cmd_fs.c: the "fs" extension. */
+int cmd_stat(int argc, char **argv);
+int cmd_mkdir(int argc, char **argv);
+int cmd_rm(int argc, char **argv);
+int cmd_mv(int argc, char **argv);
+int cmd_chmod(int argc, char **argv);
 /* Port forwarding (cmd_portfwd.c; -R in cmd_rfwd.c). */
 /* Copy between two connected sockets both ways, half-closes passed on,
  * until both directions ended. Returns 0 or -errno. */

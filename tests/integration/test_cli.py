@@ -237,7 +237,7 @@ class Base(unittest.TestCase):
 # ---- usage and errors -------------------------------------------------------
 
 class TestUsage(Base):
-    SUBCOMMANDS = ["exec", "cp", "cat", "ls", "port-forward", "wait-ready",
+    SUBCOMMANDS = ["exec", "cp", "cat", "ls", "port-forward", "wait-ready", "stat", "mkdir", "rm", "mv", "chmod",
                    "run", "ps", "attach", "logs", "kill", "wait"]
 
     def test_version(self):
@@ -930,6 +930,142 @@ class TestFiles(Base):
         res = vsockctl("ls", "-l", ":" + self.path("absent"))
         self.assertStatus(res, 1)
         self.assertIn("vsockctl: :" + self.path("absent"), res.stderr.decode())
+
+    def test_ls_long_sorted_by_name(self):
+        # ListDir gives the directory's order; ls -l shows names sorted.
+        if GO:
+            self.skipTest("the fallback keeps the agent's order")
+        names = ["b%03d" % i for i in range(300)] + ["a", "Z", "c.txt"]
+        for n in names:
+            self.write(n, b"")
+        res = vsockctl("ls", "-l", ":" + self.d)
+        self.assertStatus(res, 0)
+        got = [LS_LONG.match(l).group("name") for l in res.stdout.decode().splitlines()]
+        self.assertEqual(got, sorted(names))
+
+    def test_ls_long_device(self):
+        # Devices show "major, minor" where the size goes, as ls -l does.
+        if GO:
+            self.skipTest("the fallback's stat(1) has no device numbers")
+        res = vsockctl("ls", "-l", ":/dev/null")
+        self.assertStatus(res, 0)
+        self.assertRegex(res.stdout.decode(), r"^crw-rw-rw- +1 root +root +1, 3 .* /dev/null\n$")
+
+
+class TestFsOps(Base):
+    """stat, mkdir, rm, mv, chmod: the "fs" extension, or a clear refusal."""
+
+    def setUp(self):
+        super().setUp()
+        if GO:
+            self.skipTest("the Go agent has no fs extension (TestFsOpsUnsupported)")
+
+    def test_stat(self):
+        p = self.write("f", b"hello", 0o640)
+        os.utime(p, ns=(1500000000123456789, 1600000000987654321))
+        os.symlink("f", self.path("l"))
+        res = vsockctl("stat", ":" + self.path("l"))
+        self.assertStatus(res, 0)
+        out = res.stdout.decode()
+        self.assertIn("  File: %s -> f\n" % self.path("l"), out)
+        self.assertIn("Type: symbolic link", out)
+        res = vsockctl("stat", "-L", p, self.path("l"))
+        self.assertStatus(res, 0)
+        out = res.stdout.decode()
+        self.assertEqual(out.count("Type: regular file"), 2)
+        self.assertIn("  Size: 5 ", out)
+        self.assertIn("Access: (0640/-rw-r-----)", out)
+        st = os.stat(p)
+        self.assertIn("Inode: %d " % st.st_ino, out)
+        self.assertIn("Modify: %s.987654321 " % time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(1600000000)), out)
+        self.assertIn("Access: %s.123456789 " % time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(1500000000)), out)
+        import pwd
+        self.assertRegex(out, r"Uid: \( *%d/ *%s\)" % (st.st_uid, pwd.getpwuid(st.st_uid).pw_name))
+
+    def test_stat_missing(self):
+        res = vsockctl("stat", ":" + self.path("none"), ":" + self.d)
+        self.assertStatus(res, 1)
+        self.assertIn("vsockctl: stat: lstat %s: No such file or directory" % self.path("none"),
+                      res.stderr.decode())
+        # The other path is still shown.
+        self.assertIn("Type: directory", res.stdout.decode())
+
+    def test_mkdir(self):
+        p = self.path("a", "b", "c")
+        res = vsockctl("mkdir", ":" + p)
+        self.assertStatus(res, 1)
+        self.assertIn("No such file or directory", res.stderr.decode())
+        self.assertStatus(vsockctl("mkdir", "-p", "-m", "0710", ":" + p), 0)
+        self.assertEqual(stat.S_IMODE(os.stat(p).st_mode), 0o710)
+        self.assertEqual(stat.S_IMODE(os.stat(self.path("a")).st_mode), 0o755)
+        self.assertStatus(vsockctl("mkdir", "-p", ":" + p), 0)
+        res = vsockctl("mkdir", ":" + p)
+        self.assertStatus(res, 1)
+        self.assertIn("File exists", res.stderr.decode())
+        self.assertStatus(vsockctl("mkdir", "-m", "9", ":" + p), 255)
+        self.assertStatus(vsockctl("mkdir", "-m", "u+x", ":" + p), 255)
+
+    def test_rm(self):
+        os.makedirs(self.path("t", "u"))
+        self.write("t/u/f", b"x")
+        keep = self.write("keep", b"keep")
+        os.symlink(keep, self.path("t", "ln"))
+        res = vsockctl("rm", ":" + self.path("t"))
+        self.assertStatus(res, 1)
+        self.assertIn("Directory not empty", res.stderr.decode())
+        self.assertStatus(vsockctl("rm", "-r", ":" + self.path("t")), 0)
+        self.assertFalse(os.path.exists(self.path("t")))
+        self.assertEqual(self.read(keep), b"keep")
+        res = vsockctl("rm", ":" + self.path("t"))
+        self.assertStatus(res, 1)
+        self.assertStatus(vsockctl("rm", "-f", ":" + self.path("t"), ":" + keep), 0)
+        self.assertFalse(os.path.exists(keep))
+        res = vsockctl("rm", "-rf", ":/")
+        self.assertStatus(res, 1)
+        self.assertIn("refusing to remove the root directory", res.stderr.decode())
+
+    def test_mv(self):
+        p = self.write("from", b"data")
+        self.assertStatus(vsockctl("mv", ":" + p, ":" + self.path("to")), 0)
+        self.assertEqual(self.read(self.path("to")), b"data")
+        self.assertFalse(os.path.exists(p))
+        res = vsockctl("mv", ":" + p, ":" + self.path("to2"))
+        self.assertStatus(res, 1)
+        self.assertIn("rename %s %s: No such file or directory" % (p, self.path("to2")), res.stderr.decode())
+        self.assertStatus(vsockctl("mv", ":" + p), 255)
+
+    def test_chmod(self):
+        a = self.write("a", b"", 0o600)
+        b = self.write("b", b"", 0o600)
+        self.assertStatus(vsockctl("chmod", "4751", ":" + a, ":" + b), 0)
+        self.assertEqual(stat.S_IMODE(os.stat(a).st_mode), 0o4751)
+        self.assertEqual(stat.S_IMODE(os.stat(b).st_mode), 0o4751)
+        self.assertStatus(vsockctl("chmod", "rwx", ":" + a), 255)
+        res = vsockctl("chmod", "644", ":" + self.path("none"))
+        self.assertStatus(res, 1)
+
+
+class TestFsOpsUnsupported(Base):
+    """Against the Go agent, every fs command says what is missing."""
+
+    def setUp(self):
+        super().setUp()
+        if not GO:
+            self.skipTest("our agent has the fs extension")
+
+    def test_unsupported(self):
+        p = self.write("f", b"x", 0o600)
+        for args in (["stat", ":" + p], ["mkdir", ":" + self.path("d")], ["rm", ":" + p],
+                     ["mv", ":" + p, ":" + self.path("g")], ["chmod", "644", ":" + p]):
+            with self.subTest(args=args):
+                res = vsockctl(*args)
+                self.assertStatus(res, 1)
+                self.assertIn("vsockctl: %s: agent does not support fs" % args[0], res.stderr.decode())
+        # Nothing was done, and the agent still serves.
+        self.assertTrue(os.path.exists(p))
+        self.assertFalse(os.path.exists(self.path("d")))
+        self.assertEqual(stat.S_IMODE(os.stat(p).st_mode), 0o600)
+        self.assertStatus(vsockctl("exec", "true"), 0)
 
 
 # ---- port-forward -----------------------------------------------------------

@@ -350,6 +350,32 @@ static void test_switch_child_unprivileged_fails(void **state) {
         user_spec_clear(&u);
 }
 
+/* Names of ids for listings: the first entry of an id wins (dup has uid
+ * 1000 after alice), malformed lines are skipped, unknown ids have none,
+ * and missing files mean no names at all. */
+static void test_names(void **state) {
+        (void) state;
+        struct user_names *n = NULL;
+        assert_int_equal(user_names_load(passwd_path, group_path, &n), 0);
+        assert_string_equal(user_names_user(n, 0), "root");
+        assert_string_equal(user_names_user(n, 1000), "alice");
+        assert_string_equal(user_names_user(n, 1001), "bob");
+        assert_string_equal(user_names_user(n, 3000), "4242");
+        assert_null(user_names_user(n, 12));
+        assert_null(user_names_user(n, 5)); /* a comment */
+        assert_null(user_names_user(n, 4294967295u));
+        assert_string_equal(user_names_group(n, 100), "users");
+        assert_string_equal(user_names_group(n, 29), "audio");
+        assert_null(user_names_group(n, 9));
+        assert_null(user_names_group(n, 11));
+        user_names_free(n);
+        assert_int_equal(user_names_load(missing_path, missing_path, &n), 0);
+        assert_null(user_names_user(n, 0));
+        assert_null(user_names_group(n, 0));
+        user_names_free(n);
+        user_names_free(NULL);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_name),
@@ -361,6 +387,7 @@ int main(void) {
                 cmocka_unit_test(test_long_lines),
                 cmocka_unit_test(test_switch_child),
                 cmocka_unit_test(test_switch_child_unprivileged_fails),
+                cmocka_unit_test(test_names),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }
