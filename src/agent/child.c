@@ -190,6 +190,12 @@ void child_release(struct child *c) {
         child_terminate(c);
 }
 
+void child_abandon(struct loop *l, pid_t pid, int pidfd, int grace_ms) {
+        struct child *c;
+        if (child_new(l, pid, pidfd, false, grace_ms, NULL, NULL, &c) >= 0)
+                child_release(c); /* terminated; freed once reaped */
+}
+
 void child_terminate_all(void) {
         for (struct child *c = children; c; c = c->next)
                 child_terminate(c);

@@ -37,6 +37,10 @@ int child_signal_pgrp(struct child *c, pid_t pgrp, int signo);
  * SIGKILL to the group and the leader after the grace period. Idempotent. */
 void child_terminate(struct child *c);
 
+/* A started process nobody wants (its owner went away while it started):
+ * terminate it and reap it once it ends. Takes @pidfd. */
+void child_abandon(struct loop *l, pid_t pid, int pidfd, int grace_ms);
+
 /* Drop the owner's reference. An unreaped child is terminated and frees
  * itself once reaped; the callback is not called any more. Accepts NULL. */
 void child_release(struct child *c);

@@ -400,17 +400,22 @@ static int parse_listen(const char *spec, struct fwd_bind *b, const char **ret_w
         return 0;
 }
 
-int fwdlisten_start(struct session *s, uint8_t type, uint8_t *payload, uint32_t len) {
-        struct ext_fwd_listen req;
+int fwd_request_decode(struct session *s, const struct ext_shape *shape, uint8_t *payload, uint32_t len, void *ret) {
         const char *why = "request too large";
         int rc = -EMSGSIZE;
         if (len <= FWD_REQUEST_MAX)
-                rc = ext_fwd_listen_decode(payload ? payload : (const uint8_t *) "", len, &req, &why);
+                rc = ext_decode(shape, payload ? payload : (const uint8_t *) "", len, ret, &why);
         free(payload);
-        if (rc < 0) {
-                ext_error_finish(s, "EPROTO", EPROTO, "FwdListen", "invalid FwdListen: %s", why ? why : "malformed");
+        if (rc < 0)
+                ext_error_finish(s, "EPROTO", EPROTO, shape->name, "invalid %s: %s", shape->name,
+                                 why ? why : "malformed");
+        return rc;
+}
+
+int fwdlisten_start(struct session *s, uint8_t type, uint8_t *payload, uint32_t len) {
+        struct ext_fwd_listen req;
+        if (fwd_request_decode(s, &ext_fwd_listen_shape, payload, len, &req) < 0)
                 return 0;
-        }
         struct fwd_listener *l = calloc(1, sizeof *l);
         struct fwd_bind *b = calloc(1, sizeof *b);
         if (!l || !b) {
@@ -423,8 +428,8 @@ int fwdlisten_start(struct session *s, uint8_t type, uint8_t *payload, uint32_t 
         l->a = session_agent(s);
         watcher_init(&l->w, l->a->loop, -1, on_accept);
         session_set_op(s, &listener_ops, l);
-        why = NULL;
-        rc = parse_listen(req.listen, b, &why);
+        const char *why = NULL;
+        int rc = parse_listen(req.listen, b, &why);
         b->backlog = req.backlog > 0 ? MIN(req.backlog, FWD_BACKLOG_MAX) : FWD_BACKLOG_DEFAULT;
         ext_fwd_listen_clear(&req);
         if (rc < 0) {
@@ -455,15 +460,8 @@ int fwdlisten_start(struct session *s, uint8_t type, uint8_t *payload, uint32_t 
 
 int fwdattach_start(struct session *s, uint8_t type, uint8_t *payload, uint32_t len) {
         struct ext_fwd_attach req;
-        const char *why = "request too large";
-        int rc = -EMSGSIZE;
-        if (len <= FWD_REQUEST_MAX)
-                rc = ext_fwd_attach_decode(payload ? payload : (const uint8_t *) "", len, &req, &why);
-        free(payload);
-        if (rc < 0) {
-                ext_error_finish(s, "EPROTO", EPROTO, "FwdAttach", "invalid FwdAttach: %s", why ? why : "malformed");
+        if (fwd_request_decode(s, &ext_fwd_attach_shape, payload, len, &req) < 0)
                 return 0;
-        }
         struct fwd_pending *p = pending;
         while (p && (req.id == 0 || p->id != req.id))
                 p = p->next;

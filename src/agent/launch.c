@@ -228,6 +228,21 @@ out:
         return rc;
 }
 
+int launch_failure(const struct launch_result *r, int rc, bool cancelled, char *buf, size_t size,
+                   const char **ret_reason) {
+        if (cancelled) {
+                *ret_reason = "agent shutting down";
+                return 126;
+        }
+        *ret_reason = r->error ? r->error : strerror_r(-rc, buf, size);
+        return r->exit_code;
+}
+
+void launch_timeout_reason(int io_timeout_ms, char *buf, size_t size) {
+        snprintf(buf, size, "the command did not start within %d s (a file system does not answer?)",
+                 io_timeout_ms / 1000);
+}
+
 void launch_result_clear(struct launch_result *r) {
         r->pidfd = safe_close(r->pidfd);
         r->in_fd = safe_close(r->in_fd);

@@ -17,6 +17,10 @@ int fwdconnect_start(struct session *s, uint8_t type, uint8_t *payload, uint32_t
 /* Reply Ready and proxy the connected socket @fd (taken, also on failure)
  * for the rest of the session (FwdAttach). */
 int portfwd_proxy_take(struct session *s, int fd);
+/* Decode a forwarding request of @shape (@payload taken) into @ret; on
+ * failure answer Error EPROTO (and the connection closes) and return < 0. */
+struct ext_shape;
+int fwd_request_decode(struct session *s, const struct ext_shape *shape, uint8_t *payload, uint32_t len, void *ret);
 /* FwdListen and FwdAttach (fwdlisten.c): guest -> host forwarding. */
 int fwdlisten_start(struct session *s, uint8_t type, uint8_t *payload, uint32_t len);
 int fwdattach_start(struct session *s, uint8_t type, uint8_t *payload, uint32_t len);

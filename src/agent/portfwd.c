@@ -625,15 +625,8 @@ static int pf_begin_unix(struct pf *pf) {
 
 int fwdconnect_start(struct session *s, uint8_t type, uint8_t *payload, uint32_t len) {
         struct ext_fwd_connect req;
-        const char *why = "request too large";
-        int rc = -EMSGSIZE;
-        if (len <= PF_REQUEST_MAX)
-                rc = ext_fwd_connect_decode(payload ? payload : (const uint8_t *) "", len, &req, &why);
-        free(payload);
-        if (rc < 0) {
-                ext_error_finish(s, "EPROTO", EPROTO, "FwdConnect", "invalid FwdConnect: %s", why ? why : "malformed");
+        if (fwd_request_decode(s, &ext_fwd_connect_shape, payload, len, &req) < 0)
                 return 0;
-        }
         struct pf *pf = pf_new(s, true);
         if (!pf) {
                 ext_fwd_connect_clear(&req);

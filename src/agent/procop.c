@@ -397,13 +397,20 @@ static void decode_done(struct worker_job *j) {
                 start_decoded(o);
 }
 
+/* Decode the request into @ret (a struct of @shape); on failure the
+ * request ends with Error EPROTO. */
+static bool decode(struct procop *o, const struct ext_shape *shape, const uint8_t *data, uint32_t len, void *ret) {
+        const char *why = NULL;
+        if (ext_decode(shape, data, len, ret, &why) >= 0)
+                return true;
+        fail_proto(o, why ? why : "bad JSON");
+        return false;
+}
+
 static void do_list(struct procop *o, const uint8_t *data, uint32_t len) {
         struct ext_proc_list q;
-        const char *why = NULL;
-        if (ext_proc_list_decode(data, len, &q, &why) < 0) {
-                fail_proto(o, why ? why : "bad JSON");
+        if (!decode(o, &ext_proc_list_shape, data, len, &q))
                 return;
-        }
         struct procs *m = o->a->procs;
         struct ext_proc_list_reply reply = { 0 };
         reply.procs = calloc(procs_count(m) + 1, sizeof *reply.procs);
@@ -431,19 +438,14 @@ static void do_list(struct procop *o, const uint8_t *data, uint32_t len) {
 
 static void do_attach(struct procop *o, const uint8_t *data, uint32_t len) {
         struct ext_proc_attach q;
-        const char *why = NULL;
-        if (ext_proc_attach_decode(data, len, &q, &why) < 0) {
-                fail_proto(o, why ? why : "bad JSON");
+        if (!decode(o, &ext_proc_attach_shape, data, len, &q))
                 return;
-        }
         struct proc *p = lookup(o, q.id, q.tag);
         if (p) {
                 uint64_t end = outring_end(proc_ring(p));
                 if (q.offset < -1 || (q.offset >= 0 && (uint64_t) q.offset > end))
                         fail(o, EINVAL, "offset %lld beyond the output's end %llu", (long long) q.offset,
                              (unsigned long long) end);
-                else if (q.input && proc_state(p) != PROC_EXITED && !proc_get_run(p))
-                        fail(o, EINVAL, "process has no input");
                 else {
                         o->pos = q.offset == -1 ? end : (uint64_t) q.offset;
                         o->follow = q.follow;
@@ -457,11 +459,8 @@ static void do_attach(struct procop *o, const uint8_t *data, uint32_t len) {
 
 static void do_control(struct procop *o, const uint8_t *data, uint32_t len) {
         struct ext_proc_control q;
-        const char *why = NULL;
-        if (ext_proc_control_decode(data, len, &q, &why) < 0) {
-                fail_proto(o, why ? why : "bad JSON");
+        if (!decode(o, &ext_proc_control_shape, data, len, &q))
                 return;
-        }
         struct proc *p = lookup(o, q.id, q.tag);
         if (!p)
                 goto out;
@@ -516,11 +515,8 @@ out:
 
 static void do_wait(struct procop *o, const uint8_t *data, uint32_t len) {
         struct ext_proc_wait q;
-        const char *why = NULL;
-        if (ext_proc_wait_decode(data, len, &q, &why) < 0) {
-                fail_proto(o, why ? why : "bad JSON");
+        if (!decode(o, &ext_proc_wait_shape, data, len, &q))
                 return;
-        }
         struct proc *p = lookup(o, q.id, q.tag);
         if (p) {
                 if (q.timeout_ms < 0 || q.timeout_ms > PROCOP_WAIT_MAX_MS)

@@ -335,24 +335,17 @@ static void start_done(struct worker_job *wj) {
         j->a->spawns_pending--;
         if (!r) {
                 /* The agent is exiting: a process that started is ended. */
-                if (!wj->cancelled && j->rc >= 0) {
-                        struct child *c;
-                        if (child_new(j->a->loop, j->res.pid, TAKE_FD(j->res.pidfd), false, j->a->grace_ms, NULL,
-                                      NULL, &c) >= 0)
-                                child_release(c);
-                }
+                if (!wj->cancelled && j->rc >= 0)
+                        child_abandon(j->a->loop, j->res.pid, TAKE_FD(j->res.pidfd), j->a->grace_ms);
                 job_free(j);
                 return;
         }
         r->start = NULL;
         if (wj->cancelled || j->rc < 0) {
                 char why[64];
-                const char *reason = j->res.error;
-                if (wj->cancelled)
-                        reason = "agent shutting down";
-                else if (!reason)
-                        reason = strerror_r(-j->rc, why, sizeof why);
-                start_failed(r, wj->cancelled ? 126 : j->res.exit_code, reason);
+                const char *reason;
+                int code = launch_failure(&j->res, j->rc, wj->cancelled, why, sizeof why, &reason);
+                start_failed(r, code, reason);
                 job_free(j);
                 return;
         }
@@ -394,8 +387,7 @@ static void start_timeout(struct worker_job *wj) {
         j->r = NULL;
         r->start = NULL;
         char why[160];
-        snprintf(why, sizeof why, "the command did not start within %d s (a file system does not answer?)",
-                 r->a->io_timeout_ms / 1000);
+        launch_timeout_reason(r->a->io_timeout_ms, why, sizeof why);
         start_failed(r, 126, why);
 }
 

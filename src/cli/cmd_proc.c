@@ -52,6 +52,16 @@ static int proc_dial(const char *cmd, const struct cancel_opts *co, const char *
         return agent_dial(*ret_addr, VSOCK_PORT_EXEC, cmd, ret) < 0 ? CLI_EXIT_ERROR : 0;
 }
 
+/* The one operand ID|TAG of @cmd (after the options), then the dial.
+ * Returns 0, or an exit status (reported). */
+static int proc_target(const char *cmd, int argc, char **argv, uint64_t *ret_id, const char **ret_tag,
+                       const char **ret_addr, vsock_conn **ret) {
+        if (argc - optind != 1)
+                return cli_usage_error(cmd, "give one ID or TAG");
+        parse_ref(argv[optind], ret_id, ret_tag);
+        return proc_dial(cmd, NULL, ret_addr, ret);
+}
+
 /* A failed call: quiet after a signal, else one line. */
 static int proc_failed(int rc, const struct vsock_call *call, const char *cmd, const char *addr) {
         if (vsock_err_kind(rc) == VSOCK_E_CANCELLED && cancel_signo() != 0)
@@ -542,14 +552,10 @@ int cmd_kill(int argc, char **argv) {
                         return cli_usage_hint("kill");
                 }
         }
-        if (argc - optind != 1)
-                return cli_usage_error("kill", "give one ID or TAG");
         uint64_t id;
-        const char *tag;
-        parse_ref(argv[optind], &id, &tag);
-        const char *addr;
+        const char *tag, *addr;
         vsock_conn *conn = NULL;
-        int status = proc_dial("kill", NULL, &addr, &conn);
+        int status = proc_target("kill", argc, argv, &id, &tag, &addr, &conn);
         if (status != 0)
                 return status;
         struct vsock_call call = request_call();
@@ -593,14 +599,10 @@ int cmd_wait(int argc, char **argv) {
                         return cli_usage_hint("wait");
                 }
         }
-        if (argc - optind != 1)
-                return cli_usage_error("wait", "give one ID or TAG");
         uint64_t id;
-        const char *tag;
-        parse_ref(argv[optind], &id, &tag);
-        const char *addr;
+        const char *tag, *addr;
         vsock_conn *conn = NULL;
-        int status = proc_dial("wait", NULL, &addr, &conn);
+        int status = proc_target("wait", argc, argv, &id, &tag, &addr, &conn);
         if (status != 0)
                 return status;
         struct vsock_call call = VSOCK_CALL_INIT;
