@@ -179,11 +179,8 @@ static void unlink_run(struct worker_job *j) {
 
 static void bind_job_free(struct worker_job *j) { free(container_of(j, struct fwd_bind, job)); }
 
-/* Stop listening: close the socket, drop what waits, remove a unix
- * socket file (on the worker), finish the control connection. */
-static void listener_end(struct fwd_listener *l) {
-        if (l->done)
-                return;
+/* Close the socket, drop what waits, give back the listener's count. */
+static void listener_close(struct fwd_listener *l) {
         l->done = true;
         int fd = l->w.fd;
         watcher_stop(&l->w);
@@ -198,6 +195,14 @@ static void listener_end(struct fwd_listener *l) {
                 n_listeners--;
                 l->counted = false;
         }
+}
+
+/* Stop listening: close, remove a unix socket file (on the worker),
+ * finish the control connection. */
+static void listener_end(struct fwd_listener *l) {
+        if (l->done)
+                return;
+        listener_close(l);
         if (l->unix_path) {
                 struct fwd_bind *u = calloc(1, sizeof *u);
                 struct sockaddr_un *un = (void *) &u->sa;
@@ -319,21 +324,8 @@ static void listener_free(void *op) {
                 if (worker_cancel(&l->bind->job))
                         free(l->bind);
         }
-        if (!l->done) {
-                /* Dropped with its connection: the same cleanup, told to
-                 * nobody. */
-                l->done = true;
-                int fd = l->w.fd;
-                watcher_stop(&l->w);
-                safe_close(fd);
-                for (struct fwd_pending *p = pending, *next; p; p = next) {
-                        next = p->next;
-                        if (p->l == l)
-                                pending_free(p);
-                }
-                if (l->counted)
-                        n_listeners--;
-        }
+        if (!l->done)
+                listener_close(l); /* dropped with its connection: told to nobody */
         free(l->unix_path);
         free(l);
 }

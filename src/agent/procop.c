@@ -107,7 +107,10 @@ static void send_info(struct procop *o, uint8_t type, const struct proc *p) {
                 session_encode_end(o->s, ext_proc_info_encode(&info, q));
 }
 
-static void send_end(struct procop *o, const char *reason, const struct proc *p) {
+static void finish(struct procop *o);
+
+/* ProcEnd: the terminal frame of an attach or a wait. */
+static void end_with(struct procop *o, const char *reason, const struct proc *p) {
         struct ext_proc_end end;
         ext_proc_end_init(&end);
         end.reason = (char *) reason;
@@ -124,6 +127,7 @@ static void send_end(struct procop *o, const char *reason, const struct proc *p)
         struct buf *q = session_encode_begin(o->s, EXT_MSG_PROC_END);
         if (q)
                 session_encode_end(o->s, ext_proc_end_encode(&end, q));
+        finish(o);
 }
 
 /* The process a request names: by id, else by tag. */
@@ -151,8 +155,7 @@ static void attach_pump(struct procop *o) {
         if (o->done)
                 return;
         if (!p) {
-                send_end(o, "removed", NULL);
-                finish(o);
+                end_with(o, "removed", NULL);
                 return;
         }
         if (o->input_held && !procrun_stdin_full(proc_get_run(p))) {
@@ -184,26 +187,21 @@ static void attach_pump(struct procop *o) {
         }
         if (o->pos < outring_end(ring))
                 return; /* the drained callback comes back */
-        if (!o->follow) {
-                send_end(o, "end", p);
-                finish(o);
-        } else if (proc_state(p) == PROC_EXITED) {
-                send_end(o, "exit", p);
-                finish(o);
-        }
+        if (!o->follow)
+                end_with(o, "end", p);
+        else if (proc_state(p) == PROC_EXITED)
+                end_with(o, "exit", p);
 }
 
 static void wait_check(struct procop *o) {
         struct proc *p = o->watch.proc;
         if (o->done)
                 return;
-        if (!p) {
-                send_end(o, "removed", NULL);
-                finish(o);
-        } else if (proc_state(p) == PROC_EXITED) {
+        if (!p)
+                end_with(o, "removed", NULL);
+        else if (proc_state(p) == PROC_EXITED) {
                 o->pos = outring_end(proc_ring(p));
-                send_end(o, "exit", p);
-                finish(o);
+                end_with(o, "exit", p);
         }
 }
 

@@ -77,6 +77,21 @@ static struct vsock_call request_call(void) {
         return call;
 }
 
+/* ProcList on a connection of its own: the processes (or the one tagged
+ * @tag) in *ret. Returns 0, or an exit status (reported). */
+static int proc_list(const char *cmd, const struct cancel_opts *co, const char *tag, struct vsock_proc_info **ret,
+                     size_t *ret_n) {
+        const char *addr;
+        vsock_conn *conn = NULL;
+        int status = proc_dial(cmd, co, &addr, &conn);
+        if (status != 0)
+                return status;
+        struct vsock_call call = request_call();
+        int r = vsock_proc_list(conn, tag, &call, ret, ret_n);
+        (void) vsock_conn_close(conn);
+        return r < 0 ? proc_failed(r, &call, cmd, addr) : 0;
+}
+
 /* The status a process ended with, as exec reports a command's. */
 static int end_status(const struct vsock_proc_end *e, const char *cmd, const char *ref) {
         if (e->oom_killed)
@@ -256,18 +271,11 @@ int cmd_ps(int argc, char **argv) {
         if (argc - optind > 1)
                 return cli_usage_error("ps", "unexpected argument '%s'", argv[optind + 1]);
         const char *tag = optind < argc ? argv[optind] : NULL;
-        const char *addr;
-        vsock_conn *conn = NULL;
-        status = proc_dial("ps", NULL, &addr, &conn);
-        if (status != 0)
-                return status;
-        struct vsock_call call = request_call();
         struct vsock_proc_info *v = NULL;
         size_t n = 0;
-        int r = vsock_proc_list(conn, tag, &call, &v, &n);
-        (void) vsock_conn_close(conn);
-        if (r < 0)
-                return proc_failed(r, &call, "ps", addr);
+        status = proc_list("ps", NULL, tag, &v, &n);
+        if (status != 0)
+                return status;
         printf("%-6s %-16s %-8s %-12s %-19s %10s  %s\n", "ID", "TAG", "PID", "STATE", "STARTED", "OUTPUT",
                "COMMAND");
         for (size_t i = 0; i < n; i++) {
@@ -448,19 +456,12 @@ int cmd_attach(int argc, char **argv) {
                 uint64_t id;
                 const char *tag;
                 parse_ref(argv[optind], &id, &tag);
-                const char *addr;
-                vsock_conn *conn = NULL;
-                /* Before cancel_setup, which follow_run() makes for the mode. */
-                status = proc_dial("attach", NO_CANCEL, &addr, &conn);
-                if (status != 0)
-                        return status;
-                struct vsock_call call = request_call();
                 struct vsock_proc_info *v = NULL;
                 size_t n = 0;
-                int r = vsock_proc_list(conn, tag, &call, &v, &n);
-                (void) vsock_conn_close(conn);
-                if (r < 0)
-                        return proc_failed(r, &call, "attach", addr);
+                /* Before cancel_setup, which follow_run() makes for the mode. */
+                status = proc_list("attach", NO_CANCEL, tag, &v, &n);
+                if (status != 0)
+                        return status;
                 bool tty = false;
                 for (size_t i = 0; i < n; i++)
                         if ((id && v[i].id == id) || (!id && v[i].tag && strcmp(v[i].tag, tag) == 0))
