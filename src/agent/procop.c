@@ -107,8 +107,6 @@ static void send_info(struct procop *o, uint8_t type, const struct proc *p) {
                 session_encode_end(o->s, ext_proc_info_encode(&info, q));
 }
 
-static void finish(struct procop *o);
-
 /* ProcEnd: the terminal frame of an attach or a wait. */
 static void end_with(struct procop *o, const char *reason, const struct proc *p) {
         struct ext_proc_end end;
