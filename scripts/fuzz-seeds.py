@@ -16,7 +16,7 @@ selector = {
     "WriteFileRequest": 4, "ReadFileRequest": 5, "ListFilesRequest": 5, "FileInfo": 6,
     "FileResponse": 7, "WindowSize": 8, "frame": 8,
 }
-for d in ("frame", "msg", "addr", "wfparse", "vhost", "ext", "tar"):
+for d in ("frame", "msg", "addr", "wfparse", "vhost", "ext", "tar", "dircursor"):
     os.makedirs(os.path.join(out, d), exist_ok=True)
 
 def put(d, name, data):
@@ -156,3 +156,8 @@ for fmt_name, fmt in (("pax", tarfile.PAX_FORMAT), ("gnu", tarfile.GNU_FORMAT), 
             add("d/nsec", data=b"x", mtime=1700000000.123456789)
     for piece in (0, 7, 200):
         put("tar", f"{fmt_name}-{piece}", bytes([piece]) + buf.getvalue())
+
+# fuzz-dircursor: cursors as the agent writes them, and near misses.
+for i, c in enumerate(["1.801.2a.0.10", "1.ffffffffffffffff.ffffffffffffffff.0.7fffffffffffffff",
+                       "1.0.0.0.8000000000000000", "1.1.1.1"]):
+    put("dircursor", f"c{i}", c.encode())

@@ -24,7 +24,7 @@ python3 "$top/scripts/fuzz-seeds.py" "$top/tests/data/wire-vectors.jsonl" "$buil
 
 status=0
 results=""
-for t in frame msg addr wfparse vhost ext tar; do
+for t in frame msg addr wfparse vhost ext tar dircursor; do
         exe="$build/fuzz/fuzz-$t"
         mkdir -p "$build/corpus/$t"
         if [ $smoke = 1 ]; then

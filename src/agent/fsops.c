@@ -397,13 +397,24 @@ static void op_utimes(struct fs_call *c) {
 static void op_stat(struct fs_call *c) { reply_stat(c, c->req->path, true); }
 static void op_lstat(struct fs_call *c) { reply_stat(c, c->req->path, false); }
 
+/* mkdir and remove act on the last element itself: "dir/" is "dir", so
+ * the mode of `mkdir -p /a/b/` goes to b, and removing "link/" removes
+ * the link, never what it points to (where the kernel would follow it). */
+static void strip_trailing_slashes(char *p) {
+        size_t n = strlen(p);
+        while (n > 1 && p[n - 1] == '/')
+                p[--n] = '\0';
+}
+
 static const struct {
         const char *name;
         void (*run)(struct fs_call *c);
+        bool strip;
 } fs_ops[] = {
-        { "stat", op_stat },     { "lstat", op_lstat },     { "mkdir", op_mkdir },       { "remove", op_remove },
-        { "rename", op_rename }, { "chmod", op_chmod },     { "chown", op_chown },       { "symlink", op_symlink },
-        { "readlink", op_readlink }, { "utimes", op_utimes },
+        { "stat", op_stat, false },         { "lstat", op_lstat, false },     { "mkdir", op_mkdir, true },
+        { "remove", op_remove, true },      { "rename", op_rename, false },   { "chmod", op_chmod, false },
+        { "chown", op_chown, false },       { "symlink", op_symlink, false }, { "readlink", op_readlink, false },
+        { "utimes", op_utimes, false },
 };
 
 static void fs_work(const uint8_t *payload, uint32_t len, struct ext_reply *ret) {
@@ -422,8 +433,11 @@ static void fs_work(const uint8_t *payload, uint32_t len, struct ext_reply *ret)
                 ext_reply_fail(ret, "ENOSYS", ENOSYS, "FsRequest: unknown op \"%.64s\"", req.op);
         else if (!absolute(req.path))
                 ext_reply_fail(ret, "EINVAL", EINVAL, "%s: the path must be absolute", req.op);
-        else
+        else {
+                if (fs_ops[i].strip)
+                        strip_trailing_slashes(req.path);
                 fs_ops[i].run(&c);
+        }
         ext_fs_request_clear(&req);
 }
 

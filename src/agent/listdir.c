@@ -17,6 +17,7 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include "agent/dircursor.h"
 #include "agent/ext.h"
 #include "agent/fsops.h"
 #include "agent/user.h"
@@ -28,19 +29,8 @@
 #define LIST_REPLY_OVERHEAD 256u
 #define LIST_DENTS_BUF (64u * 1024)
 
-struct cursor {
-        uint64_t dev, ino;
-        uint64_t birth;                 /* ns; 0 where the file system keeps none */
-        int64_t off;
-};
-
-static void cursor_format(const struct cursor *c, char *buf, size_t size) {
-        snprintf(buf, size, "1.%" PRIx64 ".%" PRIx64 ".%" PRIx64 ".%" PRIx64, c->dev, c->ino, c->birth,
-                 (uint64_t) c->off);
-}
-
 /* The identity a cursor carries, of the open directory @fd. */
-static int dir_identity(int fd, struct cursor *ret) {
+static int dir_identity(int fd, struct dir_cursor *ret) {
         struct statx sx;
         if (statx(fd, "", AT_EMPTY_PATH, STATX_INO | STATX_BTIME, &sx) < 0)
                 return -errno;
@@ -49,33 +39,6 @@ static int dir_identity(int fd, struct cursor *ret) {
         ret->birth = (sx.stx_mask & STATX_BTIME)
                              ? (uint64_t) sx.stx_btime.tv_sec * 1000000000 + sx.stx_btime.tv_nsec
                              : 0;
-        return 0;
-}
-
-/* Strictly the form cursor_format writes. */
-static int cursor_parse(const char *s, struct cursor *ret) {
-        uint64_t v[4];
-        if (strncmp(s, "1.", 2) != 0)
-                return -EINVAL;
-        s += 2;
-        for (int i = 0; i < 4; i++) {
-                if (i > 0 && *s++ != '.')
-                        return -EINVAL;
-                int n = 0;
-                uint64_t x = 0;
-                while ((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'f')) {
-                        if (++n > 16)
-                                return -EINVAL;
-                        x = x << 4 | (uint64_t) (*s <= '9' ? *s - '0' : *s - 'a' + 10);
-                        s++;
-                }
-                if (n == 0)
-                        return -EINVAL;
-                v[i] = x;
-        }
-        if (*s || v[3] > INT64_MAX)
-                return -EINVAL;
-        *ret = (struct cursor) { .dev = v[0], .ino = v[1], .birth = v[2], .off = (int64_t) v[3] };
         return 0;
 }
 
@@ -155,7 +118,7 @@ static void list_one(const char *path, const struct user_names *names, struct pa
                 send_page(p, ret, path);
 }
 
-static void list_page(int fd, const char *path, const struct cursor *id, int64_t from, uint32_t limit,
+static void list_page(int fd, const char *path, const struct dir_cursor *id, int64_t from, uint32_t limit,
                       const struct user_names *names, struct page *p, struct ext_reply *ret) {
         if (from != 0 && lseek(fd, from, SEEK_SET) < 0) {
                 ext_reply_fail(ret, NULL, errno, "list %s: bad cursor: %s", path, strerror(errno));
@@ -206,11 +169,11 @@ static void list_page(int fd, const char *path, const struct cursor *id, int64_t
                         pos = de->d_off;
                 }
         }
-        char next[96];
+        char next[DIR_CURSOR_MAX];
         if (more) {
-                struct cursor c = *id;
+                struct dir_cursor c = *id;
                 c.off = pos;
-                cursor_format(&c, next, sizeof next);
+                dir_cursor_format(&c, next);
                 p->rep.next = next;
         }
         send_page(p, ret, path);
@@ -226,7 +189,7 @@ static void list_work(const uint8_t *payload, uint32_t len, struct ext_reply *re
                 return;
         }
         const char *path = req.path;
-        struct cursor cur = {};
+        struct dir_cursor cur = {};
         uint32_t limit = req.limit == 0 ? EXT_LIMIT_LIST_PAGE_MAX : (uint32_t) MIN(req.limit, EXT_LIMIT_LIST_PAGE_MAX);
         struct user_names *names = NULL;
         struct page p = { .scratch = BUF_INIT(0) };
@@ -235,12 +198,12 @@ static void list_work(const uint8_t *payload, uint32_t len, struct ext_reply *re
                 ext_reply_fail(ret, "EINVAL", EINVAL, "list %s: the path must be absolute", path);
         else if (req.limit < 0)
                 ext_reply_fail(ret, "EINVAL", EINVAL, "list %s: negative limit", path);
-        else if (req.cursor && cursor_parse(req.cursor, &cur) < 0)
+        else if (req.cursor && dir_cursor_parse(req.cursor, &cur) < 0)
                 ext_reply_fail(ret, "EINVAL", EINVAL, "list %s: malformed cursor", path);
         else {
                 (void) user_names_load(NULL, NULL, &names); /* no names without memory */
                 fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-                struct cursor id = {};
+                struct dir_cursor id = {};
                 int e = fd < 0 ? errno : -dir_identity(fd, &id);
                 if (e == ENOTDIR && !req.cursor)
                         list_one(path, names, &p, ret);

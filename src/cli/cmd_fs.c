@@ -80,6 +80,27 @@ static int fs_end(struct fs_session *fs) {
         return fs->status;
 }
 
+/* @tmpl for each of @paths[0..n) in turn, on as long as the agent serves:
+ * the whole of a command that takes several paths. Returns the exit
+ * status. With @show, each success's stat is shown. */
+static int fs_each(const char *cmd, char **paths, int n, const struct vsock_fs_request *tmpl,
+                   void (*show)(const char *path, const struct vsock_stat *st)) {
+        struct fs_session fs = { .cmd = cmd };
+        if (cli_exec_addr(&fs.addr) < 0)
+                return CLI_EXIT_ERROR;
+        for (int i = 0; i < n && fs.status != CLI_EXIT_ERROR && !fs.unsupported; i++) {
+                struct vsock_fs_request req = *tmpl;
+                req.path = guest_path(paths[i]);
+                struct vsock_fs_result res;
+                if (fs_run(&fs, &req, &res) < 0)
+                        continue;
+                if (show && res.has_stat)
+                        show(req.path, &res.stat);
+                vsock_fs_result_clear(&res);
+        }
+        return fs_end(&fs);
+}
+
 /* An octal mode of at most 07777. */
 static int parse_mode(const char *s, int32_t *ret) {
         char *end;
@@ -166,20 +187,8 @@ int cmd_stat(int argc, char **argv) {
                 return r;
         if (optind >= argc)
                 return cli_usage_error("stat", "missing PATH");
-        struct fs_session fs = { .cmd = "stat" };
-        if (cli_exec_addr(&fs.addr) < 0)
-                return CLI_EXIT_ERROR;
-        for (int i = optind; i < argc && fs.status != CLI_EXIT_ERROR && !fs.unsupported; i++) {
-                const char *p = guest_path(argv[i]);
-                struct vsock_fs_request req = VSOCK_FS_REQUEST_INIT(follow ? VSOCK_FS_STAT : VSOCK_FS_LSTAT, p);
-                struct vsock_fs_result res;
-                if (fs_run(&fs, &req, &res) < 0)
-                        continue;
-                if (res.has_stat)
-                        print_stat(p, &res.stat);
-                vsock_fs_result_clear(&res);
-        }
-        return fs_end(&fs);
+        struct vsock_fs_request req = VSOCK_FS_REQUEST_INIT(follow ? VSOCK_FS_STAT : VSOCK_FS_LSTAT, NULL);
+        return fs_each("stat", argv + optind, argc - optind, &req, print_stat);
 }
 
 /* ---- mkdir ------------------------------------------------------------------------ */
@@ -223,16 +232,10 @@ int cmd_mkdir(int argc, char **argv) {
         }
         if (optind >= argc)
                 return cli_usage_error("mkdir", "missing PATH");
-        struct fs_session fs = { .cmd = "mkdir" };
-        if (cli_exec_addr(&fs.addr) < 0)
-                return CLI_EXIT_ERROR;
-        for (int i = optind; i < argc && fs.status != CLI_EXIT_ERROR && !fs.unsupported; i++) {
-                struct vsock_fs_request req = VSOCK_FS_REQUEST_INIT(VSOCK_FS_MKDIR, guest_path(argv[i]));
-                req.mode = mode;
-                req.parents = parents;
-                (void) fs_run(&fs, &req, NULL);
-        }
-        return fs_end(&fs);
+        struct vsock_fs_request req = VSOCK_FS_REQUEST_INIT(VSOCK_FS_MKDIR, NULL);
+        req.mode = mode;
+        req.parents = parents;
+        return fs_each("mkdir", argv + optind, argc - optind, &req, NULL);
 }
 
 /* ---- rm ---------------------------------------------------------------------------- */
@@ -263,16 +266,10 @@ int cmd_rm(int argc, char **argv) {
                 return r;
         if (optind >= argc)
                 return force ? CLI_EXIT_OK : cli_usage_error("rm", "missing PATH");
-        struct fs_session fs = { .cmd = "rm" };
-        if (cli_exec_addr(&fs.addr) < 0)
-                return CLI_EXIT_ERROR;
-        for (int i = optind; i < argc && fs.status != CLI_EXIT_ERROR && !fs.unsupported; i++) {
-                struct vsock_fs_request req = VSOCK_FS_REQUEST_INIT(VSOCK_FS_REMOVE, guest_path(argv[i]));
-                req.recursive = recursive;
-                req.force = force;
-                (void) fs_run(&fs, &req, NULL);
-        }
-        return fs_end(&fs);
+        struct vsock_fs_request req = VSOCK_FS_REQUEST_INIT(VSOCK_FS_REMOVE, NULL);
+        req.recursive = recursive;
+        req.force = force;
+        return fs_each("rm", argv + optind, argc - optind, &req, NULL);
 }
 
 /* ---- mv ---------------------------------------------------------------------------- */
@@ -296,13 +293,9 @@ int cmd_mv(int argc, char **argv) {
                 return r;
         if (argc - optind != 2)
                 return cli_usage_error("mv", argc - optind < 2 ? "missing SRC or DST" : "too many arguments");
-        struct fs_session fs = { .cmd = "mv" };
-        if (cli_exec_addr(&fs.addr) < 0)
-                return CLI_EXIT_ERROR;
-        struct vsock_fs_request req = VSOCK_FS_REQUEST_INIT(VSOCK_FS_RENAME, guest_path(argv[optind]));
+        struct vsock_fs_request req = VSOCK_FS_REQUEST_INIT(VSOCK_FS_RENAME, NULL);
         req.target = guest_path(argv[optind + 1]);
-        (void) fs_run(&fs, &req, NULL);
-        return fs_end(&fs);
+        return fs_each("mv", argv + optind, 1, &req, NULL);
 }
 
 /* ---- chmod -------------------------------------------------------------------------- */
@@ -329,13 +322,7 @@ int cmd_chmod(int argc, char **argv) {
         int32_t mode;
         if (parse_mode(argv[optind], &mode) < 0)
                 return cli_usage_error("chmod", "invalid mode '%s' (octal, e.g. 0644)", argv[optind]);
-        struct fs_session fs = { .cmd = "chmod" };
-        if (cli_exec_addr(&fs.addr) < 0)
-                return CLI_EXIT_ERROR;
-        for (int i = optind + 1; i < argc && fs.status != CLI_EXIT_ERROR && !fs.unsupported; i++) {
-                struct vsock_fs_request req = VSOCK_FS_REQUEST_INIT(VSOCK_FS_CHMOD, guest_path(argv[i]));
-                req.mode = mode;
-                (void) fs_run(&fs, &req, NULL);
-        }
-        return fs_end(&fs);
+        struct vsock_fs_request req = VSOCK_FS_REQUEST_INIT(VSOCK_FS_CHMOD, NULL);
+        req.mode = mode;
+        return fs_each("chmod", argv + optind + 1, argc - optind - 1, &req, NULL);
 }

@@ -77,6 +77,10 @@ int client_ext_read(vsock_conn *c, struct vsock_call *call, uint8_t *ret_type, u
  * (client_fail) unless the failure was an Error frame, after which the
  * agent reads the next request. */
 int client_ext_reply(vsock_conn *c, struct vsock_call *call, uint8_t type, const struct ext_shape *shape, void *ret);
+/* client_ext_send_msg() then client_ext_reply(): a request answered by
+ * one frame of @reply_type, decoded into @ret (a struct of @reply_shape). */
+int client_ext_call(vsock_conn *c, unsigned feature, uint8_t type, const struct ext_shape *shape, const void *msg,
+                    uint8_t reply_type, const struct ext_shape *reply_shape, void *ret, struct vsock_call *call);
 /* The caps negotiated on @c; NULL before Hello. */
 const struct vsock_caps *client_ext_caps(const vsock_conn *c);
 /* Dial @addr (default port 5000) for an extension operation. */

@@ -85,11 +85,9 @@ _public_ int vsock_fs(vsock_conn *c, const struct vsock_fs_request *req, struct 
         struct ext_fs_request wire;
         if (!c || !req || fs_encode(req, &wire) < 0)
                 return -EINVAL;
-        int r = client_ext_send_msg(c, VSOCK_FEATURE_FS, EXT_MSG_FS_REQUEST, &ext_fs_request_shape, &wire, call);
-        if (r < 0)
-                return r;
         struct ext_fs_reply rep;
-        r = client_ext_reply(c, call, EXT_MSG_FS_REPLY, &ext_fs_reply_shape, &rep);
+        int r = client_ext_call(c, VSOCK_FEATURE_FS, EXT_MSG_FS_REQUEST, &ext_fs_request_shape, &wire,
+                                EXT_MSG_FS_REPLY, &ext_fs_reply_shape, &rep, call);
         if (r < 0)
                 return r;
         if (ret) {
@@ -153,11 +151,9 @@ _public_ int vsock_stat_at(const char *addr, const char *path, bool follow, stru
 static int list_page(vsock_conn *c, const char *path, int page_size, char **cursor, vsock_list_fn on_page,
                      void *userdata, struct vsock_call *call) {
         struct ext_list_dir req = { .path = (char *) path, .cursor = *cursor, .limit = page_size };
-        int r = client_ext_send_msg(c, VSOCK_FEATURE_LIST, EXT_MSG_LIST_DIR, &ext_list_dir_shape, &req, call);
-        if (r < 0)
-                return r;
         struct ext_list_reply rep;
-        r = client_ext_reply(c, call, EXT_MSG_LIST_REPLY, &ext_list_reply_shape, &rep);
+        int r = client_ext_call(c, VSOCK_FEATURE_LIST, EXT_MSG_LIST_DIR, &ext_list_dir_shape, &req,
+                                EXT_MSG_LIST_REPLY, &ext_list_reply_shape, &rep, call);
         if (r < 0)
                 return r;
         struct vsock_stat *v = rep.n_entries ? calloc(rep.n_entries, sizeof *v) : NULL;

@@ -268,6 +268,12 @@ int client_ext_reply(vsock_conn *c, struct vsock_call *call, uint8_t type, const
         return 0;
 }
 
+int client_ext_call(vsock_conn *c, unsigned feature, uint8_t type, const struct ext_shape *shape, const void *msg,
+                    uint8_t reply_type, const struct ext_shape *reply_shape, void *ret, struct vsock_call *call) {
+        int r = client_ext_send_msg(c, feature, type, shape, msg, call);
+        return r < 0 ? r : client_ext_reply(c, call, reply_type, reply_shape, ret);
+}
+
 _public_ int vsock_hello(vsock_conn *c, struct vsock_call *call, struct vsock_caps *ret) {
         struct vsock_call fallback;
         call = client_call_resolve(call, &fallback);

@@ -415,6 +415,15 @@ static void test_fs_mkdir_stat_chmod(void **state) {
         fs_err(c, &req, EEXIST, "mkdir");
         snprintf(p, sizeof p, "%s/x/y", d);
         fs_err(c, &req, ENOENT, p);
+        /* A trailing slash: the mode still goes to the last directory. */
+        snprintf(p, sizeof p, "%s/s/t//", d);
+        req = (struct vsock_fs_request) VSOCK_FS_REQUEST_INIT(VSOCK_FS_MKDIR, p);
+        req.mode = 0701;
+        req.parents = true;
+        fs_ok(c, &req, &res);
+        assert_int_equal(res.stat.mode, S_IFDIR | 0701);
+        assert_string_equal(res.stat.name, "t");
+        vsock_fs_result_clear(&res);
         /* Default mode 0755. */
         snprintf(p, sizeof p, "%s/m", d);
         req = (struct vsock_fs_request) VSOCK_FS_REQUEST_INIT(VSOCK_FS_MKDIR, p);
@@ -598,6 +607,16 @@ static void test_fs_remove(void **state) {
         req = (struct vsock_fs_request) VSOCK_FS_REQUEST_INIT(VSOCK_FS_REMOVE, p);
         req.recursive = true;
         fs_ok(c, &req, NULL);
+        assert_false(exists(p));
+        assert_true(exists(q));
+        /* "link/" is the link too: the kernel would follow it, we do not. */
+        snprintf(p, sizeof p, "%s/dirlink", d);
+        assert_int_equal(symlink(out, p), 0);
+        strcat(p, "/");
+        req = (struct vsock_fs_request) VSOCK_FS_REQUEST_INIT(VSOCK_FS_REMOVE, p);
+        req.recursive = true;
+        fs_ok(c, &req, NULL);
+        p[strlen(p) - 1] = '\0';
         assert_false(exists(p));
         assert_true(exists(q));
         /* A file, an empty directory. */

@@ -1666,6 +1666,16 @@ static void test_go_agent_no_extensions(void **state) {
         assert_int_equal(vsock_err_kind(r), VSOCK_E_UNSUPPORTED);
         assert_string_equal(call.remote_error, "agent does not support extensions");
         assert_int_equal(vsock_err_kind(vsock_caps_lookup(go_addr, NULL)), VSOCK_E_UNSUPPORTED);
+        /* An extension call: Hello pipelined with the request, the close,
+         * and the feature named; nothing ran. */
+        vsock_caps_forget(NULL);
+        struct vsock_stat st = {};
+        r = vsock_stat_at(go_addr, "/", true, &call, &st);
+        assert_int_equal(r, VSOCK_ERR(VSOCK_E_UNSUPPORTED, ENOTSUP));
+        assert_string_equal(call.remote_error, "agent does not support fs");
+        assert_int_equal(vsock_err_kind(vsock_caps_lookup(go_addr, NULL)), VSOCK_E_UNSUPPORTED);
+        r = vsock_list_dir_at(go_addr, "/", 0, NULL, NULL, &call);
+        assert_int_equal(r, -EINVAL); /* no callback */
         struct vsock_exec_request req = { .command = "true" };
         struct vsock_exec_result res = {};
         assert_int_equal(vsock_exec_at(go_addr, &req, &call, &res), 0);

@@ -24,12 +24,14 @@
 #include <vsock/msg.h>
 
 #include "agent/agent.h"
+#include "agent/ext.h"
 #include "agent/loop.h"
 #include "agent/session.h"
 #include "common/buf.h"
 #include "common/io.h"
 #include "common/log.h"
 #include "common/macro.h"
+#include "lib/ext_msg.h"
 
 #define BOUND_MS 5000
 #define BIG_FRAME (2u * AGENT_QUEUE_HIGH)
@@ -38,6 +40,9 @@
 #define T_REPLY VSOCK_MSG_EXEC          /* request/response: answered on command */
 #define T_PIPE VSOCK_MSG_EXEC_PIPE      /* takes frames after its request */
 #define T_RAW VSOCK_MSG_PORT_FORWARD    /* a raw byte stream after its request */
+#define T_EXT_A 70                      /* extension types of the fake table */
+#define T_EXT_B 72
+#define T_EXT_C 90
 #define T_STREAMED VSOCK_MSG_WRITE_FILE /* taken over at its header from 16 bytes */
 #define T_NOLOST VSOCK_MSG_LIST_FILES   /* no conn_lost: dropped with the connection */
 #define T_FAIL VSOCK_MSG_READ_FILE      /* its start fails */
@@ -187,6 +192,12 @@ static const struct session_handler fake_handlers[SESSION_HANDLER_TYPES] = {
                          .reply = true },
         [T_NOLOST] = { .start = fake_start, .reply = true },
         [T_FAIL] = { .start = fake_start_failing },
+        /* Extensions: the real Hello, fake operations registered the way
+         * extension modules are (two types of one feature). */
+        [EXT_MSG_HELLO] = { .start = hello_start, .reply = true, .max_len = EXT_HELLO_MAX },
+        [T_EXT_A] = { .start = fake_start, .reply = true, .feature = "alpha" },
+        [T_EXT_B] = { .start = fake_start, .reply = true, .feature = "alpha" },
+        [T_EXT_C] = { .start = fake_start, .reply = true, .feature = "beta" },
 };
 
 /* ---- the loop and the host's end -------------------------------------------- */
@@ -755,6 +766,103 @@ static void test_dropped_without_conn_lost(void **state) {
         assert_int_equal(freed, 1);
 }
 
+/* ---- extensions: Hello, the order rules, registration ---------------------------- */
+
+static void host_hello(void) {
+        host_send_str(EXT_MSG_HELLO, "{\"version\":1}");
+        run_pass();
+        struct buf b = BUF_INIT(0);
+        assert_int_equal(host_read(&b), EXT_MSG_HELLO_REPLY);
+        struct ext_hello_reply rep;
+        assert_int_equal(ext_hello_reply_decode(buf_head(&b), buf_size(&b), &rep, NULL), 0);
+        buf_free(&b);
+        /* Every registered feature once, in type order, after "reuse". */
+        assert_int_equal(rep.n_features, 3);
+        assert_string_equal(rep.features[0], "reuse");
+        assert_string_equal(rep.features[1], "alpha");
+        assert_string_equal(rep.features[2], "beta");
+        ext_hello_reply_clear(&rep);
+}
+
+static void test_ext_after_hello(void **state) {
+        host_hello();
+        host_send_str(T_EXT_A, "{}");
+        run_until(have_op);
+        assert_int_equal(op()->type, T_EXT_A);
+        op_reply("{}");
+        assert_int_equal(host_read(NULL), VSOCK_MSG_EXEC_RESULT);
+        /* An extension type nobody registered: Error ENOSYS, and on. */
+        host_send_str(100, "{}");
+        run_pass();
+        struct buf b = BUF_INIT(0);
+        assert_int_equal(host_read(&b), EXT_MSG_ERROR);
+        struct ext_error e;
+        assert_int_equal(ext_error_decode(buf_head(&b), buf_size(&b), &e, NULL), 0);
+        assert_string_equal(e.code, "ENOSYS");
+        assert_int_equal(e.err, ENOSYS);
+        ext_error_clear(&e);
+        buf_free(&b);
+        want_ops = 2;
+        host_send_str(T_EXT_C, "{}");
+        run_until(ops_started);
+        op_reply("{}");
+        assert_int_equal(host_read(NULL), VSOCK_MSG_EXEC_RESULT);
+        /* Hello again: closed. */
+        host_send_str(EXT_MSG_HELLO, "{\"version\":1}");
+        run_until(no_sessions);
+        assert_true(host_eof());
+}
+
+static void test_ext_without_hello(void **state) {
+        host_send_str(T_EXT_B, "{}");
+        run_until(no_sessions);
+        assert_true(host_eof());
+        assert_int_equal(n_fakes, 0);
+}
+
+/* Hello after a base request: closed (it must be the first frame). */
+static void test_hello_not_first(void **state) {
+        host_send_str(T_REPLY, "first");
+        run_until(have_op);
+        op_reply("{}");
+        assert_int_equal(host_read(NULL), VSOCK_MSG_EXEC_RESULT);
+        host_send_str(EXT_MSG_HELLO, "{\"version\":1}");
+        run_until(no_sessions);
+        assert_true(host_eof());
+}
+
+/* An Error that ends a request: the connection goes on, unless EPROTO. */
+static void test_ext_error_finish(void **state) {
+        host_hello();
+        host_send_str(T_EXT_A, "{}");
+        run_until(have_op);
+        struct fake *f = op();
+        f->in_call = true;
+        ext_error_finish(f->s, NULL, ENOENT, "stat", "stat /%s: gone", "x");
+        f->in_call = false;
+        struct buf b = BUF_INIT(0);
+        assert_int_equal(host_read(&b), EXT_MSG_ERROR);
+        struct ext_error e;
+        assert_int_equal(ext_error_decode(buf_head(&b), buf_size(&b), &e, NULL), 0);
+        assert_string_equal(e.code, "ENOENT");
+        assert_int_equal(e.err, ENOENT);
+        assert_string_equal(e.message, "stat /x: gone");
+        assert_string_equal(e.op, "stat");
+        ext_error_clear(&e);
+        buf_reset(&b);
+        want_ops = 2;
+        host_send_str(T_EXT_A, "{}");
+        run_until(ops_started);
+        f = op();
+        f->in_call = true;
+        ext_error_finish(f->s, "EPROTO", EPROTO, NULL, "bad");
+        f->in_call = false;
+        assert_int_equal(host_read(&b), EXT_MSG_ERROR);
+        buf_free(&b);
+        run_until(out_shut);
+        assert_true(host_eof());
+}
+
 /* Agent shutdown: operations are told; an idle connection closes. */
 static void test_agent_shutdown(void **state) {
         host_send_str(T_PIPE, "pipe");
@@ -791,6 +899,10 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_unknown_first, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_dropped_without_conn_lost, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_agent_shutdown, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_ext_after_hello, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_ext_without_hello, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_hello_not_first, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_ext_error_finish, setup, teardown),
         };
         return cmocka_run_group_tests_name("session", tests, NULL, NULL);
 }
