@@ -127,6 +127,9 @@ int cmd_chmod(int argc, char **argv);
 int cli_proxy(int a_fd, int b_fd);
 /* Run @fn(@arg) on a detached thread that takes no signals. 0 or -errno. */
 int cli_spawn_detached(void *(*fn)(void *arg), void *arg);
+/* Both directions: the agent address, signal handling, SIGPIPE ignored.
+ * Returns 0, or an exit status (reported). */
+int port_forward_prepare(const char **ret_addr);
 /* port-forward -R SPEC. Returns an exit status. */
 int port_forward_remote(const char *spec);
 /* Detached processes (cmd_proc.c). */

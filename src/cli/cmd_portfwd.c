@@ -405,6 +405,18 @@ static int spawn_conn(const char *addr, const struct pf_spec *spec, int fd, cons
         return r;
 }
 
+int port_forward_prepare(const char **ret_addr) {
+        if (cli_exec_addr(ret_addr) < 0)
+                return CLI_EXIT_ERROR;
+        int r = cancel_setup(NULL);
+        if (r < 0) {
+                cli_error("port-forward: cannot set up signal handling: %s", strerror(-r));
+                return CLI_EXIT_ERROR;
+        }
+        (void) signal(SIGPIPE, SIG_IGN);
+        return 0;
+}
+
 int cmd_port_forward(int argc, char **argv) {
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },
@@ -437,15 +449,9 @@ int cmd_port_forward(int argc, char **argv) {
                                        "invalid spec '%s' (expected [BIND_ADDR:]LOCAL_PORT:[GUEST_HOST:]GUEST_PORT)",
                                        argv[optind]);
         const char *addr;
-        if (cli_exec_addr(&addr) < 0)
-                return CLI_EXIT_ERROR;
-
-        int r = cancel_setup(NULL);
-        if (r < 0) {
-                cli_error("port-forward: cannot set up signal handling: %s", strerror(-r));
-                return CLI_EXIT_ERROR;
-        }
-        (void) signal(SIGPIPE, SIG_IGN);
+        int r = port_forward_prepare(&addr);
+        if (r != 0)
+                return r;
 
         /* Serve nothing where nothing can be forwarded: every connection
          * would be reset. */

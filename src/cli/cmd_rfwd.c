@@ -153,14 +153,9 @@ int port_forward_remote(const char *arg) {
                                        "or unix:/GUEST/PATH:HOST:HOST_PORT)",
                                        arg);
         const char *addr;
-        if (cli_exec_addr(&addr) < 0)
-                return CLI_EXIT_ERROR;
-        int r = cancel_setup(NULL);
-        if (r < 0) {
-                cli_error("port-forward: cannot set up signal handling: %s", strerror(-r));
-                return CLI_EXIT_ERROR;
-        }
-        (void) signal(SIGPIPE, SIG_IGN);
+        int r = port_forward_prepare(&addr);
+        if (r != 0)
+                return r;
         vsock_conn *c = NULL;
         if (agent_dial(addr, VSOCK_PORT_EXEC, "port-forward", &c) < 0)
                 return cancel_signo() ? 128 + cancel_signo() : CLI_EXIT_ERROR;
