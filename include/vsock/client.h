@@ -511,6 +511,155 @@ int vsock_tar_get(vsock_conn *c, const char *path, const struct vsock_tar_opts *
  * entries extracted before a failure stay. */
 int vsock_tar_put(vsock_conn *c, const char *path, const struct vsock_tar_opts *o, struct vsock_call *call,
                   struct vsock_tar_result *ret);
+/* ---- extensions: detached processes (PROTOCOL.md 2.7) ----------------------- */
+
+/* Processes that outlive their connection: started detached, listed,
+ * attached to (output replayed from a byte offset out of a bounded ring
+ * in the agent, then followed), fed stdin, signalled, resized, waited for;
+ * their result is kept for a while after they exit. Every call needs the
+ * agent's VSOCK_FEATURE_PROC (VSOCK_E_UNSUPPORTED otherwise) and ends with
+ * @c ready for another extension request, except vsock_proc_attach(),
+ * after which @c is spent. A process is named by @id (non-zero) or, with
+ * @id 0, by @tag. Agent errors come back as VSOCK_E_REMOTE with the errno
+ * (ENOENT: no such process; EEXIST: tag in use; EBUSY: still running) or
+ * VSOCK_E_LIMIT, the agent's words in call->remote_error. */
+
+/* What to start. */
+struct vsock_proc_spec {
+        /* command, args, working_dir, env, user, rows, cols, as for exec
+         * (args run without a shell; stdin_data is not used). */
+        struct vsock_exec_request req;
+        const char *tag;        /* NULL: none; else 1-64 of [0-9A-Za-z._-], unique */
+        bool tty;               /* on a pseudo-terminal (req.rows x req.cols) */
+        bool stdin_pipe;        /* keep stdin open for later writes (else /dev/null) */
+        uint32_t ring;          /* output kept, bytes (0: the agent's default) */
+        uint32_t keep_s;        /* result kept after exit (0: the agent's default) */
+};
+
+/* A process as the agent reports it (ProcInfo). */
+struct vsock_proc_info {
+        uint64_t id;
+        char *tag;              /* NULL when none */
+        int pid;
+        char *command;
+        char **args;
+        size_t n_args;
+        bool tty;
+        bool running;           /* else exited, and the result is set */
+        int64_t started_ns, ended_ns;   /* wall clock, ns since the epoch */
+        int exit_code;          /* 128+N when killed by signal N */
+        int signal;             /* N, or 0 */
+        bool oom_killed;        /* the kernel's OOM killer ended it, as far as the agent can tell */
+        uint64_t ring_start;    /* the oldest output offset still kept */
+        uint64_t out_end;       /* the next output offset */
+        bool stdin_open;
+        int attached;           /* connections following it now */
+};
+void vsock_proc_info_clear(struct vsock_proc_info *info);
+void vsock_proc_infos_free(struct vsock_proc_info *infos, size_t n);
+
+/* How an attach or a wait ended (ProcEnd). */
+struct vsock_proc_end {
+        char reason[16];        /* "exit", "end" (replay done, no follow), "removed" */
+        uint64_t offset;        /* the next output offset after what was delivered */
+        int exit_code, signal;  /* with "exit" */
+        bool oom_killed;
+        int64_t ended_ns;
+};
+
+/* Start a detached process. Returns once it runs (or failed to start: it
+ * then exited 127 or 126 and its stderr says why), with its info in *ret. */
+int vsock_proc_start(vsock_conn *c, const struct vsock_proc_spec *spec, struct vsock_call *call,
+                     struct vsock_proc_info *ret);
+/* Every process the agent keeps (running and exited, oldest first), or
+ * the one tagged @tag (may be NULL). *ret is malloc'd (free with
+ * vsock_proc_infos_free()), NULL when there are none. */
+int vsock_proc_list(vsock_conn *c, const char *tag, struct vsock_call *call, struct vsock_proc_info **ret,
+                    size_t *ret_n);
+
+struct vsock_proc_attach_opts {
+        int64_t offset;         /* replay from here (0: the start; -1: only new output) */
+        bool no_follow;         /* stop at the current end (logs without -f) */
+        bool input;             /* io's stdin and ctl go to the process */
+        /* Output the ring no longer had (ProcGap): bytes [from, to) are
+         * lost. Optional; a negative return aborts the call. */
+        int (*on_gap)(void *userdata, uint64_t from, uint64_t to);
+};
+
+/* Attach: @ret_info (may be NULL) gets the process as it was, then its
+ * output from @opts->offset goes to @io (as for exec: on_output or the
+ * fds; chunks of one stream at a time), and, with opts->input, io's stdin
+ * (EOF closes the process's stdin), signals and resizes go to it. Returns
+ * when the process exited and everything was delivered (or, with
+ * no_follow, at the current end), with @ret_end filled. Cancelling or a
+ * deadline only detaches: the process runs on. @c is spent afterwards. */
+int vsock_proc_attach(vsock_conn *c, uint64_t id, const char *tag, const struct vsock_proc_attach_opts *opts,
+                      const struct vsock_exec_io *io, struct vsock_call *call, struct vsock_proc_info *ret_info,
+                      struct vsock_proc_end *ret_end);
+
+enum vsock_proc_op {
+        VSOCK_PROC_STDIN = 1,   /* write @data (at most limits.data_max; EAGAIN: its pipe is full) */
+        VSOCK_PROC_CLOSE_STDIN, /* EOF on its stdin */
+        VSOCK_PROC_SIGNAL,      /* @signal to its process group */
+        VSOCK_PROC_RESIZE,      /* its terminal to @rows x @cols */
+        VSOCK_PROC_REMOVE,      /* forget an exited process now (EBUSY while it runs) */
+};
+struct vsock_proc_control {
+        enum vsock_proc_op op;
+        const void *data;
+        size_t len;
+        int signal;
+        uint16_t rows, cols;
+};
+/* One control operation; *ret (may be NULL) gets the process's info
+ * after it. */
+int vsock_proc_control(vsock_conn *c, uint64_t id, const char *tag, const struct vsock_proc_control *ctl,
+                       struct vsock_call *call, struct vsock_proc_info *ret);
+/* Wait until the process exited and its output is complete, at most
+ * @timeout_ms (0: no bound; VSOCK_E_REMOTE with ETIMEDOUT when it
+ * passes; the call's own deadline applies too). */
+int vsock_proc_wait(vsock_conn *c, uint64_t id, const char *tag, int64_t timeout_ms, struct vsock_call *call,
+                    struct vsock_proc_end *ret);
+
+/* ---- extensions: forwarding (PROTOCOL.md 2.8) ------------------------------ */
+
+/* FwdConnect: like vsock_open_port_forward(), to the guest's TCP @host
+ * (NULL: 127.0.0.1) and @port, or with @unix_path (then host and port
+ * must be NULL and 0) to a guest unix stream socket. On success @c is a
+ * raw byte stream to the target. A target that cannot be reached is
+ * VSOCK_E_REMOTE with its errno (ECONNREFUSED, ENOENT, ETIMEDOUT, ...) and
+ * the agent's words in call->remote_error; VSOCK_E_UNSUPPORTED without
+ * VSOCK_FEATURE_FWD_CONNECT. */
+int vsock_fwd_connect(vsock_conn *c, const char *host, uint16_t port, const char *unix_path,
+                      struct vsock_call *call);
+
+/* Guest -> host forwarding (like ssh -R). vsock_fwd_listen() makes the
+ * agent listen on @listen ("tcp:HOST:PORT", PORT 0 for any free one, or
+ * "unix:/path") for as long as @c stays open; the bound address goes to
+ * @ret_address (may be NULL). Then vsock_fwd_next_event() reports each
+ * guest connection the agent accepted ("accepted", with an id and the
+ * peer) or gave up on ("expired": not attached within limits.fwd_attach_s);
+ * for each accepted one, open a new connection and vsock_fwd_attach() it
+ * with the id: it is then a raw byte stream to the guest's client, to be
+ * spliced to a target of the caller's choosing. Closing @c stops
+ * listening (and drops accepted connections not yet attached). Errors:
+ * VSOCK_E_REMOTE with EADDRINUSE, EACCES, ... for the listen; ENOENT for
+ * an id that is unknown, used or expired; VSOCK_E_LIMIT (listeners or
+ * pending connections); VSOCK_E_UNSUPPORTED without
+ * VSOCK_FEATURE_FWD_LISTEN. */
+int vsock_fwd_listen(vsock_conn *c, const char *listen, int backlog, struct vsock_call *call, char *ret_address,
+                     size_t address_size);
+
+struct vsock_fwd_event {
+        char event[16];         /* "accepted" or "expired" */
+        uint64_t id;
+        char peer[128];         /* the guest client's address, when known */
+};
+/* The next event on a listening @c; waits (call's deadline and cancel fd
+ * apply). VSOCK_E_CLOSED when the agent closed the control connection. */
+int vsock_fwd_next_event(vsock_conn *c, struct vsock_call *call, struct vsock_fwd_event *ret);
+/* Attach the fresh connection @c to accepted guest connection @id. */
+int vsock_fwd_attach(vsock_conn *c, uint64_t id, struct vsock_call *call);
 
 /* ---- readiness ----------------------------------------------------------- */
 

@@ -11,6 +11,7 @@
 #include "agent/loop.h"
 #include "common/budget.h"
 
+struct procs;
 struct session;
 struct session_handler;
 struct sandbox;
@@ -62,6 +63,8 @@ struct agent {
         const struct session_handler *handlers;
         /* The guest kernel's boot id, read once at start (HelloReply). */
         char boot_id[EXT_BOOT_ID_SIZE];
+        /* Detached processes (procs.h); NULL: not served. */
+        struct procs *procs;
 };
 
 /* Whether @pid is a process this agent started and has not reaped yet

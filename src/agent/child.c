@@ -24,6 +24,7 @@ struct child {
         int pidfd;
         bool tty_session;
         bool reaped;
+        int signo;                      /* killed by this signal (0: exited) */
         bool terminating;
         bool released;
         int grace_ms;
@@ -82,6 +83,7 @@ static void on_pidfd(struct watcher *w, uint32_t revents) {
         timer_disarm(&c->kill_timer);
         child_unlink(c);
         int code = si.si_code == CLD_EXITED ? si.si_status : 128 + si.si_status;
+        c->signo = si.si_code == CLD_EXITED ? 0 : si.si_status;
         log_debug("child %d exited: %d", (int) c->pid, code);
         if (c->released) {
                 loop_defer(&c->free_later);
@@ -137,6 +139,7 @@ int child_new(struct loop *l, pid_t pid, int pidfd, bool tty_session, int grace_
 
 pid_t child_pid(const struct child *c) { return c->pid; }
 bool child_reaped(const struct child *c) { return c->reaped; }
+int child_exit_signal(const struct child *c) { return c->signo; }
 
 int child_signal_group(struct child *c, int signo) {
         if (c->reaped)
@@ -185,6 +188,12 @@ void child_release(struct child *c) {
         }
         c->released = true;
         child_terminate(c);
+}
+
+void child_abandon(struct loop *l, pid_t pid, int pidfd, int grace_ms) {
+        struct child *c;
+        if (child_new(l, pid, pidfd, false, grace_ms, NULL, NULL, &c) >= 0)
+                child_release(c); /* terminated; freed once reaped */
 }
 
 void child_terminate_all(void) {

@@ -23,6 +23,9 @@ int child_new(struct loop *l, pid_t pid, int pidfd, bool tty_session, int grace_
 
 pid_t child_pid(const struct child *c);
 bool child_reaped(const struct child *c);
+/* Once reaped: the signal that killed it, 0 when it exited (an exit code
+ * of 128+N alone cannot tell `exit 137` from SIGKILL). */
+int child_exit_signal(const struct child *c);
 
 /* Deliver @signo to the child's process group (no-op once reaped). */
 int child_signal_group(struct child *c, int signo);
@@ -33,6 +36,10 @@ int child_signal_pgrp(struct child *c, pid_t pgrp, int signo);
 /* Ask the child to end: SIGHUP (TTY session) and SIGTERM to the group now,
  * SIGKILL to the group and the leader after the grace period. Idempotent. */
 void child_terminate(struct child *c);
+
+/* A started process nobody wants (its owner went away while it started):
+ * terminate it and reap it once it ends. Takes @pidfd. */
+void child_abandon(struct loop *l, pid_t pid, int pidfd, int grace_ms);
 
 /* Drop the owner's reference. An unreaped child is terminated and frees
  * itself once reaped; the callback is not called any more. Accepts NULL. */

@@ -684,24 +684,17 @@ static void job_done(struct worker_job *wj) {
         j->a->spawns_pending--; /* child.c knows the process from here on */
         if (!e) {
                 /* Nobody wants the command any more (if it started). */
-                if (!wj->cancelled && j->rc >= 0) {
-                        struct child *c;
-                        if (child_new(j->a->loop, j->res.pid, TAKE_FD(j->res.pidfd), false, j->a->grace_ms, NULL,
-                                      NULL, &c) >= 0)
-                                child_release(c); /* terminated; freed once reaped */
-                }
+                if (!wj->cancelled && j->rc >= 0)
+                        child_abandon(j->a->loop, j->res.pid, TAKE_FD(j->res.pidfd), j->a->grace_ms);
                 job_free(j);
                 return;
         }
         e->job = NULL;
         if (wj->cancelled || j->rc < 0) {
                 char why[64];
-                const char *reason = j->res.error;
-                if (wj->cancelled)
-                        reason = "agent shutting down";
-                else if (!reason)
-                        reason = strerror_r(-j->rc, why, sizeof why);
-                exec_fail(e, wj->cancelled ? 126 : j->res.exit_code, reason);
+                const char *reason;
+                int code = launch_failure(&j->res, j->rc, wj->cancelled, why, sizeof why, &reason);
+                exec_fail(e, code, reason);
         } else
                 exec_started(e, &j->res);
         job_free(j);
@@ -718,8 +711,7 @@ static void job_timeout(struct worker_job *wj) {
         j->e = NULL;
         e->job = NULL;
         char why[160];
-        snprintf(why, sizeof why, "the command did not start within %d s (a file system does not answer?)",
-                 e->a->io_timeout_ms / 1000);
+        launch_timeout_reason(e->a->io_timeout_ms, why, sizeof why);
         exec_fail(e, 126, why);
 }
 

@@ -128,12 +128,7 @@ static void close_child_ends(int child[3]) {
 
 int launch_run(uint8_t *payload, size_t len, struct launch_mode mode, const struct launch_config *cfg,
                struct spawn_cancel *cancel, struct launch_result *ret) {
-        _cleanup_(user_spec_clear) struct user_spec user = { 0 };
         struct vsock_exec_request q = { 0 };
-        struct strv env = { 0 };
-        char **argv = NULL;
-        int child[3] = { -1, -1, -1 };
-        char *err = NULL;
         const char *why = NULL;
         int rc;
 
@@ -142,11 +137,26 @@ int launch_run(uint8_t *payload, size_t len, struct launch_mode mode, const stru
         if (payload)
                 explicit_bzero(payload, len);
         free(payload);
-        if (rc < 0) {
-                rc = fail(ret, rc == -ENOMEM ? ENOMEM : EINVAL, "invalid exec request: %s",
-                          why ? why : strerror(-rc));
-                goto out;
-        }
+        if (rc < 0)
+                return fail(ret, rc == -ENOMEM ? ENOMEM : EINVAL, "invalid exec request: %s",
+                            why ? why : strerror(-rc));
+        rc = launch_request(&q, mode, cfg, cancel, ret);
+        vsock_exec_request_clear(&q, true);
+        return rc;
+}
+
+int launch_request(struct vsock_exec_request *q_in, struct launch_mode mode, const struct launch_config *cfg,
+                   struct spawn_cancel *cancel, struct launch_result *ret) {
+        _cleanup_(user_spec_clear) struct user_spec user = { 0 };
+        struct vsock_exec_request q = *q_in;
+        struct strv env = { 0 };
+        char **argv = NULL;
+        int child[3] = { -1, -1, -1 };
+        char *err = NULL;
+        const char *why = NULL;
+        int rc;
+
+        *ret = LAUNCH_RESULT_INIT;
         if (too_large(&q)) {
                 rc = fail(ret, E2BIG, "request too large: arguments and environment exceed 2 MiB");
                 goto out;
@@ -198,9 +208,9 @@ int launch_run(uint8_t *payload, size_t len, struct launch_mode mode, const stru
         }
         if (!mode.stdin_frames && q.stdin_data.len > 0) {
                 /* Handed over as is; wiped by launch_result_clear(). */
-                ret->stdin_data = TAKE_PTR(q.stdin_data.data);
-                ret->stdin_len = q.stdin_data.len;
-                q.stdin_data.len = 0;
+                ret->stdin_data = TAKE_PTR(q_in->stdin_data.data);
+                ret->stdin_len = q_in->stdin_data.len;
+                q_in->stdin_data.len = 0;
         }
 out:
         /* The child has its copies; ours would keep its pipes from EOF. */
@@ -208,7 +218,6 @@ out:
         free(argv);
         free(err);
         strv_wipe_free(&env);
-        vsock_exec_request_clear(&q, true);
         if (rc < 0) {
                 /* Nothing of a command that did not start stays open. */
                 ret->in_fd = safe_close(ret->in_fd);
@@ -217,6 +226,21 @@ out:
                 ret->master = safe_close(ret->master);
         }
         return rc;
+}
+
+int launch_failure(const struct launch_result *r, int rc, bool cancelled, char *buf, size_t size,
+                   const char **ret_reason) {
+        if (cancelled) {
+                *ret_reason = "agent shutting down";
+                return 126;
+        }
+        *ret_reason = r->error ? r->error : strerror_r(-rc, buf, size);
+        return r->exit_code;
+}
+
+void launch_timeout_reason(int io_timeout_ms, char *buf, size_t size) {
+        snprintf(buf, size, "the command did not start within %d s (a file system does not answer?)",
+                 io_timeout_ms / 1000);
 }
 
 void launch_result_clear(struct launch_result *r) {

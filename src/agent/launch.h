@@ -60,6 +60,21 @@ struct launch_result {
 int launch_run(uint8_t *payload, size_t len, struct launch_mode mode, const struct launch_config *cfg,
                struct spawn_cancel *cancel, struct launch_result *ret);
 
+/* A start job that failed (@rc < 0) or never ran (@cancelled: the agent
+ * is shutting down): the exit code to report, and why in *ret_reason
+ * (static, @r's own text, or written into @buf). */
+int launch_failure(const struct launch_result *r, int rc, bool cancelled, char *buf, size_t size,
+                   const char **ret_reason);
+/* Why a start that outlived --io-timeout (@io_timeout_ms) failed. */
+void launch_timeout_reason(int io_timeout_ms, char *buf, size_t size);
+
+struct vsock_exec_request;
+/* The same for a request already decoded (a ProcStart's command fields):
+ * @q is not consumed, except that its stdin_data moves to *ret when it is
+ * handed over (non-frame modes). */
+int launch_request(struct vsock_exec_request *q, struct launch_mode mode, const struct launch_config *cfg,
+                   struct spawn_cancel *cancel, struct launch_result *ret);
+
 /* Close the fds, wipe and free the rest; the process is left alone.
  * Idempotent. */
 void launch_result_clear(struct launch_result *r);

@@ -22,6 +22,7 @@
 #include "agent/listener.h"
 #include "agent/loop.h"
 #include "agent/pidns.h"
+#include "agent/procs.h"
 #include "agent/sandbox.h"
 #include "agent/session.h"
 #include "agent/spawn.h"
@@ -397,6 +398,11 @@ static int agent_main(int argc, char **argv) {
                 log_error("worker: %s", strerror(-r));
                 return 1;
         }
+        r = procs_new(a->loop, &PROCS_LIMITS_DEFAULT, &a->procs);
+        if (r < 0) {
+                log_error("detached processes: %s", strerror(-r));
+                return 1;
+        }
 
         /* The exec port listens before the ready port: a host that sees
          * "ready" connects to exec at once (upstream's newer hosts do). */
@@ -447,6 +453,9 @@ static int agent_main(int argc, char **argv) {
         watcher_stop(&m.sigw);
         safe_close(m.sigfd);
         unsigned stuck = worker_free(a->worker) + worker_free(a->spawner);
+        /* After the workers: their last done() calls may still reach a
+         * record. */
+        procs_free(a->procs);
         sandbox_free(sandbox);
         loop_free(a->loop);
         free(a->allow_cids);

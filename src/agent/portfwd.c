@@ -1,5 +1,7 @@
 /* PortForward: connect to host:port inside the guest, reply Ready, then
- * proxy raw bytes both ways. Each direction has one bounded queue and
+ * proxy raw bytes both ways. FwdConnect (PROTOCOL.md 2.8) is the same
+ * with unix-socket targets and failures as Error frames with an errno;
+ * FwdAttach (fwdlisten.c) proxies a connection accepted in the guest. Each direction has one bounded queue and
  * propagates EOF as a half-close (shutdown(SHUT_WR) on the other side);
  * the forward ends when both directions have ended. Names are resolved
  * without NSS (resolve.h): literals and localhost at once, anything else
@@ -14,10 +16,12 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <vsock/msg.h>
 
+#include "agent/ext.h"
 #include "agent/ops.h"
 #include "agent/resolve.h"
 #include "agent/session.h"
@@ -27,6 +31,7 @@
 #include "common/io.h"
 #include "common/log.h"
 #include "common/macro.h"
+#include "lib/ext_msg.h"
 
 #define CONNECT_TIMEOUT_MS 15000
 #define PF_REQUEST_MAX (64u * 1024)
@@ -34,6 +39,7 @@
 enum pf_state { PF_RESOLVING, PF_CONNECTING, PF_PROXY, PF_DONE };
 
 struct pf_resolve;
+struct pf_unix;
 
 struct pf {
         struct session *s;
@@ -53,6 +59,18 @@ struct pf {
         bool target_shut;               /* ... and was propagated */
         bool target_eof;                /* target -> host direction ended */
         bool input_held;
+        bool ext;                       /* FwdConnect/FwdAttach: Error frames */
+        char *unix_path;                /* FwdConnect to a unix socket */
+        struct pf_unix *ujob;
+};
+
+/* Connecting to a unix socket resolves its path: a file-system access,
+ * so on the worker. */
+struct pf_unix {
+        struct worker_job job;
+        struct pf *pf;                  /* NULL once the forward is gone */
+        char *path;
+        int fd;                         /* connected, or -errno */
 };
 
 struct pf_resolve {
@@ -82,35 +100,50 @@ static void pf_end(struct pf *pf) {
         session_finish(pf->s);
 }
 
-static void pf_reject(struct pf *pf, const char *msg) {
+/* The request fails with @err: PortForward's Stderr text, or FwdConnect's
+ * Error frame. */
+static void pf_reject(struct pf *pf, int err, const char *msg) {
         log_info("session %llu: port-forward rejected: %s", (unsigned long long) session_id(pf->s), msg);
-        (void) session_send(pf->s, VSOCK_MSG_STDERR, msg, strlen(msg));
+        if (pf->ext)
+                (void) ext_error_send(pf->s, NULL, err, "FwdConnect", "%s", msg);
+        else
+                (void) session_send(pf->s, VSOCK_MSG_STDERR, msg, strlen(msg));
         pf_end(pf);
 }
 
 /* A target that cannot be reached, in the Go agent's words, which hosts
  * may parse: "connect HOST:PORT failed: " and Go's dial error. */
-static void pf_fail(struct pf *pf, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void pf_fail(struct pf *pf, const char *fmt, ...) {
+static void pf_fail(struct pf *pf, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void pf_fail(struct pf *pf, int err, const char *fmt, ...) {
         char why[384], msg[640];
         va_list ap;
         va_start(ap, fmt);
         vsnprintf(why, sizeof why, fmt, ap);
         va_end(ap);
-        snprintf(msg, sizeof msg, "connect %s:%u failed: %s", pf->host, pf->port, why);
-        pf_reject(pf, msg);
+        if (pf->unix_path)
+                snprintf(msg, sizeof msg, "connect %s failed: %s", pf->unix_path, why);
+        else
+                snprintf(msg, sizeof msg, "connect %s:%u failed: %s", pf->host, pf->port, why);
+        pf_reject(pf, err, msg);
 }
 
 static void pf_fail_connect(struct pf *pf) {
         char e[128];
-        errno_text(pf->last_err ? pf->last_err : ECONNREFUSED, e, sizeof e);
+        int err = pf->last_err ? pf->last_err : ECONNREFUSED;
+        errno_text(err, e, sizeof e);
+        if (pf->unix_path) {
+                pf_fail(pf, err, "dial unix %s: connect: %s", pf->unix_path, e);
+                return;
+        }
         bool v6 = strchr(pf->host, ':') != NULL;
-        pf_fail(pf, "dial tcp %s%s%s:%u: connect: %s", v6 ? "[" : "", pf->host, v6 ? "]" : "", pf->port, e);
+        pf_fail(pf, err, "dial tcp %s%s%s:%u: connect: %s", v6 ? "[" : "", pf->host, v6 ? "]" : "", pf->port, e);
 }
 
 /* Go's words ("no such host", "i/o timeout") for a name that cannot be
  * resolved. */
-static void pf_fail_lookup(struct pf *pf, const char *why) { pf_fail(pf, "dial tcp: lookup %s: %s", pf->host, why); }
+static void pf_fail_lookup(struct pf *pf, int err, const char *why) {
+        pf_fail(pf, err, "dial tcp: lookup %s: %s", pf->host, why);
+}
 
 /* ---- proxying ----------------------------------------------------------- */
 
@@ -250,7 +283,8 @@ static void pf_drained(void *op) {
 
 static void pf_connected(struct pf *pf) {
         timer_disarm(&pf->timer);
-        log_debug("session %llu: forwarding to %s:%u", (unsigned long long) session_id(pf->s), pf->host, pf->port);
+        log_debug("session %llu: forwarding to %s:%u", (unsigned long long) session_id(pf->s),
+                  pf->host ? pf->host : pf->unix_path, pf->port);
         int one = 1;
         (void) setsockopt(pf->w.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         pf->state = PF_PROXY;
@@ -321,7 +355,7 @@ static void pf_try_next(struct pf *pf) {
 static void on_connect_timeout(struct timer *t) {
         struct pf *pf = container_of(t, struct pf, timer);
         if (pf->state == PF_RESOLVING)
-                pf_fail_lookup(pf, "i/o timeout");
+                pf_fail_lookup(pf, ETIMEDOUT, "i/o timeout");
         else if (pf->state == PF_CONNECTING) {
                 pf->last_err = ETIMEDOUT;
                 pf_fail_connect(pf);
@@ -342,7 +376,7 @@ static void resolve_timeout(struct worker_job *j) {
                 return;
         res->pf = NULL;
         pf->job = NULL;
-        pf_fail_lookup(pf, "i/o timeout");
+        pf_fail_lookup(pf, ETIMEDOUT, "i/o timeout");
 }
 
 static void resolve_done(struct worker_job *j) {
@@ -361,9 +395,10 @@ static void resolve_done(struct worker_job *j) {
                 char es[128];
                 free(res->host);
                 free(res);
-                pf_fail_lookup(pf, e == ENOENT   ? "no such host"
-                                   : e == EAGAIN ? "temporary failure in name resolution"
-                                                 : errno_text(e, es, sizeof es));
+                pf_fail_lookup(pf, e == ENOENT ? EHOSTUNREACH : e,
+                               e == ENOENT   ? "no such host"
+                               : e == EAGAIN ? "temporary failure in name resolution"
+                                             : errno_text(e, es, sizeof es));
                 return;
         }
         memcpy(pf->addrs, res->addrs, (size_t) res->n * sizeof res->addrs[0]);
@@ -382,10 +417,13 @@ static void pf_free(void *op) {
                 return;
         if (pf->job)
                 pf->job->pf = NULL; /* the worker still owns it */
+        if (pf->ujob)
+                pf->ujob->pf = NULL;
         timer_disarm(&pf->timer);
         pf_close_target(pf);
         buf_free(&pf->to_target);
         free(pf->host);
+        free(pf->unix_path);
         free(pf);
 }
 
@@ -399,53 +437,26 @@ static const struct session_ops pf_ops = {
         .free = pf_free,
 };
 
-int portfwd_start(struct session *s, uint8_t type, uint8_t *payload, uint32_t len) {
-        struct vsock_port_forward_request req = { 0 };
-        const char *why = "request too large";
-        /* A host name has at most 253 bytes, six each when escaped: larger
-         * requests are refused unread rather than decoded on the loop (64
-         * MiB of escapes would hold it for a second). */
-        int rc = -EMSGSIZE;
-        if (len <= PF_REQUEST_MAX) {
-                why = NULL;
-                rc = vsock_port_forward_request_decode(payload ? payload : (const uint8_t *) "", len, &req, &why);
-        }
-        free(payload);
-
+static struct pf *pf_new(struct session *s, bool ext) {
         struct pf *pf = calloc(1, sizeof *pf);
-        if (!pf) {
-                vsock_port_forward_request_clear(&req);
-                return -ENOMEM;
-        }
+        if (!pf)
+                return NULL;
         pf->s = s;
         pf->a = session_agent(s);
+        pf->ext = ext;
         pf->to_target = BUF_INIT(0);
         watcher_init(&pf->w, pf->a->loop, -1, on_target);
         timer_init(&pf->timer, pf->a->loop, on_connect_timeout);
         session_set_op(s, &pf_ops, pf);
         /* Bytes the host sends before Ready belong to the raw stream. */
         session_pause_input(s, true);
+        return pf;
+}
 
-        if (rc < 0) {
-                char msg[256];
-                snprintf(msg, sizeof msg, "invalid port-forward request: %s", why ? why : "malformed");
-                vsock_port_forward_request_clear(&req);
-                pf_reject(pf, msg);
-                return 0;
-        }
-        const char *host = req.host && req.host[0] ? req.host : "127.0.0.1";
-        /* Accept a bracketed IPv6 literal too. */
-        size_t hl = strlen(host);
-        if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']')
-                pf->host = strndup(host + 1, hl - 2);
-        else
-                pf->host = strdup(host);
-        pf->port = req.port;
-        vsock_port_forward_request_clear(&req);
-        if (!pf->host)
-                return -ENOMEM;
+/* Connect to pf->host:pf->port: literals at once, names on the worker. */
+static int pf_begin_tcp(struct pf *pf) {
         if (pf->port == 0) {
-                pf_reject(pf, "invalid remote port 0");
+                pf_reject(pf, EINVAL, "invalid remote port 0");
                 return 0;
         }
         (void) timer_arm_in_ms(&pf->timer, CONNECT_TIMEOUT_MS);
@@ -467,13 +478,186 @@ int portfwd_start(struct session *s, uint8_t type, uint8_t *payload, uint32_t le
         res->job.done = resolve_done;
         res->job.timeout = resolve_timeout;
         pf->state = PF_RESOLVING;
-        rc = worker_submit(pf->a->worker, &res->job);
+        int rc = worker_submit(pf->a->worker, &res->job);
         if (rc < 0) {
                 free(res->host);
                 free(res);
-                pf_fail_lookup(pf, rc == -EBUSY ? WORKER_BUSY_TEXT : "cannot start name resolution");
+                pf_fail_lookup(pf, EAGAIN, rc == -EBUSY ? WORKER_BUSY_TEXT : "cannot start name resolution");
                 return 0;
         }
         pf->job = res;
+        return 0;
+}
+
+/* Host names are bracketed IPv6 literals too. */
+static char *host_dup(const char *host) {
+        size_t hl = strlen(host);
+        if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']')
+                return strndup(host + 1, hl - 2);
+        return strdup(host);
+}
+
+int portfwd_start(struct session *s, uint8_t type, uint8_t *payload, uint32_t len) {
+        struct vsock_port_forward_request req = { 0 };
+        const char *why = "request too large";
+        /* A host name has at most 253 bytes, six each when escaped: larger
+         * requests are refused unread rather than decoded on the loop (64
+         * MiB of escapes would hold it for a second). */
+        int rc = -EMSGSIZE;
+        if (len <= PF_REQUEST_MAX) {
+                why = NULL;
+                rc = vsock_port_forward_request_decode(payload ? payload : (const uint8_t *) "", len, &req, &why);
+        }
+        free(payload);
+
+        struct pf *pf = pf_new(s, false);
+        if (!pf) {
+                vsock_port_forward_request_clear(&req);
+                return -ENOMEM;
+        }
+        if (rc < 0) {
+                char msg[256];
+                snprintf(msg, sizeof msg, "invalid port-forward request: %s", why ? why : "malformed");
+                vsock_port_forward_request_clear(&req);
+                pf_reject(pf, EINVAL, msg);
+                return 0;
+        }
+        pf->host = host_dup(req.host && req.host[0] ? req.host : "127.0.0.1");
+        pf->port = req.port;
+        vsock_port_forward_request_clear(&req);
+        if (!pf->host)
+                return -ENOMEM;
+        return pf_begin_tcp(pf);
+}
+
+/* ---- FwdConnect to a unix socket ------------------------------------------------ */
+
+static void unix_run(struct worker_job *j) {
+        struct pf_unix *u = container_of(j, struct pf_unix, job);
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        memcpy(sa.sun_path, u->path, strlen(u->path)); /* length checked by the caller */
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+                u->fd = -errno;
+                return;
+        }
+        if (connect(fd, (struct sockaddr *) &sa, sizeof sa) < 0) {
+                u->fd = -errno;
+                safe_close(fd);
+                return;
+        }
+        int r = fd_set_nonblock(fd, 1);
+        if (r < 0) {
+                safe_close(fd);
+                u->fd = r;
+                return;
+        }
+        u->fd = fd;
+}
+
+static void unix_free(struct pf_unix *u) {
+        if (u->fd >= 0)
+                safe_close(u->fd);
+        free(u->path);
+        free(u);
+}
+
+static void unix_done(struct worker_job *j) {
+        struct pf_unix *u = container_of(j, struct pf_unix, job);
+        struct pf *pf = u->pf;
+        if (!pf || j->cancelled) {
+                if (pf) {
+                        pf->ujob = NULL;
+                        pf->last_err = EAGAIN;
+                        pf_fail_connect(pf);
+                }
+                unix_free(u);
+                return;
+        }
+        pf->ujob = NULL;
+        if (u->fd < 0) {
+                pf->last_err = -u->fd;
+                unix_free(u);
+                pf_fail_connect(pf);
+                return;
+        }
+        watcher_init(&pf->w, pf->a->loop, TAKE_FD(u->fd), on_target);
+        unix_free(u);
+        pf_connected(pf);
+}
+
+static void unix_timeout(struct worker_job *j) {
+        struct pf_unix *u = container_of(j, struct pf_unix, job);
+        struct pf *pf = u->pf;
+        if (!pf)
+                return;
+        u->pf = NULL;
+        pf->ujob = NULL;
+        pf->last_err = ETIMEDOUT;
+        pf_fail_connect(pf);
+}
+
+static int pf_begin_unix(struct pf *pf) {
+        struct sockaddr_un sa;
+        if (pf->unix_path[0] != '/' || strlen(pf->unix_path) >= sizeof sa.sun_path) {
+                pf_fail(pf, EINVAL, "not an absolute path of at most %zu bytes", sizeof sa.sun_path - 1);
+                return 0;
+        }
+        struct pf_unix *u = calloc(1, sizeof *u);
+        if (!u || !(u->path = strdup(pf->unix_path))) {
+                free(u);
+                return -ENOMEM;
+        }
+        u->pf = pf;
+        u->fd = -EAGAIN;
+        u->job = (struct worker_job) { .run = unix_run, .done = unix_done, .timeout = unix_timeout };
+        pf->state = PF_CONNECTING;
+        int rc = worker_submit(pf->a->worker, &u->job);
+        if (rc < 0) {
+                unix_free(u);
+                pf->last_err = EAGAIN;
+                pf_fail_connect(pf);
+                return 0;
+        }
+        pf->ujob = u;
+        return 0;
+}
+
+int fwdconnect_start(struct session *s, uint8_t type, uint8_t *payload, uint32_t len) {
+        struct ext_fwd_connect req;
+        if (fwd_request_decode(s, &ext_fwd_connect_shape, payload, len, &req) < 0)
+                return 0;
+        struct pf *pf = pf_new(s, true);
+        if (!pf) {
+                ext_fwd_connect_clear(&req);
+                return -ENOMEM;
+        }
+        if ((req.port != 0) == (req.unix_path != NULL) || (req.unix_path && req.host)) {
+                ext_fwd_connect_clear(&req);
+                pf_reject(pf, EINVAL, "FwdConnect: give either port (and host) or unix");
+                return 0;
+        }
+        if (req.unix_path) {
+                pf->unix_path = TAKE_PTR(req.unix_path);
+                ext_fwd_connect_clear(&req);
+                return pf_begin_unix(pf);
+        }
+        pf->host = host_dup(req.host ? req.host : "127.0.0.1");
+        pf->port = req.port;
+        ext_fwd_connect_clear(&req);
+        if (!pf->host)
+                return -ENOMEM;
+        return pf_begin_tcp(pf);
+}
+
+int portfwd_proxy_take(struct session *s, int fd) {
+        struct pf *pf = pf_new(s, true);
+        if (!pf) {
+                safe_close(fd);
+                return -ENOMEM;
+        }
+        pf->host = strdup("guest");
+        watcher_init(&pf->w, pf->a->loop, fd, on_target);
+        pf_connected(pf);
         return 0;
 }

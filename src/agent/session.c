@@ -113,6 +113,18 @@ static const struct session_handler agent_handlers[SESSION_HANDLER_TYPES] = {
         [EXT_MSG_FILE_PUT] = { .start = fileput_start, .reply = true, .frames = true, .feature = "file-put" },
         [EXT_MSG_TAR_GET] = { .start = fileget_start, .reply = true, .frames = true, .feature = "tar-get" },
         [EXT_MSG_TAR_PUT] = { .start = fileput_start, .reply = true, .frames = true, .feature = "tar-put" },
+        /* Detached processes (procop.c). An attach takes Stdin, Signal and
+         * Resize frames, so it is the connection's last request. */
+        [EXT_MSG_PROC_START] = { .start = procop_start, .reply = true, .feature = "proc",
+                                 .max_len = EXT_LIMIT_MAX_PAYLOAD },
+        [EXT_MSG_PROC_LIST] = { .start = procop_start, .reply = true, .feature = "proc" },
+        [EXT_MSG_PROC_ATTACH] = { .start = procop_start, .feature = "proc" },
+        [EXT_MSG_PROC_CONTROL] = { .start = procop_start, .reply = true, .feature = "proc" },
+        [EXT_MSG_PROC_WAIT] = { .start = procop_start, .reply = true, .feature = "proc" },
+        /* Forwarding (portfwd.c): raw bytes after Ready. */
+        [EXT_MSG_FWD_CONNECT] = { .start = fwdconnect_start, .feature = "fwd-connect" },
+        [EXT_MSG_FWD_LISTEN] = { .start = fwdlisten_start, .feature = "fwd-listen" },
+        [EXT_MSG_FWD_ATTACH] = { .start = fwdattach_start, .feature = "fwd-listen" },
 };
 
 /* An extension type this agent does not serve, on a connection that began

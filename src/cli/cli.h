@@ -90,6 +90,23 @@ void cli_mode_string(mode_t m, bool is_dir, char out[11]);
 /* Human-readable size: "512 B", "1.5 KiB", "15.0 MiB". */
 void cli_format_size(uint64_t n, char *buf, size_t size);
 
+/* Shared by exec and run (cmd_exec.c). */
+struct env_list {
+        struct vsock_env *v;
+        size_t n;
+};
+/* Add "K=V", or "K" with its local value (skipped when unset); errors are
+ * reported as @cmd's. */
+int env_list_add(struct env_list *l, const char *spec, const char *cmd);
+void env_list_free(struct env_list *l);
+/* Whether stdin holds input meant for the command (a pipe or file, not a
+ * terminal or /dev/null). */
+bool stdin_has_input(void);
+/* Set @req's command (and args) from the words: joined into a shell
+ * command line, or with @use_argv run as given; none: /bin/sh -i.
+ * *ret_owned holds what was allocated (free it after the call). */
+int exec_command(char **words, int nwords, bool use_argv, struct vsock_exec_request *req, char **ret_owned);
+
 /* Subcommands: argv[0] is the subcommand's name. Each returns an exit
  * status. */
 int cmd_exec(int argc, char **argv);
@@ -104,3 +121,21 @@ int cmd_mkdir(int argc, char **argv);
 int cmd_rm(int argc, char **argv);
 int cmd_mv(int argc, char **argv);
 int cmd_chmod(int argc, char **argv);
+/* Port forwarding (cmd_portfwd.c; -R in cmd_rfwd.c). */
+/* Copy between two connected sockets both ways, half-closes passed on,
+ * until both directions ended. Returns 0 or -errno. */
+int cli_proxy(int a_fd, int b_fd);
+/* Run @fn(@arg) on a detached thread that takes no signals. 0 or -errno. */
+int cli_spawn_detached(void *(*fn)(void *arg), void *arg);
+/* Both directions: the agent address, signal handling, SIGPIPE ignored.
+ * Returns 0, or an exit status (reported). */
+int port_forward_prepare(const char **ret_addr);
+/* port-forward -R SPEC. Returns an exit status. */
+int port_forward_remote(const char *spec);
+/* Detached processes (cmd_proc.c). */
+int cmd_run(int argc, char **argv);
+int cmd_ps(int argc, char **argv);
+int cmd_attach(int argc, char **argv);
+int cmd_logs(int argc, char **argv);
+int cmd_kill(int argc, char **argv);
+int cmd_wait(int argc, char **argv);

@@ -42,11 +42,6 @@ enum exec_mode { MODE_STREAM, MODE_PIPE, MODE_TTY };
  * this line on stderr, then Exit 1. */
 #define GO_PIPE_START_FAILURE "failed to start command: "
 
-struct env_list {
-        struct vsock_env *v;
-        size_t n;
-};
-
 struct exec_opts {
         enum exec_mode mode;
         bool have_tty;          /* tty mode on our own terminal (not -tt) */
@@ -123,7 +118,7 @@ static void exec_usage(FILE *f) {
               f);
 }
 
-static void env_list_free(struct env_list *l) {
+void env_list_free(struct env_list *l) {
         for (size_t i = 0; i < l->n; i++) {
                 free(l->v[i].key);
                 free(l->v[i].value);
@@ -134,13 +129,13 @@ static void env_list_free(struct env_list *l) {
 
 /* Add "K=V", or "K" with its local value (skipped when unset). A key given
  * twice keeps the last value. */
-static int env_list_add(struct env_list *l, const char *spec) {
+int env_list_add(struct env_list *l, const char *spec, const char *cmd) {
         const char *eq = strchr(spec, '=');
         _cleanup_free_ char *key = eq ? strndup(spec, (size_t) (eq - spec)) : strdup(spec);
         if (!key)
                 return -ENOMEM;
         if (!*key) {
-                cli_error("exec: invalid environment assignment '%s'", spec);
+                cli_error("%s: invalid environment assignment '%s'", cmd, spec);
                 return -EINVAL;
         }
         const char *val = eq ? eq + 1 : getenv(key);
@@ -166,7 +161,7 @@ static int env_list_add(struct env_list *l, const char *spec) {
 /* Whether stdin holds input someone meant for the command: a pipe, a file,
  * a socket, a device other than /dev/null, but not a terminal (ssh's rule
  * without the terminal: typing into vsockctl is what -i and -t are for). */
-static bool stdin_has_input(void) {
+bool stdin_has_input(void) {
         struct stat st;
         if (fstat(STDIN_FILENO, &st) < 0)
                 return false;
@@ -212,7 +207,7 @@ static int exec_parse(int argc, char **argv, struct exec_opts *o) {
                         tty_count++;
                         break;
                 case 'e':
-                        if (env_list_add(&o->env, optarg) < 0)
+                        if (env_list_add(&o->env, optarg, "exec") < 0)
                                 return CLI_EXIT_ERROR;
                         break;
                 case 'w':
@@ -277,9 +272,39 @@ static char *join_words(char **words, int n) {
         return s;
 }
 
+int exec_command(char **words, int nwords, bool use_argv, struct vsock_exec_request *req, char **ret_owned) {
+        static char *shell[] = { "-i" };
+        char *owned = NULL;
+        if (nwords == 0) {
+                /* -t alone: an interactive shell. */
+                req->command = "/bin/sh";
+                req->args = shell;
+                req->n_args = 1;
+        } else if (use_argv && nwords == 1) {
+                /* A program without arguments and no shell: the form with
+                 * the vector in args and its quoting in command. */
+                if (vsock_shell_quote(words, 1, &owned) < 0)
+                        return -ENOMEM;
+                req->command = owned;
+                req->args = words;
+                req->n_args = 1;
+        } else if (use_argv) {
+                /* The library sends this in the form every agent runs alike. */
+                req->command = words[0];
+                req->args = words + 1;
+                req->n_args = (size_t) nwords - 1;
+        } else {
+                owned = join_words(words, nwords);
+                if (!owned)
+                        return -ENOMEM;
+                req->command = owned;
+        }
+        *ret_owned = owned;
+        return 0;
+}
+
 /* The request for @o; *ret_owned holds what it points to that we made. */
 static int exec_build(const struct exec_opts *o, struct vsock_exec_request *ret, char **ret_owned) {
-        static char *shell[] = { "-i" };
         struct vsock_exec_request req = {
                 .working_dir = o->workdir,
                 .user = o->user,
@@ -287,30 +312,8 @@ static int exec_build(const struct exec_opts *o, struct vsock_exec_request *ret,
                 .n_env = o->env.n,
         };
         char *owned = NULL;
-        if (o->nwords == 0) {
-                /* -t alone: an interactive shell. */
-                req.command = "/bin/sh";
-                req.args = shell;
-                req.n_args = 1;
-        } else if (o->use_argv && o->nwords == 1) {
-                /* A program without arguments and no shell: the form with
-                 * the vector in args and its quoting in command. */
-                if (vsock_shell_quote(o->words, 1, &owned) < 0)
-                        return -ENOMEM;
-                req.command = owned;
-                req.args = o->words;
-                req.n_args = 1;
-        } else if (o->use_argv) {
-                /* The library sends this in the form every agent runs alike. */
-                req.command = o->words[0];
-                req.args = o->words + 1;
-                req.n_args = (size_t) o->nwords - 1;
-        } else {
-                owned = join_words(o->words, o->nwords);
-                if (!owned)
-                        return -ENOMEM;
-                req.command = owned;
-        }
+        if (exec_command(o->words, o->nwords, o->use_argv, &req, &owned) < 0)
+                return -ENOMEM;
         if (o->mode == MODE_TTY) {
                 uint16_t rows = 24, cols = 80;
                 if (tty_get_size(STDIN_FILENO, &rows, &cols) < 0)

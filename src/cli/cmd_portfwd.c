@@ -37,10 +37,14 @@ struct pf_spec {
         uint16_t local_port;
         char host[256];        /* guest host without brackets; "" = agent default */
         uint16_t guest_port;
+        char guest_unix[108];  /* a guest unix socket instead (FwdConnect); "" = none */
 };
 
 static void pf_usage(FILE *f) {
         fputs("Usage: vsockctl [-a ADDR] port-forward [BIND_ADDR:]LOCAL_PORT:[GUEST_HOST:]GUEST_PORT\n"
+              "       vsockctl [-a ADDR] port-forward [BIND_ADDR:]LOCAL_PORT:unix:/GUEST/PATH\n"
+              "       vsockctl [-a ADDR] port-forward -R [GUEST_ADDR:]GUEST_PORT:HOST:HOST_PORT\n"
+              "       vsockctl [-a ADDR] port-forward -R unix:/GUEST/PATH:HOST:HOST_PORT\n"
               "\n"
               "Listen on TCP LOCAL_PORT here (like ssh -L) and forward every connection to\n"
               "GUEST_HOST:GUEST_PORT as seen from inside the guest. BIND_ADDR defaults to\n"
@@ -54,6 +58,17 @@ static void pf_usage(FILE *f) {
               "\n"
               "Each connection is a separate forward through the agent; half-closes are\n"
               "passed on. Runs until SIGINT or SIGTERM, then exits 0.\n"
+              "\n"
+              "With unix:/GUEST/PATH the target is a unix stream socket in the guest (an\n"
+              "agent with the fwd-connect extension: ours).\n"
+              "\n"
+              "-R, --remote: the other way, like ssh -R: the agent listens in the guest on\n"
+              "GUEST_ADDR:GUEST_PORT (default 127.0.0.1; port 0: any free one) or on the\n"
+              "unix socket /GUEST/PATH, and every connection made there is forwarded to\n"
+              "HOST:HOST_PORT as seen from here (an agent with fwd-listen: ours). The line\n"
+              "on stderr shows what the guest listens on:\n"
+              "\n"
+              "  Forwarding guest tcp:127.0.0.1:8080 -> 127.0.0.1:3000\n"
               "\n"
               "Before it listens it checks that an agent answers at the address.\n"
               "\n"
@@ -124,6 +139,24 @@ static int parse_spec(const char *s, struct pf_spec *ret) {
         struct pf_spec spec = { .bind = "127.0.0.1" };
         const char *bind = NULL, *lport, *host = NULL, *gport;
 
+        /* [BIND_ADDR:]LOCAL_PORT:unix:/PATH (the path may hold ':'). */
+        const char *u = strstr(s, ":unix:/");
+        if (u) {
+                char left[300];
+                const char *path = u + 6;
+                if ((size_t) (u - s) >= sizeof left || strlen(path) >= sizeof spec.guest_unix)
+                        return -EINVAL;
+                memcpy(left, s, (size_t) (u - s));
+                left[u - s] = '\0';
+                if (split_fields(left, f, &n) < 0 || n > 2 || parse_port(f[n - 1], true, &spec.local_port) < 0)
+                        return -EINVAL;
+                if (n == 2)
+                        snprintf(spec.bind, sizeof spec.bind, "%s",
+                                 (!*f[0] || strcmp(f[0], "*") == 0) ? "0.0.0.0" : f[0]);
+                snprintf(spec.guest_unix, sizeof spec.guest_unix, "%s", path);
+                *ret = spec;
+                return 0;
+        }
         if (split_fields(s, f, &n) < 0)
                 return -EINVAL;
         switch (n) {
@@ -261,7 +294,7 @@ static int dir_step(struct pipe_dir *d, short from_revents, short to_revents) {
         return 0;
 }
 
-static int proxy(int tcp_fd, int vsock_fd) {
+int cli_proxy(int tcp_fd, int vsock_fd) {
         _cleanup_free_ uint8_t *mem = malloc(2 * PF_BUF_SIZE);
         if (!mem)
                 return -ENOMEM;
@@ -300,17 +333,28 @@ static int proxy(int tcp_fd, int vsock_fd) {
         return 0;
 }
 
+static void format_target(const struct pf_spec *spec, char *buf, size_t size) {
+        if (spec->guest_unix[0])
+                snprintf(buf, size, "unix:%s", spec->guest_unix);
+        else
+                format_hostport(*spec->host ? spec->host : "127.0.0.1", spec->guest_port, buf, size);
+}
+
 static void *pf_conn_thread(void *arg) {
         struct pf_conn *pc = arg;
         struct vsock_call call = VSOCK_CALL_INIT;
         vsock_conn *c = NULL;
         char target[300];
 
-        format_hostport(*pc->spec->host ? pc->spec->host : "127.0.0.1", pc->spec->guest_port, target, sizeof target);
+        format_target(pc->spec, target, sizeof target);
         int r = agent_dial(pc->addr, VSOCK_PORT_EXEC, "port-forward", &c);
         if (r >= 0) {
                 call.deadline_ns = agent_reply_deadline();
-                r = vsock_open_port_forward(c, *pc->spec->host ? pc->spec->host : NULL, pc->spec->guest_port, &call);
+                if (pc->spec->guest_unix[0])
+                        r = vsock_fwd_connect(c, NULL, 0, pc->spec->guest_unix, &call);
+                else
+                        r = vsock_open_port_forward(c, *pc->spec->host ? pc->spec->host : NULL,
+                                                    pc->spec->guest_port, &call);
                 if (r < 0) {
                         cli_error_rc(r, &call, "port-forward: connection from %s to guest %s", pc->peer, target);
                         (void) vsock_conn_close(TAKE_PTR(c));
@@ -320,7 +364,7 @@ static void *pf_conn_thread(void *arg) {
                 _cleanup_close_ int vfd = vsock_conn_release_fd(c);
                 if (vfd < 0 || fd_set_nonblock(pc->tcp_fd, 1) < 0 || fd_set_nonblock(vfd, 1) < 0)
                         cli_error("port-forward: connection from %s: cannot set up the proxy", pc->peer);
-                else if ((r = proxy(pc->tcp_fd, vfd)) < 0 && r != -EPIPE && r != -ECONNRESET)
+                else if ((r = cli_proxy(pc->tcp_fd, vfd)) < 0 && r != -EPIPE && r != -ECONNRESET)
                         cli_error("port-forward: connection from %s: %s", pc->peer, strerror(-r));
         }
         safe_close(pc->tcp_fd);
@@ -329,13 +373,7 @@ static void *pf_conn_thread(void *arg) {
         return NULL;
 }
 
-static int spawn_conn(const char *addr, const struct pf_spec *spec, int fd, const struct sockaddr_storage *ss) {
-        struct pf_conn *pc = malloc(sizeof *pc);
-        if (!pc)
-                return -ENOMEM;
-        *pc = (struct pf_conn) { .addr = addr, .spec = spec, .tcp_fd = fd };
-        format_sockaddr(ss, pc->peer, sizeof pc->peer);
-
+int cli_spawn_detached(void *(*fn)(void *arg), void *arg) {
         pthread_attr_t attr;
         pthread_attr_init(&attr);
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
@@ -346,34 +384,63 @@ static int spawn_conn(const char *addr, const struct pf_spec *spec, int fd, cons
         sigfillset(&all);
         pthread_sigmask(SIG_BLOCK, &all, &old);
         pthread_t t;
-        atomic_fetch_add(&pf_active, 1);
-        int r = pthread_create(&t, &attr, pf_conn_thread, pc);
+        int r = pthread_create(&t, &attr, fn, arg);
         pthread_sigmask(SIG_SETMASK, &old, NULL);
         pthread_attr_destroy(&attr);
-        if (r != 0) {
+        return -r;
+}
+
+static int spawn_conn(const char *addr, const struct pf_spec *spec, int fd, const struct sockaddr_storage *ss) {
+        struct pf_conn *pc = malloc(sizeof *pc);
+        if (!pc)
+                return -ENOMEM;
+        *pc = (struct pf_conn) { .addr = addr, .spec = spec, .tcp_fd = fd };
+        format_sockaddr(ss, pc->peer, sizeof pc->peer);
+        atomic_fetch_add(&pf_active, 1);
+        int r = cli_spawn_detached(pf_conn_thread, pc);
+        if (r < 0) {
                 atomic_fetch_sub(&pf_active, 1);
                 free(pc);
-                return -r;
         }
+        return r;
+}
+
+int port_forward_prepare(const char **ret_addr) {
+        if (cli_exec_addr(ret_addr) < 0)
+                return CLI_EXIT_ERROR;
+        int r = cancel_setup(NULL);
+        if (r < 0) {
+                cli_error("port-forward: cannot set up signal handling: %s", strerror(-r));
+                return CLI_EXIT_ERROR;
+        }
+        (void) signal(SIGPIPE, SIG_IGN);
         return 0;
 }
 
 int cmd_port_forward(int argc, char **argv) {
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },
+                { "remote", no_argument, NULL, 'R' },
                 {}
         };
         int c;
+        bool remote = false;
         optind = 0;
-        while ((c = getopt_long(argc, argv, "+h", options, NULL)) != -1) {
+        while ((c = getopt_long(argc, argv, "+hR", options, NULL)) != -1) {
                 if (c == 'h') {
                         pf_usage(stdout);
                         return CLI_EXIT_OK;
+                }
+                if (c == 'R') {
+                        remote = true;
+                        continue;
                 }
                 return cli_usage_hint("port-forward");
         }
         if (argc - optind != 1)
                 return cli_usage_error("port-forward", argc - optind < 1 ? "missing forwarding spec" : "too many arguments");
+        if (remote)
+                return port_forward_remote(argv[optind]);
 
         /* Static: detached workers still read it while the process exits. */
         static struct pf_spec spec;
@@ -382,15 +449,9 @@ int cmd_port_forward(int argc, char **argv) {
                                        "invalid spec '%s' (expected [BIND_ADDR:]LOCAL_PORT:[GUEST_HOST:]GUEST_PORT)",
                                        argv[optind]);
         const char *addr;
-        if (cli_exec_addr(&addr) < 0)
-                return CLI_EXIT_ERROR;
-
-        int r = cancel_setup(NULL);
-        if (r < 0) {
-                cli_error("port-forward: cannot set up signal handling: %s", strerror(-r));
-                return CLI_EXIT_ERROR;
-        }
-        (void) signal(SIGPIPE, SIG_IGN);
+        int r = port_forward_prepare(&addr);
+        if (r != 0)
+                return r;
 
         /* Serve nothing where nothing can be forwarded: every connection
          * would be reset. */
@@ -401,7 +462,7 @@ int cmd_port_forward(int argc, char **argv) {
         char shown[300], target[300];
         if (listen_tcp(&spec, &lfd, shown, sizeof shown) < 0)
                 return CLI_EXIT_ERROR;
-        format_hostport(*spec.host ? spec.host : "127.0.0.1", spec.guest_port, target, sizeof target);
+        format_target(&spec, target, sizeof target);
         fprintf(stderr, "Forwarding %s -> guest %s\n", shown, target);
         fflush(stderr);
 

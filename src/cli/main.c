@@ -24,8 +24,14 @@ static const struct subcommand subcommands[] = {
         { "rm", cmd_rm, "remove guest files and directories" },
         { "mv", cmd_mv, "rename a guest file or directory" },
         { "chmod", cmd_chmod, "set the permission bits of guest files" },
-        { "port-forward", cmd_port_forward, "forward a local TCP port to the guest (like ssh -L)" },
+        { "port-forward", cmd_port_forward, "forward a local TCP port to the guest (like ssh -L; -R: the other way)" },
         { "wait-ready", cmd_wait_ready, "wait until the guest reports ready" },
+        { "run", cmd_run, "start a detached command in the guest (-d): it outlives vsockctl" },
+        { "ps", cmd_ps, "list the guest's detached processes" },
+        { "attach", cmd_attach, "follow a detached process's output, with stdin and terminal" },
+        { "logs", cmd_logs, "write a detached process's kept output (-f: follow)" },
+        { "kill", cmd_kill, "signal a detached process" },
+        { "wait", cmd_wait, "wait for a detached process and exit with its status" },
 };
 
 static void usage(FILE *f) {

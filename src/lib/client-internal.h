@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "ext_msg.h"
 #include "vsock/client.h"
 
 /* A NULL call means "no deadline, no cancel fd"; every operation first
@@ -101,6 +102,23 @@ void caps_cache_put(const char *key, const struct vsock_caps *caps);
 void caps_copy_out(const struct vsock_caps *from, struct vsock_caps *to);
 /* Tests: the clock the cache ages entries by (NULL: CLOCK_MONOTONIC). */
 void caps_cache_set_clock(int64_t (*now)(void));
+
+/* ---- attach to a detached process (client_exec.c, client_proc.c) ------ */
+
+/* The output phase of a ProcAttach, after its ProcInfo. */
+struct client_attach {
+        bool input;                     /* stdin, signals, resizes go to the process */
+        bool tty;                       /* ... resizes too */
+        int (*on_gap)(void *userdata, uint64_t from, uint64_t to); /* io->userdata */
+        uint64_t offset;                /* in: where the replay starts; out: where it stopped */
+        struct ext_proc_end end;        /* out, with has_end */
+        bool has_end;
+};
+/* Run the exec loop on @c (ProcOutput to @io, ProcGap to on_gap, stdin
+ * and ctl from @io when a->input) until ProcEnd. Nothing is shut down
+ * here. */
+int client_attach_run(vsock_conn *c, const struct vsock_exec_io *io, struct vsock_call *call,
+                      struct client_attach *a);
 
 /* ---- exec control pipe (exec_ctl.c) ------------------------------------ */
 

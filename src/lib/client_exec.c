@@ -1,6 +1,7 @@
 /* Exec over one connection: batch (type 1) and the three streaming modes
  * (stream 11, pipe 12, tty 9), which share one poll loop driven by a mode
- * table. Also the helpers every host-side operation shares. */
+ * table, as does the output phase of an attach to a detached process
+ * (client_proc.c). Also the helpers every host-side operation shares. */
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
@@ -12,6 +13,7 @@
 #include "common/buf.h"
 #include "common/io.h"
 #include "common/macro.h"
+#include "ext_msg.h"
 #include "vsock/error.h"
 #include "vsock/frame.h"
 
@@ -174,7 +176,7 @@ _public_ int vsock_exec(vsock_conn *c, const struct vsock_exec_request *req, str
 #define OUTQ_HIGH_WATER (64u * 1024)
 #define OUTQ_MAX (256u * 1024)
 
-enum exec_kind { EXEC_STREAM, EXEC_PIPE, EXEC_TTY, _EXEC_KIND_MAX };
+enum exec_kind { EXEC_STREAM, EXEC_PIPE, EXEC_TTY, EXEC_ATTACH, _EXEC_KIND_MAX };
 
 enum frame_action {
         ACT_UNEXPECTED = 0,
@@ -182,6 +184,9 @@ enum frame_action {
         ACT_STDERR,
         ACT_RESULT, /* ExecResult: final (pipe/tty agents send it on start errors) */
         ACT_EXIT,   /* Exit: final */
+        ACT_PROC_OUTPUT, /* attach: ProcOutput, collected (a header before the bytes) */
+        ACT_PROC_GAP,
+        ACT_PROC_END,    /* attach: final */
 };
 
 struct exec_mode {
@@ -189,7 +194,7 @@ struct exec_mode {
         bool tty;         /* ExecTTYRequest (rows/cols) and Resize frames */
         bool interactive; /* Stdin and Signal frames */
         const char *final_name;
-        uint8_t actions[VSOCK_MSG_FILE_RESULT + 1];
+        uint8_t actions[EXT_MSG_PROC_END + 1];
 };
 
 static const struct exec_mode exec_modes[_EXEC_KIND_MAX] = {
@@ -225,10 +230,20 @@ static const struct exec_mode exec_modes[_EXEC_KIND_MAX] = {
                         [VSOCK_MSG_EXIT] = ACT_EXIT,
                 },
         },
+        [EXEC_ATTACH] = {
+                .final_name = "ProcEnd",
+                .actions = {
+                        [EXT_MSG_PROC_OUTPUT] = ACT_PROC_OUTPUT,
+                        [EXT_MSG_PROC_GAP] = ACT_PROC_GAP,
+                        [EXT_MSG_PROC_END] = ACT_PROC_END,
+                },
+        },
 };
 
 struct exec_loop {
         const struct exec_mode *mode;
+        bool interactive, tty;  /* the mode's, or the attach's */
+        struct client_attach *attach;
         const struct vsock_exec_io *io;
         struct vsock_call *call;
         int fd;
@@ -334,7 +349,7 @@ static int drain_ctl(struct exec_loop *l) {
                         return r;
                 if (rec[0] == EXEC_CTL_SIGNAL)
                         r = queue_frame(l, VSOCK_MSG_SIGNAL, rec + 1, 1);
-                else if (rec[0] == EXEC_CTL_RESIZE && l->mode->tty)
+                else if (rec[0] == EXEC_CTL_RESIZE && l->tty)
                         /* The record already holds rows, cols big-endian. */
                         r = queue_frame(l, VSOCK_MSG_RESIZE, rec + 1, 4);
                 /* A resize without a terminal means nothing: dropped. */
@@ -369,8 +384,57 @@ static uint8_t frame_action(const struct exec_loop *l, uint8_t type) {
         return type < ARRAY_SIZE(l->mode->actions) ? l->mode->actions[type] : ACT_UNEXPECTED;
 }
 
+/* An attach's frames: output with its offset, gaps, the end. */
+static int handle_attach(struct exec_loop *l, uint8_t act, const uint8_t *data, uint32_t len) {
+        struct client_attach *a = l->attach;
+        const char *why = NULL;
+        int r;
+        if (act == ACT_PROC_OUTPUT) {
+                uint8_t stream;
+                uint64_t offset;
+                const uint8_t *bytes;
+                size_t n;
+                r = ext_proc_output_decode(data, len, &stream, &offset, &bytes, &n, &why);
+                if (r >= 0 && offset != a->offset) {
+                        why = "not contiguous with the output before it";
+                        r = VSOCK_ERR(VSOCK_E_DECODE, EINVAL);
+                }
+                if (r < 0) {
+                        client_diag(l->call, "ProcOutput: %s", why ? why : "malformed");
+                        return r;
+                }
+                a->offset = offset + n;
+                return deliver(l, stream == EXT_STREAM_STDOUT ? VSOCK_STREAM_STDOUT : VSOCK_STREAM_STDERR, bytes, n);
+        }
+        if (act == ACT_PROC_GAP) {
+                uint64_t from, to;
+                r = ext_proc_gap_decode(data, len, &from, &to, &why);
+                if (r >= 0 && from != a->offset) {
+                        why = "not where the output stopped";
+                        r = VSOCK_ERR(VSOCK_E_DECODE, EINVAL);
+                }
+                if (r < 0) {
+                        client_diag(l->call, "ProcGap: %s", why ? why : "malformed");
+                        return r;
+                }
+                a->offset = to;
+                r = a->on_gap ? a->on_gap(l->io->userdata, from, to) : 0;
+                return r < 0 ? r : 0;
+        }
+        r = ext_proc_end_decode(data, len, &a->end, &why);
+        if (r < 0) {
+                client_diag(l->call, "ProcEnd: %s", why ? why : "malformed");
+                return r;
+        }
+        a->has_end = true;
+        l->done = true;
+        return 0;
+}
+
 /* A complete final frame (ExecResult or Exit). */
 static int handle_final(struct exec_loop *l, uint8_t act, const uint8_t *data, uint32_t len) {
+        if (act >= ACT_PROC_OUTPUT)
+                return handle_attach(l, act, data, len);
         if (act == ACT_RESULT) {
                 struct vsock_exec_response resp = {};
                 int r = decode_response(l->call, data, len, &resp);
@@ -481,7 +545,7 @@ static int exec_loop_run(struct exec_loop *l) {
         const struct vsock_exec_io *io = l->io;
         const int64_t deadline = l->call->deadline_ns;
         const int cancel_fd = l->call->cancel_fd;
-        const int ctl_fd = l->mode->interactive ? exec_ctl_fd(io->ctl) : -1;
+        const int ctl_fd = l->interactive ? exec_ctl_fd(io->ctl) : -1;
         /* A read_stdin callback without an fd is asked whenever the
          * connection can take more. */
         const bool input_on_pollout = io->read_stdin && io->stdin_fd < 0;
@@ -550,6 +614,45 @@ static int exec_loop_run(struct exec_loop *l) {
         return 0;
 }
 
+static int exec_loop_new(const struct exec_mode *mode, bool interactive, bool tty, vsock_conn *c,
+                         const struct vsock_exec_io *io, struct vsock_call *call, struct exec_loop **ret) {
+        struct exec_loop *l = calloc(1, sizeof *l);
+        if (!l)
+                return -ENOMEM;
+        /* Field by field: a compound literal would zero (and fault in)
+         * the whole read buffer on every call. */
+        l->mode = mode;
+        l->interactive = interactive;
+        l->tty = tty;
+        l->io = io;
+        l->call = call;
+        l->fd = vsock_conn_fd(c);
+        l->outq = BUF_INIT(OUTQ_MAX);
+        l->want_input = interactive && (io->stdin_fd >= 0 || io->read_stdin);
+        l->max_payload = vsock_conn_max_payload(c);
+        int r = vsock_decoder_new(l->max_payload, &l->dec);
+        if (r < 0) {
+                exec_loop_free(l);
+                return r;
+        }
+        vsock_decoder_report_headers(l->dec, true);
+        *ret = l;
+        return 0;
+}
+
+int client_attach_run(vsock_conn *c, const struct vsock_exec_io *io, struct vsock_call *call,
+                      struct client_attach *a) {
+        static const struct vsock_exec_io no_io = VSOCK_EXEC_IO_INIT;
+        if (!io)
+                io = &no_io;
+        _cleanup_(exec_loop_freep) struct exec_loop *l = NULL;
+        int r = exec_loop_new(&exec_modes[EXEC_ATTACH], a->input, a->tty, c, io, call, &l);
+        if (r < 0)
+                return r;
+        l->attach = a;
+        return exec_loop_run(l);
+}
+
 static int exec_streaming(enum exec_kind kind, vsock_conn *c, const struct vsock_exec_request *req,
                           const struct vsock_exec_io *io, struct vsock_call *call, struct vsock_exec_result *ret) {
         static const struct vsock_exec_io no_io = VSOCK_EXEC_IO_INIT;
@@ -568,22 +671,10 @@ static int exec_streaming(enum exec_kind kind, vsock_conn *c, const struct vsock
         if (r < 0)
                 return r;
 
-        _cleanup_(exec_loop_freep) struct exec_loop *l = calloc(1, sizeof *l);
-        if (!l)
-                return -ENOMEM;
-        /* Field by field: a compound literal would zero (and fault in)
-         * the whole read buffer on every call. */
-        l->mode = mode;
-        l->io = io;
-        l->call = call;
-        l->fd = vsock_conn_fd(c);
-        l->outq = BUF_INIT(OUTQ_MAX);
-        l->want_input = mode->interactive && (io->stdin_fd >= 0 || io->read_stdin);
-        l->max_payload = vsock_conn_max_payload(c);
-        r = vsock_decoder_new(l->max_payload, &l->dec);
+        _cleanup_(exec_loop_freep) struct exec_loop *l = NULL;
+        r = exec_loop_new(mode, mode->interactive, mode->tty, c, io, call, &l);
         if (r < 0)
                 return r;
-        vsock_decoder_report_headers(l->dec, true);
 
         int64_t t0 = now_ns();
         r = vsock_write_message(c, mode->request_type, payload, len);

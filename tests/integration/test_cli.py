@@ -238,7 +238,8 @@ class Base(unittest.TestCase):
 # ---- usage and errors -------------------------------------------------------
 
 class TestUsage(Base):
-    SUBCOMMANDS = ["exec", "cp", "cat", "ls", "port-forward", "wait-ready", "stat", "mkdir", "rm", "mv", "chmod"]
+    SUBCOMMANDS = ["exec", "cp", "cat", "ls", "port-forward", "wait-ready", "stat", "mkdir", "rm", "mv", "chmod",
+                   "run", "ps", "attach", "logs", "kill", "wait"]
 
     def test_version(self):
         res = vsockctl("--version", addr=False)
@@ -1132,6 +1133,112 @@ class TestFsOpsUnsupported(Base):
 
 # ---- port-forward -----------------------------------------------------------
 
+# ---- detached processes (run -d, ps, attach, logs, kill, wait) ---------------
+
+class TestProcs(Base):
+    """Processes that outlive vsockctl (PROTOCOL.md 2.7). The Go agent has
+    no extensions: there the commands fail with one clear line."""
+
+    def run_d(self, *args):
+        res = vsockctl("run", "-d", *args)
+        self.assertStatus(res, 0)
+        return res.stdout.decode().strip()
+
+    @unittest.skipUnless(GO, "the Go agent's answer")
+    def test_go_agent_has_no_detached_processes(self):
+        res = vsockctl("run", "-d", "--", "true")
+        self.assertStatus(res, 255)
+        self.assertIn("does not support proc", res.stderr.decode())
+        res = vsockctl("ps")
+        self.assertStatus(res, 255)
+
+    @unittest.skipIf(GO, "needs our agent")
+    def test_run_ps_logs_wait(self):
+        tag = "cli-%d" % os.getpid()
+        pid = self.run_d("--tag", tag, "--", "echo hi; echo err >&2; exit 4")
+        self.assertTrue(pid.isdigit(), pid)
+        res = vsockctl("wait", tag)
+        self.assertStatus(res, 4)
+        res = vsockctl("logs", pid)
+        self.assertStatus(res, 0)
+        self.assertEqual(res.stdout, b"hi\n")
+        self.assertEqual(res.stderr, b"err\n")
+        res = vsockctl("ps", tag)
+        self.assertStatus(res, 0)
+        lines = res.stdout.decode().splitlines()
+        self.assertEqual(len(lines), 2, lines)
+        self.assertIn("exit 4", lines[1])
+        self.assertIn("echo hi", lines[1])
+        self.assertTrue(lines[1].split()[0] == pid)
+        # The tag is taken while the record is kept.
+        res = vsockctl("run", "-d", "--tag", tag, "--", "true")
+        self.assertStatus(res, 255)
+        self.assertIn("tag in use", res.stderr.decode())
+
+    @unittest.skipIf(GO, "needs our agent")
+    def test_attach_forwards_piped_stdin(self):
+        pid = self.run_d("-i", "--", "tr a-z A-Z")
+        res = vsockctl("attach", pid, input=b"hello\n")
+        self.assertStatus(res, 0)
+        self.assertEqual(res.stdout, b"HELLO\n")
+
+    @unittest.skipIf(GO, "needs our agent")
+    def test_kill_and_wait(self):
+        pid = self.run_d("--", "sleep 60")
+        self.assertStatus(vsockctl("kill", "-s", "KILL", pid), 0)
+        self.assertStatus(vsockctl("wait", pid), 128 + 9)
+        res = vsockctl("kill", pid)
+        self.assertStatus(res, 255)
+        self.assertIn("not running", res.stderr.decode())
+        self.assertStatus(vsockctl("kill", "-s", "NOSUCH", pid), 255)
+
+    @unittest.skipIf(GO, "needs our agent")
+    def test_wait_timeout_leaves_it_running(self):
+        pid = self.run_d("--", "sleep 60")
+        self.addCleanup(vsockctl, "kill", "-s", "KILL", pid)
+        res = vsockctl("wait", "--timeout", "100ms", pid)
+        self.assertStatus(res, 124)
+        res = vsockctl("ps")
+        self.assertRegex(res.stdout.decode(), r"(?m)^%s\s+-\s+\d+\s+running" % pid)
+
+    @unittest.skipIf(GO, "needs our agent")
+    def test_logs_follow_detaches_on_sigint(self):
+        pid = self.run_d("--", "while :; do echo tick; sleep 0.05; done")
+        self.addCleanup(vsockctl, "kill", "-s", "KILL", pid)
+        p = start_vsockctl("logs", "-f", pid, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE)
+        self.assertEqual(read_line(p.stdout), "tick\n")
+        p.send_signal(signal.SIGINT)
+        self.assertEqual(p.wait(SHORT), 130)
+        p.stdout.close()
+        p.stderr.close()
+        res = vsockctl("ps")
+        self.assertRegex(res.stdout.decode(), r"(?m)^%s\s+-\s+\d+\s+running" % pid)
+
+    @unittest.skipIf(GO, "needs our agent")
+    def test_start_failure_and_unknown(self):
+        pid = self.run_d("-w", self.path("missing"), "--", "true")
+        self.assertStatus(vsockctl("wait", pid), 127)
+        res = vsockctl("logs", pid)
+        self.assertIn(b"vsock-agent:", res.stderr)
+        res = vsockctl("wait", "no-such-tag")
+        self.assertStatus(res, 255)
+        self.assertIn("no process tagged", res.stderr.decode())
+        self.assertStatus(vsockctl("run", "--", "true"), 255)
+
+    @unittest.skipIf(GO, "needs our agent")
+    def test_attach_terminal(self):
+        pid = self.run_d("-t", "--", "read x; echo got $x; stty size")
+        s = PtySession(["attach", pid], rows=31, cols=77)
+        self.addCleanup(s.close)
+        s.write(b"abc\r")
+        s.read_until(rb"got abc")
+        s.read_until(rb"31 77")
+        self.assertEqual(s.wait(), 0)
+        # Our terminal is as it was.
+        self.assertEqual(s.attrs(), s.before)
+
+
 class Server:
     """A TCP listener on loopback (or a unix socket at @path) that hands
     every connection to handle() on a thread of its own."""
@@ -1483,6 +1590,120 @@ class TestTimeouts(Base):
             self.assertStatus(res, 255)
             self.assertIn("invalid duration", res.stderr.decode())
         self.assertStatus(vsockctl("--reply-timeout", "0", "exec", "-n", "true"), 0)
+
+
+class TestPortForwardExtensions(Base):
+    """port-forward to a guest unix socket (FwdConnect) and -R, guest to
+    host (FwdListen/FwdAttach): our agent's extensions."""
+
+    def setUp(self):
+        super().setUp()
+        self.echo = EchoServer()
+        self.addCleanup(self.echo.close)
+
+    def start(self, *args, pattern):
+        p = start_vsockctl("port-forward", *args, stdin=subprocess.DEVNULL,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+        def stop():
+            if p.poll() is None:
+                p.kill()
+                p.wait(BOUND)
+            p.stderr.close()
+        self.addCleanup(stop)
+        line = read_line(p.stderr)
+        m = re.match(pattern, line)
+        self.assertIsNotNone(m, line)
+        return p, m
+
+    @unittest.skipIf(GO, "needs our agent")
+    def test_local_to_guest_unix_socket(self):
+        path = self.path("guest.sock")
+        echo = EchoServer(path=path)
+        self.addCleanup(echo.close)
+        p, m = self.start("0:unix:" + path, pattern=r"^Forwarding 127\.0\.0\.1:(\d+) -> guest unix:(\S+)\n$")
+        self.assertEqual(m.group(2), path)
+        port = int(m.group(1))
+        data = os.urandom(300000)
+        self.assertEqual(exchange(port, data), data)
+        p.send_signal(signal.SIGINT)
+        self.assertEqual(p.wait(BOUND), 0)
+
+    @unittest.skipIf(GO, "needs our agent")
+    def test_remote_tcp(self):
+        p, m = self.start("-R", "0:127.0.0.1:%d" % self.echo.port,
+                          pattern=r"^Forwarding guest tcp:127\.0\.0\.1:(\d+) -> 127\.0\.0\.1:(\d+)\n$")
+        gport = int(m.group(1))
+        results = {}
+
+        def client(i):
+            data = (b"guest client %d " % i) * 2000
+            results[i] = exchange(gport, data) == data
+
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(BOUND)
+        self.assertEqual(results, {i: True for i in range(4)})
+        p.send_signal(signal.SIGTERM)
+        self.assertEqual(p.wait(BOUND), 0)
+        # The guest stops listening with it.
+        wait_until(lambda: socket.socket().connect_ex(("127.0.0.1", gport)) != 0, SHORT, "guest port closed")
+
+    @unittest.skipIf(GO, "needs our agent")
+    def test_remote_unix(self):
+        path = self.path("listen.sock")
+        p, m = self.start("-R", "unix:%s:127.0.0.1:%d" % (path, self.echo.port),
+                          pattern=r"^Forwarding guest unix:(\S+) -> 127\.0\.0\.1:\d+\n$")
+        self.assertEqual(m.group(1), path)
+        self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600)
+        s = socket.socket(socket.AF_UNIX)
+        s.settimeout(BOUND)
+        s.connect(path)
+        s.sendall(b"over unix")
+        s.shutdown(socket.SHUT_WR)
+        got = b""
+        while True:
+            d = s.recv(100)
+            if not d:
+                break
+            got += d
+        s.close()
+        self.assertEqual(got, b"over unix")
+        p.send_signal(signal.SIGINT)
+        self.assertEqual(p.wait(BOUND), 0)
+        wait_until(lambda: not os.path.exists(path), SHORT, "guest socket file removed")
+
+    @unittest.skipIf(GO, "needs our agent")
+    def test_remote_unreachable_target_closes_guest_client(self):
+        closed = socket.socket()
+        closed.bind(("127.0.0.1", 0))
+        dead = closed.getsockname()[1]
+        closed.close()
+        p, m = self.start("-R", "0:127.0.0.1:%d" % dead,
+                          pattern=r"^Forwarding guest tcp:127\.0\.0\.1:(\d+) -> ")
+        # Ended at once (EOF, or a reset, which may even beat connect()),
+        # not after the agent's expiry.
+        try:
+            with socket.create_connection(("127.0.0.1", int(m.group(1))), timeout=BOUND) as s:
+                self.assertEqual(s.recv(10), b"")
+        except ConnectionResetError:
+            pass
+        self.assertIn("cannot reach", read_line(p.stderr))
+
+    def test_bad_remote_specs(self):
+        for spec in ["80", "80:host", "x:127.0.0.1:80", "unix:rel:127.0.0.1:80", "80:127.0.0.1:0"]:
+            with self.subTest(spec=spec):
+                res = vsockctl("port-forward", "-R", spec)
+                self.assertStatus(res, 255)
+                self.assertIn("invalid spec", res.stderr.decode())
+
+    @unittest.skipUnless(GO, "the Go agent's answer")
+    def test_go_agent_has_no_extensions(self):
+        res = vsockctl("port-forward", "-R", "0:127.0.0.1:%d" % self.echo.port)
+        self.assertStatus(res, 255)
+        self.assertIn("does not support fwd-listen", res.stderr.decode())
 
 
 class TestPortForwardChecksAgent(Base):
