@@ -319,7 +319,7 @@ static int dial_tcp(const struct vsock_addr *a, int64_t deadline_ns, int cancel_
         return r;
 }
 
-_public_ int vsock_dial_addr(const struct vsock_addr *addr, int timeout_ms, int cancel_fd, vsock_conn **ret) {
+int conn_dial_addr(const struct vsock_addr *addr, int timeout_ms, int cancel_fd, char *mux_reply, vsock_conn **ret) {
         if (!addr || !ret)
                 return -EINVAL;
 
@@ -357,7 +357,7 @@ _public_ int vsock_dial_addr(const struct vsock_addr *addr, int timeout_ms, int 
                 int64_t hs = deadline_from_ms(VSOCK_MUX_HANDSHAKE_MS);
                 if (deadline > 0 && deadline < hs)
                         hs = deadline;
-                r = mux_handshake(fd, addr->port, hs, cancel_fd, NULL);
+                r = mux_handshake(fd, addr->port, hs, cancel_fd, mux_reply, NULL);
                 if (r < 0)
                         return r;
         }
@@ -382,6 +382,10 @@ _public_ int vsock_dial_addr(const struct vsock_addr *addr, int timeout_ms, int 
                 return r;
         TAKE_FD(fd);
         return 0;
+}
+
+_public_ int vsock_dial_addr(const struct vsock_addr *addr, int timeout_ms, int cancel_fd, vsock_conn **ret) {
+        return conn_dial_addr(addr, timeout_ms, cancel_fd, NULL, ret);
 }
 
 _public_ int vsock_dial_str(const char *addr, uint32_t default_port, int timeout_ms, int cancel_fd, vsock_conn **ret) {
