@@ -57,19 +57,57 @@ int msg_decode_write_file_inplace(void *data, size_t len, struct vsock_write_fil
 
 /* vsock_write_file_request_decode() that also refuses a repeated member,
  * whether the keys are the same or only fold to the same field ("content"
- * and "Content"; Go would take the last one). For texts whose content was
- * taken apart (wfparse.h), where "the last one" is no longer at hand. */
+ * and "Content"; Go would take the last one): msg_decode() with strict
+ * set. For texts whose content was taken apart (wfparse.h), where "the
+ * last one" is no longer at hand. */
 int msg_decode_write_file_strict(const void *data, size_t len, struct vsock_write_file_request *ret,
                                  const char **ret_why);
 
-/* Test hooks of the decoders' fast path for big strings (json_bigstr.h):
- * string values of at least @min_len bytes in the top-level object are
- * cut out before jansson parses (default 4096; 0 cuts every string out,
- * SIZE_MAX turns the fast path off). Not thread-safe: set it before any
- * decoding starts. msg_decode_cut_hits() counts the decodes in this thread
- * that took the fast path. */
-void msg_decode_set_bigstr_min(size_t min_len);
-unsigned msg_decode_cut_hits(void);
+/* The JSON shapes the decoders know: one per public decoder, and the
+ * exact Go structs of msg_decode_exec_request(). */
+enum msg_shape {
+        MSG_SHAPE_EXEC_REQUEST,         /* vsock_exec_request_decode(): both exec shapes' union */
+        MSG_SHAPE_EXEC_BATCH,           /* ExecRequest (types 1, 11, 12) */
+        MSG_SHAPE_EXEC_TTY,             /* ExecTTYRequest (type 9) */
+        MSG_SHAPE_EXEC_RESPONSE,
+        MSG_SHAPE_PORT_FORWARD_REQUEST,
+        MSG_SHAPE_WINDOW_SIZE,
+        MSG_SHAPE_WRITE_FILE_REQUEST,
+        MSG_SHAPE_PATH_REQUEST,
+        MSG_SHAPE_FILE_INFO,
+        MSG_SHAPE_FILE_RESPONSE,
+};
+
+/* String values at least this long in the top-level object are cut out
+ * before jansson parses (json_bigstr.h): shorter ones would not pay for
+ * the scan and the copy. */
+#define MSG_BIGSTR_MIN_DEFAULT 4096
+
+/* How a decode runs, and what it did. Each caller owns its own, so
+ * decoders with different settings run side by side in any thread. */
+struct msg_decode_opts {
+        /* Cut out strings of at least this many bytes (0: every string;
+         * SIZE_MAX: none, jansson parses everything). */
+        size_t bigstr_min;
+        /* Refuse a repeated member, whether the keys are the same or only
+         * fold to the same field. */
+        bool strict;
+        /* Out: incremented by each decode that took the fast path. */
+        unsigned cut_hits;
+};
+#define MSG_DECODE_OPTS_INIT { .bigstr_min = MSG_BIGSTR_MIN_DEFAULT }
+
+/* Decode @len bytes of JSON of @shape into @ret (the shape's struct) with
+ * the options @o (NULL: MSG_DECODE_OPTS_INIT). The public decoders and
+ * msg_decode_exec_request() are this with their shape and no options;
+ * same contract. -EINVAL for an unknown shape. */
+int msg_decode(enum msg_shape shape, struct msg_decode_opts *o, const void *data, size_t len, void *ret,
+               const char **ret_why);
+
+/* msg_decode_write_file_inplace() with options (@o may be NULL). */
+int msg_decode_write_file_inplace_opts(struct msg_decode_opts *o, void *data, size_t len,
+                                       struct vsock_write_file_request *ret, const uint8_t **ret_content,
+                                       size_t *ret_content_len, const char **ret_why);
 
 /* Overwrite the secrets of a request (env values, stdin) with zeros in
  * place, without freeing anything. vsock_exec_request_clear(r, true) calls
