@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "agent/child.h"
 #include "agent/loop.h"
 
 struct session;
@@ -42,6 +43,7 @@ struct agent {
         /* Commands being started on a worker thread: their pids are not
          * known to child.c yet, so init mode's orphan reaper must wait. */
         unsigned spawns_pending;
+        struct child_list children;     /* started and not reaped yet (child.c) */
         bool shutting_down;
         uint64_t next_session_id;
         struct session *sessions;       /* all live sessions (list) */
@@ -53,4 +55,4 @@ struct agent {
 
 /* Whether @pid is a process this agent started and has not reaped yet
  * (init mode's orphan reaper must leave those alone). */
-bool agent_owns_pid(pid_t pid);
+bool agent_owns_pid(const struct agent *a, pid_t pid);

@@ -9,16 +9,25 @@
 
 #include "agent/loop.h"
 
+struct agent;
 struct child;
+
+/* The agent's unreaped children (struct agent's member), for
+ * agent_owns_pid() and shutdown. Zero-initialised: empty. */
+struct child_list {
+        struct child *head;
+        size_t n;
+};
 
 /* Called once, from the loop, after the child was reaped. @exit_code is the
  * exit status or 128+signal. */
 typedef void (*child_exit_fn)(struct child *c, int exit_code, void *userdata);
 
-/* Take ownership of @pidfd (also on failure) and watch it. @pid is the
+/* Take ownership of @pidfd (also on failure) and watch it in @a's loop;
+ * the child is on @a's list until reaped. @pid is the
  * leader of its own process group; @tty_session: it also leads a session
  * with a controlling terminal, which gets SIGHUP on termination. */
-int child_new(struct loop *l, pid_t pid, int pidfd, bool tty_session, int grace_ms, child_exit_fn cb,
+int child_new(struct agent *a, pid_t pid, int pidfd, bool tty_session, int grace_ms, child_exit_fn cb,
               void *userdata, struct child **ret);
 
 pid_t child_pid(const struct child *c);
@@ -38,6 +47,6 @@ void child_terminate(struct child *c);
  * itself once reaped; the callback is not called any more. Accepts NULL. */
 void child_release(struct child *c);
 
-/* Terminate every child (agent shutdown) and count the unreaped ones. */
-void child_terminate_all(void);
-size_t child_count(void);
+/* Terminate every child of @a (agent shutdown) and count the unreaped ones. */
+void child_terminate_all(struct agent *a);
+size_t child_count(const struct agent *a);
