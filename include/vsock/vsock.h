@@ -2,6 +2,7 @@
  * sockets and TCP. Include this one header for everything. */
 #pragma once
 
+#include <vsock/version.h>
 #include <vsock/error.h>
 #include <vsock/addr.h>
 #include <vsock/conn.h>
@@ -9,4 +10,3 @@
 #include <vsock/msg.h>
 #include <vsock/client.h>
 
-#define VSOCK_VERSION_STRING "0.1.0"

@@ -15,6 +15,7 @@
 
 #include <vsock/addr.h>
 #include <vsock/error.h>
+#include <vsock/version.h>
 
 #include "agent/agent.h"
 #include "agent/child.h"
@@ -28,10 +29,6 @@
 #include "agent/worker.h"
 #include "common/log.h"
 #include "common/macro.h"
-
-#ifndef VSOCK_VERSION
-#define VSOCK_VERSION "unknown"
-#endif
 
 struct options {
         const char *listen;
@@ -293,7 +290,7 @@ static int agent_main(int argc, char **argv, bool init_mode, bool *reboot) {
                         usage(stdout);
                         return 0;
                 case OPT_VERSION:
-                        printf("vsock-agent %s\n", VSOCK_VERSION);
+                        printf("vsock-agent %s\n", VSOCK_VERSION_STRING);
                         return 0;
                 case OPT_INIT:
                         break; /* handled by main() */
@@ -409,7 +406,7 @@ static int agent_main(int argc, char **argv, bool init_mode, bool *reboot) {
         (void) watcher_set(&m.sigw, EPOLLIN);
         timer_init(&m.deadline, a->loop, on_deadline);
         loop_set_post_pass(a->loop, post_pass, &m);
-        log_info("vsock-agent %s: exec on %s, ready on %s", VSOCK_VERSION, o.listen, o.ready);
+        log_info("vsock-agent %s: exec on %s, ready on %s", VSOCK_VERSION_STRING, o.listen, o.ready);
 
         r = loop_run(a->loop);
         if (r < 0) {
