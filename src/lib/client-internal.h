@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "msg-internal.h"
 #include "vsock/client.h"
 
 /* A NULL call means "no deadline, no cancel fd"; every operation first

@@ -857,7 +857,7 @@ int msg_decode(enum msg_shape shape, struct msg_decode_opts *o, const void *data
 }
 
 #define DEFINE_DECODER(fn, T, shape)                                                       \
-        _public_ int fn(const void *data, size_t len, T *ret, const char **ret_why) {      \
+        int fn(const void *data, size_t len, T *ret, const char **ret_why) {               \
                 return msg_decode(shape, NULL, data, len, ret, ret_why);                   \
         }
 

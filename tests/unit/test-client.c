@@ -22,6 +22,7 @@
 #include <cmocka.h>
 
 #include "fake-agent.h"
+#include "lib/msg-internal.h"
 #include "vsock/vsock.h"
 
 /* Generous bound for "returns promptly": only catches hangs. */
