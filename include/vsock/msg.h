@@ -56,11 +56,18 @@ struct vsock_env {
 };
 
 /* ExecRequest (types 1, 11, 12) and ExecTTYRequest (type 9) share one
- * struct; rows/cols are used only by the TTY encoder, stdin only by the
- * other. env is kept sorted by key (byte order) by the decoder; the
- * encoder sorts a copy of the index itself, so callers may fill it in any
- * order. A key that occurs twice in JSON keeps the last value, as in Go. */
+ * struct, which every exec call of client.h takes (what each field means
+ * there: client.h, "Exec requests"); rows/cols are used only by a TTY
+ * exec, stdin_data only by the others. env may be in any order (the
+ * encoder sorts a copy of its index); a key given twice keeps the last
+ * value, as in Go.
+ *
+ * Size-checked, so that fields can be added: fill it with a designated
+ * initialiser ({ .command = "ls" }), which leaves @size 0, the first
+ * layout (VSOCK_0.1's), or set @size = sizeof(struct vsock_exec_request).
+ * A size the library does not know fails the call with -EINVAL. */
 struct vsock_exec_request {
+        size_t size;            /* sizeof(struct vsock_exec_request), or 0 (see below) */
         const char *command;
         char **args;
         size_t n_args;

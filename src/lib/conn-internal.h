@@ -58,6 +58,9 @@ int conn_listen_tcp_sockaddr(const struct vsock_addr *a, const struct sockaddr *
  * addr_to_sockaddr handles VSOCK and UNIX/MUX paths ('@' = abstract);
  * TCP goes through tcp_resolve() instead. */
 int addr_to_sockaddr(const struct vsock_addr *a, struct sockaddr_storage *ret, socklen_t *ret_len);
+/* False when a caller's address has reserved bytes set (addr.h): the
+ * public entry points refuse it with -EINVAL. */
+bool addr_reserved_clear(const struct vsock_addr *a);
 int addr_from_sockaddr(const struct sockaddr *sa, socklen_t len, struct vsock_addr *ret);
 
 /* The hybrid-vsock handshake on a freshly connected unix socket (mux.c):

@@ -320,7 +320,7 @@ static int dial_tcp(const struct vsock_addr *a, int64_t deadline_ns, int cancel_
 }
 
 int conn_dial_addr(const struct vsock_addr *addr, int timeout_ms, int cancel_fd, char *mux_reply, vsock_conn **ret) {
-        if (!addr || !ret)
+        if (!addr || !ret || !addr_reserved_clear(addr))
                 return -EINVAL;
 
         int64_t deadline = deadline_from_ms(timeout_ms);
@@ -630,7 +630,7 @@ static int listen_tcp(const struct vsock_addr *a, int backlog, vsock_listener **
 }
 
 _public_ int vsock_listen_addr(const struct vsock_addr *addr, int backlog, unsigned unix_mode, vsock_listener **ret) {
-        if (!addr || !ret)
+        if (!addr || !ret || !addr_reserved_clear(addr))
                 return -EINVAL;
         if (backlog <= 0)
                 backlog = DEFAULT_BACKLOG;

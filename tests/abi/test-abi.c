@@ -9,10 +9,10 @@
  * so no private symbol leaks out of the .so, no public function is left
  * unexported or unversioned, and the map names nothing that is gone. It
  * also checks the version macros against meson's project version and the
- * library's vsock_version().
+ * library's vsock_version(), and the soname against meson's soversion.
  *
- * Usage: test-abi NM LIBVSOCK_SO MAP HEADER_DIR... (EXPECT_VERSION is
- * meson's version, compiled in). */
+ * Usage: test-abi NM READELF LIBVSOCK_SO MAP HEADER_DIR... (EXPECT_VERSION
+ * and EXPECT_SONAME are meson's, compiled in). */
 #include <ctype.h>
 #include <dirent.h>
 #include <stdbool.h>
@@ -22,8 +22,8 @@
 
 #include <vsock/vsock.h>
 
-#ifndef EXPECT_VERSION
-#error "EXPECT_VERSION (meson's project version) is required"
+#if !defined(EXPECT_VERSION) || !defined(EXPECT_SONAME)
+#error "EXPECT_VERSION and EXPECT_SONAME (meson's) are required"
 #endif
 
 struct names {
@@ -198,18 +198,42 @@ static void check_version(void) {
                 FAIL("vsock_version() \"%s\", meson's version \"%s\"", v ? v : "(null)", EXPECT_VERSION);
 }
 
+static void check_soname(const char *readelf, const char *so) {
+        char cmd[8192], line[1024];
+        bool found = false;
+        snprintf(cmd, sizeof cmd, "'%s' -d '%s'", readelf, so);
+        FILE *p = popen(cmd, "re");
+        if (!p) {
+                perror("popen");
+                exit(2);
+        }
+        while (fgets(line, sizeof line, p)) {
+                const char *s = strstr(line, "(SONAME)");
+                const char *b = s ? strchr(s, '[') : NULL;
+                const char *e = b ? strchr(b, ']') : NULL;
+                if (!e)
+                        continue;
+                found = true;
+                if ((size_t) (e - b - 1) != strlen(EXPECT_SONAME) || memcmp(b + 1, EXPECT_SONAME, (size_t) (e - b - 1)))
+                        FAIL("soname %.*s, meson's %s", (int) (e - b - 1), b + 1, EXPECT_SONAME);
+        }
+        if (pclose(p) != 0 || !found)
+                FAIL("%s: no SONAME", cmd);
+}
+
 int main(int argc, char **argv) {
         struct names declared = {}, mapped = {}, exports = {}, unversioned = {};
 
-        if (argc < 5) {
-                fprintf(stderr, "usage: %s NM LIBVSOCK_SO MAP HEADER_DIR...\n", argv[0]);
+        if (argc < 6) {
+                fprintf(stderr, "usage: %s NM READELF LIBVSOCK_SO MAP HEADER_DIR...\n", argv[0]);
                 return 2;
         }
         check_version();
-        for (int i = 4; i < argc; i++)
+        check_soname(argv[2], argv[3]);
+        for (int i = 5; i < argc; i++)
                 header_functions(argv[i], &declared);
-        map_names(argv[3], &mapped);
-        exported(argv[1], argv[2], &exports, &unversioned);
+        map_names(argv[4], &mapped);
+        exported(argv[1], argv[3], &exports, &unversioned);
 
         for (size_t i = 0; i < unversioned.n; i++)
                 FAIL("exported without the VSOCK_0.1 version: %s", unversioned.v[i]);
@@ -228,7 +252,7 @@ int main(int argc, char **argv) {
         if (declared.n == 0 || exports.n == 0)
                 FAIL("nothing found (%zu declared, %zu exported)", declared.n, exports.n);
 
-        printf("test-abi: %zu functions declared, %zu in the map, %zu exported; version %s\n", declared.n, mapped.n,
-               exports.n, vsock_version());
+        printf("test-abi: %zu functions declared, %zu in the map, %zu exported; version %s, %s\n", declared.n,
+               mapped.n, exports.n, vsock_version(), EXPECT_SONAME);
         return failures ? 1 : 0;
 }
