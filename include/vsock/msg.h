@@ -67,7 +67,7 @@ struct vsock_env {
  * layout (VSOCK_0.1's), or set @size = sizeof(struct vsock_exec_request).
  * A size the library does not know fails the call with -EINVAL. */
 struct vsock_exec_request {
-        size_t size;            /* sizeof(struct vsock_exec_request), or 0 (see below) */
+        size_t size;            /* sizeof(struct vsock_exec_request), or 0 (see above) */
         const char *command;
         char **args;
         size_t n_args;
