@@ -53,7 +53,8 @@ int mux_handshake(int fd, uint32_t port, int64_t deadline_ns, int cancel_fd, cha
         size_t n = 0;
         int r;
 
-        remember(reply, line, 0);
+        if (reply)
+                reply[0] = '\0';
 
         /* One write: Firecracker parses the first read it gets and drops a
          * command that arrives in pieces. A fresh socket's buffer is empty,
