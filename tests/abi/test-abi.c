@@ -52,6 +52,13 @@ static void names_add(struct names *s, const char *name, size_t len) {
         s->n++;
 }
 
+static void names_free(struct names *s) {
+        for (size_t i = 0; i < s->n; i++)
+                free(s->v[i]);
+        free(s->v);
+        *s = (struct names) {};
+}
+
 static bool names_has(const struct names *s, const char *name) {
         for (size_t i = 0; i < s->n; i++)
                 if (strcmp(s->v[i], name) == 0)
@@ -254,5 +261,9 @@ int main(int argc, char **argv) {
 
         printf("test-abi: %zu functions declared, %zu in the map, %zu exported; version %s, %s\n", declared.n,
                mapped.n, exports.n, vsock_version(), EXPECT_SONAME);
+        names_free(&declared);
+        names_free(&mapped);
+        names_free(&exports);
+        names_free(&unversioned);
         return failures ? 1 : 0;
 }
