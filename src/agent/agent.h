@@ -7,7 +7,6 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "agent/child.h"
 #include "agent/loop.h"
 
 struct session;
@@ -36,6 +35,11 @@ struct agent {
         uint32_t *allow_uids;            /* unix peers besides root and our uid */
         size_t n_allow_uids;
         bool insecure_tcp;              /* TCP on a non-loopback address */
+        /* Started and not reaped yet (child.c). */
+        struct child_list {
+                struct child *head;
+                size_t n;
+        } children;
         /* Every signal whose disposition the agent changed from SIG_DFL
          * (ignored or handled): each command resets exactly these. Add to
          * it wherever a disposition changes. */
@@ -43,7 +47,6 @@ struct agent {
         /* Commands being started on a worker thread: their pids are not
          * known to child.c yet, so init mode's orphan reaper must wait. */
         unsigned spawns_pending;
-        struct child_list children;     /* started and not reaped yet (child.c) */
         bool shutting_down;
         uint64_t next_session_id;
         struct session *sessions;       /* all live sessions (list) */

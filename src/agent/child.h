@@ -12,13 +12,6 @@
 struct agent;
 struct child;
 
-/* The agent's unreaped children (struct agent's member), for
- * agent_owns_pid() and shutdown. Zero-initialised: empty. */
-struct child_list {
-        struct child *head;
-        size_t n;
-};
-
 /* Called once, from the loop, after the child was reaped. @exit_code is the
  * exit status or 128+signal. */
 typedef void (*child_exit_fn)(struct child *c, int exit_code, void *userdata);

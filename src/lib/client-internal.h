@@ -5,8 +5,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "msg-internal.h"
 #include "vsock/client.h"
+#include "msg-internal.h"
 
 /* Whether the caller's struct with a leading size (vsock_call,
  * vsock_exec_io, vsock_exec_request) has a layout this library knows: 0
