@@ -27,6 +27,7 @@
 #include <vsock/msg.h>
 
 #include "bench.h"
+#include "lib/msg-internal.h"
 
 #define ATTACKERS 24
 #define STALLED 4               /* stalled requests per FUSE attack */

@@ -18,6 +18,7 @@
 #include <vsock/msg.h>
 
 #include "bench.h"
+#include "lib/msg-internal.h"
 
 #define CALL_TIMEOUT_MS 60000
 #define READ_BUF (256u * 1024)

@@ -4,7 +4,7 @@
 # missing. Extra package sets: "deps.sh vm" for the QEMU test.
 set -eu
 
-base="meson ninja-build pkg-config gcc clang libclang-rt-14-dev libjansson-dev libseccomp-dev libcmocka-dev python3 procps iproute2 libfuse3-dev fuse3 tar"
+base="meson ninja-build pkg-config gcc binutils clang libclang-rt-14-dev libjansson-dev libseccomp-dev libcmocka-dev python3 procps iproute2 libfuse3-dev fuse3 tar"
 vm="qemu-system-x86 busybox-static cpio xz-utils"
 
 want="$base"

@@ -24,9 +24,10 @@ extern "C" {
 #define VSOCK_CID_ANY 0xFFFFFFFFu
 #define VSOCK_PORT_ANY 0xFFFFFFFFu
 
-#define VSOCK_PORT_EXEC 5000u  /* seed: ServicePortExec */
-#define VSOCK_PORT_VFS 5001u   /* seed: ServicePortVFS */
-#define VSOCK_PORT_READY 5002u /* seed: ServicePortReady */
+/* The agent's service ports (Go's ServicePortExec, ...). */
+#define VSOCK_PORT_EXEC 5000u
+#define VSOCK_PORT_VFS 5001u
+#define VSOCK_PORT_READY 5002u
 
 enum vsock_transport {
         VSOCK_TRANSPORT_VSOCK = 1,
@@ -38,12 +39,18 @@ enum vsock_transport {
 #define VSOCK_ADDR_PATH_MAX 108 /* sizeof(sockaddr_un.sun_path) */
 #define VSOCK_ADDR_HOST_MAX 256
 
+/* An address of any transport. Room to grow: @reserved must be zero (the
+ * library zeroes it in every address it fills; build yours with a
+ * designated initialiser or vsock_addr_vsock()), so that a later version
+ * can give it meaning without changing the struct's size. An address with
+ * reserved bytes set is refused with -EINVAL. */
 struct vsock_addr {
         enum vsock_transport transport;
         uint32_t cid;                        /* VSOCK */
         uint32_t port;                       /* VSOCK, MUX, TCP */
         char path[VSOCK_ADDR_PATH_MAX];      /* MUX, UNIX (NUL-terminated) */
         char host[VSOCK_ADDR_HOST_MAX];      /* TCP, without brackets */
+        uint64_t reserved[8];                /* zero */
 };
 
 /* Parse @s. @default_port is used when the form has no port (0: a port is
@@ -53,11 +60,14 @@ struct vsock_addr {
 int vsock_addr_parse(const char *s, uint32_t default_port, struct vsock_addr *ret, const char **ret_why);
 
 /* Format @a in the canonical form accepted by vsock_addr_parse (vsock CIDs
- * as numbers, "any" for VSOCK_CID_ANY). Returns the length that the full
- * string needs (like snprintf) or a negative code. */
+ * as numbers, "any" for VSOCK_CID_ANY) into @buf of @size bytes (always
+ * NUL-terminated when @size > 0). Returns the length that the full string
+ * needs (like snprintf), VSOCK_ERR(VSOCK_E_BAD_ADDRESS, EINVAL) for an
+ * unknown transport, or -EINVAL (no @a, no @buf with a @size, reserved
+ * bytes set). */
 int vsock_addr_format(const struct vsock_addr *a, char *buf, size_t size);
 
-/* Build a vsock address (the seed's Addr{CID, Port}). */
+/* Build a vsock address (Go's vsock.Addr{CID, Port}). */
 struct vsock_addr vsock_addr_vsock(uint32_t cid, uint32_t port);
 
 #ifdef __cplusplus

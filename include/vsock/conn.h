@@ -1,6 +1,11 @@
-/* Connections and listeners for every transport (the seed's Conn, Listener,
- * Dial, Listen, ListenCID, Accept, GetLocalCID), plus wrapping of any
- * already-connected stream fd (the seed's net.Conn layer).
+/* Connections and listeners for every transport (the Go package's Conn,
+ * Listener, Dial, Listen, ListenCID, Accept, GetLocalCID), plus wrapping
+ * of any already-connected stream fd (Go's net.Conn layer).
+ *
+ * A vsock_conn and a vsock_listener are opaque and owned by whoever got
+ * them; vsock_conn_close() and vsock_listener_close() free them. A conn
+ * may be used from several threads: whole frames are written and read
+ * under its locks (frame.h).
  *
  * All fds are O_CLOEXEC. Connection fds are kept non-blocking internally;
  * every blocking operation waits with poll(2) and honours the connection's
@@ -21,7 +26,9 @@ extern "C" {
 typedef struct vsock_conn vsock_conn;
 typedef struct vsock_listener vsock_listener;
 
-/* Who is on the other end of an accepted connection. */
+/* Who is on the other end of an accepted connection. Filled by the
+ * library; @reserved (zero today) is room for what a later version may
+ * report, without changing the struct's size. */
 struct vsock_peer {
         enum vsock_transport transport;
         uint32_t cid;        /* VSOCK: peer CID */
@@ -30,6 +37,7 @@ struct vsock_peer {
         pid_t pid;
         uid_t uid;
         gid_t gid;
+        uint64_t reserved[4];
 };
 
 /* Default hybrid-vsock handshake deadline (CONNECT ... -> OK n). */
@@ -37,7 +45,8 @@ struct vsock_peer {
 
 /* ---- dialing ---------------------------------------------------------- */
 
-/* The seed's Dial(cid, port): connect over AF_VSOCK. Blocking, no timeout. */
+/* Go's Dial(cid, port): connect over AF_VSOCK. Blocking, no timeout.
+ * Errors as vsock_dial_addr(). */
 int vsock_dial(uint32_t cid, uint32_t port, vsock_conn **ret);
 
 /* Connect to @addr. @timeout_ms bounds the whole connect, including the
@@ -74,7 +83,7 @@ ssize_t vsock_conn_read(vsock_conn *c, void *buf, size_t n);
 /* Write all @n bytes (short writes and EINTR handled; never SIGPIPE). */
 int vsock_conn_write(vsock_conn *c, const void *buf, size_t n);
 
-/* The seed's ReadFull: exactly @n bytes, or VSOCK_E_CLOSED (errno EPIPE)
+/* Go's io.ReadFull: exactly @n bytes, or VSOCK_E_CLOSED (errno EPIPE)
  * if EOF comes first (ret_partial, if not NULL, gets the count read). */
 int vsock_conn_read_full(vsock_conn *c, void *buf, size_t n, size_t *ret_partial);
 
@@ -82,7 +91,8 @@ int vsock_conn_read_full(vsock_conn *c, void *buf, size_t n, size_t *ret_partial
 int vsock_conn_shutdown_write(vsock_conn *c);
 
 /* Deadlines are absolute CLOCK_MONOTONIC nanoseconds; 0 clears. Unlike the
- * seed's no-op SetDeadline, these are enforced by every read and write. */
+ * Go package's no-op SetDeadline, these are enforced by every read and
+ * write (VSOCK_E_TIMEOUT). */
 void vsock_conn_set_deadline(vsock_conn *c, int64_t deadline_ns);
 void vsock_conn_set_read_deadline(vsock_conn *c, int64_t deadline_ns);
 void vsock_conn_set_write_deadline(vsock_conn *c, int64_t deadline_ns);
@@ -110,7 +120,9 @@ const struct vsock_peer *vsock_conn_peer(const vsock_conn *c);
 
 /* ---- listening -------------------------------------------------------- */
 
-/* The seed's Listen(port) == ListenCID(VSOCK_CID_ANY, port). */
+/* Go's Listen(port) == ListenCID(VSOCK_CID_ANY, port): listen on AF_VSOCK.
+ * Errors: VSOCK_E_CREATE_SOCKET, VSOCK_E_BIND, VSOCK_E_LISTEN (errno
+ * kept). */
 int vsock_listen(uint32_t port, vsock_listener **ret);
 int vsock_listen_cid(uint32_t cid, uint32_t port, vsock_listener **ret);
 
@@ -135,7 +147,7 @@ int vsock_accept_fd(const vsock_listener *l, struct vsock_peer *ret_peer);
 /* Close (and for unix sockets unlink the path it created). Accepts NULL. */
 int vsock_listener_close(vsock_listener *l);
 
-/* The seed's GetLocalCID: ioctl(IOCTL_VM_SOCKETS_GET_LOCAL_CID) on
+/* Go's GetLocalCID: ioctl(IOCTL_VM_SOCKETS_GET_LOCAL_CID) on
  * /dev/vsock. Errors: VSOCK_E_OPEN_DEVICE, VSOCK_E_GET_LOCAL_CID. */
 int vsock_get_local_cid(uint32_t *ret_cid);
 

@@ -1,8 +1,8 @@
 /* libvsock error model.
  *
  * Every function returns >= 0 on success and a negative code on failure. A
- * code carries two things at once: the *kind* of failure (the seed's named
- * errors, plus a few of our own) and the errno that caused it, if any:
+ * code carries two things at once: the *kind* of failure (the Go package's
+ * named errors, plus a few of our own) and the errno that caused it, if any:
  *
  *     rc = -((kind << 16) | errnum)
  *
@@ -17,16 +17,16 @@ extern "C" {
 
 enum vsock_errkind {
         VSOCK_E_ERRNO = 0,              /* plain errno, no extra context */
-        /* Socket lifecycle (seed: ErrCreateSocket ... ErrConnect) */
+        /* Socket lifecycle (Go: ErrCreateSocket ... ErrConnect) */
         VSOCK_E_CREATE_SOCKET = 1,
         VSOCK_E_BIND,
         VSOCK_E_LISTEN,
         VSOCK_E_ACCEPT,
         VSOCK_E_CONNECT,
-        /* Device / CID (seed: ErrOpenDevice, ErrGetLocalCID) */
+        /* Device / CID (Go: ErrOpenDevice, ErrGetLocalCID) */
         VSOCK_E_OPEN_DEVICE,
         VSOCK_E_GET_LOCAL_CID,
-        /* Wire protocol (seed) */
+        /* Wire protocol (Go's named errors) */
         VSOCK_E_ENCODE_EXEC_REQUEST,
         VSOCK_E_WRITE_HEADER,
         VSOCK_E_WRITE_REQUEST,
@@ -74,7 +74,7 @@ int vsock_err_errno(int rc);
  * with a kind. Returns rc unchanged if rc >= 0. */
 int vsock_err_wrap(enum vsock_errkind kind, int rc);
 
-/* Static text for a kind, matching the seed's error strings
+/* Static text for a kind, matching the Go package's error strings
  * ("connect to vsock", "write header", ...). */
 const char *vsock_errkind_str(enum vsock_errkind kind);
 

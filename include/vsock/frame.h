@@ -30,7 +30,9 @@ void vsock_frame_header(uint8_t hdr[VSOCK_FRAME_HEADER_SIZE], uint8_t type, uint
 int vsock_frame_header_parse(const uint8_t hdr[VSOCK_FRAME_HEADER_SIZE], uint32_t max_payload, uint8_t *ret_type,
                              uint32_t *ret_len);
 
-/* The seed's WriteMessage / SendMessage. Errors: VSOCK_E_WRITE_HEADER if
+/* Write one frame of type @type with @len payload bytes (Go's
+ * WriteMessage / SendMessage), honouring the conn's write deadline and
+ * cancel fd. Errors: VSOCK_E_WRITE_HEADER if
  * not even the header went out, VSOCK_E_WRITE_REQUEST if the payload was
  * cut short, -EMSGSIZE (VSOCK_E_FRAME_TOO_LARGE) for len > UINT32_MAX. */
 int vsock_write_message(vsock_conn *c, uint8_t type, const void *data, size_t len);
@@ -38,7 +40,7 @@ int vsock_write_message(vsock_conn *c, uint8_t type, const void *data, size_t le
 /* Same, with the payload gathered from @iov (still one writev). */
 int vsock_write_messagev(vsock_conn *c, uint8_t type, const struct iovec *iov, int iovcnt);
 
-/* The seed's ReadMessage. Allocates the payload (NUL-terminated for
+/* Read one frame (Go's ReadMessage). Allocates the payload (NUL-terminated for
  * convenience, not counted in *ret_len; NULL when the length is 0) after
  * checking the length against vsock_conn_max_payload(). Errors:
  * VSOCK_E_READ_RESPONSE_HEADER (EOF or error in the header; errno EPIPE

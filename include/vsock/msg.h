@@ -1,21 +1,14 @@
-/* The protocol's message types and its JSON messages.
+/* The protocol's message types, the exec request every exec call takes
+ * (client.h), and Go's os.FileMode bits.
  *
- * Encoders produce exactly the bytes Go's encoding/json produces for the
- * host-side declarations in the seed (field order, omitempty, base64 for
- * []byte, sorted map keys, Go's escaping). Decoders accept everything Go
- * produces, for the host-side and the guest agent's own declarations
- * (null for empty slices/maps, missing fields, unknown fields ignored) and
- * reject wrong types and invalid base64 with VSOCK_E_DECODE.
+ * Each frame (frame.h) carries one message: its type is the frame's type
+ * byte, its payload JSON written as Go's encoding/json writes it, or a few
+ * binary bytes (Exit, Resize, Signal). The library encodes and decodes
+ * them itself for the calls of client.h; a program that only uses those
+ * never touches a payload.
  *
- * Strings are NUL-terminated UTF-8; a decoded string containing a NUL byte
- * is rejected (no valid path, command or env entry can hold one). Byte
- * fields keep an explicit length and a "present" flag, because Go tells
- * nil (omitted / null) from empty ("").
- *
- * Ownership: decoders fill caller-provided structs with malloc'd members;
- * release them with the matching *_clear() function, which also accepts a
- * zeroed struct and may be called twice. Encoders return a malloc'd buffer
- * in *ret_data (NUL-terminated, not counted) that the caller frees. */
+ * Strings are NUL-terminated UTF-8. Bytes that are not UTF-8 travel as
+ * U+FFFD (Go's encoding). */
 #pragma once
 
 #include <stdbool.h>
@@ -63,11 +56,18 @@ struct vsock_env {
 };
 
 /* ExecRequest (types 1, 11, 12) and ExecTTYRequest (type 9) share one
- * struct; rows/cols are used only by the TTY encoder, stdin only by the
- * other. env is kept sorted by key (byte order) by the decoder; the
- * encoder sorts a copy of the index itself, so callers may fill it in any
- * order. A key that occurs twice in JSON keeps the last value, as in Go. */
+ * struct, which every exec call of client.h takes (what each field means
+ * there: client.h, "Exec requests"); rows/cols are used only by a TTY
+ * exec, stdin_data only by the others. env may be in any order (the
+ * encoder sorts a copy of its index); a key given twice keeps the last
+ * value, as in Go.
+ *
+ * Size-checked, so that fields can be added: fill it with a designated
+ * initialiser ({ .command = "ls" }), which leaves @size 0, the first
+ * layout (VSOCK_0.1's), or set @size = sizeof(struct vsock_exec_request).
+ * A size the library does not know fails the call with -EINVAL. */
 struct vsock_exec_request {
+        size_t size;            /* sizeof(struct vsock_exec_request), or 0 (see above) */
         const char *command;
         char **args;
         size_t n_args;
@@ -78,91 +78,6 @@ struct vsock_exec_request {
         const char *user;       /* "uid", "uid:gid" or a name; NULL/"" = omitted */
         uint16_t rows, cols;    /* TTY only */
 };
-
-struct vsock_exec_response {
-        int64_t exit_code;
-        struct vsock_bytes stdout_data;
-        struct vsock_bytes stderr_data;
-        char *error;            /* NULL or "" = none */
-};
-
-struct vsock_port_forward_request {
-        const char *host;             /* NULL or "" = omitted (agent uses 127.0.0.1) */
-        uint16_t port;
-};
-
-struct vsock_window_size {
-        uint16_t rows, cols;
-};
-
-struct vsock_write_file_request {
-        const char *path;
-        struct vsock_bytes content;
-        uint32_t mode;          /* Go os.FileMode bits */
-};
-
-/* ReadFileRequest and ListFilesRequest: {"path": ...} */
-struct vsock_path_request {
-        const char *path;
-};
-
-struct vsock_file_info {
-        char *name;
-        int64_t size;
-        uint32_t mode;          /* Go os.FileMode bits, as on the wire */
-        bool is_dir;
-};
-
-struct vsock_file_response {
-        struct vsock_bytes content;
-        struct vsock_file_info *files;
-        size_t n_files;
-        char *error;            /* NULL or "" = none */
-};
-
-/* ---- encoders (host-side Go declarations) ------------------------------ */
-int vsock_exec_request_encode(const struct vsock_exec_request *r, uint8_t **ret_data, size_t *ret_len);
-int vsock_exec_tty_request_encode(const struct vsock_exec_request *r, uint8_t **ret_data, size_t *ret_len);
-int vsock_exec_response_encode(const struct vsock_exec_response *r, uint8_t **ret_data, size_t *ret_len);
-int vsock_port_forward_request_encode(const struct vsock_port_forward_request *r, uint8_t **ret_data, size_t *ret_len);
-int vsock_window_size_encode(const struct vsock_window_size *r, uint8_t **ret_data, size_t *ret_len);
-int vsock_write_file_request_encode(const struct vsock_write_file_request *r, uint8_t **ret_data, size_t *ret_len);
-int vsock_path_request_encode(const struct vsock_path_request *r, uint8_t **ret_data, size_t *ret_len);
-int vsock_file_info_encode(const struct vsock_file_info *r, uint8_t **ret_data, size_t *ret_len);
-int vsock_file_response_encode(const struct vsock_file_response *r, uint8_t **ret_data, size_t *ret_len);
-
-/* ---- decoders ----------------------------------------------------------
- * On failure the struct is left zeroed and, if @ret_why is not NULL, it
- * points at a static message (e.g. "field \"args\": expected array"). */
-int vsock_exec_request_decode(const void *data, size_t len, struct vsock_exec_request *ret, const char **ret_why);
-int vsock_exec_response_decode(const void *data, size_t len, struct vsock_exec_response *ret, const char **ret_why);
-int vsock_port_forward_request_decode(const void *data, size_t len, struct vsock_port_forward_request *ret, const char **ret_why);
-int vsock_window_size_decode(const void *data, size_t len, struct vsock_window_size *ret, const char **ret_why);
-int vsock_write_file_request_decode(const void *data, size_t len, struct vsock_write_file_request *ret, const char **ret_why);
-int vsock_path_request_decode(const void *data, size_t len, struct vsock_path_request *ret, const char **ret_why);
-int vsock_file_info_decode(const void *data, size_t len, struct vsock_file_info *ret, const char **ret_why);
-int vsock_file_response_decode(const void *data, size_t len, struct vsock_file_response *ret, const char **ret_why);
-
-/* ---- release ------------------------------------------------------------ */
-/* vsock_exec_request_clear(r, true) wipes env values and stdin with
- * explicit_bzero before freeing them (secrets). */
-void vsock_exec_request_clear(struct vsock_exec_request *r, bool wipe);
-void vsock_exec_response_clear(struct vsock_exec_response *r);
-void vsock_port_forward_request_clear(struct vsock_port_forward_request *r);
-void vsock_write_file_request_clear(struct vsock_write_file_request *r);
-void vsock_path_request_clear(struct vsock_path_request *r);
-void vsock_file_info_clear(struct vsock_file_info *r);
-void vsock_file_response_clear(struct vsock_file_response *r);
-
-/* ---- binary payloads ---------------------------------------------------- */
-/* Exit (type 10): big-endian uint32 of the exit code; -1 is ff ff ff ff. */
-void vsock_exit_encode(int32_t code, uint8_t out[4]);
-int vsock_exit_decode(const void *data, size_t len, int32_t *ret_code);
-/* Resize (type 8): rows, cols as big-endian uint16. */
-void vsock_resize_encode(uint16_t rows, uint16_t cols, uint8_t out[4]);
-int vsock_resize_decode(const void *data, size_t len, uint16_t *ret_rows, uint16_t *ret_cols);
-/* Signal (type 5): one byte, the Linux signal number (1..64). */
-int vsock_signal_decode(const void *data, size_t len, int *ret_signo);
 
 /* ---- Go os.FileMode <-> mode_t ----------------------------------------- */
 #define VSOCK_GO_MODE_DIR (1u << 31)

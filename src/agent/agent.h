@@ -44,6 +44,11 @@ struct agent {
         uint32_t *allow_uids;            /* unix peers besides root and our uid */
         size_t n_allow_uids;
         bool insecure_tcp;              /* TCP on a non-loopback address */
+        /* Started and not reaped yet (child.c). */
+        struct child_list {
+                struct child *head;
+                size_t n;
+        } children;
         /* Every signal whose disposition the agent changed from SIG_DFL
          * (ignored or handled): each command resets exactly these. Add to
          * it wherever a disposition changes. */
@@ -69,4 +74,4 @@ struct agent {
 
 /* Whether @pid is a process this agent started and has not reaped yet
  * (init mode's orphan reaper must leave those alone). */
-bool agent_owns_pid(pid_t pid);
+bool agent_owns_pid(const struct agent *a, pid_t pid);

@@ -30,12 +30,9 @@ struct child {
         int grace_ms;
         child_exit_fn cb;
         void *userdata;
+        struct child_list *list;        /* the agent's, until reaped */
         struct child *prev, *next;
 };
-
-/* Every unreaped child, for agent_owns_pid() and shutdown. */
-static struct child *children;
-static size_t n_children;
 
 static int pidfd_send(int pidfd, int signo) {
         if (syscall(SYS_pidfd_send_signal, pidfd, signo, NULL, 0) < 0)
@@ -44,14 +41,15 @@ static int pidfd_send(int pidfd, int signo) {
 }
 
 static void child_unlink(struct child *c) {
+        struct child_list *list = c->list;
         if (c->prev)
                 c->prev->next = c->next;
-        else if (children == c)
-                children = c->next;
+        else if (list->head == c)
+                list->head = c->next;
         if (c->next)
                 c->next->prev = c->prev;
         c->prev = c->next = NULL;
-        n_children--;
+        list->n--;
 }
 
 static void child_destroy(struct child *c) {
@@ -102,8 +100,9 @@ static void on_kill_timer(struct timer *t) {
         (void) pidfd_send(c->pidfd, SIGKILL);
 }
 
-int child_new(struct loop *l, pid_t pid, int pidfd, bool tty_session, int grace_ms, child_exit_fn cb,
+int child_new(struct agent *a, pid_t pid, int pidfd, bool tty_session, int grace_ms, child_exit_fn cb,
               void *userdata, struct child **ret) {
+        struct child_list *list = &a->children;
         struct child *c = calloc(1, sizeof *c);
         if (!c) {
                 safe_close(pidfd);
@@ -115,14 +114,15 @@ int child_new(struct loop *l, pid_t pid, int pidfd, bool tty_session, int grace_
         c->grace_ms = grace_ms;
         c->cb = cb;
         c->userdata = userdata;
-        watcher_init(&c->w, l, pidfd, on_pidfd);
-        timer_init(&c->kill_timer, l, on_kill_timer);
-        defer_init(&c->free_later, l, child_deferred_free);
-        c->next = children;
-        if (children)
-                children->prev = c;
-        children = c;
-        n_children++;
+        watcher_init(&c->w, a->loop, pidfd, on_pidfd);
+        timer_init(&c->kill_timer, a->loop, on_kill_timer);
+        defer_init(&c->free_later, a->loop, child_deferred_free);
+        c->list = list;
+        c->next = list->head;
+        if (list->head)
+                list->head->prev = c;
+        list->head = c;
+        list->n++;
         int r = watcher_set(&c->w, EPOLLIN);
         if (r < 0) {
                 /* Without a watch we could never reap it: kill it now. */
@@ -190,21 +190,21 @@ void child_release(struct child *c) {
         child_terminate(c);
 }
 
-void child_abandon(struct loop *l, pid_t pid, int pidfd, int grace_ms) {
+void child_abandon(struct agent *a, pid_t pid, int pidfd, int grace_ms) {
         struct child *c;
-        if (child_new(l, pid, pidfd, false, grace_ms, NULL, NULL, &c) >= 0)
+        if (child_new(a, pid, pidfd, false, grace_ms, NULL, NULL, &c) >= 0)
                 child_release(c); /* terminated; freed once reaped */
 }
 
-void child_terminate_all(void) {
-        for (struct child *c = children; c; c = c->next)
+void child_terminate_all(struct agent *a) {
+        for (struct child *c = a->children.head; c; c = c->next)
                 child_terminate(c);
 }
 
-size_t child_count(void) { return n_children; }
+size_t child_count(const struct agent *a) { return a->children.n; }
 
-bool agent_owns_pid(pid_t pid) {
-        for (struct child *c = children; c; c = c->next)
+bool agent_owns_pid(const struct agent *a, pid_t pid) {
+        for (const struct child *c = a->children.head; c; c = c->next)
                 if (c->pid == pid)
                         return true;
         return false;

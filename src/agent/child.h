@@ -9,16 +9,18 @@
 
 #include "agent/loop.h"
 
+struct agent;
 struct child;
 
 /* Called once, from the loop, after the child was reaped. @exit_code is the
  * exit status or 128+signal. */
 typedef void (*child_exit_fn)(struct child *c, int exit_code, void *userdata);
 
-/* Take ownership of @pidfd (also on failure) and watch it. @pid is the
+/* Take ownership of @pidfd (also on failure) and watch it in @a's loop;
+ * the child is on @a's list until reaped. @pid is the
  * leader of its own process group; @tty_session: it also leads a session
  * with a controlling terminal, which gets SIGHUP on termination. */
-int child_new(struct loop *l, pid_t pid, int pidfd, bool tty_session, int grace_ms, child_exit_fn cb,
+int child_new(struct agent *a, pid_t pid, int pidfd, bool tty_session, int grace_ms, child_exit_fn cb,
               void *userdata, struct child **ret);
 
 pid_t child_pid(const struct child *c);
@@ -39,12 +41,12 @@ void child_terminate(struct child *c);
 
 /* A started process nobody wants (its owner went away while it started):
  * terminate it and reap it once it ends. Takes @pidfd. */
-void child_abandon(struct loop *l, pid_t pid, int pidfd, int grace_ms);
+void child_abandon(struct agent *a, pid_t pid, int pidfd, int grace_ms);
 
 /* Drop the owner's reference. An unreaped child is terminated and frees
  * itself once reaped; the callback is not called any more. Accepts NULL. */
 void child_release(struct child *c);
 
-/* Terminate every child (agent shutdown) and count the unreaped ones. */
-void child_terminate_all(void);
-size_t child_count(void);
+/* Terminate every child of @a (agent shutdown) and count the unreaped ones. */
+void child_terminate_all(struct agent *a);
+size_t child_count(const struct agent *a);

@@ -637,7 +637,7 @@ static void job_run(struct worker_job *wj) {
  * meanwhile. Takes the process and fds out of @r. */
 static void exec_started(struct exec *e, struct launch_result *r) {
         int pidfd = TAKE_FD(r->pidfd);
-        int rc = child_new(e->a->loop, r->pid, pidfd, e->mode == MODE_TTY, e->a->grace_ms, on_child_exit, e,
+        int rc = child_new(e->a, r->pid, pidfd, e->mode == MODE_TTY, e->a->grace_ms, on_child_exit, e,
                            &e->child);
         if (rc < 0) {
                 exec_fail(e, 126, "cannot watch the process");
@@ -685,7 +685,7 @@ static void job_done(struct worker_job *wj) {
         if (!e) {
                 /* Nobody wants the command any more (if it started). */
                 if (!wj->cancelled && j->rc >= 0)
-                        child_abandon(j->a->loop, j->res.pid, TAKE_FD(j->res.pidfd), j->a->grace_ms);
+                        child_abandon(j->a, j->res.pid, TAKE_FD(j->res.pidfd), j->a->grace_ms);
                 job_free(j);
                 return;
         }

@@ -19,10 +19,8 @@
 #include "common/log.h"
 #include "common/macro.h"
 #include "lib/ext_msg.h"
+#include "vsock/version.h"
 
-#ifndef VSOCK_VERSION
-#define VSOCK_VERSION "unknown"
-#endif
 
 /* The 36 characters of a boot id ("8-4-4-4-12" lowercase hex). */
 static bool boot_id_valid(const char *s, size_t n) {
@@ -173,7 +171,7 @@ int hello_start(struct session *s, uint8_t type, uint8_t *payload, uint32_t len)
         const char *features[EXT_MSG_LAST - EXT_MSG_FIRST + 2];
         struct ext_hello_reply rep = {
                 .version = MIN(h.version, EXT_VERSION),
-                .agent = (char *) "vsock-agent " VSOCK_VERSION,
+                .agent = (char *) "vsock-agent " VSOCK_VERSION_STRING,
                 .boot_id = a->boot_id,
                 .features = (char **) features,
                 .n_features = collect_features(a, features, ARRAY_SIZE(features)),

@@ -15,6 +15,7 @@
 
 #include <vsock/addr.h>
 #include <vsock/error.h>
+#include <vsock/version.h>
 
 #include "agent/agent.h"
 #include "agent/child.h"
@@ -29,10 +30,6 @@
 #include "agent/worker.h"
 #include "common/log.h"
 #include "common/macro.h"
-
-#ifndef VSOCK_VERSION
-#define VSOCK_VERSION "unknown"
-#endif
 
 struct options {
         const char *listen;
@@ -51,9 +48,8 @@ struct main_state {
         int exit_code;
         bool init_mode;         /* --init: PID 1 duties */
         bool reboot;            /* init mode: reboot rather than power off */
+        size_t prev_sessions;   /* at the end of the last pass */
 };
-
-static bool g_init_mode, g_reboot;
 
 static void usage(FILE *f) {
         fprintf(f,
@@ -155,13 +151,13 @@ static void begin_shutdown(struct main_state *m, const char *why) {
         struct agent *a = &m->agent;
         if (a->shutting_down)
                 return;
-        log_info("%s: stopping (%zu sessions, %zu processes)", why, a->n_sessions, child_count());
+        log_info("%s: stopping (%zu sessions, %zu processes)", why, a->n_sessions, child_count(a));
         a->shutting_down = true;
         listener_free(m->exec_listener);
         listener_free(m->ready_listener);
         m->exec_listener = m->ready_listener = NULL;
         session_shutdown_all(a);
-        child_terminate_all();
+        child_terminate_all(a);
         /* SIGKILL goes out after the grace; allow a moment past it. */
         if (timer_arm_in_ms(&m->deadline, a->grace_ms + 1000) < 0)
                 loop_quit(a->loop);
@@ -170,7 +166,7 @@ static void begin_shutdown(struct main_state *m, const char *why) {
 static void on_deadline(struct timer *t) {
         struct main_state *m = container_of(t, struct main_state, deadline);
         log_warn("shutdown: %zu sessions and %zu processes left at the deadline", m->agent.n_sessions,
-                 child_count());
+                 child_count(&m->agent));
         loop_quit(m->agent.loop);
 }
 
@@ -195,7 +191,7 @@ static bool own_pid(pid_t pid, void *userdata) {
         /* A command that exits right after its exec, before its start
          * comes back from the worker, must not be taken for an orphan:
          * reap none until then. */
-        return agent_owns_pid(pid) || m->agent.spawns_pending > 0;
+        return agent_owns_pid(&m->agent, pid) || m->agent.spawns_pending > 0;
 }
 
 static void post_pass(void *userdata) {
@@ -204,15 +200,16 @@ static void post_pass(void *userdata) {
                 init_reap_orphans(own_pid, m);
         /* After a burst, hand the freed heap back: glibc keeps it (and its
          * arenas' tops) otherwise. Once per burst, not on every pass. */
-        static size_t prev_sessions;
-        if (prev_sessions > 0 && m->agent.n_sessions == 0)
+        if (m->prev_sessions > 0 && m->agent.n_sessions == 0)
                 (void) malloc_trim(0);
-        prev_sessions = m->agent.n_sessions;
-        if (m->agent.shutting_down && m->agent.n_sessions == 0 && child_count() == 0)
+        m->prev_sessions = m->agent.n_sessions;
+        if (m->agent.shutting_down && m->agent.n_sessions == 0 && child_count(&m->agent) == 0)
                 loop_quit(m->agent.loop);
 }
 
-static int agent_main(int argc, char **argv) {
+/* Run the agent until it is told to stop. @init_mode: PID 1 duties;
+ * *reboot (init mode) then says whether to reboot rather than power off. */
+static int agent_main(int argc, char **argv, bool init_mode, bool *reboot) {
         enum { OPT_LISTEN = 256, OPT_READY, OPT_ALLOW_CID, OPT_ALLOW_UID, OPT_INSECURE_TCP, OPT_PRIVILEGED,
                OPT_PID_NS, OPT_IDLE_TIMEOUT, OPT_IO_TIMEOUT, OPT_MEMORY_BUDGET, OPT_SEND_TIMEOUT, OPT_LOG_LEVEL, OPT_HELP, OPT_VERSION, OPT_INIT };
         static const struct option longopts[] = {
@@ -234,7 +231,7 @@ static int agent_main(int argc, char **argv) {
                 {},
         };
         static struct main_state m = { .sigfd = -1 };
-        m.init_mode = g_init_mode;
+        m.init_mode = init_mode;
         struct agent *a = &m.agent;
         struct options o = { .listen = "vsock:any:5000", .ready = "vsock:any:5002" };
         a->idle_timeout_ms = 30000;
@@ -315,7 +312,7 @@ static int agent_main(int argc, char **argv) {
                         usage(stdout);
                         return 0;
                 case OPT_VERSION:
-                        printf("vsock-agent %s\n", VSOCK_VERSION);
+                        printf("vsock-agent %s\n", VSOCK_VERSION_STRING);
                         return 0;
                 case OPT_INIT:
                         break; /* handled by main() */
@@ -438,7 +435,7 @@ static int agent_main(int argc, char **argv) {
         (void) watcher_set(&m.sigw, EPOLLIN);
         timer_init(&m.deadline, a->loop, on_deadline);
         loop_set_post_pass(a->loop, post_pass, &m);
-        log_info("vsock-agent %s: exec on %s, ready on %s", VSOCK_VERSION, o.listen, o.ready);
+        log_info("vsock-agent %s: exec on %s, ready on %s", VSOCK_VERSION_STRING, o.listen, o.ready);
 
         r = loop_run(a->loop);
         if (r < 0) {
@@ -461,7 +458,7 @@ static int agent_main(int argc, char **argv) {
         free(a->allow_cids);
         free(a->allow_uids);
         log_info("exiting");
-        g_reboot = m.reboot;
+        *reboot = m.reboot;
         if (stuck && !m.init_mode) {
                 /* Threads stuck in the kernel (a file system that does not
                  * answer) are still running: no exit handlers beside them
@@ -496,12 +493,12 @@ int main(int argc, char **argv) {
         for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
                 if (strcmp(argv[i], "--init") == 0)
                         init = true;
+        bool reboot = false;
         if (!init)
-                return agent_main(argc, argv);
+                return agent_main(argc, argv, false, &reboot);
 
         /* PID 1: mounts first (the command line is read from /proc), then
          * the kernel command line's options go before our own, so ours win. */
-        g_init_mode = true;
         (void) init_mount_basics();
         init_set_hostname_from_cmdline();
         if (init_is_pid1())
@@ -522,9 +519,9 @@ int main(int argc, char **argv) {
                         nargv[1 + i] = extra[i];
                 for (int i = 1; i < argc; i++)
                         nargv[n_extra + i] = argv[i];
-                r = agent_main(argc + n_extra, nargv);
+                r = agent_main(argc + n_extra, nargv, true, &reboot);
         } else
-                r = agent_main(argc, argv);
+                r = agent_main(argc, argv, true, &reboot);
         log_info("init: agent ended (status %d)", r);
-        init_shutdown(g_reboot);
+        init_shutdown(reboot);
 }

@@ -6,6 +6,9 @@
 
 #include <stdint.h>
 
+/* Operations decode and encode the protocol's messages. */
+#include "lib/msg-internal.h"
+
 struct buf;
 struct session;
 

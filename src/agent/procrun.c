@@ -336,7 +336,7 @@ static void start_done(struct worker_job *wj) {
         if (!r) {
                 /* The agent is exiting: a process that started is ended. */
                 if (!wj->cancelled && j->rc >= 0)
-                        child_abandon(j->a->loop, j->res.pid, TAKE_FD(j->res.pidfd), j->a->grace_ms);
+                        child_abandon(j->a, j->res.pid, TAKE_FD(j->res.pidfd), j->a->grace_ms);
                 job_free(j);
                 return;
         }
@@ -352,7 +352,7 @@ static void start_done(struct worker_job *wj) {
         r->oom_before_rc = j->oom_rc;
         r->oom_before = j->oom_count;
         struct launch_result *res = &j->res;
-        int rc = child_new(r->a->loop, res->pid, TAKE_FD(res->pidfd), proc_tty(r->p), r->a->grace_ms, on_child_exit,
+        int rc = child_new(r->a, res->pid, TAKE_FD(res->pidfd), proc_tty(r->p), r->a->grace_ms, on_child_exit,
                            r, &r->child);
         if (rc < 0) {
                 start_failed(r, 126, "cannot watch the process");

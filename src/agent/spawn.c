@@ -169,7 +169,13 @@ static int exec_search(const char *file, char *const *argv, char *const *envp) {
 
 /* Module state, guarded by spawn_lock: the idle contexts, the placeholder
  * their slots hold while idle, and for pid_ns the binary each init is
- * started from and the pipe that tells inits the agent is gone. */
+ * started from and the pipe that tells inits the agent is gone.
+ *
+ * Process-wide by nature, hence not members of the agent: the contexts
+ * hold fd slots of the one fd table every worker thread shares (kept at
+ * low numbers for all of them), the alive pipe must hang up when the
+ * process ends however it ends, and the binary and the inherited signal
+ * dispositions are the process's own. */
 static pthread_mutex_t spawn_lock = PTHREAD_MUTEX_INITIALIZER;
 static int placeholder = -1;
 static struct spawn_ctx *idle_ctx;

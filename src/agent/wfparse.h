@@ -26,9 +26,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <vsock/msg.h>
-
 #include "common/buf.h"
+#include "lib/msg-internal.h"
 
 /* Bounds on what is kept: the JSON before the content (the path may take
  * six bytes per character when escaped) and after it. */

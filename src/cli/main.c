@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <vsock/version.h>
+
 #include "cli.h"
 #include "common/macro.h"
 
@@ -118,7 +120,7 @@ int main(int argc, char **argv) {
                         usage(stdout);
                         return CLI_EXIT_OK;
                 case 'V':
-                        printf("vsockctl %s\n", VSOCK_VERSION);
+                        printf("vsockctl %s\n", VSOCK_VERSION_STRING);
                         return CLI_EXIT_OK;
                 default:
                         return cli_usage_hint(NULL);

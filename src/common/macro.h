@@ -5,6 +5,11 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+/* The version comes from <vsock/version.h> (VSOCK_VERSION_STRING), made
+ * from meson's; a private -DVSOCK_VERSION is gone, and a leftover
+ * "#ifndef VSOCK_VERSION" fallback would silently say "unknown". */
+#pragma GCC poison VSOCK_VERSION
+
 #define _cleanup_(f) __attribute__((cleanup(f)))
 #define _unused_ __attribute__((unused))
 #define _hidden_ __attribute__((visibility("hidden")))

@@ -228,10 +228,17 @@ _public_ int vsock_addr_parse(const char *s, uint32_t default_port, struct vsock
         return 0;
 }
 
+bool addr_reserved_clear(const struct vsock_addr *a) {
+        for (size_t i = 0; i < ARRAY_SIZE(a->reserved); i++)
+                if (a->reserved[i] != 0)
+                        return false;
+        return true;
+}
+
 _public_ int vsock_addr_format(const struct vsock_addr *a, char *buf, size_t size) {
         int n;
 
-        if (!a || (!buf && size > 0))
+        if (!a || (!buf && size > 0) || !addr_reserved_clear(a))
                 return -EINVAL;
 
         switch (a->transport) {

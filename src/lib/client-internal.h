@@ -7,9 +7,19 @@
 
 #include "ext_msg.h"
 #include "vsock/client.h"
+#include "msg-internal.h"
+
+/* Whether the caller's struct with a leading size (vsock_call,
+ * vsock_exec_io, vsock_exec_request) has a layout this library knows: 0
+ * (zero-initialised) is the layout of VSOCK_0.1, which today's is. When
+ * a field is added, every older size stays known (its missing fields take
+ * their defaults) and sizeof grows; a bigger, unknown size is -EINVAL. */
+#define CLIENT_SIZE_KNOWN(p) ((p)->size == 0 || (p)->size == sizeof *(p))
 
 /* A NULL call means "no deadline, no cancel fd"; every operation first
- * resolves it into @fallback and clears the diagnostics. */
+ * resolves it into @fallback and clears the diagnostics. Returns NULL
+ * when @call's size is unknown (!CLIENT_SIZE_KNOWN): the operation then
+ * fails with -EINVAL before anything else. */
 struct vsock_call *client_call_resolve(struct vsock_call *call, struct vsock_call *fallback);
 
 /* Point the connection's deadline and cancel fd at the call's, so the
@@ -49,7 +59,8 @@ int client_dial(const char *addr, uint32_t default_port, const struct vsock_call
 /* Encode an exec request the way client.h promises ("Exec requests"):
  * a request with args is sent in the form every agent runs alike (the
  * whole vector in args, its shell quoting in command). @tty selects the
- * ExecTTYRequest encoding. Errors are VSOCK_E_ENCODE_EXEC_REQUEST. */
+ * ExecTTYRequest encoding. Errors are VSOCK_E_ENCODE_EXEC_REQUEST, and
+ * -EINVAL for a request of an unknown size. */
 int client_encode_exec_request(const struct vsock_exec_request *req, bool tty, uint8_t **ret_data,
                                size_t *ret_len);
 

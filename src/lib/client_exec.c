@@ -24,6 +24,8 @@ struct vsock_call *client_call_resolve(struct vsock_call *call, struct vsock_cal
                 *fallback = (struct vsock_call) VSOCK_CALL_INIT;
                 call = fallback;
         }
+        if (!CLIENT_SIZE_KNOWN(call))
+                return NULL; /* not even remote_error is where we think */
         call->remote_error[0] = '\0';
         return call;
 }
@@ -125,7 +127,7 @@ _public_ int vsock_exec(vsock_conn *c, const struct vsock_exec_request *req, str
                         struct vsock_exec_result *ret) {
         struct vsock_call fallback;
         call = client_call_resolve(call, &fallback);
-        if (!c || !req || !ret)
+        if (!call || !c || !req || !ret)
                 return -EINVAL;
         client_call_apply(c, call);
 
@@ -659,10 +661,12 @@ static int exec_streaming(enum exec_kind kind, vsock_conn *c, const struct vsock
         const struct exec_mode *mode = &exec_modes[kind];
         struct vsock_call fallback;
         call = client_call_resolve(call, &fallback);
-        if (!c || !req || !ret)
+        if (!call || !c || !req || !ret)
                 return -EINVAL;
         if (!io)
                 io = &no_io;
+        if (!CLIENT_SIZE_KNOWN(io))
+                return -EINVAL;
         client_call_apply(c, call);
 
         _cleanup_free_ uint8_t *payload = NULL;
@@ -728,6 +732,8 @@ static int exec_at(exec_fn fn, const char *addr, const struct vsock_exec_request
                    const struct vsock_exec_io *io, struct vsock_call *call, struct vsock_exec_result *ret) {
         struct vsock_call fallback;
         call = client_call_resolve(call, &fallback);
+        if (!call)
+                return -EINVAL;
         vsock_conn *c = NULL;
         int r = client_dial(addr, VSOCK_PORT_EXEC, call, &c);
         if (r < 0)

@@ -168,7 +168,7 @@ _public_ int vsock_write_file(vsock_conn *c, const char *path, const void *data,
                               struct vsock_call *call) {
         struct vsock_call fallback;
         call = client_call_resolve(call, &fallback);
-        if (!c || !path || (!data && len > 0))
+        if (!call || !c || !path || (!data && len > 0))
                 return -EINVAL;
 
         /* Refuse before base64 allocates 4/3 of the file: the request must
@@ -215,7 +215,7 @@ _public_ int vsock_read_file(vsock_conn *c, const char *path, struct vsock_call 
                              size_t *ret_len) {
         struct vsock_call fallback;
         call = client_call_resolve(call, &fallback);
-        if (!c || !path || !ret_data || !ret_len)
+        if (!call || !c || !path || !ret_data || !ret_len)
                 return -EINVAL;
         struct vsock_file_response resp = {};
         int r = path_roundtrip(c, call, VSOCK_MSG_READ_FILE, path, &resp);
@@ -241,7 +241,7 @@ _public_ int vsock_list_files(vsock_conn *c, const char *path, struct vsock_call
                               size_t *ret_n) {
         struct vsock_call fallback;
         call = client_call_resolve(call, &fallback);
-        if (!c || !path || !ret || !ret_n)
+        if (!call || !c || !path || !ret || !ret_n)
                 return -EINVAL;
         struct vsock_file_response resp = {};
         int r = path_roundtrip(c, call, VSOCK_MSG_LIST_FILES, path, &resp);
@@ -277,6 +277,8 @@ _public_ int vsock_write_file_at(const char *addr, const char *path, const void 
                                  struct vsock_call *call) {
         struct vsock_call fallback;
         call = client_call_resolve(call, &fallback);
+        if (!call)
+                return -EINVAL;
         vsock_conn *c = NULL;
         int r = client_dial(addr, VSOCK_PORT_EXEC, call, &c);
         if (r < 0)
@@ -290,6 +292,8 @@ _public_ int vsock_read_file_at(const char *addr, const char *path, struct vsock
                                 size_t *ret_len) {
         struct vsock_call fallback;
         call = client_call_resolve(call, &fallback);
+        if (!call)
+                return -EINVAL;
         vsock_conn *c = NULL;
         int r = client_dial(addr, VSOCK_PORT_EXEC, call, &c);
         if (r < 0)
@@ -303,6 +307,8 @@ _public_ int vsock_list_files_at(const char *addr, const char *path, struct vsoc
                                  struct vsock_file_entry **ret, size_t *ret_n) {
         struct vsock_call fallback;
         call = client_call_resolve(call, &fallback);
+        if (!call)
+                return -EINVAL;
         vsock_conn *c = NULL;
         int r = client_dial(addr, VSOCK_PORT_EXEC, call, &c);
         if (r < 0)

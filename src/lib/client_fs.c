@@ -82,6 +82,8 @@ _public_ int vsock_fs(vsock_conn *c, const struct vsock_fs_request *req, struct 
                       struct vsock_fs_result *ret) {
         struct vsock_call fallback;
         call = client_call_resolve(call, &fallback);
+        if (!call)
+                return -EINVAL;
         struct ext_fs_request wire;
         if (!c || !req || fs_encode(req, &wire) < 0)
                 return -EINVAL;
@@ -103,6 +105,8 @@ _public_ int vsock_fs_at(const char *addr, const struct vsock_fs_request *req, s
                          struct vsock_fs_result *ret) {
         struct vsock_call fallback;
         call = client_call_resolve(call, &fallback);
+        if (!call)
+                return -EINVAL;
         vsock_conn *c = NULL;
         int r = client_ext_dial(addr, call, &c);
         if (r < 0)
@@ -135,6 +139,8 @@ _public_ int vsock_stat_at(const char *addr, const char *path, bool follow, stru
                            struct vsock_stat *ret) {
         struct vsock_call fallback;
         call = client_call_resolve(call, &fallback);
+        if (!call)
+                return -EINVAL;
         vsock_conn *c = NULL;
         int r = client_ext_dial(addr, call, &c);
         if (r < 0)
@@ -178,7 +184,7 @@ _public_ int vsock_list_dir(vsock_conn *c, const char *path, int page_size, vsoc
                             struct vsock_call *call) {
         struct vsock_call fallback;
         call = client_call_resolve(call, &fallback);
-        if (!c || !path || !on_page || page_size < 0)
+        if (!call || !c || !path || !on_page || page_size < 0)
                 return -EINVAL;
         char *cursor = NULL;
         int r;
@@ -193,6 +199,8 @@ _public_ int vsock_list_dir_at(const char *addr, const char *path, int page_size
                                void *userdata, struct vsock_call *call) {
         struct vsock_call fallback;
         call = client_call_resolve(call, &fallback);
+        if (!call)
+                return -EINVAL;
         vsock_conn *c = NULL;
         int r = client_ext_dial(addr, call, &c);
         if (r < 0)

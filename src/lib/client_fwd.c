@@ -27,7 +27,7 @@ _public_ int vsock_fwd_connect(vsock_conn *c, const char *host, uint16_t port, c
                                struct vsock_call *call) {
         struct vsock_call fallback;
         call = client_call_resolve(call, &fallback);
-        if (!c || (unix_path ? (host || port || !unix_path[0]) : port == 0))
+        if (!call || !c || (unix_path ? (host || port || !unix_path[0]) : port == 0))
                 return -EINVAL;
         struct ext_fwd_connect m = {
                 .host = (char *) (host && host[0] ? host : NULL),
@@ -43,7 +43,7 @@ _public_ int vsock_fwd_listen(vsock_conn *c, const char *listen, int backlog, st
                               char *ret_address, size_t address_size) {
         struct vsock_call fallback;
         call = client_call_resolve(call, &fallback);
-        if (!c || !listen || backlog < 0)
+        if (!call || !c || !listen || backlog < 0)
                 return -EINVAL;
         struct ext_fwd_listen m = { .listen = (char *) listen, .backlog = backlog };
         int r = client_ext_send_msg(c, VSOCK_FEATURE_FWD_LISTEN, EXT_MSG_FWD_LISTEN, &ext_fwd_listen_shape, &m, call);
@@ -67,7 +67,7 @@ _public_ int vsock_fwd_listen(vsock_conn *c, const char *listen, int backlog, st
 _public_ int vsock_fwd_next_event(vsock_conn *c, struct vsock_call *call, struct vsock_fwd_event *ret) {
         struct vsock_call fallback;
         call = client_call_resolve(call, &fallback);
-        if (!c || !ret)
+        if (!call || !c || !ret)
                 return -EINVAL;
         client_call_apply(c, call);
         struct ext_fwd_event ev;
@@ -84,7 +84,7 @@ _public_ int vsock_fwd_next_event(vsock_conn *c, struct vsock_call *call, struct
 _public_ int vsock_fwd_attach(vsock_conn *c, uint64_t id, struct vsock_call *call) {
         struct vsock_call fallback;
         call = client_call_resolve(call, &fallback);
-        if (!c || id == 0)
+        if (!call || !c || id == 0)
                 return -EINVAL;
         struct ext_fwd_attach m = { .id = id };
         int r = client_ext_send_msg(c, VSOCK_FEATURE_FWD_LISTEN, EXT_MSG_FWD_ATTACH, &ext_fwd_attach_shape, &m, call);

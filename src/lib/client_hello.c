@@ -13,10 +13,8 @@
 #include "ext_msg.h"
 #include "vsock/error.h"
 #include "vsock/frame.h"
+#include "vsock/version.h"
 
-#ifndef VSOCK_VERSION
-#define VSOCK_VERSION "unknown"
-#endif
 
 /* Bit i of enum vsock_feature is names[i]. */
 static const char *const feature_names[] = {
@@ -94,7 +92,7 @@ static bool write_cut(int r) {
 }
 
 static int hello_write(vsock_conn *c) {
-        struct ext_hello h = { .version = EXT_VERSION, .client = (char *) "libvsock " VSOCK_VERSION };
+        struct ext_hello h = { .version = EXT_VERSION, .client = (char *) "libvsock " VSOCK_VERSION_STRING };
         struct buf b = BUF_INIT(0);
         int r = ext_hello_encode(&h, &b);
         if (r >= 0)
@@ -282,7 +280,7 @@ int client_ext_call(vsock_conn *c, unsigned feature, uint8_t type, const struct 
 _public_ int vsock_hello(vsock_conn *c, struct vsock_call *call, struct vsock_caps *ret) {
         struct vsock_call fallback;
         call = client_call_resolve(call, &fallback);
-        if (!c || (ret && ret->size < sizeof ret->size))
+        if (!call || !c || (ret && ret->size < sizeof ret->size))
                 return -EINVAL;
         if (!c->caps) {
                 client_call_apply(c, call);
@@ -301,6 +299,8 @@ _public_ int vsock_hello(vsock_conn *c, struct vsock_call *call, struct vsock_ca
 _public_ int vsock_hello_at(const char *addr, struct vsock_call *call, struct vsock_caps *ret) {
         struct vsock_call fallback;
         call = client_call_resolve(call, &fallback);
+        if (!call)
+                return -EINVAL;
         vsock_conn *c = NULL;
         int r = client_ext_dial(addr, call, &c);
         if (r < 0)

@@ -11,7 +11,7 @@
 _public_ int vsock_open_port_forward(vsock_conn *c, const char *host, uint16_t port, struct vsock_call *call) {
         struct vsock_call fallback;
         call = client_call_resolve(call, &fallback);
-        if (!c)
+        if (!call || !c)
                 return -EINVAL;
         int saved_cancel = vsock_conn_cancel_fd(c);
         client_call_apply(c, call);
@@ -59,7 +59,7 @@ _public_ int vsock_open_port_forward_at(const char *addr, const char *host, uint
                                         vsock_conn **ret) {
         struct vsock_call fallback;
         call = client_call_resolve(call, &fallback);
-        if (!ret)
+        if (!call || !ret)
                 return -EINVAL;
         vsock_conn *c = NULL;
         int r = client_dial(addr, VSOCK_PORT_EXEC, call, &c);

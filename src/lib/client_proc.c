@@ -84,7 +84,7 @@ _public_ int vsock_proc_start(vsock_conn *c, const struct vsock_proc_spec *spec,
                               struct vsock_proc_info *ret) {
         struct vsock_call fallback;
         call = client_call_resolve(call, &fallback);
-        if (!c || !spec || !spec->req.command)
+        if (!call || !c || !spec || !spec->req.command)
                 return -EINVAL;
         const struct vsock_exec_request *q = &spec->req;
         struct ext_proc_start m;
@@ -110,7 +110,7 @@ _public_ int vsock_proc_list(vsock_conn *c, const char *tag, struct vsock_call *
                              size_t *ret_n) {
         struct vsock_call fallback;
         call = client_call_resolve(call, &fallback);
-        if (!c || !ret || !ret_n)
+        if (!call || !c || !ret || !ret_n)
                 return -EINVAL;
         struct ext_proc_list m = { .tag = (char *) (tag && tag[0] ? tag : NULL) };
         int r = client_ext_send_msg(c, VSOCK_FEATURE_PROC, EXT_MSG_PROC_LIST, &ext_proc_list_shape, &m, call);
@@ -142,7 +142,7 @@ _public_ int vsock_proc_attach(vsock_conn *c, uint64_t id, const char *tag, cons
         static const struct vsock_proc_attach_opts defaults = { 0 };
         struct vsock_call fallback;
         call = client_call_resolve(call, &fallback);
-        if (!opts)
+        if (!call || !opts)
                 opts = &defaults;
         if (!c || !valid_ref(id, tag) || opts->offset < -1)
                 return -EINVAL;
@@ -189,7 +189,7 @@ _public_ int vsock_proc_control(vsock_conn *c, uint64_t id, const char *tag, con
         };
         struct vsock_call fallback;
         call = client_call_resolve(call, &fallback);
-        if (!c || !ctl || !valid_ref(id, tag) || ctl->op < VSOCK_PROC_STDIN || ctl->op > VSOCK_PROC_REMOVE ||
+        if (!call || !c || !ctl || !valid_ref(id, tag) || ctl->op < VSOCK_PROC_STDIN || ctl->op > VSOCK_PROC_REMOVE ||
             (ctl->len > 0 && !ctl->data))
                 return -EINVAL;
         struct ext_proc_control m;
@@ -209,7 +209,7 @@ _public_ int vsock_proc_wait(vsock_conn *c, uint64_t id, const char *tag, int64_
                              struct vsock_proc_end *ret) {
         struct vsock_call fallback;
         call = client_call_resolve(call, &fallback);
-        if (!c || !valid_ref(id, tag) || timeout_ms < 0)
+        if (!call || !c || !valid_ref(id, tag) || timeout_ms < 0)
                 return -EINVAL;
         struct ext_proc_wait m = { .id = id, .tag = id ? NULL : (char *) tag, .timeout_ms = timeout_ms };
         int r = client_ext_send_msg(c, VSOCK_FEATURE_PROC, EXT_MSG_PROC_WAIT, &ext_proc_wait_shape, &m, call);

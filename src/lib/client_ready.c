@@ -57,6 +57,8 @@ static int pause_ns(int64_t ns, int64_t deadline, int cancel_fd) {
 _public_ int vsock_wait_ready(const char *addr, struct vsock_call *call) {
         struct vsock_call fallback;
         call = client_call_resolve(call, &fallback);
+        if (!call)
+                return -EINVAL;
         const int64_t deadline = call->deadline_ns;
         int64_t interval = RETRY_FIRST_NS;
 

@@ -15,6 +15,8 @@ int client_encode_exec_request(const struct vsock_exec_request *req, bool tty, u
         _cleanup_free_ char **argv = NULL;
         _cleanup_free_ char *line = NULL;
 
+        if (!CLIENT_SIZE_KNOWN(req))
+                return -EINVAL;
         if (req->n_args > 0 && !shquote_matches(req->command, req->args, req->n_args)) {
                 /* The older form, program in `command`: send the whole
                  * vector as args and its quoting as the command, so an

@@ -219,11 +219,11 @@ static int get_stream(vsock_conn *c, const struct vsock_file_get_opts *o, struct
         return r;
 }
 
-int vsock_file_get(vsock_conn *c, const char *path, const struct vsock_file_get_opts *o, struct vsock_call *call,
-                   struct vsock_file_get_result *ret) {
+_public_ int vsock_file_get(vsock_conn *c, const char *path, const struct vsock_file_get_opts *o,
+                            struct vsock_call *call, struct vsock_file_get_result *ret) {
         struct vsock_call fallback;
         call = client_call_resolve(call, &fallback);
-        if (!c || !path || !o || !ret || (o->fd < 0 && !o->sink) || (o->offset > 0 && o->fd < 0) ||
+        if (!call || !c || !path || !o || !ret || (o->fd < 0 && !o->sink) || (o->offset > 0 && o->fd < 0) ||
             o->offset > INT64_MAX || o->length > INT64_MAX)
                 return -EINVAL;
         client_call_apply(c, call);
@@ -273,11 +273,11 @@ static int get_op(vsock_conn *c, unsigned feature, uint8_t type_req, const struc
         return 0;
 }
 
-int vsock_tar_get(vsock_conn *c, const char *path, const struct vsock_tar_opts *o, struct vsock_call *call,
-                  struct vsock_tar_result *ret) {
+_public_ int vsock_tar_get(vsock_conn *c, const char *path, const struct vsock_tar_opts *o, struct vsock_call *call,
+                           struct vsock_tar_result *ret) {
         struct vsock_call fallback;
         call = client_call_resolve(call, &fallback);
-        if (!c || !path || !o || !ret || (o->fd < 0 && !o->sink))
+        if (!call || !c || !path || !o || !ret || (o->fd < 0 && !o->sink))
                 return -EINVAL;
         client_call_apply(c, call);
         _cleanup_free_ uint8_t *buf = malloc(BUF_SIZE);
@@ -452,11 +452,11 @@ static int put_stream(vsock_conn *c, const struct vsock_file_put_opts *o, struct
         }
 }
 
-int vsock_file_put(vsock_conn *c, const char *path, const struct vsock_file_put_opts *o, struct vsock_call *call,
-                   struct vsock_file_put_result *ret) {
+_public_ int vsock_file_put(vsock_conn *c, const char *path, const struct vsock_file_put_opts *o,
+                            struct vsock_call *call, struct vsock_file_put_result *ret) {
         struct vsock_call fallback;
         call = client_call_resolve(call, &fallback);
-        if (!c || !path || !o || !ret || (o->fd < 0 && !o->source) || (o->resume && !o->upload_id) ||
+        if (!call || !c || !path || !o || !ret || (o->fd < 0 && !o->source) || (o->resume && !o->upload_id) ||
             o->mode > 07777)
                 return -EINVAL;
         client_call_apply(c, call);
@@ -500,11 +500,11 @@ static int put_op(vsock_conn *c, unsigned feature, uint8_t type_req, const struc
         return 0;
 }
 
-int vsock_tar_put(vsock_conn *c, const char *path, const struct vsock_tar_opts *o, struct vsock_call *call,
-                  struct vsock_tar_result *ret) {
+_public_ int vsock_tar_put(vsock_conn *c, const char *path, const struct vsock_tar_opts *o, struct vsock_call *call,
+                           struct vsock_tar_result *ret) {
         struct vsock_call fallback;
         call = client_call_resolve(call, &fallback);
-        if (!c || !path || !o || !ret || (o->fd < 0 && !o->source))
+        if (!call || !c || !path || !o || !ret || (o->fd < 0 && !o->source))
                 return -EINVAL;
         client_call_apply(c, call);
         _cleanup_free_ uint8_t *buf = malloc(BUF_SIZE);

@@ -63,13 +63,25 @@ int conn_listen_tcp_sockaddr(const struct vsock_addr *a, const struct sockaddr *
  * addr_to_sockaddr handles VSOCK and UNIX/MUX paths ('@' = abstract);
  * TCP goes through tcp_resolve() instead. */
 int addr_to_sockaddr(const struct vsock_addr *a, struct sockaddr_storage *ret, socklen_t *ret_len);
+/* False when a caller's address has reserved bytes set (addr.h): the
+ * public entry points refuse it with -EINVAL. */
+bool addr_reserved_clear(const struct vsock_addr *a);
 int addr_from_sockaddr(const struct sockaddr *sa, socklen_t len, struct vsock_addr *ret);
 
 /* The hybrid-vsock handshake on a freshly connected unix socket (mux.c):
  * sends "CONNECT <port>\n", waits for "OK <n>\n" until @deadline_ns.
  * Reads the reply one byte at a time so no protocol byte after the '\n' is
- * consumed. @ret_host_port (may be NULL) gets n when it fits 32 bits. */
-int mux_handshake(int fd, uint32_t port, int64_t deadline_ns, int cancel_fd, uint32_t *ret_host_port);
+ * consumed. @ret_host_port (may be NULL) gets n when it fits 32 bits.
+ * @reply (NULL, or MUX_REPLY_MAX + 1 bytes) always gets the reply line as
+ * far as it came, without its '\n', non-printable bytes shown as '?', ""
+ * if the peer sent nothing: for messages after VSOCK_E_MUX_HANDSHAKE
+ * ("guest said: ERR no listener"), so it is written on failure too. */
+int mux_handshake(int fd, uint32_t port, int64_t deadline_ns, int cancel_fd, char *reply, uint32_t *ret_host_port);
+
+/* vsock_dial_addr() that also hands out the hybrid-vsock reply line (see
+ * mux_handshake; @mux_reply may be NULL, and is left alone for the other
+ * transports and for failures before the handshake). */
+int conn_dial_addr(const struct vsock_addr *addr, int timeout_ms, int cancel_fd, char *mux_reply, vsock_conn **ret);
 
 /* One frame of @len payload bytes produced in pieces (frame.c): @next
  * returns the next piece's length and sets *ret_piece, 0 after the last

@@ -320,8 +320,8 @@ static int dial_tcp(const struct vsock_addr *a, int64_t deadline_ns, int cancel_
         return r;
 }
 
-_public_ int vsock_dial_addr(const struct vsock_addr *addr, int timeout_ms, int cancel_fd, vsock_conn **ret) {
-        if (!addr || !ret)
+int conn_dial_addr(const struct vsock_addr *addr, int timeout_ms, int cancel_fd, char *mux_reply, vsock_conn **ret) {
+        if (!addr || !ret || !addr_reserved_clear(addr))
                 return -EINVAL;
 
         int64_t deadline = deadline_from_ms(timeout_ms);
@@ -358,7 +358,7 @@ _public_ int vsock_dial_addr(const struct vsock_addr *addr, int timeout_ms, int 
                 int64_t hs = deadline_from_ms(VSOCK_MUX_HANDSHAKE_MS);
                 if (deadline > 0 && deadline < hs)
                         hs = deadline;
-                r = mux_handshake(fd, addr->port, hs, cancel_fd, NULL);
+                r = mux_handshake(fd, addr->port, hs, cancel_fd, mux_reply, NULL);
                 if (r < 0)
                         return r;
         }
@@ -383,6 +383,10 @@ _public_ int vsock_dial_addr(const struct vsock_addr *addr, int timeout_ms, int 
                 return r;
         TAKE_FD(fd);
         return 0;
+}
+
+_public_ int vsock_dial_addr(const struct vsock_addr *addr, int timeout_ms, int cancel_fd, vsock_conn **ret) {
+        return conn_dial_addr(addr, timeout_ms, cancel_fd, NULL, ret);
 }
 
 _public_ int vsock_dial_str(const char *addr, uint32_t default_port, int timeout_ms, int cancel_fd, vsock_conn **ret) {
@@ -627,7 +631,7 @@ static int listen_tcp(const struct vsock_addr *a, int backlog, vsock_listener **
 }
 
 _public_ int vsock_listen_addr(const struct vsock_addr *addr, int backlog, unsigned unix_mode, vsock_listener **ret) {
-        if (!addr || !ret)
+        if (!addr || !ret || !addr_reserved_clear(addr))
                 return -EINVAL;
         if (backlog <= 0)
                 backlog = DEFAULT_BACKLOG;

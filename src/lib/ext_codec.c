@@ -246,7 +246,10 @@ int ext_encode(const struct ext_shape *shape, const void *msg, struct buf *out) 
 /* ---- decoding ------------------------------------------------------------------------- */
 
 /* Refusals name the field with its path ("entries[].mode"): the text is
- * built here, per thread, and valid until the thread's next decode. */
+ * built here, per thread, and valid until the thread's next decode. Kept
+ * per thread rather than passed in, as strerror() keeps its text: the
+ * decoders' `const char **ret_why` contract is shared with the base
+ * messages' (static texts), and every caller reads the reason at once. */
 static _Thread_local char why_buf[192];
 
 struct dec {

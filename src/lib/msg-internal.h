@@ -1,4 +1,26 @@
-/* Internal side of the message layer (include/vsock/msg.h).
+/* Internal side of the message layer (include/vsock/msg.h): the JSON
+ * structs of every message, their encoders and decoders, and the binary
+ * payloads. Hidden from libvsock.so (the calls of client.h use them), so
+ * the encoding can change with the protocol without touching the ABI.
+ *
+ * Encoders produce exactly the bytes Go's encoding/json produces for the
+ * host-side declarations of the Go package (field order, omitempty,
+ * base64 for []byte, sorted map keys, Go's escaping). Decoders accept
+ * everything Go produces, for the host-side and the guest agent's own
+ * declarations (null for empty slices/maps, missing fields, unknown
+ * fields ignored) and reject wrong types and invalid base64 with
+ * VSOCK_E_DECODE.
+ *
+ * A decoded string containing a NUL byte is rejected (no valid path,
+ * command or env entry can hold one). Byte fields keep an explicit length
+ * and a "present" flag, because Go tells nil (omitted / null) from empty
+ * ("").
+ *
+ * Ownership: decoders fill caller-provided structs with malloc'd members;
+ * release them with the matching *_clear() function, which also accepts a
+ * zeroed struct and may be called twice. The vsock_*_encode() functions
+ * return a malloc'd buffer in *ret_data (NUL-terminated, not counted) that
+ * the caller frees.
  *
  * The msg_encode_* functions APPEND one JSON message to @out, so the agent
  * and the client can encode a large ExecResponse or FileResponse straight
@@ -20,6 +42,92 @@
 #include "common/buf.h"
 #include "vsock/msg.h"
 
+struct vsock_exec_response {
+        int64_t exit_code;
+        struct vsock_bytes stdout_data;
+        struct vsock_bytes stderr_data;
+        char *error;            /* NULL or "" = none */
+};
+
+struct vsock_port_forward_request {
+        const char *host;             /* NULL or "" = omitted (agent uses 127.0.0.1) */
+        uint16_t port;
+};
+
+struct vsock_window_size {
+        uint16_t rows, cols;
+};
+
+struct vsock_write_file_request {
+        const char *path;
+        struct vsock_bytes content;
+        uint32_t mode;          /* Go os.FileMode bits */
+};
+
+/* ReadFileRequest and ListFilesRequest: {"path": ...} */
+struct vsock_path_request {
+        const char *path;
+};
+
+struct vsock_file_info {
+        char *name;
+        int64_t size;
+        uint32_t mode;          /* Go os.FileMode bits, as on the wire */
+        bool is_dir;
+};
+
+struct vsock_file_response {
+        struct vsock_bytes content;
+        struct vsock_file_info *files;
+        size_t n_files;
+        char *error;            /* NULL or "" = none */
+};
+
+/* ---- encoders (host-side Go declarations) ------------------------------ */
+int vsock_exec_request_encode(const struct vsock_exec_request *r, uint8_t **ret_data, size_t *ret_len);
+int vsock_exec_tty_request_encode(const struct vsock_exec_request *r, uint8_t **ret_data, size_t *ret_len);
+int vsock_exec_response_encode(const struct vsock_exec_response *r, uint8_t **ret_data, size_t *ret_len);
+int vsock_port_forward_request_encode(const struct vsock_port_forward_request *r, uint8_t **ret_data, size_t *ret_len);
+int vsock_window_size_encode(const struct vsock_window_size *r, uint8_t **ret_data, size_t *ret_len);
+int vsock_write_file_request_encode(const struct vsock_write_file_request *r, uint8_t **ret_data, size_t *ret_len);
+int vsock_path_request_encode(const struct vsock_path_request *r, uint8_t **ret_data, size_t *ret_len);
+int vsock_file_info_encode(const struct vsock_file_info *r, uint8_t **ret_data, size_t *ret_len);
+int vsock_file_response_encode(const struct vsock_file_response *r, uint8_t **ret_data, size_t *ret_len);
+
+/* ---- decoders ----------------------------------------------------------
+ * On failure the struct is left zeroed and, if @ret_why is not NULL, it
+ * points at a static message (e.g. "field \"args\": expected array"). */
+int vsock_exec_request_decode(const void *data, size_t len, struct vsock_exec_request *ret, const char **ret_why);
+int vsock_exec_response_decode(const void *data, size_t len, struct vsock_exec_response *ret, const char **ret_why);
+int vsock_port_forward_request_decode(const void *data, size_t len, struct vsock_port_forward_request *ret, const char **ret_why);
+int vsock_window_size_decode(const void *data, size_t len, struct vsock_window_size *ret, const char **ret_why);
+int vsock_write_file_request_decode(const void *data, size_t len, struct vsock_write_file_request *ret, const char **ret_why);
+int vsock_path_request_decode(const void *data, size_t len, struct vsock_path_request *ret, const char **ret_why);
+int vsock_file_info_decode(const void *data, size_t len, struct vsock_file_info *ret, const char **ret_why);
+int vsock_file_response_decode(const void *data, size_t len, struct vsock_file_response *ret, const char **ret_why);
+
+/* ---- release ------------------------------------------------------------ */
+/* vsock_exec_request_clear(r, true) wipes env values and stdin with
+ * explicit_bzero before freeing them (secrets). */
+void vsock_exec_request_clear(struct vsock_exec_request *r, bool wipe);
+void vsock_exec_response_clear(struct vsock_exec_response *r);
+void vsock_port_forward_request_clear(struct vsock_port_forward_request *r);
+void vsock_write_file_request_clear(struct vsock_write_file_request *r);
+void vsock_path_request_clear(struct vsock_path_request *r);
+void vsock_file_info_clear(struct vsock_file_info *r);
+void vsock_file_response_clear(struct vsock_file_response *r);
+
+/* ---- binary payloads ---------------------------------------------------- */
+/* Exit (type 10): big-endian uint32 of the exit code; -1 is ff ff ff ff. */
+void vsock_exit_encode(int32_t code, uint8_t out[4]);
+int vsock_exit_decode(const void *data, size_t len, int32_t *ret_code);
+/* Resize (type 8): rows, cols as big-endian uint16. */
+void vsock_resize_encode(uint16_t rows, uint16_t cols, uint8_t out[4]);
+int vsock_resize_decode(const void *data, size_t len, uint16_t *ret_rows, uint16_t *ret_cols);
+/* Signal (type 5): one byte, the Linux signal number (1..64). */
+int vsock_signal_decode(const void *data, size_t len, int *ret_signo);
+
+/* ---- appending encoders ---------------------------------------------------- */
 int msg_encode_exec_request(const struct vsock_exec_request *r, struct buf *out);
 int msg_encode_exec_tty_request(const struct vsock_exec_request *r, struct buf *out);
 int msg_encode_exec_response(const struct vsock_exec_response *r, struct buf *out);
@@ -57,19 +165,57 @@ int msg_decode_write_file_inplace(void *data, size_t len, struct vsock_write_fil
 
 /* vsock_write_file_request_decode() that also refuses a repeated member,
  * whether the keys are the same or only fold to the same field ("content"
- * and "Content"; Go would take the last one). For texts whose content was
- * taken apart (wfparse.h), where "the last one" is no longer at hand. */
+ * and "Content"; Go would take the last one): msg_decode() with strict
+ * set. For texts whose content was taken apart (wfparse.h), where "the
+ * last one" is no longer at hand. */
 int msg_decode_write_file_strict(const void *data, size_t len, struct vsock_write_file_request *ret,
                                  const char **ret_why);
 
-/* Test hooks of the decoders' fast path for big strings (json_bigstr.h):
- * string values of at least @min_len bytes in the top-level object are
- * cut out before jansson parses (default 4096; 0 cuts every string out,
- * SIZE_MAX turns the fast path off). Not thread-safe: set it before any
- * decoding starts. msg_decode_cut_hits() counts the decodes in this thread
- * that took the fast path. */
-void msg_decode_set_bigstr_min(size_t min_len);
-unsigned msg_decode_cut_hits(void);
+/* The JSON shapes the decoders know: one per public decoder, and the
+ * exact Go structs of msg_decode_exec_request(). */
+enum msg_shape {
+        MSG_SHAPE_EXEC_REQUEST,         /* vsock_exec_request_decode(): both exec shapes' union */
+        MSG_SHAPE_EXEC_BATCH,           /* ExecRequest (types 1, 11, 12) */
+        MSG_SHAPE_EXEC_TTY,             /* ExecTTYRequest (type 9) */
+        MSG_SHAPE_EXEC_RESPONSE,
+        MSG_SHAPE_PORT_FORWARD_REQUEST,
+        MSG_SHAPE_WINDOW_SIZE,
+        MSG_SHAPE_WRITE_FILE_REQUEST,
+        MSG_SHAPE_PATH_REQUEST,
+        MSG_SHAPE_FILE_INFO,
+        MSG_SHAPE_FILE_RESPONSE,
+};
+
+/* String values at least this long in the top-level object are cut out
+ * before jansson parses (json_bigstr.h): shorter ones would not pay for
+ * the scan and the copy. */
+#define MSG_BIGSTR_MIN_DEFAULT 4096
+
+/* How a decode runs, and what it did. Each caller owns its own, so
+ * decoders with different settings run side by side in any thread. */
+struct msg_decode_opts {
+        /* Cut out strings of at least this many bytes (0: every string;
+         * SIZE_MAX: none, jansson parses everything). */
+        size_t bigstr_min;
+        /* Refuse a repeated member, whether the keys are the same or only
+         * fold to the same field. */
+        bool strict;
+        /* Out: incremented by each decode that took the fast path. */
+        unsigned cut_hits;
+};
+#define MSG_DECODE_OPTS_INIT { .bigstr_min = MSG_BIGSTR_MIN_DEFAULT }
+
+/* Decode @len bytes of JSON of @shape into @ret (the shape's struct) with
+ * the options @o (NULL: MSG_DECODE_OPTS_INIT). The public decoders and
+ * msg_decode_exec_request() are this with their shape and no options;
+ * same contract. -EINVAL for an unknown shape. */
+int msg_decode(enum msg_shape shape, struct msg_decode_opts *o, const void *data, size_t len, void *ret,
+               const char **ret_why);
+
+/* msg_decode_write_file_inplace() with options (@o may be NULL). */
+int msg_decode_write_file_inplace_opts(struct msg_decode_opts *o, void *data, size_t len,
+                                       struct vsock_write_file_request *ret, const uint8_t **ret_content,
+                                       size_t *ret_content_len, const char **ret_why);
 
 /* Overwrite the secrets of a request (env values, stdin) with zeros in
  * place, without freeing anything. vsock_exec_request_clear(r, true) calls

@@ -46,7 +46,7 @@ static uint16_t get_be16(const uint8_t *p) {
         return (uint16_t) (p[0] << 8 | p[1]);
 }
 
-_public_ void vsock_exit_encode(int32_t code, uint8_t out[4]) {
+void vsock_exit_encode(int32_t code, uint8_t out[4]) {
         /* Go sends uint32(code): -1 (killed by a signal) is ff ff ff ff. */
         uint32_t v = (uint32_t) code;
         out[0] = (uint8_t) (v >> 24);
@@ -55,7 +55,7 @@ _public_ void vsock_exit_encode(int32_t code, uint8_t out[4]) {
         out[3] = (uint8_t) v;
 }
 
-_public_ int vsock_exit_decode(const void *data, size_t len, int32_t *ret_code) {
+int vsock_exit_decode(const void *data, size_t len, int32_t *ret_code) {
         const uint8_t *p = data;
         if (!p || len != 4)
                 return DECODE_ERR;
@@ -65,12 +65,12 @@ _public_ int vsock_exit_decode(const void *data, size_t len, int32_t *ret_code) 
         return 0;
 }
 
-_public_ void vsock_resize_encode(uint16_t rows, uint16_t cols, uint8_t out[4]) {
+void vsock_resize_encode(uint16_t rows, uint16_t cols, uint8_t out[4]) {
         put_be16(out, rows);
         put_be16(out + 2, cols);
 }
 
-_public_ int vsock_resize_decode(const void *data, size_t len, uint16_t *ret_rows, uint16_t *ret_cols) {
+int vsock_resize_decode(const void *data, size_t len, uint16_t *ret_rows, uint16_t *ret_cols) {
         const uint8_t *p = data;
         if (!p || len != 4)
                 return DECODE_ERR;
@@ -81,7 +81,7 @@ _public_ int vsock_resize_decode(const void *data, size_t len, uint16_t *ret_row
         return 0;
 }
 
-_public_ int vsock_signal_decode(const void *data, size_t len, int *ret_signo) {
+int vsock_signal_decode(const void *data, size_t len, int *ret_signo) {
         const uint8_t *p = data;
         /* Linux signal numbers are 1..64 (SIGRTMAX); anything else cannot
          * be delivered and must not reach kill(2) as 0 (a probe). */
@@ -204,7 +204,7 @@ static void free_const(const void *p) {
         free((void *) p);
 }
 
-_public_ void vsock_exec_request_clear(struct vsock_exec_request *r, bool wipe) {
+void vsock_exec_request_clear(struct vsock_exec_request *r, bool wipe) {
         if (!r)
                 return;
         if (wipe)
@@ -218,7 +218,7 @@ _public_ void vsock_exec_request_clear(struct vsock_exec_request *r, bool wipe) 
         *r = (struct vsock_exec_request) {};
 }
 
-_public_ void vsock_exec_response_clear(struct vsock_exec_response *r) {
+void vsock_exec_response_clear(struct vsock_exec_response *r) {
         if (!r)
                 return;
         msg_bytes_free(&r->stdout_data, false);
@@ -227,14 +227,14 @@ _public_ void vsock_exec_response_clear(struct vsock_exec_response *r) {
         *r = (struct vsock_exec_response) {};
 }
 
-_public_ void vsock_port_forward_request_clear(struct vsock_port_forward_request *r) {
+void vsock_port_forward_request_clear(struct vsock_port_forward_request *r) {
         if (!r)
                 return;
         free_const(r->host);
         *r = (struct vsock_port_forward_request) {};
 }
 
-_public_ void vsock_write_file_request_clear(struct vsock_write_file_request *r) {
+void vsock_write_file_request_clear(struct vsock_write_file_request *r) {
         if (!r)
                 return;
         free_const(r->path);
@@ -242,21 +242,21 @@ _public_ void vsock_write_file_request_clear(struct vsock_write_file_request *r)
         *r = (struct vsock_write_file_request) {};
 }
 
-_public_ void vsock_path_request_clear(struct vsock_path_request *r) {
+void vsock_path_request_clear(struct vsock_path_request *r) {
         if (!r)
                 return;
         free_const(r->path);
         *r = (struct vsock_path_request) {};
 }
 
-_public_ void vsock_file_info_clear(struct vsock_file_info *r) {
+void vsock_file_info_clear(struct vsock_file_info *r) {
         if (!r)
                 return;
         free(r->name);
         *r = (struct vsock_file_info) {};
 }
 
-_public_ void vsock_file_response_clear(struct vsock_file_response *r) {
+void vsock_file_response_clear(struct vsock_file_response *r) {
         if (!r)
                 return;
         msg_bytes_free(&r->content, false);

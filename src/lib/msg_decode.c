@@ -267,7 +267,7 @@ struct cut {
 };
 
 static int decode_object(json_t *obj, const struct field *fields, size_t n, void *st, const struct cut *cut,
-                         const char **why);
+                         bool strict, const char **why);
 
 /* Go's encoding/json checks numbers against the Go type; reals are never
  * integers even when their value is (Go rejects 1.0 for an int). */
@@ -484,7 +484,7 @@ static int decode_files(const struct field *f, json_t *v, void *st, const char *
                 json_t *e = json_array_get(v, i);
                 int r;
                 if (json_is_object(e)) {
-                        r = decode_object(e, fi_elem_fields, ARRAY_SIZE(fi_elem_fields), &(*pf)[i], NULL, why);
+                        r = decode_object(e, fi_elem_fields, ARRAY_SIZE(fi_elem_fields), &(*pf)[i], NULL, false, why);
                         if (r < 0)
                                 return r;
                 } else if (!json_is_null(e)) {
@@ -621,12 +621,9 @@ static int decode_field_cut(const struct field *f, const struct cut *cut, const 
         return r;
 }
 
-/* Set by msg_decode_write_file_strict() for the duration of one decode:
- * a field set twice (two keys that fold to its name) is refused. */
-static _Thread_local bool strict_fields;
-
+/* @strict: a field set twice (two keys that fold to its name) is refused. */
 static int decode_object(json_t *obj, const struct field *fields, size_t n, void *st, const struct cut *cut,
-                         const char **why) {
+                         bool strict, const char **why) {
         const char *key;
         json_t *v;
         uint64_t seen = 0;
@@ -635,7 +632,7 @@ static int decode_object(json_t *obj, const struct field *fields, size_t n, void
                 const struct field *f = find_field(fields, n, key);
                 if (!f)
                         continue; /* unknown fields are ignored, as in Go */
-                if (strict_fields && (size_t) (f - fields) < 64) {
+                if (strict && (size_t) (f - fields) < 64) {
                         uint64_t bit = UINT64_C(1) << (f - fields);
                         if (seen & bit) {
                                 *why = "duplicate key in JSON object";
@@ -693,20 +690,6 @@ static void json_wipe_strings(json_t *v) {
         }
 }
 
-/* Values shorter than this are left to jansson: cutting them out would not
- * pay for the scan and the copy. Tests lower it to cut out everything, or
- * set SIZE_MAX to turn cutting off. */
-static size_t bigstr_min = 4096;
-static _Thread_local unsigned cut_hits;
-
-void msg_decode_set_bigstr_min(size_t min_len) {
-        bigstr_min = min_len;
-}
-
-unsigned msg_decode_cut_hits(void) {
-        return cut_hits;
-}
-
 /* jansson's tree of @text with the values of @scan cut out, or NULL when
  * that might not be the tree of the whole text (less those values): then
  * the caller parses the whole text, so that every error and every
@@ -732,12 +715,11 @@ static json_t *parse_cut(const char *text, size_t len, const struct json_bigstr_
                 json_decref(root);
                 return NULL;
         }
-        cut_hits++;
         return root;
 }
 
 static int decode_json(const void *data, size_t len, const struct field *fields, size_t n, void *st, bool wipe,
-                       struct inplace *inplace, size_t extra_flags, const char **ret_why) {
+                       struct inplace *inplace, struct msg_decode_opts *o, const char **ret_why) {
         struct json_bigstr_scan scan;
         struct cut cut = { .text = data, .scan = &scan, .wipe = wipe, .inplace = inplace };
         const char *why = NULL;
@@ -753,12 +735,16 @@ static int decode_json(const void *data, size_t len, const struct field *fields,
                 r = DECODE_ERR;
                 goto out;
         }
-        if (data && len >= bigstr_min && json_bigstr_scan(data, len, bigstr_min, &scan) > 0)
+        if (data && len >= o->bigstr_min && json_bigstr_scan(data, len, o->bigstr_min, &scan) > 0)
                 root = parse_cut(data, len, &scan, wipe);
-        if (!root) {
+        if (root)
+                o->cut_hits++;
+        else {
+                /* Identical keys are jansson's to refuse; keys that only
+                 * fold to the same field are decode_object's. */
+                size_t flags = JSON_DECODE_ANY | JSON_ALLOW_NUL | (o->strict ? JSON_REJECT_DUPLICATES : 0);
                 cut.scan = NULL;
-                root = json_loadb(data ? data : "", data ? len : 0, JSON_DECODE_ANY | JSON_ALLOW_NUL | extra_flags,
-                                  &e);
+                root = json_loadb(data ? data : "", data ? len : 0, flags, &e);
         }
         if (!root) {
                 r = json_error_code(&e) == json_error_out_of_memory ? -ENOMEM : DECODE_ERR;
@@ -770,7 +756,7 @@ static int decode_json(const void *data, size_t len, const struct field *fields,
                 r = DECODE_ERR;
                 goto out;
         }
-        r = decode_object(root, fields, n, st, cut.scan ? &cut : NULL, &why);
+        r = decode_object(root, fields, n, st, cut.scan ? &cut : NULL, o->strict, &why);
         if (r >= 0)
                 r = fill_required(fields, n, st);
         if (r == -ENOMEM)
@@ -786,65 +772,118 @@ out:
         return r;
 }
 
-/* ---- public decoders ---------------------------------------------------------- */
+/* ---- decoders by shape ------------------------------------------------------------ */
 
-/* Decode into a zeroed temporary and move it out only on success, so *ret
- * is zeroed on failure whatever happened in between. */
-#define DEFINE_DECODER(fn, T, fields, nfields, wipe, clear)                                        \
-        _public_ int fn(const void *data, size_t len, T *ret, const char **ret_why) {              \
-                T t = {};                                                                          \
-                if (!ret)                                                                          \
-                        return -EINVAL;                                                            \
-                int r = decode_json(data, len, fields, nfields, &t, wipe, NULL, 0, ret_why);       \
-                if (r < 0) {                                                                       \
-                        clear;                                                                     \
-                        *ret = (T) {};                                                             \
-                        return r;                                                                  \
-                }                                                                                  \
-                *ret = t;                                                                          \
-                return 0;                                                                          \
-        }
+static void clear_exec_request(void *p) {
+        vsock_exec_request_clear(p, true);
+}
+static void clear_exec_response(void *p) {
+        vsock_exec_response_clear(p);
+}
+static void clear_port_forward_request(void *p) {
+        vsock_port_forward_request_clear(p);
+}
+static void clear_nothing(void *p) {
+}
+static void clear_write_file_request(void *p) {
+        vsock_write_file_request_clear(p);
+}
+static void clear_path_request(void *p) {
+        vsock_path_request_clear(p);
+}
+static void clear_file_info(void *p) {
+        vsock_file_info_clear(p);
+}
+static void clear_file_response(void *p) {
+        vsock_file_response_clear(p);
+}
 
-DEFINE_DECODER(vsock_exec_request_decode, struct vsock_exec_request, exec_fields_any, ARRAY_SIZE(exec_fields_any),
-               true, vsock_exec_request_clear(&t, true))
-DEFINE_DECODER(vsock_exec_response_decode, struct vsock_exec_response, exec_resp_fields,
-               ARRAY_SIZE(exec_resp_fields), false, vsock_exec_response_clear(&t))
-DEFINE_DECODER(vsock_port_forward_request_decode, struct vsock_port_forward_request, pf_fields,
-               ARRAY_SIZE(pf_fields), false, vsock_port_forward_request_clear(&t))
-DEFINE_DECODER(vsock_window_size_decode, struct vsock_window_size, ws_fields, ARRAY_SIZE(ws_fields), false,
-               (void) 0)
-DEFINE_DECODER(vsock_write_file_request_decode, struct vsock_write_file_request, wf_fields, ARRAY_SIZE(wf_fields),
-               false, vsock_write_file_request_clear(&t))
-DEFINE_DECODER(vsock_path_request_decode, struct vsock_path_request, path_fields, ARRAY_SIZE(path_fields), false,
-               vsock_path_request_clear(&t))
-DEFINE_DECODER(vsock_file_info_decode, struct vsock_file_info, fi_fields, ARRAY_SIZE(fi_fields), false,
-               vsock_file_info_clear(&t))
-DEFINE_DECODER(vsock_file_response_decode, struct vsock_file_response, fr_fields, ARRAY_SIZE(fr_fields), false,
-               vsock_file_response_clear(&t))
+static const struct shape {
+        const struct field *fields;
+        size_t n;
+        size_t size;
+        bool wipe; /* may hold secrets (env values, stdin) */
+        void (*clear)(void *st);
+} shapes[] = {
+        [MSG_SHAPE_EXEC_REQUEST] = { exec_fields_any, ARRAY_SIZE(exec_fields_any), sizeof(exec_req_t), true,
+                                     clear_exec_request },
+        [MSG_SHAPE_EXEC_BATCH] = { exec_fields_batch, N_EXEC_BATCH, sizeof(exec_req_t), true, clear_exec_request },
+        [MSG_SHAPE_EXEC_TTY] = { exec_fields_tty, ARRAY_SIZE(exec_fields_tty), sizeof(exec_req_t), true,
+                                 clear_exec_request },
+        [MSG_SHAPE_EXEC_RESPONSE] = { exec_resp_fields, ARRAY_SIZE(exec_resp_fields), sizeof(exec_resp_t), false,
+                                      clear_exec_response },
+        [MSG_SHAPE_PORT_FORWARD_REQUEST] = { pf_fields, ARRAY_SIZE(pf_fields), sizeof(pf_t), false,
+                                             clear_port_forward_request },
+        [MSG_SHAPE_WINDOW_SIZE] = { ws_fields, ARRAY_SIZE(ws_fields), sizeof(ws_t), false, clear_nothing },
+        [MSG_SHAPE_WRITE_FILE_REQUEST] = { wf_fields, ARRAY_SIZE(wf_fields), sizeof(wf_t), false,
+                                           clear_write_file_request },
+        [MSG_SHAPE_PATH_REQUEST] = { path_fields, ARRAY_SIZE(path_fields), sizeof(path_t), false,
+                                     clear_path_request },
+        [MSG_SHAPE_FILE_INFO] = { fi_fields, ARRAY_SIZE(fi_fields), sizeof(fi_t), false, clear_file_info },
+        [MSG_SHAPE_FILE_RESPONSE] = { fr_fields, ARRAY_SIZE(fr_fields), sizeof(fr_t), false, clear_file_response },
+};
 
-int msg_decode_exec_request(const void *data, size_t len, bool tty, struct vsock_exec_request *ret,
-                            const char **ret_why) {
-        struct vsock_exec_request t = {};
-        if (!ret)
+/* Big enough and aligned for every shape's struct. */
+union any_msg {
+        exec_req_t exec_req;
+        exec_resp_t exec_resp;
+        pf_t pf;
+        ws_t ws;
+        wf_t wf;
+        path_t path;
+        fi_t fi;
+        fr_t fr;
+};
+
+int msg_decode(enum msg_shape shape, struct msg_decode_opts *o, const void *data, size_t len, void *ret,
+               const char **ret_why) {
+        struct msg_decode_opts dflt = MSG_DECODE_OPTS_INIT;
+        union any_msg t;
+
+        memset(&t, 0, sizeof t); /* every member, not just the first */
+        if ((size_t) shape >= ARRAY_SIZE(shapes) || !shapes[shape].fields || !ret)
                 return -EINVAL;
-        int r = tty ? decode_json(data, len, exec_fields_tty, ARRAY_SIZE(exec_fields_tty), &t, true, NULL, 0, ret_why)
-                    : decode_json(data, len, exec_fields_batch, N_EXEC_BATCH, &t, true, NULL, 0, ret_why);
+        const struct shape *sh = &shapes[shape];
+        /* Decode into a zeroed temporary and move it out only on success,
+         * so *ret is zeroed on failure whatever happened in between. */
+        int r = decode_json(data, len, sh->fields, sh->n, &t, sh->wipe, NULL, o ? o : &dflt, ret_why);
         if (r < 0) {
-                vsock_exec_request_clear(&t, true);
-                *ret = (struct vsock_exec_request) {};
+                sh->clear(&t);
+                memset(ret, 0, sh->size);
                 return r;
         }
-        *ret = t;
+        memcpy(ret, &t, sh->size);
         return 0;
 }
 
-int msg_decode_write_file_inplace(void *data, size_t len, struct vsock_write_file_request *ret,
-                                  const uint8_t **ret_content, size_t *ret_content_len, const char **ret_why) {
+#define DEFINE_DECODER(fn, T, shape)                                                       \
+        int fn(const void *data, size_t len, T *ret, const char **ret_why) {               \
+                return msg_decode(shape, NULL, data, len, ret, ret_why);                   \
+        }
+
+DEFINE_DECODER(vsock_exec_request_decode, struct vsock_exec_request, MSG_SHAPE_EXEC_REQUEST)
+DEFINE_DECODER(vsock_exec_response_decode, struct vsock_exec_response, MSG_SHAPE_EXEC_RESPONSE)
+DEFINE_DECODER(vsock_port_forward_request_decode, struct vsock_port_forward_request, MSG_SHAPE_PORT_FORWARD_REQUEST)
+DEFINE_DECODER(vsock_window_size_decode, struct vsock_window_size, MSG_SHAPE_WINDOW_SIZE)
+DEFINE_DECODER(vsock_write_file_request_decode, struct vsock_write_file_request, MSG_SHAPE_WRITE_FILE_REQUEST)
+DEFINE_DECODER(vsock_path_request_decode, struct vsock_path_request, MSG_SHAPE_PATH_REQUEST)
+DEFINE_DECODER(vsock_file_info_decode, struct vsock_file_info, MSG_SHAPE_FILE_INFO)
+DEFINE_DECODER(vsock_file_response_decode, struct vsock_file_response, MSG_SHAPE_FILE_RESPONSE)
+
+int msg_decode_exec_request(const void *data, size_t len, bool tty, struct vsock_exec_request *ret,
+                            const char **ret_why) {
+        return msg_decode(tty ? MSG_SHAPE_EXEC_TTY : MSG_SHAPE_EXEC_BATCH, NULL, data, len, ret, ret_why);
+}
+
+int msg_decode_write_file_inplace_opts(struct msg_decode_opts *o, void *data, size_t len,
+                                       struct vsock_write_file_request *ret, const uint8_t **ret_content,
+                                       size_t *ret_content_len, const char **ret_why) {
+        struct msg_decode_opts dflt = MSG_DECODE_OPTS_INIT;
         struct vsock_write_file_request t = {};
         struct inplace ip = {};
         if (!ret || !ret_content || !ret_content_len)
                 return -EINVAL;
-        int r = decode_json(data, len, wf_fields, ARRAY_SIZE(wf_fields), &t, false, &ip, 0, ret_why);
+        int r = decode_json(data, len, wf_fields, ARRAY_SIZE(wf_fields), &t, false, &ip, o ? o : &dflt, ret_why);
         if (r < 0) {
                 vsock_write_file_request_clear(&t);
                 *ret = (struct vsock_write_file_request) {};
@@ -858,23 +897,14 @@ int msg_decode_write_file_inplace(void *data, size_t len, struct vsock_write_fil
         return 0;
 }
 
+int msg_decode_write_file_inplace(void *data, size_t len, struct vsock_write_file_request *ret,
+                                  const uint8_t **ret_content, size_t *ret_content_len, const char **ret_why) {
+        return msg_decode_write_file_inplace_opts(NULL, data, len, ret, ret_content, ret_content_len, ret_why);
+}
+
 int msg_decode_write_file_strict(const void *data, size_t len, struct vsock_write_file_request *ret,
                                  const char **ret_why) {
-        struct vsock_write_file_request t = {};
-        if (!ret)
-                return -EINVAL;
-        /* Small texts only: no fast path to take, so jansson sees it all.
-         * Identical keys are jansson's to refuse; keys that only fold to
-         * the same field are ours. */
-        strict_fields = true;
-        int r = decode_json(data, len, wf_fields, ARRAY_SIZE(wf_fields), &t, false, NULL, JSON_REJECT_DUPLICATES,
-                            ret_why);
-        strict_fields = false;
-        if (r < 0) {
-                vsock_write_file_request_clear(&t);
-                *ret = (struct vsock_write_file_request) {};
-                return r;
-        }
-        *ret = t;
-        return 0;
+        struct msg_decode_opts o = MSG_DECODE_OPTS_INIT;
+        o.strict = true;
+        return msg_decode(MSG_SHAPE_WRITE_FILE_REQUEST, &o, data, len, ret, ret_why);
 }

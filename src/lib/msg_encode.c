@@ -366,42 +366,42 @@ ADAPT(msg_encode_path_request, struct vsock_path_request)
 ADAPT(msg_encode_file_info, struct vsock_file_info)
 ADAPT(msg_encode_file_response, struct vsock_file_response)
 
-_public_ int vsock_exec_request_encode(const struct vsock_exec_request *r, uint8_t **ret_data, size_t *ret_len) {
+int vsock_exec_request_encode(const struct vsock_exec_request *r, uint8_t **ret_data, size_t *ret_len) {
         return encode_to_malloc(msg_encode_exec_request_any, r, true, ret_data, ret_len);
 }
 
-_public_ int vsock_exec_tty_request_encode(const struct vsock_exec_request *r, uint8_t **ret_data,
+int vsock_exec_tty_request_encode(const struct vsock_exec_request *r, uint8_t **ret_data,
                                            size_t *ret_len) {
         return encode_to_malloc(msg_encode_exec_tty_request_any, r, true, ret_data, ret_len);
 }
 
-_public_ int vsock_exec_response_encode(const struct vsock_exec_response *r, uint8_t **ret_data, size_t *ret_len) {
+int vsock_exec_response_encode(const struct vsock_exec_response *r, uint8_t **ret_data, size_t *ret_len) {
         return encode_to_malloc(msg_encode_exec_response_any, r, false, ret_data, ret_len);
 }
 
-_public_ int vsock_port_forward_request_encode(const struct vsock_port_forward_request *r, uint8_t **ret_data,
+int vsock_port_forward_request_encode(const struct vsock_port_forward_request *r, uint8_t **ret_data,
                                                size_t *ret_len) {
         return encode_to_malloc(msg_encode_port_forward_request_any, r, false, ret_data, ret_len);
 }
 
-_public_ int vsock_window_size_encode(const struct vsock_window_size *r, uint8_t **ret_data, size_t *ret_len) {
+int vsock_window_size_encode(const struct vsock_window_size *r, uint8_t **ret_data, size_t *ret_len) {
         return encode_to_malloc(msg_encode_window_size_any, r, false, ret_data, ret_len);
 }
 
-_public_ int vsock_write_file_request_encode(const struct vsock_write_file_request *r, uint8_t **ret_data,
+int vsock_write_file_request_encode(const struct vsock_write_file_request *r, uint8_t **ret_data,
                                              size_t *ret_len) {
         return encode_to_malloc(msg_encode_write_file_request_any, r, false, ret_data, ret_len);
 }
 
-_public_ int vsock_path_request_encode(const struct vsock_path_request *r, uint8_t **ret_data, size_t *ret_len) {
+int vsock_path_request_encode(const struct vsock_path_request *r, uint8_t **ret_data, size_t *ret_len) {
         return encode_to_malloc(msg_encode_path_request_any, r, false, ret_data, ret_len);
 }
 
-_public_ int vsock_file_info_encode(const struct vsock_file_info *r, uint8_t **ret_data, size_t *ret_len) {
+int vsock_file_info_encode(const struct vsock_file_info *r, uint8_t **ret_data, size_t *ret_len) {
         return encode_to_malloc(msg_encode_file_info_any, r, false, ret_data, ret_len);
 }
 
-_public_ int vsock_file_response_encode(const struct vsock_file_response *r, uint8_t **ret_data,
+int vsock_file_response_encode(const struct vsock_file_response *r, uint8_t **ret_data,
                                         size_t *ret_len) {
         return encode_to_malloc(msg_encode_file_response_any, r, false, ret_data, ret_len);
 }

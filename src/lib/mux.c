@@ -14,19 +14,17 @@
 #include "mux.h"
 #include "vsock/error.h"
 
-static __thread char last_reply[MUX_REPLY_MAX + 1];
-
-const char *mux_last_reply(void) {
-        return last_reply;
-}
-
-static void remember(const char *line, size_t n) {
+/* The reply line for the caller's diagnostics, printable, in @reply (if
+ * not NULL). */
+static void remember(char *reply, const char *line, size_t n) {
+        if (!reply)
+                return;
         n = MIN(n, (size_t) MUX_REPLY_MAX);
         for (size_t i = 0; i < n; i++) {
                 unsigned char ch = (unsigned char) line[i];
-                last_reply[i] = ch >= 0x20 && ch < 0x7f ? (char) ch : '?';
+                reply[i] = ch >= 0x20 && ch < 0x7f ? (char) ch : '?';
         }
-        last_reply[n] = 0;
+        reply[n] = 0;
 }
 
 /* "OK" SP 1*DIGIT, optionally followed by "\r" (tolerated from VMMs that
@@ -50,12 +48,13 @@ static bool parse_ok(const char *line, size_t n, uint32_t *ret_port) {
         return true;
 }
 
-int mux_handshake(int fd, uint32_t port, int64_t deadline_ns, int cancel_fd, uint32_t *ret_host_port) {
+int mux_handshake(int fd, uint32_t port, int64_t deadline_ns, int cancel_fd, char *reply, uint32_t *ret_host_port) {
         char line[MUX_REPLY_MAX];
         size_t n = 0;
         int r;
 
-        last_reply[0] = 0;
+        if (reply)
+                reply[0] = '\0';
 
         /* One write: Firecracker parses the first read it gets and drops a
          * command that arrives in pieces. A fresh socket's buffer is empty,
@@ -76,11 +75,11 @@ int mux_handshake(int fd, uint32_t port, int64_t deadline_ns, int cancel_fd, uin
                 if (k == -ECONNRESET && n == 0)
                         k = 0;
                 if (k < 0) {
-                        remember(line, n);
+                        remember(reply, line, n);
                         return vsock_err_wrap(VSOCK_E_MUX_HANDSHAKE, (int) k);
                 }
                 if (k == 0) {
-                        remember(line, n);
+                        remember(reply, line, n);
                         /* A VMM closes without a word when no guest process
                          * listens on the port. */
                         if (n == 0)
@@ -92,13 +91,13 @@ int mux_handshake(int fd, uint32_t port, int64_t deadline_ns, int cancel_fd, uin
                 if (n == sizeof line - 1) {
                         /* The '\n' would be byte 33: not a reply we know. */
                         line[n++] = ch;
-                        remember(line, n);
+                        remember(reply, line, n);
                         return VSOCK_ERR(VSOCK_E_MUX_HANDSHAKE, EMSGSIZE);
                 }
                 line[n++] = ch;
         }
 
-        remember(line, n);
+        remember(reply, line, n);
         uint32_t hp;
         if (!parse_ok(line, n, &hp))
                 return VSOCK_ERR(VSOCK_E_MUX_HANDSHAKE, EPROTO);

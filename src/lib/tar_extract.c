@@ -54,6 +54,10 @@ struct tar_extract {
         char msg[TAR_NAME_MAX + 128];
 };
 
+/* Temporary names are unique across every extractor of the process (two
+ * may fill one directory from different threads), so the counter is the
+ * process's, not an extractor's; O_EXCL settles clashes with anything
+ * else. */
 static unsigned tmp_counter;
 
 __attribute__((format(printf, 3, 4))) static int fail(struct tar_extract *x, int err, const char *fmt, ...) {

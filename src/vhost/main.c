@@ -16,6 +16,7 @@
 #include <vsock/addr.h>
 #include <vsock/conn.h>
 #include <vsock/error.h>
+#include <vsock/version.h>
 
 #include "agent/loop.h"
 #include "common/io.h"
@@ -26,9 +27,6 @@
 #include "vhost/notify.h"
 #include "vhost/vu.h"
 
-#ifndef VSOCK_VERSION
-#define VSOCK_VERSION "unknown"
-#endif
 
 #define EXIT_USAGE 2
 
@@ -271,7 +269,7 @@ int main(int argc, char **argv) {
                         usage(stdout);
                         return 0;
                 case OPT_VERSION:
-                        puts("vsock-vhost " VSOCK_VERSION);
+                        puts("vsock-vhost " VSOCK_VERSION_STRING);
                         return 0;
                 default:
                         usage(stderr);

@@ -13,6 +13,7 @@
 #include <vsock/vsock.h>
 
 #include "common/buf.h"
+#include "lib/msg-internal.h"
 #include "proc-util.h"
 
 struct agent {

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -22,6 +23,7 @@
 #include <cmocka.h>
 
 #include "fake-agent.h"
+#include "lib/msg-internal.h"
 #include "vsock/vsock.h"
 
 /* Generous bound for "returns promptly": only catches hangs. */
@@ -291,6 +293,91 @@ static void test_exec_batch_full(void **state) {
         vsock_exec_result_clear(&res);
         vsock_exec_result_clear(&res);
         vsock_exec_request_clear(&req, true);
+}
+
+/* ---- structs that grow ---------------------------------------------------- */
+
+/* A conn over a socketpair whose other end only watches: nothing must
+ * reach it when a call is refused up front. */
+static vsock_conn *watched_conn(int *ret_peer) {
+        int sv[2];
+        vsock_conn *c;
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv), 0);
+        assert_int_equal(vsock_conn_from_fd(sv[0], &c), 0);
+        *ret_peer = sv[1];
+        return c;
+}
+
+static void assert_nothing_sent(int peer) {
+        char b;
+        assert_int_equal(recv(peer, &b, 1, MSG_DONTWAIT), -1);
+        assert_int_equal(errno, EAGAIN);
+}
+
+/* A size the library does not know (a program built against newer
+ * headers) is refused before anything is sent or written back; 0 (a
+ * zero-initialiser) and the INIT macros' sizeof are the known layout. */
+static void test_unknown_struct_sizes(void **state) {
+        struct vsock_exec_request req = { .command = "true" };
+        struct vsock_exec_result res = {};
+        int peer;
+        vsock_conn *c = watched_conn(&peer);
+
+        /* Bounded, so that a library that took these calls fails the
+         * test at once instead of waiting for a reply. */
+        struct vsock_call bounded = VSOCK_CALL_INIT;
+        bounded.deadline_ns = vsock_deadline_in(2000);
+        struct vsock_call call = bounded;
+        assert_int_equal(call.size, sizeof(struct vsock_call));
+        call.size = sizeof call + 8;
+        strcpy(call.remote_error, "untouched");
+        assert_int_equal(vsock_exec(c, &req, &call, &res), -EINVAL);
+        assert_int_equal(vsock_exec_stream(c, &req, NULL, &call, &res), -EINVAL);
+        assert_int_equal(vsock_write_file(c, "/x", "", 0, 0, &call), -EINVAL);
+        assert_int_equal(vsock_open_port_forward(c, NULL, 80, &call), -EINVAL);
+        assert_int_equal(vsock_wait_ready("unix:/nonexistent/vsock-test", &call), -EINVAL);
+        assert_int_equal(vsock_exec_at("unix:/nonexistent/vsock-test", &req, &call, &res), -EINVAL);
+        assert_string_equal(call.remote_error, "untouched");
+        call.size = sizeof call - 1;
+        assert_int_equal(vsock_exec(c, &req, &call, &res), -EINVAL);
+
+        struct vsock_exec_io io = VSOCK_EXEC_IO_INIT;
+        assert_int_equal(io.size, sizeof(struct vsock_exec_io));
+        io.size = sizeof io + 8;
+        assert_int_equal(vsock_exec_pipe(c, &req, &io, &bounded, &res), -EINVAL);
+        assert_int_equal(vsock_exec_tty(c, &req, &io, &bounded, &res), -EINVAL);
+
+        req.size = sizeof req + 8;
+        assert_int_equal(vsock_exec(c, &req, &bounded, &res), -EINVAL);
+        assert_int_equal(vsock_exec_stream(c, &req, NULL, &bounded, &res), -EINVAL);
+
+        assert_nothing_sent(peer);
+        vsock_conn_close(c);
+        close(peer);
+
+        /* Zero-initialised structs (size 0) are the first layout: served. */
+        struct plan p = { .reply_hex = vhex("execresp_host_all") };
+        struct fake_agent fa;
+        assert_int_equal(fake_agent_start_pair(&fa, script_plan, &p, &c), 0);
+        struct vsock_call zeroed = {};
+        zeroed.cancel_fd = -1;
+        req.size = 0;
+        assert_int_equal(vsock_exec(c, &req, &zeroed, &res), 0);
+        vsock_conn_close(c);
+        AGENT_OK(&fa);
+        assert_int_equal(res.exit_code, 2);
+        vsock_exec_result_clear(&res);
+
+        p = (struct plan) { .expect_stdin_eof = true, .reply_hex = vhex("frame_exit_0") };
+        assert_int_equal(fake_agent_start_pair(&fa, script_plan, &p, &c), 0);
+        struct vsock_exec_io zio = {};
+        zio.stdout_fd = zio.stderr_fd = zio.stdin_fd = -1;
+        req.size = sizeof req;
+        assert_int_equal(vsock_exec_pipe(c, &req, &zio, &zeroed, &res), 0);
+        vsock_conn_close(c);
+        AGENT_OK(&fa);
+        assert_int_equal(res.exit_code, 0);
+        vsock_exec_result_clear(&res);
 }
 
 /* Requests that run the same program on an agent that honours args (ours)
@@ -1702,6 +1789,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_requests_match_vectors),
                 cmocka_unit_test(test_exec_batch_full),
+                cmocka_unit_test(test_unknown_struct_sizes),
                 cmocka_unit_test(test_exec_args_for_both_agents),
                 cmocka_unit_test(test_exec_batch_response_shapes),
                 cmocka_unit_test(test_bad_replies),

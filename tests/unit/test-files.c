@@ -20,7 +20,7 @@
 
 #include "agent/files.h"
 #include "common/buf.h"
-#include "vsock/msg.h"
+#include "lib/msg-internal.h"
 
 static char dir[] = "/tmp/test-files-XXXXXX";
 

@@ -28,6 +28,7 @@
 
 #define DECODE_ERR VSOCK_ERR(VSOCK_E_DECODE, EINVAL)
 #define DEFAULT_MIN 4096
+_Static_assert(DEFAULT_MIN == MSG_BIGSTR_MIN_DEFAULT, "the decoders' default");
 
 /* ---- helpers -------------------------------------------------------------- */
 
@@ -126,28 +127,28 @@ static void dump_fi(FILE *f, const struct vsock_file_info *fi) {
         } while (0)
 
 /* Every JSON decoder's verdict on @data, as one string. */
-static char *summarize(const void *data, size_t len) {
+static char *summarize(struct msg_decode_opts *o, const void *data, size_t len) {
         char *out = NULL;
         size_t n = 0;
         FILE *f = open_memstream(&out, &n);
         assert_non_null(f);
 
-        RUN(f, "exec", vsock_exec_request_decode(data, len, &r_, &why_), struct vsock_exec_request,
+        RUN(f, "exec", msg_decode(MSG_SHAPE_EXEC_REQUEST, o, data, len, &r_, &why_), struct vsock_exec_request,
             dump_exec(f, &r_), vsock_exec_request_clear(&r_, true));
-        RUN(f, "batch", msg_decode_exec_request(data, len, false, &r_, &why_), struct vsock_exec_request,
+        RUN(f, "batch", msg_decode(MSG_SHAPE_EXEC_BATCH, o, data, len, &r_, &why_), struct vsock_exec_request,
             dump_exec(f, &r_), vsock_exec_request_clear(&r_, true));
-        RUN(f, "tty", msg_decode_exec_request(data, len, true, &r_, &why_), struct vsock_exec_request,
+        RUN(f, "tty", msg_decode(MSG_SHAPE_EXEC_TTY, o, data, len, &r_, &why_), struct vsock_exec_request,
             dump_exec(f, &r_), vsock_exec_request_clear(&r_, true));
-        RUN(f, "resp", vsock_exec_response_decode(data, len, &r_, &why_), struct vsock_exec_response,
+        RUN(f, "resp", msg_decode(MSG_SHAPE_EXEC_RESPONSE, o, data, len, &r_, &why_), struct vsock_exec_response,
             (fprintf(f, "exit=%lld ", (long long) r_.exit_code), dump_bytes(f, "stdout", &r_.stdout_data),
              dump_bytes(f, "stderr", &r_.stderr_data), dump_str(f, "error", r_.error)),
             vsock_exec_response_clear(&r_));
-        RUN(f, "pf", vsock_port_forward_request_decode(data, len, &r_, &why_), struct vsock_port_forward_request,
+        RUN(f, "pf", msg_decode(MSG_SHAPE_PORT_FORWARD_REQUEST, o, data, len, &r_, &why_), struct vsock_port_forward_request,
             (dump_str(f, "host", r_.host), fprintf(f, "port=%u", r_.port)),
             vsock_port_forward_request_clear(&r_));
-        RUN(f, "ws", vsock_window_size_decode(data, len, &r_, &why_), struct vsock_window_size,
+        RUN(f, "ws", msg_decode(MSG_SHAPE_WINDOW_SIZE, o, data, len, &r_, &why_), struct vsock_window_size,
             fprintf(f, "rows=%u cols=%u", r_.rows, r_.cols), (void) 0);
-        RUN(f, "wf", vsock_write_file_request_decode(data, len, &r_, &why_), struct vsock_write_file_request,
+        RUN(f, "wf", msg_decode(MSG_SHAPE_WRITE_FILE_REQUEST, o, data, len, &r_, &why_), struct vsock_write_file_request,
             (dump_str(f, "path", r_.path), dump_bytes(f, "content", &r_.content), fprintf(f, "mode=%u", r_.mode)),
             vsock_write_file_request_clear(&r_));
         /* The agent's in-place variant, on a copy (it overwrites): the same
@@ -157,7 +158,7 @@ static char *summarize(const void *data, size_t len) {
         memcpy(copy, data, len);
         const uint8_t *content = NULL;
         size_t content_len = 0;
-        RUN(f, "wf-inplace", msg_decode_write_file_inplace(copy, len, &r_, &content, &content_len, &why_),
+        RUN(f, "wf-inplace", msg_decode_write_file_inplace_opts(o, copy, len, &r_, &content, &content_len, &why_),
             struct vsock_write_file_request,
             (dump_str(f, "path", r_.path),
              dump_bytes(f, "content",
@@ -165,11 +166,11 @@ static char *summarize(const void *data, size_t len) {
              fprintf(f, "mode=%u", r_.mode)),
             vsock_write_file_request_clear(&r_));
         free(copy);
-        RUN(f, "path", vsock_path_request_decode(data, len, &r_, &why_), struct vsock_path_request,
+        RUN(f, "path", msg_decode(MSG_SHAPE_PATH_REQUEST, o, data, len, &r_, &why_), struct vsock_path_request,
             dump_str(f, "path", r_.path), vsock_path_request_clear(&r_));
-        RUN(f, "fi", vsock_file_info_decode(data, len, &r_, &why_), struct vsock_file_info, dump_fi(f, &r_),
+        RUN(f, "fi", msg_decode(MSG_SHAPE_FILE_INFO, o, data, len, &r_, &why_), struct vsock_file_info, dump_fi(f, &r_),
             vsock_file_info_clear(&r_));
-        RUN(f, "fr", vsock_file_response_decode(data, len, &r_, &why_), struct vsock_file_response,
+        RUN(f, "fr", msg_decode(MSG_SHAPE_FILE_RESPONSE, o, data, len, &r_, &why_), struct vsock_file_response,
             (dump_bytes(f, "content", &r_.content), dump_str(f, "error", r_.error),
              ({
                      for (size_t i = 0; i < r_.n_files; i++)
@@ -185,16 +186,13 @@ static char *summarize(const void *data, size_t len) {
  * that took the fast path; counts the decoders that accepted it in
  * *accepted, if given. */
 static unsigned check_same_count(const void *data, size_t len, size_t min, unsigned *accepted) {
-        msg_decode_set_bigstr_min(SIZE_MAX);
-        unsigned h0 = msg_decode_cut_hits();
-        char *slow = summarize(data, len);
-        assert_int_equal(msg_decode_cut_hits(), h0);
+        struct msg_decode_opts slow_opts = { .bigstr_min = SIZE_MAX };
+        char *slow = summarize(&slow_opts, data, len);
+        assert_int_equal(slow_opts.cut_hits, 0);
 
-        msg_decode_set_bigstr_min(min);
-        h0 = msg_decode_cut_hits();
-        char *fast = summarize(data, len);
-        unsigned hits = msg_decode_cut_hits() - h0;
-        msg_decode_set_bigstr_min(DEFAULT_MIN);
+        struct msg_decode_opts fast_opts = { .bigstr_min = min };
+        char *fast = summarize(&fast_opts, data, len);
+        unsigned hits = fast_opts.cut_hits;
 
         if (strcmp(slow, fast) != 0) {
                 print_error("fast and slow decodes differ on input (%zu bytes): %.*s\nslow:%s\nfast:%s\n", len,
@@ -218,10 +216,8 @@ static unsigned check_same_str(const char *s, size_t min) {
 
 /* The whole summary of the slow path, to assert on it. */
 static char *slow_summary(const char *s) {
-        msg_decode_set_bigstr_min(SIZE_MAX);
-        char *r = summarize(s, strlen(s));
-        msg_decode_set_bigstr_min(DEFAULT_MIN);
-        return r;
+        struct msg_decode_opts o = { .bigstr_min = SIZE_MAX };
+        return summarize(&o, s, strlen(s));
 }
 
 /* ---- the scanner ------------------------------------------------------------ */
@@ -422,9 +418,9 @@ static void test_bytes_fields(void **state) {
 
         t = fmt("{\"Content\":\"%s\"}", b);
         struct vsock_file_response fr;
-        unsigned h0 = msg_decode_cut_hits();
-        assert_int_equal(vsock_file_response_decode(t, strlen(t), &fr, NULL), 0);
-        assert_int_equal(msg_decode_cut_hits(), h0 + 1);
+        struct msg_decode_opts o = MSG_DECODE_OPTS_INIT;
+        assert_int_equal(msg_decode(MSG_SHAPE_FILE_RESPONSE, &o, t, strlen(t), &fr, NULL), 0);
+        assert_int_equal(o.cut_hits, 1);
         assert_true(fr.content.present);
         assert_int_equal(fr.content.len, 30000);
         assert_memory_equal(fr.content.data, raw, 30000);
@@ -449,9 +445,9 @@ static void test_bytes_fields(void **state) {
         t = fmt("{\"stdout\":\"%s\"}", bad);
         struct vsock_exec_response resp;
         const char *why = NULL;
-        h0 = msg_decode_cut_hits();
-        assert_int_equal(vsock_exec_response_decode(t, strlen(t), &resp, &why), DECODE_ERR);
-        assert_int_equal(msg_decode_cut_hits(), h0 + 1);
+        o = (struct msg_decode_opts) MSG_DECODE_OPTS_INIT;
+        assert_int_equal(msg_decode(MSG_SHAPE_EXEC_RESPONSE, &o, t, strlen(t), &resp, &why), DECODE_ERR);
+        assert_int_equal(o.cut_hits, 1);
         assert_string_equal(why, "field \"stdout\": invalid base64");
         check_same_str(t, DEFAULT_MIN);
         free(t);
@@ -549,9 +545,9 @@ static void test_big_non_bytes(void **state) {
         /* A big command is decoded as the string it is. */
         char *t = fmt("{\"command\":\"%s\"}", b);
         struct vsock_exec_request er;
-        unsigned h0 = msg_decode_cut_hits();
-        assert_int_equal(vsock_exec_request_decode(t, strlen(t), &er, NULL), 0);
-        assert_int_equal(msg_decode_cut_hits(), h0 + 1);
+        struct msg_decode_opts o = MSG_DECODE_OPTS_INIT;
+        assert_int_equal(msg_decode(MSG_SHAPE_EXEC_REQUEST, &o, t, strlen(t), &er, NULL), 0);
+        assert_int_equal(o.cut_hits, 1);
         assert_string_equal(er.command, b);
         vsock_exec_request_clear(&er, true);
         free(t);
@@ -731,15 +727,15 @@ static void test_timing_16mib(void **state) {
         assert_int_equal(vsock_file_response_encode(&fr, &e2, &l2), 0);
 
         for (int fast = 0; fast < 2; fast++) {
-                msg_decode_set_bigstr_min(fast ? DEFAULT_MIN : SIZE_MAX);
+                struct msg_decode_opts o = { .bigstr_min = fast ? DEFAULT_MIN : SIZE_MAX };
                 double best1 = 1e9, best2 = 1e9;
                 for (int k = 0; k < 2; k++) {
                         struct vsock_exec_response a;
                         struct vsock_file_response b;
                         double t0 = now_ms();
-                        assert_int_equal(vsock_exec_response_decode(e1, l1, &a, NULL), 0);
+                        assert_int_equal(msg_decode(MSG_SHAPE_EXEC_RESPONSE, &o, e1, l1, &a, NULL), 0);
                         double t1 = now_ms();
-                        assert_int_equal(vsock_file_response_decode(e2, l2, &b, NULL), 0);
+                        assert_int_equal(msg_decode(MSG_SHAPE_FILE_RESPONSE, &o, e2, l2, &b, NULL), 0);
                         double t2 = now_ms();
                         assert_int_equal(a.stdout_data.len, n);
                         assert_memory_equal(a.stdout_data.data, d, n);
@@ -753,10 +749,52 @@ static void test_timing_16mib(void **state) {
                 print_message("decode 16 MiB %s: ExecResponse %.1f ms, FileResponse %.1f ms\n",
                               fast ? "fast path" : "jansson only", best1, best2);
         }
-        msg_decode_set_bigstr_min(DEFAULT_MIN);
         free(e1);
         free(e2);
         free(d);
+}
+
+/* Options are per decode: decoders with different settings interleave in
+ * one thread, each keeping its own verdicts and counts. */
+static void test_options_per_decode(void **state) {
+        (void) state;
+        static const char folded[] = "{\"path\":\"/a\",\"Path\":\"/b\"}";
+        struct msg_decode_opts strict = MSG_DECODE_OPTS_INIT, lax = MSG_DECODE_OPTS_INIT;
+        struct vsock_write_file_request wf;
+        const char *why = NULL;
+        strict.strict = true;
+
+        for (int round = 0; round < 2; round++) {
+                assert_int_equal(msg_decode(MSG_SHAPE_WRITE_FILE_REQUEST, &strict, folded, strlen(folded), &wf, &why),
+                                 DECODE_ERR);
+                assert_string_equal(why, "duplicate key in JSON object");
+                assert_null(wf.path);
+                /* Go's verdict: the last one wins. */
+                assert_int_equal(msg_decode(MSG_SHAPE_WRITE_FILE_REQUEST, &lax, folded, strlen(folded), &wf, &why), 0);
+                assert_string_equal(wf.path, "/b");
+                vsock_write_file_request_clear(&wf);
+                assert_int_equal(vsock_write_file_request_decode(folded, strlen(folded), &wf, NULL), 0);
+                vsock_write_file_request_clear(&wf);
+        }
+
+        char *b = rand_b64(6000, NULL);
+        char *t = fmt("{\"path\":\"/p\",\"content\":\"%s\"}", b);
+        struct msg_decode_opts cut_all = { .bigstr_min = 0 }, cut_none = { .bigstr_min = SIZE_MAX };
+        for (int round = 0; round < 3; round++) {
+                assert_int_equal(msg_decode(MSG_SHAPE_WRITE_FILE_REQUEST, &cut_none, t, strlen(t), &wf, NULL), 0);
+                vsock_write_file_request_clear(&wf);
+                assert_int_equal(msg_decode(MSG_SHAPE_WRITE_FILE_REQUEST, &cut_all, t, strlen(t), &wf, NULL), 0);
+                vsock_write_file_request_clear(&wf);
+                assert_int_equal(msg_decode(MSG_SHAPE_WRITE_FILE_REQUEST, NULL, t, strlen(t), &wf, NULL), 0);
+                vsock_write_file_request_clear(&wf);
+        }
+        assert_int_equal(cut_none.cut_hits, 0);
+        assert_int_equal(cut_all.cut_hits, 3);
+        free(t);
+        free(b);
+
+        assert_int_equal(msg_decode((enum msg_shape) 99, NULL, "{}", 2, &wf, NULL), -EINVAL);
+        assert_int_equal(msg_decode(MSG_SHAPE_PATH_REQUEST, NULL, "{}", 2, NULL, NULL), -EINVAL);
 }
 
 /* The in-place decode uses no buffer of its own for a big content: the
@@ -772,14 +810,14 @@ static void test_write_file_in_place(void **state) {
                 const uint8_t *content;
                 size_t clen;
                 const char *why = NULL;
-                unsigned h0 = msg_decode_cut_hits();
-                assert_int_equal(msg_decode_write_file_inplace(json, len, &req, &content, &clen, &why), 0);
+                struct msg_decode_opts o = MSG_DECODE_OPTS_INIT;
+                assert_int_equal(msg_decode_write_file_inplace_opts(&o, json, len, &req, &content, &clen, &why), 0);
                 assert_int_equal(clen, n);
                 assert_memory_equal(content, raw, n);
                 assert_string_equal(req.path, "/tmp/x");
                 assert_int_equal(req.mode, 420);
                 if (strlen(b64) >= DEFAULT_MIN) {
-                        assert_int_equal(msg_decode_cut_hits(), h0 + 1);
+                        assert_int_equal(o.cut_hits, 1);
                         assert_true(content > (const uint8_t *) json && content < (const uint8_t *) json + len);
                         assert_null(req.content.data);
                 } else {
@@ -805,6 +843,7 @@ int main(void) {
                 cmocka_unit_test(test_random_mutations),
                 cmocka_unit_test(test_timing_16mib),
                 cmocka_unit_test(test_write_file_in_place),
+                cmocka_unit_test(test_options_per_decode),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -23,6 +23,7 @@
 #include "agent/launch.h"
 #include "common/io.h"
 #include "common/macro.h"
+#include "lib/msg-internal.h"
 
 extern char **environ;
 

@@ -17,6 +17,7 @@
 
 #include <cmocka.h>
 
+#include "lib/conn-internal.h"
 #include "lib/mux.h"
 #include "vsock/conn.h"
 #include "vsock/error.h"
@@ -109,10 +110,16 @@ static void vmm_stop(struct vmm *v) {
         rmdir(v->dir);
 }
 
+/* The reply line of the last vmm_dial(). */
+static char last_reply[MUX_REPLY_MAX + 1];
+
 static int vmm_dial(struct vmm *v, uint32_t port, int timeout_ms, int cancel_fd, vsock_conn **ret) {
         char s[200];
+        struct vsock_addr a;
         snprintf(s, sizeof s, "vsock-mux:%s:%u", v->path, port);
-        return vsock_dial_str(s, 0, timeout_ms, cancel_fd, ret);
+        assert_int_equal(vsock_addr_parse(s, 0, &a, NULL), 0);
+        memset(last_reply, 'X', sizeof last_reply);
+        return conn_dial_addr(&a, timeout_ms, cancel_fd, last_reply, ret);
 }
 
 static void test_ok_then_echo(void **state) {
@@ -122,7 +129,7 @@ static void test_ok_then_echo(void **state) {
         int r = vmm_dial(&v, 5000, 5000, -1, &c);
         if (r < 0)
                 fail_msg("dial: %s", vsock_strerror(r));
-        assert_string_equal(mux_last_reply(), "OK 1073741824");
+        assert_string_equal(last_reply, "OK 1073741824");
 
         const struct vsock_addr *ra = vsock_conn_remote_addr(c);
         assert_int_equal(ra->transport, VSOCK_TRANSPORT_MUX);
@@ -180,8 +187,38 @@ static void test_error_reply(void **state) {
         assert_int_equal(vsock_err_kind(r), VSOCK_E_MUX_HANDSHAKE);
         assert_null(c);
         /* The offending line is kept for the caller's message. */
-        assert_string_equal(mux_last_reply(), "ERR no listener");
+        assert_string_equal(last_reply, "ERR no listener");
         vmm_stop(&v);
+}
+
+/* The reply is the caller's: a later dial, or one that asks for no reply,
+ * leaves an earlier caller's line alone. */
+static void test_reply_per_caller(void **state) {
+        struct vmm a, b;
+        char first[MUX_REPLY_MAX + 1], s[200];
+        struct vsock_addr addr;
+        vsock_conn *c = NULL;
+
+        vmm_start_named(&a, "a.sock", B_REPLY, "ERR no listener\n", 16);
+        snprintf(s, sizeof s, "vsock-mux:%s:5000", a.path);
+        assert_int_equal(vsock_addr_parse(s, 0, &addr, NULL), 0);
+        assert_int_equal(vsock_err_kind(conn_dial_addr(&addr, 5000, -1, first, &c)), VSOCK_E_MUX_HANDSHAKE);
+        vmm_stop(&a);
+
+        vmm_start_named(&b, "b.sock", B_REPLY, "OK 12\n", 6);
+        assert_int_equal(vmm_dial(&b, 5000, 5000, -1, &c), 0);
+        vsock_conn_close(c);
+        vmm_stop(&b);
+        assert_string_equal(last_reply, "OK 12");
+
+        vmm_start_named(&b, "b.sock", B_REPLY, "OK 13\n", 6);
+        snprintf(s, sizeof s, "vsock-mux:%s:5000", b.path);
+        assert_int_equal(vsock_dial_str(s, 0, 5000, -1, &c), 0);
+        vsock_conn_close(c);
+        vmm_stop(&b);
+
+        assert_string_equal(first, "ERR no listener");
+        assert_string_equal(last_reply, "OK 12");
 }
 
 static void test_close_without_reply(void **state) {
@@ -191,7 +228,7 @@ static void test_close_without_reply(void **state) {
         int r = vmm_dial(&v, 5000, 5000, -1, &c);
         assert_int_equal(vsock_err_kind(r), VSOCK_E_NOT_LISTENING);
         assert_null(c);
-        assert_string_equal(mux_last_reply(), "");
+        assert_string_equal(last_reply, "");
         vmm_stop(&v);
 }
 
@@ -203,7 +240,7 @@ static void test_partial_then_silence(void **state) {
         vsock_conn *c = NULL;
         int r = vmm_dial(&v, 5000, 300, -1, &c);
         assert_int_equal(vsock_err_kind(r), VSOCK_E_TIMEOUT);
-        assert_string_equal(mux_last_reply(), "OK 12");
+        assert_string_equal(last_reply, "OK 12");
         vmm_stop(&v);
 }
 
@@ -234,7 +271,7 @@ static void test_partial_then_eof(void **state) {
         vsock_conn *c = NULL;
         int r = vmm_dial(&v, 5000, 5000, -1, &c);
         assert_int_equal(r, VSOCK_ERR(VSOCK_E_MUX_HANDSHAKE, EPROTO));
-        assert_string_equal(mux_last_reply(), "OK 12");
+        assert_string_equal(last_reply, "OK 12");
         vmm_stop(&v);
 }
 
@@ -314,7 +351,7 @@ static void test_long_reply(void **state) {
         int r = vmm_dial(&v, 5000, 5000, -1, &c);
         assert_int_equal(r, VSOCK_ERR(VSOCK_E_MUX_HANDSHAKE, EMSGSIZE));
         assert_null(c);
-        assert_int_equal(strlen(mux_last_reply()), MUX_REPLY_MAX);
+        assert_int_equal(strlen(last_reply), MUX_REPLY_MAX);
         vmm_stop(&v);
 
         /* The boundary: 31 characters + '\n' is fine, 32 + '\n' is not. */
@@ -369,7 +406,7 @@ static void test_reply_variants(void **state) {
         vmm_start(&v, B_REPLY, "E\x01\x7f" "Z\n", 5);
         vsock_conn *c = NULL;
         assert_true(vmm_dial(&v, 5000, 5000, -1, &c) < 0);
-        assert_string_equal(mux_last_reply(), "E??Z");
+        assert_string_equal(last_reply, "E??Z");
         vmm_stop(&v);
 }
 
@@ -385,6 +422,7 @@ int main(void) {
                 cmocka_unit_test(test_ok_then_echo),
                 cmocka_unit_test(test_default_port),
                 cmocka_unit_test(test_error_reply),
+                cmocka_unit_test(test_reply_per_caller),
                 cmocka_unit_test(test_close_without_reply),
                 cmocka_unit_test(test_partial_then_silence),
                 cmocka_unit_test(test_partial_then_eof),
