@@ -1,11 +1,11 @@
-/* ListDir's cursor parser (src/agent/dircursor.c), fed what a host may
+/* ListDir's cursor parser (src/agent/files/dircursor.c), fed what a host may
  * send: whatever parses must format to a cursor that parses to the same. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "agent/dircursor.h"
+#include "agent/files/dircursor.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

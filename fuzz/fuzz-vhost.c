@@ -15,7 +15,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "agent/loop.h"
+#include "agent/serve/loop.h"
 #include "common/io.h"
 #include "common/log.h"
 #include "common/macro.h"

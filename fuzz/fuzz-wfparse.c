@@ -1,4 +1,4 @@
-/* The streamed WriteFile parser (src/agent/wfparse.c) against the buffered
+/* The streamed WriteFile parser (src/agent/files/wfparse.c) against the buffered
  * decoder: on any input both agree on the verdict and, when accepted, on
  * path, mode and content, whatever the pieces the input arrives in (the
  * first byte seeds the piece sizes). Inputs with a repeated member are the
@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "agent/wfparse.h"
+#include "agent/files/wfparse.h"
 #include "common/buf.h"
 #include "lib/msg-internal.h"
 #include "vsock/msg.h"

@@ -7,8 +7,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "agent/ext.h"
-#include "agent/loop.h"
+#include "agent/serve/ext.h"
+#include "agent/serve/loop.h"
 #include "common/budget.h"
 
 struct procs;

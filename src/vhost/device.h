@@ -8,7 +8,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "agent/loop.h"
+#include "agent/serve/loop.h"
 #include "vhost/guestmem.h"
 #include "vhost/vring.h"
 

@@ -5,7 +5,7 @@
  * device, a malformed one is closed without a word, as Firecracker does. */
 #pragma once
 
-#include "agent/loop.h"
+#include "agent/serve/loop.h"
 #include "vhost/device.h"
 
 struct hostlisten;

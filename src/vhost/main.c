@@ -18,7 +18,7 @@
 #include <vsock/error.h>
 #include <vsock/version.h>
 
-#include "agent/loop.h"
+#include "agent/serve/loop.h"
 #include "common/io.h"
 #include "common/log.h"
 #include "common/macro.h"

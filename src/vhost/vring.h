@@ -7,7 +7,7 @@
 
 #include <stdbool.h>
 
-#include "agent/loop.h"
+#include "agent/serve/loop.h"
 #include "vhost/virtq.h"
 
 struct vring;

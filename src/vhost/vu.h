@@ -8,7 +8,7 @@
 
 #include <stdint.h>
 
-#include "agent/loop.h"
+#include "agent/serve/loop.h"
 #include "vhost/device.h"
 
 struct vu;

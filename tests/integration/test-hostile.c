@@ -52,7 +52,7 @@
 #define BOUND_MS 20000                  /* hang catcher for one exchange */
 #define GRACE_MS 5000                   /* the agent's SIGTERM -> SIGKILL grace */
 #define RSS_SLACK_KB (16L * 1024)       /* allowed growth over the baseline */
-/* The agent's frame limits (src/agent/session.c): the request, and every
+/* The agent's frame limits (src/agent/serve/session.c): the request, and every
  * frame after it. */
 #define REQUEST_MAX VSOCK_MAX_PAYLOAD_DEFAULT
 #define AFTER_MAX (16u * 1024 * 1024)

@@ -1,4 +1,4 @@
-/* ListDir's cursor (src/agent/dircursor.c): what it writes it reads back,
+/* ListDir's cursor (src/agent/files/dircursor.c): what it writes it reads back,
  * and nothing else. */
 #include <errno.h>
 #include <setjmp.h>
@@ -9,7 +9,7 @@
 
 #include <cmocka.h>
 
-#include "agent/dircursor.h"
+#include "agent/files/dircursor.h"
 
 static void test_roundtrip(void **state) {
         (void) state;

@@ -13,7 +13,7 @@
 
 #include <cmocka.h>
 
-#include "agent/env.h"
+#include "agent/exec/env.h"
 
 /* The value of @key in @env, or NULL. */
 static const char *get(const struct strv *env, const char *key) {

@@ -18,7 +18,7 @@
 
 #include <cmocka.h>
 
-#include "agent/files.h"
+#include "agent/files/files.h"
 #include "common/buf.h"
 #include "lib/msg-internal.h"
 

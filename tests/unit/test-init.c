@@ -15,7 +15,7 @@
 
 #include <cmocka.h>
 
-#include "agent/init.h"
+#include "agent/init/init.h"
 
 static void test_cmdline_get(void **state) {
         char *v = NULL;

@@ -20,7 +20,7 @@
 
 #include <vsock/msg.h>
 
-#include "agent/launch.h"
+#include "agent/exec/launch.h"
 #include "common/io.h"
 #include "common/macro.h"
 #include "lib/msg-internal.h"

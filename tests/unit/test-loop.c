@@ -15,7 +15,7 @@
 
 #include <cmocka.h>
 
-#include "agent/loop.h"
+#include "agent/serve/loop.h"
 #include "alloc-count.h"
 #include "common/io.h"
 #include "common/macro.h"

@@ -12,7 +12,7 @@
 
 #include <cmocka.h>
 
-#include "agent/outring.h"
+#include "agent/exec/outring.h"
 
 /* Read everything from @offset to the end into @out/@streams; returns the
  * number of DATA chunks it took, fails on anything but data. */

@@ -16,9 +16,9 @@
 #include <cmocka.h>
 
 #include "agent/agent.h"
-#include "agent/procrun.h"
-#include "agent/procs.h"
-#include "agent/worker.h"
+#include "agent/proc/procrun.h"
+#include "agent/proc/procs.h"
+#include "agent/serve/worker.h"
 #include "lib/ext_msg.h"
 
 static struct agent A;

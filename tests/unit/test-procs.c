@@ -15,9 +15,9 @@
 
 #include <cmocka.h>
 
-#include "agent/loop.h"
-#include "agent/oomkill.h"
-#include "agent/procs.h"
+#include "agent/serve/loop.h"
+#include "agent/exec/oomkill.h"
+#include "agent/proc/procs.h"
 #include "lib/ext_msg.h"
 
 static struct loop *L;

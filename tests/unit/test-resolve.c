@@ -14,7 +14,7 @@
 
 #include <cmocka.h>
 
-#include "agent/resolve.h"
+#include "agent/fwd/resolve.h"
 
 static char fixture[4096];
 

@@ -21,7 +21,7 @@
 
 #include <cmocka.h>
 
-#include "agent/sandbox.h"
+#include "agent/exec/sandbox.h"
 #include "common/io.h"
 
 #ifndef AF_VSOCK

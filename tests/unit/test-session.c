@@ -24,9 +24,9 @@
 #include <vsock/msg.h>
 
 #include "agent/agent.h"
-#include "agent/ext.h"
-#include "agent/loop.h"
-#include "agent/session.h"
+#include "agent/serve/ext.h"
+#include "agent/serve/loop.h"
+#include "agent/serve/session.h"
 #include "common/buf.h"
 #include "common/io.h"
 #include "common/log.h"

@@ -23,9 +23,9 @@
 
 #include <cmocka.h>
 
-#include "agent/pidns.h"
-#include "agent/pty.h"
-#include "agent/spawn.h"
+#include "agent/init/pidns.h"
+#include "agent/exec/pty.h"
+#include "agent/exec/spawn.h"
 #include "common/io.h"
 #include "common/macro.h"
 

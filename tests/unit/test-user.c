@@ -12,7 +12,7 @@
 
 #include <cmocka.h>
 
-#include "agent/user.h"
+#include "agent/exec/user.h"
 
 static char dir[] = "/tmp/test-user-XXXXXX";
 static char passwd_path[64], group_path[64], missing_path[64];

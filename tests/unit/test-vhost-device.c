@@ -19,7 +19,7 @@
 
 #include <cmocka.h>
 
-#include "agent/loop.h"
+#include "agent/serve/loop.h"
 #include "common/io.h"
 #include "common/macro.h"
 #include "fake-driver.h"

@@ -16,7 +16,7 @@
 
 #include <vsock/msg.h>
 
-#include "agent/wfparse.h"
+#include "agent/files/wfparse.h"
 #include "common/buf.h"
 #include "lib/base64.h"
 

@@ -20,8 +20,8 @@
 
 #include <cmocka.h>
 
-#include "agent/loop.h"
-#include "agent/worker.h"
+#include "agent/serve/loop.h"
+#include "agent/serve/worker.h"
 
 #define GUARD_MS 20000
 
