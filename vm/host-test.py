@@ -430,7 +430,10 @@ def port_forward(h):
 
 def lib_checks(h):
     outs = [h.vmcheck(sub, h.mux).splitlines()[-1] for sub in ("tty", "stdin", "signal")]
-    h.guest_sh("nc -ll -p 7071 -e cat </dev/null >/dev/null 2>&1 &")
+    # Started in the background: wait until it answers, or the forward races its bind.
+    h.guest_sh("nc -ll -p 7071 -e cat </dev/null >/dev/null 2>&1 & n=400; "
+               "until echo probe | nc 127.0.0.1 7071 2>/dev/null | grep -q probe; do "
+               "n=$((n - 1)); [ $n -gt 0 ] || exit 1; sleep 0.05; done")
     try:
         outs.append(h.vmcheck("forward", h.mux, "7071").splitlines()[-1])
     finally:
