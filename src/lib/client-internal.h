@@ -99,8 +99,10 @@ int client_ext_call(vsock_conn *c, unsigned feature, uint8_t type, const struct 
                     uint8_t reply_type, const struct ext_shape *reply_shape, void *ret, struct vsock_call *call);
 /* The caps negotiated on @c; NULL before Hello. */
 const struct vsock_caps *client_ext_caps(const vsock_conn *c);
-/* Dial @addr (default port 5000) for an extension operation. */
-int client_ext_dial(const char *addr, const struct vsock_call *call, vsock_conn **ret);
+/* Dial @addr (default port 5000) for an extension operation, resolving
+ * *@call first (NULL: @fallback, initialised; a call of an unknown size:
+ * -EINVAL), so an *_at() wrapper is a dial, its call and a close. */
+int client_ext_dial(const char *addr, struct vsock_call **call, struct vsock_call *fallback, vsock_conn **ret);
 
 /* The process-wide cache (caps.c). Keys are canonical address strings. */
 #define CAPS_KEY_MAX 160

@@ -104,11 +104,8 @@ _public_ int vsock_fs(vsock_conn *c, const struct vsock_fs_request *req, struct 
 _public_ int vsock_fs_at(const char *addr, const struct vsock_fs_request *req, struct vsock_call *call,
                          struct vsock_fs_result *ret) {
         struct vsock_call fallback;
-        call = client_call_resolve(call, &fallback);
-        if (!call)
-                return -EINVAL;
         vsock_conn *c = NULL;
-        int r = client_ext_dial(addr, call, &c);
+        int r = client_ext_dial(addr, &call, &fallback, &c);
         if (r < 0)
                 return r;
         r = vsock_fs(c, req, call, ret);
@@ -138,11 +135,8 @@ _public_ int vsock_stat(vsock_conn *c, const char *path, bool follow, struct vso
 _public_ int vsock_stat_at(const char *addr, const char *path, bool follow, struct vsock_call *call,
                            struct vsock_stat *ret) {
         struct vsock_call fallback;
-        call = client_call_resolve(call, &fallback);
-        if (!call)
-                return -EINVAL;
         vsock_conn *c = NULL;
-        int r = client_ext_dial(addr, call, &c);
+        int r = client_ext_dial(addr, &call, &fallback, &c);
         if (r < 0)
                 return r;
         r = vsock_stat(c, path, follow, call, ret);
@@ -198,11 +192,8 @@ _public_ int vsock_list_dir(vsock_conn *c, const char *path, int page_size, vsoc
 _public_ int vsock_list_dir_at(const char *addr, const char *path, int page_size, vsock_list_fn on_page,
                                void *userdata, struct vsock_call *call) {
         struct vsock_call fallback;
-        call = client_call_resolve(call, &fallback);
-        if (!call)
-                return -EINVAL;
         vsock_conn *c = NULL;
-        int r = client_ext_dial(addr, call, &c);
+        int r = client_ext_dial(addr, &call, &fallback, &c);
         if (r < 0)
                 return r;
         r = vsock_list_dir(c, path, page_size, on_page, userdata, call);

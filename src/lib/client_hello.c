@@ -146,8 +146,11 @@ static int hello_read(vsock_conn *c, struct vsock_call *call, unsigned feature) 
 
 const struct vsock_caps *client_ext_caps(const vsock_conn *c) { return c ? c->caps : NULL; }
 
-int client_ext_dial(const char *addr, const struct vsock_call *call, vsock_conn **ret) {
-        return client_dial(addr, VSOCK_PORT_EXEC, call, ret);
+int client_ext_dial(const char *addr, struct vsock_call **call, struct vsock_call *fallback, vsock_conn **ret) {
+        *call = client_call_resolve(*call, fallback);
+        if (!*call)
+                return -EINVAL;
+        return client_dial(addr, VSOCK_PORT_EXEC, *call, ret);
 }
 
 int client_ext_send(vsock_conn *c, unsigned feature, uint8_t type, const void *payload, size_t len,
@@ -298,11 +301,8 @@ _public_ int vsock_hello(vsock_conn *c, struct vsock_call *call, struct vsock_ca
 
 _public_ int vsock_hello_at(const char *addr, struct vsock_call *call, struct vsock_caps *ret) {
         struct vsock_call fallback;
-        call = client_call_resolve(call, &fallback);
-        if (!call)
-                return -EINVAL;
         vsock_conn *c = NULL;
-        int r = client_ext_dial(addr, call, &c);
+        int r = client_ext_dial(addr, &call, &fallback, &c);
         if (r < 0)
                 return r;
         r = vsock_hello(c, call, ret);
