@@ -4,7 +4,8 @@
  * where the figure is a latency), so the ratio holds on a noisy machine.
  * vsock-bench.c owns the table, the agent processes and the statistics;
  * bench-exec.c the exec, throughput and concurrency figures; bench-io.c
- * the file, port-forward and agent-footprint figures. */
+ * the file, port-forward (base and FwdConnect) and agent-footprint figures;
+ * bench-ext.c the other extensions beside the base operations they extend. */
 #pragma once
 
 #include <stdbool.h>
@@ -91,6 +92,7 @@ void fig_agent(struct bench *b);               /* 6 */
 void fig_hash(struct bench *b);                /* bench-hash.c: SHA-256 */
 void fig_attacks(struct bench *b);             /* 7, bench-attack.c: issue 12's attacks */
 void fig_xfer(struct bench *b);                /* bench-xfer.c: FileGet/FilePut */
+void fig_ext(struct bench *b);                 /* bench-ext.c: ProcStart+ProcWait, ListDir */
 
 /* ---- bench-exec.c, shared with bench-io.c ---------------------------------- */
 /* One batch `true` on @a, end to end (dial included): ns, or < 0. */

@@ -382,7 +382,7 @@ static void usage(FILE *f) {
                    "  --quick        reduced sizes and counts; exit 0 whatever the figures\n"
                    "  --json FILE    also write the table as JSON\n"
                    "  --only GROUPS  comma-separated: exec,throughput,files,sessions,portfwd,agent,hash,\n"
-                   "                 attack,xfer\n"
+                   "                 attack,xfer,ext\n"
                    "  --keep         keep the temporary directory\n");
 }
 
@@ -478,7 +478,7 @@ int main(int argc, char **argv) {
                 { "exec", fig_exec_latency },     { "throughput", fig_throughput }, { "files", fig_files },
                 { "sessions", fig_sessions },     { "portfwd", fig_port_forward },  { "agent", fig_agent },
                 { "hash", fig_hash },             { "attack", fig_attacks },
-                { "xfer", fig_xfer },
+                { "xfer", fig_xfer },             { "ext", fig_ext },
         };
         for (size_t i = 0; i < sizeof groups / sizeof groups[0]; i++) {
                 if (!bench_wants(&b, groups[i].name))
