@@ -1,14 +1,19 @@
 /* The extensions beyond file transfer, each beside the base operation it
- * extends, measured interleaved on the same agent: a detached process
- * started and waited for (ProcStart + ProcWait) beside a batch exec of the
- * same command, and a directory listed as one ListDir page (owners, times,
- * link targets) beside the base ListFiles of it. */
+ * extends or its floor, measured interleaved on the same agent: a detached
+ * process started and waited for (ProcStart + ProcWait) beside a batch exec
+ * of the same command, a directory listed as one ListDir page (owners,
+ * times, link targets) beside the base ListFiles of it, and a guest client's
+ * bytes forwarded to the host (FwdListen + FwdAttach, `port-forward -R`)
+ * beside the same over plain TCP. */
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <netinet/in.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -19,6 +24,7 @@
 
 #define CALL_TIMEOUT_MS 60000
 #define LIST_ENTRIES 1000
+#define CHUNK (256u * 1024)
 
 static struct vsock_call call_with_timeout(int ms) {
         struct vsock_call c = VSOCK_CALL_INIT;
@@ -102,6 +108,152 @@ static void rows_beside(struct bench *b, const char *what, double *v, double *fl
         bench_row(b, name, stat_p99(v, n), fp, "ms", T_NONE, 0, NULL);
 }
 
+/* ---- guest -> host forwarding ----------------------------------------------- */
+
+/* A guest client: connects to 127.0.0.1:@port, writes @bytes, half-closes. */
+struct writer {
+        uint16_t port;
+        uint64_t bytes;
+        int err;
+};
+
+static void *writer_main(void *p) {
+        struct writer *w = p;
+        uint8_t *buf = calloc(1, CHUNK);
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(w->port),
+                                  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        if (!buf || fd < 0 || connect(fd, (struct sockaddr *) &sa, sizeof sa) < 0)
+                w->err = errno ? errno : ENOMEM;
+        for (uint64_t left = w->bytes; !w->err && left > 0;) {
+                ssize_t k = write(fd, buf, left < CHUNK ? (size_t) left : CHUNK);
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k <= 0)
+                        w->err = k < 0 ? errno : EIO;
+                else
+                        left -= (uint64_t) k;
+        }
+        if (fd >= 0) {
+                (void) shutdown(fd, SHUT_WR);
+                close(fd);
+        }
+        free(buf);
+        return NULL;
+}
+
+/* Read @fd to EOF: the byte count, or < 0. */
+static int64_t drain(int fd) {
+        uint8_t *buf = malloc(CHUNK);
+        int64_t n = buf ? 0 : -ENOMEM;
+        while (n >= 0) {
+                ssize_t k = read(fd, buf, CHUNK);
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k <= 0) {
+                        n = k < 0 ? -errno : n;
+                        break;
+                }
+                n += k;
+        }
+        free(buf);
+        return n;
+}
+
+static int tcp_listen_any(uint16_t *ret_port) {
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        socklen_t sl = sizeof sa;
+        if (fd < 0 || bind(fd, (struct sockaddr *) &sa, sizeof sa) < 0 || listen(fd, 4) < 0 ||
+            getsockname(fd, (struct sockaddr *) &sa, &sl) < 0) {
+                int e = errno;
+                if (fd >= 0)
+                        close(fd);
+                return -e;
+        }
+        *ret_port = ntohs(sa.sin_port);
+        return fd;
+}
+
+/* One guest client's @bytes to the host, through the agent's listener on
+ * @ctl (whose port is @port) when @ctl is set, else over a plain TCP
+ * listener @lfd. MiB/s, or NaN. */
+static double forward_once(struct bench *b, const struct agent *a, vsock_conn *ctl, uint16_t port, int lfd,
+                           uint64_t bytes) {
+        struct writer w = { .port = port, .bytes = bytes };
+        pthread_t th;
+        int64_t t0 = mono_ns();
+        if (pthread_create(&th, NULL, writer_main, &w) != 0) {
+                bench_fail(b, "fwd-listen: cannot start the guest client");
+                return NAN;
+        }
+        int fd = -1, r = 0;
+        struct vsock_call call = call_with_timeout(CALL_TIMEOUT_MS);
+        if (ctl) {
+                struct vsock_fwd_event ev;
+                vsock_conn *c = NULL;
+                r = vsock_fwd_next_event(ctl, &call, &ev);
+                if (r >= 0 && strcmp(ev.event, "accepted") != 0)
+                        r = -EPROTO;
+                if (r >= 0)
+                        r = vsock_dial_str(a->exec_addr, 0, CALL_TIMEOUT_MS, -1, &c);
+                if (r >= 0 && (r = vsock_fwd_attach(c, ev.id, &call)) < 0)
+                        (void) vsock_conn_close(c);
+                if (r >= 0) {
+                        fd = vsock_conn_release_fd(c);
+                        (void) fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+                }
+        } else if ((fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC)) < 0)
+                r = -errno;
+        int64_t n = r < 0 ? r : drain(fd);
+        int64_t dt = mono_ns() - t0;
+        pthread_join(th, NULL);
+        if (fd >= 0)
+                close(fd);
+        if (n != (int64_t) bytes || w.err) {
+                bench_fail(b, "%s: %s, %lld of %llu bytes %s", ctl ? "fwd-listen" : "tcp",
+                           n < 0 ? vsock_strerror((int) n) : w.err ? strerror(w.err) : "short",
+                           (long long) n, (unsigned long long) bytes, call.remote_error);
+                return NAN;
+        }
+        return (double) n / MIB / ((double) dt / 1e9);
+}
+
+static void keep_best(double *best, double v) {
+        if (!isnan(v) && (isnan(*best) || v > *best))
+                *best = v;
+}
+
+static void fig_fwd_listen(struct bench *b, const struct agent *a) {
+        uint16_t tport = 0, gport = 0;
+        int lfd = tcp_listen_any(&tport);
+        vsock_conn *ctl = NULL;
+        struct vsock_call call = call_with_timeout(CALL_TIMEOUT_MS);
+        char bound[160] = "";
+        int r = lfd < 0 ? lfd : vsock_dial_str(a->exec_addr, 0, CALL_TIMEOUT_MS, -1, &ctl);
+        if (r >= 0)
+                r = vsock_fwd_listen(ctl, "tcp:127.0.0.1:0", 0, &call, bound, sizeof bound);
+        const char *colon = strrchr(bound, ':');
+        if (r < 0 || !colon) {
+                bench_fail(b, "fwd-listen: %s %s", vsock_strerror(r), call.remote_error);
+                goto out;
+        }
+        gport = (uint16_t) atoi(colon + 1);
+        double best[2] = { NAN, NAN };
+        uint64_t bytes = b->xfer_bytes / 4;
+        for (int rep = 0; rep < b->xfer_reps && b->errors == 0; rep++) {
+                keep_best(&best[0], forward_once(b, a, NULL, tport, lfd, bytes));
+                keep_best(&best[1], forward_once(b, a, ctl, gport, -1, bytes));
+        }
+        bench_row(b, "fwd-listen (-R) guest to host", best[1], best[0], "MiB/s", T_NONE, 0,
+                  "floor: the same over direct TCP");
+out:
+        if (ctl)
+                (void) vsock_conn_close(ctl);
+        if (lfd >= 0)
+                close(lfd);
+}
+
 void fig_ext(struct bench *b) {
         struct agent a;
         if (agent_start(b, &a, "agent") < 0)
@@ -146,6 +298,7 @@ void fig_ext(struct bench *b) {
         }
         if (got > 0)
                 rows_beside(b, "ListDir page of 1000", v, floor, got, "floor: ListFiles of the same directory");
+        fig_fwd_listen(b, &a);
 out:
         free(v);
         free(floor);
