@@ -34,7 +34,7 @@ static struct vsock_call call_with_timeout(int ms) {
 
 /* ProcStart `true` and ProcWait on one connection, dial included (as the
  * batch exec it stands beside). ns, or < 0. */
-static int64_t proc_true(struct bench *b, const struct agent *a) {
+static int64_t proc_true(struct bench *b, const struct agent *a, const void *arg) {
         struct vsock_call call = call_with_timeout(CALL_TIMEOUT_MS);
         struct vsock_proc_spec spec = { .req = { .command = "true" }, .keep_s = 1 };
         struct vsock_proc_info info = {};
@@ -108,6 +108,36 @@ static void rows_beside(struct bench *b, const char *what, double *v, double *fl
         bench_row(b, name, stat_p99(v, n), fp, "ms", T_NONE, 0, NULL);
 }
 
+/* A timed operation on the agent: ns, or < 0. */
+struct timed {
+        int64_t (*fn)(struct bench *b, const struct agent *a, const void *arg);
+        const void *arg;
+};
+
+static int64_t exec_floor(struct bench *b, const struct agent *a, const void *arg) { return exec_true_batch(b, a); }
+static int64_t list_paged(struct bench *b, const struct agent *a, const void *dir) { return list_once(b, a, dir, true); }
+static int64_t list_base(struct bench *b, const struct agent *a, const void *dir) { return list_once(b, a, dir, false); }
+
+/* @warm rounds of both, then @n interleaved samples of @floor_op and @op
+ * (so both see the same noise) into @fv and @v, and their rows. */
+static void interleave(struct bench *b, const struct agent *a, const struct timed *floor_op, const struct timed *op,
+                       int warm, double *v, double *fv, int n, const char *what, const char *note) {
+        for (int i = 0; i < warm; i++) {
+                (void) floor_op->fn(b, a, floor_op->arg);
+                (void) op->fn(b, a, op->arg);
+        }
+        size_t got = 0;
+        for (int i = 0; i < n; i++) {
+                int64_t f = floor_op->fn(b, a, floor_op->arg), t = f < 0 ? f : op->fn(b, a, op->arg);
+                if (t < 0)
+                        break;
+                fv[got] = (double) f / 1e6;
+                v[got++] = (double) t / 1e6;
+        }
+        if (got > 0)
+                rows_beside(b, what, v, fv, got, note);
+}
+
 /* ---- guest -> host forwarding ----------------------------------------------- */
 
 /* A guest client: connects to 127.0.0.1:@port, writes @bytes, half-closes. */
@@ -160,21 +190,6 @@ static int64_t drain(int fd) {
         return n;
 }
 
-static int tcp_listen_any(uint16_t *ret_port) {
-        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-        socklen_t sl = sizeof sa;
-        if (fd < 0 || bind(fd, (struct sockaddr *) &sa, sizeof sa) < 0 || listen(fd, 4) < 0 ||
-            getsockname(fd, (struct sockaddr *) &sa, &sl) < 0) {
-                int e = errno;
-                if (fd >= 0)
-                        close(fd);
-                return -e;
-        }
-        *ret_port = ntohs(sa.sin_port);
-        return fd;
-}
-
 /* One guest client's @bytes to the host, through the agent's listener on
  * @ctl (whose port is @port) when @ctl is set, else over a plain TCP
  * listener @lfd. MiB/s, or NaN. */
@@ -219,14 +234,9 @@ static double forward_once(struct bench *b, const struct agent *a, vsock_conn *c
         return (double) n / MIB / ((double) dt / 1e9);
 }
 
-static void keep_best(double *best, double v) {
-        if (!isnan(v) && (isnan(*best) || v > *best))
-                *best = v;
-}
-
 static void fig_fwd_listen(struct bench *b, const struct agent *a) {
         uint16_t tport = 0, gport = 0;
-        int lfd = tcp_listen_any(&tport);
+        int lfd = tcp_listen_loopback(&tport);
         vsock_conn *ctl = NULL;
         struct vsock_call call = call_with_timeout(CALL_TIMEOUT_MS);
         char bound[160] = "";
@@ -268,36 +278,11 @@ void fig_ext(struct bench *b) {
                 goto out;
         }
 
-        /* Warm up both paths (the agent's allocator, page cache). */
-        for (int i = 0; i < 10; i++) {
-                (void) exec_true_batch(b, &a);
-                (void) proc_true(b, &a);
-        }
-        size_t got = 0;
-        for (int i = 0; i < n; i++) {
-                int64_t f = exec_true_batch(b, &a), t = f < 0 ? f : proc_true(b, &a);
-                if (t < 0)
-                        break;
-                floor[got] = (double) f / 1e6;
-                v[got++] = (double) t / 1e6;
-        }
-        if (got > 0)
-                rows_beside(b, "proc start+wait true", v, floor, got, "floor: exec batch true");
-
-        for (int i = 0; i < 5; i++) {
-                (void) list_once(b, &a, dir, false);
-                (void) list_once(b, &a, dir, true);
-        }
-        got = 0;
-        for (int i = 0; i < n; i++) {
-                int64_t f = list_once(b, &a, dir, false), t = f < 0 ? f : list_once(b, &a, dir, true);
-                if (t < 0)
-                        break;
-                floor[got] = (double) f / 1e6;
-                v[got++] = (double) t / 1e6;
-        }
-        if (got > 0)
-                rows_beside(b, "ListDir page of 1000", v, floor, got, "floor: ListFiles of the same directory");
+        struct timed proc = { proc_true }, exec = { exec_floor };
+        interleave(b, &a, &exec, &proc, 10, v, floor, n, "proc start+wait true", "floor: exec batch true");
+        struct timed listdir = { list_paged, dir }, listfiles = { list_base, dir };
+        interleave(b, &a, &listfiles, &listdir, 5, v, floor, n, "ListDir page of 1000",
+                   "floor: ListFiles of the same directory");
         fig_fwd_listen(b, &a);
 out:
         free(v);

@@ -184,7 +184,7 @@ struct tcp_peer {
         pthread_t thread;
 };
 
-static int tcp_listen(uint16_t *ret_port) {
+int tcp_listen_loopback(uint16_t *ret_port) {
         int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
         socklen_t sl = sizeof sa;
@@ -329,17 +329,12 @@ static double pf_download(struct bench *b, const struct agent *a, enum pf_via vi
         return (double) n / MIB / ((double) dt / 1e9);
 }
 
-static void keep_best(double *best, double v) {
-        if (!isnan(v) && (isnan(*best) || v > *best))
-                *best = v;
-}
-
 void fig_port_forward(struct bench *b) {
         struct tcp_peer t = { .sink = -1, .source = -1, .stop = -1, .bytes = b->xfer_bytes };
         struct agent a;
         uint8_t *buf = calloc(1, CHUNK);
-        t.sink = tcp_listen(&t.sink_port);
-        t.source = tcp_listen(&t.source_port);
+        t.sink = tcp_listen_loopback(&t.sink_port);
+        t.source = tcp_listen_loopback(&t.source_port);
         t.stop = eventfd(0, EFD_CLOEXEC);
         if (!buf || t.sink < 0 || t.source < 0 || t.stop < 0 ||
             pthread_create(&t.thread, NULL, tcp_peer_main, &t) != 0) {

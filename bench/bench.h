@@ -75,6 +75,8 @@ void sleep_ms(int ms);
 /* Median and p99 (nearest rank) of @n samples; sorts @v. */
 double stat_median(double *v, size_t n);
 double stat_p99(double *v, size_t n);
+/* Keep the larger of *@best and @v (NaN: a failed sample, ignored). */
+void keep_best(double *best, double v);
 /* posix_spawn @argv (PATH searched) with stdout to @out_fd (-1: /dev/null)
  * and wait; returns the wall time in ns or a negative errno. */
 int64_t spawn_wait(char *const argv[], int out_fd);
@@ -97,3 +99,7 @@ void fig_ext(struct bench *b);                 /* bench-ext.c: ProcStart+ProcWai
 /* ---- bench-exec.c, shared with bench-io.c ---------------------------------- */
 /* One batch `true` on @a, end to end (dial included): ns, or < 0. */
 int64_t exec_true_batch(struct bench *b, const struct agent *a);
+
+/* ---- bench-io.c, shared with bench-ext.c ----------------------------------- */
+/* A TCP listener on 127.0.0.1, any free port (to *@ret_port): fd or < 0. */
+int tcp_listen_loopback(uint16_t *ret_port);

@@ -78,6 +78,11 @@ double stat_p99(double *v, size_t n) {
         return v[k > 0 ? k - 1 : 0];
 }
 
+void keep_best(double *best, double v) {
+        if (!isnan(v) && (isnan(*best) || v > *best))
+                *best = v;
+}
+
 int spawn_start_out(char *const argv[], int out_fd, pid_t *ret_pid) {
         posix_spawn_file_actions_t fa;
         posix_spawn_file_actions_init(&fa);
