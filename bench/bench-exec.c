@@ -378,11 +378,6 @@ static double xfer_pipe_lib(struct bench *b, const struct agent *a) {
         return ok ? mib_per_s(x.out, dt) : NAN;
 }
 
-static void keep_best(double *best, double v) {
-        if (!isnan(v) && (isnan(*best) || v > *best))
-                *best = v;
-}
-
 void fig_throughput(struct bench *b) {
         struct agent a;
         if (agent_start(b, &a, "agent") < 0)

@@ -184,7 +184,7 @@ struct tcp_peer {
         pthread_t thread;
 };
 
-static int tcp_listen(uint16_t *ret_port) {
+int tcp_listen_loopback(uint16_t *ret_port) {
         int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
         socklen_t sl = sizeof sa;
@@ -249,12 +249,30 @@ static int tcp_connect(uint16_t port) {
         return fd;
 }
 
-static int pf_connect(struct bench *b, const struct agent *a, uint16_t port) {
+/* How a bench connection reaches the TCP peer: directly (the floor), by
+ * the base PortForward, or by the FwdConnect extension. */
+enum pf_via { VIA_TCP, VIA_PORT_FORWARD, VIA_FWD_CONNECT };
+static const char *const via_names[] = { "tcp", "port-forward", "fwd-connect" };
+
+static int pf_connect(struct bench *b, const struct agent *a, enum pf_via via, uint16_t port) {
+        if (via == VIA_TCP) {
+                int fd = tcp_connect(port);
+                if (fd < 0)
+                        bench_fail(b, "tcp connect: %s", strerror(-fd));
+                return fd;
+        }
         struct vsock_call call = call_with_timeout(CALL_TIMEOUT_MS);
         vsock_conn *c = NULL;
-        int r = vsock_open_port_forward_at(a->exec_addr, "127.0.0.1", port, &call, &c);
+        int r;
+        if (via == VIA_PORT_FORWARD)
+                r = vsock_open_port_forward_at(a->exec_addr, "127.0.0.1", port, &call, &c);
+        else if ((r = vsock_dial_str(a->exec_addr, 0, CALL_TIMEOUT_MS, -1, &c)) >= 0) {
+                r = vsock_fwd_connect(c, "127.0.0.1", port, NULL, &call);
+                if (r < 0)
+                        (void) vsock_conn_close(c);
+        }
         if (r < 0) {
-                bench_fail(b, "port forward to %u: %s %s", port, vsock_strerror(r), call.remote_error);
+                bench_fail(b, "%s to %u: %s %s", via_names[via], port, vsock_strerror(r), call.remote_error);
                 return r;
         }
         int fd = vsock_conn_release_fd(c);
@@ -264,14 +282,12 @@ static int pf_connect(struct bench *b, const struct agent *a, uint16_t port) {
 }
 
 /* Upload: send everything, half-close, wait for the sink's count. */
-static double pf_upload(struct bench *b, const struct agent *a, struct tcp_peer *t, const uint8_t *buf) {
+static double pf_upload(struct bench *b, const struct agent *a, enum pf_via via, struct tcp_peer *t,
+                        const uint8_t *buf) {
         int64_t t0 = mono_ns();
-        int fd = a ? pf_connect(b, a, t->sink_port) : tcp_connect(t->sink_port);
-        if (fd < 0) {
-                if (!a)
-                        bench_fail(b, "tcp connect: %s", strerror(-fd));
+        int fd = pf_connect(b, a, via, t->sink_port);
+        if (fd < 0)
                 return NAN;
-        }
         int r = 0;
         for (uint64_t left = t->bytes; left > 0 && r == 0;) {
                 size_t k = left < CHUNK ? (size_t) left : CHUNK;
@@ -286,21 +302,19 @@ static double pf_upload(struct bench *b, const struct agent *a, struct tcp_peer 
         int64_t dt = mono_ns() - t0;
         close(fd);
         if (r < 0 || n != t->bytes) {
-                bench_fail(b, "%s upload: %s, %llu bytes arrived", a ? "port-forward" : "tcp",
+                bench_fail(b, "%s upload: %s, %llu bytes arrived", via_names[via],
                            r < 0 ? strerror(-r) : "ok", (unsigned long long) n);
                 return NAN;
         }
         return (double) n / MIB / ((double) dt / 1e9);
 }
 
-static double pf_download(struct bench *b, const struct agent *a, struct tcp_peer *t, uint8_t *buf) {
+static double pf_download(struct bench *b, const struct agent *a, enum pf_via via, struct tcp_peer *t,
+                          uint8_t *buf) {
         int64_t t0 = mono_ns();
-        int fd = a ? pf_connect(b, a, t->source_port) : tcp_connect(t->source_port);
-        if (fd < 0) {
-                if (!a)
-                        bench_fail(b, "tcp connect: %s", strerror(-fd));
+        int fd = pf_connect(b, a, via, t->source_port);
+        if (fd < 0)
                 return NAN;
-        }
         uint64_t n = 0;
         ssize_t k;
         while ((k = read(fd, buf, CHUNK)) > 0)
@@ -308,24 +322,19 @@ static double pf_download(struct bench *b, const struct agent *a, struct tcp_pee
         int64_t dt = mono_ns() - t0;
         close(fd);
         if (k < 0 || n != t->bytes) {
-                bench_fail(b, "%s download: %s, %llu bytes", a ? "port-forward" : "tcp", k < 0 ? strerror(errno) : "ok",
+                bench_fail(b, "%s download: %s, %llu bytes", via_names[via], k < 0 ? strerror(errno) : "ok",
                            (unsigned long long) n);
                 return NAN;
         }
         return (double) n / MIB / ((double) dt / 1e9);
 }
 
-static void keep_best(double *best, double v) {
-        if (!isnan(v) && (isnan(*best) || v > *best))
-                *best = v;
-}
-
 void fig_port_forward(struct bench *b) {
         struct tcp_peer t = { .sink = -1, .source = -1, .stop = -1, .bytes = b->xfer_bytes };
         struct agent a;
         uint8_t *buf = calloc(1, CHUNK);
-        t.sink = tcp_listen(&t.sink_port);
-        t.source = tcp_listen(&t.source_port);
+        t.sink = tcp_listen_loopback(&t.sink_port);
+        t.source = tcp_listen_loopback(&t.source_port);
         t.stop = eventfd(0, EFD_CLOEXEC);
         if (!buf || t.sink < 0 || t.source < 0 || t.stop < 0 ||
             pthread_create(&t.thread, NULL, tcp_peer_main, &t) != 0) {
@@ -333,16 +342,22 @@ void fig_port_forward(struct bench *b) {
                 goto out;
         }
         if (agent_start(b, &a, "agent") == 0) {
-                double best[4] = { NAN, NAN, NAN, NAN };
-                for (int rep = 0; rep < b->xfer_reps && b->errors == 0; rep++) {
-                        keep_best(&best[0], pf_upload(b, NULL, &t, buf));
-                        keep_best(&best[1], pf_upload(b, &a, &t, buf));
-                        keep_best(&best[2], pf_download(b, NULL, &t, buf));
-                        keep_best(&best[3], pf_download(b, &a, &t, buf));
-                }
-                bench_row(b, "port-forward upload vs direct TCP", best[1], best[0], "MiB/s", T_RATIO_MIN, 0.5, NULL);
-                bench_row(b, "port-forward download vs direct TCP", best[3], best[2], "MiB/s", T_RATIO_MIN, 0.5,
-                          NULL);
+                /* [via][0]: upload, [via][1]: download; interleaved. */
+                double best[3][2] = { { NAN, NAN }, { NAN, NAN }, { NAN, NAN } };
+                for (int rep = 0; rep < b->xfer_reps && b->errors == 0; rep++)
+                        for (int via = VIA_TCP; via <= VIA_FWD_CONNECT; via++) {
+                                keep_best(&best[via][0], pf_upload(b, &a, (enum pf_via) via, &t, buf));
+                                keep_best(&best[via][1], pf_download(b, &a, (enum pf_via) via, &t, buf));
+                        }
+                bench_row(b, "port-forward upload vs direct TCP", best[VIA_PORT_FORWARD][0], best[VIA_TCP][0], "MiB/s",
+                          T_RATIO_MIN, 0.5, NULL);
+                bench_row(b, "port-forward download vs direct TCP", best[VIA_PORT_FORWARD][1], best[VIA_TCP][1],
+                          "MiB/s", T_RATIO_MIN, 0.5, NULL);
+                /* The extension's forward beside the base one it extends. */
+                bench_row(b, "fwd-connect upload", best[VIA_FWD_CONNECT][0], best[VIA_PORT_FORWARD][0], "MiB/s",
+                          T_NONE, 0, "floor: port-forward upload");
+                bench_row(b, "fwd-connect download", best[VIA_FWD_CONNECT][1], best[VIA_PORT_FORWARD][1], "MiB/s",
+                          T_NONE, 0, "floor: port-forward download");
                 agent_stop(b, &a);
         }
         uint64_t one = 1;

@@ -4,7 +4,8 @@
  * where the figure is a latency), so the ratio holds on a noisy machine.
  * vsock-bench.c owns the table, the agent processes and the statistics;
  * bench-exec.c the exec, throughput and concurrency figures; bench-io.c
- * the file, port-forward and agent-footprint figures. */
+ * the file, port-forward (base and FwdConnect) and agent-footprint figures;
+ * bench-ext.c the other extensions beside the base operations they extend. */
 #pragma once
 
 #include <stdbool.h>
@@ -74,6 +75,8 @@ void sleep_ms(int ms);
 /* Median and p99 (nearest rank) of @n samples; sorts @v. */
 double stat_median(double *v, size_t n);
 double stat_p99(double *v, size_t n);
+/* Keep the larger of *@best and @v (NaN: a failed sample, ignored). */
+void keep_best(double *best, double v);
 /* posix_spawn @argv (PATH searched) with stdout to @out_fd (-1: /dev/null)
  * and wait; returns the wall time in ns or a negative errno. */
 int64_t spawn_wait(char *const argv[], int out_fd);
@@ -91,7 +94,12 @@ void fig_agent(struct bench *b);               /* 6 */
 void fig_hash(struct bench *b);                /* bench-hash.c: SHA-256 */
 void fig_attacks(struct bench *b);             /* 7, bench-attack.c: issue 12's attacks */
 void fig_xfer(struct bench *b);                /* bench-xfer.c: FileGet/FilePut */
+void fig_ext(struct bench *b);                 /* bench-ext.c: ProcStart+ProcWait, ListDir */
 
 /* ---- bench-exec.c, shared with bench-io.c ---------------------------------- */
 /* One batch `true` on @a, end to end (dial included): ns, or < 0. */
 int64_t exec_true_batch(struct bench *b, const struct agent *a);
+
+/* ---- bench-io.c, shared with bench-ext.c ----------------------------------- */
+/* A TCP listener on 127.0.0.1, any free port (to *@ret_port): fd or < 0. */
+int tcp_listen_loopback(uint16_t *ret_port);

@@ -78,6 +78,11 @@ double stat_p99(double *v, size_t n) {
         return v[k > 0 ? k - 1 : 0];
 }
 
+void keep_best(double *best, double v) {
+        if (!isnan(v) && (isnan(*best) || v > *best))
+                *best = v;
+}
+
 int spawn_start_out(char *const argv[], int out_fd, pid_t *ret_pid) {
         posix_spawn_file_actions_t fa;
         posix_spawn_file_actions_init(&fa);
@@ -382,7 +387,7 @@ static void usage(FILE *f) {
                    "  --quick        reduced sizes and counts; exit 0 whatever the figures\n"
                    "  --json FILE    also write the table as JSON\n"
                    "  --only GROUPS  comma-separated: exec,throughput,files,sessions,portfwd,agent,hash,\n"
-                   "                 attack,xfer\n"
+                   "                 attack,xfer,ext\n"
                    "  --keep         keep the temporary directory\n");
 }
 
@@ -478,7 +483,7 @@ int main(int argc, char **argv) {
                 { "exec", fig_exec_latency },     { "throughput", fig_throughput }, { "files", fig_files },
                 { "sessions", fig_sessions },     { "portfwd", fig_port_forward },  { "agent", fig_agent },
                 { "hash", fig_hash },             { "attack", fig_attacks },
-                { "xfer", fig_xfer },
+                { "xfer", fig_xfer },             { "ext", fig_ext },
         };
         for (size_t i = 0; i < sizeof groups / sizeof groups[0]; i++) {
                 if (!bench_wants(&b, groups[i].name))

@@ -417,6 +417,29 @@ int port_forward_prepare(const char **ret_addr) {
         return 0;
 }
 
+/* A guest unix socket is reached only through FwdConnect: an agent without
+ * it is told now, once, not at every connection vsockctl would accept. */
+static int require_fwd_connect(const char *addr) {
+        vsock_conn *c = NULL;
+        int r = agent_dial(addr, VSOCK_PORT_EXEC, "port-forward", &c);
+        if (r < 0)
+                return r;
+        struct vsock_call call = VSOCK_CALL_INIT;
+        call.cancel_fd = cancel_fd();
+        call.deadline_ns = agent_reply_deadline();
+        struct vsock_caps caps = VSOCK_CAPS_INIT;
+        r = vsock_hello(c, &call, &caps);
+        (void) vsock_conn_close(c);
+        if (r >= 0 && !(caps.features & VSOCK_FEATURE_FWD_CONNECT))
+                r = VSOCK_ERR(VSOCK_E_UNSUPPORTED, ENOTSUP);
+        if (vsock_err_kind(r) == VSOCK_E_UNSUPPORTED)
+                snprintf(call.remote_error, sizeof call.remote_error, "agent does not support %s",
+                         vsock_feature_name(VSOCK_FEATURE_FWD_CONNECT));
+        if (r < 0 && !(vsock_err_kind(r) == VSOCK_E_CANCELLED && cancel_signo()))
+                agent_report(r, &call, "port-forward", addr);
+        return r < 0 ? r : 0;
+}
+
 int cmd_port_forward(int argc, char **argv) {
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },
@@ -455,7 +478,7 @@ int cmd_port_forward(int argc, char **argv) {
 
         /* Serve nothing where nothing can be forwarded: every connection
          * would be reset. */
-        if (agent_verify(addr, "port-forward") < 0)
+        if (agent_verify(addr, "port-forward") < 0 || (spec.guest_unix[0] && require_fwd_connect(addr) < 0))
                 return cancel_signo() ? 128 + cancel_signo() : CLI_EXIT_ERROR;
 
         _cleanup_close_ int lfd = -1;

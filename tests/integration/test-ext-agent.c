@@ -765,6 +765,87 @@ static void test_list_dir_pages(void **state) {
         rm_rf(d);
 }
 
+/* The _at forms dial, say Hello and close; the connection forms take
+ * several requests on one connection (the list's pages, then more). */
+static int stop_after_one_page(void *userdata, const struct vsock_stat *e, size_t n) {
+        size_t *pages = userdata;
+        (*pages)++;
+        return -ECANCELED;
+}
+
+static void test_lib_at_and_conn_forms(void **state) {
+        (void) state;
+        char d[64], p[256];
+        make_tmpdir(d, sizeof d);
+        struct vsock_call call = call_bounded();
+
+        /* vsock_fs_at: mkdir -p with a mode, reported back. */
+        snprintf(p, sizeof p, "%s/a/b", d);
+        struct vsock_fs_request req = VSOCK_FS_REQUEST_INIT(VSOCK_FS_MKDIR, p);
+        req.parents = true;
+        req.mode = 0710;
+        struct vsock_fs_result res = {};
+        int r = vsock_fs_at(A->exec_addr, &req, &call, &res);
+        if (r < 0)
+                fail_msg("fs_at mkdir: %s (%s)", vsock_strerror(r), call.remote_error);
+        assert_true(S_ISDIR(res.stat.mode));
+        assert_int_equal(res.stat.mode & 07777, 0710);
+        vsock_fs_result_clear(&res);
+        struct stat st;
+        assert_int_equal(stat(p, &st), 0);
+        assert_int_equal(st.st_mode & 07777, 0710);
+        /* ... and its failure: the guest's errno and words. */
+        snprintf(p, sizeof p, "%s/none/x", d);
+        req = (struct vsock_fs_request) VSOCK_FS_REQUEST_INIT(VSOCK_FS_MKDIR, p);
+        r = vsock_fs_at(A->exec_addr, &req, &call, &res);
+        assert_int_equal(r, VSOCK_ERR(VSOCK_E_REMOTE, ENOENT));
+        assert_non_null(strstr(call.remote_error, p));
+
+        /* vsock_stat_at, following a symlink or not. */
+        snprintf(p, sizeof p, "%s/f", d);
+        put_file(p, "12345");
+        char l[256];
+        snprintf(l, sizeof l, "%s/l", d);
+        assert_int_equal(symlink("f", l), 0);
+        struct vsock_stat vs = {};
+        assert_int_equal(vsock_stat_at(A->exec_addr, l, true, &call, &vs), 0);
+        assert_true(S_ISREG(vs.mode));
+        assert_int_equal(vs.size, 5);
+        vsock_stat_clear(&vs);
+        assert_int_equal(vsock_stat_at(A->exec_addr, l, false, &call, &vs), 0);
+        assert_true(S_ISLNK(vs.mode));
+        assert_string_equal(vs.target, "f");
+        assert_string_equal(vs.name, "l");
+        vsock_stat_clear(&vs);
+        snprintf(p, sizeof p, "%s/none", d);
+        assert_int_equal(vsock_stat_at(A->exec_addr, p, true, &call, &vs), VSOCK_ERR(VSOCK_E_REMOTE, ENOENT));
+
+        /* vsock_list_dir on one connection: 5 pages of 1 (a, f, l and two
+         * more), then a stat on the same connection. */
+        for (int i = 0; i < 2; i++) {
+                snprintf(p, sizeof p, "%s/g%d", d, i);
+                put_file(p, "");
+        }
+        vsock_conn *c = dial();
+        struct collected col = {};
+        r = vsock_list_dir(c, d, 1, collect_page, &col, &call);
+        if (r < 0)
+                fail_msg("list_dir: %s (%s)", vsock_strerror(r), call.remote_error);
+        assert_int_equal(col.n, 5);
+        assert_int_equal(col.pages, 5);
+        collected_free(&col);
+        vs = stat_ok(c, d, true);
+        assert_true(S_ISDIR(vs.mode));
+        vsock_stat_clear(&vs);
+        /* A callback that stops: its code, after one page. */
+        size_t pages = 0;
+        r = vsock_list_dir(c, d, 1, stop_after_one_page, &pages, &call);
+        assert_int_equal(r, -ECANCELED);
+        assert_int_equal(pages, 1);
+        vsock_conn_close(c);
+        rm_rf(d);
+}
+
 /* One raw ListDir on @c: the reply (or the Error's code). */
 static int list_raw(vsock_conn *c, const char *path, const char *cursor, int limit, struct ext_list_reply *ret) {
         struct vsock_call call = call_bounded();
@@ -982,6 +1063,7 @@ int main(void) {
                 cmocka_unit_test_teardown(test_list_dir_pages, test_teardown),
                 cmocka_unit_test_teardown(test_list_dir_cursor, test_teardown),
                 cmocka_unit_test_teardown(test_list_dir_byte_bound, test_teardown),
+                cmocka_unit_test_teardown(test_lib_at_and_conn_forms, test_teardown),
                 cmocka_unit_test_teardown(test_fs_hostile, test_teardown),
                 cmocka_unit_test_teardown(test_fs_stalled, stalled_teardown),
         };

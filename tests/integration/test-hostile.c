@@ -23,7 +23,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
 #include <linux/sockios.h>
+#include <netinet/in.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/random.h>
@@ -40,6 +42,7 @@
 #include "agent-harness.h"
 #include "common/buf.h"
 #include "lib/base64.h"
+#include "lib/ext_msg.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define UNDER_ASAN 1
@@ -3317,6 +3320,395 @@ static void test_budget_batch_output(void **state) {
         B = NULL;
 }
 
+/* ---- extension messages (PROTOCOL.md Part 2) --------------------------------- */
+
+/* The agent's limits on an extension request frame (src/agent/serve/ext.h). */
+#define EXT_HELLO_MAX_TEST (64u * 1024)
+#define EXT_REQUEST_MAX_TEST (1u * 1024 * 1024)
+#define EXT_PROC_START_MAX_TEST (16u * 1024 * 1024)
+
+/* What the agent must do with a hostile extension frame. */
+enum ext_verdict {
+        EV_CLOSED,      /* close without a frame, as a base agent does */
+        EV_ERROR,       /* Error with the code; the connection serves the next request */
+        EV_ERROR_CLOSE, /* Error with the code, then close (EPROTO, ELIMIT, an op that owns the connection) */
+        EV_IGNORED,     /* nothing; the connection serves the next request */
+};
+
+static const char *const ext_verdict_names[] = { "closed", "error", "error+close", "ignored" };
+
+struct ext_case {
+        const char *what;
+        bool hello;             /* sent on a connection that said Hello */
+        uint8_t type;
+        const char *payload;
+        size_t len;             /* of @payload */
+        uint32_t announce;      /* > 0: a header announcing this many bytes, nothing more */
+        enum ext_verdict verdict;
+        const char *code;       /* the Error's code */
+};
+
+#define EXT_PAYLOAD(s) s, sizeof(s) - 1
+
+/* Hello as the library sends it, and the agent's reply read. */
+static void ext_hello_on(vsock_conn *c) {
+        struct vsock_call call = VSOCK_CALL_INIT;
+        call.deadline_ns = vsock_now_ns() + (int64_t) BOUND_MS * 1000000;
+        int r = vsock_hello(c, &call, NULL);
+        if (r < 0)
+                fail_msg("Hello: %s (%s)", vsock_strerror(r), call.remote_error);
+}
+
+static vsock_conn *ext_dial(bool hello) {
+        vsock_conn *c = dial();
+        if (hello)
+                ext_hello_on(c);
+        return c;
+}
+
+/* The next frame (which may be none: the agent closed). Returns the type,
+ * 0 when the connection ended; an Error's code goes to @code ("" for
+ * other frames), "closed" or the read error's text when there was none.
+ * A hang fails at the connection's bound instead of passing as "closed". */
+static uint8_t ext_read_verdict(vsock_conn *c, char *code, size_t size, char *msg, size_t msg_size) {
+        uint8_t t;
+        uint8_t *d = NULL;
+        uint32_t n;
+        msg[0] = '\0';
+        int r = vsock_read_message(c, &t, &d, &n);
+        if (r < 0) {
+                int e = vsock_err_errno(r);
+                if (vsock_err_kind(r) != VSOCK_E_CLOSED && e != EPIPE && e != ECONNRESET)
+                        fail_msg("reading the reply: %s (a hang?)", vsock_strerror(r));
+                snprintf(code, size, "closed");
+                return 0;
+        }
+        code[0] = '\0';
+        if (t == EXT_MSG_ERROR) {
+                struct ext_error e;
+                const char *why = NULL;
+                if (ext_error_decode(d, n, &e, &why) < 0)
+                        fail_msg("an Error that does not decode: %s", why);
+                snprintf(code, size, "%s", e.code);
+                snprintf(msg, msg_size, "%s", e.message);
+                ext_error_clear(&e);
+        }
+        free(d);
+        return t;
+}
+
+static void ext_expect_closed(vsock_conn *c, const char *what) {
+        char code[32], msg[256];
+        uint8_t t = ext_read_verdict(c, code, sizeof code, msg, sizeof msg);
+        if (t != 0)
+                fail_msg("%s: frame type %u (%s) instead of the agent closing", what, t, code);
+}
+
+/* A stat of "/" on @c: answered with FsReply. */
+static void ext_stat_root(vsock_conn *c, const char *what) {
+        static const char req[] = "{\"op\":\"stat\",\"path\":\"/\"}";
+        if (vsock_write_message(c, EXT_MSG_FS_REQUEST, req, sizeof req - 1) < 0)
+                fail_msg("%s: the connection no longer takes requests", what);
+        char code[32], msg[256];
+        uint8_t t = ext_read_verdict(c, code, sizeof code, msg, sizeof msg);
+        if (t != EXT_MSG_FS_REPLY)
+                fail_msg("%s: a stat got type %u (%s %s) instead of FsReply", what, t, code, msg);
+}
+
+/* One case: a bystander connection (after Hello) has a request in flight
+ * while the hostile frame goes in; the hostile connection gets its
+ * verdict, and the bystander its answer. */
+static void ext_case_run(const struct ext_case *k) {
+        char what[160];
+        const char *tn = ext_msg_type_name(k->type);
+        snprintf(what, sizeof what, "%s (type %u %s, %s)", k->what, k->type, tn ? tn : "unassigned",
+                 k->hello ? "after Hello" : "without Hello");
+        vsock_conn *by = ext_dial(true);
+        vsock_conn *c = ext_dial(k->hello);
+        static const char stat_req[] = "{\"op\":\"stat\",\"path\":\"/\"}";
+        assert_int_equal(vsock_write_message(by, EXT_MSG_FS_REQUEST, stat_req, sizeof stat_req - 1), 0);
+        if (k->announce) {
+                uint8_t hdr[VSOCK_FRAME_HEADER_SIZE];
+                vsock_frame_header(hdr, k->type, k->announce);
+                assert_int_equal(vsock_conn_write(c, hdr, sizeof hdr), 0);
+        } else
+                assert_int_equal(vsock_write_message(c, k->type, k->payload, k->len), 0);
+
+        char code[32], msg[256] = "";
+        uint8_t t = 0;
+        switch (k->verdict) {
+        case EV_CLOSED:
+                ext_expect_closed(c, what);
+                break;
+        case EV_ERROR:
+        case EV_ERROR_CLOSE:
+                t = ext_read_verdict(c, code, sizeof code, msg, sizeof msg);
+                if (t != EXT_MSG_ERROR || strcmp(code, k->code) != 0)
+                        fail_msg("%s: type %u %s instead of Error %s", what, t, code, k->code);
+                /* A clear reply: it says what was wrong. */
+                if (strlen(msg) < 8)
+                        fail_msg("%s: Error %s with the message \"%s\"", what, code, msg);
+                if (k->verdict == EV_ERROR_CLOSE)
+                        ext_expect_closed(c, what);
+                else
+                        ext_stat_root(c, what);
+                break;
+        case EV_IGNORED:
+                ext_stat_root(c, what);
+                break;
+        }
+        /* The bystander was served meanwhile, and still is. */
+        char by_code[32], by_msg[256];
+        t = ext_read_verdict(by, by_code, sizeof by_code, by_msg, sizeof by_msg);
+        if (t != EXT_MSG_FS_REPLY)
+                fail_msg("%s: the concurrent stat got type %u (%s) instead of FsReply", what, t, by_code);
+        ext_stat_root(by, what);
+        print_message("%-60s %s%s%s%s%s\n", what, ext_verdict_names[k->verdict], k->code ? " " : "",
+                      k->code ? k->code : "", msg[0] ? ": " : "", msg);
+        vsock_conn_close(c);
+        vsock_conn_close(by);
+}
+
+/* Every request type the host may send, with a payload that would be
+ * well-formed (for the cases that need one). */
+static const struct {
+        uint8_t type;
+        const char *json;
+        const char *wrong;      /* the same with a field of the wrong JSON type */
+} ext_requests[] = {
+        { EXT_MSG_FS_REQUEST, "{\"op\":\"stat\",\"path\":\"/\"}", "{\"op\":\"stat\",\"path\":[\"/\"]}" },
+        { EXT_MSG_LIST_DIR, "{\"path\":\"/\"}", "{\"path\":\"/\",\"limit\":\"10\"}" },
+        { EXT_MSG_FILE_GET, "{\"path\":\"/etc/hostname\",\"window\":4096}", "{\"path\":\"/etc/hostname\",\"window\":-1}" },
+        { EXT_MSG_FILE_PUT, "{\"path\":\"/nonexistent-hostile/f\"}", "{\"path\":\"/nonexistent-hostile/f\",\"resume\":1}" },
+        { EXT_MSG_TAR_GET, "{\"path\":\"/etc\",\"window\":4096}", "{\"path\":\"/etc\",\"window\":\"4096\"}" },
+        { EXT_MSG_TAR_PUT, "{\"path\":\"/nonexistent-hostile/d\"}", "{\"path\":\"/nonexistent-hostile/d\",\"preserve_owner\":\"yes\"}" },
+        { EXT_MSG_PROC_START, "{\"command\":\"true\"}", "{\"command\":\"true\",\"env\":[\"A=1\"]}" },
+        { EXT_MSG_PROC_LIST, "{}", "{\"tag\":5}" },
+        { EXT_MSG_PROC_ATTACH, "{\"id\":1}", "{\"id\":1.5}" },
+        { EXT_MSG_PROC_CONTROL, "{\"id\":1,\"op\":\"signal\",\"signal\":0}", "{\"id\":1,\"op\":\"signal\",\"signal\":\"TERM\"}" },
+        { EXT_MSG_PROC_WAIT, "{\"id\":1}", "{\"id\":1,\"timeout_ms\":{}}" },
+        { EXT_MSG_FWD_LISTEN, "{\"listen\":\"tcp:127.0.0.1:0\"}", "{\"listen\":\"tcp:127.0.0.1:0\",\"backlog\":true}" },
+        { EXT_MSG_FWD_ATTACH, "{\"id\":1}", "{\"id\":\"1\"}" },
+        { EXT_MSG_FWD_CONNECT, "{\"port\":1}", "{\"port\":65536}" },
+};
+
+/* Types only the agent sends, and numbers no version defines: ENOSYS
+ * after Hello, and the connection goes on. */
+static const uint8_t ext_not_requests[] = {
+        EXT_MSG_HELLO_REPLY, EXT_MSG_ERROR,      EXT_MSG_FS_REPLY,  EXT_MSG_LIST_REPLY,
+        EXT_MSG_STREAM_START, EXT_MSG_PROC_INFO, EXT_MSG_PROC_LIST_REPLY, EXT_MSG_PROC_OUTPUT,
+        EXT_MSG_PROC_GAP,    EXT_MSG_PROC_END,   EXT_MSG_FWD_EVENT, 79, 94, 100, 127,
+};
+
+/* Every extension type the host may send: before Hello, as bad JSON,
+ * with a field of the wrong type, oversized at its header, and out of
+ * state or out of range; and every type it may not send. Each gets its
+ * verdict (PROTOCOL.md 2.2, 2.3, 2.10) while a concurrent request on
+ * another connection is still answered. */
+static void test_ext_every_type(void **state) {
+        (void) state;
+        /* Generic: each request type. */
+        for (size_t i = 0; i < sizeof ext_requests / sizeof ext_requests[0]; i++) {
+                uint8_t type = ext_requests[i].type;
+                uint32_t max = type == EXT_MSG_PROC_START ? EXT_PROC_START_MAX_TEST : EXT_REQUEST_MAX_TEST;
+                const struct ext_case cases[] = {
+                        { "a well-formed request", false, type, ext_requests[i].json, strlen(ext_requests[i].json),
+                          0, EV_CLOSED, NULL },
+                        { "JSON cut short", true, type, EXT_PAYLOAD("{\"path\":"), 0, EV_ERROR_CLOSE, "EPROTO" },
+                        { "not JSON", true, type, EXT_PAYLOAD("\x01\xff garbage"), 0, EV_ERROR_CLOSE, "EPROTO" },
+                        { "an array, not an object", true, type, EXT_PAYLOAD("[]"), 0, EV_ERROR_CLOSE, "EPROTO" },
+                        { "an empty payload", true, type, NULL, 0, 0, EV_ERROR_CLOSE, "EPROTO" },
+                        { "a field of the wrong type", true, type, ext_requests[i].wrong,
+                          strlen(ext_requests[i].wrong), 0, EV_ERROR_CLOSE, "EPROTO" },
+                        { "oversized", true, type, NULL, 0, max + 1, EV_ERROR_CLOSE, "ELIMIT" },
+                        { "oversized", false, type, NULL, 0, max + 1, EV_CLOSED, NULL },
+                };
+                for (size_t j = 0; j < sizeof cases / sizeof cases[0]; j++)
+                        ext_case_run(&cases[j]);
+        }
+        /* Types the host may not send. */
+        for (size_t i = 0; i < sizeof ext_not_requests / sizeof ext_not_requests[0]; i++) {
+                uint8_t type = ext_not_requests[i];
+                const struct ext_case cases[] = {
+                        { "not a request", true, type, EXT_PAYLOAD("{}"), 0, EV_ERROR, "ENOSYS" },
+                        { "not a request", false, type, EXT_PAYLOAD("{}"), 0, EV_CLOSED, NULL },
+                };
+                for (size_t j = 0; j < sizeof cases / sizeof cases[0]; j++)
+                        ext_case_run(&cases[j]);
+        }
+        /* Per type: Hello itself, the stream frames out of a stream, and
+         * requests that decode but ask for something wrong or absent. */
+        static const struct ext_case cases[] = {
+                { "cut short", false, EXT_MSG_HELLO, EXT_PAYLOAD("{\"version\":"), 0, EV_CLOSED, NULL },
+                { "version of the wrong type", false, EXT_MSG_HELLO, EXT_PAYLOAD("{\"version\":\"1\"}"), 0, EV_CLOSED, NULL },
+                { "version 0", false, EXT_MSG_HELLO, EXT_PAYLOAD("{\"version\":0}"), 0, EV_CLOSED, NULL },
+                { "oversized", false, EXT_MSG_HELLO, NULL, 0, EXT_HELLO_MAX_TEST + 1, EV_CLOSED, NULL },
+                { "a second Hello", true, EXT_MSG_HELLO, EXT_PAYLOAD("{\"version\":1}"), 0, EV_CLOSED, NULL },
+                { "Data without a stream", true, EXT_MSG_DATA, EXT_PAYLOAD("bytes"), 0, EV_ERROR_CLOSE, "EPROTO" },
+                { "an empty Data without a stream", true, EXT_MSG_DATA, NULL, 0, 0, EV_ERROR_CLOSE, "EPROTO" },
+                { "Data", false, EXT_MSG_DATA, EXT_PAYLOAD("bytes"), 0, EV_CLOSED, NULL },
+                { "oversized Data", true, EXT_MSG_DATA, NULL, 0, EXT_REQUEST_MAX_TEST + 1, EV_ERROR_CLOSE, "ELIMIT" },
+                { "Done without a stream", true, EXT_MSG_DONE, EXT_PAYLOAD("{\"size\":0,\"sha256\":\"\"}"), 0,
+                  EV_ERROR_CLOSE, "EPROTO" },
+                { "Done, bad JSON, without a stream", true, EXT_MSG_DONE, EXT_PAYLOAD("{"), 0, EV_ERROR_CLOSE, "EPROTO" },
+                { "Done", false, EXT_MSG_DONE, EXT_PAYLOAD("{}"), 0, EV_CLOSED, NULL },
+                /* A Credit in flight when a download ended is dropped. */
+                { "Credit without a stream", true, EXT_MSG_CREDIT, EXT_PAYLOAD("\x00\x00\x10\x00"), 0, EV_IGNORED, NULL },
+                { "a short Credit without a stream", true, EXT_MSG_CREDIT, EXT_PAYLOAD("\x00\x10"), 0, EV_IGNORED, NULL },
+                { "Credit", false, EXT_MSG_CREDIT, EXT_PAYLOAD("\x00\x00\x10\x00"), 0, EV_CLOSED, NULL },
+                { "oversized Credit", true, EXT_MSG_CREDIT, NULL, 0, EXT_REQUEST_MAX_TEST + 1, EV_ERROR_CLOSE, "ELIMIT" },
+                { "an unknown op", true, EXT_MSG_FS_REQUEST, EXT_PAYLOAD("{\"op\":\"format\",\"path\":\"/\"}"), 0,
+                  EV_ERROR, "ENOSYS" },
+                { "a relative path", true, EXT_MSG_FS_REQUEST, EXT_PAYLOAD("{\"op\":\"stat\",\"path\":\"etc\"}"), 0,
+                  EV_ERROR, "EINVAL" },
+                { "a forged cursor", true, EXT_MSG_LIST_DIR, EXT_PAYLOAD("{\"path\":\"/\",\"cursor\":\"not-a-cursor\"}"),
+                  0, EV_ERROR, "EINVAL" },
+                { "a negative limit", true, EXT_MSG_LIST_DIR, EXT_PAYLOAD("{\"path\":\"/\",\"limit\":-1}"), 0, EV_ERROR,
+                  "EINVAL" },
+                { "window 0", true, EXT_MSG_FILE_GET, EXT_PAYLOAD("{\"path\":\"/etc/hostname\",\"window\":0}"), 0,
+                  EV_ERROR, "ELIMIT" },
+                { "a missing file", true, EXT_MSG_FILE_GET,
+                  EXT_PAYLOAD("{\"path\":\"/nonexistent-hostile/f\",\"window\":4096}"), 0, EV_ERROR, "ENOENT" },
+                { "a directory", true, EXT_MSG_FILE_GET, EXT_PAYLOAD("{\"path\":\"/\",\"window\":4096}"), 0, EV_ERROR,
+                  "EISDIR" },
+                { "a malformed upload id", true, EXT_MSG_FILE_PUT,
+                  EXT_PAYLOAD("{\"path\":\"/nonexistent-hostile/f\",\"upload_id\":\"../x\"}"), 0, EV_ERROR, "EINVAL" },
+                { "a mode beyond 07777", true, EXT_MSG_FILE_PUT,
+                  EXT_PAYLOAD("{\"path\":\"/nonexistent-hostile/f\",\"mode\":33188}"), 0, EV_ERROR, "EINVAL" },
+                { "window beyond window_max", true, EXT_MSG_TAR_GET,
+                  EXT_PAYLOAD("{\"path\":\"/etc\",\"window\":4294967295}"), 0, EV_ERROR, "ELIMIT" },
+                { "a relative path", true, EXT_MSG_TAR_PUT, EXT_PAYLOAD("{\"path\":\"rel\"}"), 0, EV_ERROR, "EINVAL" },
+                { "a malformed tag", true, EXT_MSG_PROC_START, EXT_PAYLOAD("{\"command\":\"true\",\"tag\":\"a b\"}"), 0,
+                  EV_ERROR, "EINVAL" },
+                { "a ring beyond ring_max", true, EXT_MSG_PROC_START,
+                  EXT_PAYLOAD("{\"command\":\"true\",\"ring\":4294967295}"), 0, EV_ERROR, "ELIMIT" },
+                { "an unknown id", true, EXT_MSG_PROC_ATTACH, EXT_PAYLOAD("{\"id\":987654321}"), 0, EV_ERROR_CLOSE,
+                  "ENOENT" },
+                /* Integers travel within int64 (PROTOCOL.md 2.1). */
+                { "an id beyond int64", true, EXT_MSG_PROC_ATTACH, EXT_PAYLOAD("{\"id\":18446744073709551615}"), 0,
+                  EV_ERROR_CLOSE, "EPROTO" },
+                { "an unknown tag", true, EXT_MSG_PROC_ATTACH, EXT_PAYLOAD("{\"tag\":\"no-such-hostile-tag\"}"), 0,
+                  EV_ERROR_CLOSE, "ENOENT" },
+                { "an unknown id", true, EXT_MSG_PROC_CONTROL,
+                  EXT_PAYLOAD("{\"id\":987654321,\"op\":\"signal\",\"signal\":9}"), 0, EV_ERROR, "ENOENT" },
+                { "neither id nor tag", true, EXT_MSG_PROC_CONTROL, EXT_PAYLOAD("{\"op\":\"remove\"}"), 0, EV_ERROR,
+                  "EINVAL" },
+                { "an unknown tag", true, EXT_MSG_PROC_WAIT, EXT_PAYLOAD("{\"tag\":\"no-such-hostile-tag\"}"), 0,
+                  EV_ERROR, "ENOENT" },
+                { "an unknown scheme", true, EXT_MSG_FWD_LISTEN, EXT_PAYLOAD("{\"listen\":\"udp:127.0.0.1:0\"}"), 0,
+                  EV_ERROR_CLOSE, "EINVAL" },
+                { "a relative unix path", true, EXT_MSG_FWD_LISTEN, EXT_PAYLOAD("{\"listen\":\"unix:rel.sock\"}"), 0,
+                  EV_ERROR_CLOSE, "EINVAL" },
+                { "an id never issued", true, EXT_MSG_FWD_ATTACH, EXT_PAYLOAD("{\"id\":987654321}"), 0,
+                  EV_ERROR_CLOSE, "ENOENT" },
+                { "both port and unix", true, EXT_MSG_FWD_CONNECT, EXT_PAYLOAD("{\"port\":80,\"unix\":\"/x\"}"), 0,
+                  EV_ERROR_CLOSE, "EINVAL" },
+                { "a relative unix path", true, EXT_MSG_FWD_CONNECT, EXT_PAYLOAD("{\"unix\":\"rel.sock\"}"), 0,
+                  EV_ERROR_CLOSE, "EINVAL" },
+        };
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+                ext_case_run(&cases[i]);
+        /* Nothing an upload case refused was created. */
+        assert_int_equal(access("/nonexistent-hostile", F_OK), -1);
+}
+
+static struct vsock_call ext_call(void) {
+        struct vsock_call call = VSOCK_CALL_INIT;
+        call.deadline_ns = vsock_now_ns() + (int64_t) BOUND_MS * 1000000;
+        return call;
+}
+
+/* A guest client of a forwarding listener on 127.0.0.1:@port. */
+static int ext_guest_client(uint16_t port) {
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        assert_true(fd >= 0);
+        struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port),
+                                  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        assert_int_equal(connect(fd, (struct sockaddr *) &sa, sizeof sa), 0);
+        return fd;
+}
+
+/* Requests that name something that was, but is no more: a forwarded
+ * connection's id once attached, or once its listener ended; a process
+ * after its record was removed. Error ENOENT, nothing else touched, and
+ * the agent serves on. */
+static void test_ext_stale_ids(void **state) {
+        (void) state;
+        struct vsock_call call = ext_call();
+        char addr[128], json[128];
+
+        /* A listener, one guest client, its id attached once. */
+        vsock_conn *ctl = ext_dial(false);
+        assert_int_equal(vsock_fwd_listen(ctl, "tcp:127.0.0.1:0", 4, &call, addr, sizeof addr), 0);
+        const char *colon = strrchr(addr, ':');
+        assert_non_null(colon);
+        uint16_t port = (uint16_t) atoi(colon + 1);
+        int g1 = ext_guest_client(port);
+        struct vsock_fwd_event ev;
+        assert_int_equal(vsock_fwd_next_event(ctl, &call, &ev), 0);
+        assert_string_equal(ev.event, "accepted");
+        uint64_t used = ev.id;
+        vsock_conn *att = ext_dial(false);
+        assert_int_equal(vsock_fwd_attach(att, used, &call), 0);
+        /* Attached: bytes pass. */
+        assert_int_equal(write(g1, "ping", 4), 4);
+        char got[4];
+        assert_int_equal(conn_read_all(att, got, sizeof got), 4);
+        assert_memory_equal(got, "ping", 4);
+
+        /* The used id again: ENOENT, and the agent closes. */
+        snprintf(json, sizeof json, "{\"id\":%llu}", (unsigned long long) used);
+        struct ext_case k = { "an id already attached", true, EXT_MSG_FWD_ATTACH, json, strlen(json), 0,
+                              EV_ERROR_CLOSE, "ENOENT" };
+        ext_case_run(&k);
+        /* The attached connection is untouched by it. */
+        assert_int_equal(write(g1, "pong", 4), 4);
+        assert_int_equal(conn_read_all(att, got, sizeof got), 4);
+        assert_memory_equal(got, "pong", 4);
+
+        /* A second client, not attached; its listener ends (the control
+         * connection closes), which closes the client: its id is stale. */
+        int g2 = ext_guest_client(port);
+        assert_int_equal(vsock_fwd_next_event(ctl, &call, &ev), 0);
+        assert_string_equal(ev.event, "accepted");
+        uint64_t orphan = ev.id;
+        vsock_conn_close(ctl);
+        struct pollfd pfd = { .fd = g2, .events = POLLIN };
+        assert_int_equal(poll(&pfd, 1, BOUND_MS), 1);
+        assert_true(read(g2, got, sizeof got) <= 0);
+        snprintf(json, sizeof json, "{\"id\":%llu}", (unsigned long long) orphan);
+        k = (struct ext_case) { "the id of an ended listener", true, EXT_MSG_FWD_ATTACH, json, strlen(json), 0,
+                                EV_ERROR_CLOSE, "ENOENT" };
+        ext_case_run(&k);
+        close(g2);
+        close(g1);
+        vsock_conn_close(att);
+
+        /* A process whose record was removed. */
+        vsock_conn *c = ext_dial(true);
+        struct vsock_proc_spec spec = { .req = { .command = "true" } };
+        struct vsock_proc_info info;
+        assert_int_equal(vsock_proc_start(c, &spec, &call, &info), 0);
+        uint64_t id = info.id;
+        vsock_proc_info_clear(&info);
+        struct vsock_proc_end end;
+        assert_int_equal(vsock_proc_wait(c, id, NULL, 0, &call, &end), 0);
+        struct vsock_proc_control rm = { .op = VSOCK_PROC_REMOVE };
+        assert_int_equal(vsock_proc_control(c, id, NULL, &rm, &call, NULL), 0);
+        vsock_conn_close(c);
+        snprintf(json, sizeof json, "{\"id\":%llu}", (unsigned long long) id);
+        const struct ext_case removed[] = {
+                { "a removed process", true, EXT_MSG_PROC_WAIT, json, strlen(json), 0, EV_ERROR, "ENOENT" },
+                { "a removed process", true, EXT_MSG_PROC_ATTACH, json, strlen(json), 0, EV_ERROR_CLOSE, "ENOENT" },
+        };
+        for (size_t i = 0; i < sizeof removed / sizeof removed[0]; i++)
+                ext_case_run(&removed[i]);
+        snprintf(json, sizeof json, "{\"id\":%llu,\"op\":\"remove\"}", (unsigned long long) id);
+        k = (struct ext_case) { "a removed process", true, EXT_MSG_PROC_CONTROL, json, strlen(json), 0, EV_ERROR,
+                                "ENOENT" };
+        ext_case_run(&k);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_teardown(test_frame_lengths, test_teardown),
@@ -3355,6 +3747,8 @@ int main(void) {
                 cmocka_unit_test_teardown(test_write_dirs_and_list_cap, test_teardown),
                 cmocka_unit_test_teardown(test_budget_readfile, test_teardown),
                 cmocka_unit_test_teardown(test_budget_batch_output, test_teardown),
+                cmocka_unit_test_teardown(test_ext_every_type, test_teardown),
+                cmocka_unit_test_teardown(test_ext_stale_ids, test_teardown),
         };
         /* HOSTILE_ONLY / HOSTILE_SKIP=test_name (a glob) select a subset. */
         if (getenv("HOSTILE_ONLY"))

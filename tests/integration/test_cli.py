@@ -858,6 +858,22 @@ class TestFiles(Base):
         self.assertEqual(stat.S_IMODE(st.st_mode), 0o751 & ~0o022)
         self.assertNotEqual(st.st_mtime_ns, 1_234_567_890_123_456_789)
 
+    @unittest.skipUnless(GO, "the Go agent's answer")
+    def test_cp_preserve_and_continue_without_streams(self):
+        # A base agent: the file is copied the base way, and vsockctl says
+        # which option it could not honour.
+        src = self.write("p-src", b"kept", 0o640)
+        for args, feature, opt in ((["-p", src, ":" + self.path("p-up")], "file-put", "-p"),
+                                   (["-c", src, ":" + self.path("c-up")], "file-put", "-c"),
+                                   (["-p", ":" + src, self.path("p-down")], "file-get", "-p"),
+                                   (["-c", ":" + src, self.path("c-down")], "file-get", "-c")):
+            with self.subTest(args=args):
+                res = vsockctl("cp", *args)
+                self.assertStatus(res, 0)
+                self.assertIn("vsockctl: cp: the agent does not support %s: %s ignored" % (feature, opt),
+                              res.stderr.decode())
+                self.assertEqual(self.read(args[-1].lstrip(":")), b"kept")
+
     @unittest.skipIf(GO, "streaming files (file-get, file-put)")
     def test_cp_resume_download(self):
         data = os.urandom(3 * 1024 * 1024)
@@ -1146,11 +1162,19 @@ class TestProcs(Base):
 
     @unittest.skipUnless(GO, "the Go agent's answer")
     def test_go_agent_has_no_detached_processes(self):
-        res = vsockctl("run", "-d", "--", "true")
-        self.assertStatus(res, 255)
-        self.assertIn("does not support proc", res.stderr.decode())
-        res = vsockctl("ps")
-        self.assertStatus(res, 255)
+        marker = self.path("started")
+        for args in (["run", "-d", "--", "touch " + marker], ["run", "-d", "-t", "--tag", "x", "--", "true"],
+                     ["ps"], ["ps", "x"], ["attach", "1"], ["attach", "-n", "x"], ["logs", "1"], ["logs", "-f", "x"],
+                     ["kill", "1"], ["kill", "-s", "KILL", "x"], ["wait", "1"], ["wait", "--timeout", "1s", "x"]):
+            with self.subTest(args=args):
+                res = vsockctl(*args, stdin=subprocess.DEVNULL)
+                self.assertStatus(res, 255)
+                err = res.stderr.decode()
+                self.assertIn("vsockctl: %s: " % args[0], err)
+                self.assertIn("agent does not support proc", err)
+                self.assertEqual(res.stdout, b"")
+        self.assertFalse(os.path.exists(marker))
+        self.assertStatus(vsockctl("exec", "true"), 0)
 
     @unittest.skipIf(GO, "needs our agent")
     def test_run_ps_logs_wait(self):
@@ -1701,9 +1725,17 @@ class TestPortForwardExtensions(Base):
 
     @unittest.skipUnless(GO, "the Go agent's answer")
     def test_go_agent_has_no_extensions(self):
-        res = vsockctl("port-forward", "-R", "0:127.0.0.1:%d" % self.echo.port)
+        res = vsockctl("port-forward", "-R", "0:127.0.0.1:%d" % self.echo.port, timeout=BOUND)
         self.assertStatus(res, 255)
         self.assertIn("does not support fwd-listen", res.stderr.decode())
+        # A guest unix socket needs FwdConnect: said before listening,
+        # not at every connection.
+        res = vsockctl("port-forward", "0:unix:" + self.path("guest.sock"), timeout=BOUND)
+        self.assertStatus(res, 255)
+        err = res.stderr.decode()
+        self.assertIn("vsockctl: port-forward: ", err)
+        self.assertIn("agent does not support fwd-connect", err)
+        self.assertNotIn("Forwarding", err)
 
 
 class TestPortForwardChecksAgent(Base):

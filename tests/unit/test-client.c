@@ -1771,6 +1771,154 @@ static void test_go_agent_no_extensions(void **state) {
         vsock_caps_forget(NULL);
 }
 
+/* Every extension call against a base agent: VSOCK_E_UNSUPPORTED with the
+ * feature it needed named, and nothing done in the guest (the Go agent
+ * closes at the pipelined Hello, before it reads the request). Twice:
+ * probing (nothing cached) and with "base only" cached. */
+static int no_list_page(void *userdata, const struct vsock_stat *entries, size_t n) { return 0; }
+static int no_sink(void *userdata, const void *data, size_t n) { return 0; }
+static ssize_t one_byte_source(void *userdata, void *buf, size_t n) {
+        int *left = userdata;
+        if (*left == 0 || n == 0)
+                return 0;
+        (*left)--;
+        *(char *) buf = 'x';
+        return 1;
+}
+
+static void test_go_agent_every_extension_unsupported(void **state) {
+        GO_REQUIRED();
+        char dir[160], file[200], made[200], started[200], cmd[260];
+        snprintf(dir, sizeof dir, "%s/go-ext", tmpdir);
+        assert_int_equal(mkdir(dir, 0755), 0);
+        snprintf(file, sizeof file, "%s/f", dir);
+        assert_int_equal(vsock_write_file_at(go_addr, file, "abc", 3, 0644, NULL), 0);
+        snprintf(made, sizeof made, "%s/made", dir);
+        snprintf(started, sizeof started, "%s/started", dir);
+        snprintf(cmd, sizeof cmd, "touch %s", started);
+        enum { FS, STAT, LIST, GET, PUT, TGET, TPUT, PSTART, PLIST, PATTACH, PCONTROL, PWAIT, FCONNECT, FLISTEN,
+               FATTACH, N_CALLS };
+        static const char *const feature[N_CALLS] = {
+                [FS] = "fs",          [STAT] = "fs",         [LIST] = "list",        [GET] = "file-get",
+                [PUT] = "file-put",   [TGET] = "tar-get",    [TPUT] = "tar-put",     [PSTART] = "proc",
+                [PLIST] = "proc",     [PATTACH] = "proc",    [PCONTROL] = "proc",    [PWAIT] = "proc",
+                [FCONNECT] = "fwd-connect", [FLISTEN] = "fwd-listen", [FATTACH] = "fwd-listen",
+        };
+        for (int round = 0; round < 2; round++) {
+                if (round == 0)
+                        vsock_caps_forget(NULL);
+                for (int k = 0; k < N_CALLS; k++) {
+                        struct vsock_call call = VSOCK_CALL_INIT;
+                        call.deadline_ns = vsock_now_ns() + HANG_BOUND_NS;
+                        vsock_conn *c = NULL;
+                        assert_int_equal(vsock_dial_str(go_addr, 0, 10000, -1, &c), 0);
+                        int r = -1;
+                        int left = 1;
+                        switch (k) {
+                        case FS: {
+                                struct vsock_fs_request req = VSOCK_FS_REQUEST_INIT(VSOCK_FS_MKDIR, made);
+                                struct vsock_fs_result res;
+                                r = vsock_fs(c, &req, &call, &res);
+                                break;
+                        }
+                        case STAT: {
+                                struct vsock_stat st;
+                                r = vsock_stat(c, file, false, &call, &st);
+                                break;
+                        }
+                        case LIST:
+                                r = vsock_list_dir(c, dir, 0, no_list_page, NULL, &call);
+                                break;
+                        case GET: {
+                                struct vsock_file_get_opts o = VSOCK_FILE_GET_OPTS_INIT;
+                                o.sink = no_sink;
+                                struct vsock_file_get_result res;
+                                r = vsock_file_get(c, file, &o, &call, &res);
+                                break;
+                        }
+                        case PUT: {
+                                struct vsock_file_put_opts o = VSOCK_FILE_PUT_OPTS_INIT;
+                                o.source = one_byte_source;
+                                o.userdata = &left;
+                                struct vsock_file_put_result res;
+                                r = vsock_file_put(c, made, &o, &call, &res);
+                                break;
+                        }
+                        case TGET: {
+                                struct vsock_tar_opts o = VSOCK_TAR_OPTS_INIT;
+                                o.sink = no_sink;
+                                struct vsock_tar_result res;
+                                r = vsock_tar_get(c, dir, &o, &call, &res);
+                                break;
+                        }
+                        case TPUT: {
+                                struct vsock_tar_opts o = VSOCK_TAR_OPTS_INIT;
+                                o.source = one_byte_source;
+                                o.userdata = &left;
+                                struct vsock_tar_result res;
+                                r = vsock_tar_put(c, made, &o, &call, &res);
+                                break;
+                        }
+                        case PSTART: {
+                                struct vsock_proc_spec spec = { .req = { .command = cmd } };
+                                struct vsock_proc_info info;
+                                r = vsock_proc_start(c, &spec, &call, &info);
+                                break;
+                        }
+                        case PLIST: {
+                                struct vsock_proc_info *infos = NULL;
+                                size_t n = 0;
+                                r = vsock_proc_list(c, NULL, &call, &infos, &n);
+                                break;
+                        }
+                        case PATTACH: {
+                                struct vsock_proc_attach_opts o = { 0 };
+                                struct vsock_exec_io io = VSOCK_EXEC_IO_INIT;
+                                struct vsock_proc_end end;
+                                r = vsock_proc_attach(c, 1, NULL, &o, &io, &call, NULL, &end);
+                                break;
+                        }
+                        case PCONTROL: {
+                                struct vsock_proc_control ctl = { .op = VSOCK_PROC_SIGNAL, .signal = SIGTERM };
+                                r = vsock_proc_control(c, 1, NULL, &ctl, &call, NULL);
+                                break;
+                        }
+                        case PWAIT: {
+                                struct vsock_proc_end end;
+                                r = vsock_proc_wait(c, 0, "t", 0, &call, &end);
+                                break;
+                        }
+                        case FCONNECT:
+                                r = vsock_fwd_connect(c, NULL, 0, file, &call);
+                                break;
+                        case FLISTEN:
+                                r = vsock_fwd_listen(c, "tcp:127.0.0.1:0", 0, &call, NULL, 0);
+                                break;
+                        case FATTACH:
+                                r = vsock_fwd_attach(c, 1, &call);
+                                break;
+                        }
+                        char want[64];
+                        snprintf(want, sizeof want, "agent does not support %s", feature[k]);
+                        if (r != VSOCK_ERR(VSOCK_E_UNSUPPORTED, ENOTSUP) || strcmp(call.remote_error, want) != 0)
+                                fail_msg("call %d, round %d: %s (\"%s\") instead of \"%s\"", k, round,
+                                         vsock_strerror(r), call.remote_error, want);
+                        vsock_conn_close(c);
+                }
+        }
+        /* Nothing reached the guest. */
+        struct stat st;
+        assert_int_equal(stat(made, &st), -1);
+        assert_int_equal(stat(started, &st), -1);
+        /* The agent still serves base requests. */
+        struct vsock_exec_request req = { .command = "true" };
+        struct vsock_exec_result res = {};
+        assert_int_equal(vsock_exec_at(go_addr, &req, NULL, &res), 0);
+        assert_int_equal(res.exit_code, 0);
+        vsock_exec_result_clear(&res);
+        vsock_caps_forget(NULL);
+}
+
 static void test_go_agent_port_forward(void **state) {
         GO_REQUIRED();
         struct vsock_call call = VSOCK_CALL_INIT;
@@ -1832,6 +1980,7 @@ int main(void) {
                 cmocka_unit_test(test_go_agent_files),
                 cmocka_unit_test(test_go_agent_port_forward),
                 cmocka_unit_test(test_go_agent_no_extensions),
+                cmocka_unit_test(test_go_agent_every_extension_unsupported),
         };
         int failed = cmocka_run_group_tests(tests, NULL, NULL);
         failed += cmocka_run_group_tests_name("go_agent", go_tests, go_start, go_stop);
