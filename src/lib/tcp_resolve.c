@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/netif.h"
 #include "tcp_resolve.h"
 #include "vsock/error.h"
 
@@ -52,7 +53,7 @@ static int parse_literal(const char *host, uint16_t port, struct tcp_addr *ret) 
                 unsigned long v = strtoul(pct, &end, 10);
                 if (*pct && !*end)
                         scope = (uint32_t) v;
-                else if (!(scope = if_nametoindex(pct)))
+                else if (!(scope = netif_index(pct)))
                         return 0;
         }
         struct in6_addr a6;

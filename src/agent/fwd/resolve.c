@@ -4,7 +4,6 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <net/if.h>
 #ifdef RESOLVE_WITH_GETADDRINFO
 #include <netdb.h>
 #endif
@@ -14,12 +13,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include "common/io.h"
 #include "common/log.h"
 #include "common/macro.h"
+#include "common/netif.h"
 
 /* A hosts file bigger than this is not a hosts file. */
 #define HOSTS_MAX (1u * 1024 * 1024)
@@ -41,21 +40,6 @@ static void set_v6(struct resolve_addr *r, const struct in6_addr *a, uint32_t sc
         in6->sin6_addr = *a;
         in6->sin6_scope_id = scope;
         r->len = sizeof *in6;
-}
-
-/* An interface index by name (if_nametoindex would also link glibc's
- * netlink code). */
-static uint32_t if_index(const char *name) {
-        struct ifreq ifr = {};
-        if (strlen(name) >= sizeof ifr.ifr_name)
-                return 0;
-        strcpy(ifr.ifr_name, name);
-        int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-        if (fd < 0)
-                return 0;
-        int r = ioctl(fd, SIOCGIFINDEX, &ifr);
-        safe_close(fd);
-        return r < 0 || ifr.ifr_ifindex <= 0 ? 0 : (uint32_t) ifr.ifr_ifindex;
 }
 
 /* One numeric address; false when @s is not one. */
@@ -83,7 +67,7 @@ static bool parse_numeric(const char *s, uint16_t port, struct resolve_addr *ret
                 unsigned long v = strtoul(z, &end, 10);
                 if (*z && isdigit((unsigned char) *z) && !*end && !errno && v <= UINT32_MAX)
                         scope = (uint32_t) v;
-                else if (!*z || !(scope = if_index(z)))
+                else if (!*z || !(scope = netif_index(z)))
                         return false;
         }
         set_v6(ret, &a6, scope, port);
