@@ -28,22 +28,7 @@
 
 #define BOUND_MS 20000 /* hang catcher for one exchange */
 
-static struct agent *A;
-
-static int group_setup(void **state) {
-        (void) state;
-        signal(SIGPIPE, SIG_IGN);
-        umask(022);
-        A = agent_start(NULL, 0);
-        return A ? 0 : -1;
-}
-
-static int group_teardown(void **state) {
-        (void) state;
-        int r = agent_stop(A, BOUND_MS, NULL);
-        A = NULL;
-        return r;
-}
+#include "agent-group.h"
 
 static int test_teardown(void **state) {
         (void) state;
@@ -52,12 +37,6 @@ static int test_teardown(void **state) {
                 fail_msg("agent: %d fds (baseline %d), %d children", fds, A->baseline_fds, kids);
         vsock_caps_forget(NULL);
         return 0;
-}
-
-static vsock_conn *dial(void) {
-        vsock_conn *c = NULL;
-        assert_int_equal(agent_dial(A, BOUND_MS, &c), 0);
-        return c;
 }
 
 /* ---- raw frames ------------------------------------------------------------------- */

@@ -23,31 +23,7 @@
 
 #define BOUND_MS 20000 /* hang catcher for one exchange */
 
-static struct agent *A;
-
-static int group_setup(void **state) {
-        signal(SIGPIPE, SIG_IGN);
-        A = agent_start(NULL, 0);
-        return A ? 0 : -1;
-}
-
-static int group_teardown(void **state) {
-        int r = agent_stop(A, BOUND_MS, NULL);
-        A = NULL;
-        return r;
-}
-
-static vsock_conn *dial(void) {
-        vsock_conn *c = NULL;
-        assert_int_equal(agent_dial(A, BOUND_MS, &c), 0);
-        return c;
-}
-
-static struct vsock_call bounded_call(void) {
-        struct vsock_call call = VSOCK_CALL_INIT;
-        call.deadline_ns = vsock_deadline_in(BOUND_MS);
-        return call;
-}
+#include "agent-group.h"
 
 /* Start `sh -c @cmd` detached, with @tag (may be NULL). */
 static uint64_t start_sh(const char *cmd, const char *tag, struct vsock_proc_spec *extra) {
