@@ -1,5 +1,5 @@
 /* Downloads: FileGet (PROTOCOL.md 2.5), a regular file to the host as a
- * Data stream within the host's credit, with Done{size, sha256}; and
+ * Data stream within the host's credit, with Done{size, checksum}; and
  * TarGet (2.6), the same for a tree archived on the fly by tar_walk
  * (tar_fs.h), with entries and skipped in Done. Both are one engine: only
  * where the bytes come from differs (pread, or tar_walk_read).
@@ -31,8 +31,9 @@
 #include "lib/tar_fs.h"
 
 #define N_CHUNKS 2
-#define CHUNK_SIZE XFER_DATA_MAX
+#define CHUNK_SIZE (2 * XFER_DATA_MAX)
 #define PREFIX_STEP (64u * 1024 * 1024)
+#define XFER_SNDBUF (1024 * 1024)
 
 struct fget;
 
@@ -69,7 +70,7 @@ struct fget {
         uint64_t left;          /* bytes still to read */
         uint64_t prefix;        /* bytes of the prefix hashed */
         bool eof;
-        struct sha256 sha;
+        struct checksum sum;
 };
 
 static void fget_destroy(struct fget *g) {
@@ -176,7 +177,7 @@ static void prefix_run(struct worker_job *j) {
                         g->err_what = k < 0 ? "read" : "read (the file shrank)";
                         return;
                 }
-                sha256_update(&g->sha, buf, (size_t) k);
+                checksum_update(&g->sum, buf, (size_t) k);
                 g->prefix += (uint64_t) k;
         }
 }
@@ -196,7 +197,7 @@ static void read_run(struct worker_job *j) {
                 g->err_what = g->tar ? "archive" : "read";
                 return;
         }
-        sha256_update(&g->sha, c->data, (size_t) k);
+        checksum_update(&g->sum, c->data, (size_t) k);
         c->n = (size_t) k;
         g->pos += (uint64_t) k;
         g->left -= (uint64_t) k;
@@ -277,6 +278,7 @@ static void open_done(struct worker_job *j) {
                 return;
         }
         g->started = true;
+        session_stream_sndbuf(g->s, XFER_SNDBUF);
         prefix_next(g);
 }
 
@@ -313,19 +315,18 @@ static void pump(struct fget *g) {
                 if (c->busy)
                         return;
                 if (c->off < c->n) {
+                        /* Only into an empty queue: the frame goes from the
+                         * chunk to the socket, and at most its unsent rest
+                         * is copied (the drained callback resumes). */
                         size_t room = flow_send_room(&g->flow);
-                        if (room == 0 || session_queue_high(g->s))
+                        if (room == 0 || !session_queue_empty(g->s))
                                 return;
                         size_t k = MIN(room, c->n - c->off);
-                        uint8_t *p;
-                        int r = session_frame_begin(g->s, EXT_MSG_DATA, k, &p);
+                        int r = session_send(g->s, EXT_MSG_DATA, c->data + c->off, k);
                         if (r < 0) {
-                                if (r != -EPIPE)
-                                        fail_errno(g, -r, "send");
-                                return; /* -EPIPE: conn_lost follows */
+                                fail_errno(g, -r, "send");
+                                return;
                         }
-                        memcpy(p, c->data + c->off, k);
-                        session_frame_end(g->s, k);
                         (void) flow_send_sent(&g->flow, k);
                         c->off += k;
                         continue;
@@ -339,7 +340,7 @@ static void pump(struct fget *g) {
                         if (g->walk)
                                 tar_walk_stats(g->walk, &ts);
                         if (r >= 0)
-                                r = xfer_send_done(g->s, g->flow.sent, &g->sha, (int64_t) ts.entries,
+                                r = xfer_send_done(g->s, g->flow.sent, &g->sum, (int64_t) ts.entries,
                                                    (int64_t) (ts.skipped + ts.changed));
                         if (r < 0) {
                                 xfer_fail(g->s, true, NULL, -r, "file_get %s: out of memory", g->req.path);
@@ -416,7 +417,7 @@ static int tar_get_decode(const uint8_t *payload, uint32_t len, struct ext_file_
         int r = ext_tar_get_decode(payload, len, &t, why);
         if (r < 0)
                 return r;
-        *ret = (struct ext_file_get) { .path = TAKE_PTR(t.path), .window = t.window };
+        *ret = (struct ext_file_get) { .path = TAKE_PTR(t.path), .window = t.window, .checksum = TAKE_PTR(t.checksum) };
         ext_tar_get_clear(&t);
         return 0;
 }
@@ -430,7 +431,6 @@ int fileget_start(struct session *s, uint8_t type, uint8_t *payload, uint32_t le
         g->s = s;
         g->agent = session_agent(s);
         g->fd = -1;
-        sha256_init(&g->sha);
         const char *why = NULL;
         g->tar = type == EXT_MSG_TAR_GET;
         int r = g->tar ? tar_get_decode(payload, len, &g->req, &why) : ext_file_get_decode(payload, len, &g->req, &why);
@@ -449,6 +449,12 @@ int fileget_start(struct session *s, uint8_t type, uint8_t *payload, uint32_t le
                 return xfer_fail(s, false, "ELIMIT", 0, "file_get: window %u outside 1..%u (window_max)", g->req.window,
                                  XFER_WINDOW_MAX),
                        0;
+        char msg[128];
+        enum checksum_alg alg;
+        r = xfer_checksum_pick(g->tar ? "tar_get" : "file_get", g->req.checksum, &alg, msg, sizeof msg);
+        if (r < 0)
+                return xfer_fail(s, false, NULL, -r, "%s", msg), 0;
+        checksum_init(&g->sum, alg);
         (void) flow_send_init(&g->flow, g->req.window, XFER_WINDOW_MAX, XFER_DATA_MAX);
         g->open_job = (struct worker_job) { .run = open_run, .done = open_done, .timeout = open_timeout,
                                             .lane = &g->lane };
