@@ -356,6 +356,67 @@ static void test_get_resume(void **state) {
         close(fd);
 }
 
+/* A file partly out of the page cache: the agent reads cached chunks on
+ * its loop and the rest on its worker, in any mix; the bytes and the
+ * checksum must come out in file order whatever the mix. */
+static void test_get_partly_cached(void **state) {
+        (void) state;
+        char p[160];
+        path_in(p, sizeof p, "get-cold");
+        size_t size = 24u * 1024 * 1024 + 4321;
+        for (size_t a = 0; a < sizeof all_algs / sizeof all_algs[0]; a++) {
+                make_file(p, size, 13);
+                int fd = open(p, O_RDONLY | O_CLOEXEC);
+                assert_true(fd >= 0);
+                assert_int_equal(fsync(fd), 0);
+                /* Every other 768 KiB out of the cache (on tmpfs a no-op). */
+                for (off_t off = 0; off < (off_t) size; off += 2 * 768 * 1024)
+                        (void) posix_fadvise(fd, off, 768 * 1024, POSIX_FADV_DONTNEED);
+                close(fd);
+                vsock_conn *c = xdial();
+                get_and_compare(c, p, size, all_algs[a]);
+                vsock_conn_close(c);
+        }
+        /* Cold from the start, through a small window granted a frame at
+         * a time: the agent stalls on credit with chunks read by the
+         * worker while the loop could read the next ones itself. */
+        int fd = open(p, O_RDONLY | O_CLOEXEC);
+        assert_true(fd >= 0);
+        (void) posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+        uint8_t *want = malloc(size), *got = malloc(size);
+        assert_int_equal(pread(fd, want, size, 0), (ssize_t) size);
+        (void) posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+        close(fd);
+        vsock_conn *c = xdial();
+        struct ext_file_get g = { .path = p, .window = 96 * 1024, .checksum = (char *) "crc32c" };
+        send_json(c, EXT_MSG_FILE_GET, &ext_file_get_shape, &g);
+        uint32_t len;
+        free(read_until(c, EXT_MSG_STREAM_START, 0, &len));
+        size_t have = 0;
+        for (len = 1; len > 0;) {
+                uint8_t *data = read_until(c, EXT_MSG_DATA, 0, &len);
+                assert_true(len <= size - have);
+                memcpy(got + have, data, len);
+                have += len;
+                free(data);
+                if (len > 0)
+                        send_credit(c, len);
+        }
+        assert_int_equal(have, size);
+        assert_memory_equal(got, want, size);
+        uint8_t *data = read_until(c, EXT_MSG_DONE, 0, &len);
+        struct ext_done d;
+        assert_int_equal(ext_done_decode(data, len, &d, NULL), 0);
+        free(data);
+        char hex[CRC32C_HEX_SIZE];
+        crc32c_to_hex(crc32c(want, size), hex);
+        assert_string_equal(d.crc32c, hex);
+        ext_done_clear(&d);
+        vsock_conn_close(c);
+        free(want);
+        free(got);
+}
+
 static void test_get_length(void **state) {
         (void) state;
         char p[160];
@@ -1249,6 +1310,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_teardown(test_get, test_teardown),
                 cmocka_unit_test_teardown(test_get_resume, test_teardown),
+                cmocka_unit_test_teardown(test_get_partly_cached, test_teardown),
                 cmocka_unit_test_teardown(test_get_length, test_teardown),
                 cmocka_unit_test_teardown(test_get_errors, test_teardown),
                 cmocka_unit_test_teardown(test_put, test_teardown),
