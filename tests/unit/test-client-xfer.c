@@ -156,7 +156,7 @@ static int sink(void *userdata, const void *data, size_t n) {
 static ssize_t source(void *userdata, void *b, size_t n) {
         size_t *off = userdata, len = strlen(CONTENT);
         size_t k = len - *off < n ? len - *off : n;
-        memcpy(b, CONTENT + *off, k);
+        memcpy(b, &CONTENT[*off], k);
         *off += k;
         return (ssize_t) k;
 }
