@@ -446,7 +446,7 @@ int main(int argc, char **argv) {
         } else {
                 b.exec_iters = 500;
                 b.xfer_bytes = 1ull << 30;
-                b.xfer_reps = 3;
+                b.xfer_reps = 5;
                 b.file_reps = 10;
                 b.sessions = 1000;
                 b.attack_probes = 20;

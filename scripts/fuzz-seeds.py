@@ -129,7 +129,14 @@ for t, text in ext.items():
 # Hostile ones the agent must refuse: Hellos it closes on, a forged cursor.
 for i, (t, text) in enumerate([(64, '{"version":-1}'), (64, '{"version":2147483648}'),
                                (64, '{"version":1,"features":[' + '"x",' * 500 + '"y"]}'),
-                               (72, '{"path":"/","cursor":"1.ffffffffffffffff.1.0.7fffffffffffffff","limit":-1}')]):
+                               (72, '{"path":"/","cursor":"1.ffffffffffffffff.1.0.7fffffffffffffff","limit":-1}'),
+                               # Stream checksums (PROTOCOL.md 2.3): the other algorithm, an
+                               # unknown and an over-long name, both checksum fields in one Done.
+                               (74, '{"path":"/f","window":65536,"checksum":"crc32c"}'),
+                               (75, '{"path":"/f","checksum":"md5","upload_id":"0123456789abcdef"}'),
+                               (77, '{"path":"/d","window":7,"checksum":"' + "c" * 300 + '"}'),
+                               (78, '{"path":"/d","checksum":null}'),
+                               (69, '{"size":9,"crc32c":"e3069283","sha256":"","entries":1}')]):
     put("ext", f"hostile{i}", bytes([t - 64]) + text.encode())
 
 # fuzz-tar: a piece-size byte, then a small archive in each format Python

@@ -288,6 +288,7 @@ enum vsock_feature {
         VSOCK_FEATURE_PROC = 1u << 7,           /* "proc": processes that outlive a connection */
         VSOCK_FEATURE_FWD_CONNECT = 1u << 8,    /* "fwd-connect" */
         VSOCK_FEATURE_FWD_LISTEN = 1u << 9,     /* "fwd-listen" */
+        VSOCK_FEATURE_CHECKSUM_CRC32C = 1u << 10, /* "checksum-crc32c": streams checked with CRC-32C */
 };
 
 /* The protocol name of one feature bit ("file-get"); NULL for anything
@@ -432,9 +433,10 @@ int vsock_list_dir_at(const char *addr, const char *path, int page_size, vsock_l
 
 /* ---- streaming files (extensions file-get, file-put: PROTOCOL.md 2.5) ------
  *
- * Files of any size in Data frames with flow control, a SHA-256 over the
- * whole file checked at the end on both sides, resumable after a broken
- * connection. @c must be a connection to an agent that serves the
+ * Files of any size in Data frames with flow control, a checksum over
+ * the whole file checked at the end on both sides (CRC-32C when the agent
+ * has it, else SHA-256; see enum vsock_checksum), resumable after a
+ * broken connection. @c must be a connection to an agent that serves the
  * feature, after Hello (the *_at() variants negotiate, and fall back to
  * ReadFile/WriteFile for files the base protocol can carry). The
  * connection is reusable after success; after a failure it is spent.
@@ -447,6 +449,19 @@ int vsock_list_dir_at(const char *addr, const char *path, int page_size, vsock_l
 
 /* Largest Data payload of our agent (limits.data_max). */
 #define VSOCK_XFER_DATA_MAX (256u * 1024)
+
+/* The checksum a stream is verified with (PROTOCOL.md 2.3). Both cover
+ * the whole file from byte 0, resumed or not. */
+enum vsock_checksum {
+        /* CRC-32C when the agent has it (feature checksum-crc32c), else
+         * SHA-256: the fastest check the agent offers. */
+        VSOCK_CHECKSUM_AUTO = 0,
+        /* SHA-256: a digest to compare with sha256sum(1) (~1.5 GB/s). */
+        VSOCK_CHECKSUM_SHA256,
+        /* CRC-32C (transport integrity at memory speed); an agent without
+         * it: VSOCK_E_UNSUPPORTED, "agent does not support checksum-crc32c". */
+        VSOCK_CHECKSUM_CRC32C,
+};
 
 /* Progress: @done of @total bytes (total 0: unknown), after each piece. */
 typedef void (*vsock_xfer_progress_fn)(void *userdata, uint64_t done, uint64_t total);
@@ -474,13 +489,17 @@ struct vsock_file_get_opts {
          * moves to now + this (a bound on the agent's silence, not on the
          * transfer); the call's own deadline bounds the request. */
         int64_t idle_timeout_ns;
+        enum vsock_checksum checksum;   /* 0: VSOCK_CHECKSUM_AUTO */
 };
 #define VSOCK_FILE_GET_OPTS_INIT { .fd = -1 }
 
 struct vsock_file_get_result {
         struct vsock_file_stat stat;    /* as the agent opened it */
         uint64_t received;              /* bytes this call received */
-        char sha256[65];                /* of bytes 0 .. offset + received, hex */
+        char sha256[65];                /* of bytes 0 .. offset + received, hex, when
+                                         * checksum is SHA256; else empty */
+        enum vsock_checksum checksum;   /* the algorithm used: SHA256 or CRC32C */
+        char digest[65];                /* its value over the same bytes, hex (64 or 8 digits) */
 };
 
 /* Download @path. On success the result is filled in; on failure the
@@ -508,6 +527,7 @@ struct vsock_file_put_opts {
         bool resume;
         vsock_xfer_progress_fn progress;
         int64_t idle_timeout_ns;        /* as in vsock_file_get_opts */
+        enum vsock_checksum checksum;   /* as in vsock_file_get_opts */
 };
 #define VSOCK_FILE_PUT_OPTS_INIT                                                                      \
         { .fd = -1, .size = -1, .mode = -1, .uid = -1, .gid = -1, .mtime_ns = INT64_MIN }
@@ -515,7 +535,9 @@ struct vsock_file_put_opts {
 struct vsock_file_put_result {
         uint64_t offset;        /* where this call started (a resumed upload's bytes kept) */
         uint64_t size;          /* the file's size */
-        char sha256[65];
+        char sha256[65];        /* as in vsock_file_get_result */
+        enum vsock_checksum checksum;
+        char digest[65];
 };
 
 /* Upload to @path: replaced atomically once the agent verified the
@@ -526,7 +548,7 @@ int vsock_file_put(vsock_conn *c, const char *path, const struct vsock_file_put_
 /* ---- directory trees as tar streams (extensions tar-get, tar-put: 2.6) ----
  *
  * A pax/ustar archive in Data frames, with the same flow control and
- * SHA-256 check as the file streams; names start with the last element of
+ * checksum as the file streams; names start with the last element of
  * the guest path (`tar -C dirname -c basename`). Errors as above. */
 
 struct vsock_tar_opts {
@@ -539,6 +561,7 @@ struct vsock_tar_opts {
         bool preserve_owner;    /* put: apply the archive's uid/gid (else the agent's) */
         vsock_xfer_progress_fn progress;
         int64_t idle_timeout_ns; /* as in vsock_file_get_opts */
+        enum vsock_checksum checksum; /* as in vsock_file_get_opts */
 };
 #define VSOCK_TAR_OPTS_INIT { .fd = -1 }
 
@@ -546,7 +569,9 @@ struct vsock_tar_result {
         uint64_t size;          /* archive bytes */
         uint64_t entries;       /* entries archived / extracted */
         uint64_t skipped;       /* sockets, devices, FIFOs (and, get: entries that changed while read) */
-        char sha256[65];
+        char sha256[65];        /* as in vsock_file_get_result */
+        enum vsock_checksum checksum;
+        char digest[65];
 };
 
 /* Archive guest @path (recursively, not crossing file systems). */

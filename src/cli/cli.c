@@ -79,11 +79,19 @@ int cli_usage_hint(const char *cmd) {
 int cli_parse_flags(const char *cmd, int argc, char **argv, const struct cli_flag *flags, size_t n,
                     void (*usage)(FILE *f)) {
         struct option options[10] = { { "help", no_argument, NULL, 'h' } };
-        char shortopts[12] = "h";
+        char shortopts[2 * ARRAY_SIZE(options) + 1] = "h";
+        size_t k = 1;
         n = MIN(n, ARRAY_SIZE(options) - 2);
         for (size_t i = 0; i < n; i++) {
-                options[i + 1] = (struct option) { flags[i].name, no_argument, NULL, flags[i].letter };
-                shortopts[i + 1] = flags[i].letter;
+                /* A long-only option's getopt value is past every char. */
+                int val = flags[i].letter ? flags[i].letter : 256 + (int) i;
+                options[i + 1] = (struct option) { flags[i].name, flags[i].value ? required_argument : no_argument,
+                                                   NULL, val };
+                if (flags[i].letter) {
+                        shortopts[k++] = flags[i].letter;
+                        if (flags[i].value)
+                                shortopts[k++] = ':';
+                }
         }
         int c;
         optind = 0;
@@ -93,11 +101,14 @@ int cli_parse_flags(const char *cmd, int argc, char **argv, const struct cli_fla
                         return CLI_EXIT_OK;
                 }
                 size_t i = 0;
-                while (i < n && flags[i].letter != c)
+                while (i < n && (flags[i].letter ? flags[i].letter : 256 + (int) i) != c)
                         i++;
                 if (i == n)
                         return cli_usage_hint(cmd);
-                *flags[i].set = true;
+                if (flags[i].set)
+                        *flags[i].set = true;
+                if (flags[i].value)
+                        *flags[i].value = optarg;
         }
         return -1;
 }

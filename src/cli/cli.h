@@ -71,11 +71,14 @@ int cli_map_exit_code(int64_t code);
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int cli_usage_hint(const char *cmd);
 
-/* A subcommand's on/off options besides -h/--help. */
+/* A subcommand's options besides -h/--help: on/off (@set), or with a
+ * value (@value, the argument as given; @set too when not NULL). A
+ * @letter of 0 makes it long-only. */
 struct cli_flag {
         char letter;
         const char *name;
         bool *set;
+        const char **value;
 };
 /* Parse -h/--help (prints @usage on stdout) and @flags[0..n) (n <= 8).
  * Returns -1 with optind at the first operand, or an exit status. */

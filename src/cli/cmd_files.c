@@ -212,6 +212,7 @@ static mode_t guest_mode(const char *addr, const char *path, mode_t fallback) {
 struct cp_opts {
         bool preserve;          /* -p: mode, owner and mtime */
         bool resume;            /* -c: continue a broken transfer */
+        enum vsock_checksum checksum; /* --checksum (AUTO: not given) */
 };
 
 /* A streaming copy found the agent without the feature: nothing was done,
@@ -225,6 +226,19 @@ static bool known_without(const char *addr, unsigned feature) {
         if (r == -ENOENT || (r < 0 && vsock_err_kind(r) != VSOCK_E_UNSUPPORTED))
                 return false; /* unknown: try, Hello goes with the request */
         return r < 0 || !(caps.features & feature);
+}
+
+/* A streaming copy failed with @r: whether the base protocol should do it
+ * instead, i.e. the agent lacks @feature itself. An agent with the
+ * feature but not the checksum --checksum named is an error to report:
+ * the base protocol has no checksum at all. */
+static bool base_fallback(int r, const char *addr, unsigned feature) {
+        return vsock_err_kind(r) == VSOCK_E_UNSUPPORTED && known_without(addr, feature);
+}
+
+/* What a base agent's copy cannot honour, for the "ignored" warning. */
+static const char *base_ignored(const struct cp_opts *o) {
+        return o->resume ? "-c" : o->preserve ? "-p" : o->checksum ? "--checksum" : NULL;
 }
 
 /* An extension operation's failure: the guest's words for file errors. */
@@ -309,6 +323,7 @@ static int stream_download(const char *addr, const char *gsrc, const char *targe
         go.userdata = prog;
         /* --reply-timeout bounds the agent's silence, not the transfer. */
         go.idle_timeout_ns = cli_opts.reply_timeout_ns;
+        go.checksum = o->checksum;
         struct vsock_file_get_result res = {};
         struct vsock_call call = VSOCK_CALL_INIT;
         vsock_conn *c = NULL;
@@ -326,7 +341,7 @@ static int stream_download(const char *addr, const char *gsrc, const char *targe
                 bool empty = fd >= 0 && fstat(fd, &now) == 0 && now.st_size == 0;
                 if (fd >= 0 && (empty || vsock_err_kind(r) == VSOCK_E_UNSUPPORTED) && !existed)
                         (void) unlink(part);
-                if (vsock_err_kind(r) == VSOCK_E_UNSUPPORTED)
+                if (base_fallback(r, addr, VSOCK_FEATURE_FILE_GET))
                         return CP_BASE_ONLY;
                 if (!c)
                         return CLI_EXIT_ERROR;
@@ -406,6 +421,7 @@ static int stream_upload(const char *addr, const char *src, const char *gdst, co
                 po.mtime_ns = st.st_mtim.tv_sec * NS_PER_SEC + st.st_mtim.tv_nsec;
         }
         po.idle_timeout_ns = cli_opts.reply_timeout_ns;
+        po.checksum = o->checksum;
         progress_start(prog, prog->label, S_ISREG(st.st_mode) ? st.st_size : -1);
         _cleanup_free_ char *into = NULL;
         for (;;) {
@@ -430,7 +446,7 @@ static int stream_upload(const char *addr, const char *src, const char *gdst, co
                 if (r >= 0)
                         return CLI_EXIT_OK;
                 /* (Refused at Hello: no byte of the source was read.) */
-                if (vsock_err_kind(r) == VSOCK_E_UNSUPPORTED)
+                if (base_fallback(r, addr, VSOCK_FEATURE_FILE_PUT))
                         return CP_BASE_ONLY;
                 if (!c)
                         return CLI_EXIT_ERROR;
@@ -657,11 +673,11 @@ static int copy_tree_up(const char *addr, const char *src, const char *gdst, con
 
 /* A tree's transfer ended with @r: its exit status (or CP_BASE_ONLY),
  * with the local side's error (@local_err, about @local) when it was ours. */
-static int tree_status(int r, bool dialed, const struct vsock_call *call, const char *addr, const char *gpath,
-                       const char *local, const char *local_err) {
+static int tree_status(int r, bool dialed, const struct vsock_call *call, const char *addr, unsigned feature,
+                       const char *gpath, const char *local, const char *local_err) {
         if (r >= 0)
                 return CLI_EXIT_OK;
-        if (vsock_err_kind(r) == VSOCK_E_UNSUPPORTED)
+        if (base_fallback(r, addr, feature))
                 return CP_BASE_ONLY;
         if (!dialed)
                 return CLI_EXIT_ERROR;
@@ -695,6 +711,7 @@ static int stream_tree_down(const char *addr, const char *gsrc, const char *root
         to.sink = extract_sink;
         to.userdata = x;
         to.idle_timeout_ns = cli_opts.reply_timeout_ns;
+        to.checksum = o->checksum;
         struct vsock_tar_result res;
         struct vsock_call call = VSOCK_CALL_INIT;
         vsock_conn *c = NULL;
@@ -705,7 +722,7 @@ static int stream_tree_down(const char *addr, const char *gsrc, const char *root
                 (void) vsock_conn_close(c);
         }
         int f = r >= 0 ? tar_extract_finish(x) : 0;
-        int status = tree_status(r, c != NULL, &call, addr, gsrc, root, tar_extract_error(x));
+        int status = tree_status(r, c != NULL, &call, addr, VSOCK_FEATURE_TAR_GET, gsrc, root, tar_extract_error(x));
         if (status == CLI_EXIT_OK && f < 0) {
                 cli_error("%s: %s", root, tar_extract_error(x));
                 status = CLI_EXIT_FAILURE;
@@ -767,6 +784,7 @@ static int stream_copy_tree_up(const char *addr, const char *src, const char *gd
         to.userdata = w;
         to.preserve_owner = o->preserve;
         to.idle_timeout_ns = cli_opts.reply_timeout_ns;
+        to.checksum = o->checksum;
         struct vsock_tar_result res;
         struct vsock_call call = VSOCK_CALL_INIT;
         vsock_conn *c = NULL;
@@ -776,7 +794,7 @@ static int stream_copy_tree_up(const char *addr, const char *src, const char *gd
                 r = vsock_tar_put(c, gdir, &to, &call, &res);
                 (void) vsock_conn_close(c);
         }
-        int status = tree_status(r, c != NULL, &call, addr, gdir, src, tar_walk_error(w));
+        int status = tree_status(r, c != NULL, &call, addr, VSOCK_FEATURE_TAR_PUT, gdir, src, tar_walk_error(w));
         tar_walk_free(w);
         return status;
 }
@@ -784,7 +802,7 @@ static int stream_copy_tree_up(const char *addr, const char *src, const char *gd
 /* ---- cp ------------------------------------------------------------------------- */
 
 static void cp_usage(FILE *f) {
-        fputs("Usage: vsockctl [-a ADDR] cp [-r] [-p] [-c] SRC DST\n"
+        fputs("Usage: vsockctl [-a ADDR] cp [-r] [-p] [-c] [--checksum=ALG] SRC DST\n"
               "\n"
               "Copy a file (or with -r a directory tree) between this machine and the\n"
               "guest. A guest path is written :/path; the other side is a local path, or\n"
@@ -803,17 +821,20 @@ static void cp_usage(FILE *f) {
               "                   in the guest (which needs /bin/sh and tar)\n"
               "  -p, --preserve   keep mode (set-id bits too), owner and modification time\n"
               "  -c, --resume     continue what a broken transfer left (the partial file)\n"
+              "      --checksum=ALG  check streamed copies with sha256 or crc32c (default:\n"
+              "                   crc32c when the agent has it, else sha256)\n"
               "  -h, --help       show this help\n"
               "\n"
               "A new file gets the source's permissions less the umask, without set-id\n"
               "bits; an existing file keeps its own. With an agent that streams files\n"
-              "(features file-get, file-put) any size travels, checked by SHA-256 at the\n"
-              "end and replaced atomically on either side: a download goes to\n"
-              "DIR/.NAME.vsockctl-part first, and a broken transfer keeps what arrived\n"
+              "(features file-get, file-put) any size travels, checked end to end (by\n"
+              "CRC-32C, or SHA-256 with --checksum=sha256 or an agent without\n"
+              "checksum-crc32c) and replaced atomically on either side: a download goes\n"
+              "to DIR/.NAME.vsockctl-part first, and a broken transfer keeps what arrived\n"
               "for -c (an upload's partial stays in the guest for an hour). Base agents\n"
               "move a file in one message: downloads are limited to 16 MiB, uploads to\n"
-              "what fits one frame (about 48 MiB), and -p and -c are ignored. On a\n"
-              "terminal a spinner with the size and elapsed time is shown on stderr.\n"
+              "what fits one frame (about 48 MiB), and -p, -c and --checksum are ignored.\n"
+              "On a terminal a spinner with the size and elapsed time is shown on stderr.\n"
               "\n"
               "Exit status: 0 on success, 1 if a file operation failed, 255 for usage,\n"
               "connection and protocol errors.\n",
@@ -835,8 +856,8 @@ static int cp_download(const char *addr, const char *src, const char *gsrc, cons
         int r = stream_download(addr, gsrc, target ? target : dst, &prog, o);
         if (r != CP_BASE_ONLY)
                 return r;
-        if (o->resume || o->preserve)
-                cli_error("cp: the agent does not support file-get: %s ignored", o->resume ? "-c" : "-p");
+        if (base_ignored(o))
+                cli_error("cp: the agent does not support file-get: %s ignored", base_ignored(o));
         progress_start(&prog, label, -1);
         r = guest_read(addr, gsrc, &prog, &data, &len);
         if (r != CLI_EXIT_OK)
@@ -881,8 +902,8 @@ static int cp_upload(const char *addr, const char *src, const char *gdst, const 
         int r = stream_upload(addr, src, gdst, from_stdin ? NULL : name, &prog, o);
         if (r != CP_BASE_ONLY)
                 return r;
-        if (o->resume || o->preserve)
-                cli_error("cp: the agent does not support file-put: %s ignored", o->resume ? "-c" : "-p");
+        if (base_ignored(o))
+                cli_error("cp: the agent does not support file-put: %s ignored", base_ignored(o));
         mode_t mode = 0;
         r = local_read(src, write_limit(gdst), &data, &len, &mode);
         if (r != CLI_EXIT_OK)
@@ -896,14 +917,22 @@ static int cp_upload(const char *addr, const char *src, const char *gdst, const 
 int cmd_cp(int argc, char **argv) {
         bool recursive = false;
         struct cp_opts o = {};
+        const char *checksum = NULL;
         const struct cli_flag flags[] = {
                 { 'r', "recursive", &recursive },
                 { 'p', "preserve", &o.preserve },
                 { 'c', "resume", &o.resume },
+                { 0, "checksum", NULL, &checksum },
         };
         int r = cli_parse_flags("cp", argc, argv, flags, ARRAY_SIZE(flags), cp_usage);
         if (r >= 0)
                 return r;
+        if (checksum && strcmp(checksum, "sha256") == 0)
+                o.checksum = VSOCK_CHECKSUM_SHA256;
+        else if (checksum && strcmp(checksum, "crc32c") == 0)
+                o.checksum = VSOCK_CHECKSUM_CRC32C;
+        else if (checksum)
+                return cli_usage_error("cp", "--checksum: \"%s\" is not sha256 or crc32c", checksum);
         if (argc - optind != 2)
                 return cli_usage_error("cp", argc - optind < 2 ? "missing SRC or DST" : "too many arguments");
         const char *src = argv[optind], *dst = argv[optind + 1];

@@ -97,6 +97,9 @@ int client_ext_reply(vsock_conn *c, struct vsock_call *call, uint8_t type, const
  * one frame of @reply_type, decoded into @ret (a struct of @reply_shape). */
 int client_ext_call(vsock_conn *c, unsigned feature, uint8_t type, const struct ext_shape *shape, const void *msg,
                     uint8_t reply_type, const struct ext_shape *reply_shape, void *ret, struct vsock_call *call);
+/* VSOCK_E_UNSUPPORTED, "agent does not support FEATURE" in
+ * call->remote_error (@feature: one VSOCK_FEATURE_* bit). */
+int client_ext_unsupported(struct vsock_call *call, unsigned feature);
 /* The caps negotiated on @c; NULL before Hello. */
 const struct vsock_caps *client_ext_caps(const vsock_conn *c);
 /* Dial @addr (default port 5000) for an extension operation, resolving

@@ -19,6 +19,7 @@
 /* Bit i of enum vsock_feature is names[i]. */
 static const char *const feature_names[] = {
         "reuse", "fs", "list", "file-get", "file-put", "tar-get", "tar-put", "proc", "fwd-connect", "fwd-listen",
+        "checksum-crc32c",
 };
 
 _public_ const char *vsock_feature_name(unsigned feature) {
@@ -83,6 +84,10 @@ static int unsupported(struct vsock_call *call, unsigned feature, int err) {
         const char *name = vsock_feature_name(feature);
         client_diag(call, "agent does not support %s", name ? name : "extensions");
         return VSOCK_ERR(VSOCK_E_UNSUPPORTED, err);
+}
+
+int client_ext_unsupported(struct vsock_call *call, unsigned feature) {
+        return unsupported(call, feature, ENOTSUP);
 }
 
 /* A write the agent's close cut short: the reply's read says why. */

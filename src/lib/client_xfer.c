@@ -6,6 +6,7 @@
  * without blocking, so a failed upload stops at once. */
 #include <errno.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -14,7 +15,7 @@
 #include "client-internal.h"
 #include "common/io.h"
 #include "common/macro.h"
-#include "common/sha256.h"
+#include "common/checksum.h"
 #include "ext_msg.h"
 #include "flow.h"
 #include "vsock/error.h"
@@ -71,8 +72,8 @@ static int send_json(vsock_conn *c, uint8_t type, const struct ext_shape *shape,
         return r;
 }
 
-/* Hash the first @n bytes of @fd into @sha. */
-static int hash_fd_prefix(int fd, uint64_t n, uint8_t *tmp, size_t size, struct sha256 *sha) {
+/* Hash the first @n bytes of @fd into @sum. */
+static int hash_fd_prefix(int fd, uint64_t n, uint8_t *tmp, size_t size, struct checksum *sum) {
         for (uint64_t off = 0; off < n;) {
                 ssize_t k = pread(fd, tmp, (size_t) MIN((uint64_t) size, n - off), (off_t) off);
                 if (k < 0 && errno == EINTR)
@@ -81,7 +82,7 @@ static int hash_fd_prefix(int fd, uint64_t n, uint8_t *tmp, size_t size, struct 
                         return -errno;
                 if (k == 0)
                         return -EINVAL; /* fewer bytes than claimed */
-                sha256_update(sha, tmp, (size_t) k);
+                checksum_update(sum, tmp, (size_t) k);
                 off += (uint64_t) k;
         }
         return 0;
@@ -114,29 +115,79 @@ static int expect_json(struct vsock_call *call, uint8_t type, const uint8_t *dat
         return 0;
 }
 
-/* The stream's end: Done against what we counted and hashed. */
-static int check_done(struct vsock_call *call, const struct ext_done *d, uint64_t size, struct sha256 *sha,
-                      char hex[SHA256_HEX_SIZE]) {
-        uint8_t digest[SHA256_DIGEST_SIZE];
-        sha256_final(sha, digest);
-        sha256_to_hex(digest, hex);
-        if (d->size < 0 || (uint64_t) d->size != size || !d->sha256 || strcmp(d->sha256, hex) != 0) {
-                client_diag(call, "checksum mismatch: the agent reports %lld bytes with SHA-256 %s, we have %llu with %s",
-                            (long long) d->size, d->sha256 ? d->sha256 : "", (unsigned long long) size, hex);
+/* A stream's checksum: what the caller wants, the name its request
+ * carries, and (once the agent's caps are known) the algorithm used. */
+struct stream_sum {
+        enum vsock_checksum want;
+        const char *name;       /* the request's `checksum`; NULL: absent (SHA-256) */
+        struct checksum sum;
+};
+
+/* Choose the request's `checksum` before it is sent: CRC-32C unless the
+ * caller wants SHA-256 or the agent is known to lack it (without caps
+ * yet, Hello goes with the request: stream_sum_agreed decides). An
+ * explicit CRC-32C against an agent known to lack it sends nothing. */
+static int stream_sum_request(vsock_conn *c, enum vsock_checksum want, struct vsock_call *call,
+                              struct stream_sum *ret) {
+        if ((unsigned) want > VSOCK_CHECKSUM_CRC32C)
+                return -EINVAL;
+        const struct vsock_caps *caps = client_ext_caps(c);
+        bool lacks = caps && !(caps->features & VSOCK_FEATURE_CHECKSUM_CRC32C);
+        if (want == VSOCK_CHECKSUM_CRC32C && lacks)
+                return client_ext_unsupported(call, VSOCK_FEATURE_CHECKSUM_CRC32C);
+        *ret = (struct stream_sum) {
+                .want = want,
+                .name = want == VSOCK_CHECKSUM_SHA256 || lacks ? NULL : checksum_name(CHECKSUM_CRC32C),
+        };
+        return 0;
+}
+
+/* The request is out and HelloReply in: the agent honours `checksum`
+ * only with the feature (PROTOCOL.md 2.3); one without it ignored the
+ * field and streams SHA-256, which only an explicit CRC-32C refuses (the
+ * request is with the agent: @c is spent). */
+static int stream_sum_agreed(vsock_conn *c, struct vsock_call *call, struct stream_sum *s) {
+        const struct vsock_caps *caps = client_ext_caps(c);
+        bool has = caps && (caps->features & VSOCK_FEATURE_CHECKSUM_CRC32C);
+        if (s->name && !has && s->want == VSOCK_CHECKSUM_CRC32C)
+                return client_fail(c, client_ext_unsupported(call, VSOCK_FEATURE_CHECKSUM_CRC32C));
+        checksum_init(&s->sum, s->name && has ? CHECKSUM_CRC32C : CHECKSUM_SHA256);
+        return 0;
+}
+
+static enum vsock_checksum public_alg(enum checksum_alg alg) {
+        return alg == CHECKSUM_CRC32C ? VSOCK_CHECKSUM_CRC32C : VSOCK_CHECKSUM_SHA256;
+}
+
+/* The stream's end: Done against what we counted and hashed; the value
+ * into @hex, and into @sha256 when it is one (else ""). */
+static int check_done(struct vsock_call *call, const struct ext_done *d, uint64_t size, struct stream_sum *s,
+                      char hex[CHECKSUM_HEX_MAX], char sha256[SHA256_HEX_SIZE]) {
+        enum checksum_alg alg = s->sum.alg;
+        checksum_final_hex(&s->sum, hex);
+        snprintf(sha256, SHA256_HEX_SIZE, "%s", alg == CHECKSUM_SHA256 ? hex : "");
+        const char *theirs = ext_done_checksum(d, alg);
+        if (d->size < 0 || (uint64_t) d->size != size || !theirs || strcmp(theirs, hex) != 0) {
+                client_diag(call, "checksum mismatch: the agent reports %lld bytes with %s %s, we have %llu with %s",
+                            (long long) d->size, checksum_name(alg), theirs ? theirs : "(none)",
+                            (unsigned long long) size, hex);
                 return VSOCK_ERR(VSOCK_E_CHECKSUM, EBADMSG);
         }
         return 0;
 }
 
-/* Send a stream's request and read its StreamStart into @ret. Failures
- * shut @c down, except an Error before the stream (the connection then
- * reads the next request). */
+/* Send a stream's request and read its StreamStart into @ret, settling
+ * the checksum in between. Failures shut @c down, except an Error before
+ * the stream (the connection then reads the next request). */
 static int stream_open(vsock_conn *c, unsigned feature, uint8_t type_req, const struct ext_shape *shape,
-                       const void *req, struct vsock_call *call, int64_t idle_ns, uint8_t *buf,
+                       const void *req, struct vsock_call *call, int64_t idle_ns, uint8_t *buf, struct stream_sum *sum,
                        struct ext_stream_start *ret) {
         int r = client_ext_send_msg(c, feature, type_req, shape, req, call);
         if (r < 0)
                 return client_fail(c, r);
+        r = stream_sum_agreed(c, call, sum);
+        if (r < 0)
+                return r;
         uint8_t type;
         uint32_t n;
         r = read_frame(c, call, idle_ns, &type, buf, JSON_FRAME_MAX, &n);
@@ -153,7 +204,7 @@ static int stream_open(vsock_conn *c, unsigned feature, uint8_t type_req, const 
 struct done_counts;
 static int get_op(vsock_conn *c, unsigned feature, uint8_t type_req, const struct ext_shape *shape, const void *req,
                   uint32_t window, const struct vsock_file_get_opts *o, struct vsock_call *call, uint8_t *buf,
-                  struct sha256 *sha, struct vsock_file_get_result *ret, struct done_counts *counts);
+                  struct stream_sum *sum, struct vsock_file_get_result *ret, struct done_counts *counts);
 
 /* A tree's Done says how many entries it carried and skipped. */
 struct done_counts {
@@ -161,7 +212,7 @@ struct done_counts {
 };
 
 static int get_stream(vsock_conn *c, const struct vsock_file_get_opts *o, struct vsock_call *call, uint8_t *buf,
-                      uint32_t window, struct sha256 *sha, struct vsock_file_get_result *res,
+                      uint32_t window, struct stream_sum *sum, struct vsock_file_get_result *res,
                       struct done_counts *counts) {
         uint32_t data_max, unused;
         stream_limits(c, &data_max, &unused);
@@ -189,7 +240,7 @@ static int get_stream(vsock_conn *c, const struct vsock_file_get_opts *o, struct
                 r = o->fd >= 0 ? io_write_all(o->fd, buf, n, 0, -1) : o->sink(o->userdata, buf, n);
                 if (r < 0)
                         return r;
-                sha256_update(sha, buf, n);
+                checksum_update(&sum->sum, buf, n);
                 res->received += n;
                 if (o->progress)
                         o->progress(o->userdata, res->received, total);
@@ -213,7 +264,8 @@ static int get_stream(vsock_conn *c, const struct vsock_file_get_opts *o, struct
         if (r < 0)
                 return r;
         /* Done's size counts the bytes sent; the digest covers the prefix too. */
-        r = check_done(call, &d, res->received, sha, res->sha256);
+        r = check_done(call, &d, res->received, sum, res->digest, res->sha256);
+        res->checksum = public_alg(sum->sum.alg);
         *counts = (struct done_counts) { (uint64_t) MAX(d.entries, 0), (uint64_t) MAX(d.skipped, 0) };
         ext_done_clear(&d);
         return r;
@@ -230,16 +282,10 @@ _public_ int vsock_file_get(vsock_conn *c, const char *path, const struct vsock_
         _cleanup_free_ uint8_t *buf = malloc(BUF_SIZE);
         if (!buf)
                 return -ENOMEM;
-        struct sha256 sha;
-        sha256_init(&sha);
-        int r = 0;
-        if (o->offset > 0) {
-                r = hash_fd_prefix(o->fd, o->offset, buf, BUF_SIZE, &sha);
-                if (r >= 0 && lseek(o->fd, (off_t) o->offset, SEEK_SET) < 0)
-                        r = -errno;
-                if (r < 0)
-                        return r;
-        }
+        struct stream_sum sum;
+        int r = stream_sum_request(c, o->checksum, call, &sum);
+        if (r < 0)
+                return r;
         /* Before Hello the agent's window_max is not known: ours. */
         uint32_t data_max, window;
         stream_limits(c, &data_max, &window);
@@ -248,25 +294,35 @@ _public_ int vsock_file_get(vsock_conn *c, const char *path, const struct vsock_
                 .offset = (int64_t) o->offset,
                 .length = (int64_t) o->length,
                 .window = window,
+                .checksum = (char *) sum.name,
         };
         struct done_counts counts;
         return get_op(c, VSOCK_FEATURE_FILE_GET, EXT_MSG_FILE_GET, &ext_file_get_shape, &req, window, o, call, buf,
-                      &sha, ret, &counts);
+                      &sum, ret, &counts);
 }
 
 /* A download's request (@type, from @req of @shape) and its stream; the
  * result goes to @ret only on success. */
 static int get_op(vsock_conn *c, unsigned feature, uint8_t type_req, const struct ext_shape *shape, const void *req,
                   uint32_t window, const struct vsock_file_get_opts *o, struct vsock_call *call, uint8_t *buf,
-                  struct sha256 *sha, struct vsock_file_get_result *ret, struct done_counts *counts) {
+                  struct stream_sum *sum, struct vsock_file_get_result *ret, struct done_counts *counts) {
         struct ext_stream_start ss;
-        int r = stream_open(c, feature, type_req, shape, req, call, o->idle_timeout_ns, buf, &ss);
+        int r = stream_open(c, feature, type_req, shape, req, call, o->idle_timeout_ns, buf, sum, &ss);
         if (r < 0)
                 return r;
         struct vsock_file_get_result res = {};
         stat_from_ext(&ss.stat, &res.stat);
         ext_stream_start_clear(&ss);
-        r = get_stream(c, o, call, buf, window, sha, &res, counts);
+        /* A resumed download's checksum covers what @fd holds too; the
+         * algorithm is settled only now (the agent hashes its own copy of
+         * the prefix meanwhile, and sends nothing before). */
+        if (o->offset > 0) {
+                r = hash_fd_prefix(o->fd, o->offset, buf, BUF_SIZE, &sum->sum);
+                if (r >= 0 && lseek(o->fd, (off_t) o->offset, SEEK_SET) < 0)
+                        r = -errno;
+        }
+        if (r >= 0)
+                r = get_stream(c, o, call, buf, window, sum, &res, counts);
         if (r < 0)
                 return client_fail(c, r);
         *ret = res;
@@ -283,11 +339,13 @@ _public_ int vsock_tar_get(vsock_conn *c, const char *path, const struct vsock_t
         _cleanup_free_ uint8_t *buf = malloc(BUF_SIZE);
         if (!buf)
                 return -ENOMEM;
-        struct sha256 sha;
-        sha256_init(&sha);
+        struct stream_sum sum;
+        int r = stream_sum_request(c, o->checksum, call, &sum);
+        if (r < 0)
+                return r;
         uint32_t data_max, window;
         stream_limits(c, &data_max, &window);
-        struct ext_tar_get req = { .path = (char *) path, .window = window };
+        struct ext_tar_get req = { .path = (char *) path, .window = window, .checksum = (char *) sum.name };
         struct vsock_file_get_opts fo = {
                 .fd = o->fd,
                 .sink = o->sink,
@@ -297,19 +355,21 @@ _public_ int vsock_tar_get(vsock_conn *c, const char *path, const struct vsock_t
         };
         struct vsock_file_get_result res;
         struct done_counts counts;
-        int r = get_op(c, VSOCK_FEATURE_TAR_GET, EXT_MSG_TAR_GET, &ext_tar_get_shape, &req, window, &fo, call, buf,
-                       &sha, &res, &counts);
+        r = get_op(c, VSOCK_FEATURE_TAR_GET, EXT_MSG_TAR_GET, &ext_tar_get_shape, &req, window, &fo, call, buf, &sum,
+                   &res, &counts);
         if (r < 0)
                 return r;
-        *ret = (struct vsock_tar_result) { .size = res.received, .entries = counts.entries, .skipped = counts.skipped };
+        *ret = (struct vsock_tar_result) { .size = res.received, .entries = counts.entries, .skipped = counts.skipped,
+                                           .checksum = res.checksum };
         memcpy(ret->sha256, res.sha256, sizeof ret->sha256);
+        memcpy(ret->digest, res.digest, sizeof ret->digest);
         return 0;
 }
 
 /* ---- upload ---------------------------------------------------------------- */
 
 static int put_op(vsock_conn *c, unsigned feature, uint8_t type_req, const struct ext_shape *shape, const void *req,
-                  const struct vsock_file_put_opts *o, struct vsock_call *call, uint8_t *buf,
+                  const struct vsock_file_put_opts *o, struct vsock_call *call, uint8_t *buf, struct stream_sum *sum,
                   struct vsock_file_put_result *ret, struct done_counts *counts);
 
 /* An fd read as a stream (a pipe, a socket, a file from its offset). */
@@ -375,9 +435,8 @@ static int put_write_failed(vsock_conn *c, struct vsock_call *call, struct flow_
 }
 
 static int put_stream(vsock_conn *c, const struct vsock_file_put_opts *o, struct vsock_call *call, uint8_t *buf,
-                      const struct ext_stream_start *ss, struct vsock_file_put_result *res, struct done_counts *counts) {
-        struct sha256 sha;
-        sha256_init(&sha);
+                      const struct ext_stream_start *ss, struct stream_sum *sum, struct vsock_file_put_result *res,
+                      struct done_counts *counts) {
         uint64_t pos = 0, offset = (uint64_t) ss->offset;
         /* The agent's digest covers the whole file: hash what it kept. */
         while (pos < offset) {
@@ -389,7 +448,7 @@ static int put_stream(vsock_conn *c, const struct vsock_file_put_opts *o, struct
                                     (unsigned long long) offset, (unsigned long long) pos);
                         return -EINVAL;
                 }
-                sha256_update(&sha, buf, (size_t) k);
+                checksum_update(&sum->sum, buf, (size_t) k);
                 pos += (uint64_t) k;
         }
         uint32_t data_max, unused;
@@ -415,15 +474,20 @@ static int put_stream(vsock_conn *c, const struct vsock_file_put_opts *o, struct
                 (void) flow_send_sent(&fl, (size_t) k);
                 if (k == 0)
                         break;
-                sha256_update(&sha, buf, (size_t) k);
+                checksum_update(&sum->sum, buf, (size_t) k);
                 pos += (uint64_t) k;
                 if (o->progress)
                         o->progress(o->userdata, pos, total);
         }
-        uint8_t digest[SHA256_DIGEST_SIZE];
-        sha256_final(&sha, digest);
-        sha256_to_hex(digest, res->sha256);
-        struct ext_done mine = { .size = (int64_t) pos, .sha256 = res->sha256 };
+        enum checksum_alg alg = sum->sum.alg;
+        checksum_final_hex(&sum->sum, res->digest);
+        snprintf(res->sha256, sizeof res->sha256, "%s", alg == CHECKSUM_SHA256 ? res->digest : "");
+        res->checksum = public_alg(alg);
+        struct ext_done mine = {
+                .size = (int64_t) pos,
+                .sha256 = alg == CHECKSUM_SHA256 ? res->digest : NULL,
+                .crc32c = alg == CHECKSUM_CRC32C ? res->digest : NULL,
+        };
         int r = send_json(c, EXT_MSG_DONE, &ext_done_shape, &mine);
         if (r < 0)
                 return put_write_failed(c, call, &fl, buf, r);
@@ -439,7 +503,8 @@ static int put_stream(vsock_conn *c, const struct vsock_file_put_opts *o, struct
                 r = expect_json(call, type, buf, n, EXT_MSG_DONE, &ext_done_shape, &d, "Done");
                 if (r < 0)
                         return r;
-                bool same = d.size == (int64_t) pos && d.sha256 && strcmp(d.sha256, res->sha256) == 0;
+                const char *theirs = ext_done_checksum(&d, alg);
+                bool same = d.size == (int64_t) pos && theirs && strcmp(theirs, res->digest) == 0;
                 *counts = (struct done_counts) { (uint64_t) MAX(d.entries, 0), (uint64_t) MAX(d.skipped, 0) };
                 ext_done_clear(&d);
                 if (!same) {
@@ -467,6 +532,10 @@ _public_ int vsock_file_put(vsock_conn *c, const char *path, const struct vsock_
         _cleanup_free_ uint8_t *buf = malloc(BUF_SIZE);
         if (!buf)
                 return -ENOMEM;
+        struct stream_sum sum;
+        int r = stream_sum_request(c, o->checksum, call, &sum);
+        if (r < 0)
+                return r;
         struct ext_file_put req = {
                 .path = (char *) path,
                 .mode = opts.mode < 0 ? EXT_UNSET_MODE : (uint32_t) opts.mode,
@@ -476,23 +545,24 @@ _public_ int vsock_file_put(vsock_conn *c, const char *path, const struct vsock_
                 .size = opts.size < 0 ? EXT_UNSET_SIZE : opts.size,
                 .upload_id = (char *) opts.upload_id,
                 .resume = opts.resume,
+                .checksum = (char *) sum.name,
         };
         struct done_counts counts;
-        return put_op(c, VSOCK_FEATURE_FILE_PUT, EXT_MSG_FILE_PUT, &ext_file_put_shape, &req, &opts, call, buf, ret,
-                      &counts);
+        return put_op(c, VSOCK_FEATURE_FILE_PUT, EXT_MSG_FILE_PUT, &ext_file_put_shape, &req, &opts, call, buf, &sum,
+                      ret, &counts);
 }
 
 /* An upload's request (@type, from @req of @shape) and its stream; the
  * result goes to @ret only on success. */
 static int put_op(vsock_conn *c, unsigned feature, uint8_t type_req, const struct ext_shape *shape, const void *req,
-                  const struct vsock_file_put_opts *o, struct vsock_call *call, uint8_t *buf,
+                  const struct vsock_file_put_opts *o, struct vsock_call *call, uint8_t *buf, struct stream_sum *sum,
                   struct vsock_file_put_result *ret, struct done_counts *counts) {
         struct ext_stream_start ss;
-        int r = stream_open(c, feature, type_req, shape, req, call, o->idle_timeout_ns, buf, &ss);
+        int r = stream_open(c, feature, type_req, shape, req, call, o->idle_timeout_ns, buf, sum, &ss);
         if (r < 0)
                 return r;
         struct vsock_file_put_result res = {};
-        r = ss.offset < 0 ? VSOCK_ERR(VSOCK_E_PROTOCOL, EPROTO) : put_stream(c, o, call, buf, &ss, &res, counts);
+        r = ss.offset < 0 ? VSOCK_ERR(VSOCK_E_PROTOCOL, EPROTO) : put_stream(c, o, call, buf, &ss, sum, &res, counts);
         ext_stream_start_clear(&ss);
         if (r < 0)
                 return client_fail(c, r);
@@ -510,7 +580,12 @@ _public_ int vsock_tar_put(vsock_conn *c, const char *path, const struct vsock_t
         _cleanup_free_ uint8_t *buf = malloc(BUF_SIZE);
         if (!buf)
                 return -ENOMEM;
-        struct ext_tar_put req = { .path = (char *) path, .preserve_owner = o->preserve_owner };
+        struct stream_sum sum;
+        int r = stream_sum_request(c, o->checksum, call, &sum);
+        if (r < 0)
+                return r;
+        struct ext_tar_put req = { .path = (char *) path, .preserve_owner = o->preserve_owner,
+                                   .checksum = (char *) sum.name };
         /* A tar stream is read sequentially: a source, or the fd as one. */
         int fd = o->fd;
         struct vsock_file_put_opts po = VSOCK_FILE_PUT_OPTS_INIT;
@@ -520,10 +595,13 @@ _public_ int vsock_tar_put(vsock_conn *c, const char *path, const struct vsock_t
         po.idle_timeout_ns = o->idle_timeout_ns;
         struct vsock_file_put_result res;
         struct done_counts counts;
-        int r = put_op(c, VSOCK_FEATURE_TAR_PUT, EXT_MSG_TAR_PUT, &ext_tar_put_shape, &req, &po, call, buf, &res, &counts);
+        r = put_op(c, VSOCK_FEATURE_TAR_PUT, EXT_MSG_TAR_PUT, &ext_tar_put_shape, &req, &po, call, buf, &sum, &res,
+                   &counts);
         if (r < 0)
                 return r;
-        *ret = (struct vsock_tar_result) { .size = res.size, .entries = counts.entries, .skipped = counts.skipped };
+        *ret = (struct vsock_tar_result) { .size = res.size, .entries = counts.entries, .skipped = counts.skipped,
+                                           .checksum = res.checksum };
         memcpy(ret->sha256, res.sha256, sizeof ret->sha256);
+        memcpy(ret->digest, res.digest, sizeof ret->digest);
         return 0;
 }

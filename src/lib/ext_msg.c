@@ -91,12 +91,17 @@ SHAPE(error, "Error");
 #define T struct ext_done
 static const struct ext_field done_fields[] = {
         F(T, "size", size, EK_I64),
-        F(T, "sha256", sha256, EK_STR),
+        O(T, "sha256", sha256, EK_OSTR),
+        O(T, "crc32c", crc32c, EK_OSTR),
         O(T, "entries", entries, EK_I64),
         O(T, "skipped", skipped, EK_I64),
 };
 #undef T
 SHAPE(done, "Done");
+
+const char *ext_done_checksum(const struct ext_done *d, enum checksum_alg alg) {
+        return alg == CHECKSUM_CRC32C ? d->crc32c : d->sha256;
+}
 
 /* ---- 2.4 ------------------------------------------------------------------------------ */
 
@@ -171,6 +176,7 @@ static const struct ext_field file_get_fields[] = {
         O(T, "offset", offset, EK_I64),
         O(T, "length", length, EK_I64),
         F(T, "window", window, EK_U32),
+        O(T, "checksum", checksum, EK_OSTR),
 };
 #undef T
 SHAPE(file_get, "FileGet");
@@ -185,6 +191,7 @@ static const struct ext_field file_put_fields[] = {
         D(T, "size", size, EK_I64, EXT_UNSET_SIZE),
         O(T, "upload_id", upload_id, EK_OSTR),
         O(T, "resume", resume, EK_BOOL),
+        O(T, "checksum", checksum, EK_OSTR),
 };
 #undef T
 SHAPE(file_put, "FilePut");
@@ -203,6 +210,7 @@ SHAPE(stream_start, "StreamStart");
 static const struct ext_field tar_get_fields[] = {
         F(T, "path", path, EK_STR),
         F(T, "window", window, EK_U32),
+        O(T, "checksum", checksum, EK_OSTR),
 };
 #undef T
 SHAPE(tar_get, "TarGet");
@@ -211,6 +219,7 @@ SHAPE(tar_get, "TarGet");
 static const struct ext_field tar_put_fields[] = {
         F(T, "path", path, EK_STR),
         O(T, "preserve_owner", preserve_owner, EK_BOOL),
+        O(T, "checksum", checksum, EK_OSTR),
 };
 #undef T
 SHAPE(tar_put, "TarPut");

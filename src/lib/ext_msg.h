@@ -34,6 +34,7 @@
 #include <stdint.h>
 
 #include "common/buf.h"
+#include "common/checksum.h"
 #include "ext_codec.h"
 #include "vsock/msg.h"
 
@@ -153,11 +154,15 @@ EXT_CODEC(error)
 
 struct ext_done {
         int64_t size;
-        char *sha256; /* lowercase hex */
+        char *sha256; /* optional: lowercase hex, when the stream's checksum is SHA-256 */
+        char *crc32c; /* optional: 8 lowercase hex digits, when it is CRC-32C */
         int64_t entries; /* optional (tar) */
         int64_t skipped; /* optional (tar) */
 };
 EXT_CODEC(done)
+
+/* Done's checksum field for @alg: crc32c or sha256, NULL when absent. */
+const char *ext_done_checksum(const struct ext_done *d, enum checksum_alg alg);
 
 /* Credit (68): 4 bytes, big-endian, n > 0. */
 #define EXT_CREDIT_SIZE 4
@@ -227,6 +232,7 @@ struct ext_file_get {
         int64_t offset; /* optional */
         int64_t length; /* optional: 0 = to the end */
         uint32_t window;
+        char *checksum; /* optional: the Done's algorithm (absent: sha256) */
 };
 EXT_CODEC(file_get)
 
@@ -238,6 +244,7 @@ struct ext_file_put {
         int64_t size;      /* EXT_UNSET_SIZE when absent */
         char *upload_id;   /* optional */
         bool resume;
+        char *checksum;    /* optional, as in FileGet */
 };
 EXT_CODEC(file_put)
 
@@ -253,12 +260,14 @@ EXT_CODEC(stream_start)
 struct ext_tar_get {
         char *path;
         uint32_t window;
+        char *checksum; /* optional, as in FileGet */
 };
 EXT_CODEC(tar_get)
 
 struct ext_tar_put {
         char *path;
         bool preserve_owner;
+        char *checksum; /* optional, as in FileGet */
 };
 EXT_CODEC(tar_put)
 

@@ -24,6 +24,7 @@
 #include <vsock/vsock.h>
 
 #include "agent-harness.h"
+#include "common/checksum.h"
 #include "common/sha256.h"
 #include "lib/ext_msg.h"
 
@@ -91,6 +92,7 @@ static vsock_conn *xdial(void) {
         assert_int_equal(vsock_hello(c, NULL, &caps), 0);
         assert_true(caps.features & VSOCK_FEATURE_FILE_GET);
         assert_true(caps.features & VSOCK_FEATURE_FILE_PUT);
+        assert_true(caps.features & VSOCK_FEATURE_CHECKSUM_CRC32C);
         assert_int_equal(caps.limits.data_max, 256 * 1024);
         return c;
 }
@@ -137,6 +139,51 @@ static void path_sha(const char *path, char hex[SHA256_HEX_SIZE]) {
         file_sha(fd, hex);
         close(fd);
 }
+
+/* The algorithm a stream asking for @want uses with our agent. */
+static enum vsock_checksum used_alg(enum vsock_checksum want) {
+        return want == VSOCK_CHECKSUM_SHA256 ? VSOCK_CHECKSUM_SHA256 : VSOCK_CHECKSUM_CRC32C;
+}
+
+/* @fd's checksum by @alg (a used one: SHA256 or CRC32C), independently of
+ * the library's stream code. */
+static void file_sum(int fd, enum vsock_checksum alg, char hex[CHECKSUM_HEX_MAX]) {
+        if (alg == VSOCK_CHECKSUM_SHA256) {
+                file_sha(fd, hex);
+                return;
+        }
+        struct crc32c c;
+        assert_int_equal(crc32c_init_impl(&c, CRC32C_IMPL_PORTABLE), 0);
+        uint8_t buf[65536];
+        for (off_t off = 0;;) {
+                ssize_t k = pread(fd, buf, sizeof buf, off);
+                assert_true(k >= 0);
+                if (k == 0)
+                        break;
+                crc32c_update(&c, buf, (size_t) k);
+                off += k;
+        }
+        crc32c_to_hex(crc32c_value(&c), hex);
+}
+
+static void path_sum(const char *path, enum vsock_checksum alg, char hex[CHECKSUM_HEX_MAX]) {
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        assert_true(fd >= 0);
+        file_sum(fd, alg, hex);
+        close(fd);
+}
+
+/* A result's checksum fields for a stream of @want over a file whose
+ * checksum by the algorithm used is @sum. */
+static void check_result_sum(enum vsock_checksum want, enum vsock_checksum got_alg, const char *digest,
+                             const char *sha256, const char *sum) {
+        assert_int_equal(got_alg, used_alg(want));
+        assert_string_equal(digest, sum);
+        assert_string_equal(sha256, used_alg(want) == VSOCK_CHECKSUM_SHA256 ? sum : "");
+        assert_int_equal(strlen(digest), used_alg(want) == VSOCK_CHECKSUM_SHA256 ? 64 : 8);
+}
+
+static const enum vsock_checksum all_algs[] = { VSOCK_CHECKSUM_AUTO, VSOCK_CHECKSUM_SHA256, VSOCK_CHECKSUM_CRC32C };
 
 static int tmpfd(void) {
         char p[160];
@@ -225,10 +272,11 @@ static void expect_closed(vsock_conn *c) {
 
 /* ---- FileGet --------------------------------------------------------------------- */
 
-static void get_and_compare(vsock_conn *c, const char *path, size_t size) {
+static void get_and_compare(vsock_conn *c, const char *path, size_t size, enum vsock_checksum alg) {
         int fd = tmpfd();
         struct vsock_file_get_opts o = VSOCK_FILE_GET_OPTS_INIT;
         o.fd = fd;
+        o.checksum = alg;
         struct vsock_file_get_result res;
         struct vsock_call call = VSOCK_CALL_INIT;
         int r = vsock_file_get(c, path, &o, &call, &res);
@@ -237,11 +285,12 @@ static void get_and_compare(vsock_conn *c, const char *path, size_t size) {
         assert_int_equal(res.received, size);
         assert_int_equal(res.stat.size, size);
         assert_true(S_ISREG(res.stat.mode));
-        char want[SHA256_HEX_SIZE], got[SHA256_HEX_SIZE];
+        char want[SHA256_HEX_SIZE], got[SHA256_HEX_SIZE], sum[CHECKSUM_HEX_MAX];
         path_sha(path, want);
         file_sha(fd, got);
         assert_string_equal(got, want);
-        assert_string_equal(res.sha256, want);
+        path_sum(path, used_alg(alg), sum);
+        check_result_sum(alg, res.checksum, res.digest, res.sha256, sum);
         close(fd);
 }
 
@@ -253,8 +302,9 @@ static void test_get(void **state) {
         for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
                 path_in(p, sizeof p, "get-%zu", i);
                 make_file(p, sizes[i], (unsigned) i);
-                /* Sequential requests on one connection. */
-                get_and_compare(c, p, sizes[i]);
+                /* Sequential requests on one connection, with every checksum. */
+                for (size_t a = 0; a < sizeof all_algs / sizeof all_algs[0]; a++)
+                        get_and_compare(c, p, sizes[i], all_algs[a]);
         }
         vsock_conn_close(c);
 }
@@ -270,29 +320,102 @@ static void test_get_resume(void **state) {
         fill(head, have, 0, 7);
         assert_int_equal(write(fd, head, have), (ssize_t) have);
         free(head);
-        vsock_conn *c = xdial();
-        struct vsock_file_get_opts o = VSOCK_FILE_GET_OPTS_INIT;
-        o.fd = fd;
-        o.offset = have;
-        struct vsock_file_get_result res;
-        assert_int_equal(vsock_file_get(c, p, &o, NULL, &res), 0);
-        assert_int_equal(res.received, size - have);
-        char want[SHA256_HEX_SIZE], got[SHA256_HEX_SIZE];
+        char want[SHA256_HEX_SIZE], got[SHA256_HEX_SIZE], sum[CHECKSUM_HEX_MAX];
         path_sha(p, want);
-        file_sha(fd, got);
-        assert_string_equal(got, want);
-        assert_string_equal(res.sha256, want);
+        for (size_t a = 0; a < sizeof all_algs / sizeof all_algs[0]; a++) {
+                assert_int_equal(ftruncate(fd, (off_t) have), 0);
+                vsock_conn *c = xdial();
+                struct vsock_file_get_opts o = VSOCK_FILE_GET_OPTS_INIT;
+                o.fd = fd;
+                o.offset = have;
+                o.checksum = all_algs[a];
+                struct vsock_file_get_result res;
+                assert_int_equal(vsock_file_get(c, p, &o, NULL, &res), 0);
+                assert_int_equal(res.received, size - have);
+                file_sha(fd, got);
+                assert_string_equal(got, want);
+                /* The checksum covers the prefix kept here too. */
+                path_sum(p, used_alg(all_algs[a]), sum);
+                check_result_sum(all_algs[a], res.checksum, res.digest, res.sha256, sum);
 
-        /* A local prefix that differs from the file: the digest says so. */
-        assert_int_equal(pwrite(fd, "X", 1, 10), 1);
-        assert_int_equal(ftruncate(fd, (off_t) have), 0);
-        vsock_conn_close(c);
-        c = xdial();
-        struct vsock_call call = VSOCK_CALL_INIT;
-        int r = vsock_file_get(c, p, &o, &call, &res);
-        assert_int_equal(vsock_err_kind(r), VSOCK_E_CHECKSUM);
-        vsock_conn_close(c);
+                /* A local prefix that differs from the file: the checksum says so. */
+                assert_int_equal(pwrite(fd, "X", 1, 10), 1);
+                assert_int_equal(ftruncate(fd, (off_t) have), 0);
+                vsock_conn_close(c);
+                c = xdial();
+                struct vsock_call call = VSOCK_CALL_INIT;
+                int r = vsock_file_get(c, p, &o, &call, &res);
+                assert_int_equal(vsock_err_kind(r), VSOCK_E_CHECKSUM);
+                vsock_conn_close(c);
+                /* The good prefix back for the next algorithm. */
+                uint8_t *good = malloc(have);
+                fill(good, have, 0, 7);
+                assert_int_equal(pwrite(fd, good, have, 0), (ssize_t) have);
+                free(good);
+        }
         close(fd);
+}
+
+/* A file partly out of the page cache: the agent reads cached chunks on
+ * its loop and the rest on its worker, in any mix; the bytes and the
+ * checksum must come out in file order whatever the mix. */
+static void test_get_partly_cached(void **state) {
+        (void) state;
+        char p[160];
+        path_in(p, sizeof p, "get-cold");
+        size_t size = 24u * 1024 * 1024 + 4321;
+        for (size_t a = 0; a < sizeof all_algs / sizeof all_algs[0]; a++) {
+                make_file(p, size, 13);
+                int fd = open(p, O_RDONLY | O_CLOEXEC);
+                assert_true(fd >= 0);
+                assert_int_equal(fsync(fd), 0);
+                /* Every other 768 KiB out of the cache (on tmpfs a no-op). */
+                for (off_t off = 0; off < (off_t) size; off += 2 * 768 * 1024)
+                        (void) posix_fadvise(fd, off, 768 * 1024, POSIX_FADV_DONTNEED);
+                close(fd);
+                vsock_conn *c = xdial();
+                get_and_compare(c, p, size, all_algs[a]);
+                vsock_conn_close(c);
+        }
+        /* Cold from the start, through a small window granted a frame at
+         * a time: the agent stalls on credit with chunks read by the
+         * worker while the loop could read the next ones itself. */
+        int fd = open(p, O_RDONLY | O_CLOEXEC);
+        assert_true(fd >= 0);
+        (void) posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+        uint8_t *want = malloc(size), *got = malloc(size);
+        assert_int_equal(pread(fd, want, size, 0), (ssize_t) size);
+        (void) posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+        close(fd);
+        vsock_conn *c = xdial();
+        struct ext_file_get g = { .path = p, .window = 96 * 1024, .checksum = (char *) "crc32c" };
+        send_json(c, EXT_MSG_FILE_GET, &ext_file_get_shape, &g);
+        uint32_t len;
+        free(read_until(c, EXT_MSG_STREAM_START, 0, &len));
+        size_t have = 0;
+        for (len = 1; len > 0;) {
+                uint8_t *data = read_until(c, EXT_MSG_DATA, 0, &len);
+                assert_true(len <= size - have);
+                if (len > 0) {
+                        memcpy(got + have, data, len);
+                        send_credit(c, len);
+                }
+                have += len;
+                free(data);
+        }
+        assert_int_equal(have, size);
+        assert_memory_equal(got, want, size);
+        uint8_t *data = read_until(c, EXT_MSG_DONE, 0, &len);
+        struct ext_done d;
+        assert_int_equal(ext_done_decode(data, len, &d, NULL), 0);
+        free(data);
+        char hex[CRC32C_HEX_SIZE];
+        crc32c_to_hex(crc32c(want, size), hex);
+        assert_string_equal(d.crc32c, hex);
+        ext_done_clear(&d);
+        vsock_conn_close(c);
+        free(want);
+        free(got);
 }
 
 static void test_get_length(void **state) {
@@ -366,11 +489,12 @@ static void test_put(void **state) {
         int r = vsock_file_put(c, dst, &o, &call, &res);
         if (r < 0)
                 fail_msg("file_put: %s (%s)", vsock_strerror(r), call.remote_error);
-        char want[SHA256_HEX_SIZE], got[SHA256_HEX_SIZE];
+        char want[SHA256_HEX_SIZE], got[SHA256_HEX_SIZE], sum[CHECKSUM_HEX_MAX];
         file_sha(fd, want);
         path_sha(dst, got);
         assert_string_equal(got, want);
-        assert_string_equal(res.sha256, want);
+        file_sum(fd, VSOCK_CHECKSUM_CRC32C, sum);
+        check_result_sum(VSOCK_CHECKSUM_AUTO, res.checksum, res.digest, res.sha256, sum);
         assert_int_equal(res.size, 4 * 1024 * 1024 + 99);
         struct stat st;
         assert_int_equal(stat(dst, &st), 0);
@@ -384,8 +508,10 @@ static void test_put(void **state) {
         struct vsock_file_put_opts o2 = VSOCK_FILE_PUT_OPTS_INIT;
         o2.source = NULL;
         o2.fd = fd;
+        o2.checksum = VSOCK_CHECKSUM_SHA256;
         r = vsock_file_put(c, dst, &o2, &call, &res);
         assert_int_equal(r, 0);
+        check_result_sum(VSOCK_CHECKSUM_SHA256, res.checksum, res.digest, res.sha256, want);
         assert_int_equal(stat(dst, &st), 0);
         assert_int_equal(st.st_mode & 07777, 0644);
         assert_int_equal(count_names(dst[0] ? Dir : Dir, ".vsock"), 0);
@@ -431,15 +557,17 @@ static void test_put_source(void **state) {
         vsock_conn_close(c);
 }
 
-/* A raw upload up to its empty Data; returns the connection. */
-static vsock_conn *raw_put(const char *path, const char *upload_id, bool resume, const uint8_t *p, size_t n,
-                           int64_t *ret_offset) {
+/* A raw upload (asking for checksum @alg, NULL: none) up to its empty
+ * Data; returns the connection. */
+static vsock_conn *raw_put_alg(const char *path, const char *upload_id, bool resume, const uint8_t *p, size_t n,
+                               int64_t *ret_offset, const char *alg) {
         vsock_conn *c = xdial();
         struct ext_file_put req;
         ext_file_put_init(&req);
         req.path = (char *) path;
         req.upload_id = (char *) upload_id;
         req.resume = resume;
+        req.checksum = (char *) alg;
         send_json(c, EXT_MSG_FILE_PUT, &ext_file_put_shape, &req);
         uint32_t len;
         uint8_t *data = read_until(c, EXT_MSG_STREAM_START, 0, &len);
@@ -465,6 +593,11 @@ static vsock_conn *raw_put(const char *path, const char *upload_id, bool resume,
         }
         ext_stream_start_clear(&ss);
         return c;
+}
+
+static vsock_conn *raw_put(const char *path, const char *upload_id, bool resume, const uint8_t *p, size_t n,
+                           int64_t *ret_offset) {
+        return raw_put_alg(path, upload_id, resume, p, n, ret_offset, NULL);
 }
 
 static void test_put_checksum(void **state) {
@@ -497,6 +630,48 @@ static void test_put_checksum(void **state) {
         expect_error(c, "ECHECKSUM", EXT_MSG_CREDIT);
         path_sha(dst, after);
         assert_string_equal(after, before);
+        vsock_conn_close(c);
+
+        /* CRC-32C asked for: a Done with the right SHA-256 but no crc32c
+         * field does not match (2.3: the stream's field only). */
+        c = raw_put_alg(dst, NULL, false, p, sizeof p, NULL, "crc32c");
+        assert_int_equal(vsock_write_message(c, EXT_MSG_DATA, NULL, 0), 0);
+        d = (struct ext_done) { .size = sizeof p, .sha256 = hex };
+        send_json(c, EXT_MSG_DONE, &ext_done_shape, &d);
+        expect_error(c, "ECHECKSUM", EXT_MSG_CREDIT);
+        path_sha(dst, after);
+        assert_string_equal(after, before);
+        vsock_conn_close(c);
+        /* A wrong CRC-32C. */
+        char crc[CRC32C_HEX_SIZE];
+        crc32c_to_hex(crc32c(p, sizeof p) ^ 1, crc);
+        c = raw_put_alg(dst, NULL, false, p, sizeof p, NULL, "crc32c");
+        assert_int_equal(vsock_write_message(c, EXT_MSG_DATA, NULL, 0), 0);
+        d = (struct ext_done) { .size = sizeof p, .crc32c = crc };
+        send_json(c, EXT_MSG_DONE, &ext_done_shape, &d);
+        expect_error(c, "ECHECKSUM", EXT_MSG_CREDIT);
+        path_sha(dst, after);
+        assert_string_equal(after, before);
+        vsock_conn_close(c);
+        /* The right one: replaced, and the agent's Done carries crc32c only. */
+        crc32c_to_hex(crc32c(p, sizeof p), crc);
+        c = raw_put_alg(dst, NULL, false, p, sizeof p, NULL, "crc32c");
+        assert_int_equal(vsock_write_message(c, EXT_MSG_DATA, NULL, 0), 0);
+        d = (struct ext_done) { .size = sizeof p, .crc32c = crc };
+        send_json(c, EXT_MSG_DONE, &ext_done_shape, &d);
+        uint32_t len;
+        uint8_t *data = read_until(c, EXT_MSG_DONE, EXT_MSG_CREDIT, &len);
+        struct ext_done mine;
+        assert_int_equal(ext_done_decode(data, len, &mine, NULL), 0);
+        free(data);
+        assert_int_equal(mine.size, sizeof p);
+        assert_string_equal(mine.crc32c, crc);
+        assert_null(mine.sha256);
+        ext_done_clear(&mine);
+        path_sha(dst, after);
+        sha256_digest(p, sizeof p, dg);
+        sha256_to_hex(dg, hex);
+        assert_string_equal(after, hex);
         vsock_conn_close(c);
         /* No temporary file is left behind (the agent cleans up after its reply). */
         for (int i = 0; i < 100 && count_names(Dir, ".vsock-agent-write") > 0; i++)
@@ -531,6 +706,9 @@ static void test_put_resume(void **state) {
         o.fd = fd;
         o.upload_id = id;
         o.resume = true;
+        /* The broken upload asked for SHA-256 (no `checksum`); this one
+         * is checked with CRC-32C, over the whole file. */
+        o.checksum = VSOCK_CHECKSUM_CRC32C;
         struct vsock_file_put_result res;
         struct vsock_call call = VSOCK_CALL_INIT;
         int r = vsock_file_put(c, dst, &o, &call, &res);
@@ -539,10 +717,12 @@ static void test_put_resume(void **state) {
         assert_true(res.offset >= 512 * 1024);
         assert_true(res.offset <= 1536 * 1024);
         assert_int_equal(res.size, size);
-        char want[SHA256_HEX_SIZE], got[SHA256_HEX_SIZE];
+        char want[SHA256_HEX_SIZE], got[SHA256_HEX_SIZE], sum[CHECKSUM_HEX_MAX];
         file_sha(fd, want);
         path_sha(dst, got);
         assert_string_equal(got, want);
+        file_sum(fd, VSOCK_CHECKSUM_CRC32C, sum);
+        check_result_sum(VSOCK_CHECKSUM_CRC32C, res.checksum, res.digest, res.sha256, sum);
         assert_int_equal(count_names(Dir, ".resume-dst.vsock-put-"), 0);
 
         /* Without resume, a partial of that id is discarded: offset 0. */
@@ -592,6 +772,75 @@ static void test_put_errors(void **state) {
 }
 
 /* ---- hostile streams --------------------------------------------------------------------- */
+
+/* The Error @c gets, which must name @what; the connection goes on. */
+static void expect_error_naming(vsock_conn *c, const char *code, const char *what) {
+        uint32_t len;
+        uint8_t *data = read_until(c, EXT_MSG_ERROR, 0, &len);
+        struct ext_error e;
+        assert_int_equal(ext_error_decode(data, len, &e, NULL), 0);
+        if (strcmp(e.code, code) != 0 || !strstr(e.message, what))
+                fail_msg("Error %s (%s), expected %s naming %s", e.code, e.message, code, what);
+        ext_error_clear(&e);
+        free(data);
+}
+
+/* Checksum names a stream request may not carry: an unknown one (ENOSYS,
+ * naming it) and one past 32 bytes (EINVAL), for every stream request,
+ * before any stream: the connection serves the next request. */
+static void test_checksum_names(void **state) {
+        (void) state;
+        char p[160], dir[160];
+        path_in(p, sizeof p, "names-src");
+        make_file(p, 300000, 4);
+        path_in(dir, sizeof dir, "names-dir");
+        char huge[5000];
+        memset(huge, 'c', sizeof huge - 1);
+        huge[sizeof huge - 1] = '\0';
+        const char *bad[] = { "md5", "CRC32C", "crc32c ", huge, "ccccccccccccccccccccccccccccccccc" /* 33 */ };
+        const char *code[] = { "ENOSYS", "ENOSYS", "ENOSYS", "EINVAL", "EINVAL" };
+        const char *named[] = { "\"md5\"", "\"CRC32C\"", "\"crc32c \"", "4999 bytes", "33 bytes" };
+        vsock_conn *c = xdial();
+        for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+                struct ext_file_get g = { .path = p, .window = 65536, .checksum = (char *) bad[i] };
+                send_json(c, EXT_MSG_FILE_GET, &ext_file_get_shape, &g);
+                expect_error_naming(c, code[i], named[i]);
+                struct ext_file_put fp;
+                ext_file_put_init(&fp);
+                fp.path = p;
+                fp.checksum = (char *) bad[i];
+                send_json(c, EXT_MSG_FILE_PUT, &ext_file_put_shape, &fp);
+                expect_error_naming(c, code[i], named[i]);
+                struct ext_tar_get tg = { .path = dir, .window = 65536, .checksum = (char *) bad[i] };
+                send_json(c, EXT_MSG_TAR_GET, &ext_tar_get_shape, &tg);
+                expect_error_naming(c, code[i], named[i]);
+                struct ext_tar_put tp = { .path = dir, .checksum = (char *) bad[i] };
+                send_json(c, EXT_MSG_TAR_PUT, &ext_tar_put_shape, &tp);
+                expect_error_naming(c, code[i], named[i]);
+        }
+        /* Nothing was written; the connection still serves a download,
+         * and a name the agent knows ("sha256" spelt out) is honoured. */
+        assert_int_equal(access(dir, F_OK), -1);
+        struct ext_file_get g = { .path = p, .window = 2 * 1024 * 1024, .checksum = (char *) "sha256" };
+        send_json(c, EXT_MSG_FILE_GET, &ext_file_get_shape, &g);
+        uint32_t len;
+        free(read_until(c, EXT_MSG_STREAM_START, 0, &len));
+        for (len = 1; len > 0;)
+                free(read_until(c, EXT_MSG_DATA, 0, &len));
+        uint8_t *data = read_until(c, EXT_MSG_DONE, 0, &len);
+        struct ext_done d;
+        assert_int_equal(ext_done_decode(data, len, &d, NULL), 0);
+        free(data);
+        char want[SHA256_HEX_SIZE];
+        path_sha(p, want);
+        assert_int_equal(d.size, 300000);
+        assert_non_null(d.sha256);
+        assert_string_equal(d.sha256, want);
+        assert_null(d.crc32c);
+        ext_done_clear(&d);
+        get_and_compare(c, p, 300000, VSOCK_CHECKSUM_CRC32C);
+        vsock_conn_close(c);
+}
 
 static void test_hostile_get_credit(void **state) {
         (void) state;
@@ -776,17 +1025,21 @@ static void test_tar_roundtrip(void **state) {
         struct stat st;
         assert_int_equal(fstat(fd, &st), 0);
         assert_int_equal(res.size, st.st_size);
-        char hex[SHA256_HEX_SIZE];
-        file_sha(fd, hex);
-        assert_string_equal(hex, res.sha256);
+        char hex[CHECKSUM_HEX_MAX];
+        file_sum(fd, VSOCK_CHECKSUM_CRC32C, hex);
+        check_result_sum(VSOCK_CHECKSUM_AUTO, res.checksum, res.digest, res.sha256, hex);
 
-        /* And back into another directory, on the same connection. */
+        /* And back into another directory, on the same connection, with
+         * SHA-256. */
         lseek(fd, 0, SEEK_SET);
         path_in(arc, sizeof arc, "tree-copy/inner");
+        o.checksum = VSOCK_CHECKSUM_SHA256;
         r = vsock_tar_put(c, arc, &o, &call, &res);
         if (r < 0)
                 fail_msg("tar_put: %s (%s)", vsock_strerror(r), call.remote_error);
         assert_int_equal(res.entries, 7);
+        file_sum(fd, VSOCK_CHECKSUM_SHA256, hex);
+        check_result_sum(VSOCK_CHECKSUM_SHA256, res.checksum, res.digest, res.sha256, hex);
         sh("cd %s && rm tree/fifo && diff -r --no-dereference tree tree-copy/inner/tree", Dir);
         path_in(arc, sizeof arc, "tree-copy/inner/tree/sub");
         assert_int_equal(lstat(arc, &st), 0);
@@ -925,13 +1178,13 @@ static void test_memory(void **state) {
         char small[160];
         make_file(path_in(small, sizeof small, "mem-small"), 600 * 1024, 1);
         vsock_conn *c = xdial();
-        get_and_compare(c, small, 600 * 1024);
+        get_and_compare(c, small, 600 * 1024, VSOCK_CHECKSUM_AUTO);
         vsock_conn_close(c);
 
         long base = proc_hwm_kb(A->pid);
         assert_true(base > 0);
         c = xdial();
-        get_and_compare(c, src, size);
+        get_and_compare(c, src, size, VSOCK_CHECKSUM_AUTO);
         fd = open(src, O_RDONLY | O_CLOEXEC);
         struct vsock_file_put_opts o = VSOCK_FILE_PUT_OPTS_INIT;
         o.fd = fd;
@@ -974,11 +1227,12 @@ static bool room_for(uint64_t need) {
 
 /* Download @path to nowhere and upload it to @dst, checking digests and
  * the agent's peak memory (< 2 MiB over the transfer). */
+/* Both ways with the default checksum (CRC-32C with our agent). */
 static void big_roundtrip(const char *path, const char *dst, uint64_t size) {
-        char want[SHA256_HEX_SIZE], got[SHA256_HEX_SIZE];
+        char want[CHECKSUM_HEX_MAX], got[CHECKSUM_HEX_MAX];
         int fd = open(path, O_RDONLY | O_CLOEXEC);
         assert_true(fd >= 0);
-        file_sha(fd, want);
+        file_sum(fd, VSOCK_CHECKSUM_CRC32C, want);
         long base = proc_hwm_kb(A->pid);
         int64_t t0 = mono_ms();
         vsock_conn *c = xdial();
@@ -992,7 +1246,7 @@ static void big_roundtrip(const char *path, const char *dst, uint64_t size) {
         if (r < 0)
                 fail_msg("file_get: %s (%s)", vsock_strerror(r), call.remote_error);
         assert_int_equal(seen, size);
-        assert_string_equal(gr.sha256, want);
+        check_result_sum(VSOCK_CHECKSUM_AUTO, gr.checksum, gr.digest, gr.sha256, want);
         int64_t t1 = mono_ms();
         struct vsock_file_put_opts po = VSOCK_FILE_PUT_OPTS_INIT;
         po.fd = fd;
@@ -1003,8 +1257,8 @@ static void big_roundtrip(const char *path, const char *dst, uint64_t size) {
         int64_t t2 = mono_ms();
         vsock_conn_close(c);
         assert_int_equal(pr.size, size);
-        assert_string_equal(pr.sha256, want);
-        path_sha(dst, got);
+        check_result_sum(VSOCK_CHECKSUM_AUTO, pr.checksum, pr.digest, pr.sha256, want);
+        path_sum(dst, VSOCK_CHECKSUM_CRC32C, got);
         assert_string_equal(got, want);
         long peak = proc_hwm_kb(A->pid);
         print_message("%llu MiB: get %lld ms, put %lld ms; agent peak RSS %ld -> %ld KiB\n",
@@ -1057,6 +1311,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_teardown(test_get, test_teardown),
                 cmocka_unit_test_teardown(test_get_resume, test_teardown),
+                cmocka_unit_test_teardown(test_get_partly_cached, test_teardown),
                 cmocka_unit_test_teardown(test_get_length, test_teardown),
                 cmocka_unit_test_teardown(test_get_errors, test_teardown),
                 cmocka_unit_test_teardown(test_put, test_teardown),
@@ -1064,6 +1319,7 @@ int main(void) {
                 cmocka_unit_test_teardown(test_put_checksum, test_teardown),
                 cmocka_unit_test_teardown(test_put_resume, test_teardown),
                 cmocka_unit_test_teardown(test_put_errors, test_teardown),
+                cmocka_unit_test_teardown(test_checksum_names, test_teardown),
                 cmocka_unit_test_teardown(test_hostile_get_credit, test_teardown),
                 cmocka_unit_test_teardown(test_hostile_put, test_teardown),
                 cmocka_unit_test_teardown(test_tar_roundtrip, test_teardown),

@@ -892,6 +892,57 @@ class TestFiles(Base):
         self.assertEqual(self.read(self.path("r-dst")), data)
 
     @unittest.skipIf(GO, "streaming files (file-get, file-put)")
+    def test_cp_checksums(self):
+        # Every choice, both ways, and a resumed download with each: the
+        # checksum covers the kept prefix too.
+        data = os.urandom(2 * 1024 * 1024 + 3)
+        src = self.write("c-src", data)
+        for alg in (None, "crc32c", "sha256"):
+            opt = ["--checksum=" + alg] if alg else []
+            up, down = self.path("c-up-%s" % alg), self.path("c-down-%s" % alg)
+            self.assertStatus(vsockctl("cp", *opt, src, ":" + up), 0)
+            self.assertEqual(self.read(up), data)
+            self.assertStatus(vsockctl("cp", *opt, ":" + up, down), 0)
+            self.assertEqual(self.read(down), data)
+            part = self.path(".c-res-%s.vsockctl-part" % alg)
+            with open(part, "wb") as f:
+                f.write(data[:700000])
+            self.assertStatus(vsockctl("cp", "-c", *opt, ":" + src, self.path("c-res-%s" % alg)), 0)
+            self.assertEqual(self.read(self.path("c-res-%s" % alg)), data)
+            # A partial that is not the file's prefix: that algorithm's
+            # check says so.
+            with open(part, "wb") as f:
+                f.write(b"Y" * 700000)
+            res = vsockctl("cp", "-c", *opt, ":" + src, self.path("c-res-%s" % alg))
+            self.assertStatus(res, 1)
+            self.assertIn("checksum mismatch", res.stderr.decode())
+            self.assertIn("with %s " % (alg or "crc32c"), res.stderr.decode())
+        # Trees too (TarGet/TarPut).
+        os.mkdir(self.path("c-tree"))
+        self.write("c-tree/f", data[:5000])
+        for alg in ("crc32c", "sha256"):
+            self.assertStatus(vsockctl("cp", "-r", "--checksum=" + alg, self.path("c-tree"),
+                                       ":" + self.path("c-tree-up-" + alg)), 0)
+            self.assertEqual(self.read(self.path("c-tree-up-%s/f" % alg)), data[:5000])
+            self.assertStatus(vsockctl("cp", "-r", "--checksum=" + alg, ":" + self.path("c-tree-up-" + alg),
+                                       self.path("c-tree-down-" + alg)), 0)
+            self.assertEqual(self.read(self.path("c-tree-down-%s/f" % alg)), data[:5000])
+        res = vsockctl("cp", "--checksum=md5", src, ":" + self.path("c-x"))
+        self.assertStatus(res, 255)
+        self.assertIn('--checksum: "md5" is not sha256 or crc32c', res.stderr.decode())
+        res = vsockctl("cp", "--checksum", src, ":" + self.path("c-x"))
+        self.assertStatus(res, 255)
+        self.assertFalse(os.path.exists(self.path("c-x")))
+
+    @unittest.skipUnless(GO, "a base agent has no streams, so no checksum")
+    def test_cp_checksum_with_a_base_agent(self):
+        src = self.write("b-src", b"small")
+        res = vsockctl("cp", "--checksum=crc32c", src, ":" + self.path("b-up"))
+        self.assertStatus(res, 0)
+        self.assertIn("--checksum ignored", res.stderr.decode())
+        self.assertEqual(self.read(self.path("b-up")), b"small")
+
+    @unittest.skipIf(GO, "streaming files (file-get, file-put)")
     def test_cp_stream_errors(self):
         res = vsockctl("cp", ":" + self.d, self.path("x"))
         self.assertStatus(res, 1)

@@ -144,7 +144,9 @@ static void test_feature_names(void **state) {
         assert_int_equal(vsock_feature_from_name("list"), VSOCK_FEATURE_LIST);
         assert_int_equal(vsock_feature_from_name("proc"), VSOCK_FEATURE_PROC);
         assert_int_equal(vsock_feature_from_name("teleport"), 0);
-        for (unsigned b = 1; b <= VSOCK_FEATURE_FWD_LISTEN; b <<= 1)
+        assert_string_equal(vsock_feature_name(VSOCK_FEATURE_CHECKSUM_CRC32C), "checksum-crc32c");
+        assert_int_equal(vsock_feature_from_name("checksum-crc32c"), VSOCK_FEATURE_CHECKSUM_CRC32C);
+        for (unsigned b = 1; b <= VSOCK_FEATURE_CHECKSUM_CRC32C; b <<= 1)
                 assert_int_equal(vsock_feature_from_name(vsock_feature_name(b)), b);
 }
 

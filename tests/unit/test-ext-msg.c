@@ -95,8 +95,11 @@ static void test_golden_common(void **state) {
                "{\"code\":\"EPROTO\",\"message\":\"\\u003cbad\\u003e \\u0026 \\\"worse\\\"\"}");
         struct ext_done d = { .size = 5, .sha256 = "ab", .entries = 3, .skipped = 1 };
         golden(&ext_done_shape, &d, "{\"size\":5,\"sha256\":\"ab\",\"entries\":3,\"skipped\":1}");
+        /* One checksum field, the stream's algorithm's (2.3). */
+        struct ext_done dc = { .size = 9, .crc32c = "e3069283" };
+        golden(&ext_done_shape, &dc, "{\"size\":9,\"crc32c\":\"e3069283\"}");
         struct ext_done d0 = { 0 };
-        golden(&ext_done_shape, &d0, "{\"size\":0,\"sha256\":\"\"}");
+        golden(&ext_done_shape, &d0, "{\"size\":0}");
 }
 
 static const char *stat_full_json =
@@ -153,16 +156,18 @@ static void test_golden_streams(void **state) {
         golden(&ext_file_get_shape, &g, "{\"path\":\"/f\",\"offset\":10,\"length\":20,\"window\":65536}");
         struct ext_file_get g0 = { .path = "/f" };
         golden(&ext_file_get_shape, &g0, "{\"path\":\"/f\",\"window\":0}");
+        struct ext_file_get gc = { .path = "/f", .window = 1, .checksum = "crc32c" };
+        golden(&ext_file_get_shape, &gc, "{\"path\":\"/f\",\"window\":1,\"checksum\":\"crc32c\"}");
 
         struct ext_file_put p;
         ext_file_put_init(&p);
         p.path = "/f";
         golden(&ext_file_put_shape, &p, "{\"path\":\"/f\"}");
         p = (struct ext_file_put) { .path = "/f", .mode = 0644, .uid = 0, .gid = 5, .mtime_ns = 0, .size = 0,
-                                    .upload_id = "0123456789abcdef", .resume = true };
+                                    .upload_id = "0123456789abcdef", .resume = true, .checksum = "crc32c" };
         golden(&ext_file_put_shape, &p,
                "{\"path\":\"/f\",\"mode\":420,\"uid\":0,\"gid\":5,\"mtime_ns\":0,\"size\":0,"
-               "\"upload_id\":\"0123456789abcdef\",\"resume\":true}");
+               "\"upload_id\":\"0123456789abcdef\",\"resume\":true,\"checksum\":\"crc32c\"}");
 
         struct ext_stream_start s = { .has_stat = true, .stat = { .name = "f", .size = 1 }, .offset = 4,
                                       .window = 1048576, .upload_id = "u" };
@@ -174,6 +179,8 @@ static void test_golden_streams(void **state) {
 
         struct ext_tar_get tg = { .path = "/d", .window = 7 };
         golden(&ext_tar_get_shape, &tg, "{\"path\":\"/d\",\"window\":7}");
+        tg.checksum = "sha256";
+        golden(&ext_tar_get_shape, &tg, "{\"path\":\"/d\",\"window\":7,\"checksum\":\"sha256\"}");
         struct ext_tar_put tp = { .path = "/d", .preserve_owner = true };
         golden(&ext_tar_put_shape, &tp, "{\"path\":\"/d\",\"preserve_owner\":true}");
         tp.preserve_owner = false;

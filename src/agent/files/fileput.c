@@ -1,6 +1,6 @@
 /* Uploads: FilePut (PROTOCOL.md 2.5), a host's Data stream into a
  * temporary file beside the target, renamed over it once the host's Done
- * matches the agent's own size and SHA-256 of the whole file; and TarPut
+ * matches the agent's own size and checksum of the whole file; and TarPut
  * (2.6), the same stream extracted as it arrives beneath a directory by
  * the safe extractor (tar_fs.h), the digest checked at the end (a tree is
  * not replaced atomically: what was extracted stays). One engine: only
@@ -85,7 +85,7 @@ struct fput {
         int root_fd;
         /* The host's Done. */
         int64_t host_size;
-        char host_sha[SHA256_HEX_SIZE];
+        char host_sum[CHECKSUM_HEX_MAX];
         /* Worker side. */
         struct files_writer fw;
         char *werr;             /* a step's error text */
@@ -95,8 +95,8 @@ struct fput {
         uint64_t hashed;        /* prefix bytes hashed */
         uint64_t written;       /* bytes in the file */
         bool committed;
-        struct sha256 sha;
-        char sha_hex[SHA256_HEX_SIZE];
+        struct checksum sum;
+        char sum_hex[CHECKSUM_HEX_MAX];
 };
 
 static void fput_destroy(struct fput *f) {
@@ -221,7 +221,7 @@ static void prefix_run(struct worker_job *j) {
                                  k < 0 ? strerror(errno) : "the partial file shrank");
                         return;
                 }
-                sha256_update(&f->sha, buf, (size_t) k);
+                checksum_update(&f->sum, buf, (size_t) k);
                 f->hashed += (uint64_t) k;
         }
 }
@@ -237,7 +237,7 @@ static void write_run(struct worker_job *j) {
                         set_werr(f, -r, NULL, "tar_put %s: %s", f->req.path, tar_extract_error(f->x));
                         return;
                 }
-                sha256_update(&f->sha, c->data, c->n);
+                checksum_update(&f->sum, c->data, c->n);
                 f->written += c->n;
                 return;
         }
@@ -249,7 +249,7 @@ static void write_run(struct worker_job *j) {
                 free(err);
                 return;
         }
-        sha256_update(&f->sha, c->data, c->n);
+        checksum_update(&f->sum, c->data, c->n);
         f->written += c->n;
 }
 
@@ -257,16 +257,16 @@ static void finish_run(struct worker_job *j) {
         struct fput *f = container_of(j, struct fput, finish_job);
         if (f->werr || f->werrno || atomic_load(&f->aborted))
                 return;
-        uint8_t digest[SHA256_DIGEST_SIZE];
-        sha256_final(&f->sha, digest);
-        sha256_to_hex(digest, f->sha_hex);
+        const char *alg = checksum_name(f->sum.alg);
+        checksum_final_hex(&f->sum, f->sum_hex);
         bool size_ok = f->req.size == EXT_UNSET_SIZE || (uint64_t) f->req.size == f->written;
-        if ((uint64_t) f->host_size != f->written || !size_ok || strcmp(f->host_sha, f->sha_hex) != 0) {
+        if ((uint64_t) f->host_size != f->written || !size_ok || strcmp(f->host_sum, f->sum_hex) != 0) {
                 set_werr(f, 0, "ECHECKSUM",
-                         "file_put %s: the agent received %llu bytes with SHA-256 %s, the host sent %lld with %s%s: "
+                         "file_put %s: the agent received %llu bytes with %s %s, the host sent %lld with %s%s%s: "
                          "nothing replaced",
-                         f->req.path, (unsigned long long) f->written, f->sha_hex, (long long) f->host_size,
-                         f->host_sha, size_ok ? "" : " (not the announced size)");
+                         f->req.path, (unsigned long long) f->written, alg, f->sum_hex, (long long) f->host_size,
+                         f->host_sum[0] ? f->host_sum : "no ", f->host_sum[0] ? "" : alg,
+                         size_ok ? "" : " (not the announced size)");
                 return;
         }
         if (f->tar) {
@@ -417,7 +417,8 @@ static void finish_done(struct worker_job *j) {
                 tar_extract_stats(f->x, &ts);
         struct ext_done d = {
                 .size = (int64_t) f->written,
-                .sha256 = f->sha_hex,
+                .sha256 = f->sum.alg == CHECKSUM_SHA256 ? f->sum_hex : NULL,
+                .crc32c = f->sum.alg == CHECKSUM_CRC32C ? f->sum_hex : NULL,
                 .entries = (int64_t) ts.entries,
                 .skipped = (int64_t) ts.skipped,
         };
@@ -526,7 +527,8 @@ static void on_done(struct fput *f, const uint8_t *data, uint32_t len) {
                 return;
         }
         f->host_size = d.size;
-        snprintf(f->host_sha, sizeof f->host_sha, "%s", d.sha256 ? d.sha256 : "");
+        const char *sum = ext_done_checksum(&d, f->sum.alg);
+        snprintf(f->host_sum, sizeof f->host_sum, "%s", sum ? sum : "");
         ext_done_clear(&d);
         f->state = PUT_FINISHING;
         session_pause_input(f->s, true); /* the next request waits for the reply */
@@ -601,6 +603,7 @@ static int tar_put_decode(struct fput *f, const uint8_t *payload, uint32_t len, 
         ext_file_put_init(&f->req);
         f->req.path = TAKE_PTR(t.path);
         f->preserve_owner = t.preserve_owner;
+        f->req.checksum = TAKE_PTR(t.checksum);
         ext_tar_put_clear(&t);
         return 0;
 }
@@ -615,7 +618,6 @@ int fileput_start(struct session *s, uint8_t type, uint8_t *payload, uint32_t le
         f->agent = session_agent(s);
         files_writer_init(&f->fw);
         f->root_fd = -1;
-        sha256_init(&f->sha);
         const char *why = NULL;
         f->tar = type == EXT_MSG_TAR_PUT;
         int r = f->tar ? tar_put_decode(f, payload, len, &why) : ext_file_put_decode(payload, len, &f->req, &why);
@@ -632,10 +634,14 @@ int fileput_start(struct session *s, uint8_t type, uint8_t *payload, uint32_t le
                 return 0;
         }
         r = request_check(f, msg, sizeof msg);
+        enum checksum_alg alg;
+        if (r >= 0)
+                r = xfer_checksum_pick(f->tar ? "tar_put" : "file_put", f->req.checksum, &alg, msg, sizeof msg);
         if (r < 0) {
                 fail(f, false, NULL, -r, msg);
                 return 0;
         }
+        checksum_init(&f->sum, alg);
         if (f->req.upload_id) {
                 const char *slash = strrchr(f->req.path, '/');
                 if (asprintf(&f->partial, ".%s.vsock-put-%s", slash + 1, f->req.upload_id) < 0) {

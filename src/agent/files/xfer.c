@@ -57,12 +57,34 @@ int xfer_send_json(struct session *s, uint8_t type, int (*encode)(const void *ms
 
 static int done_encode(const void *m, struct buf *out) { return ext_done_encode(m, out); }
 
-int xfer_send_done(struct session *s, uint64_t size, struct sha256 *sha, int64_t entries, int64_t skipped) {
-        uint8_t digest[SHA256_DIGEST_SIZE];
-        char hex[SHA256_HEX_SIZE];
-        sha256_final(sha, digest);
-        sha256_to_hex(digest, hex);
-        struct ext_done d = { .size = (int64_t) size, .sha256 = hex, .entries = entries, .skipped = skipped };
+int xfer_checksum_pick(const char *op, const char *name, enum checksum_alg *ret, char *msg, size_t size) {
+        if (!name) {
+                *ret = CHECKSUM_SHA256;
+                return 0;
+        }
+        size_t n = strlen(name);
+        if (n > CHECKSUM_NAME_MAX) {
+                snprintf(msg, size, "%s: checksum name of %zu bytes (at most %d)", op, n, CHECKSUM_NAME_MAX);
+                return -EINVAL;
+        }
+        if (checksum_from_name(name, ret) < 0) {
+                snprintf(msg, size, "%s: checksum \"%s\" not supported (sha256, crc32c)", op, name);
+                return -ENOSYS;
+        }
+        return 0;
+}
+
+int xfer_send_done(struct session *s, uint64_t size, struct checksum *sum, int64_t entries, int64_t skipped) {
+        char hex[CHECKSUM_HEX_MAX];
+        enum checksum_alg alg = sum->alg;
+        checksum_final_hex(sum, hex);
+        struct ext_done d = {
+                .size = (int64_t) size,
+                .sha256 = alg == CHECKSUM_SHA256 ? hex : NULL,
+                .crc32c = alg == CHECKSUM_CRC32C ? hex : NULL,
+                .entries = entries,
+                .skipped = skipped,
+        };
         return xfer_send_json(s, EXT_MSG_DONE, done_encode, &d);
 }
 

@@ -13,7 +13,7 @@
 
 #include "agent/serve/ext.h"
 #include "lib/ext_msg.h"
-#include "common/sha256.h"
+#include "common/checksum.h"
 
 struct session;
 
@@ -34,9 +34,16 @@ void xfer_fail(struct session *s, bool fatal, const char *code, int err, const c
  * Returns 0 or -ENOMEM; @ret is untouched on failure. */
 int xfer_stat_fill(const struct stat *st, const char *path, struct ext_stat *ret);
 
-/* Queue Done{size, sha256 of @sha (finished here), entries, skipped}
- * (entries/skipped: 0 = absent). Returns 0 or -ENOMEM. */
-int xfer_send_done(struct session *s, uint64_t size, struct sha256 *sha, int64_t entries, int64_t skipped);
+/* The algorithm a stream request's `checksum` names (NULL: SHA-256),
+ * into *ret. Refused (PROTOCOL.md 2.3): a name past CHECKSUM_NAME_MAX
+ * bytes (-EINVAL), an unknown one (-ENOSYS); @msg then says why, for the
+ * Error, prefixed with @op. */
+int xfer_checksum_pick(const char *op, const char *name, enum checksum_alg *ret, char *msg, size_t size);
+
+/* Queue Done{size, the checksum of @sum (finished here) in its
+ * algorithm's field, entries, skipped} (entries/skipped: 0 = absent).
+ * Returns 0 or -ENOMEM. */
+int xfer_send_done(struct session *s, uint64_t size, struct checksum *sum, int64_t entries, int64_t skipped);
 
 /* Queue a JSON extension frame of @type encoded by @encode from @msg. */
 int xfer_send_json(struct session *s, uint8_t type, int (*encode)(const void *msg, struct buf *out), const void *msg);

@@ -130,7 +130,7 @@ static const struct ext_limits agent_limits = {
 };
 
 /* "reuse", then every feature of the handler table's extension entries,
- * once each, in type order. */
+ * once each, in type order, then the stream checksums beyond SHA-256. */
 static size_t collect_features(const struct agent *a, const char **names, size_t max) {
         const struct session_handler *table = session_handlers(a);
         size_t n = 0;
@@ -145,6 +145,13 @@ static size_t collect_features(const struct agent *a, const char **names, size_t
                 if (!seen)
                         names[n++] = f;
         }
+        /* Every stream operation takes a checksum algorithm (2.3). */
+        static const uint8_t streams[] = { EXT_MSG_FILE_GET, EXT_MSG_FILE_PUT, EXT_MSG_TAR_GET, EXT_MSG_TAR_PUT };
+        bool any = false;
+        for (size_t i = 0; i < ARRAY_SIZE(streams) && !any; i++)
+                any = streams[i] < SESSION_HANDLER_TYPES && table[streams[i]].start;
+        if (any && n < max)
+                names[n++] = "checksum-crc32c";
         return n;
 }
 

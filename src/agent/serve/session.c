@@ -156,6 +156,13 @@ enum session_in session_input_state(const struct session *s) { return s->in; }
 enum session_out session_output_state(const struct session *s) { return s->out; }
 bool session_queue_empty(const struct session *s) { return buf_empty(&s->queue); }
 bool session_queue_high(struct session *s) { return s->high; }
+void session_stream_sndbuf(struct session *s, int bytes) {
+        int cur = 0;
+        socklen_t sl = sizeof cur;
+        if (getsockopt(s->fd, SOL_SOCKET, SO_SNDBUF, &cur, &sl) == 0 && cur >= bytes)
+                return;
+        (void) setsockopt(s->fd, SOL_SOCKET, SO_SNDBUF, &bytes, sizeof bytes);
+}
 
 static unsigned long long sid(const struct session *s) { return (unsigned long long) s->id; }
 
@@ -455,18 +462,23 @@ static void on_send_timer(struct timer *t) {
         session_lost(s, -ETIMEDOUT);
 }
 
+/* The socket takes no more: wait for EPOLLOUT (and the send timeout).
+ * Only a blocked queue can be "high": the drained callback then follows
+ * from EPOLLOUT. */
+static void queue_blocked(struct session *s, bool progress) {
+        if (queue_too_full(s))
+                s->high = true;
+        send_timer_update(s, progress);
+        update_interest(s);
+}
+
 static void session_flush(struct session *s) {
         bool progress = false;
         while (!buf_empty(&s->queue)) {
                 struct iovec iov = { .iov_base = buf_head(&s->queue), .iov_len = buf_size(&s->queue) };
                 ssize_t n = io_writev_once(s->fd, &iov, 1);
                 if (n == -EAGAIN) {
-                        /* Only a blocked queue can be "high": the drained
-                         * callback then follows from EPOLLOUT. */
-                        if (queue_too_full(s))
-                                s->high = true;
-                        send_timer_update(s, progress);
-                        update_interest(s);
+                        queue_blocked(s, progress);
                         return;
                 }
                 if (n < 0) {
@@ -520,16 +532,43 @@ void session_frame_end(struct session *s, size_t n) {
 }
 
 int session_send(struct session *s, uint8_t type, const void *data, size_t len) {
-        uint8_t *p;
-        int r = session_frame_begin(s, type, len, &p);
-        if (r == -EPIPE)
+        if (queue_check(s) < 0)
                 return 0; /* gone: the operation learns it via conn_lost */
-        if (r < 0)
-                return r;
-        if (len > 0)
-                memcpy(p, data, len);
-        /* An empty frame is still a frame (Ready, Stdin EOF). */
-        frame_commit(s, len);
+        if (len > UINT32_MAX)
+                return -EMSGSIZE;
+        uint8_t hdr[VSOCK_FRAME_HEADER_SIZE];
+        vsock_frame_header(hdr, type, (uint32_t) len);
+        size_t sent = 0;
+        if (buf_empty(&s->queue)) {
+                /* Nothing waits: written from the caller's memory, and
+                 * only what the socket does not take is copied. */
+                struct iovec iov[2] = { { hdr, sizeof hdr }, { (void *) data, len } };
+                ssize_t n = io_writev_once(s->fd, iov, len > 0 ? 2 : 1);
+                if (n < 0 && n != -EAGAIN) {
+                        session_lost(s, (int) n);
+                        return 0;
+                }
+                sent = n > 0 ? (size_t) n : 0;
+                if (sent == sizeof hdr + len)
+                        return 0;
+        }
+        size_t before = buf_size(&s->queue), hdr_left = sent < sizeof hdr ? sizeof hdr - sent : 0;
+        size_t data_off = sent > sizeof hdr ? sent - sizeof hdr : 0;
+        uint8_t *t;
+        int r = buf_reserve(&s->queue, hdr_left + (len - data_off), &t);
+        if (r < 0) {
+                if (sent > 0)
+                        session_lost(s, r); /* half a frame is on the wire: nothing can follow it */
+                return sent > 0 ? 0 : r;
+        }
+        memcpy(t, hdr + sizeof hdr - hdr_left, hdr_left);
+        if (len > data_off)
+                memcpy(t + hdr_left, (const uint8_t *) data + data_off, len - data_off);
+        (void) buf_commit(&s->queue, hdr_left + (len - data_off));
+        if (before > 0)
+                queue_pushed(s, before);
+        else
+                queue_blocked(s, sent > 0); /* the socket took what it could */
         return 0;
 }
 

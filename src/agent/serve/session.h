@@ -172,6 +172,10 @@ void session_raw_end(struct session *s, size_t n);
  * sources until the drained callback. */
 bool session_queue_high(struct session *s);
 bool session_queue_empty(const struct session *s);
+/* A bulk stream starts: let the kernel hold up to @bytes of it in flight
+ * on the connection (SO_SNDBUF), so the writer blocks less often. Best
+ * effort: the kernel caps it (net.core.wmem_max) or ignores it. */
+void session_stream_sndbuf(struct session *s, int bytes);
 
 /* Stop / resume reading the host (backpressure towards it). Input left
  * over is handed to the operation after the call that resumes it. */
