@@ -362,6 +362,7 @@ struct vsock_stat {
         uint64_t nlink, ino, dev, rdev;
         int64_t mtime_ns, atime_ns, ctime_ns;   /* ns since the epoch */
         char *target;
+        uint64_t reserved[2];   /* zero today: room to grow (library-filled) */
 };
 /* Free the strings and zero @st. NULL is fine. */
 void vsock_stat_clear(struct vsock_stat *st);
@@ -385,6 +386,7 @@ enum vsock_fs_op {
 #define VSOCK_TIME_OMIT INT64_MIN
 
 struct vsock_fs_request {
+        size_t size;            /* sizeof(struct vsock_fs_request), or 0 (vsock_call) */
         enum vsock_fs_op op;
         const char *path;               /* absolute guest path */
         const char *target;             /* rename: the new path; symlink: the link's contents */
@@ -394,13 +396,14 @@ struct vsock_fs_request {
         bool parents, recursive, force;
 };
 #define VSOCK_FS_REQUEST_INIT(op_, path_)                                                                  \
-        { .op = (op_), .path = (path_), .mode = -1, .uid = -1, .gid = -1, .atime_ns = VSOCK_TIME_OMIT,     \
-          .mtime_ns = VSOCK_TIME_OMIT }
+        { .size = sizeof(struct vsock_fs_request), .op = (op_), .path = (path_), .mode = -1, .uid = -1,   \
+          .gid = -1, .atime_ns = VSOCK_TIME_OMIT, .mtime_ns = VSOCK_TIME_OMIT }
 
 struct vsock_fs_result {
         bool has_stat;
         struct vsock_stat stat;
         char *target;                   /* readlink */
+        uint64_t reserved[4];   /* zero today: room to grow (library-filled) */
 };
 void vsock_fs_result_clear(struct vsock_fs_result *r);
 
@@ -472,9 +475,11 @@ struct vsock_file_stat {
         mode_t mode;            /* st_mode: type and permission bits */
         uint32_t uid, gid;
         int64_t mtime_ns, atime_ns;
+        uint64_t reserved[2];   /* zero today: room to grow (library-filled) */
 };
 
 struct vsock_file_get_opts {
+        size_t size;            /* sizeof(struct vsock_file_get_opts), or 0 (vsock_call) */
         /* The bytes go to @fd (written at its offset = file offset), or,
          * with fd < 0, to @sink (0 or a negative errno to stop). */
         int fd;
@@ -491,7 +496,7 @@ struct vsock_file_get_opts {
         int64_t idle_timeout_ns;
         enum vsock_checksum checksum;   /* 0: VSOCK_CHECKSUM_AUTO */
 };
-#define VSOCK_FILE_GET_OPTS_INIT { .fd = -1 }
+#define VSOCK_FILE_GET_OPTS_INIT { .size = sizeof(struct vsock_file_get_opts), .fd = -1 }
 
 struct vsock_file_get_result {
         struct vsock_file_stat stat;    /* as the agent opened it */
@@ -500,6 +505,7 @@ struct vsock_file_get_result {
                                          * checksum is SHA256; else empty */
         enum vsock_checksum checksum;   /* the algorithm used: SHA256 or CRC32C */
         char digest[65];                /* its value over the same bytes, hex (64 or 8 digits) */
+        uint64_t reserved[4];   /* zero today: room to grow (library-filled) */
 };
 
 /* Download @path. On success the result is filled in; on failure the
@@ -509,13 +515,14 @@ int vsock_file_get(vsock_conn *c, const char *path, const struct vsock_file_get_
                    struct vsock_file_get_result *ret);
 
 struct vsock_file_put_opts {
+        size_t size;            /* sizeof(struct vsock_file_put_opts), or 0 (vsock_call) */
         /* The bytes come from @fd (read with pread from the offset the
          * agent asks for), or, with fd < 0, from @source (bytes read, 0 at
          * the end, or a negative errno). */
         int fd;
         ssize_t (*source)(void *userdata, void *buf, size_t n);
         void *userdata;
-        int64_t size;           /* -1: unknown (from @fd: its size) */
+        int64_t file_size;      /* -1: unknown (from @fd: its size) */
         int64_t mode;           /* permission bits, -1: 0644 */
         int64_t uid, gid;       /* -1: the agent's */
         int64_t mtime_ns;       /* INT64_MIN: now */
@@ -530,7 +537,8 @@ struct vsock_file_put_opts {
         enum vsock_checksum checksum;   /* as in vsock_file_get_opts */
 };
 #define VSOCK_FILE_PUT_OPTS_INIT                                                                      \
-        { .fd = -1, .size = -1, .mode = -1, .uid = -1, .gid = -1, .mtime_ns = INT64_MIN }
+        { .size = sizeof(struct vsock_file_put_opts), .fd = -1, .file_size = -1, .mode = -1, .uid = -1, \
+          .gid = -1, .mtime_ns = INT64_MIN }
 
 struct vsock_file_put_result {
         uint64_t offset;        /* where this call started (a resumed upload's bytes kept) */
@@ -538,6 +546,7 @@ struct vsock_file_put_result {
         char sha256[65];        /* as in vsock_file_get_result */
         enum vsock_checksum checksum;
         char digest[65];
+        uint64_t reserved[4];   /* zero today: room to grow (library-filled) */
 };
 
 /* Upload to @path: replaced atomically once the agent verified the
@@ -552,6 +561,7 @@ int vsock_file_put(vsock_conn *c, const char *path, const struct vsock_file_put_
  * the guest path (`tar -C dirname -c basename`). Errors as above. */
 
 struct vsock_tar_opts {
+        size_t size;            /* sizeof(struct vsock_tar_opts), or 0 (vsock_call) */
         /* Get: the archive goes to @fd, or with fd < 0 to @sink. Put: it is
          * read from @fd (sequentially), or with fd < 0 from @source. */
         int fd;
@@ -563,7 +573,7 @@ struct vsock_tar_opts {
         int64_t idle_timeout_ns; /* as in vsock_file_get_opts */
         enum vsock_checksum checksum; /* as in vsock_file_get_opts */
 };
-#define VSOCK_TAR_OPTS_INIT { .fd = -1 }
+#define VSOCK_TAR_OPTS_INIT { .size = sizeof(struct vsock_tar_opts), .fd = -1 }
 
 struct vsock_tar_result {
         uint64_t size;          /* archive bytes */
@@ -572,6 +582,7 @@ struct vsock_tar_result {
         char sha256[65];        /* as in vsock_file_get_result */
         enum vsock_checksum checksum;
         char digest[65];
+        uint64_t reserved[4];   /* zero today: room to grow (library-filled) */
 };
 
 /* Archive guest @path (recursively, not crossing file systems). */
@@ -597,6 +608,7 @@ int vsock_tar_put(vsock_conn *c, const char *path, const struct vsock_tar_opts *
 
 /* What to start. */
 struct vsock_proc_spec {
+        size_t size;            /* sizeof(struct vsock_proc_spec), or 0 (vsock_call) */
         /* command, args, working_dir, env, user, rows, cols, as for exec
          * (args run without a shell; stdin_data is not used). */
         struct vsock_exec_request req;
@@ -606,6 +618,7 @@ struct vsock_proc_spec {
         uint32_t ring;          /* output kept, bytes (0: the agent's default) */
         uint32_t keep_s;        /* result kept after exit (0: the agent's default) */
 };
+#define VSOCK_PROC_SPEC_INIT { .size = sizeof(struct vsock_proc_spec) }
 
 /* A process as the agent reports it (ProcInfo). */
 struct vsock_proc_info {
@@ -625,6 +638,7 @@ struct vsock_proc_info {
         uint64_t out_end;       /* the next output offset */
         bool stdin_open;
         int attached;           /* connections following it now */
+        uint64_t reserved[4];   /* zero today: room to grow (library-filled) */
 };
 void vsock_proc_info_clear(struct vsock_proc_info *info);
 void vsock_proc_infos_free(struct vsock_proc_info *infos, size_t n);
@@ -636,6 +650,7 @@ struct vsock_proc_end {
         int exit_code, signal;  /* with "exit" */
         bool oom_killed;
         int64_t ended_ns;
+        uint64_t reserved[4];   /* zero today: room to grow (library-filled) */
 };
 
 /* Start a detached process. Returns once it runs (or failed to start: it
@@ -649,6 +664,7 @@ int vsock_proc_list(vsock_conn *c, const char *tag, struct vsock_call *call, str
                     size_t *ret_n);
 
 struct vsock_proc_attach_opts {
+        size_t size;            /* sizeof(struct vsock_proc_attach_opts), or 0 (vsock_call) */
         int64_t offset;         /* replay from here (0: the start; -1: only new output) */
         bool no_follow;         /* stop at the current end (logs without -f) */
         bool input;             /* io's stdin and ctl go to the process */
@@ -656,6 +672,7 @@ struct vsock_proc_attach_opts {
          * lost. Optional; a negative return aborts the call. */
         int (*on_gap)(void *userdata, uint64_t from, uint64_t to);
 };
+#define VSOCK_PROC_ATTACH_OPTS_INIT { .size = sizeof(struct vsock_proc_attach_opts) }
 
 /* Attach: @ret_info (may be NULL) gets the process as it was, then its
  * output from @opts->offset goes to @io (as for exec: on_output or the
@@ -676,12 +693,14 @@ enum vsock_proc_op {
         VSOCK_PROC_REMOVE,      /* forget an exited process now (EBUSY while it runs) */
 };
 struct vsock_proc_control {
+        size_t size;            /* sizeof(struct vsock_proc_control), or 0 (vsock_call) */
         enum vsock_proc_op op;
         const void *data;
         size_t len;
         int signal;
         uint16_t rows, cols;
 };
+#define VSOCK_PROC_CONTROL_INIT { .size = sizeof(struct vsock_proc_control) }
 /* One control operation; *ret (may be NULL) gets the process's info
  * after it. */
 int vsock_proc_control(vsock_conn *c, uint64_t id, const char *tag, const struct vsock_proc_control *ctl,
@@ -725,6 +744,7 @@ struct vsock_fwd_event {
         char event[16];         /* "accepted" or "expired" */
         uint64_t id;
         char peer[128];         /* the guest client's address, when known */
+        uint64_t reserved[4];   /* zero today: room to grow (library-filled) */
 };
 /* The next event on a listening @c; waits (call's deadline and cancel fd
  * apply). VSOCK_E_CLOSED when the agent closed the control connection. */

@@ -140,7 +140,7 @@ int cmd_run(int argc, char **argv) {
                 { "argv", no_argument, NULL, OPT_ARGV }, { "ring", required_argument, NULL, OPT_RING },
                 { "keep", required_argument, NULL, OPT_KEEP }, {}
         };
-        struct vsock_proc_spec spec = { 0 };
+        struct vsock_proc_spec spec = VSOCK_PROC_SPEC_INIT;
         struct env_list env = { 0 };
         bool detach = false, use_argv = false;
         int status = -1, c;
@@ -422,7 +422,7 @@ int cmd_attach(int argc, char **argv) {
                 { "help", no_argument, NULL, 'h' }, { "stdin", no_argument, NULL, 'i' },
                 { "no-stdin", no_argument, NULL, 'n' }, { "from", required_argument, NULL, OPT_FROM }, {}
         };
-        struct vsock_proc_attach_opts opts = { 0 };
+        struct vsock_proc_attach_opts opts = VSOCK_PROC_ATTACH_OPTS_INIT;
         bool want_in = false, no_in = false;
         int status = -1, c;
         optind = 0;
@@ -481,7 +481,8 @@ int cmd_logs(int argc, char **argv) {
                 { "help", no_argument, NULL, 'h' }, { "follow", no_argument, NULL, 'f' },
                 { "from", required_argument, NULL, OPT_FROM }, {}
         };
-        struct vsock_proc_attach_opts opts = { .no_follow = true };
+        struct vsock_proc_attach_opts opts = VSOCK_PROC_ATTACH_OPTS_INIT;
+        opts.no_follow = true;
         int status = -1, c;
         optind = 0;
         while (status < 0 && (c = getopt_long(argc, argv, "+hf", options, NULL)) != -1) {
@@ -560,7 +561,9 @@ int cmd_kill(int argc, char **argv) {
         if (status != 0)
                 return status;
         struct vsock_call call = request_call();
-        struct vsock_proc_control ctl = { .op = VSOCK_PROC_SIGNAL, .signal = signo };
+        struct vsock_proc_control ctl = VSOCK_PROC_CONTROL_INIT;
+        ctl.op = VSOCK_PROC_SIGNAL;
+        ctl.signal = signo;
         int r = vsock_proc_control(conn, id, tag, &ctl, &call, NULL);
         (void) vsock_conn_close(conn);
         return r < 0 ? proc_failed(r, &call, "kill", addr) : CLI_EXIT_OK;

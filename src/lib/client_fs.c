@@ -85,7 +85,7 @@ _public_ int vsock_fs(vsock_conn *c, const struct vsock_fs_request *req, struct 
         if (!call)
                 return -EINVAL;
         struct ext_fs_request wire;
-        if (!c || !req || fs_encode(req, &wire) < 0)
+        if (!c || !req || !CLIENT_SIZE_KNOWN(req) || fs_encode(req, &wire) < 0)
                 return -EINVAL;
         struct ext_fs_reply rep;
         int r = client_ext_call(c, VSOCK_FEATURE_FS, EXT_MSG_FS_REQUEST, &ext_fs_request_shape, &wire,

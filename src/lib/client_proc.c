@@ -84,7 +84,7 @@ _public_ int vsock_proc_start(vsock_conn *c, const struct vsock_proc_spec *spec,
                               struct vsock_proc_info *ret) {
         struct vsock_call fallback;
         call = client_call_resolve(call, &fallback);
-        if (!call || !c || !spec || !spec->req.command)
+        if (!call || !c || !spec || !CLIENT_SIZE_KNOWN(spec) || !spec->req.command)
                 return -EINVAL;
         const struct vsock_exec_request *q = &spec->req;
         struct ext_proc_start m;
@@ -142,9 +142,11 @@ _public_ int vsock_proc_attach(vsock_conn *c, uint64_t id, const char *tag, cons
         static const struct vsock_proc_attach_opts defaults = { 0 };
         struct vsock_call fallback;
         call = client_call_resolve(call, &fallback);
-        if (!call || !opts)
+        if (!call)
+                return -EINVAL;
+        if (!opts)
                 opts = &defaults;
-        if (!c || !valid_ref(id, tag) || opts->offset < -1)
+        if (!c || !CLIENT_SIZE_KNOWN(opts) || !valid_ref(id, tag) || opts->offset < -1)
                 return -EINVAL;
         struct ext_proc_attach m;
         ext_proc_attach_init(&m);
@@ -189,8 +191,8 @@ _public_ int vsock_proc_control(vsock_conn *c, uint64_t id, const char *tag, con
         };
         struct vsock_call fallback;
         call = client_call_resolve(call, &fallback);
-        if (!call || !c || !ctl || !valid_ref(id, tag) || ctl->op < VSOCK_PROC_STDIN || ctl->op > VSOCK_PROC_REMOVE ||
-            (ctl->len > 0 && !ctl->data))
+        if (!call || !c || !ctl || !CLIENT_SIZE_KNOWN(ctl) || !valid_ref(id, tag) || ctl->op < VSOCK_PROC_STDIN ||
+            ctl->op > VSOCK_PROC_REMOVE || (ctl->len > 0 && !ctl->data))
                 return -EINVAL;
         struct ext_proc_control m;
         ext_proc_control_init(&m);

@@ -275,8 +275,8 @@ _public_ int vsock_file_get(vsock_conn *c, const char *path, const struct vsock_
                             struct vsock_call *call, struct vsock_file_get_result *ret) {
         struct vsock_call fallback;
         call = client_call_resolve(call, &fallback);
-        if (!call || !c || !path || !o || !ret || (o->fd < 0 && !o->sink) || (o->offset > 0 && o->fd < 0) ||
-            o->offset > INT64_MAX || o->length > INT64_MAX)
+        if (!call || !c || !path || !o || !CLIENT_SIZE_KNOWN(o) || !ret || (o->fd < 0 && !o->sink) ||
+            (o->offset > 0 && o->fd < 0) || o->offset > INT64_MAX || o->length > INT64_MAX)
                 return -EINVAL;
         client_call_apply(c, call);
         _cleanup_free_ uint8_t *buf = malloc(BUF_SIZE);
@@ -333,7 +333,7 @@ _public_ int vsock_tar_get(vsock_conn *c, const char *path, const struct vsock_t
                            struct vsock_tar_result *ret) {
         struct vsock_call fallback;
         call = client_call_resolve(call, &fallback);
-        if (!call || !c || !path || !o || !ret || (o->fd < 0 && !o->sink))
+        if (!call || !c || !path || !o || !CLIENT_SIZE_KNOWN(o) || !ret || (o->fd < 0 && !o->sink))
                 return -EINVAL;
         client_call_apply(c, call);
         _cleanup_free_ uint8_t *buf = malloc(BUF_SIZE);
@@ -458,7 +458,7 @@ static int put_stream(vsock_conn *c, const struct vsock_file_put_opts *o, struct
                 client_diag(call, "StreamStart without a window");
                 return VSOCK_ERR(VSOCK_E_PROTOCOL, EPROTO);
         }
-        uint64_t total = o->size >= 0 ? (uint64_t) o->size : 0;
+        uint64_t total = o->file_size >= 0 ? (uint64_t) o->file_size : 0;
         for (;;) {
                 int r = put_poll(c, call, o->idle_timeout_ns, &fl, buf, flow_send_room(&fl) == 0);
                 if (r < 0)
@@ -521,14 +521,14 @@ _public_ int vsock_file_put(vsock_conn *c, const char *path, const struct vsock_
                             struct vsock_call *call, struct vsock_file_put_result *ret) {
         struct vsock_call fallback;
         call = client_call_resolve(call, &fallback);
-        if (!call || !c || !path || !o || !ret || (o->fd < 0 && !o->source) || (o->resume && !o->upload_id) ||
-            o->mode > 07777)
+        if (!call || !c || !path || !o || !CLIENT_SIZE_KNOWN(o) || !ret || (o->fd < 0 && !o->source) ||
+            (o->resume && !o->upload_id) || o->mode > 07777)
                 return -EINVAL;
         client_call_apply(c, call);
         struct vsock_file_put_opts opts = *o;
         struct stat st;
-        if (opts.size < 0 && opts.fd >= 0 && fstat(opts.fd, &st) == 0 && S_ISREG(st.st_mode))
-                opts.size = st.st_size;
+        if (opts.file_size < 0 && opts.fd >= 0 && fstat(opts.fd, &st) == 0 && S_ISREG(st.st_mode))
+                opts.file_size = st.st_size;
         _cleanup_free_ uint8_t *buf = malloc(BUF_SIZE);
         if (!buf)
                 return -ENOMEM;
@@ -542,7 +542,7 @@ _public_ int vsock_file_put(vsock_conn *c, const char *path, const struct vsock_
                 .uid = opts.uid < 0 ? EXT_UNSET_ID : opts.uid,
                 .gid = opts.gid < 0 ? EXT_UNSET_ID : opts.gid,
                 .mtime_ns = opts.mtime_ns,
-                .size = opts.size < 0 ? EXT_UNSET_SIZE : opts.size,
+                .size = opts.file_size < 0 ? EXT_UNSET_SIZE : opts.file_size,
                 .upload_id = (char *) opts.upload_id,
                 .resume = opts.resume,
                 .checksum = (char *) sum.name,
@@ -574,7 +574,7 @@ _public_ int vsock_tar_put(vsock_conn *c, const char *path, const struct vsock_t
                            struct vsock_tar_result *ret) {
         struct vsock_call fallback;
         call = client_call_resolve(call, &fallback);
-        if (!call || !c || !path || !o || !ret || (o->fd < 0 && !o->source))
+        if (!call || !c || !path || !o || !CLIENT_SIZE_KNOWN(o) || !ret || (o->fd < 0 && !o->source))
                 return -EINVAL;
         client_call_apply(c, call);
         _cleanup_free_ uint8_t *buf = malloc(BUF_SIZE);

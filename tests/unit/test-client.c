@@ -351,6 +351,44 @@ static void test_unknown_struct_sizes(void **state) {
         assert_int_equal(vsock_exec(c, &req, &bounded, &res), -EINVAL);
         assert_int_equal(vsock_exec_stream(c, &req, NULL, &bounded, &res), -EINVAL);
 
+        /* The extensions' option structs, likewise (each INIT sets sizeof). */
+        struct vsock_fs_request fr = VSOCK_FS_REQUEST_INIT(VSOCK_FS_STAT, "/");
+        struct vsock_fs_result frs;
+        assert_int_equal(fr.size, sizeof fr);
+        fr.size = sizeof fr + 8;
+        assert_int_equal(vsock_fs(c, &fr, &bounded, &frs), -EINVAL);
+        struct vsock_file_get_opts go = VSOCK_FILE_GET_OPTS_INIT;
+        struct vsock_file_get_result gr;
+        go.fd = 1;
+        go.size = sizeof go + 8;
+        assert_int_equal(vsock_file_get(c, "/f", &go, &bounded, &gr), -EINVAL);
+        struct vsock_file_put_opts po = VSOCK_FILE_PUT_OPTS_INIT;
+        struct vsock_file_put_result pr;
+        assert_int_equal(po.file_size, -1);
+        po.fd = 0;
+        po.size = sizeof po + 8;
+        assert_int_equal(vsock_file_put(c, "/f", &po, &bounded, &pr), -EINVAL);
+        struct vsock_tar_opts to = VSOCK_TAR_OPTS_INIT;
+        struct vsock_tar_result tr;
+        to.fd = 1;
+        to.size = sizeof to + 8;
+        assert_int_equal(vsock_tar_get(c, "/d", &to, &bounded, &tr), -EINVAL);
+        assert_int_equal(vsock_tar_put(c, "/d", &to, &bounded, &tr), -EINVAL);
+        struct vsock_proc_spec ps = VSOCK_PROC_SPEC_INIT;
+        struct vsock_proc_info pi;
+        ps.req.command = "true";
+        ps.size = sizeof ps + 8;
+        assert_int_equal(vsock_proc_start(c, &ps, &bounded, &pi), -EINVAL);
+        struct vsock_proc_attach_opts pa = VSOCK_PROC_ATTACH_OPTS_INIT;
+        struct vsock_proc_end pe;
+        pa.size = sizeof pa + 8;
+        assert_int_equal(vsock_proc_attach(c, 1, NULL, &pa, NULL, &bounded, &pi, &pe), -EINVAL);
+        struct vsock_proc_control pc = VSOCK_PROC_CONTROL_INIT;
+        pc.op = VSOCK_PROC_SIGNAL;
+        pc.signal = 15;
+        pc.size = sizeof pc + 8;
+        assert_int_equal(vsock_proc_control(c, 1, NULL, &pc, &bounded, &pi), -EINVAL);
+
         assert_nothing_sent(peer);
         vsock_conn_close(c);
         close(peer);
