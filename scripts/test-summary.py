@@ -29,9 +29,13 @@ for arg in sys.argv[1:]:
         # cmocka names a skipped case when it runs and again in its list;
         # Python's unittest as "name (class) ... skipped 'why'".
         cases = re.findall(r"^\[  SKIPPED \] (?!\d+ test)(\S+)\s*$", out, re.M)
-        cases += ["%s (%s)" % (m[1].removeprefix("__main__."), m[2])
-                  for m in re.findall(r"^(\w+) \(([\w.]+)\)(?: \([^)]*\))? \.\.\. skipped '(.*)'$", out, re.M)]
-        for case in dict.fromkeys(cases):
+        # unittest prints the reason with repr(): in double quotes when it
+        # holds an apostrophe.
+        cases += ["%s (%s)" % (m[1].removeprefix("__main__."), m[3])
+                  for m in re.findall(r"^(\w+) \(([\w.]+)\)(?: \([^)]*\))? \.\.\. skipped (['\"])(.*)\3$",
+                                      out, re.M)]
+        cases = list(dict.fromkeys(cases))
+        for case in cases:
             skipped_names.append(f"[{label}] {t.get('name')}: {case}")
         if res == "SKIP":
             skipped_names.append(f"[{label}] {t.get('name')}")
@@ -61,6 +65,8 @@ for arg in sys.argv[1:]:
             passed += p
             failed += f
             skipped += s
+            if s > len(cases):
+                skipped_names.append(f"[{label}] {t.get('name')}: {s - len(cases)} more case(s) its output does not name")
             if res not in ("OK", "EXPECTEDFAIL", "SKIP") and f == 0:
                 failed += 1
         if res not in ("OK", "EXPECTEDFAIL", "SKIP"):
