@@ -6,6 +6,7 @@ cmocka executables report their own case counts ("[  PASSED  ] 12 test(s).",
 crashed or timed out counts as failed even if it printed passes first.
 Every skipped case is named ("SKIPPED [label] suite: case"), so that a
 skip is never mistaken for a pass."""
+import ast
 import json
 import re
 import sys
@@ -27,12 +28,12 @@ for arg in sys.argv[1:]:
         res = t.get("result", "")
         out = (t.get("stdout", "") or "") + (t.get("stderr", "") or "")
         # cmocka names a skipped case when it runs and again in its list;
-        # Python's unittest as "name (class) ... skipped 'why'".
+        # Python's unittest as "name (class) ... skipped REASON", the reason
+        # as repr() writes it (in double quotes when it holds an apostrophe),
+        # so literal_eval reads it back.
         cases = re.findall(r"^\[  SKIPPED \] (?!\d+ test)(\S+)\s*$", out, re.M)
-        # unittest prints the reason with repr(): in double quotes when it
-        # holds an apostrophe.
-        cases += ["%s (%s)" % (m[1].removeprefix("__main__."), m[3])
-                  for m in re.findall(r"^(\w+) \(([\w.]+)\)(?: \([^)]*\))? \.\.\. skipped (['\"])(.*)\3$",
+        cases += ["%s (%s)" % (m[1].removeprefix("__main__."), ast.literal_eval(m[2]))
+                  for m in re.findall(r"^(\w+) \(([\w.]+)\)(?: \([^)]*\))? \.\.\. skipped ('.*'|\".*\")$",
                                       out, re.M)]
         cases = list(dict.fromkeys(cases))
         for case in cases:

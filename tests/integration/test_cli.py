@@ -2057,7 +2057,8 @@ class TestScripts(Base):
             # unittest quotes a reason with an apostrophe in double quotes.
             py = ("test_a (__main__.T.test_a) ... skipped 'plain'\n"
                   "test_b (__main__.T.test_b) ... skipped \"the agent's own\"\n"
-                  "test_c (__main__.T.test_c) ... ok\n\nRan 3 tests in 0.1s\n\nOK (skipped=2)\n")
+                  "test_d (__main__.T.test_d) ... skipped 'C:\\\\dir'\n"
+                  "test_c (__main__.T.test_c) ... ok\n\nRan 4 tests in 0.1s\n\nOK (skipped=3)\n")
             f.write('{"name": "py", "result": "OK", "stderr": %s}\n' % json_quote(py))
             # A count with no names is said, not hidden.
             f.write('{"name": "terse", "result": "OK", "stdout": %s}\n'
@@ -2065,13 +2066,14 @@ class TestScripts(Base):
         res = subprocess.run([sys.executable, os.path.join(SOURCE_ROOT, "scripts", "test-summary.py"),
                               log + ":normal"], capture_output=True, timeout=SHORT)
         text = res.stdout.decode()
-        self.assertIn("4 passed, 0 failed, 5 skipped", text)
+        self.assertIn("4 passed, 0 failed, 6 skipped", text)
         self.assertIn("[normal] shquote: test_round_trip_busybox", text)
         self.assertIn("[normal] vm", text)
         self.assertIn("[normal] py: T.test_a (plain)", text)
         self.assertIn("[normal] py: T.test_b (the agent's own)", text)
+        self.assertIn("[normal] py: T.test_d (C:\\dir)", text)
         self.assertIn("[normal] terse: 1 more case(s) its output does not name", text)
-        self.assertEqual(text.count("SKIPPED "), 5, text)
+        self.assertEqual(text.count("SKIPPED "), 6, text)
 
     @unittest.skipIf(GO or not OUR_AGENT, "runs our agent")
     def test_make_run_demo(self):
